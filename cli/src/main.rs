@@ -1,0 +1,133 @@
+//! The `cairn` command: parses arguments, sets up logging and progress display, calls the
+//! engine, prints results and maps failures to the documented exit codes. All behaviour lives
+//! in `cairn-engine`.
+
+mod commands;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes (see README): 0 success, 1 failure, 2 usage or configuration error,
+/// 3 committed with warnings, 4 another cairn holds the state directory.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Failure; nothing was committed.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or configuration.
+    pub const USAGE: u8 = 2;
+    /// Committed, with warnings (unreadable, vanished or changed files).
+    pub const WARNINGS: u8 = 3;
+    /// The state directory is locked by another cairn process.
+    pub const LOCKED: u8 = 4;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Content-addressed nightly backups of a shared volume"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one configuration key, e.g. `--set store.path=/backups` (repeatable).
+    #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Only errors on stderr; no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a repository in the configured store.
+    Init(commands::InitArgs),
+    /// Back up the configured folders and commit a snapshot.
+    Backup(commands::BackupArgs),
+    /// List snapshots, oldest first.
+    Snapshots,
+    /// List the entries of a snapshot, recursively, below an optional path.
+    Ls(commands::LsArgs),
+    /// Maintain the local catalog.
+    #[command(subcommand)]
+    Catalog(commands::CatalogCommand),
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.compact().without_time().with_target(false).init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(&cli);
+    match commands::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = exit_code_for(&err);
+            eprintln!("cairn: {err:#}");
+            if cli.json {
+                output::print_json(
+                    &serde_json::json!({ "error": format!("{err:#}"), "exit_code": code }),
+                );
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Maps an error chain to an exit code by the engine error kind inside it.
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    use cairn_engine::ErrorKind;
+    let kind = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<cairn_engine::Error>())
+        .map(|e| e.kind());
+    match kind {
+        Some(ErrorKind::Config | ErrorKind::Usage) => exit::USAGE,
+        Some(ErrorKind::Locked) => exit::LOCKED,
+        _ => exit::FAILURE,
+    }
+}

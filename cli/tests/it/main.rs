@@ -1,0 +1,359 @@
+//! Tests of the `cairn` binary as users and scripts run it: exit codes, JSON output, config
+//! errors, the state lock, unreadable files as a non-root user, and a process killed mid-run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cairn.toml");
+        let root = dir.path();
+        fs::write(
+            &config,
+            format!(
+                "[source]\nroot = \"{0}/src\"\n[store]\nkind = \"local\"\npath = \"{0}/store\"\n\
+                 [exports]\npath = \"{0}/exports\"\n[state]\ndir = \"{0}/state\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        for f in ["notetaking", "images", "backup"] {
+            fs::create_dir_all(root.join("src").join(f)).unwrap();
+        }
+        Setup { dir, config }
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.arg("--config").arg(&self.config).args(args);
+        c.env_remove("CAIRN_CONFIG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap(), v)
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn init_backup_snapshots_ls() {
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/todo.md"), "- write tests\n").unwrap();
+    fs::create_dir_all(s.src().join("images/2026")).unwrap();
+    fs::write(s.src().join("images/2026/cat.jpg"), vec![7u8; 100_000]).unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    let again = s.run(&["init"]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "init refuses an existing repository"
+    );
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(s.run(&["init", "--exists-ok"]).status.code(), Some(0));
+
+    let (code, v) = s.json(&["backup", "--date", "2026-11-20"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["summary"]["files"], 2);
+    assert_eq!(v["date"], "2026-11-20");
+    let id = v["snapshot"].as_str().unwrap().to_string();
+
+    let (code, v) = s.json(&["backup"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        v["summary"]["files_read"], 0,
+        "an unchanged rerun reads nothing"
+    );
+
+    let (_, list) = s.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["id"], id.as_str());
+
+    let out = s.run(&["ls", &id[..8], "images"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("images/2026/cat.jpg"), "{text}");
+    assert!(!text.contains("todo.md"));
+    let (_, by_date) = s.json(&["ls", "2026-11-20", "notetaking/todo.md"]);
+    assert_eq!(by_date[0]["entry"]["size"], 14);
+
+    let out = s.run(&["ls", "latest", "nope/missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope/missing"), "{}", stderr(&out));
+
+    fs::remove_dir_all(s.dir.path().join("state")).unwrap();
+    let (code, v) = s.json(&["catalog", "rebuild"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["snapshots"], 2);
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2_with_one_clear_line() {
+    let s = Setup::new();
+    let cases: [(&[&str], &str); 4] = [
+        (&["backup", "--set", "backup.compression=40"], "compression"),
+        (&["backup", "--set", "store.colour=red"], "colour"),
+        (&["backup", "--date", "yesterday"], "--date"),
+        (&["ls", "latest!", "x"], "latest!"),
+    ];
+    s.run(&["init"]);
+    for (args, needle) in cases {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end()
+                .lines()
+                .filter(|l| l.starts_with("cairn:"))
+                .count(),
+            1,
+            "{err}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--config", "/nonexistent.toml", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent.toml"));
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let s = Setup::new();
+    s.run(&["init"]);
+    fs::create_dir_all(s.dir.path().join("other/notes")).unwrap();
+    fs::write(s.dir.path().join("other/notes/x"), "x").unwrap();
+    let out = s
+        .cmd(&["--json", "backup"])
+        .env("CAIRN_SOURCE_ROOT", s.dir.path().join("other"))
+        .env("CAIRN_SOURCE_FOLDERS", "notes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["files"], 1);
+}
+
+#[test]
+fn missing_folder_commits_with_exit_code_3() {
+    let s = Setup::new();
+    fs::remove_dir(s.src().join("backup")).unwrap();
+    fs::write(s.src().join("notetaking/a"), "a").unwrap();
+    s.run(&["init"]);
+    let (code, v) = s.json(&["backup"]);
+    assert_eq!(code, 3);
+    assert_eq!(v["warnings"][0]["kind"], "missing_folder");
+    assert_eq!(v["exit_code"], 3);
+    let (_, list) = s.json(&["snapshots"]);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "the snapshot is committed"
+    );
+}
+
+#[test]
+fn a_second_process_on_the_same_state_exits_4() {
+    let s = Setup::new();
+    s.run(&["init"]);
+    let _held = cairn_engine::lock::StateLock::acquire(&s.dir.path().join("state")).unwrap();
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+}
+
+/// Unreadable files and folders are warnings (exit 3), and the rest is committed. Run as an
+/// unprivileged user, since root reads everything.
+#[test]
+fn unreadable_files_as_non_root_are_warnings() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/open.md"), "readable").unwrap();
+    fs::write(s.src().join("notetaking/locked.md"), "unreadable").unwrap();
+    fs::create_dir_all(s.src().join("notetaking/closed-dir")).unwrap();
+    fs::write(s.src().join("notetaking/closed-dir/inside"), "x").unwrap();
+    fs::set_permissions(
+        s.src().join("notetaking/locked.md"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    fs::set_permissions(
+        s.src().join("notetaking/closed-dir"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let as_root = unsafe { libc_geteuid() } == 0;
+    let mut cmd = if as_root {
+        // Everything cairn writes must belong to the unprivileged user.
+        fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["store", "state", "exports"] {
+            fs::create_dir_all(s.dir.path().join(d)).unwrap();
+            chown_nobody(&s.dir.path().join(d));
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    cmd.arg("--config")
+        .arg(&s.config)
+        .env_remove("CAIRN_CONFIG");
+    let init = Command::new(cmd.get_program())
+        .args(cmd.get_args())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(init.status.code(), Some(0), "{}", stderr(&init));
+    let out = cmd.args(["--json", "backup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings: Vec<(String, String)> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["path"].as_str().unwrap().into(),
+                w["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            (
+                "notetaking/closed-dir".to_string(),
+                "unreadable".to_string()
+            ),
+            ("notetaking/locked.md".into(), "unreadable".into())
+        ]
+    );
+    assert_eq!(
+        v["summary"]["files"], 1,
+        "the readable file is in the snapshot"
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+    fn chown(path: *const std::ffi::c_char, uid: u32, gid: u32) -> i32;
+}
+
+fn chown_nobody(p: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { chown(c.as_ptr(), 65534, 65534) }, 0);
+}
+
+/// Kills `cairn backup` with SIGKILL at several points; the earlier snapshot still reads back
+/// bit-identical and the next run completes with a snapshot equal to the source.
+#[test]
+fn killed_mid_backup_the_next_run_completes() {
+    let s = Setup::new();
+    s.run(&["init"]);
+    fs::write(s.src().join("notetaking/day1.md"), "day one\n".repeat(1000)).unwrap();
+    let (code, v) = s.json(&["backup"]);
+    assert_eq!(code, 0);
+    let first = v["snapshot"].as_str().unwrap().to_string();
+    // Enough incompressible data that a run takes a while and writes many packs.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..24 {
+        let data: Vec<u8> = (0..(4 << 20) / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect();
+        fs::write(s.src().join(format!("images/{i:02}.raw")), data).unwrap();
+    }
+    let mut killed_running = 0;
+    for delay_ms in [30u64, 150, 400, 900] {
+        let mut child = s.cmd(&["-q", "backup"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed_running += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        killed_running >= 2,
+        "only {killed_running} kills hit a running backup; make the tree larger"
+    );
+    let (code, v) = s.json(&["backup"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["summary"]["files"], 25);
+    let second = v["snapshot"].as_str().unwrap().to_string();
+
+    // Read both snapshots back through the engine and compare with the source.
+    let cfg = cairn_engine::config::Config::load(Some(&s.config), &[], &[]).unwrap();
+    let repo = cairn_engine::repo::Repository::open(
+        cairn_engine::config::open_store(&cfg.store, "store").unwrap(),
+    )
+    .unwrap();
+    let (cat, _) = cairn_engine::catalog::Catalog::open_for(&cfg.state.dir, &repo).unwrap();
+    for (snap, names) in [
+        (&first, vec!["notetaking/day1.md"]),
+        (&second, vec!["notetaking/day1.md", "images/07.raw"]),
+    ] {
+        let (_, sn) = cat.resolve_snapshot(snap).unwrap();
+        for name in names {
+            let e =
+                cairn_engine::backup::find_entry(&repo, &cat, &sn.root, name.as_bytes()).unwrap();
+            let mut got = Vec::new();
+            cairn_engine::backup::read_file_content(&repo, &cat, &e, &mut got).unwrap();
+            assert!(
+                got == fs::read(s.src().join(name)).unwrap(),
+                "{name} in {snap}"
+            );
+        }
+    }
+}

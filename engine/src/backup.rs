@@ -1,0 +1,618 @@
+//! Backup: walk the selected folders in parallel, reuse what the files cache vouches for, chunk
+//! and store what changed, build trees bottom-up, and commit a snapshot.
+//!
+//! Problems with single entries (unreadable, vanished, changed while read) become warnings in
+//! the snapshot and never abort the run; problems with the store or the catalog abort it before
+//! the snapshot is written, so nothing half-done is ever committed.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind as IoKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::catalog::{Catalog, FileRecord, SyncReport};
+use crate::chunk::Chunker;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::{BlobKind, Packer};
+use crate::repo::Repository;
+use crate::scan::{Excludes, Stat, list_dir, lstat};
+use crate::snapshot::{SNAPSHOT_VERSION, Skipped, Snapshot, Summary, Warning};
+use crate::tree::{Entry, EntryKind, RawBytes, Tree, valid_name};
+
+/// What to back up and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The share, e.g. `/shared`.
+    pub source_root: PathBuf,
+    /// Folders below the root to back up; nothing else under the root is read.
+    pub folders: Vec<String>,
+    /// Exclude patterns (see [`Excludes`]).
+    pub excludes: Vec<String>,
+    /// Do not descend into directories on another filesystem than their folder.
+    pub one_file_system: bool,
+    /// Do not compare inode numbers in the files cache (filesystems without stable inodes).
+    pub ignore_inode: bool,
+    /// Do not compare ctimes in the files cache.
+    pub ignore_ctime: bool,
+    /// zstd level for chunks and trees.
+    pub compression: i32,
+    /// The snapshot's time.
+    pub time: jiff::Timestamp,
+    /// The day the run belongs to (`YYYY-MM-DD`).
+    pub date: String,
+    /// Called at fixed points of reading a file; lets tests change or remove a file at the
+    /// moment that matters, which no timing-based test can do reliably.
+    pub hook: Option<Hook>,
+}
+
+/// Where in reading a file a [`Hook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    /// After the file was seen in its directory and before it is opened.
+    BeforeOpen,
+    /// After its content was read and before its metadata is checked again.
+    AfterRead,
+}
+
+/// A callback for [`BackupOptions::hook`].
+#[derive(Clone)]
+pub struct Hook(pub std::sync::Arc<HookFn>);
+
+/// The function inside a [`Hook`].
+pub type HookFn = dyn Fn(HookPoint, &Path) + Send + Sync;
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+/// Live counters, readable from another thread for progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries of every kind finished.
+    pub entries: AtomicU64,
+    /// Files finished.
+    pub files: AtomicU64,
+    /// Bytes of files finished (read or reused).
+    pub bytes: AtomicU64,
+    /// Files whose content was read.
+    pub files_read: AtomicU64,
+    /// Bytes of content read.
+    pub bytes_read: AtomicU64,
+    /// New chunks.
+    pub new_chunks: AtomicU64,
+    /// Plaintext bytes of new chunks.
+    pub new_bytes: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    specials: AtomicU64,
+    new_trees: AtomicU64,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// The snapshot as committed.
+    pub snapshot: Snapshot,
+    /// What the catalog had to do to match the store first.
+    pub sync: SyncReport,
+}
+
+struct Ctx<'a> {
+    opts: &'a BackupOptions,
+    catalog: &'a Catalog,
+    data: Packer<'a>,
+    trees: Packer<'a>,
+    excludes: Excludes,
+    chunker: crate::chunk::ChunkerParams,
+    progress: &'a Progress,
+    warnings: Mutex<Vec<Warning>>,
+    skipped: Mutex<Vec<Skipped>>,
+}
+
+fn display(rel: &[u8]) -> String {
+    String::from_utf8_lossy(rel).into_owned()
+}
+
+fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
+    v.extend_from_slice(parent);
+    v.push(b'/');
+    v.extend_from_slice(name);
+    v
+}
+
+/// Runs one backup of `opts.folders` into `repo`, using and updating `catalog`, which must have
+/// been opened with [`Catalog::open_for`] on the same repository.
+pub fn backup(
+    repo: &Repository,
+    catalog: &Catalog,
+    sync: SyncReport,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    for f in &opts.folders {
+        if !valid_name(f.as_bytes()) {
+            return Err(Error::config(format!(
+                "folder {f:?} must be a single name below the source root"
+            )));
+        }
+    }
+    let pack_size = repo.config().pack_size as usize;
+    let ctx = Ctx {
+        opts,
+        catalog,
+        data: Packer::new(repo, catalog, BlobKind::Data, pack_size),
+        // Trees are small and read often (ls, restore, export): their own packs keep those
+        // reads away from the bulk data.
+        trees: Packer::new(repo, catalog, BlobKind::Tree, pack_size / 4),
+        excludes: Excludes::new(&opts.excludes)?,
+        chunker: repo.config().chunker,
+        progress,
+        warnings: Mutex::new(Vec::new()),
+        skipped: Mutex::new(Vec::new()),
+    };
+
+    let folders: Vec<Option<Entry>> = opts
+        .folders
+        .par_iter()
+        .map(|f| ctx.folder(f))
+        .collect::<Result<Vec<_>>>()?;
+    let mut root = Tree {
+        entries: folders.into_iter().flatten().collect(),
+    };
+    root.sort();
+    let root_id = ctx.store_tree(&root)?;
+    ctx.data.finish()?;
+    ctx.trees.finish()?;
+
+    let (dp, ds) = ctx.data.written();
+    let (tp, ts) = ctx.trees.written();
+    let p = progress;
+    let summary = Summary {
+        files: p.files.load(Relaxed),
+        dirs: p.dirs.load(Relaxed),
+        symlinks: p.symlinks.load(Relaxed),
+        specials: p.specials.load(Relaxed),
+        bytes: p.bytes.load(Relaxed),
+        files_read: p.files_read.load(Relaxed),
+        bytes_read: p.bytes_read.load(Relaxed),
+        new_chunks: p.new_chunks.load(Relaxed),
+        new_bytes: p.new_bytes.load(Relaxed),
+        new_trees: p.new_trees.load(Relaxed),
+        stored_bytes: ds + ts,
+        packs: dp + tp,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let mut warnings = ctx.warnings.into_inner().expect("poisoned");
+    warnings.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut skipped = ctx.skipped.into_inner().expect("poisoned");
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: opts.time.to_string(),
+        date: opts.date.clone(),
+        source: opts.source_root.display().to_string(),
+        folders: opts.folders.clone(),
+        root: root_id,
+        summary,
+        warnings,
+        skipped,
+    };
+    // The commit point: every pack above is durable, so the snapshot may now name them.
+    let id = repo.put_snapshot(&snapshot)?;
+    catalog.add_snapshot(&id, &snapshot)?;
+    catalog.flush()?;
+    tracing::info!(snapshot = %id, files = snapshot.summary.files, bytes_read = snapshot.summary.bytes_read,
+        new_bytes = snapshot.summary.new_bytes, warnings = snapshot.warnings.len(), "snapshot committed");
+    Ok(BackupOutcome { id, snapshot, sync })
+}
+
+impl Ctx<'_> {
+    fn warn(&self, rel: &[u8], kind: &str, message: impl ToString) {
+        let w = Warning {
+            path: display(rel),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        };
+        tracing::warn!(path = %w.path, kind = %w.kind, message = %w.message, "backup warning");
+        self.warnings.lock().expect("poisoned").push(w);
+    }
+
+    /// An entry that could not be examined: gone since its directory was listed, or not ours to read.
+    fn warn_io(&self, rel: &[u8], e: std::io::Error) {
+        if e.kind() == IoKind::NotFound {
+            self.warn(rel, "vanished", "removed during the scan");
+        } else {
+            self.warn(rel, "unreadable", e);
+        }
+    }
+
+    fn skip(&self, rel: &[u8], reason: &str) {
+        self.skipped.lock().expect("poisoned").push(Skipped {
+            path: display(rel),
+            reason: reason.to_string(),
+        });
+    }
+
+    fn folder(&self, name: &str) -> Result<Option<Entry>> {
+        let path = self.opts.source_root.join(name);
+        let rel = name.as_bytes();
+        let st = match lstat(&path) {
+            Ok(st) => st,
+            Err(e) => {
+                self.warn(rel, "missing_folder", e);
+                return Ok(None);
+            }
+        };
+        if st.kind != EntryKind::Dir {
+            self.warn(
+                rel,
+                "not_a_directory",
+                format!("{} is a {:?}, not a directory", path.display(), st.kind),
+            );
+            return Ok(None);
+        }
+        let tree = self.dir(&path, rel, st.dev)?;
+        self.progress.dirs.fetch_add(1, Relaxed);
+        Ok(Some(entry_from(rel, &st, EntryKind::Dir, |e| {
+            e.tree = Some(tree)
+        })))
+    }
+
+    /// Backs up the directory at `path` and returns its tree id.
+    fn dir(&self, path: &Path, rel: &[u8], dev: u64) -> Result<Id> {
+        let names = match list_dir(path) {
+            Ok(n) => n,
+            Err(e) => {
+                self.warn(rel, "unreadable", format!("cannot list directory: {e}"));
+                Vec::new()
+            }
+        };
+        let entries: Vec<Option<Entry>> = names
+            .par_iter()
+            .map(|name| {
+                self.entry(
+                    &path.join(name),
+                    &join_rel(rel, name.as_bytes()),
+                    name.as_bytes(),
+                    dev,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tree = Tree {
+            entries: entries.into_iter().flatten().collect(),
+        };
+        self.store_tree(&tree)
+    }
+
+    fn store_tree(&self, tree: &Tree) -> Result<Id> {
+        let (id, bytes) = tree.encode();
+        if !self.trees.has(&id)? {
+            let frame = codec::encode(&bytes, self.opts.compression)?;
+            if self.trees.add(id, &frame, bytes.len())? {
+                self.progress.new_trees.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(id)
+    }
+
+    fn entry(&self, path: &Path, rel: &[u8], name: &[u8], dev: u64) -> Result<Option<Entry>> {
+        if self.excludes.is_excluded(name, rel) {
+            self.skip(rel, "excluded");
+            return Ok(None);
+        }
+        let st = match lstat(path) {
+            Ok(st) => st,
+            Err(e) => {
+                self.warn_io(rel, e);
+                return Ok(None);
+            }
+        };
+        let entry = match st.kind {
+            EntryKind::Dir => {
+                if self.opts.one_file_system && st.dev != dev {
+                    self.skip(rel, "other_filesystem");
+                    return Ok(None);
+                }
+                let tree = self.dir(path, rel, dev)?;
+                self.progress.dirs.fetch_add(1, Relaxed);
+                entry_from(name, &st, EntryKind::Dir, |e| e.tree = Some(tree))
+            }
+            EntryKind::File => match self.file(path, rel, &st)? {
+                Some((size, chunks, st)) => {
+                    self.progress.files.fetch_add(1, Relaxed);
+                    self.progress.bytes.fetch_add(size, Relaxed);
+                    entry_from(name, &st, EntryKind::File, |e| {
+                        e.size = size;
+                        e.chunks = chunks;
+                        if st.nlink > 1 {
+                            e.hardlink = Some(st.ino);
+                        }
+                    })
+                }
+                None => return Ok(None),
+            },
+            EntryKind::Symlink => match std::fs::read_link(path) {
+                Ok(target) => {
+                    self.progress.symlinks.fetch_add(1, Relaxed);
+                    entry_from(name, &st, EntryKind::Symlink, |e| {
+                        e.target = Some(RawBytes(target.as_os_str().as_bytes().to_vec()))
+                    })
+                }
+                Err(e) => {
+                    self.warn_io(rel, e);
+                    return Ok(None);
+                }
+            },
+            kind => {
+                self.progress.specials.fetch_add(1, Relaxed);
+                entry_from(name, &st, kind, |e| {
+                    if matches!(kind, EntryKind::Chardev | EntryKind::Blockdev) {
+                        e.rdev = Some(st.rdev);
+                    }
+                })
+            }
+        };
+        self.progress.entries.fetch_add(1, Relaxed);
+        Ok(Some(entry))
+    }
+
+    fn call_hook(&self, point: HookPoint, path: &Path) {
+        if let Some(h) = &self.opts.hook {
+            (h.0)(point, path);
+        }
+    }
+
+    fn cache_hit(&self, rel: &[u8], st: &Stat) -> Result<Option<Vec<Id>>> {
+        let Some(rec) = self.catalog.file(rel)? else {
+            return Ok(None);
+        };
+        let same = rec.size == st.size
+            && rec.mtime == st.mtime
+            && rec.mtime_ns == st.mtime_ns
+            && (self.opts.ignore_ctime || (rec.ctime == st.ctime && rec.ctime_ns == st.ctime_ns))
+            && (self.opts.ignore_inode || rec.ino == st.ino);
+        if !same {
+            return Ok(None);
+        }
+        // The record is only as good as the packs behind it (gc or a lost pack may have
+        // removed a chunk since).
+        for c in &rec.chunks {
+            if !self.data.has(c)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(rec.chunks))
+    }
+
+    /// Backs up a regular file: from the files cache when it vouches for it, otherwise by
+    /// reading it. Returns size, chunks and the metadata that describes what was read.
+    fn file(&self, path: &Path, rel: &[u8], st: &Stat) -> Result<Option<(u64, Vec<Id>, Stat)>> {
+        if let Some(chunks) = self.cache_hit(rel, st)? {
+            return Ok(Some((st.size, chunks, *st)));
+        }
+        self.call_hook(HookPoint::BeforeOpen, path);
+        let file = match open_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                let kind = match e.kind() {
+                    IoKind::NotFound => "vanished",
+                    // ELOOP: replaced by a symlink after the listing.
+                    _ if e.raw_os_error() == Some(libc::ELOOP) => "changed",
+                    _ => "unreadable",
+                };
+                self.warn(rel, kind, e);
+                return Ok(None);
+            }
+        };
+        let before = match file.metadata() {
+            Ok(md) => Stat::from_metadata(&md),
+            Err(e) => {
+                self.warn(rel, "unreadable", e);
+                return Ok(None);
+            }
+        };
+        self.progress.files_read.fetch_add(1, Relaxed);
+        let mut chunker = Chunker::new(&file, self.chunker);
+        let mut chunks = Vec::new();
+        loop {
+            let chunk = match chunker.next_chunk() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    self.warn(rel, "unreadable", format!("read failed: {e}"));
+                    let _ = self.catalog.forget_file(rel);
+                    return Ok(None);
+                }
+            };
+            self.progress
+                .bytes_read
+                .fetch_add(chunk.len() as u64, Relaxed);
+            let id = Id::of(chunk);
+            if !self.data.has(&id)? {
+                let frame = codec::encode(chunk, self.opts.compression)?;
+                if self.data.add(id, &frame, chunk.len())? {
+                    self.progress.new_chunks.fetch_add(1, Relaxed);
+                    self.progress
+                        .new_bytes
+                        .fetch_add(chunk.len() as u64, Relaxed);
+                }
+            }
+            chunks.push(id);
+        }
+        let size = chunker.consumed();
+        self.call_hook(HookPoint::AfterRead, path);
+        let after = file.metadata().map(|m| Stat::from_metadata(&m));
+        let stable = matches!(&after, Ok(a) if a.size == before.size && a.mtime == before.mtime
+            && a.mtime_ns == before.mtime_ns && a.ctime == before.ctime && a.ctime_ns == before.ctime_ns)
+            && size == before.size;
+        if stable {
+            let record = FileRecord {
+                size,
+                mtime: before.mtime,
+                mtime_ns: before.mtime_ns,
+                ctime: before.ctime,
+                ctime_ns: before.ctime_ns,
+                ino: before.ino,
+                chunks: chunks.clone(),
+            };
+            self.data.file_done(rel.to_vec(), record)?;
+        } else {
+            // Stored as read, but not cached: the next run reads it again.
+            self.warn(rel, "changed", "file changed while it was read");
+            self.catalog.forget_file(rel)?;
+        }
+        Ok(Some((size, chunks, before)))
+    }
+}
+
+/// Opens for reading without following a symlink that replaced the file, without updating
+/// its access time where the kernel allows that, and without blocking on a FIFO that replaced it.
+fn open_file(path: &Path) -> std::io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags | libc::O_NOATIME)
+        .open(path)
+    {
+        // O_NOATIME is refused for files that are not ours unless we are root.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
+        }
+        other => other,
+    }
+    .and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(std::io::Error::other("no longer a regular file"))
+        }
+    })
+}
+
+fn entry_from(name: &[u8], st: &Stat, kind: EntryKind, fill: impl FnOnce(&mut Entry)) -> Entry {
+    let mut e = Entry {
+        name: RawBytes(name.to_vec()),
+        kind,
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        mtime: st.mtime,
+        mtime_ns: st.mtime_ns,
+        size: 0,
+        chunks: Vec::new(),
+        tree: None,
+        target: None,
+        hardlink: None,
+        rdev: None,
+    };
+    fill(&mut e);
+    e
+}
+
+/// Reads a file's content back from the repository into `out`, checking every chunk.
+pub fn read_file_content(
+    repo: &Repository,
+    catalog: &Catalog,
+    entry: &Entry,
+    out: &mut dyn std::io::Write,
+) -> Result<u64> {
+    let mut n = 0;
+    for id in &entry.chunks {
+        let loc = catalog
+            .locate(BlobKind::Data, id)?
+            .ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))?;
+        let data = repo.read_blob(id, &loc)?;
+        out.write_all(&data)
+            .map_err(|e| Error::io("writing file content", e))?;
+        n += data.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Loads a tree blob.
+pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
+    let loc = catalog
+        .locate(BlobKind::Tree, id)?
+        .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
+    Tree::decode(&repo.read_blob(id, &loc)?)
+}
+
+/// Every entry of a snapshot below `root`, depth first in path order, with its path relative to
+/// the source root.
+pub fn walk_tree(
+    repo: &Repository,
+    catalog: &Catalog,
+    root: &Id,
+    visit: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
+) -> Result<()> {
+    fn go(
+        repo: &Repository,
+        catalog: &Catalog,
+        id: &Id,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
+    ) -> Result<()> {
+        for e in load_tree(repo, catalog, id)?.entries {
+            let path = if prefix.is_empty() {
+                e.name.0.clone()
+            } else {
+                join_rel(prefix, &e.name.0)
+            };
+            visit(&path, &e)?;
+            if let Some(sub) = &e.tree {
+                go(repo, catalog, sub, &path, visit)?;
+            }
+        }
+        Ok(())
+    }
+    go(repo, catalog, root, b"", visit)
+}
+
+/// The entry at `path` (relative to the source root, `/`-separated) in the tree `root`.
+pub fn find_entry(repo: &Repository, catalog: &Catalog, root: &Id, path: &[u8]) -> Result<Entry> {
+    let mut tree = *root;
+    let parts: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err(Error::usage("empty path"));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let t = load_tree(repo, catalog, &tree)?;
+        let e = t
+            .entries
+            .into_iter()
+            .find(|e| e.name.0 == *part)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{} is not in the snapshot",
+                    String::from_utf8_lossy(path)
+                ))
+            })?;
+        if i + 1 == parts.len() {
+            return Ok(e);
+        }
+        tree = e.tree.ok_or_else(|| {
+            Error::not_found(format!(
+                "{} is not a directory in the snapshot",
+                String::from_utf8_lossy(&parts[..=i].join(&b'/'))
+            ))
+        })?;
+    }
+    unreachable!("the loop returns on the last part")
+}

@@ -1,0 +1,485 @@
+//! The catalog: a RocksDB cache of what the repository holds, on the state volume.
+//!
+//! Column families: `meta` (schema version, repository id), `chunks` and `trees` (blob id →
+//! pack, offset, length, raw length), `packs` (pack id → size, blob count), `files` (source path →
+//! size, times, inode, chunk ids: the files cache that makes unchanged files cost a stat), and
+//! `snapshots` (id → snapshot JSON). The store is the source of truth: [`Catalog::open_for`]
+//! reconciles the catalog with the store's listing before every backup, rebuilding it from the
+//! pack trailers when it is missing or belongs to another repository, and forgetting packs that
+//! vanished, so a chunk is only ever deduplicated against a pack that is known to exist.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::pack::{BlobKind, PackEntry};
+use crate::repo::{BlobLocation, Repository};
+use crate::snapshot::Snapshot;
+
+/// Bump when the catalog's encoding changes; an old catalog is then rebuilt, not misread.
+pub const SCHEMA_VERSION: &str = "1";
+const CFS: [&str; 6] = ["meta", "chunks", "trees", "packs", "files", "snapshots"];
+
+/// What the files cache remembers about a file that was backed up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Size when read.
+    pub size: u64,
+    /// mtime seconds.
+    pub mtime: i64,
+    /// mtime nanoseconds.
+    pub mtime_ns: u32,
+    /// ctime seconds.
+    pub ctime: i64,
+    /// ctime nanoseconds.
+    pub ctime_ns: u32,
+    /// Inode number.
+    pub ino: u64,
+    /// Content.
+    pub chunks: Vec<Id>,
+}
+
+impl FileRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(40 + 32 * self.chunks.len());
+        v.extend_from_slice(&self.size.to_le_bytes());
+        v.extend_from_slice(&self.mtime.to_le_bytes());
+        v.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        v.extend_from_slice(&self.ctime.to_le_bytes());
+        v.extend_from_slice(&self.ctime_ns.to_le_bytes());
+        v.extend_from_slice(&self.ino.to_le_bytes());
+        for c in &self.chunks {
+            v.extend_from_slice(c.as_bytes());
+        }
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<FileRecord> {
+        if v.len() < 40 || !(v.len() - 40).is_multiple_of(32) {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().expect("8"));
+        let u32_at = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().expect("4"));
+        Some(FileRecord {
+            size: u64_at(0),
+            mtime: u64_at(8) as i64,
+            mtime_ns: u32_at(16),
+            ctime: u64_at(20) as i64,
+            ctime_ns: u32_at(28),
+            ino: u64_at(32),
+            chunks: v[40..]
+                .chunks_exact(32)
+                .map(|c| Id::from_slice(c).expect("32 bytes"))
+                .collect(),
+        })
+    }
+}
+
+fn encode_location(loc: &BlobLocation) -> [u8; 44] {
+    let mut v = [0u8; 44];
+    v[..32].copy_from_slice(loc.pack.as_bytes());
+    v[32..36].copy_from_slice(&loc.offset.to_le_bytes());
+    v[36..40].copy_from_slice(&loc.length.to_le_bytes());
+    v[40..44].copy_from_slice(&loc.raw_length.to_le_bytes());
+    v
+}
+
+fn decode_location(v: &[u8]) -> Result<BlobLocation> {
+    if v.len() != 44 {
+        return Err(Error::new(
+            ErrorKind::Catalog,
+            "catalog blob record has the wrong length",
+        ));
+    }
+    let u = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().expect("4"));
+    Ok(BlobLocation {
+        pack: Id::from_slice(&v[..32])?,
+        offset: u(32),
+        length: u(36),
+        raw_length: u(40),
+    })
+}
+
+/// What [`Catalog::open_for`] had to do to match the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The catalog was missing, of another schema or of another repository, and was rebuilt.
+    pub rebuilt: bool,
+    /// Packs found in the store and indexed from their trailers.
+    pub packs_added: usize,
+    /// Packs the catalog knew that are gone from the store; their blobs were forgotten.
+    pub packs_removed: usize,
+    /// Packs whose trailer could not be read (left out; `check` reports them).
+    pub packs_unreadable: Vec<String>,
+    /// Snapshots loaded from the store.
+    pub snapshots_added: usize,
+}
+
+/// The open catalog.
+pub struct Catalog {
+    db: DB,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("path", &self.path).finish()
+    }
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_open_files(256);
+    o.set_keep_log_file_num(3);
+    o.increase_parallelism(2);
+    o
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    let mut b = BlockBasedOptions::default();
+    // Most lookups during a backup are for chunks that are new: a bloom filter answers those
+    // without touching a data block.
+    b.set_bloom_filter(10.0, false);
+    o.set_block_based_table_factory(&b);
+    o
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog in `<state_dir>/catalog`, without syncing it.
+    pub fn open(state_dir: &Path) -> Result<Catalog> {
+        let path = state_dir.join("catalog");
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            Error::io(
+                format!("creating state directory {}", state_dir.display()),
+                e,
+            )
+        })?;
+        let cfs = CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+        let db = DB::open_cf_descriptors(&db_options(), &path, cfs)
+            .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
+        Ok(Catalog { db, path })
+    }
+
+    /// Opens the catalog and makes it match `repo`: rebuilt from the store if it is new, of an
+    /// older schema, or of another repository; otherwise brought up to date with the store's
+    /// packs and snapshots.
+    pub fn open_for(state_dir: &Path, repo: &Repository) -> Result<(Catalog, SyncReport)> {
+        let mut cat = Catalog::open(state_dir)?;
+        let fits = cat.meta("schema_version")?.as_deref() == Some(SCHEMA_VERSION.as_bytes())
+            && cat.meta("repo_id")?.as_deref() == Some(repo.config().id.as_bytes());
+        let mut report = SyncReport::default();
+        if !fits {
+            tracing::info!(path = %cat.path.display(), "catalog is new or belongs to another repository: rebuilding it from the store");
+            cat = cat.wipe()?;
+            report.rebuilt = true;
+        }
+        cat.sync(repo, &mut report)?;
+        if !fits {
+            // Written last: a rebuild that dies midway is redone next time.
+            let mut b = WriteBatch::default();
+            b.put_cf(cat.cf("meta"), "schema_version", SCHEMA_VERSION);
+            b.put_cf(cat.cf("meta"), "repo_id", &repo.config().id);
+            cat.db.write(b)?;
+        }
+        Ok((cat, report))
+    }
+
+    /// Throws everything away and rebuilds from the store (`cairn catalog rebuild`).
+    pub fn rebuild(state_dir: &Path, repo: &Repository) -> Result<(Catalog, SyncReport)> {
+        Catalog::open(state_dir)?.wipe()?;
+        Catalog::open_for(state_dir, repo)
+    }
+
+    fn wipe(self) -> Result<Catalog> {
+        let path = self.path.clone();
+        drop(self.db);
+        DB::destroy(&db_options(), &path)?;
+        Catalog::open(path.parent().expect("catalog lives in the state dir"))
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created on open")
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf("meta"), key)?)
+    }
+
+    fn sync(&self, repo: &Repository, report: &mut SyncReport) -> Result<()> {
+        let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+        let known = self.pack_ids()?;
+        let gone: HashSet<Id> = known
+            .iter()
+            .filter(|id| !in_store.contains_key(id))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            tracing::warn!(
+                count = gone.len(),
+                "packs known to the catalog are gone from the store; forgetting their blobs"
+            );
+            self.forget_packs(&gone)?;
+            report.packs_removed = gone.len();
+        }
+        let known: HashSet<Id> = known.into_iter().collect();
+        let new: Vec<(Id, u64)> = in_store
+            .into_iter()
+            .filter(|(id, _)| !known.contains(id))
+            .collect();
+        let indexed: Vec<(Id, u64, Result<Vec<PackEntry>>)> = new
+            .par_iter()
+            .map(|(id, size)| (*id, *size, repo.read_pack_index(id, *size)))
+            .collect();
+        for (id, size, entries) in indexed {
+            match entries {
+                Ok(entries) => {
+                    self.add_pack(&id, size, &entries)?;
+                    report.packs_added += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(pack = %id, error = %e, "pack index unreadable; its blobs are not indexed");
+                    report.packs_unreadable.push(id.to_hex());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let stored: HashSet<Id> = repo.list_snapshot_ids()?.into_iter().collect();
+        let cached: HashSet<Id> = self.snapshot_ids()?.into_iter().collect();
+        let mut batch = WriteBatch::default();
+        for id in cached.difference(&stored) {
+            batch.delete_cf(self.cf("snapshots"), id.as_bytes());
+        }
+        for id in stored.difference(&cached) {
+            let snap = repo.load_snapshot(id)?;
+            batch.put_cf(
+                self.cf("snapshots"),
+                id.as_bytes(),
+                serde_json::to_vec(&snap).expect("serializes"),
+            );
+            report.snapshots_added += 1;
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn pack_ids(&self) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf("packs"), IteratorMode::Start) {
+            let (k, _) = item?;
+            out.push(Id::from_slice(&k)?);
+        }
+        Ok(out)
+    }
+
+    fn forget_packs(&self, gone: &HashSet<Id>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for cf in ["chunks", "trees"] {
+            for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+                let (k, v) = item?;
+                if gone.contains(&decode_location(&v)?.pack) {
+                    batch.delete_cf(self.cf(cf), k);
+                }
+            }
+        }
+        for id in gone {
+            batch.delete_cf(self.cf("packs"), id.as_bytes());
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Records a durable pack and every blob in it, atomically.
+    pub fn add_pack(&self, pack: &Id, size: u64, entries: &[PackEntry]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            let loc = BlobLocation {
+                pack: *pack,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            };
+            let cf = match e.kind {
+                BlobKind::Data => "chunks",
+                BlobKind::Tree => "trees",
+            };
+            batch.put_cf(self.cf(cf), e.id.as_bytes(), encode_location(&loc));
+        }
+        let mut v = size.to_le_bytes().to_vec();
+        v.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        batch.put_cf(self.cf("packs"), pack.as_bytes(), v);
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Where a blob of `kind` lives, if it is in a known pack.
+    pub fn locate(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        let cf = match kind {
+            BlobKind::Data => "chunks",
+            BlobKind::Tree => "trees",
+        };
+        match self.db.get_pinned_cf(self.cf(cf), id.as_bytes())? {
+            Some(v) => Ok(Some(decode_location(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a blob of `kind` is in a known pack.
+    pub fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
+        Ok(self.locate(kind, id)?.is_some())
+    }
+
+    /// Number of packs and of data chunks known.
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let n = |cf: &str| -> Result<u64> {
+            let mut c = 0;
+            for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+                item?;
+                c += 1;
+            }
+            Ok(c)
+        };
+        Ok((n("packs")?, n("chunks")?))
+    }
+
+    /// The files cache record for a source path.
+    pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf("files"), path)?
+            .and_then(|v| FileRecord::decode(&v)))
+    }
+
+    /// Stores files cache records.
+    pub fn put_files(&self, records: &[(Vec<u8>, FileRecord)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (path, rec) in records {
+            batch.put_cf(self.cf("files"), path, rec.encode());
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Forgets a files cache record (the file changed while it was read, or vanished).
+    pub fn forget_file(&self, path: &[u8]) -> Result<()> {
+        Ok(self.db.delete_cf(self.cf("files"), path)?)
+    }
+
+    /// Records a committed snapshot.
+    pub fn add_snapshot(&self, id: &Id, snap: &Snapshot) -> Result<()> {
+        let v = serde_json::to_vec(snap).expect("serializes");
+        Ok(self.db.put_cf(self.cf("snapshots"), id.as_bytes(), v)?)
+    }
+
+    fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("snapshots"), IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            out.push(Id::from_slice(&k)?);
+        }
+        Ok(out)
+    }
+
+    /// Every known snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("snapshots"), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let snap: Snapshot = serde_json::from_slice(&v).map_err(|e| {
+                Error::new(
+                    ErrorKind::Catalog,
+                    "catalog snapshot record is not valid JSON",
+                )
+                .with_source(e)
+            })?;
+            out.push((Id::from_slice(&k)?, snap));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Finds one snapshot: `latest`, a date (`YYYY-MM-DD`, newest of that day), or an id or a
+    /// unique id prefix of at least 4 hex digits.
+    pub fn resolve_snapshot(&self, selector: &str) -> Result<(Id, Snapshot)> {
+        let all = self.snapshots()?;
+        let pick = |mut v: Vec<(Id, Snapshot)>, what: &str| {
+            v.pop()
+                .ok_or_else(|| Error::not_found(format!("no snapshot {what}")))
+        };
+        if selector == "latest" {
+            return pick(all, "in the repository");
+        }
+        if jiff::civil::Date::strptime("%Y-%m-%d", selector).is_ok() {
+            return pick(
+                all.into_iter()
+                    .filter(|(_, s)| s.date == selector)
+                    .collect(),
+                &format!("of {selector}"),
+            );
+        }
+        if selector.len() < 4
+            || crate::id::unhex(&format!(
+                "{selector}{}",
+                if selector.len() % 2 == 1 { "0" } else { "" }
+            ))
+            .is_none()
+        {
+            return Err(Error::usage(format!(
+                "{selector:?} is not a snapshot selector (use latest, a date YYYY-MM-DD, or 4+ hex digits of an id)"
+            )));
+        }
+        let sel = selector.to_ascii_lowercase();
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&sel))
+            .collect();
+        match hits.len() {
+            0 => Err(Error::not_found(format!("no snapshot with id {selector}"))),
+            1 => Ok(hits.pop().expect("one")),
+            n => Err(Error::usage(format!(
+                "{selector} matches {n} snapshots; give more digits"
+            ))),
+        }
+    }
+
+    /// Flushes memtables so that the catalog survives a crash without replaying its log.
+    pub fn flush(&self) -> Result<()> {
+        for cf in CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_record_round_trip() {
+        let r = FileRecord {
+            size: 5,
+            mtime: -3,
+            mtime_ns: 9,
+            ctime: 1 << 40,
+            ctime_ns: 999_999_999,
+            ino: u64::MAX,
+            chunks: vec![Id::of(b"a"), Id::of(b"b")],
+        };
+        assert_eq!(FileRecord::decode(&r.encode()), Some(r));
+        assert_eq!(FileRecord::decode(&[0; 41]), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Content-defined chunking: FastCDC v2020 cut points over a streaming reader, BLAKE3 ids.
+//!
+//! The cut points decide deduplication for the life of a repository, so the parameters live in
+//! the repository config and a golden test pins the points. Chunks are handed out as slices of
+//! one reusable buffer, so chunking a file allocates once, not once per chunk.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{MASKS, cut};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// FastCDC sizes, in bytes. Persisted in the repository config: changing them changes every cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// No chunk is smaller, except the last one of a file.
+    pub min: u32,
+    /// The size that cut points aim for.
+    pub avg: u32,
+    /// No chunk is larger.
+    pub max: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Checks the sizes against the limits of FastCDC v2020.
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.min >= fastcdc::v2020::MINIMUM_MIN
+            && self.min <= fastcdc::v2020::MINIMUM_MAX
+            && self.avg >= fastcdc::v2020::AVERAGE_MIN
+            && self.avg <= fastcdc::v2020::AVERAGE_MAX
+            && self.max >= fastcdc::v2020::MAXIMUM_MIN
+            && self.max <= fastcdc::v2020::MAXIMUM_MAX
+            && self.min <= self.avg
+            && self.avg <= self.max
+            && self.avg.is_power_of_two();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(format!("invalid chunker sizes {self:?}")))
+        }
+    }
+
+    /// The normalization-level-1 masks that `fastcdc::v2020::FastCDC::new` uses, so that
+    /// streaming and in-memory chunking cut at the same places.
+    fn masks(&self) -> (u64, u64) {
+        let bits = self.avg.ilog2() as usize;
+        (MASKS[bits + 1], MASKS[bits - 1])
+    }
+}
+
+/// Splits a reader into content-defined chunks.
+///
+/// The buffer holds at least `max` bytes ahead of the cut whenever the reader has them, which
+/// makes every cut identical to what in-memory FastCDC finds over the whole input.
+#[derive(Debug)]
+pub struct Chunker<R> {
+    reader: R,
+    params: ChunkerParams,
+    mask_s: u64,
+    mask_l: u64,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    consumed: u64,
+}
+
+impl<R: Read> Chunker<R> {
+    /// A chunker over `reader`.
+    pub fn new(reader: R, params: ChunkerParams) -> Self {
+        let (mask_s, mask_l) = params.masks();
+        Chunker {
+            reader,
+            params,
+            mask_s,
+            mask_l,
+            // Twice the maximum: a refill then copies at most one chunk's worth of bytes.
+            buf: vec![0; params.max as usize * 2],
+            start: 0,
+            end: 0,
+            eof: false,
+            consumed: 0,
+        }
+    }
+
+    /// Total bytes handed out so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end < self.buf.len() && !self.eof {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of the input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+        let max = self.params.max as usize;
+        if self.end - self.start < max && !self.eof {
+            self.fill()?;
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        let p = &self.params;
+        let (_, len) = cut(
+            &self.buf[self.start..self.end],
+            p.min as usize,
+            p.avg as usize,
+            p.max as usize,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+        );
+        let begin = self.start;
+        self.start += len;
+        self.consumed += len as u64;
+        Ok(Some(&self.buf[begin..begin + len]))
+    }
+}
+
+/// The lengths of the chunks of an in-memory buffer (for tests and tools).
+pub fn chunk_lengths(data: &[u8], params: ChunkerParams) -> Vec<usize> {
+    let mut chunker = Chunker::new(data, params);
+    let mut out = Vec::new();
+    while let Some(c) = chunker
+        .next_chunk()
+        .expect("reading from memory cannot fail")
+    {
+        out.push(c.len());
+    }
+    out
+}
+
+/// Deterministic test data shared by the engine's unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A pseudo-random byte stream (xorshift), so tests need no fixtures.
+    pub(crate) fn seeded(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::seeded;
+    use super::*;
+
+    #[test]
+    fn streaming_cuts_match_in_memory_fastcdc() {
+        let data = seeded(20 << 20, 7);
+        let p = ChunkerParams::default();
+        let reference: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max)
+            .map(|c| c.length)
+            .collect();
+        // A reader that returns short reads, as pipes and network filesystems do.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.0.len()).min(100_003);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut chunker = Chunker::new(Trickle(&data), p);
+        let mut got = Vec::new();
+        while let Some(c) = chunker.next_chunk().unwrap() {
+            got.push(c.len());
+        }
+        assert_eq!(got, reference);
+        assert_eq!(chunker.consumed(), data.len() as u64);
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        assert!(chunk_lengths(&[], ChunkerParams::default()).is_empty());
+    }
+
+    #[test]
+    fn zeros_cut_at_max() {
+        let zeros = vec![0u8; 9 << 20];
+        assert_eq!(
+            chunk_lengths(&zeros, ChunkerParams::default()),
+            vec![4 << 20, 4 << 20, 1 << 20]
+        );
+    }
+
+    #[test]
+    fn params_are_checked() {
+        assert!(ChunkerParams::default().validate().is_ok());
+        assert!(
+            ChunkerParams {
+                min: 10,
+                avg: 1 << 20,
+                max: 4 << 20
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ChunkerParams {
+                min: 1 << 18,
+                avg: 3 << 19,
+                max: 4 << 20
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

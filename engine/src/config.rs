@@ -1,0 +1,363 @@
+//! Configuration: one TOML file, every key overridable from the environment
+//! (`CAIRN_<SECTION>_<KEY>`, e.g. `CAIRN_STORE_PATH`, `CAIRN_SOURCE_FOLDERS=a,b`) or the command
+//! line (`--set section.key=value`). Precedence: command line, environment, file, defaults.
+//! Secrets never live here: S3 credentials come from the standard AWS variables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{LocalStore, RetryStore, Store};
+
+/// `[source]`: what to back up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// The share's mount point.
+    pub root: PathBuf,
+    /// Folders below the root to back up.
+    pub folders: Vec<String>,
+    /// Exclude patterns: a bare name matches at any depth, a pattern with `/` matches the path
+    /// relative to the root.
+    pub exclude: Vec<String>,
+    /// Stay on the filesystem of each folder.
+    pub one_file_system: bool,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            root: PathBuf::from("/shared"),
+            folders: vec!["notetaking".into(), "images".into(), "backup".into()],
+            exclude: vec![".DS_Store".into(), "Thumbs.db".into()],
+            one_file_system: true,
+        }
+    }
+}
+
+/// Which backend a location uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A directory on a mounted filesystem.
+    Local,
+    /// An S3 bucket (MinIO in production).
+    S3,
+}
+
+/// `[store]` and `[exports]`: a location for objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Backend.
+    pub kind: StoreKind,
+    /// Directory, for `kind = "local"`.
+    pub path: Option<PathBuf>,
+    /// S3 endpoint URL.
+    pub endpoint: Option<String>,
+    /// S3 region.
+    pub region: String,
+    /// S3 bucket.
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    pub prefix: String,
+    /// Path-style S3 addressing (MinIO, Garage).
+    pub path_style: bool,
+    /// Daily exports to keep (only meaningful in `[exports]`).
+    pub keep_daily: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Local,
+            path: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: None,
+            prefix: String::new(),
+            path_style: true,
+            keep_daily: 14,
+        }
+    }
+}
+
+/// `[state]`: the state volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Holds the RocksDB catalog and the lock.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/state"),
+        }
+    }
+}
+
+/// `[backup]`: tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// zstd level for stored chunks and trees.
+    pub compression: i32,
+    /// Ignore inode numbers in the files cache (filesystems without stable inodes).
+    pub ignore_inode: bool,
+    /// Ignore ctimes in the files cache.
+    pub ignore_ctime: bool,
+    /// Target pack size for a new repository, in MiB.
+    pub pack_size_mib: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            compression: 3,
+            ignore_inode: false,
+            ignore_ctime: false,
+            pack_size_mib: 16,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// IANA time zone that decides which day a run belongs to.
+    pub timezone: String,
+    /// What to back up.
+    pub source: SourceConfig,
+    /// Where chunks, packs, trees and snapshots live.
+    pub store: StoreConfig,
+    /// Where the daily archives go.
+    pub exports: StoreConfig,
+    /// The state volume.
+    pub state: StateConfig,
+    /// Tuning.
+    pub backup: BackupConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timezone: "UTC".into(),
+            source: SourceConfig::default(),
+            store: StoreConfig {
+                path: Some("/var/lib/cairn/store".into()),
+                ..StoreConfig::default()
+            },
+            exports: StoreConfig {
+                path: Some("/var/lib/cairn/exports".into()),
+                ..StoreConfig::default()
+            },
+            state: StateConfig::default(),
+            backup: BackupConfig::default(),
+        }
+    }
+}
+
+const SECTIONS: [&str; 5] = ["source", "store", "exports", "state", "backup"];
+const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
+
+/// Parses an override value: TOML when it is a valid TOML value, a comma list for list keys,
+/// otherwise a plain string (so `CAIRN_STATE_DIR=/state` needs no quotes).
+fn parse_value(dotted: &str, raw: &str) -> toml::Value {
+    if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        && let Some(v) = t.get("v")
+    {
+        return v.clone();
+    }
+    if LIST_KEYS.contains(&dotted) {
+        return toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        );
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn set_dotted(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+    match dotted.split_once('.') {
+        Some((section, key)) if SECTIONS.contains(&section) && !key.contains('.') => {
+            let sec = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .ok_or_else(|| Error::config(format!("[{section}] must be a table")))?;
+            sec.insert(key.to_string(), value);
+            Ok(())
+        }
+        None if !SECTIONS.contains(&dotted) => {
+            table.insert(dotted.to_string(), value);
+            Ok(())
+        }
+        _ => Err(Error::config(format!(
+            "{dotted:?} is not a configuration key"
+        ))),
+    }
+}
+
+/// Maps `CAIRN_STORE_PATH_STYLE` to `store.path_style`; `None` for variables that are not keys.
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("CAIRN_")?.to_ascii_lowercase();
+    if ["config", "log", "json"].contains(&rest.as_str()) {
+        return None;
+    }
+    for s in SECTIONS {
+        if let Some(key) = rest.strip_prefix(s).and_then(|k| k.strip_prefix('_')) {
+            return Some(format!("{s}.{key}"));
+        }
+    }
+    Some(rest)
+}
+
+impl Config {
+    /// Loads `file` (or the defaults), then applies `env` (`CAIRN_*` pairs) and `sets`
+    /// (`section.key=value`), and validates the result.
+    pub fn load(file: Option<&Path>, env: &[(String, String)], sets: &[String]) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::config(format!("cannot read config file {}", path.display()))
+                        .with_source(e)
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    Error::config(format!("config file {}", path.display())).with_source(e)
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, raw) in env {
+            if let Some(dotted) = env_key(var) {
+                set_dotted(&mut table, &dotted, parse_value(&dotted, raw))
+                    .map_err(|e| e.context(format!("environment variable {var}")))?;
+            }
+        }
+        for s in sets {
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| Error::config(format!("--set {s:?}: expected section.key=value")))?;
+            set_dotted(&mut table, k.trim(), parse_value(k.trim(), v.trim()))
+                .map_err(|e| e.context(format!("--set {s}")))?;
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::config(format!("invalid configuration: {}", e.message()))
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.source.folders.is_empty() {
+            return Err(Error::config("source.folders is empty: nothing to back up"));
+        }
+        for f in &self.source.folders {
+            if !crate::tree::valid_name(f.as_bytes()) {
+                return Err(Error::config(format!(
+                    "source.folders: {f:?} must be a single folder name"
+                )));
+            }
+        }
+        if !(1..=22).contains(&self.backup.compression) {
+            return Err(Error::config(format!(
+                "backup.compression {} is outside 1..=22",
+                self.backup.compression
+            )));
+        }
+        if !(4..=64).contains(&self.backup.pack_size_mib) {
+            return Err(Error::config(format!(
+                "backup.pack_size_mib {} is outside 4..=64",
+                self.backup.pack_size_mib
+            )));
+        }
+        self.time_zone()?;
+        crate::scan::Excludes::new(&self.source.exclude)?;
+        Ok(())
+    }
+
+    /// The configured time zone.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone> {
+        jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
+            Error::config(format!("unknown time zone {:?}", self.timezone)).with_source(e)
+        })
+    }
+
+    /// The day (`YYYY-MM-DD`) that `t` falls on in the configured time zone.
+    pub fn date_of(&self, t: jiff::Timestamp) -> Result<String> {
+        Ok(t.to_zoned(self.time_zone()?).date().to_string())
+    }
+}
+
+/// Opens the object store a `[store]`-like section describes, with retries for transient
+/// failures.
+pub fn open_store(cfg: &StoreConfig, section: &str) -> Result<Arc<dyn Store>> {
+    match cfg.kind {
+        StoreKind::Local => {
+            let path = cfg.path.as_ref().ok_or_else(|| {
+                Error::config(format!(
+                    "{section}.path is required when {section}.kind = \"local\""
+                ))
+            })?;
+            let store = LocalStore::open(path)?;
+            Ok(Arc::new(RetryStore::new(
+                store,
+                4,
+                Duration::from_millis(100),
+                Duration::from_secs(5),
+            )))
+        }
+        StoreKind::S3 => Err(Error::config(format!(
+            "{section}.kind = \"s3\" is not available in this build of cairn; use \"local\""
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[source]\nroot = \"/a\"\n[store]\npath = \"/s\"\n").unwrap();
+        let env = vec![
+            ("CAIRN_SOURCE_ROOT".to_string(), "/b".to_string()),
+            ("CAIRN_SOURCE_FOLDERS".to_string(), "x, y".to_string()),
+            ("CAIRN_BACKUP_COMPRESSION".to_string(), "5".to_string()),
+            ("CAIRN_STORE_PATH_STYLE".to_string(), "false".to_string()),
+            ("CAIRN_CONFIG".to_string(), "ignored".to_string()),
+        ];
+        let cfg = Config::load(Some(&file), &env, &["source.root=/c".into()]).unwrap();
+        assert_eq!(cfg.source.root, PathBuf::from("/c"));
+        assert_eq!(cfg.source.folders, vec!["x", "y"]);
+        assert_eq!(cfg.backup.compression, 5);
+        assert!(!cfg.store.path_style);
+        assert_eq!(cfg.store.path, Some(PathBuf::from("/s")));
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let e =
+            Config::load(None, &[("CAIRN_STORE_COLOUR".into(), "red".into())], &[]).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = Config::load(None, &[], &["backup.compression=99".into()]).unwrap_err();
+        assert!(e.to_string().contains("compression"), "{e}");
+        let e = Config::load(None, &[], &["source.folders=../etc".into()]).unwrap_err();
+        assert!(e.to_string().contains("../etc"), "{e}");
+        let e = Config::load(None, &[], &["timezone=Mars/Olympus".into()]).unwrap_err();
+        assert!(e.to_string().contains("Mars"), "{e}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The engine's one error type. Every failure carries a [`ErrorKind`] so that callers can decide
+//! what to do without parsing messages: the retry wrapper retries only [`ErrorKind::Transient`],
+//! the CLI maps [`ErrorKind::Config`] and [`ErrorKind::Usage`] to exit code 2, and `NotFound` is
+//! never retried because asking again will not make an object appear.
+
+use std::fmt;
+
+/// What went wrong, coarse enough to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The object, snapshot, path or file does not exist.
+    NotFound,
+    /// A failure that may succeed when tried again (timeouts, throttling, 5xx, injected faults).
+    Transient,
+    /// A local I/O failure that is not expected to go away by itself.
+    Io,
+    /// Stored data does not match what it claims to be: bad hash, bad frame, short object.
+    Corrupt,
+    /// The configuration file or an override is invalid.
+    Config,
+    /// The command was asked to do something impossible with the arguments it got.
+    Usage,
+    /// The operation would overwrite or contradict something that already exists.
+    Conflict,
+    /// Another process holds the lock on the state directory or repository.
+    Locked,
+    /// The catalog (RocksDB) failed.
+    Catalog,
+}
+
+impl ErrorKind {
+    /// A short stable name, used in JSON reports and log fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Io => "io",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Config => "config",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Catalog => "catalog",
+        }
+    }
+}
+
+/// An engine error: a kind, a message that names the thing that failed, and an optional cause.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message naming what failed.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// An I/O error about `what`; the kind follows the OS error (missing file → `NotFound`).
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorKind::Transient,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, what.to_string()).with_source(err)
+    }
+
+    /// Stored data that fails a check.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Corrupt, message)
+    }
+
+    /// An invalid configuration value.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    /// An impossible request.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Usage, message)
+    }
+
+    /// A missing thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether trying the same operation again may succeed. Only transient failures qualify:
+    /// `NotFound` and `Corrupt` are answers, not accidents.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+
+    /// The message without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with context, keeping kind and cause.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(err: rocksdb::Error) -> Self {
+        Error::new(ErrorKind::Catalog, "catalog (RocksDB) operation failed").with_source(err)
+    }
+}

@@ -1,0 +1,836 @@
+//! The daily archive: `shared-DATE.tar.zst`, its `.sha256` and its `manifest.json`, built from a
+//! committed snapshot without reading the source.
+//!
+//! The archive is a POSIX pax tar whose entries follow bytewise path order, with headers derived
+//! only from the snapshot, so one snapshot always gives the same bytes. It is written as a
+//! sequence of zstd frames: tar headers, padding and the contents of small files are compressed
+//! into frames of their own, and the stored chunk frames of larger files are copied from the packs
+//! as they are, so building the archive costs I/O rather than compression. A zstd decoder sees one
+//! stream whose content is the tar.
+//!
+//! Publication: the archive streams into an object that appears only when complete; then the
+//! `.sha256`; the manifest is written last, and its presence is what makes a day complete.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backup::load_tree;
+use crate::catalog::Catalog;
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{Id, hex};
+use crate::pack::BlobKind;
+use crate::repo::{Repository, pack_key};
+use crate::snapshot::{Skipped, Snapshot, Warning};
+use crate::store::Store;
+use crate::tree::{Entry, EntryKind, RawBytes};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Files up to this size are decoded and compressed together with their headers; larger files
+/// have their stored frames copied.
+pub const SMALL_FILE: u64 = 64 * 1024;
+/// Raw tar bytes gathered before they are compressed into one frame.
+const GROUP_TARGET: usize = 1 << 20;
+/// The largest size an ustar numeric field of 11 octal digits holds.
+const USTAR_MAX: u64 = 0o77777777777;
+
+/// The three object names of one day, below the exports prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayKeys {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `DATE/shared-DATE.tar.zst`.
+    pub archive: String,
+    /// `DATE/shared-DATE.tar.zst.sha256`.
+    pub sha256: String,
+    /// `DATE/shared-DATE.manifest.json`.
+    pub manifest: String,
+}
+
+impl DayKeys {
+    /// The keys of `date`, which must be `YYYY-MM-DD`.
+    pub fn new(date: &str) -> Result<DayKeys> {
+        jiff::civil::Date::strptime("%Y-%m-%d", date)
+            .map_err(|_| Error::usage(format!("{date:?} is not a date (YYYY-MM-DD)")))?;
+        Ok(DayKeys {
+            date: date.to_string(),
+            archive: format!("{date}/shared-{date}.tar.zst"),
+            sha256: format!("{date}/shared-{date}.tar.zst.sha256"),
+            manifest: format!("{date}/shared-{date}.manifest.json"),
+        })
+    }
+
+    /// The archive's file name.
+    pub fn archive_name(&self) -> String {
+        format!("shared-{}.tar.zst", self.date)
+    }
+}
+
+/// The archive as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the archive, hex.
+    pub sha256: String,
+}
+
+/// One entry of the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path inside the archive (no trailing `/`); raw bytes as in trees.
+    pub path: RawBytes,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Content length (0 for hardlinks after the first name, directories and symlinks).
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_ns: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Symlink target, or for a hardlink the path of the first name of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<RawBytes>,
+}
+
+/// An entry of the snapshot that the archive leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Path.
+    pub path: RawBytes,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Why: `socket`, `fifo` and device nodes have no place in a portable archive.
+    pub reason: String,
+}
+
+/// `shared-DATE.manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub format_version: u32,
+    /// The day.
+    pub date: String,
+    /// The snapshot the archive was built from.
+    pub snapshot: Id,
+    /// When that snapshot was taken.
+    pub snapshot_time: String,
+    /// Source root.
+    pub source: String,
+    /// Folders.
+    pub folders: Vec<String>,
+    /// The archive.
+    pub archive: ArchiveInfo,
+    /// Every entry, in archive order.
+    pub entries: Vec<ManifestEntry>,
+    /// Snapshot entries left out of the archive.
+    pub skipped: Vec<LeftOut>,
+    /// What the backup excluded on purpose.
+    pub excluded: Vec<Skipped>,
+    /// What the backup could not read.
+    pub warnings: Vec<Warning>,
+}
+
+/// What [`export`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// A new archive was written.
+    Written(Manifest),
+    /// A complete archive of the same snapshot was already there; nothing was written.
+    Unchanged(Manifest),
+}
+
+impl Published {
+    /// The manifest of the day's archive.
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            Published::Written(m) | Published::Unchanged(m) => m,
+        }
+    }
+}
+
+/// Counts and hashes what passes through.
+struct HashingWriter<W> {
+    inner: W,
+    sha: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.sha.update(&data[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the frames of a tar.zst.
+struct ArchiveWriter<'a, W: Write> {
+    out: HashingWriter<W>,
+    pending: Vec<u8>,
+    tar_len: u64,
+    level: i32,
+    repo: &'a Repository,
+    catalog: &'a Catalog,
+}
+
+fn werr(e: std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return Error::new(inner.kind(), inner.to_string());
+    }
+    Error::new(ErrorKind::Transient, "writing the archive failed").with_source(e)
+}
+
+impl<W: Write> ArchiveWriter<'_, W> {
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(bytes);
+        self.tar_len += bytes.len() as u64;
+        if self.pending.len() >= GROUP_TARGET {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            let frame = codec::encode(&self.pending, self.level)?;
+            self.out.write_all(&frame).map_err(werr)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn pad(&mut self) -> Result<()> {
+        let rem = (self.tar_len % 512) as usize;
+        if rem != 0 {
+            self.raw(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
+    /// the stored frames.
+    fn content(&mut self, e: &Entry) -> Result<()> {
+        let small = e.size <= SMALL_FILE;
+        let mut written = 0u64;
+        for id in &e.chunks {
+            let loc = self.catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+                Error::not_found(format!("chunk {} is in no known pack", id.short()))
+            })?;
+            if small {
+                let data = self.repo.read_blob(id, &loc)?;
+                written += data.len() as u64;
+                self.raw(&data)?;
+            } else {
+                let frame = self.repo.store().get_range(
+                    &pack_key(&loc.pack),
+                    u64::from(loc.offset),
+                    u64::from(loc.length),
+                )?;
+                self.flush_pending()?;
+                self.out.write_all(&frame).map_err(werr)?;
+                self.tar_len += u64::from(loc.raw_length);
+                written += u64::from(loc.raw_length);
+            }
+        }
+        if written != e.size {
+            return Err(Error::corrupt(format!(
+                "file of {} bytes has chunks of {written} bytes",
+                e.size
+            )));
+        }
+        self.pad()
+    }
+}
+
+/// One pax record: `"<len> <key>=<value>\n"`, where len counts the whole record.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3; // space, '=', newline
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn fit(field: &mut [u8], bytes: &[u8]) {
+    let n = bytes.len().min(field.len());
+    field[..n].copy_from_slice(&bytes[..n]);
+}
+
+/// The tar header blocks (pax extension first, when needed) for one entry.
+fn tar_header(
+    path: &[u8],
+    e: &Entry,
+    kind: tar::EntryType,
+    size: u64,
+    link: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut pax = Vec::new();
+    let binary =
+        std::str::from_utf8(path).is_err() || link.is_some_and(|l| std::str::from_utf8(l).is_err());
+    if path.len() > 100 || link.is_some_and(|l| l.len() > 100) {
+        if binary {
+            pax_record(&mut pax, "hdrcharset", b"BINARY");
+        }
+        if path.len() > 100 {
+            pax_record(&mut pax, "path", path);
+        }
+        if let Some(l) = link.filter(|l| l.len() > 100) {
+            pax_record(&mut pax, "linkpath", l);
+        }
+    }
+    if size > USTAR_MAX {
+        pax_record(&mut pax, "size", size.to_string().as_bytes());
+    }
+    if e.mtime_ns != 0 || e.mtime < 0 || e.mtime as u64 > USTAR_MAX {
+        // pax times are decimal seconds; a negative time with nanoseconds is -(|t| - ns).
+        let t = e.mtime_nanos();
+        let sign = if t < 0 { "-" } else { "" };
+        let a = t.unsigned_abs();
+        pax_record(
+            &mut pax,
+            "mtime",
+            format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000).as_bytes(),
+        );
+    }
+    if u64::from(e.uid) > 0o7777777 {
+        pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
+    }
+    if u64::from(e.gid) > 0o7777777 {
+        pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
+    }
+    let mut out = Vec::with_capacity(1024);
+    if !pax.is_empty() {
+        let mut h = tar::Header::new_ustar();
+        fit(&mut h.as_ustar_mut().expect("ustar").name, b"PaxHeader");
+        h.set_mode(0o644);
+        h.set_size(pax.len() as u64);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(&pax);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    let mut h = tar::Header::new_ustar();
+    {
+        let u = h.as_ustar_mut().expect("ustar");
+        fit(&mut u.name, path);
+        if let Some(l) = link {
+            fit(&mut u.linkname, l);
+        }
+    }
+    h.set_mode(e.mode & 0o7777);
+    h.set_uid(u64::from(e.uid).min(0o7777777));
+    h.set_gid(u64::from(e.gid).min(0o7777777));
+    h.set_size(size.min(USTAR_MAX));
+    h.set_mtime((e.mtime.max(0) as u64).min(USTAR_MAX));
+    h.set_entry_type(kind);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+/// Items of one directory in full-path bytewise order: an entry sorts by its name, and the
+/// subtree of a directory sorts by `name/`, which places `a.txt` before `a/x` and `a0` after it.
+fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
+    let mut items = Vec::with_capacity(entries.len() * 2);
+    for e in entries {
+        if e.kind == EntryKind::Dir {
+            let mut key = e.name.0.clone();
+            key.push(b'/');
+            items.push((key, e.clone(), true));
+        }
+        items.push((e.name.0.clone(), e, false));
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
+struct Walk<'a, 'w, W: Write> {
+    w: &'a mut ArchiveWriter<'w, W>,
+    entries: Vec<ManifestEntry>,
+    skipped: Vec<LeftOut>,
+    /// (top-level folder, hardlink id) → path of the first name written.
+    links: HashMap<(Vec<u8>, u64), Vec<u8>>,
+}
+
+impl<W: Write> Walk<'_, '_, W> {
+    fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
+        let t = load_tree(self.w.repo, self.w.catalog, tree)?;
+        for (_, e, subtree) in ordered(t.entries) {
+            let mut path = prefix.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&e.name.0);
+            if subtree {
+                self.dir(
+                    &e.tree
+                        .ok_or_else(|| Error::corrupt("directory entry without a tree"))?,
+                    &path,
+                )?;
+            } else {
+                self.entry(path, &e)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: Vec<u8>, e: &Entry) -> Result<()> {
+        let mut m = ManifestEntry {
+            path: RawBytes(path.clone()),
+            kind: e.kind,
+            size: 0,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+            mode: e.mode,
+            link: None,
+        };
+        match e.kind {
+            EntryKind::Dir => {
+                let mut p = path.clone();
+                p.push(b'/');
+                self.w
+                    .raw(&tar_header(&p, e, tar::EntryType::Directory, 0, None))?;
+            }
+            EntryKind::Symlink => {
+                let target = e
+                    .target
+                    .as_ref()
+                    .map(|t| t.0.as_slice())
+                    .unwrap_or_default();
+                self.w.raw(&tar_header(
+                    &path,
+                    e,
+                    tar::EntryType::Symlink,
+                    0,
+                    Some(target),
+                ))?;
+                m.link = Some(RawBytes(target.to_vec()));
+            }
+            EntryKind::File => {
+                let first = e.hardlink.and_then(|h| {
+                    let folder = path
+                        .split(|b| *b == b'/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_vec();
+                    match self.links.get(&(folder.clone(), h)) {
+                        Some(first) => Some(first.clone()),
+                        None => {
+                            self.links.insert((folder, h), path.clone());
+                            None
+                        }
+                    }
+                });
+                if let Some(first) = first {
+                    self.w
+                        .raw(&tar_header(&path, e, tar::EntryType::Link, 0, Some(&first)))?;
+                    m.link = Some(RawBytes(first));
+                } else {
+                    self.w
+                        .raw(&tar_header(&path, e, tar::EntryType::Regular, e.size, None))?;
+                    self.w.content(e)?;
+                    m.size = e.size;
+                }
+            }
+            kind => {
+                let reason = match kind {
+                    EntryKind::Socket => "socket",
+                    EntryKind::Fifo => "fifo",
+                    _ => "device",
+                };
+                self.skipped.push(LeftOut {
+                    path: RawBytes(path),
+                    kind,
+                    reason: reason.into(),
+                });
+                return Ok(());
+            }
+        }
+        self.entries.push(m);
+        Ok(())
+    }
+}
+
+/// Writes the archive of `snap` into `out` and returns the manifest entries, the left-out
+/// entries, the archive's size and its SHA-256.
+pub fn write_archive<W: Write>(
+    repo: &Repository,
+    catalog: &Catalog,
+    snap: &Snapshot,
+    level: i32,
+    out: W,
+) -> Result<(Vec<ManifestEntry>, Vec<LeftOut>, u64, String)> {
+    let mut w = ArchiveWriter {
+        out: HashingWriter {
+            inner: out,
+            sha: Sha256::new(),
+            len: 0,
+        },
+        pending: Vec::with_capacity(GROUP_TARGET + 8192),
+        tar_len: 0,
+        level,
+        repo,
+        catalog,
+    };
+    let (entries, skipped) = {
+        let mut walk = Walk {
+            w: &mut w,
+            entries: Vec::new(),
+            skipped: Vec::new(),
+            links: HashMap::new(),
+        };
+        walk.dir(&snap.root, b"")?;
+        (walk.entries, walk.skipped)
+    };
+    w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
+    w.flush_pending()?;
+    w.out.flush().map_err(werr)?;
+    let sha = hex(&w.out.sha.finalize());
+    Ok((entries, skipped, w.out.len, sha))
+}
+
+/// How to publish one day's archive.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The day (`YYYY-MM-DD`).
+    pub date: String,
+    /// zstd level for header and small-file frames.
+    pub level: i32,
+    /// Replace a complete archive of another snapshot.
+    pub force: bool,
+}
+
+/// Publishes the daily archive of snapshot `snap_id` into `exports`.
+///
+/// If the day already has a complete archive of the same snapshot, nothing is written. If it has
+/// one of another snapshot, the call fails with kind `Conflict` unless `force` is set.
+pub fn export(
+    repo: &Repository,
+    catalog: &Catalog,
+    exports: &dyn Store,
+    (snap_id, snap): (&Id, &Snapshot),
+    opts: &ExportOptions,
+) -> Result<Published> {
+    let (date, level, force) = (opts.date.as_str(), opts.level, opts.force);
+    let keys = DayKeys::new(date)?;
+    match read_manifest(exports, &keys) {
+        Ok(m) if m.snapshot == *snap_id && m.format_version == MANIFEST_VERSION => {
+            return Ok(Published::Unchanged(m));
+        }
+        Ok(m) if !force => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} already holds a complete archive of snapshot {}; refusing to replace it with snapshot {} (use --force)",
+                    keys.date,
+                    m.snapshot.short(),
+                    snap_id.short()
+                ),
+            ));
+        }
+        // Forced: the day stops looking complete before its archive is replaced.
+        Ok(_) => exports.delete(&keys.manifest)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut writer = exports.create(&keys.archive)?;
+    let (entries, skipped, size, sha256) = write_archive(repo, catalog, snap, level, &mut writer)?;
+    writer.finish()?;
+    exports.put(
+        &keys.sha256,
+        format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),
+    )?;
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        date: keys.date.clone(),
+        snapshot: *snap_id,
+        snapshot_time: snap.time.clone(),
+        source: snap.source.clone(),
+        folders: snap.folders.clone(),
+        archive: ArchiveInfo {
+            name: keys.archive_name(),
+            size,
+            sha256,
+        },
+        entries,
+        skipped,
+        excluded: snap.skipped.clone(),
+        warnings: snap.warnings.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    exports.put(&keys.manifest, &bytes)?;
+    Ok(Published::Written(manifest))
+}
+
+/// Reads and parses a day's manifest.
+pub fn read_manifest(exports: &dyn Store, keys: &DayKeys) -> Result<Manifest> {
+    let bytes = exports.get(&keys.manifest)?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!("{} is not a valid manifest", keys.manifest)).with_source(e)
+    })?;
+    if m.format_version != MANIFEST_VERSION {
+        return Err(Error::corrupt(format!(
+            "{}: unknown manifest version {}",
+            keys.manifest, m.format_version
+        )));
+    }
+    Ok(m)
+}
+
+/// Reads an object sequentially through ranged reads of a few MiB, so that multi-GiB archives
+/// never sit in memory.
+pub struct ObjectReader<'a> {
+    store: &'a dyn Store,
+    key: String,
+    size: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl std::fmt::Debug for ObjectReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("key", &self.key)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl<'a> ObjectReader<'a> {
+    /// A reader of `key`, whose size is looked up in a listing.
+    pub fn open(store: &'a dyn Store, key: &str) -> Result<ObjectReader<'a>> {
+        let size = store
+            .list(key)?
+            .into_iter()
+            .find(|o| o.key == key)
+            .ok_or_else(|| Error::not_found(format!("object {key} not found")))?
+            .size;
+        Ok(ObjectReader {
+            store,
+            key: key.to_string(),
+            size,
+            pos: 0,
+            buf: Vec::new(),
+            at: 0,
+        })
+    }
+
+    /// The object's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            if self.pos >= self.size {
+                return Ok(0);
+            }
+            let n = (self.size - self.pos).min(8 << 20);
+            self.buf = self
+                .store
+                .get_range(&self.key, self.pos, n)
+                .map_err(std::io::Error::other)?;
+            self.pos += n;
+            self.at = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// One day in the exports location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayStatus {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The manifest is present.
+    pub complete: bool,
+    /// Archive size, if the archive object exists.
+    pub archive_size: Option<u64>,
+}
+
+/// The days found in the exports location, oldest first (report folders excluded).
+pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
+    let mut days: std::collections::BTreeMap<String, DayStatus> = Default::default();
+    for o in exports.list("")? {
+        let Some((date, _)) = o.key.split_once('/') else {
+            continue;
+        };
+        let Ok(keys) = DayKeys::new(date) else {
+            continue;
+        };
+        let d = days.entry(date.to_string()).or_insert(DayStatus {
+            date: date.to_string(),
+            complete: false,
+            archive_size: None,
+        });
+        if o.key == keys.manifest {
+            d.complete = true;
+        } else if o.key == keys.archive {
+            d.archive_size = Some(o.size);
+        }
+    }
+    Ok(days.into_values().collect())
+}
+
+/// Keeps the `keep` newest days by date and deletes the rest (manifest first, so that a day
+/// being deleted never looks complete), along with their reports. Returns the deleted dates.
+pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
+    let days = list_days(exports)?;
+    let cut = days.len().saturating_sub(keep);
+    let mut deleted = Vec::new();
+    for d in &days[..cut] {
+        let keys = DayKeys::new(&d.date)?;
+        exports.delete(&keys.manifest)?;
+        for o in exports.list(&format!("{}/", d.date))? {
+            exports.delete(&o.key)?;
+        }
+        for o in exports.list(&format!("_reports/{}/", d.date))? {
+            exports.delete(&o.key)?;
+        }
+        deleted.push(d.date.clone());
+    }
+    Ok(deleted)
+}
+
+/// What [`verify`] checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The day.
+    pub date: String,
+    /// Bytes read.
+    pub size: u64,
+    /// SHA-256 computed.
+    pub sha256: String,
+    /// tar entries read and matched against the manifest.
+    pub entries: u64,
+}
+
+/// Re-reads a day's archive: its SHA-256 must match the `.sha256` object and the manifest, the
+/// whole zstd stream must decode (each frame's content checksum is checked as it is decoded), and
+/// the tar entries must be the manifest's.
+pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
+    let keys = DayKeys::new(date)?;
+    let manifest = read_manifest(exports, &keys)?;
+    let sha_line = String::from_utf8(exports.get(&keys.sha256)?)
+        .map_err(|_| Error::corrupt(format!("{} is not text", keys.sha256)))?;
+    let expected = format!("{}  {}", manifest.archive.sha256, keys.archive_name());
+    if sha_line.trim_end() != expected {
+        return Err(Error::corrupt(format!(
+            "{} does not match the manifest",
+            keys.sha256
+        )));
+    }
+    let reader = ObjectReader::open(exports, &keys.archive)?;
+    let size = reader.size();
+    let mut tee = HashingReader {
+        inner: reader,
+        sha: Sha256::new(),
+    };
+    let entries = {
+        let mut dec = zstd::stream::read::Decoder::new(&mut tee)
+            .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
+        let mut archive = tar::Archive::new(&mut dec);
+        let mut n = 0u64;
+        let mut want = manifest.entries.iter();
+        for item in archive
+            .entries()
+            .map_err(|e| Error::corrupt(format!("{}: not a tar", keys.archive)).with_source(e))?
+        {
+            let mut item = item
+                .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+            let path = item.path_bytes().into_owned();
+            let m = want
+                .next()
+                .ok_or_else(|| Error::corrupt("archive has more entries than its manifest"))?;
+            let mpath = if m.kind == EntryKind::Dir {
+                [m.path.0.as_slice(), b"/"].concat()
+            } else {
+                m.path.0.clone()
+            };
+            if path != mpath || item.size() != m.size {
+                return Err(Error::corrupt(format!(
+                    "archive entry {} does not match the manifest ({})",
+                    String::from_utf8_lossy(&path),
+                    m.path.lossy()
+                )));
+            }
+            std::io::copy(&mut item, &mut std::io::sink()).map_err(|e| {
+                Error::corrupt(format!("{}: damaged content", keys.archive)).with_source(e)
+            })?;
+            n += 1;
+        }
+        if want.next().is_some() {
+            return Err(Error::corrupt(
+                "archive has fewer entries than its manifest",
+            ));
+        }
+        // Read to the end so that every frame (and the hash) covers the whole object.
+        std::io::copy(&mut dec, &mut std::io::sink())
+            .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+        n
+    };
+    let mut rest = Vec::new();
+    tee.read_to_end(&mut rest)
+        .map_err(|e| Error::corrupt("reading the archive").with_source(e))?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{}: {} bytes after the last zstd frame",
+            keys.archive,
+            rest.len()
+        )));
+    }
+    let sha = hex(&tee.sha.finalize());
+    if sha != manifest.archive.sha256 || size != manifest.archive.size {
+        return Err(Error::corrupt(format!(
+            "{}: sha256 {sha} / {size} bytes, manifest says {} / {} bytes",
+            keys.archive, manifest.archive.sha256, manifest.archive.size
+        )));
+    }
+    Ok(VerifyReport {
+        date: keys.date,
+        size,
+        sha256: sha,
+        entries,
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.sha.update(&out[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,25 @@
+//! cairn-engine: every behaviour of the cairn backup tool, with no printing and no process exit.
+//!
+//! Data flows `scan` → `chunk` (FastCDC + BLAKE3) → dedup against the `catalog` → `codec`
+//! (zstd frames) → `pack` → `store`, with `tree` blobs per directory and a `snapshot` object as
+//! the commit point. docs/FORMAT.md specifies every byte that reaches the store.
+
+pub mod backup;
+pub mod catalog;
+pub mod chunk;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod id;
+pub mod lock;
+pub mod pack;
+pub mod repo;
+pub mod run;
+pub mod scan;
+pub mod snapshot;
+pub mod store;
+pub mod tree;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::Id;

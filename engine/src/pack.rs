@@ -1,0 +1,401 @@
+//! Packs: many blob frames in one object, indexed by a trailer.
+//!
+//! A pack is a sequence of zstd frames (one blob each) followed by a zstd *skippable frame* that
+//! lists the blobs, so the whole pack is still a valid zstd stream and the catalog can be rebuilt
+//! from the packs alone by reading each pack's tail. A pack is named by the BLAKE3 hash of all
+//! its bytes. The byte layout is specified in docs/FORMAT.md; this module is its only writer.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh64::xxh64;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Magic of the skippable frame that holds a pack's index (0x184D2A50 | 0xC, "c" for cairn).
+pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5C;
+/// Identifies the index payload and its version.
+pub const INDEX_MAGIC: &[u8; 8] = b"CAIRNIX1";
+/// Last 8 bytes of every pack.
+pub const END_MAGIC: &[u8; 8] = b"CAIRNPK1";
+/// Size of one index entry: kind, id, offset, length, raw length.
+pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
+/// Footer inside the payload: xxh64 of header + entries, payload length, end magic.
+pub const FOOTER_LEN: usize = 8 + 4 + 8;
+const HEADER_LEN: usize = 8 + 4;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// File content.
+    Data,
+    /// A directory listing.
+    Tree,
+}
+
+impl BlobKind {
+    fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+    fn from_code(c: u8) -> Result<BlobKind> {
+        match c {
+            0 => Ok(BlobKind::Data),
+            1 => Ok(BlobKind::Tree),
+            _ => Err(Error::corrupt(format!(
+                "unknown blob kind {c} in pack index"
+            ))),
+        }
+    }
+}
+
+/// One blob in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// BLAKE3 of the plaintext.
+    pub id: Id,
+    /// Where the frame starts in the pack.
+    pub offset: u32,
+    /// Length of the frame.
+    pub length: u32,
+    /// Length of the plaintext.
+    pub raw_length: u32,
+}
+
+/// Builds one pack in memory.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackBuilder {
+            buf: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends one encoded blob.
+    pub fn add(&mut self, kind: BlobKind, id: Id, frame: &[u8], raw_length: usize) {
+        let offset = u32::try_from(self.buf.len()).expect("packs stay far below 4 GiB");
+        self.buf.extend_from_slice(frame);
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset,
+            length: frame.len() as u32,
+            raw_length: u32::try_from(raw_length).expect("blobs stay below 4 GiB"),
+        });
+    }
+
+    /// Bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends the index trailer and returns the pack's bytes, its id and its entries.
+    pub fn finish(mut self) -> (Id, Vec<u8>, Vec<PackEntry>) {
+        let mut payload =
+            Vec::with_capacity(HEADER_LEN + self.entries.len() * ENTRY_LEN + FOOTER_LEN);
+        payload.extend_from_slice(INDEX_MAGIC);
+        payload.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            payload.push(e.kind.code());
+            payload.extend_from_slice(e.id.as_bytes());
+            payload.extend_from_slice(&e.offset.to_le_bytes());
+            payload.extend_from_slice(&e.length.to_le_bytes());
+            payload.extend_from_slice(&e.raw_length.to_le_bytes());
+        }
+        let checksum = xxh64(&payload, 0);
+        payload.extend_from_slice(&checksum.to_le_bytes());
+        let payload_len = (payload.len() + 4 + 8) as u32;
+        payload.extend_from_slice(&payload_len.to_le_bytes());
+        payload.extend_from_slice(END_MAGIC);
+        self.buf.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+        self.buf.extend_from_slice(&payload_len.to_le_bytes());
+        self.buf.extend_from_slice(&payload);
+        let id = Id::of(&self.buf);
+        (id, self.buf, self.entries)
+    }
+}
+
+/// How many bytes at the end of a pack hold its whole index, given the last
+/// [`FOOTER_LEN`] bytes. Lets a reader fetch the tail first and then exactly the index.
+pub fn trailer_len(footer: &[u8]) -> Result<usize> {
+    if footer.len() < FOOTER_LEN || &footer[footer.len() - 8..] != END_MAGIC {
+        return Err(Error::corrupt(
+            "pack does not end with the cairn pack magic",
+        ));
+    }
+    let n = footer.len();
+    let payload_len =
+        u32::from_le_bytes(footer[n - 12..n - 8].try_into().expect("4 bytes")) as usize;
+    if payload_len < HEADER_LEN + FOOTER_LEN {
+        return Err(Error::corrupt("pack index length is impossibly small"));
+    }
+    Ok(payload_len + 8)
+}
+
+/// Parses the index from the tail of a pack: `tail` must be the last bytes of the pack, at least
+/// [`trailer_len`] of them; `pack_len` is the pack's full size, to check offsets.
+pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
+    let tlen = trailer_len(tail)?;
+    if tail.len() < tlen || (tlen as u64) > pack_len {
+        return Err(Error::corrupt("pack index is longer than the data read"));
+    }
+    let t = &tail[tail.len() - tlen..];
+    if u32::from_le_bytes(t[0..4].try_into().expect("4")) != SKIPPABLE_MAGIC
+        || u32::from_le_bytes(t[4..8].try_into().expect("4")) as usize != tlen - 8
+    {
+        return Err(Error::corrupt("pack index frame header is damaged"));
+    }
+    let payload = &t[8..];
+    let body = &payload[..payload.len() - FOOTER_LEN];
+    let stored = u64::from_le_bytes(payload[body.len()..body.len() + 8].try_into().expect("8"));
+    if xxh64(body, 0) != stored {
+        return Err(Error::corrupt("pack index checksum mismatch"));
+    }
+    if body.len() < HEADER_LEN || &body[..8] != INDEX_MAGIC {
+        return Err(Error::corrupt("unknown pack index version"));
+    }
+    let count = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
+    if body.len() != HEADER_LEN + count * ENTRY_LEN {
+        return Err(Error::corrupt(
+            "pack index length does not match its entry count",
+        ));
+    }
+    let data_end = pack_len - tlen as u64;
+    let mut out = Vec::with_capacity(count);
+    for raw in body[HEADER_LEN..].chunks_exact(ENTRY_LEN) {
+        let u = |r: std::ops::Range<usize>| u32::from_le_bytes(raw[r].try_into().expect("4"));
+        let e = PackEntry {
+            kind: BlobKind::from_code(raw[0])?,
+            id: Id::from_slice(&raw[1..33])?,
+            offset: u(33..37),
+            length: u(37..41),
+            raw_length: u(41..45),
+        };
+        if u64::from(e.offset) + u64::from(e.length) > data_end {
+            return Err(Error::corrupt(format!(
+                "blob {} lies outside its pack",
+                e.id.short()
+            )));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Decodes the blob `e` from `frame` (its exact bytes) and checks its id.
+pub fn open_blob(e: &PackEntry, frame: &[u8]) -> Result<Vec<u8>> {
+    let data = crate::codec::decode(frame, e.raw_length as usize)?;
+    if Id::of(&data) != e.id {
+        return Err(Error::corrupt(format!(
+            "blob {} does not hash to its id",
+            e.id.short()
+        )));
+    }
+    Ok(data)
+}
+
+/// Collects blobs of one kind into packs and uploads each pack when it is full.
+///
+/// Shared by all backup threads. A blob's catalog entry is written only after its pack is
+/// durable in the store, and files cache records wait until every chunk they name is durable,
+/// so a crash at any moment leaves a catalog that promises nothing the store lacks.
+#[derive(Debug)]
+pub struct Packer<'a> {
+    repo: &'a crate::repo::Repository,
+    catalog: &'a crate::catalog::Catalog,
+    kind: BlobKind,
+    target: usize,
+    state: std::sync::Mutex<PackerState>,
+    packs: std::sync::atomic::AtomicU64,
+    stored: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PackerState {
+    current: PackBuilder,
+    /// Blobs added to a pack that is not yet durable.
+    pending: std::collections::HashSet<Id>,
+    /// Files cache records that name pending chunks.
+    waiting: Vec<(Vec<u8>, crate::catalog::FileRecord)>,
+}
+
+impl<'a> Packer<'a> {
+    /// A packer for blobs of `kind`, closing packs at `target` bytes.
+    pub fn new(
+        repo: &'a crate::repo::Repository,
+        catalog: &'a crate::catalog::Catalog,
+        kind: BlobKind,
+        target: usize,
+    ) -> Self {
+        Packer {
+            repo,
+            catalog,
+            kind,
+            target,
+            state: Default::default(),
+            packs: Default::default(),
+            stored: Default::default(),
+        }
+    }
+
+    /// Whether the blob is already stored or on its way: then it need not be encoded again.
+    pub fn has(&self, id: &Id) -> Result<bool> {
+        if self.state.lock().expect("poisoned").pending.contains(id) {
+            return Ok(true);
+        }
+        self.catalog.contains(self.kind, id)
+    }
+
+    /// Adds an encoded blob unless it is already stored or pending; returns whether it was added.
+    /// Uploads the current pack when it reaches the target size.
+    pub fn add(&self, id: Id, frame: &[u8], raw_length: usize) -> Result<bool> {
+        let full = {
+            let mut st = self.state.lock().expect("poisoned");
+            // Checked under the lock: an upload moves ids from `pending` to the catalog before
+            // it removes them from `pending`, so an id is always visible in one of the two.
+            if st.pending.contains(&id) || self.catalog.contains(self.kind, &id)? {
+                return Ok(false);
+            }
+            if st.current.is_empty() {
+                st.current = PackBuilder::with_capacity(self.target + 4 * 1024 * 1024);
+            }
+            st.current.add(self.kind, id, frame, raw_length);
+            st.pending.insert(id);
+            (st.current.len() >= self.target).then(|| std::mem::take(&mut st.current))
+        };
+        if let Some(builder) = full {
+            self.upload(builder)?;
+        }
+        Ok(true)
+    }
+
+    /// Records a files cache entry as soon as every chunk it names is durable.
+    pub fn file_done(&self, path: Vec<u8>, record: crate::catalog::FileRecord) -> Result<()> {
+        {
+            let mut st = self.state.lock().expect("poisoned");
+            if record.chunks.iter().any(|c| st.pending.contains(c)) {
+                st.waiting.push((path, record));
+                return Ok(());
+            }
+        }
+        self.catalog.put_files(&[(path, record)])
+    }
+
+    fn upload(&self, builder: PackBuilder) -> Result<()> {
+        let (id, bytes, entries) = builder.finish();
+        self.repo.store().put(&crate::repo::pack_key(&id), &bytes)?;
+        self.catalog.add_pack(&id, bytes.len() as u64, &entries)?;
+        self.packs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stored
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let ready: Vec<_> = {
+            let mut st = self.state.lock().expect("poisoned");
+            for e in &entries {
+                st.pending.remove(&e.id);
+            }
+            let waiting = std::mem::take(&mut st.waiting);
+            let (ready, still): (Vec<_>, Vec<_>) = waiting
+                .into_iter()
+                .partition(|(_, r)| !r.chunks.iter().any(|c| st.pending.contains(c)));
+            st.waiting = still;
+            ready
+        };
+        if !ready.is_empty() {
+            self.catalog.put_files(&ready)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the last, partly filled pack and writes the remaining files cache records.
+    pub fn finish(&self) -> Result<()> {
+        let last = std::mem::take(&mut self.state.lock().expect("poisoned").current);
+        if !last.is_empty() {
+            self.upload(last)?;
+        }
+        let rest = std::mem::take(&mut self.state.lock().expect("poisoned").waiting);
+        self.catalog.put_files(&rest)
+    }
+
+    /// Packs uploaded and their total size.
+    pub fn written(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.packs.load(Relaxed), self.stored.load(Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trip_and_is_a_zstd_stream() {
+        let blobs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 * (i as usize + 1)]).collect();
+        let mut b = PackBuilder::with_capacity(1 << 16);
+        for (i, blob) in blobs.iter().enumerate() {
+            let kind = if i == 4 {
+                BlobKind::Tree
+            } else {
+                BlobKind::Data
+            };
+            b.add(
+                kind,
+                Id::of(blob),
+                &crate::codec::encode(blob, 3).unwrap(),
+                blob.len(),
+            );
+        }
+        let (id, bytes, entries) = b.finish();
+        assert_eq!(id, Id::of(&bytes));
+        let parsed = parse_trailer(&bytes, bytes.len() as u64).unwrap();
+        assert_eq!(parsed, entries);
+        for (e, blob) in parsed.iter().zip(&blobs) {
+            let frame = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+            assert_eq!(&open_blob(e, frame).unwrap(), blob);
+        }
+        // The concatenation of every blob, as any zstd decoder sees the pack.
+        let all: Vec<u8> = blobs.concat();
+        assert_eq!(zstd::stream::decode_all(&bytes[..]).unwrap(), all);
+        // Reading only the tail is enough.
+        let tl = trailer_len(&bytes[bytes.len() - FOOTER_LEN..]).unwrap();
+        let tail = &bytes[bytes.len() - tl..];
+        assert_eq!(parse_trailer(tail, bytes.len() as u64).unwrap(), entries);
+    }
+
+    #[test]
+    fn damaged_index_is_rejected() {
+        let mut b = PackBuilder::default();
+        b.add(
+            BlobKind::Data,
+            Id::of(b"x"),
+            &crate::codec::encode(b"x", 3).unwrap(),
+            1,
+        );
+        let (_, bytes, _) = b.finish();
+        for i in [bytes.len() - 30, bytes.len() - 1, bytes.len() - 15] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 4;
+            assert!(
+                parse_trailer(&bad, bad.len() as u64).is_err(),
+                "flip at {i}"
+            );
+        }
+        assert!(parse_trailer(&bytes[..bytes.len() - 1], bytes.len() as u64 - 1).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! The repository: a store plus its layout and its config object.
+//!
+//! Layout (keys below the store's prefix): `config`, `packs/<2 hex>/<pack id>`,
+//! `snapshots/<snapshot id>`. The config object is written once by `init` and names the
+//! repository (a random id the catalog is tied to) and the chunker parameters.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::ChunkerParams;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::pack::{self, FOOTER_LEN, PackEntry};
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+
+/// Current repository format version.
+pub const REPO_VERSION: u32 = 1;
+const CONFIG_KEY: &str = "config";
+/// Prefix of pack objects.
+pub const PACKS: &str = "packs/";
+/// Prefix of snapshot objects.
+pub const SNAPSHOTS: &str = "snapshots/";
+
+/// The `config` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Format version; a reader must refuse a version it does not know.
+    pub version: u32,
+    /// Random 32-byte id in hex; the catalog belongs to exactly one repository.
+    pub id: String,
+    /// Chunking parameters; fixed for the life of the repository.
+    pub chunker: ChunkerParams,
+    /// Packs are closed once they reach this many bytes.
+    pub pack_size: u64,
+    /// When `init` ran (RFC 3339).
+    pub created: String,
+}
+
+/// Where a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack that holds it.
+    pub pack: Id,
+    /// Offset of its frame.
+    pub offset: u32,
+    /// Frame length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn Store>,
+    config: RepoConfig,
+}
+
+/// 32 random bytes from the kernel.
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(crate::id::hex(&b))
+}
+
+/// The store key of a pack.
+pub fn pack_key(id: &Id) -> String {
+    let hex = id.to_hex();
+    format!("{PACKS}{}/{hex}", &hex[..2])
+}
+
+/// The pack id in a pack key, if it is one.
+pub fn pack_id_of_key(key: &str) -> Option<Id> {
+    let name = key.strip_prefix(PACKS)?.rsplit('/').next()?;
+    Id::from_hex(name).ok().filter(|id| pack_key(id) == key)
+}
+
+impl Repository {
+    /// Creates a repository in an empty store. Refuses (kind `Conflict`) if one exists there.
+    pub fn init(
+        store: Arc<dyn Store>,
+        chunker: ChunkerParams,
+        pack_size: u64,
+    ) -> Result<Repository> {
+        chunker.validate()?;
+        match store.get(CONFIG_KEY) {
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "a repository already exists in this store",
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.context("checking for an existing repository")),
+        }
+        let config = RepoConfig {
+            version: REPO_VERSION,
+            id: random_id()?,
+            chunker,
+            pack_size,
+            created: jiff::Timestamp::now().to_string(),
+        };
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        store.put(CONFIG_KEY, &bytes)?;
+        Ok(Repository { store, config })
+    }
+
+    /// Opens the repository in `store`.
+    pub fn open(store: Arc<dyn Store>) -> Result<Repository> {
+        let bytes = store.get(CONFIG_KEY).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found("no repository in the store (run `cairn init` first)")
+            } else {
+                e.context("reading the repository config")
+            }
+        })?;
+        let config: RepoConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::corrupt("the repository config is not valid JSON").with_source(e)
+        })?;
+        if config.version != REPO_VERSION {
+            return Err(Error::corrupt(format!(
+                "repository format version {} is not supported (this cairn reads {REPO_VERSION})",
+                config.version
+            )));
+        }
+        config.chunker.validate()?;
+        Ok(Repository { store, config })
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Every pack in the store with its size.
+    pub fn list_packs(&self) -> Result<Vec<(Id, u64)>> {
+        let mut out = Vec::new();
+        for obj in self.store.list(PACKS)? {
+            match pack_id_of_key(&obj.key) {
+                Some(id) => out.push((id, obj.size)),
+                None => {
+                    tracing::warn!(key = %obj.key, "ignoring an object in packs/ that is not named like a pack")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a pack's index from its tail: one ranged read, two for unusually large indexes.
+    pub fn read_pack_index(&self, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+        let key = pack_key(id);
+        if size < FOOTER_LEN as u64 {
+            return Err(Error::corrupt(format!(
+                "pack {key} is too short to hold an index"
+            )));
+        }
+        let guess = size.min(64 * 1024);
+        let mut tail = self.store.get_range(&key, size - guess, guess)?;
+        let need = pack::trailer_len(&tail[tail.len() - FOOTER_LEN..])
+            .map_err(|e| e.context(&key))? as u64;
+        if need > size {
+            return Err(Error::corrupt(format!(
+                "pack {key}: index longer than the pack"
+            )));
+        }
+        if need > guess {
+            tail = self.store.get_range(&key, size - need, need)?;
+        }
+        pack::parse_trailer(&tail, size).map_err(|e| e.context(&key))
+    }
+
+    /// Reads one blob and checks it against its id.
+    pub fn read_blob(&self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let key = pack_key(&loc.pack);
+        let frame = self
+            .store
+            .get_range(&key, u64::from(loc.offset), u64::from(loc.length))?;
+        let entry = PackEntry {
+            kind: pack::BlobKind::Data,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        };
+        pack::open_blob(&entry, &frame).map_err(|e| e.context(format!("in pack {key}")))
+    }
+
+    /// Writes a snapshot: the commit point of a backup.
+    pub fn put_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let (id, bytes) = snap.encode();
+        self.store.put(&format!("{SNAPSHOTS}{id}"), &bytes)?;
+        Ok(id)
+    }
+
+    /// Ids of every snapshot in the store.
+    pub fn list_snapshot_ids(&self) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        for obj in self.store.list(SNAPSHOTS)? {
+            match obj.key.strip_prefix(SNAPSHOTS).map(Id::from_hex) {
+                Some(Ok(id)) => out.push(id),
+                _ => {
+                    tracing::warn!(key = %obj.key, "ignoring an object in snapshots/ that is not named like a snapshot")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads and checks one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let bytes = self.store.get(&format!("{SNAPSHOTS}{id}"))?;
+        Snapshot::decode(id, &bytes)
+    }
+}

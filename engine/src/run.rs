@@ -1,0 +1,167 @@
+//! The nightly job in one call: backup, daily archive, retention, and a JSON run report in
+//! `<exports>/_reports/DATE/run.json`. The report is written whatever happened, so that an
+//! operator (or an alert) always finds out what the last night did.
+
+use serde::Serialize;
+
+use crate::backup::{BackupOptions, Progress, backup};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::export::{self, Published};
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::snapshot::{Summary, Warning};
+use crate::store::Store;
+
+/// What the backup stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupStage {
+    /// The committed snapshot.
+    pub snapshot: Id,
+    /// Its counters.
+    pub summary: Summary,
+    /// Its warnings.
+    pub warnings: Vec<Warning>,
+}
+
+/// What the export stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportStage {
+    /// Archive name.
+    pub archive: String,
+    /// Archive size.
+    pub size: u64,
+    /// Archive SHA-256.
+    pub sha256: String,
+    /// False when a complete archive of the same snapshot was already there.
+    pub written: bool,
+    /// Entries in the archive.
+    pub entries: usize,
+}
+
+/// `_reports/DATE/run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Report format version.
+    pub version: u32,
+    /// The day of the run.
+    pub date: String,
+    /// Start, RFC 3339.
+    pub started: String,
+    /// End, RFC 3339.
+    pub finished: String,
+    /// `ok`, `warnings` or `failed`.
+    pub status: String,
+    /// The process exit code this run maps to.
+    pub exit_code: u8,
+    /// Backup stage, if it committed.
+    pub backup: Option<BackupStage>,
+    /// Export stage, if it published.
+    pub export: Option<ExportStage>,
+    /// Days deleted by retention.
+    pub deleted_days: Vec<String>,
+    /// Days kept.
+    pub kept_days: Vec<String>,
+    /// The error that stopped the run.
+    pub error: Option<String>,
+}
+
+/// The inputs of a nightly run.
+#[derive(Debug)]
+pub struct RunOptions<'a> {
+    /// How to back up; `backup.date` is the day of the run.
+    pub backup: BackupOptions,
+    /// Where the archives go.
+    pub exports: &'a dyn Store,
+    /// Daily archives to keep.
+    pub keep_daily: usize,
+    /// Replace a different complete archive of the same day.
+    pub force: bool,
+}
+
+/// Runs the nightly job. Always returns a report (also written to the exports location);
+/// `Err` only if even the report could not be written.
+pub fn nightly(
+    repo: &Repository,
+    catalog: &Catalog,
+    sync: crate::catalog::SyncReport,
+    opts: &RunOptions<'_>,
+    progress: &Progress,
+) -> Result<RunReport> {
+    let date = opts.backup.date.clone();
+    let mut report = RunReport {
+        version: 1,
+        date: date.clone(),
+        started: jiff::Timestamp::now().to_string(),
+        finished: String::new(),
+        status: "failed".into(),
+        exit_code: 1,
+        backup: None,
+        export: None,
+        deleted_days: Vec::new(),
+        kept_days: Vec::new(),
+        error: None,
+    };
+    let outcome = (|| -> Result<()> {
+        let out = backup(repo, catalog, sync, &opts.backup, progress)?;
+        let warned = !out.snapshot.warnings.is_empty();
+        report.backup = Some(BackupStage {
+            snapshot: out.id,
+            summary: out.snapshot.summary.clone(),
+            warnings: out.snapshot.warnings.clone(),
+        });
+        let eopts = export::ExportOptions {
+            date: date.clone(),
+            level: opts.backup.compression,
+            force: opts.force,
+        };
+        let published = export::export(
+            repo,
+            catalog,
+            opts.exports,
+            (&out.id, &out.snapshot),
+            &eopts,
+        )
+        .map_err(|e| e.context(format!("exporting {date}")))?;
+        let m = published.manifest();
+        report.export = Some(ExportStage {
+            archive: m.archive.name.clone(),
+            size: m.archive.size,
+            sha256: m.archive.sha256.clone(),
+            written: matches!(published, Published::Written(_)),
+            entries: m.entries.len(),
+        });
+        report.deleted_days = export::prune(opts.exports, opts.keep_daily)?;
+        report.kept_days = export::list_days(opts.exports)?
+            .into_iter()
+            .map(|d| d.date)
+            .collect();
+        (report.status, report.exit_code) = if warned {
+            ("warnings".into(), 3)
+        } else {
+            ("ok".into(), 0)
+        };
+        Ok(())
+    })();
+    if let Err(e) = &outcome {
+        report.error = Some(e.to_string());
+        report.exit_code = match e.kind() {
+            crate::ErrorKind::Config | crate::ErrorKind::Usage => 2,
+            crate::ErrorKind::Locked => 4,
+            _ => 1,
+        };
+    }
+    report.finished = jiff::Timestamp::now().to_string();
+    let key = format!("_reports/{date}/run.json");
+    let bytes = serde_json::to_vec_pretty(&report).expect("reports serialize");
+    opts.exports.put(&key, &bytes).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!(
+                "writing the run report {key} failed: {e}; the run itself: {:?}",
+                report.error
+            ),
+        )
+    })?;
+    Ok(report)
+}

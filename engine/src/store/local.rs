@@ -1,0 +1,254 @@
+//! A store in a local directory (or any mounted filesystem).
+//!
+//! `put` writes a hidden temporary file next to the target, fsyncs it, renames it into place and
+//! fsyncs the directory, so an object is either absent or complete and durable, even across a
+//! power cut. Temporary files left by a crash start with a dot and are never listed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
+use crate::error::{Error, Result};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Objects as files under a root directory; a key's `/` are subdirectories.
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root`, created if missing.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("creating store directory {}", root.display()), e))?;
+        Ok(LocalStore { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Creates `dir` and any missing parents, fsyncing each parent that gained an entry so the
+    /// new directories survive a crash along with the files put into them.
+    fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.ensure_dir(parent)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => sync_dir(dir.parent().unwrap_or(dir)),
+            Err(e) if e.kind() == IoKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io(format!("creating {}", dir.display()), e)),
+        }
+    }
+}
+
+/// A hidden name next to `path`, unique within this machine's processes.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .expect("keys have a last segment")
+        .to_string_lossy();
+    path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Streams into a temporary file; `finish` fsyncs and renames it into place.
+struct LocalWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    key: String,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("open until finish").write(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("open until finish").flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let file = self.file.take().expect("finish is called once");
+        let publish = || -> std::io::Result<()> {
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&self.tmp, &self.path)
+        };
+        publish().map_err(|e| Error::io(format!("writing object {}", self.key), e))?;
+        sync_dir(self.path.parent().expect("below root"))
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        // Not finished: the partial object must not survive under any visible name.
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+fn open_existing(path: &Path, key: &str) -> Result<File> {
+    File::open(path).map_err(|e| {
+        if e.kind() == IoKind::NotFound {
+            Error::not_found(format!("object {key} not found"))
+        } else {
+            Error::io(format!("opening object {key}"), e)
+        }
+    })
+}
+
+impl Store for LocalStore {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys are below the root");
+        self.ensure_dir(dir)?;
+        let tmp = temp_path(&path);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("writing object {key}"), e));
+        }
+        sync_dir(dir)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let mut f = open_existing(&self.path(key)?, key)?;
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)
+            .map_err(|e| Error::io(format!("reading object {key}"), e))?;
+        Ok(out)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut f = open_existing(&self.path(key)?, key)?;
+        let size = f
+            .metadata()
+            .map_err(|e| Error::io(format!("stat of object {key}"), e))?
+            .len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::corrupt(format!(
+                "range {offset}+{len} is outside object {key} of {size} bytes"
+            )));
+        }
+        let mut out = vec![0; len as usize];
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut out))
+            .map_err(|e| Error::io(format!("reading object {key}"), e))?;
+        Ok(out)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_prefix(prefix)?;
+        // Walk from the deepest directory that the prefix names completely.
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        let mut out = Vec::new();
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        walk(&start, dir_part, prefix, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        let path = self.path(key)?;
+        let dir = path
+            .parent()
+            .expect("keys are below the root")
+            .to_path_buf();
+        self.ensure_dir(&dir)?;
+        let tmp = temp_path(&path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating object {key}"), e))?;
+        Ok(Box::new(LocalWriter {
+            file: Some(file),
+            tmp,
+            path,
+            key: key.to_string(),
+        }))
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().expect("below root")),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting object {key}"), e)),
+        }
+    }
+}
+
+fn walk(dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue; // temporary files of puts in flight or interrupted
+        }
+        let key = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ft = ent
+            .file_type()
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        if ft.is_dir() {
+            // Descend only where keys below could still match the prefix.
+            let k = format!("{key}/");
+            if k.starts_with(prefix) || prefix.starts_with(&k) {
+                walk(&ent.path(), &key, prefix, out)?;
+            }
+        } else if ft.is_file() && key.starts_with(prefix) {
+            let size = ent
+                .metadata()
+                .map_err(|e| Error::io(format!("stat of {key}"), e))?
+                .len();
+            out.push(ObjectInfo { key, size });
+        }
+    }
+    Ok(())
+}

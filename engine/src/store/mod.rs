@@ -1,0 +1,193 @@
+//! Object stores: where packs, snapshots and the repository config live.
+//!
+//! The [`Store`] trait is deliberately small — `put`, `get`, `get_range`, `list`, `delete` — so
+//! that a backend is easy to write and easy to check: one conformance suite (in the engine's
+//! integration tests) runs against every backend. Retrying and fault injection are wrappers that
+//! implement the same trait, so the rest of the engine never knows which it is talking to.
+//!
+//! Keys are relative, `/`-separated, made of `[A-Za-z0-9._-]` segments that do not start with
+//! a dot; [`check_key`] enforces that, so no key can escape a local store's root.
+
+mod fault;
+mod local;
+mod memory;
+mod retry;
+
+use std::sync::Arc;
+
+pub use fault::{Fault, FaultStore, Op};
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+pub use retry::RetryStore;
+
+use crate::error::{Error, Result};
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectInfo {
+    /// The full key, including the prefix that was listed.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A flat namespace of immutable objects.
+///
+/// Every method may be called from many threads at once.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `data` under `key`.
+    ///
+    /// Contract: *atomic* — a concurrent or later reader sees either no object or all of
+    /// `data`, never a prefix; *durable on return* — once `Ok` is returned the object survives a
+    /// crash of this process and of the machine; *idempotent* — putting the same bytes under
+    /// the same key again succeeds and changes nothing. Putting different bytes under an
+    /// existing key replaces the object; the engine only does that for keys whose content is
+    /// determined by their name, so callers never rely on it.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+
+    /// Reads the whole object.
+    ///
+    /// Contract: a missing object is an error of kind `NotFound`, which is never retryable.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Reads `len` bytes starting at `offset`.
+    ///
+    /// Contract: returns exactly `len` bytes; a range that does not lie within the object is an
+    /// error of kind `Corrupt` (the caller computed it from an index that promised the bytes),
+    /// and a missing object is `NotFound`.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// Lists the objects whose key starts with `prefix`, sorted by key.
+    ///
+    /// Contract: complete — every object whose `put` returned before the call started is
+    /// listed; objects still being written are not.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// Removes the object.
+    ///
+    /// Contract: idempotent — deleting a missing object succeeds.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// Starts writing a large object piece by piece (the daily archive).
+    ///
+    /// Contract: the object becomes visible only when [`ObjectWriter::finish`] returns `Ok`,
+    /// whole and durable, with the same guarantees as `put`; if the writer is dropped or
+    /// aborted instead, no object (and no partial object) is visible under `key`. The default
+    /// buffers in memory and calls `put`; backends override it to stream.
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        check_key(key)?;
+        Ok(Box::new(BufferedWriter {
+            store: self,
+            key: key.to_string(),
+            buf: Vec::new(),
+        }))
+    }
+}
+
+/// A large object being written; see [`Store::create`].
+pub trait ObjectWriter: std::io::Write + Send {
+    /// Publishes the object atomically and durably.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+struct BufferedWriter<'a, S: ?Sized> {
+    store: &'a S,
+    key: String,
+    buf: Vec<u8>,
+}
+
+impl<S: Store + ?Sized> std::io::Write for BufferedWriter<'_, S> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Store + ?Sized> ObjectWriter for BufferedWriter<'_, S> {
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.store.put(&self.key, &self.buf)
+    }
+}
+
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        (**self).put(key, data)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        (**self).get_range(key, offset, len)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key)
+    }
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        (**self).create(key)
+    }
+}
+
+/// Rejects keys that could escape a directory or collide with a backend's temporary files.
+pub fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid object key {key:?}")))
+    }
+}
+
+/// Checks a listing prefix: empty, or a key, optionally ending in `/`.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    check_key(prefix.strip_suffix('/').unwrap_or(prefix))
+}
+
+/// Slices `data[offset..offset+len]` with the `get_range` contract's error.
+pub(crate) fn slice_range(key: &str, data: &[u8], offset: u64, len: u64) -> Result<Vec<u8>> {
+    let end = offset
+        .checked_add(len)
+        .filter(|&e| e <= data.len() as u64)
+        .ok_or_else(|| {
+            Error::corrupt(format!(
+                "range {offset}+{len} is outside object {key} of {} bytes",
+                data.len()
+            ))
+        })?;
+    Ok(data[offset as usize..end as usize].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        for good in ["config", "packs/ab/abcdef", "snapshots/x-1_2.json"] {
+            check_key(good).unwrap();
+        }
+        for bad in [
+            "", "/abs", "a//b", "../x", "a/../b", ".hidden", "a/.tmp", "sp ace", "a/", "ü",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        check_prefix("").unwrap();
+        check_prefix("packs/").unwrap();
+        assert!(check_prefix("../").is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! Fixtures: the awkward tree, a repository in a temporary directory, and a checker that
+//! compares a snapshot with the tree it was taken from, byte for byte and field by field.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_engine::backup::{self, BackupOptions, BackupOutcome, Progress};
+use cairn_engine::catalog::Catalog;
+use cairn_engine::chunk::ChunkerParams;
+use cairn_engine::repo::Repository;
+use cairn_engine::store::{LocalStore, Store};
+use cairn_engine::tree::{Entry, EntryKind};
+use cairn_engine::{Id, Result};
+
+/// A pseudo-random byte stream (xorshift); the same seed always gives the same bytes.
+pub fn seeded(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A source tree, a store and a state directory in one temporary directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub src: PathBuf,
+    pub state: PathBuf,
+    pub repo: Repository,
+}
+
+impl Env {
+    /// A fresh repository on a local directory store.
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path().join("store")).unwrap());
+        Env::with_store_in(dir, store)
+    }
+
+    /// A fresh repository in `store`.
+    pub fn with_store_in(dir: tempfile::TempDir, store: Arc<dyn Store>) -> Env {
+        let src = dir.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        let state = dir.path().join("state");
+        let repo = Repository::init(store, ChunkerParams::default(), 4 << 20).unwrap();
+        Env {
+            dir,
+            src,
+            state,
+            repo,
+        }
+    }
+
+    pub fn opts(&self) -> BackupOptions {
+        BackupOptions {
+            source_root: self.src.clone(),
+            folders: vec!["notetaking".into(), "images".into(), "backup".into()],
+            excludes: vec![".DS_Store".into(), "Thumbs.db".into()],
+            one_file_system: true,
+            ignore_inode: false,
+            ignore_ctime: false,
+            compression: 3,
+            time: jiff::Timestamp::now(),
+            date: "2026-11-29".into(),
+            hook: None,
+        }
+    }
+
+    /// Opens the catalog for this repository and runs one backup.
+    pub fn backup_with(&self, opts: &BackupOptions) -> Result<BackupOutcome> {
+        let (cat, sync) = Catalog::open_for(&self.state, &self.repo)?;
+        backup::backup(&self.repo, &cat, sync, opts, &Progress::default())
+    }
+
+    pub fn backup(&self) -> BackupOutcome {
+        self.backup_with(&self.opts()).unwrap()
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::open_for(&self.state, &self.repo).unwrap().0
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Sets atime and mtime without following symlinks.
+pub fn set_mtime(path: &Path, sec: i64, nsec: i64) {
+    let ts = [
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+    ];
+    // SAFETY: valid NUL-terminated path and a two-element timespec array, as utimensat requires.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cstr(path).as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+pub fn mkfifo(path: &Path) {
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(cstr(path).as_ptr(), 0o644) }, 0);
+}
+
+pub fn write(path: &Path, data: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+/// Builds the tree of awkward cases that real shares contain, below `root`.
+pub fn awkward_tree(root: &Path) {
+    let n = root.join("notetaking");
+    write(&n.join("plain.txt"), b"hello, notes\n");
+    write(&n.join("empty.txt"), b"");
+    fs::create_dir_all(n.join("empty-dir")).unwrap();
+    write(
+        &n.join(OsStr::from_bytes(b"latin1-\xe9t\xe9.txt")),
+        b"not utf-8 name",
+    );
+    write(&n.join(OsStr::from_bytes(b"\xff\xfe raw")), b"raw bytes");
+    write(
+        &n.join(format!("{}.md", "L".repeat(252))),
+        b"a 255-byte name",
+    );
+    write(&n.join("café ☕ notes.md"), "unicode ✓".as_bytes());
+    write(&n.join("new\nline name"), b"newline in name");
+    let mut deep = n.join("deep");
+    for i in 0..30 {
+        deep = deep.join(format!("level-{i:02}-{}", "x".repeat(60)));
+    }
+    write(&deep.join("leaf.txt"), b"deep leaf");
+    write(
+        &n.join("text.md"),
+        &b"# Notes\nsome words that compress well.\n".repeat(40_000),
+    );
+    write(&n.join(".DS_Store"), b"finder junk");
+
+    let i = root.join("images");
+    write(&i.join("photo.jpg"), &seeded(3 << 20, 1));
+    write(&i.join("album/big.raw"), &seeded(9 << 20, 2));
+    write(&i.join("album/Thumbs.db"), b"windows junk");
+
+    let b = root.join("backup");
+    fs::create_dir_all(&b).unwrap();
+    let sparse = fs::File::create(b.join("disk.img")).unwrap();
+    sparse.set_len(48 << 20).unwrap();
+    drop(sparse);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(b.join("disk.img"))
+            .unwrap();
+        f.seek(SeekFrom::Start(10 << 20)).unwrap();
+        f.write_all(&seeded(1 << 20, 3)).unwrap();
+    }
+    symlink("does/not/exist", b.join("dangling")).unwrap();
+    symlink("/etc/passwd", b.join("absolute")).unwrap();
+    symlink("../../../../etc", b.join("escaping")).unwrap();
+    symlink(OsStr::from_bytes(b"target-\xff"), b.join("raw-target")).unwrap();
+    write(&b.join("hard-a"), b"one inode, two names");
+    fs::create_dir_all(b.join("sub")).unwrap();
+    fs::hard_link(b.join("hard-a"), b.join("sub/hard-b")).unwrap();
+    mkfifo(&b.join("fifo"));
+    drop(std::os::unix::net::UnixListener::bind(b.join("socket")).unwrap());
+    write(&b.join("modes/setuid"), b"#!/bin/sh\n");
+    fs::set_permissions(b.join("modes/setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    write(&b.join("modes/private"), b"secret");
+    fs::set_permissions(b.join("modes/private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir_all(b.join("modes/sticky")).unwrap();
+    fs::set_permissions(b.join("modes/sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
+    write(&b.join("times/old"), b"1960");
+    set_mtime(&b.join("times/old"), -315_619_200, 0);
+    write(&b.join("times/future"), b"2200");
+    set_mtime(&b.join("times/future"), 7_258_118_400, 999_999_999);
+    write(&b.join("times/nanos"), b"ns");
+    set_mtime(&b.join("times/nanos"), 1_700_000_000, 123_456_789);
+    set_mtime(&b.join("dangling"), 1_600_000_000, 42);
+    set_mtime(&b.join("times"), 1_234_567_890, 5);
+
+    // A sibling that is not selected: it must never be read.
+    write(&root.join("private/secret.txt"), b"not selected");
+}
+
+/// What the checker expects of one path.
+#[derive(Debug)]
+struct Expect {
+    kind: EntryKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, u32),
+    size: u64,
+    target: Option<Vec<u8>>,
+    ino: u64,
+    nlink: u64,
+}
+
+fn kind_of(md: &fs::Metadata) -> EntryKind {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_socket() {
+        EntryKind::Socket
+    } else if ft.is_char_device() {
+        EntryKind::Chardev
+    } else {
+        EntryKind::Blockdev
+    }
+}
+
+fn scan_source(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, Expect>, excludes: &[&[u8]]) {
+    for ent in fs::read_dir(root.join(OsStr::from_bytes(rel))).unwrap() {
+        let ent = ent.unwrap();
+        let name = ent.file_name();
+        if excludes.contains(&name.as_bytes()) {
+            continue;
+        }
+        let mut p = rel.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(name.as_bytes());
+        let md = fs::symlink_metadata(ent.path()).unwrap();
+        let kind = kind_of(&md);
+        out.insert(
+            p.clone(),
+            Expect {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime: (md.mtime(), md.mtime_nsec() as u32),
+                size: if kind == EntryKind::File {
+                    md.size()
+                } else {
+                    0
+                },
+                target: (kind == EntryKind::Symlink).then(|| {
+                    fs::read_link(ent.path())
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec()
+                }),
+                ino: md.ino(),
+                nlink: md.nlink(),
+            },
+        );
+        if kind == EntryKind::Dir {
+            scan_source(root, &p, out, excludes);
+        }
+    }
+}
+
+/// All entries of a snapshot, by path.
+pub fn snapshot_entries(env: &Env, root: &Id) -> BTreeMap<Vec<u8>, Entry> {
+    let cat = env.catalog();
+    let mut out = BTreeMap::new();
+    backup::walk_tree(&env.repo, &cat, root, &mut |p, e| {
+        out.insert(p.to_vec(), e.clone());
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// Reads a file's content back from the repository.
+pub fn content(env: &Env, e: &Entry) -> Vec<u8> {
+    let mut v = Vec::new();
+    backup::read_file_content(&env.repo, &env.catalog(), e, &mut v).unwrap();
+    v
+}
+
+/// Asserts that the snapshot `root` holds exactly the selected folders of `src` (minus the
+/// default excludes), with equal metadata, equal content and the same hardlink groups.
+pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str]) {
+    let mut expect = BTreeMap::new();
+    for f in folders {
+        let md = fs::symlink_metadata(src.join(f)).unwrap();
+        expect.insert(
+            f.as_bytes().to_vec(),
+            Expect {
+                kind: EntryKind::Dir,
+                mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime: (md.mtime(), md.mtime_nsec() as u32),
+                size: 0,
+                target: None,
+                ino: md.ino(),
+                nlink: md.nlink(),
+            },
+        );
+        scan_source(
+            src,
+            f.as_bytes(),
+            &mut expect,
+            &[b".DS_Store", b"Thumbs.db"],
+        );
+    }
+    let got = snapshot_entries(env, root);
+    let expect_paths: Vec<_> = expect
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let got_paths: Vec<_> = got
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        got_paths, expect_paths,
+        "the snapshot holds other paths than the source"
+    );
+    let cat = env.catalog();
+    let mut groups: BTreeMap<u64, u64> = BTreeMap::new(); // source inode -> snapshot hardlink id
+    for (path, x) in &expect {
+        let e = &got[path];
+        let p = String::from_utf8_lossy(path);
+        assert_eq!(e.kind, x.kind, "{p}: kind");
+        assert_eq!(e.mode, x.mode, "{p}: mode");
+        assert_eq!((e.uid, e.gid), (x.uid, x.gid), "{p}: owner");
+        if x.kind != EntryKind::Dir {
+            // A directory's mtime changes when cairn's own tests add to it; files' must not.
+            assert_eq!((e.mtime, e.mtime_ns), x.mtime, "{p}: mtime");
+        }
+        assert_eq!(e.size, x.size, "{p}: size");
+        assert_eq!(
+            e.target.as_ref().map(|t| t.0.clone()),
+            x.target,
+            "{p}: symlink target"
+        );
+        if x.kind == EntryKind::File {
+            let mut data = Vec::new();
+            backup::read_file_content(&env.repo, &cat, e, &mut data).unwrap();
+            let want = fs::read(src.join(OsStr::from_bytes(path))).unwrap();
+            assert!(data == want, "{p}: content differs");
+            if x.nlink > 1 {
+                let id = e
+                    .hardlink
+                    .unwrap_or_else(|| panic!("{p}: hardlink identity missing"));
+                assert_eq!(
+                    *groups.entry(x.ino).or_insert(id),
+                    id,
+                    "{p}: hardlink group"
+                );
+            } else {
+                assert_eq!(e.hardlink, None, "{p}: not a hardlink");
+            }
+        }
+    }
+}

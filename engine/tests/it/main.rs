@@ -1,0 +1,7 @@
+//! Integration tests of cairn-engine: one binary, one module per concern.
+
+mod backup;
+mod common;
+mod golden;
+mod props;
+mod store_conformance;

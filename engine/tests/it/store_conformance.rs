@@ -1,0 +1,244 @@
+//! One conformance suite for every `Store` backend and wrapper: each promise in the trait's doc
+//! comments is checked here, so a new backend is correct when this passes against it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_engine::ErrorKind;
+use cairn_engine::store::{Fault, FaultStore, LocalStore, MemoryStore, Op, RetryStore, Store};
+
+use crate::common::seeded;
+
+/// Runs every check against `store`, which must be empty.
+pub fn conformance(store: &dyn Store) {
+    assert!(
+        store.list("").unwrap().is_empty(),
+        "the suite needs an empty store"
+    );
+
+    // put / get, including an empty object and one larger than a pack.
+    store.put("a/one", b"1").unwrap();
+    store.put("a/empty", b"").unwrap();
+    let big = seeded(20 << 20, 1);
+    store.put("b/big", &big).unwrap();
+    assert_eq!(store.get("a/one").unwrap(), b"1");
+    assert_eq!(store.get("a/empty").unwrap(), b"");
+    assert!(store.get("b/big").unwrap() == big);
+
+    // Idempotent put; a replacement is whole.
+    store.put("a/one", b"1").unwrap();
+    assert_eq!(store.get("a/one").unwrap(), b"1");
+    store.put("a/one", b"11").unwrap();
+    assert_eq!(store.get("a/one").unwrap(), b"11");
+
+    // NotFound is its own kind and never retryable.
+    for err in [
+        store.get("a/missing").unwrap_err(),
+        store.get_range("a/missing", 0, 1).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(!err.is_retryable());
+    }
+
+    // Ranges: exact, at the end, empty, and out of bounds.
+    assert!(store.get_range("b/big", 5, 1000).unwrap() == big[5..1005]);
+    assert!(store.get_range("b/big", (20 << 20) - 7, 7).unwrap() == big[big.len() - 7..]);
+    assert_eq!(store.get_range("a/one", 2, 0).unwrap(), b"");
+    for (off, len) in [(0, 3), (3, 0), (1, u64::MAX)] {
+        let err = store.get_range("a/one", off, len).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "range {off}+{len}: {err}");
+    }
+
+    // list: sorted, complete, sizes, prefix filtering that respects segment boundaries.
+    store.put("ab/x", b"xyz").unwrap();
+    let all: Vec<(String, u64)> = store
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("a/empty".into(), 0),
+            ("a/one".into(), 2),
+            ("ab/x".into(), 3),
+            ("b/big".into(), 20 << 20)
+        ]
+    );
+    let a: Vec<String> = store
+        .list("a/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(a, ["a/empty", "a/one"]);
+    let a_star: Vec<String> = store
+        .list("a")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(a_star, ["a/empty", "a/one", "ab/x"]);
+    assert!(store.list("zzz/").unwrap().is_empty());
+
+    // delete: idempotent, and the object is gone for get and list.
+    store.delete("ab/x").unwrap();
+    store.delete("ab/x").unwrap();
+    assert_eq!(store.get("ab/x").unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(store.list("ab").unwrap().is_empty());
+
+    // Keys that could escape the store are refused by every operation.
+    for bad in ["../x", "/abs", "a/../b", ".hidden", "a//b", ""] {
+        assert_eq!(
+            store.put(bad, b"x").unwrap_err().kind(),
+            ErrorKind::Usage,
+            "{bad:?}"
+        );
+        assert!(store.get(bad).is_err());
+        assert!(store.delete(bad).is_err());
+    }
+
+    // Concurrent puts of distinct and identical keys.
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            s.spawn(move || {
+                for i in 0..20u8 {
+                    store.put(&format!("c/{t}-{i}"), &[t, i]).unwrap();
+                    store.put("c/shared", b"same bytes").unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.list("c/").unwrap().len(), 8 * 20 + 1);
+    assert_eq!(store.get("c/7-19").unwrap(), [7, 19]);
+    assert_eq!(store.get("c/shared").unwrap(), b"same bytes");
+
+    // Streamed objects appear whole on finish, and not at all when abandoned.
+    {
+        use std::io::Write;
+        let mut w = store.create("d/stream").unwrap();
+        for piece in big.chunks(1 << 20) {
+            w.write_all(piece).unwrap();
+        }
+        assert_eq!(
+            store.get("d/stream").unwrap_err().kind(),
+            ErrorKind::NotFound,
+            "visible before finish"
+        );
+        assert!(store.list("d/").unwrap().is_empty(), "listed before finish");
+        w.finish().unwrap();
+        assert!(store.get("d/stream").unwrap() == big);
+        let mut abandoned = store.create("d/abandoned").unwrap();
+        abandoned.write_all(b"partial").unwrap();
+        drop(abandoned);
+        let keys: Vec<String> = store
+            .list("d/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["d/stream"]);
+        assert!(store.create("../escape").is_err());
+    }
+
+    for o in store.list("").unwrap() {
+        store.delete(&o.key).unwrap();
+    }
+    assert!(store.list("").unwrap().is_empty());
+}
+
+#[test]
+fn memory_store_conforms() {
+    conformance(&MemoryStore::new());
+}
+
+#[test]
+fn local_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&LocalStore::open(dir.path().join("s")).unwrap());
+}
+
+#[test]
+fn retry_and_fault_wrappers_conform_when_passing_through() {
+    let retry = RetryStore::new(
+        MemoryStore::new(),
+        3,
+        Duration::from_millis(1),
+        Duration::from_millis(2),
+    );
+    conformance(&retry);
+    conformance(&FaultStore::new(MemoryStore::new()));
+}
+
+#[test]
+fn retry_wrapper_with_one_transient_fault_per_key_conforms() {
+    let faulty = Arc::new(FaultStore::new(MemoryStore::new()));
+    faulty.inject(None, "", Fault::FailOncePerKey);
+    let retry = RetryStore::new(
+        faulty.clone(),
+        2,
+        Duration::from_millis(1),
+        Duration::from_millis(2),
+    );
+    conformance(&retry);
+    assert!(faulty.calls(Op::Put) > 100);
+}
+
+#[test]
+fn local_store_hides_temporary_files_of_interrupted_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    store.put("packs/ab/abc", b"whole").unwrap();
+    std::fs::write(dir.path().join("packs/ab/.abd.tmp-99-0"), b"half").unwrap();
+    let keys: Vec<String> = store
+        .list("packs/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["packs/ab/abc"]);
+}
+
+#[test]
+fn retry_gives_up_on_permanent_errors_and_not_found() {
+    let faulty = Arc::new(FaultStore::new(MemoryStore::new()));
+    let retry = RetryStore::new(
+        faulty.clone(),
+        5,
+        Duration::from_millis(1),
+        Duration::from_millis(2),
+    );
+    assert_eq!(retry.get("nope").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(faulty.calls(Op::Get), 1, "NotFound must not be retried");
+    faulty.inject(Some(Op::Put), "", Fault::FailAlways(ErrorKind::Transient));
+    assert_eq!(
+        retry.put("k", b"v").unwrap_err().kind(),
+        ErrorKind::Transient
+    );
+    assert_eq!(
+        faulty.calls(Op::Put),
+        5,
+        "gives up after the configured attempts"
+    );
+}
+
+#[test]
+fn fault_store_damages_as_asked() {
+    let faulty = FaultStore::new(MemoryStore::new());
+    faulty.inject(Some(Op::Put), "trunc", Fault::Truncate);
+    faulty.inject(Some(Op::Get), "flip", Fault::FlipBit);
+    faulty.put("trunc", b"12345678").unwrap();
+    assert_eq!(faulty.inner().get("trunc").unwrap(), b"1234");
+    faulty.put("flip", b"\x00\x00\x00").unwrap();
+    assert_eq!(faulty.get("flip").unwrap(), b"\x00\x01\x00");
+    faulty.inject(
+        Some(Op::Get),
+        "slow",
+        Fault::Delay(Duration::from_millis(30)),
+    );
+    faulty.put("slow", b"s").unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(faulty.get("slow").unwrap(), b"s");
+    assert!(t.elapsed() >= Duration::from_millis(30));
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing cairn needs on a fresh Debian machine, and points cargo at
+# a build cache that survives between runs. Sourced by the other scripts; safe to run again.
+set -euo pipefail
+
+cairn_need=()
+command -v zstd >/dev/null || cairn_need+=(zstd)
+command -v bsdtar >/dev/null || cairn_need+=(libarchive-tools)
+command -v setpriv >/dev/null || cairn_need+=(util-linux)
+# librocksdb-sys generates its bindings with bindgen, which loads libclang at build time.
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || cairn_need+=(libclang-dev)
+command -v c++ >/dev/null || cairn_need+=(g++)
+if ((${#cairn_need[@]})); then
+  cairn_sudo=""
+  [ "$(id -u)" -ne 0 ] && cairn_sudo=sudo
+  echo "setup: installing ${cairn_need[*]}" >&2
+  $cairn_sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $cairn_sudo apt-get install -y -qq --no-install-recommends "${cairn_need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }
+
+# One build cache for tests, the demo and CI: a fresh clone reuses what an earlier run built.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-ci/target}"
+mkdir -p "$CARGO_TARGET_DIR"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, then every test of every crate.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+# insta must compare against the committed snapshots, never write new ones.
+INSTA_UPDATE=no cargo test --workspace --locked "$@" 2>&1 | tee "${TMPDIR:-/tmp}/cairn-test.log"
+# One closing line for CI: the totals of every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "${TMPDIR:-/tmp}/cairn-test.log"
