@@ -227,7 +227,7 @@ impl Ctx<'_> {
             kind: kind.to_string(),
             message: message.to_string(),
         };
-        tracing::warn!(path = %w.path, kind = %w.kind, message = %w.message, "backup warning");
+        tracing::warn!(path = %w.path, kind = %w.kind, detail = %w.message, "backup warning");
         self.warnings.lock().expect("poisoned").push(w);
     }
 
