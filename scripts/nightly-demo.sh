@@ -11,6 +11,6 @@ cairn="$CARGO_TARGET_DIR/debug/cairn"
 export CAIRN_CONFIG=testdata/cairn.toml
 "$cairn" init --exists-ok
 status=0
-"$cairn" backup "$@" || status=$?
-"$cairn" snapshots
+"$cairn" run "$@" || status=$?
+"$cairn" exports list
 exit "$status"

@@ -10,6 +10,7 @@ use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
+use cairn_engine::{export, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -33,6 +34,47 @@ pub struct BackupArgs {
     /// The day the snapshot belongs to (YYYY-MM-DD); default: today in the configured time zone.
     #[arg(long, value_name = "YYYY-MM-DD")]
     date: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The day of the archive (YYYY-MM-DD); default: the snapshot's day, or today.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: Option<String>,
+    /// The snapshot to export (`latest`, a date or an id prefix); default: the newest snapshot
+    /// of the day.
+    #[arg(long, value_name = "SNAPSHOT")]
+    snapshot: Option<String>,
+    /// Replace a complete archive of another snapshot for the same day.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The day of the run (YYYY-MM-DD); default: today in the configured time zone.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: Option<String>,
+    /// Replace a complete archive of another snapshot for the same day.
+    #[arg(long)]
+    force: bool,
+    /// Do not compare inode numbers in the files cache.
+    #[arg(long)]
+    ignore_inode: bool,
+    /// Do not compare ctimes in the files cache.
+    #[arg(long)]
+    ignore_ctime: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportsCommand {
+    /// List the days in the exports location and whether each is complete.
+    List,
+    /// Re-read a day's archive: sha256, every zstd frame, every tar entry against the manifest.
+    Verify {
+        /// The day (YYYY-MM-DD).
+        date: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +108,10 @@ pub fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Init(a) => init(cli, &cfg, a),
         Command::Backup(a) => run_backup(cli, &cfg, a),
+        Command::Export(a) => run_export(cli, &cfg, a),
+        Command::Run(a) => run_nightly(cli, &cfg, a),
+        Command::Exports(ExportsCommand::List) => exports_list(cli, &cfg),
+        Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
         Command::Snapshots => snapshots(cli, &cfg),
         Command::Ls(a) => ls(cli, &cfg, a),
         Command::Catalog(CatalogCommand::Rebuild) => rebuild(cli, &cfg),
@@ -90,32 +136,63 @@ fn init(cli: &Cli, cfg: &Config, a: &InitArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+fn parse_date(d: &str) -> Result<String> {
+    jiff::civil::Date::strptime("%Y-%m-%d", d)
+        .map_err(|_| cairn_engine::Error::usage(format!("--date {d:?} is not YYYY-MM-DD")))?;
+    Ok(d.to_string())
+}
+
+fn backup_options(
+    cfg: &Config,
+    date: Option<&str>,
+    ignore_inode: bool,
+    ignore_ctime: bool,
+) -> Result<BackupOptions> {
     let time = jiff::Timestamp::now();
-    let date = match &a.date {
-        Some(d) => {
-            jiff::civil::Date::strptime("%Y-%m-%d", d).map_err(|_| {
-                cairn_engine::Error::usage(format!("--date {d:?} is not YYYY-MM-DD"))
-            })?;
-            d.clone()
-        }
+    let date = match date {
+        Some(d) => parse_date(d)?,
         None => cfg.date_of(time)?,
     };
-    let opts = BackupOptions {
+    Ok(BackupOptions {
         source_root: cfg.source.root.clone(),
         folders: cfg.source.folders.clone(),
         excludes: cfg.source.exclude.clone(),
         one_file_system: cfg.source.one_file_system,
-        ignore_inode: a.ignore_inode || cfg.backup.ignore_inode,
-        ignore_ctime: a.ignore_ctime || cfg.backup.ignore_ctime,
+        ignore_inode: ignore_inode || cfg.backup.ignore_inode,
+        ignore_ctime: ignore_ctime || cfg.backup.ignore_ctime,
         compression: cfg.backup.compression,
         time,
         date,
         hook: None,
-    };
+    })
+}
+
+fn print_backup(cli: &Cli, out: &backup::BackupOutcome) {
+    let s = &out.snapshot.summary;
+    if cli.quiet {
+        return;
+    }
+    println!(
+        "snapshot {} committed: {} files, {} in all, {} read, {} new ({} stored in {} packs), {:.1}s",
+        out.id.short(),
+        s.files,
+        bytes(s.bytes),
+        bytes(s.bytes_read),
+        bytes(s.new_bytes),
+        bytes(s.stored_bytes),
+        s.packs,
+        s.duration_ms as f64 / 1000.0
+    );
+    for w in &out.snapshot.warnings {
+        println!("warning: {} ({}): {}", w.path, w.kind, w.message);
+    }
+}
+
+fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let opts = backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?;
     let progress = Arc::new(Progress::default());
     let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
     let result = backup::backup(&repo, &catalog, sync, &opts, &progress);
@@ -126,33 +203,149 @@ fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
     } else {
         exit::WARNINGS
     };
-    let s = &out.snapshot.summary;
     if cli.json {
         print_json(&serde_json::json!({
             "snapshot": out.id,
             "date": out.snapshot.date,
-            "summary": s,
+            "summary": out.snapshot.summary,
             "warnings": out.snapshot.warnings,
             "catalog_rebuilt": out.sync.rebuilt,
             "exit_code": code,
         }));
-    } else if !cli.quiet {
-        println!(
-            "snapshot {} committed: {} files, {} in all, {} read, {} new ({} stored in {} packs), {:.1}s",
-            out.id.short(),
-            s.files,
-            bytes(s.bytes),
-            bytes(s.bytes_read),
-            bytes(s.new_bytes),
-            bytes(s.stored_bytes),
-            s.packs,
-            s.duration_ms as f64 / 1000.0
-        );
-        for w in &out.snapshot.warnings {
-            println!("warning: {} ({}): {}", w.path, w.kind, w.message);
-        }
+    } else {
+        print_backup(cli, &out);
     }
     Ok(code)
+}
+
+fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let date = a.date.as_deref().map(parse_date).transpose()?;
+    let (id, snap) = match (&a.snapshot, &date) {
+        (Some(sel), _) => catalog.resolve_snapshot(sel)?,
+        (None, Some(d)) => catalog.resolve_snapshot(d)?,
+        (None, None) => catalog.resolve_snapshot(&cfg.date_of(jiff::Timestamp::now())?)?,
+    };
+    let date = date.unwrap_or_else(|| snap.date.clone());
+    let exports = open_store(&cfg.exports, "exports")?;
+    let opts = export::ExportOptions {
+        date,
+        level: cfg.backup.compression,
+        force: a.force,
+    };
+    let published = export::export(&repo, &catalog, exports.as_ref(), (&id, &snap), &opts)
+        .with_context(|| format!("exporting snapshot {} as {}", id.short(), opts.date))?;
+    let m = published.manifest();
+    let written = matches!(published, export::Published::Written(_));
+    if cli.json {
+        print_json(&serde_json::json!({
+            "date": m.date, "snapshot": m.snapshot, "archive": m.archive, "entries": m.entries.len(),
+            "skipped": m.skipped.len(), "written": written,
+        }));
+    } else if !cli.quiet {
+        println!(
+            "{} {}: {} ({} entries) sha256 {}",
+            if written {
+                "wrote"
+            } else {
+                "already complete:"
+            },
+            m.archive.name,
+            bytes(m.archive.size),
+            m.entries.len(),
+            m.archive.sha256
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let exports = open_store(&cfg.exports, "exports")?;
+    let opts = run::RunOptions {
+        backup: backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?,
+        exports: exports.as_ref(),
+        keep_daily: cfg.exports.keep_daily as usize,
+        force: a.force,
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
+    let result = run::nightly(&repo, &catalog, sync, &opts, &progress);
+    bar.finish();
+    let report = result?;
+    if cli.json {
+        print_json(&serde_json::to_value(&report).expect("reports serialize"));
+    } else if !cli.quiet {
+        if let Some(b) = &report.backup {
+            println!(
+                "snapshot {} committed: {} files, {} new",
+                b.snapshot.short(),
+                b.summary.files,
+                bytes(b.summary.new_bytes)
+            );
+            for w in &b.warnings {
+                println!("warning: {} ({}): {}", w.path, w.kind, w.message);
+            }
+        }
+        if let Some(e) = &report.export {
+            println!(
+                "{} {} ({}), sha256 {}",
+                if e.written { "wrote" } else { "kept" },
+                e.archive,
+                bytes(e.size),
+                e.sha256
+            );
+        }
+        if !report.deleted_days.is_empty() {
+            println!("retention: deleted {}", report.deleted_days.join(", "));
+        }
+    }
+    if let Some(err) = &report.error {
+        eprintln!("cairn: run {} failed: {err}", report.date);
+    }
+    Ok(report.exit_code)
+}
+
+fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
+    let exports = open_store(&cfg.exports, "exports")?;
+    let days = export::list_days(exports.as_ref())?;
+    if cli.json {
+        print_json(&serde_json::to_value(&days).expect("serializes"));
+    } else {
+        println!("{:<10} {:<10} {:>10}", "date", "status", "size");
+        for d in &days {
+            let size = d.archive_size.map(bytes).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<10} {:<10} {:>10}",
+                d.date,
+                if d.complete { "complete" } else { "partial" },
+                size
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn exports_verify(cli: &Cli, cfg: &Config, date: &str) -> Result<u8> {
+    let exports = open_store(&cfg.exports, "exports")?;
+    let report = export::verify(exports.as_ref(), date)
+        .with_context(|| format!("verifying the archive of {date}"))?;
+    if cli.json {
+        print_json(&serde_json::to_value(&report).expect("serializes"));
+    } else if !cli.quiet {
+        println!(
+            "{}: ok, {} entries, {}, sha256 {}",
+            report.date,
+            report.entries,
+            bytes(report.size),
+            report.sha256
+        );
+    }
+    Ok(exit::OK)
 }
 
 fn snapshots(cli: &Cli, cfg: &Config) -> Result<u8> {

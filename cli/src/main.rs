@@ -58,6 +58,13 @@ enum Command {
     Init(commands::InitArgs),
     /// Back up the configured folders and commit a snapshot.
     Backup(commands::BackupArgs),
+    /// Write the daily archive of a snapshot: shared-DATE.tar.zst, .sha256, manifest.json.
+    Export(commands::ExportArgs),
+    /// The nightly job: backup, export, keep the newest daily archives, write a run report.
+    Run(commands::RunArgs),
+    /// Inspect the daily archives.
+    #[command(subcommand)]
+    Exports(commands::ExportsCommand),
     /// List snapshots, oldest first.
     Snapshots,
     /// List the entries of a snapshot, recursively, below an optional path.

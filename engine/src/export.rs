@@ -123,6 +123,8 @@ pub struct Manifest {
     pub date: String,
     /// The snapshot the archive was built from.
     pub snapshot: Id,
+    /// That snapshot's root tree; the archive's bytes depend on nothing else.
+    pub root: Id,
     /// When that snapshot was taken.
     pub snapshot_time: String,
     /// Source root.
@@ -146,7 +148,7 @@ pub struct Manifest {
 pub enum Published {
     /// A new archive was written.
     Written(Manifest),
-    /// A complete archive of the same snapshot was already there; nothing was written.
+    /// A complete archive of the same tree was already there; nothing was written.
     Unchanged(Manifest),
 }
 
@@ -524,8 +526,9 @@ pub struct ExportOptions {
 
 /// Publishes the daily archive of snapshot `snap_id` into `exports`.
 ///
-/// If the day already has a complete archive of the same snapshot, nothing is written. If it has
-/// one of another snapshot, the call fails with kind `Conflict` unless `force` is set.
+/// If the day already has a complete archive of the same tree (a snapshot with the same root),
+/// nothing is written: the bytes would be identical. If it has one of a different tree, the
+/// call fails with kind `Conflict` unless `force` is set.
 pub fn export(
     repo: &Repository,
     catalog: &Catalog,
@@ -536,14 +539,15 @@ pub fn export(
     let (date, level, force) = (opts.date.as_str(), opts.level, opts.force);
     let keys = DayKeys::new(date)?;
     match read_manifest(exports, &keys) {
-        Ok(m) if m.snapshot == *snap_id && m.format_version == MANIFEST_VERSION => {
+        // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
+        Ok(m) if m.root == snap.root => {
             return Ok(Published::Unchanged(m));
         }
         Ok(m) if !force => {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "{} already holds a complete archive of snapshot {}; refusing to replace it with snapshot {} (use --force)",
+                    "{} already holds a complete archive of snapshot {}, whose content differs from snapshot {}; refusing to replace it (use --force)",
                     keys.date,
                     m.snapshot.short(),
                     snap_id.short()
@@ -566,6 +570,7 @@ pub fn export(
         format_version: MANIFEST_VERSION,
         date: keys.date.clone(),
         snapshot: *snap_id,
+        root: snap.root,
         snapshot_time: snap.time.clone(),
         source: snap.source.clone(),
         folders: snap.folders.clone(),

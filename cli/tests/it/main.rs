@@ -357,3 +357,94 @@ fn killed_mid_backup_the_next_run_completes() {
         }
     }
 }
+
+/// The nightly job on 20 consecutive simulated days leaves exactly the 14 newest daily archives,
+/// each complete and verifiable, with a run report per kept day.
+#[test]
+fn twenty_nights_keep_the_fourteen_newest_archives() {
+    let s = Setup::new();
+    fs::write(s.src().join("images/photo.jpg"), vec![9u8; 300_000]).unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    for day in 1..=20 {
+        fs::write(
+            s.src().join("notetaking/diary.md"),
+            format!("day {day}\n").repeat(day),
+        )
+        .unwrap();
+        let date = format!("2026-11-{day:02}");
+        let (code, report) = s.json(&["run", "--date", &date]);
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["status"], "ok");
+        assert_eq!(report["export"]["written"], true);
+    }
+    let exports = s.dir.path().join("exports");
+    let mut days: Vec<String> = fs::read_dir(&exports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "_reports")
+        .collect();
+    days.sort();
+    let want: Vec<String> = (7..=20).map(|d| format!("2026-11-{d:02}")).collect();
+    assert_eq!(days, want);
+    let mut reports: Vec<String> = fs::read_dir(exports.join("_reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    reports.sort();
+    assert_eq!(reports, want);
+    let (_, list) = s.json(&["exports", "list"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["complete"] == true)
+    );
+    for d in ["2026-11-07", "2026-11-20"] {
+        let out = s.run(&["exports", "verify", d]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let sum = Command::new("sha256sum")
+            .args(["-c", &format!("shared-{d}.tar.zst.sha256")])
+            .current_dir(exports.join(d))
+            .output()
+            .unwrap();
+        assert!(sum.status.success());
+    }
+    let report: Value =
+        serde_json::from_slice(&fs::read(exports.join("_reports/2026-11-20/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["kept_days"].as_array().unwrap().len(), 14);
+    // A second run of the same night with nothing changed keeps the archive.
+    let (code, again) = s.json(&["run", "--date", "2026-11-20"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["export"]["written"], false);
+    // A changed tree for a day that is already complete is refused without --force.
+    fs::write(s.src().join("notetaking/late.md"), "late edit").unwrap();
+    let (code, refused) = s.json(&["run", "--date", "2026-11-20"]);
+    assert_eq!(code, 1, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("--force"));
+    let (code, forced) = s.json(&["run", "--date", "2026-11-20", "--force"]);
+    assert_eq!(code, 0, "{forced}");
+}
+
+#[test]
+fn corrupt_archive_fails_verify_with_exit_1() {
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/n.md"), "note\n".repeat(10_000)).unwrap();
+    s.run(&["init"]);
+    assert_eq!(
+        s.run(&["run", "--date", "2026-11-29"]).status.code(),
+        Some(0)
+    );
+    let path = s
+        .dir
+        .path()
+        .join("exports/2026-11-29/shared-2026-11-29.tar.zst");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let out = s.run(&["exports", "verify", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("2026-11-29"), "{}", stderr(&out));
+}

@@ -131,7 +131,14 @@ impl Store for LocalStore {
         self.ensure_dir(dir)?;
         let tmp = temp_path(&path);
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                // A concurrent delete removed the directory it emptied: make it again.
+                Err(e) if e.kind() == IoKind::NotFound => {
+                    fs::create_dir_all(dir)?;
+                    OpenOptions::new().write(true).create_new(true).open(&tmp)?
+                }
+                other => other?,
+            };
             f.write_all(data)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
@@ -208,10 +215,17 @@ impl Store for LocalStore {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(path.parent().expect("below root")),
-            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("deleting object {key}"), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("deleting object {key}"), e)),
         }
+        // Directories are an artefact of this backend: remove the ones left empty, as an object
+        // store would show no prefix once its last object is gone.
+        let mut dir = path.parent().expect("below root");
+        while dir != self.root && fs::remove_dir(dir).is_ok() {
+            dir = dir.parent().expect("below root");
+        }
+        sync_dir(dir)
     }
 }
 

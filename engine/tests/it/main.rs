@@ -2,6 +2,7 @@
 
 mod backup;
 mod common;
+mod export;
 mod golden;
 mod props;
 mod store_conformance;

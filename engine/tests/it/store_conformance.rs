@@ -157,6 +157,8 @@ fn memory_store_conforms() {
 fn local_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     conformance(&LocalStore::open(dir.path().join("s")).unwrap());
+    // Deleting the last object of a "folder" leaves no empty directory behind.
+    assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0);
 }
 
 #[test]

@@ -1,0 +1,571 @@
+//! The daily archive, checked with the tools people will use on it: GNU tar, bsdtar, zstd and
+//! sha256sum; determinism; publication under failures; size against `tar | zstd -3`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_engine::ErrorKind;
+use cairn_engine::export::{self, DayKeys, ExportOptions, Published};
+use cairn_engine::store::{Fault, FaultStore, LocalStore, Op, Store};
+
+use crate::common::*;
+
+fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn export_latest(
+    env: &Env,
+    exports: &dyn Store,
+    date: &str,
+    force: bool,
+) -> cairn_engine::Result<Published> {
+    let cat = env.catalog();
+    let (id, snap) = cat.resolve_snapshot("latest")?;
+    let opts = ExportOptions {
+        date: date.into(),
+        level: 3,
+        force,
+    };
+    export::export(&env.repo, &cat, exports, (&id, &snap), &opts)
+}
+
+/// What a file system entry looks like, for comparing a source with an extraction.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    kind: &'static str,
+    mode: u32,
+    mtime: i64,
+    content: Option<Vec<u8>>,
+    target: Option<Vec<u8>>,
+}
+
+fn survey(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, (Seen, u64, u64)>) {
+    for ent in fs::read_dir(root.join(OsStr::from_bytes(rel))).unwrap() {
+        let ent = ent.unwrap();
+        let name = ent.file_name();
+        if [&b".DS_Store"[..], b"Thumbs.db"].contains(&name.as_bytes()) {
+            continue;
+        }
+        let mut p = rel.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(name.as_bytes());
+        let md = fs::symlink_metadata(ent.path()).unwrap();
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else {
+            continue; // sockets and FIFOs are left out of archives
+        };
+        let seen = Seen {
+            kind,
+            mode: if kind == "symlink" {
+                0
+            } else {
+                md.mode() & 0o7777
+            },
+            mtime: if kind == "symlink" { 0 } else { md.mtime() },
+            content: (kind == "file").then(|| fs::read(ent.path()).unwrap()),
+            target: (kind == "symlink").then(|| {
+                fs::read_link(ent.path())
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
+            }),
+        };
+        let link_key = if kind == "file" && md.nlink() > 1 {
+            md.ino()
+        } else {
+            0
+        };
+        out.insert(p.clone(), (seen, link_key, md.uid() as u64));
+        if kind == "dir" {
+            survey(root, &p, out);
+        }
+    }
+}
+
+/// Asserts that `extracted` holds the selected folders of `src` with equal content, modes,
+/// mtimes to the second, symlink targets and hardlink groups.
+fn assert_tree_equal(src: &Path, extracted: &Path, folders: &[&str]) {
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    for f in folders {
+        survey(src, f.as_bytes(), &mut a);
+        survey(extracted, f.as_bytes(), &mut b);
+    }
+    let keys = |m: &BTreeMap<Vec<u8>, _>| {
+        m.keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&b), keys(&a), "extracted paths differ from the source");
+    let mut groups: BTreeMap<u64, u64> = BTreeMap::new();
+    for (path, (want, link, _)) in &a {
+        let (got, got_link, _) = &b[path];
+        let p = String::from_utf8_lossy(path);
+        assert_eq!(got.kind, want.kind, "{p}");
+        assert_eq!(got.mode, want.mode, "{p}: mode");
+        assert_eq!(got.mtime, want.mtime, "{p}: mtime");
+        assert!(got.content == want.content, "{p}: content");
+        assert_eq!(got.target, want.target, "{p}: target");
+        if *link != 0 {
+            assert_ne!(*got_link, 0, "{p}: hardlink lost");
+            assert_eq!(
+                *groups.entry(*link).or_insert(*got_link),
+                *got_link,
+                "{p}: hardlink group"
+            );
+        }
+    }
+}
+
+#[test]
+fn archive_of_the_awkward_tree_passes_gnu_tar_bsdtar_zstd_and_sha256sum() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    env.backup();
+    let exports_dir = env.dir.path().join("exports");
+    let exports = LocalStore::open(&exports_dir).unwrap();
+    let published = export_latest(&env, &exports, "2026-11-29", false).unwrap();
+    let m = published.manifest().clone();
+    assert!(matches!(published, Published::Written(_)));
+    let day = exports_dir.join("2026-11-29");
+    let archive = day.join("shared-2026-11-29.tar.zst");
+    assert_eq!(fs::metadata(&archive).unwrap().len(), m.archive.size);
+
+    run_tool(
+        Command::new("sha256sum")
+            .arg("-c")
+            .arg("shared-2026-11-29.tar.zst.sha256")
+            .current_dir(&day),
+    );
+    run_tool(Command::new("zstd").arg("-tq").arg(&archive));
+    let listing = run_tool(Command::new("tar").arg("-tf").arg(&archive));
+    assert!(
+        listing.lines().any(|l| l == "notetaking/plain.txt"),
+        "{listing}"
+    );
+    // Entries are in bytewise path order.
+    let mut sorted: Vec<&[u8]> = m.entries.iter().map(|e| e.path.0.as_slice()).collect();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        m.entries
+            .iter()
+            .map(|e| e.path.0.as_slice())
+            .collect::<Vec<_>>()
+    );
+    // Sockets and FIFOs are left out, and said so.
+    let left_out: Vec<_> = m
+        .skipped
+        .iter()
+        .map(|s| (s.path.lossy().into_owned(), s.reason.clone()))
+        .collect();
+    assert_eq!(
+        left_out,
+        [
+            ("backup/fifo".to_string(), "fifo".to_string()),
+            ("backup/socket".into(), "socket".into())
+        ]
+    );
+
+    let folders = ["notetaking", "images", "backup"];
+    let gnu = env.dir.path().join("x-gnu");
+    fs::create_dir(&gnu).unwrap();
+    run_tool(
+        Command::new("tar")
+            .arg("--zstd")
+            .arg("-xpf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&gnu),
+    );
+    assert_tree_equal(&env.src, &gnu, &folders);
+    let bsd = env.dir.path().join("x-bsd");
+    fs::create_dir(&bsd).unwrap();
+    run_tool(
+        Command::new("bsdtar")
+            .arg("-xpf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&bsd),
+    );
+    assert_tree_equal(&env.src, &bsd, &folders);
+    // zstd -d | tar: the stream is one ordinary zstd stream.
+    let piped = env.dir.path().join("x-pipe");
+    fs::create_dir(&piped).unwrap();
+    run_tool(Command::new("sh").arg("-c").arg(format!(
+        "zstd -dc '{}' | tar -xpf - -C '{}'",
+        archive.display(),
+        piped.display()
+    )));
+    assert_tree_equal(&env.src, &piped, &folders);
+
+    let report = export::verify(&exports, "2026-11-29").unwrap();
+    assert_eq!(report.entries as usize, m.entries.len());
+}
+
+#[test]
+fn the_same_snapshot_always_gives_the_same_bytes() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    env.backup();
+    let a = LocalStore::open(env.dir.path().join("ea")).unwrap();
+    let b = LocalStore::open(env.dir.path().join("eb")).unwrap();
+    let ma = export_latest(&env, &a, "2026-11-29", false)
+        .unwrap()
+        .manifest()
+        .clone();
+    // A fresh catalog (rebuilt from the store) must not change a byte either.
+    fs::remove_dir_all(env.state.join("catalog")).unwrap();
+    let mb = export_latest(&env, &b, "2026-11-29", false)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_eq!(ma.archive, mb.archive);
+    let key = "2026-11-29/shared-2026-11-29.tar.zst";
+    assert!(a.get(key).unwrap() == b.get(key).unwrap());
+    // A second backup of the unchanged tree has another snapshot id but the same root, so the
+    // day's archive is kept as it is.
+    env.backup();
+    assert!(matches!(
+        export_latest(&env, &a, "2026-11-29", false).unwrap(),
+        Published::Unchanged(_)
+    ));
+}
+
+#[test]
+fn a_different_archive_for_the_same_day_needs_force() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"morning");
+    env.backup();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let first = export_latest(&env, &exports, "2026-11-29", false)
+        .unwrap()
+        .manifest()
+        .clone();
+    write(&env.src.join("notetaking/a.md"), b"evening");
+    env.backup();
+    let err = export_latest(&env, &exports, "2026-11-29", false).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(
+        export::read_manifest(&exports, &DayKeys::new("2026-11-29").unwrap()).unwrap(),
+        first
+    );
+    let forced = export_latest(&env, &exports, "2026-11-29", true)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_ne!(forced.archive.sha256, first.archive.sha256);
+    export::verify(&exports, "2026-11-29").unwrap();
+}
+
+#[test]
+fn failures_while_publishing_leave_no_complete_looking_day() {
+    let env = Env::new();
+    write(&env.src.join("images/p.raw"), &seeded(6 << 20, 40));
+    env.backup();
+    let dir = env.dir.path().join("e");
+    let faulty = FaultStore::new(LocalStore::open(&dir).unwrap());
+    export_latest(&env, &faulty, "2026-11-28", false).unwrap();
+    let day1: Vec<_> = faulty.list("2026-11-28/").unwrap();
+
+    // The connection drops while the archive streams: no archive object appears at all.
+    faulty.inject(Some(Op::Put), "2026-11-29", Fault::Truncate);
+    assert!(export_latest(&env, &faulty, "2026-11-29", false).is_err());
+    assert!(
+        faulty.list("2026-11-29/").unwrap().is_empty(),
+        "{:?}",
+        faulty.list("2026-11-29/").unwrap()
+    );
+
+    // The manifest cannot be written: the archive is there, but the day is not complete.
+    faulty.clear();
+    faulty.inject(
+        Some(Op::Put),
+        ".manifest.json",
+        Fault::FailAlways(ErrorKind::Io),
+    );
+    assert!(export_latest(&env, &faulty, "2026-11-29", false).is_err());
+    let days = export::list_days(&faulty).unwrap();
+    assert_eq!(
+        days.iter()
+            .map(|d| (d.date.as_str(), d.complete))
+            .collect::<Vec<_>>(),
+        [("2026-11-28", true), ("2026-11-29", false)]
+    );
+    assert_eq!(
+        export::verify(&faulty, "2026-11-29").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // The previous day is untouched; a rerun completes the day.
+    assert_eq!(faulty.list("2026-11-28/").unwrap(), day1);
+    export::verify(&faulty, "2026-11-28").unwrap();
+    faulty.clear();
+    assert!(matches!(
+        export_latest(&env, &faulty, "2026-11-29", false).unwrap(),
+        Published::Written(_)
+    ));
+    export::verify(&faulty, "2026-11-29").unwrap();
+}
+
+#[test]
+fn verify_finds_a_flipped_bit_and_a_truncated_archive() {
+    let env = Env::new();
+    write(
+        &env.src.join("notetaking/n.md"),
+        &b"words and more words\n".repeat(50_000),
+    );
+    env.backup();
+    let dir = env.dir.path().join("e");
+    let exports = LocalStore::open(&dir).unwrap();
+    export_latest(&env, &exports, "2026-11-29", false).unwrap();
+    let path = dir.join("2026-11-29/shared-2026-11-29.tar.zst");
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x20;
+    fs::write(&path, &bad).unwrap();
+    assert_eq!(
+        export::verify(&exports, "2026-11-29").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    fs::write(&path, &good[..good.len() - 100]).unwrap();
+    assert_eq!(
+        export::verify(&exports, "2026-11-29").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    fs::write(&path, &good).unwrap();
+    export::verify(&exports, "2026-11-29").unwrap();
+}
+
+#[test]
+fn retention_keeps_the_newest_days_by_date() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    env.backup();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    // Out of order on purpose: retention goes by date, not by when a day was written.
+    for day in [5, 1, 20, 3, 2, 19, 4] {
+        export_latest(&env, &exports, &format!("2026-11-{day:02}"), false).unwrap();
+        exports
+            .put(&format!("_reports/2026-11-{day:02}/run.json"), b"{}")
+            .unwrap();
+    }
+    let deleted = export::prune(&exports, 3).unwrap();
+    assert_eq!(
+        deleted,
+        ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+    );
+    let kept: Vec<_> = export::list_days(&exports)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.date)
+        .collect();
+    assert_eq!(kept, ["2026-11-05", "2026-11-19", "2026-11-20"]);
+    let reports: Vec<_> = exports
+        .list("_reports/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            "_reports/2026-11-05/run.json",
+            "_reports/2026-11-19/run.json",
+            "_reports/2026-11-20/run.json"
+        ]
+    );
+}
+
+/// A file over 8 GiB needs a pax size record; built from a handmade snapshot whose one file is
+/// 2,304 references to one all-zero 4 MiB chunk, so nothing of that size touches the disk.
+#[test]
+fn sizes_over_8_gib_survive() {
+    use cairn_engine::pack::{BlobKind, PackBuilder};
+    use cairn_engine::repo::pack_key;
+    use cairn_engine::snapshot::{Snapshot, Summary};
+    use cairn_engine::tree::{Entry, EntryKind, RawBytes, Tree};
+    use cairn_engine::{Id, codec};
+    let env = Env::new();
+    let cat = env.catalog();
+    let zero = vec![0u8; 4 << 20];
+    let zid = Id::of(&zero);
+    let dir_entry = |name: &str, tree: Id| Entry {
+        name: RawBytes(name.into()),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1_700_000_000,
+        mtime_ns: 0,
+        size: 0,
+        chunks: vec![],
+        tree: Some(tree),
+        target: None,
+        hardlink: None,
+        rdev: None,
+    };
+    let huge = Entry {
+        name: RawBytes(b"huge.img".to_vec()),
+        kind: EntryKind::File,
+        mode: 0o640,
+        size: 2304 * (4 << 20),
+        chunks: vec![zid; 2304],
+        tree: None,
+        ..dir_entry("x", zid)
+    };
+    let (folder_id, folder_bytes) = Tree {
+        entries: vec![huge],
+    }
+    .encode();
+    let (root_id, root_bytes) = Tree {
+        entries: vec![dir_entry("backup", folder_id)],
+    }
+    .encode();
+    let mut data = PackBuilder::default();
+    data.add(
+        BlobKind::Data,
+        zid,
+        &codec::encode(&zero, 3).unwrap(),
+        zero.len(),
+    );
+    let mut trees = PackBuilder::default();
+    for (id, b) in [(folder_id, &folder_bytes), (root_id, &root_bytes)] {
+        trees.add(BlobKind::Tree, id, &codec::encode(b, 3).unwrap(), b.len());
+    }
+    for pb in [data, trees] {
+        let (pid, bytes, entries) = pb.finish();
+        env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+        cat.add_pack(&pid, bytes.len() as u64, &entries).unwrap();
+    }
+    let snap = Snapshot {
+        version: 1,
+        time: "2026-11-29T00:00:00Z".into(),
+        date: "2026-11-29".into(),
+        source: "/shared".into(),
+        folders: vec!["backup".into()],
+        root: root_id,
+        summary: Summary::default(),
+        warnings: vec![],
+        skipped: vec![],
+    };
+    let sid = env.repo.put_snapshot(&snap).unwrap();
+    let dir = env.dir.path().join("e");
+    let exports = LocalStore::open(&dir).unwrap();
+    let opts = ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+    };
+    let m = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert!(
+        m.archive.size < 1 << 20,
+        "zero chunks compress: {} bytes",
+        m.archive.size
+    );
+    let archive: PathBuf = dir.join("2026-11-29/shared-2026-11-29.tar.zst");
+    let listing = run_tool(Command::new("tar").arg("--zstd").arg("-tvf").arg(&archive));
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with("backup/huge.img"))
+        .unwrap();
+    assert!(line.contains(" 9663676416 "), "{line}");
+}
+
+/// The archive is within 3% of `tar -cf - ... | zstd -3` of the same tree, on a mixed corpus of
+/// notes, photos, a log and binaries.
+#[test]
+fn archive_size_is_within_3_percent_of_tar_zstd() {
+    let env = Env::new();
+    const WORDS: [&str; 24] = [
+        "the", "backup", "of", "notes", "and", "photos", "runs", "every", "night", "on", "a",
+        "small", "cluster", "while", "chunks", "are", "stored", "once", "in", "packs", "with",
+        "zstd", "frames", "kept",
+    ];
+    let noise = seeded(8 << 20, 50);
+    let mut w = noise.iter();
+    for i in 0..1500 {
+        let len = 200 + (i * 37) % 6000;
+        let mut note = format!("# Note {i}\n\n").into_bytes();
+        while note.len() < len {
+            note.extend_from_slice(WORDS[(*w.next().unwrap() as usize) % WORDS.len()].as_bytes());
+            note.push(if note.len() % 70 < 6 { b'\n' } else { b' ' });
+        }
+        write(
+            &env.src
+                .join(format!("notetaking/topic-{}/note-{i}.md", i % 40)),
+            &note,
+        );
+    }
+    for i in 0..8 {
+        write(
+            &env.src.join(format!("images/2026/IMG_{i:04}.jpg")),
+            &seeded((1 << 20) + i * 300_000, 60 + i as u64),
+        );
+    }
+    let mut log = Vec::new();
+    for i in 0..120_000u32 {
+        log.extend_from_slice(
+            format!(
+                "2026-11-29T02:{:02}:{:02}Z INFO job={} bytes={}\n",
+                i / 60 % 60,
+                i % 60,
+                i % 17,
+                i * 7
+            )
+            .as_bytes(),
+        );
+    }
+    write(&env.src.join("backup/app.log"), &log);
+    write(
+        &env.src.join("backup/firmware.bin"),
+        &[seeded(3 << 20, 70), vec![0; 2 << 20], seeded(1 << 20, 71)].concat(),
+    );
+    env.backup();
+    let dir = env.dir.path().join("e");
+    let exports = LocalStore::open(&dir).unwrap();
+    let m = export_latest(&env, &exports, "2026-11-29", false)
+        .unwrap()
+        .manifest()
+        .clone();
+    let reference = env.dir.path().join("ref.tar.zst");
+    run_tool(Command::new("sh").arg("-c").arg(format!(
+        "tar -cf - -C '{}' notetaking images backup | zstd -3 -q -o '{}'",
+        env.src.display(),
+        reference.display()
+    )));
+    let ref_size = fs::metadata(&reference).unwrap().len();
+    let ratio = m.archive.size as f64 / ref_size as f64;
+    eprintln!(
+        "archive {} bytes, tar | zstd -3 {} bytes, ratio {ratio:.4}",
+        m.archive.size, ref_size
+    );
+    assert!(
+        ratio <= 1.03,
+        "archive {} bytes vs tar | zstd -3 {ref_size} bytes: ratio {ratio:.4}",
+        m.archive.size
+    );
+}
