@@ -10,7 +10,7 @@ use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
-use cairn_engine::{export, run};
+use cairn_engine::{check, export, query, restore, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -78,6 +78,45 @@ pub enum ExportsCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot: `latest`, a date or an id prefix (default: the newest).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["date", "as_of", "archive"])]
+    snapshot: Option<String>,
+    /// The newest snapshot of this day (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["as_of", "archive"])]
+    date: Option<String>,
+    /// The newest snapshot taken at or before this time (RFC 3339, e.g. 2026-11-20T12:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with = "archive")]
+    as_of: Option<String>,
+    /// Restore from a daily archive instead: a local .tar.zst file, a key in the exports
+    /// location, or a date whose archive to use. Needs no catalog and no store.
+    #[arg(long, value_name = "FILE_OR_KEY")]
+    archive: Option<String>,
+    /// A path inside the snapshot to restore (repeatable); default: everything.
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// The directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    target: std::path::PathBuf,
+    /// Existing files: never (default), if-changed (size or mtime differ), always.
+    #[arg(long, value_name = "MODE", default_value = "never")]
+    overwrite: String,
+    /// Re-read every restored file and check it against its chunk ids.
+    #[arg(long)]
+    verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Download every pack and verify every blob.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Verify a subset of packs: N/M (part N of M) or P% (by pack id, the same packs each time).
+    #[arg(long, value_name = "N/M|P%")]
+    read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct LsArgs {
     /// `latest`, a date (YYYY-MM-DD), or an id prefix.
     snapshot: String,
@@ -112,6 +151,10 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Run(a) => run_nightly(cli, &cfg, a),
         Command::Exports(ExportsCommand::List) => exports_list(cli, &cfg),
         Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
+        Command::Restore(a) => run_restore(cli, &cfg, a),
+        Command::Check(a) => run_check(cli, &cfg, a),
+        Command::Diff { a, b } => run_diff(cli, &cfg, a, b),
+        Command::Find { pattern } => run_find(cli, &cfg, pattern),
         Command::Snapshots => snapshots(cli, &cfg),
         Command::Ls(a) => ls(cli, &cfg, a),
         Command::Catalog(CatalogCommand::Rebuild) => rebuild(cli, &cfg),
@@ -346,6 +389,171 @@ fn exports_verify(cli: &Cli, cfg: &Config, date: &str) -> Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
+    let opts = restore::RestoreOptions {
+        target: a.target.clone(),
+        paths: a
+            .paths
+            .iter()
+            .map(|p| p.trim_matches('/').to_string())
+            .collect(),
+        overwrite: a.overwrite.parse()?,
+        verify: a.verify,
+    };
+    let (report, from) = if let Some(src) = &a.archive {
+        let local = std::path::Path::new(src);
+        if local.is_file() {
+            let f = std::fs::File::open(local).with_context(|| format!("opening archive {src}"))?;
+            (
+                restore::restore_archive(std::io::BufReader::new(f), &opts)?,
+                src.clone(),
+            )
+        } else {
+            let exports = open_store(&cfg.exports, "exports")?;
+            let key = match export::DayKeys::new(src) {
+                Ok(day) => day.archive,
+                Err(_) => src.clone(),
+            };
+            let reader = export::ObjectReader::open(exports.as_ref(), &key).with_context(|| {
+                format!("{src} is neither a local file nor an archive in the exports location")
+            })?;
+            (restore::restore_archive(reader, &opts)?, key)
+        }
+    } else {
+        let _lock = StateLock::acquire(&cfg.state.dir)?;
+        let repo = open_repo(cfg)?;
+        let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+        let (id, snap) = match (&a.snapshot, &a.date, &a.as_of) {
+            (Some(s), _, _) => catalog.resolve_snapshot(s)?,
+            (_, Some(d), _) => catalog.resolve_snapshot(&parse_date(d)?)?,
+            (_, _, Some(t)) => {
+                let t: jiff::Timestamp = t.parse().map_err(|_| {
+                    cairn_engine::Error::usage(format!("--as-of {t:?} is not an RFC 3339 time"))
+                })?;
+                catalog.resolve_as_of(t)?
+            }
+            _ => catalog.resolve_snapshot("latest")?,
+        };
+        let report = restore::restore(&repo, &catalog, &snap, &opts).with_context(|| {
+            format!(
+                "restoring snapshot {} into {}",
+                id.short(),
+                a.target.display()
+            )
+        })?;
+        (report, format!("snapshot {}", id.short()))
+    };
+    if cli.json {
+        print_json(&serde_json::json!({ "from": from, "target": a.target, "report": report }));
+    } else if !cli.quiet {
+        println!(
+            "restored {} files ({}), {} dirs, {} symlinks, {} hardlinks from {from}; {} left as they were{}",
+            report.files,
+            bytes(report.bytes),
+            report.dirs,
+            report.symlinks,
+            report.hardlinks,
+            report.unchanged,
+            if report.verified > 0 {
+                format!("; {} verified", report.verified)
+            } else {
+                String::new()
+            }
+        );
+        for s in &report.skipped {
+            println!("not restorable here: {s}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => s.parse()?,
+        (None, true) => check::ReadData::All,
+        (None, false) => check::ReadData::None,
+    };
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let report = check::check(&repo, &catalog, &sync, read)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&report).expect("serializes"));
+    } else if !cli.quiet {
+        println!(
+            "{} snapshots, {} packs ({} read), {} trees: {}",
+            report.snapshots,
+            report.packs,
+            report.packs_read,
+            report.trees,
+            if report.problems.is_empty() {
+                "no problems".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        );
+        for p in &report.problems {
+            println!("{}: {} — {}", p.kind, p.object, p.detail);
+            for x in &p.affected {
+                println!("    snapshot {} {}", x.snapshot, x.path);
+            }
+            if p.affected_count > p.affected.len() {
+                println!(
+                    "    … and {} more paths",
+                    p.affected_count - p.affected.len()
+                );
+            }
+        }
+    }
+    Ok(if report.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+fn run_diff(cli: &Cli, cfg: &Config, a: &str, b: &str) -> Result<u8> {
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let (_, sa) = catalog.resolve_snapshot(a)?;
+    let (_, sb) = catalog.resolve_snapshot(b)?;
+    let changes = query::diff(&repo, &catalog, &sa.root, &sb.root)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&changes).expect("serializes"));
+    } else {
+        for c in &changes {
+            println!("{} {}", c.change, c.path);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let repo = open_repo(cfg)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let found = query::find(&repo, &catalog, pattern)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&found).expect("serializes"));
+    } else {
+        for f in &found {
+            println!(
+                "{} {} {:>12} {}",
+                f.snapshot.short(),
+                f.date,
+                f.size,
+                f.path
+            );
+        }
+    }
+    Ok(if found.is_empty() {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }
 
 fn snapshots(cli: &Cli, cfg: &Config) -> Result<u8> {

@@ -65,6 +65,22 @@ enum Command {
     /// Inspect the daily archives.
     #[command(subcommand)]
     Exports(commands::ExportsCommand),
+    /// Restore a snapshot (or paths in it) or a daily archive into a directory.
+    Restore(commands::RestoreArgs),
+    /// Check the repository: structure, and with --read-data the data itself.
+    Check(commands::CheckArgs),
+    /// Paths added (+), removed (-), changed (M), retyped (T) or with new metadata (U) from A to B.
+    Diff {
+        /// Older snapshot: `latest`, a date or an id prefix.
+        a: String,
+        /// Newer snapshot.
+        b: String,
+    },
+    /// Which snapshots hold paths matching a glob (a bare name matches at any depth).
+    Find {
+        /// The glob, e.g. `*.jpg` or `notetaking/projects/**`.
+        pattern: String,
+    },
     /// List snapshots, oldest first.
     Snapshots,
     /// List the entries of a snapshot, recursively, below an optional path.

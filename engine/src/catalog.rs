@@ -112,7 +112,7 @@ pub struct SyncReport {
     /// Packs found in the store and indexed from their trailers.
     pub packs_added: usize,
     /// Packs the catalog knew that are gone from the store; their blobs were forgotten.
-    pub packs_removed: usize,
+    pub packs_removed: Vec<String>,
     /// Packs whose trailer could not be read (left out; `check` reports them).
     pub packs_unreadable: Vec<String>,
     /// Snapshots loaded from the store.
@@ -230,7 +230,8 @@ impl Catalog {
                 "packs known to the catalog are gone from the store; forgetting their blobs"
             );
             self.forget_packs(&gone)?;
-            report.packs_removed = gone.len();
+            report.packs_removed = gone.iter().map(Id::to_hex).collect();
+            report.packs_removed.sort();
         }
         let known: HashSet<Id> = known.into_iter().collect();
         let new: Vec<(Id, u64)> = in_store
@@ -335,6 +336,20 @@ impl Catalog {
     /// Whether a blob of `kind` is in a known pack.
     pub fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
         Ok(self.locate(kind, id)?.is_some())
+    }
+
+    /// Every known pack with its size.
+    pub fn pack_sizes(&self) -> Result<HashMap<Id, u64>> {
+        let mut out = HashMap::new();
+        for item in self.db.iterator_cf(self.cf("packs"), IteratorMode::Start) {
+            let (k, v) = item?;
+            let size = v
+                .get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+                .unwrap_or_default();
+            out.insert(Id::from_slice(&k)?, size);
+        }
+        Ok(out)
     }
 
     /// Number of packs and of data chunks known.
@@ -453,6 +468,24 @@ impl Catalog {
                 "{selector} matches {n} snapshots; give more digits"
             ))),
         }
+    }
+
+    /// The newest snapshot taken at or before `t`.
+    pub fn resolve_as_of(&self, t: jiff::Timestamp) -> Result<(Id, Snapshot)> {
+        let mut best = None;
+        for (id, s) in self.snapshots()? {
+            let st: jiff::Timestamp = s.time.parse().map_err(|_| {
+                Error::corrupt(format!(
+                    "snapshot {} has an unreadable time {:?}",
+                    id.short(),
+                    s.time
+                ))
+            })?;
+            if st <= t {
+                best = Some((id, s));
+            }
+        }
+        best.ok_or_else(|| Error::not_found(format!("no snapshot at or before {t}")))
     }
 
     /// Flushes memtables so that the catalog survives a crash without replaying its log.

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod chunk;
 pub mod codec;
 pub mod config;
@@ -14,7 +15,9 @@ pub mod export;
 pub mod id;
 pub mod lock;
 pub mod pack;
+pub mod query;
 pub mod repo;
+pub mod restore;
 pub mod run;
 pub mod scan;
 pub mod snapshot;

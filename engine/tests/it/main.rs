@@ -5,4 +5,5 @@ mod common;
 mod export;
 mod golden;
 mod props;
+mod restore;
 mod store_conformance;

@@ -1,0 +1,375 @@
+//! Repository check: is everything every snapshot needs in the store, and intact?
+//!
+//! Structure (always): every pack's index parses and matches the size the catalog recorded, every
+//! tree a snapshot reaches decodes, every chunk it names is in a known pack. Data (`--read-data`,
+//! or a subset of packs): every pack is downloaded, must hash to its name, and every blob in it
+//! must decode to its id. Problems name the pack or blob and the snapshots and paths they affect.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backup::load_tree;
+use crate::catalog::{Catalog, SyncReport};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::{self, BlobKind};
+use crate::repo::{Repository, pack_key};
+
+/// Which packs `--read-data` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadData {
+    /// Structure only.
+    None,
+    /// Every pack.
+    All,
+    /// Part `n` of `m` (1-based): packs whose id falls in that slice; `1/7` … `7/7` cover all.
+    Part(u32, u32),
+    /// About this percentage of packs, chosen by id (the same ones each time).
+    Percent(u32),
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ReadData> {
+        let bad = || {
+            Error::usage(format!(
+                "--read-data-subset {s:?}: use N/M (1 <= N <= M) or P% (1..=100)"
+            ))
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let p: u32 = p.parse().map_err(|_| bad())?;
+            return if (1..=100).contains(&p) {
+                Ok(ReadData::Percent(p))
+            } else {
+                Err(bad())
+            };
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (n.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if n >= 1 && n <= m {
+            Ok(ReadData::Part(n, m))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl ReadData {
+    fn selects(&self, id: &Id) -> bool {
+        let x = u32::from_le_bytes(id.0[..4].try_into().expect("4"));
+        match *self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Part(n, m) => x % m == n - 1,
+            ReadData::Percent(p) => x % 100 < p,
+        }
+    }
+}
+
+/// A snapshot path that a problem affects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Affected {
+    /// Snapshot id (short).
+    pub snapshot: String,
+    /// Path inside it.
+    pub path: String,
+}
+
+/// One thing wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `missing_blob`, `corrupt_pack`, `corrupt_blob`, `corrupt_tree`, `unreadable_snapshot`.
+    pub kind: String,
+    /// The pack, blob or snapshot concerned.
+    pub object: String,
+    /// What was found.
+    pub detail: String,
+    /// Snapshot paths that cannot be restored because of it (at most 50 listed).
+    pub affected: Vec<Affected>,
+    /// How many paths are affected in all.
+    pub affected_count: usize,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the store.
+    pub packs: usize,
+    /// Packs downloaded and verified.
+    pub packs_read: usize,
+    /// Distinct trees checked.
+    pub trees: usize,
+    /// Problems; empty means healthy.
+    pub problems: Vec<Problem>,
+}
+
+const MAX_LISTED: usize = 50;
+
+/// Why a pack failed to read: the damaged blob if one was found, and what was wrong.
+type PackFailure = (Option<Id>, String);
+
+struct Damage {
+    /// Packs that are damaged, with what is wrong.
+    packs: HashMap<Id, (String, String)>,
+    /// Blobs that are damaged inside otherwise readable packs.
+    blobs: HashMap<Id, String>,
+}
+
+/// Reads one pack whole and checks its name, index and every blob.
+fn read_pack(repo: &Repository, id: &Id) -> std::result::Result<(), PackFailure> {
+    let bytes = repo
+        .store()
+        .get(&pack_key(id))
+        .map_err(|e| (None, e.to_string()))?;
+    if Id::of(&bytes) != *id {
+        // Find which blobs suffer, if the index still parses.
+        if let Ok(entries) = pack::parse_trailer(&bytes, bytes.len() as u64) {
+            for e in entries {
+                let frame = bytes
+                    .get(e.offset as usize..(e.offset + e.length) as usize)
+                    .unwrap_or_default();
+                if pack::open_blob(&e, frame).is_err() {
+                    return Err((
+                        Some(e.id),
+                        "pack does not hash to its name; blob fails to decode".into(),
+                    ));
+                }
+            }
+        }
+        return Err((None, "pack does not hash to its name".into()));
+    }
+    let entries =
+        pack::parse_trailer(&bytes, bytes.len() as u64).map_err(|e| (None, e.to_string()))?;
+    for e in entries {
+        let frame = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        pack::open_blob(&e, frame).map_err(|err| (Some(e.id), err.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks the repository. `catalog` must come from [`Catalog::open_for`], whose `sync` report
+/// names the packs it could not index or found gone.
+pub fn check(
+    repo: &Repository,
+    catalog: &Catalog,
+    sync: &SyncReport,
+    read: ReadData,
+) -> Result<CheckReport> {
+    let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+    let known = catalog.pack_sizes()?;
+    let mut damage = Damage {
+        packs: HashMap::new(),
+        blobs: HashMap::new(),
+    };
+    for hex in &sync.packs_unreadable {
+        damage.packs.insert(
+            Id::from_hex(hex)?,
+            (
+                "corrupt_pack".into(),
+                "pack index unreadable (truncated or damaged)".into(),
+            ),
+        );
+    }
+    for hex in &sync.packs_removed {
+        damage.packs.insert(
+            Id::from_hex(hex)?,
+            ("missing_pack".into(), "pack is gone from the store".into()),
+        );
+    }
+    for (id, size) in &known {
+        match in_store.get(id) {
+            Some(s) if s != size => {
+                damage.packs.insert(
+                    *id,
+                    (
+                        "corrupt_pack".into(),
+                        format!("pack is {s} bytes, was {size} when written"),
+                    ),
+                );
+            }
+            Some(_) => {}
+            None => {
+                damage.packs.insert(
+                    *id,
+                    ("missing_pack".into(), "pack is gone from the store".into()),
+                );
+            }
+        }
+    }
+    let selected: Vec<Id> = in_store
+        .keys()
+        .filter(|id| read.selects(id) && !damage.packs.contains_key(id))
+        .copied()
+        .collect();
+    let results: Vec<(Id, std::result::Result<(), PackFailure>)> = selected
+        .par_iter()
+        .map(|id| (*id, read_pack(repo, id)))
+        .collect();
+    for (id, r) in results {
+        match r {
+            Ok(()) => {}
+            Err((Some(blob), detail)) => {
+                damage
+                    .packs
+                    .insert(id, ("corrupt_pack".into(), detail.clone()));
+                damage.blobs.insert(blob, detail);
+            }
+            Err((None, detail)) => {
+                damage.packs.insert(id, ("corrupt_pack".into(), detail));
+            }
+        }
+    }
+
+    // Walk every snapshot; remember trees already found clean so that shared subtrees cost once.
+    let mut affected: BTreeMap<String, (String, String, Vec<Affected>)> = BTreeMap::new();
+    let mut clean: HashSet<Id> = HashSet::new();
+    let snapshots = catalog.snapshots()?;
+    let mut trees_seen: HashSet<Id> = HashSet::new();
+    for (sid, snap) in &snapshots {
+        let mut w = Walker {
+            repo,
+            catalog,
+            damage: &damage,
+            clean: &mut clean,
+            affected: &mut affected,
+            snap: sid.short(),
+            seen: &mut trees_seen,
+        };
+        w.tree(&snap.root, "")?;
+    }
+    let mut problems: Vec<Problem> = affected
+        .into_iter()
+        .map(|(object, (kind, detail, mut paths))| {
+            paths.sort();
+            paths.dedup();
+            let count = paths.len();
+            paths.truncate(MAX_LISTED);
+            Problem {
+                kind,
+                object,
+                detail,
+                affected: paths,
+                affected_count: count,
+            }
+        })
+        .collect();
+    // Damage that no snapshot reaches is still damage.
+    for (id, (kind, detail)) in &damage.packs {
+        let object = format!("pack {id}");
+        if !problems.iter().any(|p| p.object == object) {
+            problems.push(Problem {
+                kind: kind.clone(),
+                object,
+                detail: detail.clone(),
+                affected: vec![],
+                affected_count: 0,
+            });
+        }
+    }
+    problems.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(CheckReport {
+        snapshots: snapshots.len(),
+        packs: in_store.len(),
+        packs_read: selected.len(),
+        trees: trees_seen.len(),
+        problems,
+    })
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    catalog: &'a Catalog,
+    damage: &'a Damage,
+    clean: &'a mut HashSet<Id>,
+    affected: &'a mut BTreeMap<String, (String, String, Vec<Affected>)>,
+    snap: String,
+    seen: &'a mut HashSet<Id>,
+}
+
+impl Walker<'_> {
+    fn hit(&mut self, object: String, kind: &str, detail: &str, path: &str) {
+        self.affected
+            .entry(object)
+            .or_insert_with(|| (kind.to_string(), detail.to_string(), Vec::new()))
+            .2
+            .push(Affected {
+                snapshot: self.snap.clone(),
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.to_string()
+                },
+            });
+    }
+
+    /// Problems of the blob `id` of `kind`, if any: (object, kind, detail).
+    fn blob_problem(&self, kind: BlobKind, id: &Id) -> Result<Option<(String, String, String)>> {
+        let Some(loc) = self.catalog.locate(kind, id)? else {
+            return Ok(Some((
+                format!("blob {id}"),
+                "missing_blob".into(),
+                "in no pack of the store".into(),
+            )));
+        };
+        if let Some(detail) = self.damage.blobs.get(id) {
+            return Ok(Some((
+                format!("pack {}", loc.pack),
+                "corrupt_blob".into(),
+                detail.clone(),
+            )));
+        }
+        if let Some((k, detail)) = self.damage.packs.get(&loc.pack) {
+            return Ok(Some((
+                format!("pack {}", loc.pack),
+                k.clone(),
+                detail.clone(),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Returns whether everything below `id` is intact.
+    fn tree(&mut self, id: &Id, path: &str) -> Result<bool> {
+        self.seen.insert(*id);
+        if self.clean.contains(id) {
+            return Ok(true);
+        }
+        if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Tree, id)? {
+            self.hit(object, &kind, &detail, path);
+            return Ok(false);
+        }
+        let tree = match load_tree(self.repo, self.catalog, id) {
+            Ok(t) => t,
+            Err(e) => {
+                self.hit(format!("tree {id}"), "corrupt_tree", &e.to_string(), path);
+                return Ok(false);
+            }
+        };
+        let mut ok = true;
+        for e in &tree.entries {
+            let p = if path.is_empty() {
+                e.name.lossy().into_owned()
+            } else {
+                format!("{path}/{}", e.name.lossy())
+            };
+            if let Some(sub) = &e.tree {
+                ok &= self.tree(sub, &p)?;
+            }
+            for c in &e.chunks {
+                if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Data, c)? {
+                    self.hit(object, &kind, &detail, &p);
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            self.clean.insert(*id);
+        }
+        Ok(ok)
+    }
+}

@@ -1,0 +1,980 @@
+//! Restore: write a snapshot (or part of it), or a daily archive, into a target directory.
+//!
+//! Safety first: every file system operation below the target goes through directory file
+//! descriptors with `O_NOFOLLOW` (`openat`, `mkdirat`, `symlinkat`, ...), so an existing symlink
+//! in the target is never followed and nothing is ever written outside it. Names come from trees,
+//! which reject `/`, `..` and NUL, or from archive paths, which are checked the same way here.
+//! Symlinks are created last, so none can redirect a later write of the same restore; directory
+//! modes and times are applied after their contents, so read-only folders and mtimes survive.
+//!
+//! Files are written in parallel, contents first and times last, so that an interrupted restore
+//! leaves files whose size or mtime differ from the snapshot, which `--overwrite if-changed`
+//! then rewrites.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backup::{find_entry, load_tree};
+use crate::catalog::Catalog;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pack::BlobKind;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::tree::{Entry, EntryKind, valid_name};
+
+/// What to do with an entry that already exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overwrite {
+    /// Leave it alone.
+    #[default]
+    Never,
+    /// Replace a file whose size or mtime differs from the snapshot (finishes an interrupted restore).
+    IfChanged,
+    /// Replace every file.
+    Always,
+}
+
+impl std::str::FromStr for Overwrite {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Overwrite> {
+        match s {
+            "never" => Ok(Overwrite::Never),
+            "if-changed" => Ok(Overwrite::IfChanged),
+            "always" => Ok(Overwrite::Always),
+            _ => Err(Error::usage(format!(
+                "--overwrite {s:?}: use never, if-changed or always"
+            ))),
+        }
+    }
+}
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The directory to restore into; created if missing.
+    pub target: PathBuf,
+    /// Paths inside the snapshot or archive to restore (`notetaking/projects`); empty: all.
+    pub paths: Vec<String>,
+    /// Existing entries.
+    pub overwrite: Overwrite,
+    /// Re-read every written file and check it against the chunk ids.
+    pub verify: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreReport {
+    /// Regular files written.
+    pub files: u64,
+    /// Bytes of file content restored.
+    pub bytes: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hardlinks created.
+    pub hardlinks: u64,
+    /// FIFOs created.
+    pub fifos: u64,
+    /// Entries left as they were (already present).
+    pub unchanged: u64,
+    /// Files re-read and found equal to their chunks.
+    pub verified: u64,
+    /// Entries that cannot be restored here (sockets; device nodes when not root).
+    pub skipped: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    unchanged: AtomicU64,
+    verified: AtomicU64,
+}
+
+fn cstr(name: &[u8]) -> Result<CString> {
+    CString::new(name).map_err(|_| Error::usage("a name contains NUL"))
+}
+
+fn os_err(what: impl std::fmt::Display) -> Error {
+    Error::io(what, std::io::Error::last_os_error())
+}
+
+/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL.
+pub fn components(path: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    let trimmed = trimmed.strip_prefix(b"./").unwrap_or(trimmed);
+    if trimmed.starts_with(b"/") {
+        return Err(Error::usage(format!(
+            "{:?} is an absolute path",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    let parts: Vec<Vec<u8>> = trimmed.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
+    if parts.iter().any(|p| !valid_name(p)) {
+        return Err(Error::usage(format!(
+            "unsafe path {:?}: empty, `.`, `..` or NUL components are refused",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    Ok(parts)
+}
+
+/// Metadata to apply to a restored entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+}
+
+impl Meta {
+    fn of(e: &Entry) -> Meta {
+        Meta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+        }
+    }
+    fn times(&self) -> [libc::timespec; 2] {
+        let omit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        };
+        [
+            omit,
+            libc::timespec {
+                tv_sec: self.mtime,
+                tv_nsec: i64::from(self.mtime_ns),
+            },
+        ]
+    }
+}
+
+/// The target directory, reached only through descriptors.
+pub(crate) struct Target {
+    root: OwnedFd,
+    as_root: bool,
+    overwrite: Overwrite,
+}
+
+enum Existing {
+    Missing,
+    Dir,
+    File {
+        size: u64,
+        mtime: i64,
+        mtime_ns: u32,
+    },
+    Other,
+}
+
+impl Target {
+    pub(crate) fn open(path: &Path, overwrite: Overwrite) -> Result<Target> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating target {}", path.display()), e))?;
+        let c = cstr(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: valid C string; the descriptor is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(os_err(format!("opening target {}", path.display())));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        // SAFETY: fd is a fresh descriptor we own.
+        Ok(Target {
+            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            as_root,
+            overwrite,
+        })
+    }
+
+    fn existing(&self, dir: &OwnedFd, name: &[u8]) -> Result<Existing> {
+        let c = cstr(name)?;
+        // SAFETY: zeroed stat is a valid out-parameter for fstatat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, C string and out-pointer.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(Existing::Missing)
+            } else {
+                Err(Error::io(
+                    format!("stat of {:?} in the target", String::from_utf8_lossy(name)),
+                    e,
+                ))
+            };
+        }
+        Ok(match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Existing::Dir,
+            libc::S_IFREG => Existing::File {
+                size: st.st_size as u64,
+                mtime: st.st_mtime,
+                mtime_ns: st.st_mtime_nsec as u32,
+            },
+            _ => Existing::Other,
+        })
+    }
+
+    /// Opens (creating when asked) the directory at `parts` below the root, never following a
+    /// symlink: a symlink where a directory should be is an error, not a detour.
+    pub(crate) fn dir(&self, parts: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the target descriptor", e))?;
+        for (i, p) in parts.iter().enumerate() {
+            let c = cstr(p)?;
+            if create {
+                // SAFETY: valid descriptor and C string.
+                let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o700) };
+                if rc != 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    return Err(os_err(format!("creating {}", show(&parts[..=i]))));
+                }
+            }
+            // SAFETY: valid descriptor and C string.
+            let fd = unsafe {
+                libc::openat(
+                    cur.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                let why = if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                    " (a symlink or file is in the way; cairn never writes through it)"
+                } else {
+                    ""
+                };
+                return Err(Error::new(
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Io
+                    },
+                    format!("cannot enter {} in the target{why}", show(&parts[..=i])),
+                )
+                .with_source(e));
+            }
+            // SAFETY: fresh descriptor we own.
+            cur = unsafe { OwnedFd::from_raw_fd(fd) };
+        }
+        Ok(cur)
+    }
+
+    /// Whether a file at `name` needs (re)writing, removing what is in the way when it does.
+    fn prepare(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        size: u64,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        let replace = match self.existing(dir, name)? {
+            Existing::Missing => return Ok(true),
+            Existing::Dir => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("{path}: a directory is in the way of a file"),
+                ));
+            }
+            Existing::File {
+                size: s,
+                mtime,
+                mtime_ns,
+            } => match self.overwrite {
+                Overwrite::Never => false,
+                Overwrite::IfChanged => {
+                    s != size || mtime != meta.mtime || mtime_ns != meta.mtime_ns
+                }
+                Overwrite::Always => true,
+            },
+            Existing::Other => self.overwrite != Overwrite::Never,
+        };
+        if replace {
+            let c = cstr(name)?;
+            // SAFETY: valid descriptor and C string; unlinkat removes a link, never follows it.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+                return Err(os_err(format!("replacing {path}")));
+            }
+        }
+        Ok(replace)
+    }
+
+    fn set_meta_fd(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<()> {
+        // Owner first: chown clears setuid/setgid bits, which the chmod below then restores.
+        // SAFETY: valid descriptors and pointers throughout.
+        unsafe {
+            if self.as_root && libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) != 0 {
+                return Err(os_err(format!("setting the owner of {path}")));
+            }
+            if libc::fchmod(fd.as_raw_fd(), meta.mode & 0o7777) != 0 {
+                return Err(os_err(format!("setting the mode of {path}")));
+            }
+            if libc::futimens(fd.as_raw_fd(), meta.times().as_ptr()) != 0 {
+                return Err(os_err(format!("setting the mtime of {path}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a regular file. `fill` writes the content; zero runs become holes.
+    pub(crate) fn file(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &str,
+        size: u64,
+        meta: &Meta,
+        fill: &mut dyn FnMut(&mut SparseWriter) -> Result<()>,
+    ) -> Result<bool> {
+        if !self.prepare(dir, name, size, meta, path)? {
+            return Ok(false);
+        }
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string; O_EXCL|O_NOFOLLOW: we create the file ourselves.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return Err(os_err(format!("creating {path}")));
+        }
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut w = SparseWriter {
+            file: std::fs::File::from(fd),
+            pos: 0,
+        };
+        fill(&mut w)?;
+        if w.pos != size {
+            return Err(Error::corrupt(format!(
+                "{path}: restored {} bytes, the snapshot says {size}",
+                w.pos
+            )));
+        }
+        w.file
+            .set_len(size)
+            .map_err(|e| Error::io(format!("sizing {path}"), e))?;
+        let fd = OwnedFd::from(w.file);
+        self.set_meta_fd(&fd, meta, path)?;
+        Ok(true)
+    }
+
+    pub(crate) fn mkdir(&self, parent: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(Error::io(format!("creating {path}"), e));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn dir_meta(&self, parts: &[Vec<u8>], meta: &Meta) -> Result<()> {
+        let fd = self.dir(parts, false)?;
+        self.set_meta_fd(&fd, meta, &show(parts))
+    }
+
+    pub(crate) fn symlink(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        target: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        match self.existing(parent, name)? {
+            Existing::Missing => {}
+            Existing::Dir => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("{path}: a directory is in the way"),
+                ));
+            }
+            _ if self.overwrite == Overwrite::Never => return Ok(false),
+            _ => {
+                let c = cstr(name)?;
+                // SAFETY: valid descriptor and C string.
+                if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+                    return Err(os_err(format!("replacing {path}")));
+                }
+            }
+        }
+        let (c, t) = (cstr(name)?, cstr(target)?);
+        // SAFETY: valid descriptors and C strings; times and owner apply to the link itself.
+        unsafe {
+            if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), c.as_ptr()) != 0 {
+                return Err(os_err(format!("creating symlink {path}")));
+            }
+            if self.as_root {
+                libc::fchownat(
+                    parent.as_raw_fd(),
+                    c.as_ptr(),
+                    meta.uid,
+                    meta.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                );
+            }
+            libc::utimensat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                meta.times().as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn hardlink(
+        &self,
+        from: &[Vec<u8>],
+        parent: &OwnedFd,
+        name: &[u8],
+        path: &str,
+    ) -> Result<bool> {
+        let (fdir, fname) = from
+            .split_last()
+            .map(|(n, d)| (d, n))
+            .ok_or_else(|| Error::usage("empty link"))?;
+        let src_dir = self.dir(fdir, false)?;
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            if self.overwrite == Overwrite::Never {
+                return Ok(false);
+            }
+            let c = cstr(name)?;
+            // SAFETY: valid descriptor and C string.
+            if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+                return Err(os_err(format!("replacing {path}")));
+            }
+        }
+        let (a, b) = (cstr(fname)?, cstr(name)?);
+        // SAFETY: valid descriptors and C strings; flags 0: never follow a symlink source.
+        if unsafe {
+            libc::linkat(
+                src_dir.as_raw_fd(),
+                a.as_ptr(),
+                parent.as_raw_fd(),
+                b.as_ptr(),
+                0,
+            )
+        } != 0
+        {
+            return Err(os_err(format!("linking {path} to {}", show(from))));
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn fifo(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            return Ok(false);
+        }
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        unsafe {
+            if libc::mkfifoat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777) != 0 {
+                return Err(os_err(format!("creating FIFO {path}")));
+            }
+            libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
+            libc::utimensat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                meta.times().as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
+        Ok(true)
+    }
+}
+
+/// Writes file content, turning 4 KiB blocks of zeros into holes.
+pub(crate) struct SparseWriter {
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl SparseWriter {
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        for block in data.chunks(4096) {
+            if block.iter().all(|b| *b == 0) {
+                self.file
+                    .seek(SeekFrom::Current(block.len() as i64))
+                    .map_err(|e| Error::io("seeking", e))?;
+            } else {
+                self.file
+                    .write_all(block)
+                    .map_err(|e| Error::io("writing restored content", e))?;
+            }
+            self.pos += block.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+fn show(parts: &[Vec<u8>]) -> String {
+    String::from_utf8_lossy(&parts.join(&b'/')).into_owned()
+}
+
+struct FileJob {
+    parent: Vec<Vec<u8>>,
+    entry: Entry,
+}
+
+/// A path as checked components.
+type Parts = Vec<Vec<u8>>;
+
+struct Plan {
+    dirs: Vec<(Vec<Vec<u8>>, Meta)>,
+    files: Vec<FileJob>,
+    links: Vec<(Parts, Entry, Parts)>,
+    symlinks: Vec<(Vec<Vec<u8>>, Entry)>,
+    specials: Vec<(Vec<Vec<u8>>, Entry)>,
+    first_of: HashMap<(Vec<u8>, u64), Vec<Vec<u8>>>,
+}
+
+impl Plan {
+    fn add(
+        &mut self,
+        repo: &Repository,
+        catalog: &Catalog,
+        target: &Target,
+        parent: &[Vec<u8>],
+        e: Entry,
+    ) -> Result<()> {
+        let mut path = parent.to_vec();
+        path.push(e.name.0.clone());
+        match e.kind {
+            EntryKind::Dir => {
+                let fd = target.dir(parent, true)?;
+                target.mkdir(&fd, &e.name.0, &show(&path))?;
+                let tree = e.tree.ok_or_else(|| {
+                    Error::corrupt(format!("{}: directory without a tree", show(&path)))
+                })?;
+                for child in load_tree(repo, catalog, &tree)?.entries {
+                    self.add(repo, catalog, target, &path, child)?;
+                }
+                self.dirs.push((path, Meta::of(&e)));
+            }
+            EntryKind::File => {
+                if let Some(h) = e.hardlink {
+                    let key = (path[0].clone(), h);
+                    if let Some(first) = self.first_of.get(&key) {
+                        self.links.push((parent.to_vec(), e, first.clone()));
+                        return Ok(());
+                    }
+                    self.first_of.insert(key, path);
+                }
+                self.files.push(FileJob {
+                    parent: parent.to_vec(),
+                    entry: e,
+                });
+            }
+            EntryKind::Symlink => self.symlinks.push((parent.to_vec(), e)),
+            _ => self.specials.push((parent.to_vec(), e)),
+        }
+        Ok(())
+    }
+}
+
+/// Restores `snap` (or `opts.paths` inside it) into `opts.target`.
+pub fn restore(
+    repo: &Repository,
+    catalog: &Catalog,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport> {
+    let target = Target::open(&opts.target, opts.overwrite)?;
+    let mut plan = Plan {
+        dirs: Vec::new(),
+        files: Vec::new(),
+        links: Vec::new(),
+        symlinks: Vec::new(),
+        specials: Vec::new(),
+        first_of: HashMap::new(),
+    };
+    if opts.paths.is_empty() {
+        for e in load_tree(repo, catalog, &snap.root)?.entries {
+            plan.add(repo, catalog, &target, &[], e)?;
+        }
+    } else {
+        for p in &opts.paths {
+            let parts = components(p.as_bytes())?;
+            let e = find_entry(repo, catalog, &snap.root, p.as_bytes())?;
+            let parent = &parts[..parts.len() - 1];
+            target.dir(parent, true)?;
+            plan.add(repo, catalog, &target, parent, e)?;
+        }
+    }
+    let counters = Counters::default();
+    plan.files
+        .par_iter()
+        .try_for_each(|job| restore_file(repo, catalog, &target, job, opts.verify, &counters))?;
+    let mut report = RestoreReport {
+        files: counters.files.load(Relaxed),
+        bytes: counters.bytes.load(Relaxed),
+        unchanged: counters.unchanged.load(Relaxed),
+        verified: counters.verified.load(Relaxed),
+        ..Default::default()
+    };
+    for (parent, e, first) in &plan.links {
+        let fd = target.dir(parent, false)?;
+        let path = format!("{}/{}", show(parent), e.name.lossy());
+        if target.hardlink(first, &fd, &e.name.0, &path)? {
+            report.hardlinks += 1;
+        } else {
+            report.unchanged += 1;
+        }
+    }
+    for (parent, e) in &plan.specials {
+        let path = format!("{}/{}", show(parent), e.name.lossy());
+        if e.kind == EntryKind::Fifo {
+            let fd = target.dir(parent, false)?;
+            if target.fifo(&fd, &e.name.0, &Meta::of(e), &path)? {
+                report.fifos += 1;
+            }
+        } else {
+            report.skipped.push(path);
+        }
+    }
+    // Last: nothing written after this point could be redirected through a new symlink.
+    for (parent, e) in &plan.symlinks {
+        let fd = target.dir(parent, false)?;
+        let path = format!("{}/{}", show(parent), e.name.lossy());
+        let t = e
+            .target
+            .as_ref()
+            .map(|t| t.0.as_slice())
+            .unwrap_or_default();
+        if target.symlink(&fd, &e.name.0, t, &Meta::of(e), &path)? {
+            report.symlinks += 1;
+        } else {
+            report.unchanged += 1;
+        }
+    }
+    // Deepest first, so that setting a parent's mtime is the last change inside it.
+    plan.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (parts, meta) in &plan.dirs {
+        target.dir_meta(parts, meta)?;
+        report.dirs += 1;
+    }
+    Ok(report)
+}
+
+fn restore_file(
+    repo: &Repository,
+    catalog: &Catalog,
+    target: &Target,
+    job: &FileJob,
+    verify: bool,
+    counters: &Counters,
+) -> Result<()> {
+    let e = &job.entry;
+    let path = if job.parent.is_empty() {
+        e.name.lossy().into_owned()
+    } else {
+        format!("{}/{}", show(&job.parent), e.name.lossy())
+    };
+    let dir = target.dir(&job.parent, false)?;
+    let mut locations = Vec::with_capacity(e.chunks.len());
+    for id in &e.chunks {
+        let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+            Error::not_found(format!("{path}: chunk {} is in no known pack", id.short()))
+        })?;
+        locations.push((id, loc));
+    }
+    let written = target.file(&dir, &e.name.0, &path, e.size, &Meta::of(e), &mut |w| {
+        for (id, loc) in &locations {
+            w.write(&repo.read_blob(id, loc)?)?;
+        }
+        Ok(())
+    })?;
+    if !written {
+        counters.unchanged.fetch_add(1, Relaxed);
+        return Ok(());
+    }
+    counters.files.fetch_add(1, Relaxed);
+    counters.bytes.fetch_add(e.size, Relaxed);
+    if verify {
+        let c = cstr(&e.name.0)?;
+        // SAFETY: valid descriptor and C string.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(os_err(format!("re-reading {path}")));
+        }
+        // SAFETY: fresh descriptor we own.
+        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut buf = Vec::new();
+        for (id, loc) in &locations {
+            buf.resize(loc.raw_length as usize, 0);
+            f.read_exact(&mut buf)
+                .map_err(|err| Error::io(format!("re-reading {path}"), err))?;
+            if crate::Id::of(&buf) != **id {
+                return Err(Error::corrupt(format!(
+                    "{path}: restored content does not match chunk {}",
+                    id.short()
+                )));
+            }
+        }
+        let mut extra = [0u8; 1];
+        if f.read(&mut extra)
+            .map_err(|err| Error::io(format!("re-reading {path}"), err))?
+            != 0
+        {
+            return Err(Error::corrupt(format!(
+                "{path}: restored file is longer than the snapshot says"
+            )));
+        }
+        counters.verified.fetch_add(1, Relaxed);
+    }
+    Ok(())
+}
+
+fn wanted(parts: &[Vec<u8>], filters: &[Vec<Vec<u8>>]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| parts.starts_with(f))
+}
+
+/// The modification time of an archive entry, with the nanoseconds of a pax `mtime` record.
+fn archive_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(i64, u32)> {
+    let secs = entry.header().mtime().unwrap_or(0) as i64;
+    let exts = entry
+        .pax_extensions()
+        .map_err(|e| Error::corrupt("damaged pax header").with_source(e))?;
+    if let Some(exts) = exts {
+        for ext in exts.flatten() {
+            if ext.key_bytes() == b"mtime"
+                && let Some(t) = std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(parse_pax_time)
+            {
+                return Ok(t);
+            }
+        }
+    }
+    Ok((secs, 0))
+}
+
+/// Parses `[-]S[.F]` into seconds and nanoseconds (floor semantics for negative times).
+fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
+    let (neg, v) = v.strip_prefix('-').map_or((false, v), |r| (true, r));
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = int.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let ns: u32 = digits.parse().ok()?;
+    if !neg {
+        return Some((secs, ns));
+    }
+    Some(if ns == 0 {
+        (-secs, 0)
+    } else {
+        (-secs - 1, 1_000_000_000 - ns)
+    })
+}
+
+/// Restores from a daily archive alone (no catalog, no store index): a `.tar.zst` stream.
+/// Every path, symlink and hardlink name in it is checked as for snapshots; an unsafe one fails
+/// the restore with a message naming it, before anything is written for that entry.
+pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let target = Target::open(&opts.target, opts.overwrite)?;
+    let filters: Vec<Vec<Vec<u8>>> = opts
+        .paths
+        .iter()
+        .map(|p| components(p.as_bytes()))
+        .collect::<Result<_>>()?;
+    let dec = zstd::stream::read::Decoder::new(reader)
+        .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
+    let mut archive = tar::Archive::new(dec);
+    let mut report = RestoreReport::default();
+    let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
+    let mut symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)> = Vec::new();
+    let mut files: std::collections::HashSet<Vec<Vec<u8>>> = Default::default();
+    let bad = |e: std::io::Error| Error::corrupt("the archive is damaged").with_source(e);
+    for item in archive.entries().map_err(bad)? {
+        let mut item = item.map_err(bad)?;
+        let raw = item.path_bytes().into_owned();
+        if raw == b"." || raw == b"./" {
+            continue; // the archive root of `tar -C dir .`
+        }
+        let parts = components(&raw).map_err(|e| e.context("archive entry"))?;
+        if !wanted(&parts, &filters) {
+            continue;
+        }
+        let h = item.header();
+        let (mode, uid, gid) = (
+            h.mode().unwrap_or(0o600),
+            h.uid().unwrap_or(0) as u32,
+            h.gid().unwrap_or(0) as u32,
+        );
+        let kind = h.entry_type();
+        let link = item.link_name_bytes().map(|l| l.into_owned());
+        let (mtime, mtime_ns) = archive_mtime(&mut item)?;
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_ns,
+        };
+        let path = show(&parts);
+        let (name, parent) = parts.split_last().expect("components are never empty");
+        match kind {
+            tar::EntryType::Directory => {
+                target.dir(&parts, true)?;
+                dirs.push((parts.clone(), meta));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let dir = target.dir(parent, true)?;
+                let size = item.size();
+                let written = target.file(&dir, name, &path, size, &meta, &mut |w| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = item.read(&mut buf).map_err(bad)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        w.write(&buf[..n])?;
+                    }
+                })?;
+                if written {
+                    report.files += 1;
+                    report.bytes += size;
+                } else {
+                    report.unchanged += 1;
+                }
+                files.insert(parts.clone());
+            }
+            tar::EntryType::Link => {
+                let from = components(&link.unwrap_or_default())
+                    .map_err(|e| e.context(format!("hardlink {path}")))?;
+                if !files.contains(&from) {
+                    return Err(Error::usage(format!(
+                        "hardlink {path} points to {}, which is not a file restored before it",
+                        show(&from)
+                    )));
+                }
+                let dir = target.dir(parent, true)?;
+                if target.hardlink(&from, &dir, name, &path)? {
+                    report.hardlinks += 1;
+                }
+                files.insert(parts.clone());
+            }
+            tar::EntryType::Symlink => {
+                target.dir(parent, true)?;
+                symlinks.push((parts.clone(), link.unwrap_or_default(), meta));
+            }
+            tar::EntryType::Fifo => {
+                let dir = target.dir(parent, true)?;
+                if target.fifo(&dir, name, &meta, &path)? {
+                    report.fifos += 1;
+                }
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName => {}
+            _ => report.skipped.push(path),
+        }
+    }
+    for (parts, t, meta) in &symlinks {
+        let (name, parent) = parts.split_last().expect("non-empty");
+        let dir = target.dir(parent, false)?;
+        if target.symlink(&dir, name, t, meta, &show(parts))? {
+            report.symlinks += 1;
+        }
+    }
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (parts, meta) in &dirs {
+        target.dir_meta(parts, meta)?;
+        report.dirs += 1;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_parse() {
+        assert_eq!(
+            parse_pax_time("1700000000.123456789"),
+            Some((1_700_000_000, 123_456_789))
+        );
+        assert_eq!(
+            parse_pax_time("-315619200.000000000"),
+            Some((-315_619_200, 0))
+        );
+        assert_eq!(parse_pax_time("-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(parse_pax_time("12"), Some((12, 0)));
+        assert_eq!(parse_pax_time("x"), None);
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            &b"../x"[..],
+            b"/etc/passwd",
+            b"a/../../b",
+            b"a//b",
+            b"",
+            b"a/\0",
+        ] {
+            assert!(components(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            components(b"./a/b/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+}

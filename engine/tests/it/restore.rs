@@ -1,0 +1,712 @@
+//! Restore and check: a 20-day history restored day by day, partial and interrupted restores,
+//! restores from the daily archive alone, crafted snapshots and archives that try to escape the
+//! target, and `check` finding damaged and missing packs.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_engine::check::{self, ReadData};
+use cairn_engine::export::{self, ExportOptions};
+use cairn_engine::restore::{self, Overwrite, RestoreOptions};
+use cairn_engine::store::{Fault, FaultStore, LocalStore, Op, Store};
+use cairn_engine::{ErrorKind, Id};
+
+use crate::common::*;
+
+const FOLDERS: [&str; 3] = ["notetaking", "images", "backup"];
+
+/// Everything restore promises to bring back about one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fp {
+    kind: &'static str,
+    mode: u32,
+    owner: (u32, u32),
+    mtime: (i64, i64),
+    size: u64,
+    hash: Option<Id>,
+    target: Option<Vec<u8>>,
+    /// For files with several links: the first path (in sorted order) of the same inode.
+    link: Option<Vec<u8>>,
+}
+
+fn fingerprint(root: &Path) -> BTreeMap<Vec<u8>, Fp> {
+    let mut raw = BTreeMap::new();
+    for f in FOLDERS {
+        if root.join(f).exists() {
+            walk(root, f.as_bytes(), &mut raw);
+        }
+    }
+    let mut first: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    raw.into_iter()
+        .map(|(path, (mut fp, ino, nlink)): (Vec<u8>, (Fp, u64, u64))| {
+            if nlink > 1 {
+                fp.link = Some(first.entry(ino).or_insert_with(|| path.clone()).clone());
+            }
+            (path, fp)
+        })
+        .collect()
+}
+
+fn walk(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, (Fp, u64, u64)>) {
+    let p = root.join(OsStr::from_bytes(rel));
+    let md = fs::symlink_metadata(&p).unwrap();
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else {
+        return; // sockets are not restorable
+    };
+    let name = rel.rsplit(|b| *b == b'/').next().unwrap();
+    if name == b".DS_Store" || name == b"Thumbs.db" {
+        return;
+    }
+    let fp = Fp {
+        kind,
+        mode: if kind == "symlink" {
+            0
+        } else {
+            md.mode() & 0o7777
+        },
+        owner: (md.uid(), md.gid()),
+        mtime: (md.mtime(), md.mtime_nsec()),
+        size: if kind == "file" { md.size() } else { 0 },
+        hash: (kind == "file").then(|| Id::of(&fs::read(&p).unwrap())),
+        target: (kind == "symlink")
+            .then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+        link: None,
+    };
+    out.insert(
+        rel.to_vec(),
+        (fp, md.ino(), if kind == "file" { md.nlink() } else { 1 }),
+    );
+    if kind == "dir" {
+        for ent in fs::read_dir(&p).unwrap() {
+            let mut child = rel.to_vec();
+            child.push(b'/');
+            child.extend_from_slice(ent.unwrap().file_name().as_bytes());
+            walk(root, &child, out);
+        }
+    }
+}
+
+fn assert_same(want: &BTreeMap<Vec<u8>, Fp>, got: &BTreeMap<Vec<u8>, Fp>, what: &str) {
+    let wk: Vec<_> = want
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let gk: Vec<_> = got
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(gk, wk, "{what}: paths");
+    for (k, w) in want {
+        assert_eq!(&got[k], w, "{what}: {}", String::from_utf8_lossy(k));
+    }
+}
+
+fn opts(target: &Path) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_path_buf(),
+        paths: vec![],
+        overwrite: Overwrite::Never,
+        verify: true,
+    }
+}
+
+/// Changes the tree the way a day of use does.
+fn live_a_day(src: &Path, day: u32) {
+    write(
+        &src.join(format!("notetaking/journal/day-{day:02}.md")),
+        format!("day {day}\n").repeat(day as usize * 10).as_bytes(),
+    );
+    if day.is_multiple_of(3) {
+        let _ = fs::remove_file(src.join(format!("notetaking/journal/day-{:02}.md", day - 1)));
+    }
+    let big = src.join("images/album/big.raw");
+    let mut data = fs::read(&big).unwrap();
+    data[day as usize * 1000] ^= 0x5a;
+    fs::write(&big, data).unwrap();
+    let private = src.join("backup/modes/private");
+    fs::set_permissions(
+        &private,
+        fs::Permissions::from_mode(if day.is_multiple_of(2) { 0o600 } else { 0o640 }),
+    )
+    .unwrap();
+    set_mtime(
+        &src.join("notetaking/plain.txt"),
+        1_700_000_000 + i64::from(day) * 86_400,
+        i64::from(day) * 1_000_003,
+    );
+    match day {
+        5 => fs::hard_link(src.join("backup/hard-a"), src.join("backup/hard-c")).unwrap(),
+        7 => {
+            fs::remove_file(src.join("notetaking/empty.txt")).unwrap();
+            symlink("plain.txt", src.join("notetaking/empty.txt")).unwrap();
+        }
+        10 => fs::rename(src.join("notetaking/deep"), src.join("notetaking/deeper")).unwrap(),
+        14 => fs::remove_dir_all(src.join("images/album"))
+            .and_then(|_| {
+                fs::create_dir_all(src.join("images/album"))?;
+                fs::write(src.join("images/album/big.raw"), seeded(5 << 20, 99))
+            })
+            .unwrap(),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_day_of_a_20_day_history_restores_exactly() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let mut expected = Vec::new();
+    for day in 1..=20u32 {
+        live_a_day(&env.src, day);
+        let mut o = env.opts();
+        o.date = format!("2026-11-{day:02}");
+        let out = env.backup_with(&o).unwrap();
+        assert!(
+            out.snapshot.warnings.is_empty(),
+            "{:?}",
+            out.snapshot.warnings
+        );
+        expected.push((o.date, fingerprint(&env.src)));
+    }
+    let cat = env.catalog();
+    for (date, want) in &expected {
+        let (_, snap) = cat.resolve_snapshot(date).unwrap();
+        let target = env.dir.path().join(format!("restore-{date}"));
+        let report = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap();
+        assert_eq!(report.verified, report.files);
+        assert_eq!(
+            report.skipped,
+            ["backup/socket"],
+            "sockets cannot be restored"
+        );
+        assert_same(want, &fingerprint(&target), date);
+        // The 48 MiB image with 1 MiB of data comes back sparse.
+        let img = fs::metadata(target.join("backup/disk.img")).unwrap();
+        assert!(
+            img.blocks() * 512 < 8 << 20,
+            "disk.img uses {} bytes on disk",
+            img.blocks() * 512
+        );
+        fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+#[test]
+fn a_partial_restore_writes_only_that_path() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    env.backup();
+    let cat = env.catalog();
+    let (_, snap) = cat.resolve_snapshot("latest").unwrap();
+    let target = env.dir.path().join("t");
+    let mut o = opts(&target);
+    o.paths = vec!["backup/modes".into(), "images/photo.jpg".into()];
+    restore::restore(&env.repo, &cat, &snap, &o).unwrap();
+    let got = fingerprint(&target);
+    let want = fingerprint(&env.src);
+    let keys: Vec<String> = got
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "backup",
+            "backup/modes",
+            "backup/modes/private",
+            "backup/modes/setuid",
+            "backup/modes/sticky",
+            "images",
+            "images/photo.jpg"
+        ]
+    );
+    for k in got
+        .keys()
+        .filter(|k| k.starts_with(b"backup/modes") || k.as_slice() == b"images/photo.jpg")
+    {
+        assert_eq!(got[k], want[k], "{}", String::from_utf8_lossy(k));
+    }
+    let err = restore::restore(
+        &env.repo,
+        &cat,
+        &snap,
+        &RestoreOptions {
+            paths: vec!["nope/x".into()],
+            ..opts(&target)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("nope/x"), "{err}");
+}
+
+#[test]
+fn an_interrupted_restore_finishes_with_if_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultStore::new(
+        LocalStore::open(dir.path().join("store")).unwrap(),
+    ));
+    let env = Env::with_store_in(dir, faulty.clone());
+    awkward_tree(&env.src);
+    for i in 0..12 {
+        write(
+            &env.src.join(format!("images/burst/{i:02}.raw")),
+            &seeded(700_000, 200 + i),
+        );
+    }
+    env.backup();
+    let cat = env.catalog();
+    let (_, snap) = cat.resolve_snapshot("latest").unwrap();
+    let target = env.dir.path().join("t");
+    // Count the reads of a whole restore, then cut one off two thirds of the way through.
+    let before = faulty.calls(Op::GetRange);
+    restore::restore(
+        &env.repo,
+        &cat,
+        &snap,
+        &opts(&env.dir.path().join("scratch")),
+    )
+    .unwrap();
+    let reads = faulty.calls(Op::GetRange) - before;
+    faulty.inject(
+        Some(Op::GetRange),
+        "packs/",
+        Fault::FailAfter(reads * 2 / 3, ErrorKind::Io),
+    );
+    assert!(
+        restore::restore(&env.repo, &cat, &snap, &opts(&target)).is_err(),
+        "the restore should be cut short"
+    );
+    faulty.clear();
+    assert_ne!(fingerprint(&target), fingerprint(&env.src));
+    let mut o = opts(&target);
+    o.overwrite = Overwrite::IfChanged;
+    let report = restore::restore(&env.repo, &cat, &snap, &o).unwrap();
+    assert!(
+        report.unchanged > 0,
+        "files finished before the interruption are kept"
+    );
+    assert_same(
+        &fingerprint(&env.src),
+        &fingerprint(&target),
+        "after the rerun",
+    );
+    // Nothing left to do on a third pass.
+    let again = restore::restore(&env.repo, &cat, &snap, &o).unwrap();
+    assert_eq!(again.files, 0);
+}
+
+#[test]
+fn restore_from_the_daily_archive_alone() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    env.backup();
+    let cat = env.catalog();
+    let (id, snap) = cat.resolve_snapshot("latest").unwrap();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let eo = ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+    };
+    export::export(&env.repo, &cat, &exports, (&id, &snap), &eo).unwrap();
+    drop(cat);
+    // Lose everything but the exports.
+    fs::remove_dir_all(env.dir.path().join("store")).unwrap();
+    fs::remove_dir_all(&env.state).unwrap();
+    let reader =
+        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+    let target = env.dir.path().join("t");
+    let report = restore::restore_archive(reader, &opts(&target)).unwrap();
+    assert!(report.hardlinks >= 1);
+    let mut want = fingerprint(&env.src);
+    want.retain(|_, fp| fp.kind != "fifo"); // archives leave FIFOs out
+    assert_same(&want, &fingerprint(&target), "from the archive");
+    // And a part of it.
+    let part = env.dir.path().join("p");
+    let reader =
+        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+    restore::restore_archive(
+        reader,
+        &RestoreOptions {
+            paths: vec!["notetaking/deep".into()],
+            ..opts(&part)
+        },
+    )
+    .unwrap();
+    let keys: Vec<Vec<u8>> = fingerprint(&part).into_keys().collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(b"notetaking/deep") || k == b"notetaking"),
+        "{keys:?}"
+    );
+    assert!(keys.len() > 30);
+}
+
+/// A tar.zst with hand-made headers: (path, type, link, content).
+/// One crafted tar entry: path, type flag, link name, content.
+type Crafted<'a> = (&'a [u8], u8, &'a [u8], &'a [u8]);
+
+fn crafted_archive(entries: &[Crafted<'_>]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for (path, kind, link, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        {
+            let u = h.as_ustar_mut().unwrap();
+            u.name[..path.len()].copy_from_slice(path);
+            u.linkname[..link.len()].copy_from_slice(link);
+        }
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::new(*kind));
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+    tar.extend_from_slice(&[0; 1024]);
+    zstd::encode_all(&tar[..], 3).unwrap()
+}
+
+#[test]
+fn crafted_archives_cannot_write_outside_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), b"untouched").unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "dot-dot",
+            crafted_archive(&[(b"notetaking/../../outside/victim", b'0', b"", b"pwned")]),
+        ),
+        (
+            "absolute",
+            crafted_archive(&[(
+                outside.join("victim").as_os_str().as_bytes(),
+                b'0',
+                b"",
+                b"pwned",
+            )]),
+        ),
+        (
+            "hardlink out",
+            crafted_archive(&[(
+                b"notetaking/link",
+                b'1',
+                outside.join("victim").as_os_str().as_bytes(),
+                b"",
+            )]),
+        ),
+        (
+            "hardlink up",
+            crafted_archive(&[(b"notetaking/link", b'1', b"../outside/victim", b"")]),
+        ),
+        (
+            "symlink then write through it",
+            crafted_archive(&[
+                (b"notetaking/esc", b'2', outside.as_os_str().as_bytes(), b""),
+                (b"notetaking/esc/victim", b'0', b"", b"pwned"),
+            ]),
+        ),
+    ];
+    for (what, archive) in cases {
+        let target = dir.path().join(format!("t-{}", what.replace(' ', "-")));
+        let res = restore::restore_archive(
+            &archive[..],
+            &RestoreOptions {
+                overwrite: Overwrite::Always,
+                ..opts(&target)
+            },
+        );
+        let err = res.expect_err(what);
+        assert!(
+            [ErrorKind::Usage, ErrorKind::Conflict].contains(&err.kind()),
+            "{what}: {err}"
+        );
+        assert!(!err.to_string().is_empty());
+        assert_eq!(
+            fs::read(outside.join("victim")).unwrap(),
+            b"untouched",
+            "{what}"
+        );
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            1,
+            "{what}: something was created outside"
+        );
+    }
+}
+
+#[test]
+fn a_symlinked_parent_in_the_target_is_never_followed() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/secret.md"), b"data");
+    env.backup();
+    let cat = env.catalog();
+    let (_, snap) = cat.resolve_snapshot("latest").unwrap();
+    let outside = env.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let target = env.dir.path().join("t");
+    fs::create_dir(&target).unwrap();
+    symlink(&outside, target.join("notetaking")).unwrap();
+    for mode in [Overwrite::Never, Overwrite::Always] {
+        let err = restore::restore(
+            &env.repo,
+            &cat,
+            &snap,
+            &RestoreOptions {
+                overwrite: mode,
+                ..opts(&target)
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("notetaking"), "{err}");
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "wrote through the symlink"
+        );
+    }
+    let archive = crafted_archive(&[(b"notetaking/secret.md", b'0', b"", b"data")]);
+    assert!(restore::restore_archive(&archive[..], &opts(&target)).is_err());
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn crafted_snapshots_with_unsafe_names_are_refused() {
+    use cairn_engine::pack::{BlobKind, PackBuilder};
+    use cairn_engine::repo::pack_key;
+    use cairn_engine::snapshot::{Snapshot, Summary};
+    let env = Env::new();
+    let cat = env.catalog();
+    let outside = env.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let data = b"pwned".to_vec();
+    let did = Id::of(&data);
+    for (i, name) in ["../outside/x", "/tmp/abs", "..", "a/b"].iter().enumerate() {
+        // Trees are written as raw JSON here: cairn itself would never produce these names.
+        let leaf = format!(
+            r#"{{"entries":[{{"name":"{name}","type":"file","mode":420,"uid":0,"gid":0,"mtime":0,"mtime_ns":0,"size":5,"chunks":["{did}"]}}]}}"#
+        );
+        let lid = Id::of(leaf.as_bytes());
+        let root = format!(
+            r#"{{"entries":[{{"name":"notetaking","type":"dir","mode":493,"uid":0,"gid":0,"mtime":0,"mtime_ns":0,"tree":"{lid}"}}]}}"#
+        );
+        let rid = Id::of(root.as_bytes());
+        let mut pb = PackBuilder::default();
+        pb.add(
+            BlobKind::Data,
+            did,
+            &cairn_engine::codec::encode(&data, 3).unwrap(),
+            data.len(),
+        );
+        pb.add(
+            BlobKind::Tree,
+            lid,
+            &cairn_engine::codec::encode(leaf.as_bytes(), 3).unwrap(),
+            leaf.len(),
+        );
+        pb.add(
+            BlobKind::Tree,
+            rid,
+            &cairn_engine::codec::encode(root.as_bytes(), 3).unwrap(),
+            root.len(),
+        );
+        let (pid, bytes, entries) = pb.finish();
+        env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+        cat.add_pack(&pid, bytes.len() as u64, &entries).unwrap();
+        let snap = Snapshot {
+            version: 1,
+            time: format!("2026-11-29T00:00:0{i}Z"),
+            date: "2026-11-29".into(),
+            source: "/shared".into(),
+            folders: vec!["notetaking".into()],
+            root: rid,
+            summary: Summary::default(),
+            warnings: vec![],
+            skipped: vec![],
+        };
+        let target = env.dir.path().join(format!("t{i}"));
+        let err = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{name}: {err}");
+        assert!(err.to_string().contains("unsafe name"), "{name}: {err}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{name}");
+        assert!(!Path::new("/tmp/abs").exists());
+    }
+}
+
+#[test]
+fn check_passes_when_healthy_and_names_damage_with_paths() {
+    let env = Env::new();
+    write(&env.src.join("images/a.raw"), &seeded(3 << 20, 300));
+    write(&env.src.join("images/b.raw"), &seeded(3 << 20, 301));
+    env.backup();
+    // A second night puts the note into a pack of its own.
+    write(&env.src.join("notetaking/n.md"), b"note");
+    env.backup();
+    let run_check = |read: ReadData| {
+        let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
+        check::check(&env.repo, &cat, &sync, read).unwrap()
+    };
+    let healthy = run_check(ReadData::All);
+    assert!(healthy.problems.is_empty(), "{:?}", healthy.problems);
+    assert_eq!(healthy.packs_read, healthy.packs);
+
+    // Find the data pack that holds images/a.raw.
+    let cat = env.catalog();
+    let (_, snap) = cat.resolve_snapshot("latest").unwrap();
+    let a = cairn_engine::backup::find_entry(&env.repo, &cat, &snap.root, b"images/a.raw").unwrap();
+    let loc = cat
+        .locate(cairn_engine::pack::BlobKind::Data, &a.chunks[0])
+        .unwrap()
+        .unwrap();
+    drop(cat);
+    let pack_path = env
+        .dir
+        .path()
+        .join("store")
+        .join(cairn_engine::repo::pack_key(&loc.pack));
+    let good = fs::read(&pack_path).unwrap();
+    let affected = |r: &check::CheckReport| -> Vec<String> {
+        r.problems
+            .iter()
+            .flat_map(|p| p.affected.iter().map(|a| a.path.clone()))
+            .collect()
+    };
+
+    // A flipped bit inside a.raw's frame: only reading the data finds it.
+    let mut flipped = good.clone();
+    flipped[loc.offset as usize + loc.length as usize / 2] ^= 0x04;
+    fs::write(&pack_path, &flipped).unwrap();
+    assert!(
+        run_check(ReadData::None).problems.is_empty(),
+        "structure alone cannot see a flipped bit"
+    );
+    let r = run_check(ReadData::All);
+    assert!(
+        affected(&r).contains(&"images/a.raw".to_string()),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.object.contains(&loc.pack.to_hex()))
+    );
+
+    // A truncated pack: the structure check sees it.
+    fs::write(&pack_path, &good[..good.len() / 2]).unwrap();
+    let r = run_check(ReadData::None);
+    assert!(
+        affected(&r).contains(&"images/a.raw".to_string()),
+        "{:?}",
+        r.problems
+    );
+
+    // A deleted pack.
+    fs::remove_file(&pack_path).unwrap();
+    let r = run_check(ReadData::None);
+    assert!(
+        affected(&r).contains(&"images/a.raw".to_string()),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        !affected(&r).contains(&"notetaking/n.md".to_string()),
+        "unaffected paths are not blamed: {:?}",
+        r.problems
+    );
+
+    // Put it back: healthy again.
+    fs::write(&pack_path, &good).unwrap();
+    assert!(run_check(ReadData::All).problems.is_empty());
+}
+
+#[test]
+fn read_data_subsets_partition_the_packs() {
+    let env = Env::new();
+    for i in 0..12 {
+        write(
+            &env.src.join(format!("images/{i}.raw")),
+            &seeded(5 << 20, 400 + i),
+        );
+    }
+    env.backup();
+    let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
+    let total = check::check(&env.repo, &cat, &sync, ReadData::All)
+        .unwrap()
+        .packs_read;
+    let parts: usize = (1..=3)
+        .map(|n| {
+            check::check(&env.repo, &cat, &sync, ReadData::Part(n, 3))
+                .unwrap()
+                .packs_read
+        })
+        .sum();
+    assert_eq!(parts, total);
+    assert!("0/3".parse::<ReadData>().is_err());
+    assert!("101%".parse::<ReadData>().is_err());
+    assert_eq!("10%".parse::<ReadData>().unwrap(), ReadData::Percent(10));
+}
+
+#[test]
+fn diff_and_find() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    write(&env.src.join("notetaking/b.md"), b"b");
+    write(&env.src.join("images/x.jpg"), b"x");
+    let mut o = env.opts();
+    o.date = "2026-11-01".into();
+    env.backup_with(&o).unwrap();
+    write(&env.src.join("notetaking/a.md"), b"changed");
+    fs::remove_file(env.src.join("notetaking/b.md")).unwrap();
+    write(&env.src.join("notetaking/new/c.md"), b"c");
+    fs::set_permissions(
+        env.src.join("images/x.jpg"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    o.date = "2026-11-02".into();
+    env.backup_with(&o).unwrap();
+    let cat = env.catalog();
+    let (_, a) = cat.resolve_snapshot("2026-11-01").unwrap();
+    let (_, b) = cat.resolve_snapshot("2026-11-02").unwrap();
+    let changes: Vec<String> = cairn_engine::query::diff(&env.repo, &cat, &a.root, &b.root)
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {}", c.change, c.path))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "U images/x.jpg",
+            "M notetaking/a.md",
+            "- notetaking/b.md",
+            "+ notetaking/new",
+            "+ notetaking/new/c.md"
+        ]
+    );
+    let found = cairn_engine::query::find(&env.repo, &cat, "b.md").unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.date.as_str()).collect::<Vec<_>>(),
+        ["2026-11-01"]
+    );
+    let found = cairn_engine::query::find(&env.repo, &cat, "notetaking/*.md").unwrap();
+    assert_eq!(found.len(), 3);
+}
