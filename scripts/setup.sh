@@ -22,6 +22,14 @@ if ! command -v cargo >/dev/null; then
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }
 
+# The aws CLI is the independent S3 client the S3 tests check cairn's archives with.
+cairn_py_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+[ -n "$cairn_py_bin" ] && case ":$PATH:" in *":$cairn_py_bin:"*) ;; *) export PATH="$PATH:$cairn_py_bin" ;; esac
+if ! command -v aws >/dev/null; then
+  echo "setup: installing the aws CLI (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check awscli >&2
+fi
+
 # One build cache for tests, the demo and CI: a fresh clone reuses what an earlier run built.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-ci/target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -9,6 +9,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== S3 test server (Garage)"
+scripts/s3-server.sh start
+trap 'scripts/s3-server.sh stop' EXIT
+eval "$(scripts/s3-server.sh env)"
+
 echo "== cargo test"
 # insta must compare against the committed snapshots, never write new ones.
 INSTA_UPDATE=no cargo test --workspace --locked "$@" 2>&1 | tee "${TMPDIR:-/tmp}/cairn-test.log"

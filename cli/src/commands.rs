@@ -75,6 +75,12 @@ pub enum ExportsCommand {
         /// The day (YYYY-MM-DD).
         date: String,
     },
+    /// Delete all but the newest daily archives (for a separate key that may delete).
+    Prune {
+        /// Days to keep; default: exports.keep_daily.
+        #[arg(long)]
+        keep: Option<usize>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +157,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Run(a) => run_nightly(cli, &cfg, a),
         Command::Exports(ExportsCommand::List) => exports_list(cli, &cfg),
         Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
+        Command::Exports(ExportsCommand::Prune { keep }) => exports_prune(cli, &cfg, *keep),
         Command::Restore(a) => run_restore(cli, &cfg, a),
         Command::Check(a) => run_check(cli, &cfg, a),
         Command::Diff { a, b } => run_diff(cli, &cfg, a, b),
@@ -369,6 +376,29 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
                 size
             );
         }
+    }
+    Ok(exit::OK)
+}
+
+fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
+    let keep = keep.unwrap_or(cfg.exports.keep_daily as usize);
+    if keep == 0 {
+        return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
+    }
+    let exports = open_store(&cfg.exports, "exports")?;
+    let deleted = export::prune(exports.as_ref(), keep)?;
+    if cli.json {
+        print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));
+    } else if !cli.quiet {
+        println!(
+            "deleted {} days{}",
+            deleted.len(),
+            if deleted.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", deleted.join(", "))
+            }
+        );
     }
     Ok(exit::OK)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{LocalStore, RetryStore, Store};
+use crate::store::{LocalStore, RetryStore, S3Config, S3Store, Store, credential_from_env};
 
 /// `[source]`: what to back up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,18 +207,20 @@ fn set_dotted(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Resu
     }
 }
 
-/// Maps `CAIRN_STORE_PATH_STYLE` to `store.path_style`; `None` for variables that are not keys.
+/// Top-level keys (outside any section).
+const TOP_KEYS: [&str; 1] = ["timezone"];
+
+/// Maps `CAIRN_STORE_PATH_STYLE` to `store.path_style`. Variables that name no section and no
+/// top-level key (`CAIRN_CONFIG`, `CAIRN_LOG`, other tools' `CAIRN_*`) are not configuration;
+/// a variable that names a section but an unknown key is, and fails as a typo should.
 fn env_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix("CAIRN_")?.to_ascii_lowercase();
-    if ["config", "log", "json"].contains(&rest.as_str()) {
-        return None;
-    }
     for s in SECTIONS {
         if let Some(key) = rest.strip_prefix(s).and_then(|k| k.strip_prefix('_')) {
             return Some(format!("{s}.{key}"));
         }
     }
-    Some(rest)
+    TOP_KEYS.contains(&rest.as_str()).then_some(rest)
 }
 
 impl Config {
@@ -318,9 +320,36 @@ pub fn open_store(cfg: &StoreConfig, section: &str) -> Result<Arc<dyn Store>> {
                 Duration::from_secs(5),
             )))
         }
-        StoreKind::S3 => Err(Error::config(format!(
-            "{section}.kind = \"s3\" is not available in this build of cairn; use \"local\""
-        ))),
+        StoreKind::S3 => {
+            let bucket = cfg.bucket.clone().ok_or_else(|| {
+                Error::config(format!(
+                    "{section}.bucket is required when {section}.kind = \"s3\""
+                ))
+            })?;
+            let missing = || {
+                Error::config(
+                    "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                     (or AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE)",
+                )
+            };
+            let s3 = S3Config {
+                endpoint: cfg.endpoint.clone(),
+                region: cfg.region.clone(),
+                bucket,
+                prefix: cfg.prefix.clone(),
+                path_style: cfg.path_style,
+                access_key: credential_from_env("AWS_ACCESS_KEY_ID")?.ok_or_else(missing)?,
+                secret_key: credential_from_env("AWS_SECRET_ACCESS_KEY")?.ok_or_else(missing)?,
+                session_token: credential_from_env("AWS_SESSION_TOKEN")?,
+            };
+            let store = S3Store::new(&s3)?;
+            Ok(Arc::new(RetryStore::new(
+                store,
+                5,
+                Duration::from_millis(200),
+                Duration::from_secs(10),
+            )))
+        }
     }
 }
 
@@ -339,6 +368,11 @@ mod tests {
             ("CAIRN_BACKUP_COMPRESSION".to_string(), "5".to_string()),
             ("CAIRN_STORE_PATH_STYLE".to_string(), "false".to_string()),
             ("CAIRN_CONFIG".to_string(), "ignored".to_string()),
+            (
+                "CAIRN_S3_TEST_BUCKET".to_string(),
+                "not configuration".to_string(),
+            ),
+            ("CAIRN_TIMEZONE".to_string(), "Europe/Berlin".to_string()),
         ];
         let cfg = Config::load(Some(&file), &env, &["source.root=/c".into()]).unwrap();
         assert_eq!(cfg.source.root, PathBuf::from("/c"));
@@ -346,6 +380,7 @@ mod tests {
         assert_eq!(cfg.backup.compression, 5);
         assert!(!cfg.store.path_style);
         assert_eq!(cfg.store.path, Some(PathBuf::from("/s")));
+        assert_eq!(cfg.timezone, "Europe/Berlin");
     }
 
     #[test]

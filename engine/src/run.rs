@@ -73,7 +73,7 @@ pub struct RunOptions<'a> {
     pub backup: BackupOptions,
     /// Where the archives go.
     pub exports: &'a dyn Store,
-    /// Daily archives to keep.
+    /// Daily archives to keep; 0 disables retention in the run.
     pub keep_daily: usize,
     /// Replace a different complete archive of the same day.
     pub force: bool,
@@ -131,7 +131,10 @@ pub fn nightly(
             written: matches!(published, Published::Written(_)),
             entries: m.entries.len(),
         });
-        report.deleted_days = export::prune(opts.exports, opts.keep_daily)?;
+        // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
+        if opts.keep_daily > 0 {
+            report.deleted_days = export::prune(opts.exports, opts.keep_daily)?;
+        }
         report.kept_days = export::list_days(opts.exports)?
             .into_iter()
             .map(|d| d.date)

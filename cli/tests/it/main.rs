@@ -534,3 +534,170 @@ fn restore_check_diff_find_from_the_command_line() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `cairn run` against the S3 test server (Garage): the archive, fetched with an independent
+/// S3 client (the aws CLI), passes sha256sum and tar, restores equal the source, and no secret
+/// appears in logs, output, the run report or any process's command line.
+#[test]
+fn cairn_run_against_s3_with_an_independent_client() {
+    let Ok(endpoint) = std::env::var("CAIRN_S3_TEST_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no S3 test server (scripts/s3-server.sh)"
+        );
+        eprintln!("skipping: no S3 test server");
+        return;
+    };
+    let aws = Command::new("aws")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        aws,
+        "the aws CLI is needed as the independent S3 client (scripts/setup.sh installs it)"
+    );
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let s = Setup::new();
+    let prefix = format!(
+        "cli-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let (store_bucket, exports_bucket) = (
+        std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
+        std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap(),
+    );
+    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    fs::write(
+        &s.config,
+        format!(
+            "[source]\nroot = \"{root}/src\"\n\
+             [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{store_bucket}\"\nprefix = \"{prefix}/store\"\npath_style = true\n\
+             [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{exports_bucket}\"\nprefix = \"{prefix}\"\npath_style = true\n\
+             [state]\ndir = \"{root}/state\"\n",
+            root = s.dir.path().display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        s.src().join("notetaking/todo.md"),
+        "- back up\n".repeat(100),
+    )
+    .unwrap();
+    fs::write(
+        s.src().join("images/photo.raw"),
+        (0..30_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+
+    // Run, and watch every process's command line while it runs.
+    let out_path = s.dir.path().join("run.out");
+    let err_path = s.dir.path().join("run.err");
+    let mut child = s
+        .cmd(&["-vv", "--json", "run", "--date", "2026-11-29"])
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut polls = 0;
+    while child.try_wait().unwrap().is_none() {
+        for p in fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = fs::read(p.path().join("cmdline")) {
+                assert!(
+                    !String::from_utf8_lossy(&cmdline).contains(&secret),
+                    "secret in the command line of {:?}",
+                    p.path()
+                );
+            }
+        }
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(polls > 0);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        fs::read_to_string(&err_path).unwrap()
+    );
+
+    // Fetch the day with the aws CLI.
+    let day = s.dir.path().join("downloaded");
+    let got = Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            &region,
+            "s3",
+            "cp",
+            "--recursive",
+            "--only-show-errors",
+        ])
+        .arg(format!("s3://{exports_bucket}/{prefix}/"))
+        .arg(&day)
+        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        .env("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "aws s3 cp: {}", stderr(&got));
+    let d = day.join("2026-11-29");
+    let sum = Command::new("sha256sum")
+        .args(["-c", "shared-2026-11-29.tar.zst.sha256"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(
+        sum.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sum.stdout)
+    );
+    let x = s.dir.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let tar = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(d.join("shared-2026-11-29.tar.zst"))
+        .arg("-C")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    for f in ["notetaking/todo.md", "images/photo.raw"] {
+        assert!(
+            fs::read(x.join(f)).unwrap() == fs::read(s.src().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let r = s.run(&[
+        "restore",
+        "--target",
+        s.dir.path().join("r").to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(
+        fs::read(s.dir.path().join("r/images/photo.raw")).unwrap()
+            == fs::read(s.src().join("images/photo.raw")).unwrap()
+    );
+
+    // No secret in what the run printed, logged or reported.
+    let report = fs::read_to_string(day.join("_reports/2026-11-29/run.json")).unwrap();
+    for (what, text) in [
+        ("stdout", fs::read_to_string(&out_path).unwrap()),
+        ("stderr (logs)", fs::read_to_string(&err_path).unwrap()),
+        ("run report", report),
+    ] {
+        assert!(!text.contains(&secret), "secret found in {what}");
+    }
+    assert!(
+        fs::read_to_string(&err_path)
+            .unwrap()
+            .contains("snapshot committed"),
+        "the logs were captured"
+    );
+}

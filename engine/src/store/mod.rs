@@ -12,6 +12,7 @@ mod fault;
 mod local;
 mod memory;
 mod retry;
+mod s3;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use fault::{Fault, FaultStore, Op};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retry::RetryStore;
+pub use s3::{S3Config, S3Store, credential_from_env};
 
 use crate::error::{Error, Result};
 

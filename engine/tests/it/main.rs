@@ -6,4 +6,5 @@ mod export;
 mod golden;
 mod props;
 mod restore;
+mod s3;
 mod store_conformance;

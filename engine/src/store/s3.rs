@@ -1,0 +1,562 @@
+//! An S3 store (MinIO in production, Garage in tests) on aws-sdk-s3.
+//!
+//! The SDK is async; the engine is not. The store owns a small tokio runtime and blocks on it,
+//! which keeps the `Store` trait synchronous for every caller. Requests carry checksums only when
+//! the operation requires them, because older MinIO releases and other S3 servers reject the
+//! newer default checksum trailers. The SDK's own retries are off: the engine's `RetryStore`
+//! retries whole operations, and this module retries the parts of a multipart upload, which
+//! cannot be replayed from outside. Nothing here relies on conditional writes (`If-None-Match`):
+//! every key the engine writes is either content-addressed or written by one process at a time.
+
+use std::fmt;
+use std::io::Write;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::{ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where and how to reach the bucket. Credentials are kept out of `Debug`.
+#[derive(Clone)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://minio.example:9000`; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// Region name (MinIO accepts any; Garage wants its configured one).
+    pub region: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/` needed).
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which MinIO and Garage need.
+    pub path_style: bool,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+    /// Session token, if any.
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Multipart part size; the archive streams out in pieces of this size.
+const PART_SIZE: usize = 16 << 20;
+/// Parts uploaded at once by one writer.
+const PARTS_IN_FLIGHT: usize = 3;
+/// Attempts for one part.
+const PART_ATTEMPTS: u32 = 5;
+
+/// Objects in an S3 bucket below a prefix.
+pub struct S3Store {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Reads a credential from `NAME`, or from the file named by `NAME_FILE` (a mounted Secret).
+pub fn credential_from_env(name: &str) -> Result<Option<String>> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(Some(v));
+    }
+    match std::env::var(format!("{name}_FILE")) {
+        Ok(path) => {
+            let v = std::fs::read_to_string(&path).map_err(|e| {
+                Error::config(format!("cannot read {name}_FILE ({path})")).with_source(e)
+            })?;
+            Ok(Some(v.trim().to_string()))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: fmt::Debug>(
+    what: &str,
+    e: SdkError<E, R>,
+) -> Error {
+    let (kind, detail) = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (ErrorKind::Transient, format!("{}", DisplayErrorContext(&e)))
+        }
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("").to_string();
+            let kind = match code.as_str() {
+                "NoSuchKey" | "NotFound" | "NoSuchUpload" => ErrorKind::NotFound,
+                "InvalidRange" => ErrorKind::Corrupt,
+                "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
+                | "Throttling" => ErrorKind::Transient,
+                _ => ErrorKind::Io,
+            };
+            (
+                kind,
+                format!("{code} {}", se.err().message().unwrap_or(""))
+                    .trim()
+                    .to_string(),
+            )
+        }
+        _ => (ErrorKind::Io, format!("{}", DisplayErrorContext(&e))),
+    };
+    Error::new(kind, format!("S3 {what}: {detail}"))
+}
+
+/// Status-code based classification for responses whose error body names no code (HEAD, 5xx
+/// from proxies).
+fn classify_status<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    what: &str,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error {
+    let status = match &e {
+        SdkError::ServiceError(se) => Some(se.raw().status().as_u16()),
+        _ => None,
+    };
+    let mut err = classify(what, e);
+    match status {
+        Some(404) => err = Error::new(ErrorKind::NotFound, err.message().to_string()),
+        Some(416) => err = Error::new(ErrorKind::Corrupt, err.message().to_string()),
+        Some(429 | 500..=599) => err = Error::new(ErrorKind::Transient, err.message().to_string()),
+        _ => {}
+    }
+    err
+}
+
+async fn retry_part<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt + 1 < PART_ATTEMPTS => {
+                let wait = Duration::from_millis(200u64 << attempt.min(6));
+                tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %e, "retrying S3 part upload");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl S3Store {
+    /// Connects (lazily: no request is made until the first operation).
+    pub fn new(cfg: &S3Config) -> Result<S3Store> {
+        if cfg.bucket.is_empty() {
+            return Err(Error::config("S3 bucket is empty"));
+        }
+        let prefix = cfg.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            check_key(&prefix)
+                .map_err(|_| Error::config(format!("invalid S3 prefix {:?}", cfg.prefix)))?;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the S3 runtime", e))?;
+        let creds = Credentials::new(
+            &cfg.access_key,
+            &cfg.secret_key,
+            cfg.session_token.clone(),
+            None,
+            "cairn",
+        );
+        let mut b = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .credentials_provider(creds)
+            .force_path_style(cfg.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .build(),
+            );
+        if let Some(ep) = &cfg.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        let client = Client::from_conf(b.build());
+        Ok(S3Store {
+            client,
+            rt,
+            bucket: cfg.bucket.clone(),
+            prefix,
+            endpoint: cfg.endpoint.clone(),
+        })
+    }
+
+    fn full(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn named(&self, key: &str) -> String {
+        format!("{}/{}", self.bucket, self.full(key))
+    }
+
+    async fn put_async(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| classify_status(&format!("put {}", self.named(key)), e))?;
+        Ok(())
+    }
+}
+
+impl Store for S3Store {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        check_key(key)?;
+        self.rt.block_on(self.put_async(key, data.to_vec()))
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        check_key(key)?;
+        self.rt.block_on(async {
+            let what = format!("get {}", self.named(key));
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .send()
+                .await
+                .map_err(|e| classify_status(&what, e))?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
+            Ok(body.into_bytes().to_vec())
+        })
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        check_key(key)?;
+        let what = format!("get {} bytes {offset}+{len}", self.named(key));
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| Error::corrupt(format!("S3 {what}: range overflows")))?;
+        self.rt.block_on(async {
+            if len == 0 {
+                // An empty range cannot be asked for; check existence and bounds instead.
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(self.full(key))
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(&what, e))?;
+                let size = head.content_length().unwrap_or(0) as u64;
+                return if offset <= size {
+                    Ok(Vec::new())
+                } else {
+                    Err(Error::corrupt(format!(
+                        "S3 {what}: outside the object of {size} bytes"
+                    )))
+                };
+            }
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .range(format!("bytes={offset}-{}", end - 1))
+                .send()
+                .await
+                .map_err(|e| classify_status(&what, e))?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
+            let bytes = body.into_bytes();
+            if bytes.len() as u64 != len {
+                return Err(Error::corrupt(format!(
+                    "S3 {what}: got {} bytes (range outside the object)",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes.to_vec())
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_prefix(prefix)?;
+        let full = self.full(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(&format!("list {}/{full}", self.bucket), e))?;
+                for obj in page.contents() {
+                    let Some(k) = obj.key() else { continue };
+                    if let Some(rel) = k.get(strip..).filter(|r| check_key(r).is_ok()) {
+                        out.push(ObjectInfo {
+                            key: rel.to_string(),
+                            size: obj.size().unwrap_or(0) as u64,
+                        });
+                    }
+                }
+                match (page.is_truncated(), page.next_continuation_token()) {
+                    (Some(true), Some(t)) => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.rt.block_on(async {
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let err = classify_status(&format!("delete {}", self.named(key)), e);
+                    if err.kind() == ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
+                }
+            }
+        })
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        check_key(key)?;
+        Ok(Box::new(S3Writer {
+            store: self,
+            key: key.to_string(),
+            buf: Vec::with_capacity(PART_SIZE),
+            upload_id: None,
+            parts: Vec::new(),
+            inflight: Vec::new(),
+            done: false,
+        }))
+    }
+}
+
+/// Streams an object: a single PUT when it stays below one part, a multipart upload otherwise.
+/// The object appears when the upload completes; an unfinished writer aborts its upload.
+struct S3Writer<'a> {
+    store: &'a S3Store,
+    key: String,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    inflight: Vec<tokio::task::JoinHandle<Result<CompletedPart>>>,
+    done: bool,
+}
+
+impl S3Writer<'_> {
+    fn start_part(&mut self) -> Result<()> {
+        let s = self.store;
+        if self.upload_id.is_none() {
+            let what = format!("create multipart upload {}", s.named(&self.key));
+            let out = s.rt.block_on(
+                s.client
+                    .create_multipart_upload()
+                    .bucket(&s.bucket)
+                    .key(s.full(&self.key))
+                    .send(),
+            );
+            let out = out.map_err(|e| classify_status(&what, e))?;
+            self.upload_id = Some(
+                out.upload_id()
+                    .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no upload id")))?
+                    .to_string(),
+            );
+        }
+        let number = (self.parts.len() + self.inflight.len() + 1) as i32;
+        let data = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(PART_SIZE),
+        ));
+        let (client, bucket, key, id) = (
+            s.client.clone(),
+            s.bucket.clone(),
+            s.full(&self.key),
+            self.upload_id.clone().expect("set above"),
+        );
+        let what = format!("upload part {number} of {}", s.named(&self.key));
+        self.inflight.push(s.rt.spawn(async move {
+            retry_part(|| {
+                let (client, bucket, key, id, data, what) =
+                    (&client, &bucket, &key, &id, data.clone(), &what);
+                async move {
+                    let out = client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .part_number(number)
+                        .body(ByteStream::from(data))
+                        .send()
+                        .await
+                        .map_err(|e| classify_status(what, e))?;
+                    Ok(CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build())
+                }
+            })
+            .await
+        }));
+        while self.inflight.len() >= PARTS_IN_FLIGHT {
+            self.join_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn join_oldest(&mut self) -> Result<()> {
+        let h = self.inflight.remove(0);
+        let part =
+            self.store.rt.block_on(h).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("S3 part upload task failed: {e}"))
+            })??;
+        self.parts.push(part);
+        Ok(())
+    }
+}
+
+impl Write for S3Writer<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = PART_SIZE - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PART_SIZE {
+            self.start_part().map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer<'_> {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        if self.upload_id.is_none() {
+            let data = std::mem::take(&mut self.buf);
+            self.store
+                .rt
+                .block_on(self.store.put_async(&self.key, data))?;
+            self.done = true;
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
+            self.start_part()?;
+        }
+        while !self.inflight.is_empty() {
+            self.join_oldest()?;
+        }
+        self.parts.sort_by_key(|p| p.part_number());
+        let s = self.store;
+        let what = format!("complete multipart upload {}", s.named(&self.key));
+        let done = CompletedMultipartUpload::builder()
+            .set_parts(Some(self.parts.clone()))
+            .build();
+        s.rt.block_on(
+            s.client
+                .complete_multipart_upload()
+                .bucket(&s.bucket)
+                .key(s.full(&self.key))
+                .upload_id(self.upload_id.clone().expect("multipart"))
+                .multipart_upload(done)
+                .send(),
+        )
+        .map_err(|e| classify_status(&what, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for S3Writer<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        for h in self.inflight.drain(..) {
+            h.abort();
+        }
+        if let Some(id) = self.upload_id.take() {
+            // Without this the parts would linger, invisible but billed, until a lifecycle rule.
+            let s = self.store;
+            let r = s.rt.block_on(
+                s.client
+                    .abort_multipart_upload()
+                    .bucket(&s.bucket)
+                    .key(s.full(&self.key))
+                    .upload_id(id)
+                    .send(),
+            );
+            if let Err(e) = r {
+                tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort an unfinished multipart upload");
+            }
+        }
+    }
+}

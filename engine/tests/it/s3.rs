@@ -1,0 +1,199 @@
+//! The S3 store against a real S3 server (Garage on loopback, started by scripts/s3-server.sh):
+//! the conformance suite, a backup → export → restore round trip, and faults on top of it.
+//! Without a server these tests skip, except under CI=true, where they fail.
+
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_engine::ErrorKind;
+use cairn_engine::export::{self, ExportOptions};
+use cairn_engine::restore::{self, Overwrite, RestoreOptions};
+use cairn_engine::store::{Fault, FaultStore, Op, RetryStore, S3Config, S3Store, Store};
+
+use crate::common::*;
+use crate::store_conformance::conformance;
+
+/// The test server's coordinates with a prefix no other test run uses.
+fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
+    let Ok(endpoint) = std::env::var("CAIRN_S3_TEST_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no S3 test server is configured: scripts/test.sh starts one with scripts/s3-server.sh"
+        );
+        eprintln!(
+            "skipping {what}: CAIRN_S3_TEST_ENDPOINT is not set (scripts/s3-server.sh start)"
+        );
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    Some(S3Config {
+        endpoint: Some(endpoint),
+        region: std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into()),
+        bucket: std::env::var(bucket_var).expect("the S3 test environment names its buckets"),
+        prefix: format!("t-{what}-{}-{nanos}", std::process::id()),
+        path_style: true,
+        access_key: std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID"),
+        secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY"),
+        session_token: None,
+    })
+}
+
+fn retrying<S: Store + 'static>(s: S) -> Arc<dyn Store> {
+    Arc::new(RetryStore::new(
+        s,
+        5,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    ))
+}
+
+#[test]
+fn s3_store_conforms() {
+    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "conformance") else {
+        return;
+    };
+    conformance(&S3Store::new(&cfg).unwrap());
+}
+
+#[test]
+fn s3_errors_are_classified() {
+    let Some(mut cfg) = server("CAIRN_S3_TEST_BUCKET", "errors") else {
+        return;
+    };
+    let store = S3Store::new(&cfg).unwrap();
+    assert_eq!(
+        store.get("nothing/here").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    cfg.secret_key = "wrong".into();
+    let bad = S3Store::new(&cfg).unwrap();
+    let err = bad.put("x", b"y").unwrap_err();
+    assert!(
+        !err.is_retryable(),
+        "bad credentials are not transient: {err}"
+    );
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the secret leaked into an error: {err}"
+    );
+    cfg.endpoint = Some("http://127.0.0.1:9".into()); // nothing listens on the discard port
+    let down = S3Store::new(&cfg).unwrap();
+    assert!(
+        down.get("x").unwrap_err().is_retryable(),
+        "a refused connection is transient"
+    );
+}
+
+#[test]
+fn s3_backup_export_restore_round_trip() {
+    let Some(store_cfg) = server("CAIRN_S3_TEST_BUCKET", "roundtrip") else {
+        return;
+    };
+    let exports_cfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "roundtrip-exports").unwrap();
+    let env = Env::with_store_in(
+        tempfile::tempdir().unwrap(),
+        retrying(S3Store::new(&store_cfg).unwrap()),
+    );
+    awkward_tree(&env.src);
+    write(&env.src.join("images/video.raw"), &seeded(20 << 20, 600));
+    let out = env.backup();
+    assert_snapshot_matches(
+        &env,
+        &out.snapshot.root,
+        &env.src,
+        &["notetaking", "images", "backup"],
+    );
+    let exports = S3Store::new(&exports_cfg).unwrap();
+    let cat = env.catalog();
+    let eo = ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+    };
+    let m = export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &eo)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert!(
+        m.archive.size > 16 << 20,
+        "the archive should need a multipart upload"
+    );
+    export::verify(&exports, "2026-11-29").unwrap();
+    let target = env.dir.path().join("from-archive");
+    let reader =
+        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+    restore::restore_archive(
+        reader,
+        &RestoreOptions {
+            target: target.clone(),
+            paths: vec![],
+            overwrite: Overwrite::Never,
+            verify: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(target.join("images/photo.jpg")).unwrap(),
+        fs::read(env.src.join("images/photo.jpg")).unwrap()
+    );
+    let target = env.dir.path().join("from-snapshot");
+    let r = restore::restore(
+        &env.repo,
+        &cat,
+        &out.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            paths: vec![],
+            overwrite: Overwrite::Never,
+            verify: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.verified, r.files);
+    // Deleting everything the test wrote leaves no trace (and checks delete on S3).
+    for s in [env.repo.store().as_ref(), &exports as &dyn Store] {
+        for o in s.list("").unwrap() {
+            s.delete(&o.key).unwrap();
+        }
+        assert!(s.list("").unwrap().is_empty());
+    }
+}
+
+#[test]
+fn s3_transient_faults_are_retried_and_permanent_ones_abort() {
+    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "faults") else {
+        return;
+    };
+    let faulty = Arc::new(FaultStore::new(S3Store::new(&cfg).unwrap()));
+    let env = Env::with_store_in(tempfile::tempdir().unwrap(), retrying(faulty.clone()));
+    write(&env.src.join("notetaking/a.md"), &b"day one\n".repeat(5000));
+    write(&env.src.join("images/a.raw"), &seeded(6 << 20, 500));
+    // One transient failure for every object: the run succeeds through retries.
+    faulty.inject(None, "", Fault::FailOncePerKey);
+    let first = env.backup();
+    faulty.clear();
+    assert_snapshot_matches(
+        &env,
+        &first.snapshot.root,
+        &env.src,
+        &["notetaking", "images"],
+    );
+
+    // A permanent failure: the run fails naming the object, no snapshot is committed, and the
+    // previous snapshot still reads back.
+    write(&env.src.join("images/b.raw"), &seeded(5 << 20, 501));
+    faulty.inject(Some(Op::Put), "packs/", Fault::FailAlways(ErrorKind::Io));
+    let err = env.backup_with(&env.opts()).unwrap_err();
+    assert!(err.to_string().contains("packs/"), "{err}");
+    faulty.clear();
+    assert_eq!(env.repo.list_snapshot_ids().unwrap(), [first.id]);
+    let entries = snapshot_entries(&env, &first.snapshot.root);
+    assert!(content(&env, &entries[&b"images/a.raw"[..]]) == seeded(6 << 20, 500));
+    for o in env.repo.store().list("").unwrap() {
+        env.repo.store().delete(&o.key).unwrap();
+    }
+}
