@@ -385,17 +385,10 @@ impl Ctx<'_> {
             && rec.mtime_ns == st.mtime_ns
             && (self.opts.ignore_ctime || (rec.ctime == st.ctime && rec.ctime_ns == st.ctime_ns))
             && (self.opts.ignore_inode || rec.ino == st.ino);
-        if !same {
-            return Ok(None);
-        }
-        // The record is only as good as the packs behind it (gc or a lost pack may have
-        // removed a chunk since).
-        for c in &rec.chunks {
-            if !self.data.has(c)? {
-                return Ok(None);
-            }
-        }
-        Ok(Some(rec.chunks))
+        // No per-chunk lookup is needed: records are written only for durable chunks, and the
+        // catalog drops every record when it forgets a pack (Catalog::open_for), so a record
+        // never outlives its chunks. That halves the lookups of an unchanged night.
+        Ok(same.then_some(rec.chunks))
     }
 
     /// Backs up a regular file: from the files cache when it vouches for it, otherwise by
@@ -426,7 +419,7 @@ impl Ctx<'_> {
             }
         };
         self.progress.files_read.fetch_add(1, Relaxed);
-        let mut chunker = Chunker::new(&file, self.chunker);
+        let mut chunker = Chunker::with_size_hint(&file, self.chunker, before.size);
         let mut chunks = Vec::new();
         loop {
             let chunk = match chunker.next_chunk() {

@@ -296,6 +296,12 @@ impl Catalog {
         for id in gone {
             batch.delete_cf(self.cf("packs"), id.as_bytes());
         }
+        // A files record may name a chunk of a lost pack; rather than check every record, drop
+        // them all (this is rare), so that a record found later always names stored chunks.
+        for item in self.db.iterator_cf(self.cf("files"), IteratorMode::Start) {
+            let (k, _) = item?;
+            batch.delete_cf(self.cf("files"), k);
+        }
         Ok(self.db.write(batch)?)
     }
 

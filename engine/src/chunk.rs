@@ -79,14 +79,23 @@ pub struct Chunker<R> {
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader`.
     pub fn new(reader: R, params: ChunkerParams) -> Self {
+        Self::with_size_hint(reader, params, u64::MAX)
+    }
+
+    /// A chunker whose buffer starts just large enough for `size_hint` bytes. A share holds
+    /// mostly small files: a full-size buffer (twice the maximum chunk) for each of them would
+    /// cost an 8 MiB allocation and memset per file. The buffer grows when the input turns out
+    /// larger than announced.
+    pub fn with_size_hint(reader: R, params: ChunkerParams, size_hint: u64) -> Self {
         let (mask_s, mask_l) = params.masks();
+        let full = params.max as u64 * 2;
         Chunker {
             reader,
             params,
             mask_s,
             mask_l,
-            // Twice the maximum: a refill then copies at most one chunk's worth of bytes.
-            buf: vec![0; params.max as usize * 2],
+            // At most twice the maximum: a refill then copies at most one chunk's worth of bytes.
+            buf: vec![0; size_hint.saturating_add(4096).min(full) as usize],
             start: 0,
             end: 0,
             eof: false,
@@ -105,7 +114,15 @@ impl<R: Read> Chunker<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        while self.end < self.buf.len() && !self.eof {
+        let full = self.params.max as usize * 2;
+        while !self.eof {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= full {
+                    break;
+                }
+                let grown = (self.buf.len() * 2).min(full);
+                self.buf.resize(grown, 0);
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -202,6 +219,22 @@ mod tests {
         }
         assert_eq!(got, reference);
         assert_eq!(chunker.consumed(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_wrong_size_hint_changes_nothing() {
+        let data = seeded(11 << 20, 5);
+        let p = ChunkerParams::default();
+        let cuts = |hint: u64| {
+            let mut c = Chunker::with_size_hint(&data[..], p, hint);
+            let mut v = Vec::new();
+            while let Some(x) = c.next_chunk().unwrap() {
+                v.push(x.len());
+            }
+            v
+        };
+        assert_eq!(cuts(0), cuts(u64::MAX));
+        assert_eq!(cuts(1000), cuts(u64::MAX));
     }
 
     #[test]

@@ -534,19 +534,34 @@ pub(crate) struct SparseWriter {
 }
 
 impl SparseWriter {
+    /// Writes `data`, one syscall per run: runs of all-zero 4 KiB blocks are skipped with one
+    /// seek (leaving a hole), runs of other blocks are written with one write.
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
         use std::io::{Seek, SeekFrom, Write};
-        for block in data.chunks(4096) {
-            if block.iter().all(|b| *b == 0) {
+        let zero = |b: &[u8]| b.iter().fold(0u8, |acc, x| acc | x) == 0;
+        let mut at = 0;
+        while at < data.len() {
+            let first_zero = zero(&data[at..(at + 4096).min(data.len())]);
+            let mut end = at;
+            while end < data.len() {
+                let block = &data[end..(end + 4096).min(data.len())];
+                if zero(block) != first_zero {
+                    break;
+                }
+                end += block.len();
+            }
+            let run = &data[at..end];
+            if first_zero {
                 self.file
-                    .seek(SeekFrom::Current(block.len() as i64))
+                    .seek(SeekFrom::Current(run.len() as i64))
                     .map_err(|e| Error::io("seeking", e))?;
             } else {
                 self.file
-                    .write_all(block)
+                    .write_all(run)
                     .map_err(|e| Error::io("writing restored content", e))?;
             }
-            self.pos += block.len() as u64;
+            self.pos += run.len() as u64;
+            at = end;
         }
         Ok(())
     }

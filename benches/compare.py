@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
+
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale]
+
+Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
+from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
+disk image, a log), then for every tool, with the page cache warm and local repositories:
+full backup, no-change rerun, one day of changes applied in place, full restore; for cairn also the
+daily export and the next day's export, against `tar -cf - ... | zstd -3 -T2` of the source.
+Records wall time, CPU time, peak RSS and repository size, and prints a markdown table with the
+ratios that docs/BENCHMARKS.md tracks. It reports; it never fails because a goal is missed.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = ["notetaking", "images", "backup"]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, **kw)
+
+
+def install():
+    need = [p for p, exe in [("restic", "restic"), ("borgbackup", "borg"), ("time", "/usr/bin/time"),
+                             ("zstd", "zstd")] if not shutil.which(exe)]
+    if not Path("/usr/share/wallpapers").exists():
+        need.append("plasma-workspace-wallpapers")
+    if not Path("/usr/share/backgrounds/gnome").exists():
+        need.append("gnome-backgrounds")
+    if need:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        sh(sudo + ["apt-get", "update", "-qq"])
+        sh(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need,
+           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def build_cairn():
+    target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/cairn-ci/target"))
+    sh(["cargo", "build", "--release", "--locked", "-p", "cairn"], cwd=ROOT,
+       env={**os.environ, "CARGO_TARGET_DIR": target})
+    return Path(target) / "release" / "cairn"
+
+
+def camera_file(path, size, rng):
+    # A JPEG-like header followed by incompressible data, as camera output is.
+    with open(path, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe1" + b"Exif\x00\x00" + bytes(54))
+        f.write(rng.randbytes(size - 64))
+
+
+def copy_tree(src, dst, budget):
+    """Copies regular files below src into dst until budget bytes; returns bytes copied."""
+    used = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            s = Path(dirpath) / name
+            if not s.is_file() or s.is_symlink():
+                continue
+            size = s.stat().st_size
+            if used + size > budget:
+                return used
+            d = dst / s.relative_to(src)
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, d)
+            used += size
+    return used
+
+
+def make_corpus(pristine):
+    """About 2.3 GB in more than 20,000 files. Built once and reused."""
+    marker = pristine / ".complete"
+    if marker.exists():
+        return
+    shutil.rmtree(pristine, ignore_errors=True)
+    rng = random.Random(2026)
+    notes, images, backup = (pristine / f for f in FOLDERS)
+    cargo_src = next((Path.home() / ".cargo/registry/src").glob("*"), None)
+    n = 0
+    if cargo_src:
+        n += copy_tree(cargo_src, notes / "src", 450 << 20)
+    n += copy_tree(Path("/usr/share/doc"), notes / "doc", 120 << 20)
+    for src in [Path("/usr/share/wallpapers"), Path("/usr/share/backgrounds")]:
+        if src.exists():
+            copy_tree(src, images / "wallpapers" / src.name, 300 << 20)
+    for album in range(12):
+        d = images / f"album-{album:03}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(25):
+            camera_file(d / f"IMG_{album:03}{i:03}.JPG", rng.randrange(3 << 20, 6 << 20), rng)
+    backup.mkdir(parents=True, exist_ok=True)
+    sh(["tar", "-cf", str(backup / "include.tar"), "-C", "/usr", "include"])
+    bins = backup / "binaries"
+    bins.mkdir()
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True).stdout.strip()
+    for lib in sorted(Path(sysroot, "lib").glob("*.so"))[:4]:
+        shutil.copy2(lib, bins / lib.name)
+    copy_tree(Path("/usr/lib/x86_64-linux-gnu"), bins / "lib", 250 << 20)
+    # A 1 GiB sparse disk image with 64 MiB of data scattered in it.
+    with open(backup / "disk.img", "wb") as f:
+        f.truncate(1 << 30)
+        for i in range(16):
+            f.seek(i * (64 << 20))
+            f.write(rng.randbytes(4 << 20))
+    with open(backup / "app.log", "w") as f:
+        for i in range(1_200_000):
+            f.write(f"2026-11-{1 + i // 50000:02}T{i % 24:02}:{i % 60:02}:{i * 7 % 60:02}Z INFO "
+                    f"job=backup-{i % 17} file={i} bytes={i * 7919 % 100000} status=ok\n")
+    marker.write_text("ok\n")
+
+
+def apply_changes(corpus, rng):
+    """One day of use: 1% of notes edited, new photos, a log appended, 1 MiB rewritten inside
+    the 1 GiB image, an album folder renamed."""
+    notes = sorted(p for p in (corpus / "notetaking").rglob("*") if p.is_file())
+    for p in notes[::100]:
+        with open(p, "a") as f:
+            f.write("\nedited today\n")
+    d = corpus / "images" / "new-day"
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        camera_file(d / f"IMG_NEW{i:03}.JPG", 4 << 20, rng)
+    with open(corpus / "backup" / "app.log", "a") as f:
+        for i in range(60_000):
+            f.write(f"2026-11-30T01:{i % 60:02}:00Z INFO job=nightly file={i} status=ok\n")
+    with open(corpus / "backup" / "disk.img", "r+b") as f:
+        f.seek(512 << 20)
+        f.write(rng.randbytes(1 << 20))
+    os.rename(corpus / "images" / "album-003", corpus / "images" / "album-003-renamed")
+
+
+def measure(cmd, env=None, cwd=None):
+    out = Path("/tmp/cairn-bench-time")
+    full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(out)] + cmd
+    r = subprocess.run(full, env={**os.environ, **(env or {})}, cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode not in (0, 3):  # 3: cairn committed with warnings
+        sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
+    wall, user, sys_, rss = out.read_text().split()[-4:]
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mb": int(rss) / 1024}
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
+
+
+def one_round(cairn, work, rnd):
+    corpus = work / "corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    sh(f"tar -cf - -C {corpus} . > /dev/null")  # warm the page cache
+    for d in ["repo-restic", "repo-borg", "cairn", "restore"]:
+        shutil.rmtree(work / d, ignore_errors=True)
+    (work / "cairn").mkdir()
+    cfg = work / "cairn" / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{corpus}"\n[store]\npath = "{work}/cairn/store"\n'
+                   f'[exports]\npath = "{work}/cairn/exports"\n[state]\ndir = "{work}/cairn/state"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "repo-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    benv = {"BORG_PASSPHRASE": "", "BORG_REPO": str(work / "repo-borg"), "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_BASE_DIR": str(work / "borg-base")}
+    paths = [str(corpus / f) for f in FOLDERS]
+    r = {}
+    sh(["restic", "init", "-q"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+    sh(["borg", "init", "-e", "none"], env={**os.environ, **benv})
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+
+    def restic(*a):
+        return measure(["restic", "-q", "backup", "--host", "bench"] + paths if not a else ["restic", "-q"] + list(a), renv)
+
+    def borg(name):
+        return measure(["borg", "create", "--compression", "zstd,3", f"::{name}"] + paths, benv)
+
+    r["full/restic"] = restic()
+    r["rerun/restic"] = restic()
+    r["full/borg"] = borg("d1")
+    r["rerun/borg"] = borg("d1b")
+    r["full/cairn"] = measure([str(cairn), "-q", "backup", "--date", "2026-11-29"], cenv)
+    r["rerun/cairn"] = measure([str(cairn), "-q", "backup", "--date", "2026-11-29"], cenv)
+    r["export/cairn"] = measure([str(cairn), "-q", "export", "--date", "2026-11-29"], cenv)
+    r["export/tar"] = measure(["sh", "-c", f"tar -cf - -C {corpus} {' '.join(FOLDERS)} | zstd -3 -T2 -q -f -o {work}/ref1.tar.zst"])
+    apply_changes(corpus, random.Random(rnd))
+    sh(f"tar -cf - -C {corpus} . > /dev/null")
+    r["changes/restic"] = restic()
+    r["changes/borg"] = borg("d2")
+    r["changes/cairn"] = measure([str(cairn), "-q", "backup", "--date", "2026-11-30"], cenv)
+    r["export2/cairn"] = measure([str(cairn), "-q", "export", "--date", "2026-11-30"], cenv)
+    r["export2/tar"] = measure(["sh", "-c", f"tar -cf - -C {corpus} {' '.join(FOLDERS)} | zstd -3 -T2 -q -f -o {work}/ref2.tar.zst"])
+    sizes = {
+        "repo/restic": du(work / "repo-restic"), "repo/borg": du(work / "repo-borg"), "repo/cairn": du(work / "cairn/store"),
+        "archive/cairn": du(work / "cairn/exports/2026-11-30") , "archive/tar": du(work / "ref2.tar.zst"),
+        "corpus": du(corpus),
+    }
+    for tool, cmd, env in [
+        ("restic", ["restic", "-q", "restore", "latest", "--target", str(work / "restore/restic")], renv),
+        ("borg", ["sh", "-c", f"mkdir -p {work}/restore/borg && cd {work}/restore/borg && borg extract ::d2"], benv),
+        ("cairn", [str(cairn), "-q", "restore", "--target", str(work / "restore/cairn")], cenv),
+    ]:
+        r[f"restore/{tool}"] = measure(cmd, env)
+        shutil.rmtree(work / "restore", ignore_errors=True)
+    return r, sizes
+
+
+def scale_run(cairn, work, files):
+    """Many small files: no-change rerun time and peak RSS, cairn vs restic."""
+    corpus = work / "scale"
+    marker = corpus / f".complete-{files}"
+    if not marker.exists():
+        shutil.rmtree(corpus, ignore_errors=True)
+        for i in range(files):
+            d = corpus / "notetaking" / f"d{i // 1000:04}"
+            if i % 1000 == 0:
+                d.mkdir(parents=True, exist_ok=True)
+            (d / f"n{i:07}.md").write_text(f"note {i}\n")
+        marker.write_text("ok\n")
+    for d in ["scale-cairn", "scale-restic"]:
+        shutil.rmtree(work / d, ignore_errors=True)
+    (work / "scale-cairn").mkdir()
+    cfg = work / "scale-cairn" / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{corpus}"\nfolders = ["notetaking"]\n[store]\npath = "{work}/scale-cairn/store"\n'
+                   f'[state]\ndir = "{work}/scale-cairn/state"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "scale-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    sh(["restic", "init", "-q"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+    r = {}
+    r["scale-full/cairn"] = measure([str(cairn), "-q", "backup"], cenv)
+    r["scale-rerun/cairn"] = measure([str(cairn), "-q", "backup"], cenv)
+    r["scale-full/restic"] = measure(["restic", "-q", "backup", "--host", "bench", str(corpus / "notetaking")], renv)
+    r["scale-rerun/restic"] = measure(["restic", "-q", "backup", "--host", "bench", str(corpus / "notetaking")], renv)
+    return r
+
+
+def median_of(rounds, key, field):
+    return statistics.median(rd[key][field] for rd in rounds)
+
+
+def report(rounds, sizes, scale, args):
+    lines = [f"Rounds: {len(rounds)} (medians). Corpus: {sizes['corpus'] / 1e9:.2f} GB.", "",
+             "| operation | tool | wall s | CPU s | peak RSS MiB |", "| --- | --- | ---: | ---: | ---: |"]
+    keys = [k for k in rounds[0]]
+    for k in keys:
+        op, tool = k.split("/")
+        lines.append(f"| {op} | {tool} | {median_of(rounds, k, 'wall'):.2f} | {median_of(rounds, k, 'cpu'):.2f} | "
+                     f"{median_of(rounds, k, 'rss_mb'):.0f} |")
+    for k, v in (scale or {}).items():
+        op, tool = k.split("/")
+        lines.append(f"| {op} ({args.scale_files:,} files) | {tool} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} |")
+    lines += ["", "| size | bytes |", "| --- | ---: |"] + [f"| {k} | {v:,} |" for k, v in sizes.items()]
+
+    def ratio(a, b, field="wall", src=rounds):
+        return median_of(src, a, field) / max(median_of(src, b, field), 1e-9)
+
+    goals = [
+        ("full first backup", ratio("full/cairn", "full/restic"), 0.5),
+        ("no-change rerun", ratio("rerun/cairn", "rerun/restic"), 0.15),
+        ("one day of changes", ratio("changes/cairn", "changes/restic"), 0.5),
+        ("daily export (time)", ratio("export/cairn", "export/tar"), 0.15),
+        ("daily export (size)", sizes["archive/cairn"] / sizes["archive/tar"], 1.03),
+        ("next day's export", ratio("export2/cairn", "export2/tar"), 0.10),
+        ("full restore", ratio("restore/cairn", "restore/restic"), 1.0),
+        ("repository size", sizes["repo/cairn"] / sizes["repo/restic"], 1.0),
+    ]
+    rss = max(median_of(rounds, f"{op}/cairn", "rss_mb") / median_of(rounds, f"{op}/restic", "rss_mb")
+              for op in ["full", "rerun", "changes", "restore"])
+    goals.append(("peak RSS, worst operation", rss, 1.0))
+    if scale:
+        goals.append(("1M-file no-change rerun", scale["scale-rerun/cairn"]["wall"] / scale["scale-rerun/restic"]["wall"], 0.15))
+        goals.append(("1M-file rerun peak RSS", scale["scale-rerun/cairn"]["rss_mb"] / scale["scale-rerun/restic"]["rss_mb"], 1.0))
+    lines += ["", "| goal | ratio (cairn / reference) | target | met |", "| --- | ---: | ---: | :-: |"]
+    for name, value, target in goals:
+        lines.append(f"| {name} | {value:.3f} | ≤ {target} | {'yes' if value <= target else 'no'} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_WORK", "/var/tmp/cairn-bench")))
+    ap.add_argument("--scale-files", type=int, default=1_000_000)
+    ap.add_argument("--skip-scale", action="store_true")
+    args = ap.parse_args()
+    install()
+    cairn = build_cairn()
+    args.work.mkdir(parents=True, exist_ok=True)
+    make_corpus(args.work / "pristine")
+    rounds, sizes = [], None
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
+        r, sizes = one_round(cairn, args.work, i)
+        rounds.append(r)
+    scale = None if args.skip_scale else scale_run(cairn, args.work, args.scale_files)
+    versions = {
+        "cairn": subprocess.run([str(cairn), "--version"], capture_output=True, text=True).stdout.strip(),
+        "restic": subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip(),
+        "borg": subprocess.run(["borg", "--version"], capture_output=True, text=True).stdout.strip(),
+        "zstd": subprocess.run(["zstd", "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    text = report(rounds, sizes, scale, args)
+    out = args.work / "results.md"
+    out.write_text("\n".join(f"- {k}: {v}" for k, v in versions.items()) + "\n\n" + text + "\n")
+    (args.work / "results.json").write_text(json.dumps({"rounds": rounds, "sizes": sizes, "scale": scale}, indent=1))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()

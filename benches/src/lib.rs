@@ -1,0 +1,33 @@
+//! Shared inputs for cairn's benchmarks: seeded data that looks like what a share holds.
+
+/// Pseudo-random bytes (xorshift), incompressible like photos.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Prose-like text from a seeded word stream, compressible like notes.
+pub fn text(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "backup", "chunk", "the", "of", "notes", "photo", "archive", "and", "cairn", "night",
+        "store", "a", "restore", "snapshot", "pack", "tree",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    for (i, b) in noise(len / 4, seed).iter().enumerate() {
+        if out.len() >= len {
+            break;
+        }
+        out.extend_from_slice(WORDS[(*b & 15) as usize].as_bytes());
+        out.push(if i % 13 == 12 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
