@@ -42,9 +42,22 @@ fn all_paths(
         path: path.to_string(),
     });
     if let Some(t) = &e.tree {
-        for c in load_tree(repo, catalog, t)?.entries {
-            all_paths(repo, catalog, &c, &join(path, &c.name.lossy()), sign, out)?;
-        }
+        children(repo, catalog, t, path, sign, out)?;
+    }
+    Ok(())
+}
+
+/// Every path below the tree `t` at `path`, marked `sign`.
+fn children(
+    repo: &Repository,
+    catalog: &Catalog,
+    t: &Id,
+    path: &str,
+    sign: char,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    for c in load_tree(repo, catalog, t)?.entries {
+        all_paths(repo, catalog, &c, &join(path, &c.name.lossy()), sign, out)?;
     }
     Ok(())
 }
@@ -125,34 +138,9 @@ fn diff_trees(
                 }
                 match (&x.tree, &y.tree) {
                     (Some(ta), Some(tb)) => diff_trees(repo, catalog, ta, tb, &path, out)?,
-                    (Some(_), None) => {
-                        if let Some(t) = &x.tree {
-                            for c in load_tree(repo, catalog, t)?.entries {
-                                all_paths(
-                                    repo,
-                                    catalog,
-                                    &c,
-                                    &join(&path, &c.name.lossy()),
-                                    '-',
-                                    out,
-                                )?;
-                            }
-                        }
-                    }
-                    (None, Some(_)) => {
-                        if let Some(t) = &y.tree {
-                            for c in load_tree(repo, catalog, t)?.entries {
-                                all_paths(
-                                    repo,
-                                    catalog,
-                                    &c,
-                                    &join(&path, &c.name.lossy()),
-                                    '+',
-                                    out,
-                                )?;
-                            }
-                        }
-                    }
+                    // A directory became something else, or the reverse: its contents went or came.
+                    (Some(t), None) => children(repo, catalog, t, &path, '-', out)?,
+                    (None, Some(t)) => children(repo, catalog, t, &path, '+', out)?,
                     (None, None) => {}
                 }
                 i += 1;
