@@ -107,6 +107,17 @@ fn os_err(what: impl std::fmt::Display) -> Error {
     Error::io(what, std::io::Error::last_os_error())
 }
 
+/// Removes the entry `name` in `dir` to make way for a restored one; `unlinkat` removes a link
+/// or file itself and never follows it.
+fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and C string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+        return Err(os_err(format!("replacing {path}")));
+    }
+    Ok(())
+}
+
 /// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL.
 pub fn components(path: &[u8]) -> Result<Vec<Vec<u8>>> {
     let trimmed = path.strip_suffix(b"/").unwrap_or(path);
@@ -320,11 +331,7 @@ impl Target {
             Existing::Other => self.overwrite != Overwrite::Never,
         };
         if replace {
-            let c = cstr(name)?;
-            // SAFETY: valid descriptor and C string; unlinkat removes a link, never follows it.
-            if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-                return Err(os_err(format!("replacing {path}")));
-            }
+            unlink_in_way(dir, name, path)?;
         }
         Ok(replace)
     }
@@ -427,13 +434,7 @@ impl Target {
                 ));
             }
             _ if self.overwrite == Overwrite::Never => return Ok(false),
-            _ => {
-                let c = cstr(name)?;
-                // SAFETY: valid descriptor and C string.
-                if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-                    return Err(os_err(format!("replacing {path}")));
-                }
-            }
+            _ => unlink_in_way(parent, name, path)?,
         }
         let (c, t) = (cstr(name)?, cstr(target)?);
         // SAFETY: valid descriptors and C strings; times and owner apply to the link itself.
@@ -476,11 +477,7 @@ impl Target {
             if self.overwrite == Overwrite::Never {
                 return Ok(false);
             }
-            let c = cstr(name)?;
-            // SAFETY: valid descriptor and C string.
-            if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-                return Err(os_err(format!("replacing {path}")));
-            }
+            unlink_in_way(parent, name, path)?;
         }
         let (a, b) = (cstr(fname)?, cstr(name)?);
         // SAFETY: valid descriptors and C strings; flags 0: never follow a symlink source.
