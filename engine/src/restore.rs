@@ -437,11 +437,21 @@ impl Target {
             _ => unlink_in_way(parent, name, path)?,
         }
         let (c, t) = (cstr(name)?, cstr(target)?);
-        // SAFETY: valid descriptors and C strings; times and owner apply to the link itself.
+        // SAFETY: valid descriptor and C strings.
         unsafe {
             if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), c.as_ptr()) != 0 {
                 return Err(os_err(format!("creating symlink {path}")));
             }
+        }
+        self.meta_at(parent, &c, meta);
+        Ok(true)
+    }
+
+    /// Owner (when root) and mtime of an entry that cannot be opened for writing (a symlink,
+    /// a FIFO), applied to the entry itself. Best effort, as tar does for these.
+    fn meta_at(&self, parent: &OwnedFd, c: &CString, meta: &Meta) {
+        // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the link itself.
+        unsafe {
             if self.as_root {
                 libc::fchownat(
                     parent.as_raw_fd(),
@@ -458,7 +468,6 @@ impl Target {
                 libc::AT_SYMLINK_NOFOLLOW,
             );
         }
-        Ok(true)
     }
 
     pub(crate) fn hardlink(
@@ -513,13 +522,8 @@ impl Target {
                 return Err(os_err(format!("creating FIFO {path}")));
             }
             libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
-            libc::utimensat(
-                parent.as_raw_fd(),
-                c.as_ptr(),
-                meta.times().as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            );
         }
+        self.meta_at(parent, &c, meta);
         Ok(true)
     }
 }

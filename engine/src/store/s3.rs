@@ -231,6 +231,25 @@ impl S3Store {
         format!("{}/{}", self.bucket, self.full(key))
     }
 
+    /// GetObject, optionally of a byte range, with the whole body collected.
+    async fn fetch(&self, key: &str, range: Option<String>, what: &str) -> Result<bytes::Bytes> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| classify_status(what, e))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
     async fn put_async(&self, key: &str, data: Vec<u8>) -> Result<()> {
         self.client
             .put_object()
@@ -252,23 +271,8 @@ impl Store for S3Store {
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         check_key(key)?;
-        self.rt.block_on(async {
-            let what = format!("get {}", self.named(key));
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .send()
-                .await
-                .map_err(|e| classify_status(&what, e))?;
-            let body = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
-            Ok(body.into_bytes().to_vec())
-        })
+        let what = format!("get {}", self.named(key));
+        Ok(self.rt.block_on(self.fetch(key, None, &what))?.to_vec())
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -297,21 +301,9 @@ impl Store for S3Store {
                     )))
                 };
             }
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .range(format!("bytes={offset}-{}", end - 1))
-                .send()
-                .await
-                .map_err(|e| classify_status(&what, e))?;
-            let body = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
-            let bytes = body.into_bytes();
+            let bytes = self
+                .fetch(key, Some(format!("bytes={offset}-{}", end - 1)), &what)
+                .await?;
             if bytes.len() as u64 != len {
                 return Err(Error::corrupt(format!(
                     "S3 {what}: got {} bytes (range outside the object)",
