@@ -12,7 +12,10 @@
 //! `.sha256`; the manifest is written last, and its presence is what makes a day complete.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,9 +26,9 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{Id, hex};
 use crate::pack::BlobKind;
-use crate::repo::{Repository, pack_key};
+use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
-use crate::store::Store;
+use crate::store::{ObjectWriter, Store};
 use crate::tree::{Entry, EntryKind, RawBytes};
 
 /// Version of the manifest format.
@@ -161,28 +164,64 @@ impl Published {
     }
 }
 
-/// Counts and hashes what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    sha: Sha256,
-    len: u64,
+/// A piece of the archive, in archive order, for the thread that computes its SHA-256.
+enum Piece {
+    /// Bytes that were written.
+    Bytes(Vec<u8>),
+    /// A range of a local file that the writer copied without seeing it.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.sha.update(&data[..n]);
-        self.len += n as u64;
-        Ok(n)
+/// Hashes the archive's pieces in order. Runs on its own thread so that SHA-256, the one step
+/// of an export that cannot be split, overlaps the copying.
+fn hash_pieces(pieces: Receiver<Piece>) -> Result<String> {
+    let mut sha = Sha256::new();
+    let mut buf = Vec::new();
+    let mut open: Option<(PathBuf, std::fs::File)> = None;
+    for piece in pieces {
+        match piece {
+            Piece::Bytes(bytes) => sha.update(&bytes),
+            Piece::File { path, offset, len } => {
+                if open.as_ref().is_none_or(|(p, _)| *p != path) {
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                    open = Some((path.clone(), f));
+                }
+                let file = &open.as_ref().expect("just opened").1;
+                buf.resize(HASH_PIECE, 0);
+                let (mut at, end) = (offset, offset + len);
+                while at < end {
+                    let want = HASH_PIECE.min((end - at) as usize);
+                    let n = file
+                        .read_at(&mut buf[..want], at)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    if n == 0 {
+                        return Err(Error::corrupt(format!(
+                            "{} ended while its range was being hashed",
+                            path.display()
+                        )));
+                    }
+                    sha.update(&buf[..n]);
+                    at += n as u64;
+                }
+            }
+        }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    Ok(hex(&sha.finalize()))
 }
+
+/// Read size of the hashing thread: pieces that stay in a core's L2 cache.
+const HASH_PIECE: usize = 256 * 1024;
 
 /// Writes the frames of a tar.zst.
-struct ArchiveWriter<'a, W: Write> {
-    out: HashingWriter<W>,
+struct ArchiveWriter<'a, 'o> {
+    out: &'o mut dyn ObjectWriter,
+    hash: SyncSender<Piece>,
+    len: u64,
     pending: Vec<u8>,
     tar_len: u64,
     level: i32,
@@ -197,7 +236,39 @@ fn werr(e: std::io::Error) -> Error {
     Error::new(ErrorKind::Transient, "writing the archive failed").with_source(e)
 }
 
-impl<W: Write> ArchiveWriter<'_, W> {
+/// The hashing thread stopped early; its own error is the one to report.
+fn hasher_gone() -> Error {
+    Error::new(ErrorKind::Transient, "the archive's hashing thread stopped")
+}
+
+impl ArchiveWriter<'_, '_> {
+    fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.out.write_all(&bytes).map_err(werr)?;
+        self.len += bytes.len() as u64;
+        self.hash
+            .send(Piece::Bytes(bytes))
+            .map_err(|_| hasher_gone())
+    }
+
+    /// Appends a stored frame: copied inside the kernel when both the pack and the archive are
+    /// local files, otherwise read and written.
+    fn stored_frame(&mut self, loc: &BlobLocation) -> Result<()> {
+        let key = pack_key(&loc.pack);
+        let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
+        let store = self.repo.store();
+        if let Some(path) = store.local_file(&key)
+            && self.out.copy_from_file(&path, offset, len)?
+        {
+            self.len += len;
+            return self
+                .hash
+                .send(Piece::File { path, offset, len })
+                .map_err(|_| hasher_gone());
+        }
+        let frame = store.get_range(&key, offset, len)?;
+        self.write_bytes(frame)
+    }
+
     fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.pending.extend_from_slice(bytes);
         self.tar_len += bytes.len() as u64;
@@ -210,7 +281,7 @@ impl<W: Write> ArchiveWriter<'_, W> {
     fn flush_pending(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             let frame = codec::encode(&self.pending, self.level)?;
-            self.out.write_all(&frame).map_err(werr)?;
+            self.write_bytes(frame)?;
             self.pending.clear();
         }
         Ok(())
@@ -238,13 +309,8 @@ impl<W: Write> ArchiveWriter<'_, W> {
                 written += data.len() as u64;
                 self.raw(&data)?;
             } else {
-                let frame = self.repo.store().get_range(
-                    &pack_key(&loc.pack),
-                    u64::from(loc.offset),
-                    u64::from(loc.length),
-                )?;
                 self.flush_pending()?;
-                self.out.write_all(&frame).map_err(werr)?;
+                self.stored_frame(&loc)?;
                 self.tar_len += u64::from(loc.raw_length);
                 written += u64::from(loc.raw_length);
             }
@@ -368,15 +434,15 @@ fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
-struct Walk<'a, 'w, W: Write> {
-    w: &'a mut ArchiveWriter<'w, W>,
+struct Walk<'a, 'w, 'o> {
+    w: &'a mut ArchiveWriter<'w, 'o>,
     entries: Vec<ManifestEntry>,
     skipped: Vec<LeftOut>,
     /// (top-level folder, hardlink id) → path of the first name written.
     links: HashMap<(Vec<u8>, u64), Vec<u8>>,
 }
 
-impl<W: Write> Walk<'_, '_, W> {
+impl Walk<'_, '_, '_> {
     fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
         let t = load_tree(self.w.repo, self.w.catalog, tree)?;
         for (_, e, subtree) in ordered(t.entries) {
@@ -477,40 +543,49 @@ impl<W: Write> Walk<'_, '_, W> {
 
 /// Writes the archive of `snap` into `out` and returns the manifest entries, the left-out
 /// entries, the archive's size and its SHA-256.
-pub fn write_archive<W: Write>(
+pub fn write_archive(
     repo: &Repository,
     catalog: &Catalog,
     snap: &Snapshot,
     level: i32,
-    out: W,
+    out: &mut dyn ObjectWriter,
 ) -> Result<(Vec<ManifestEntry>, Vec<LeftOut>, u64, String)> {
-    let mut w = ArchiveWriter {
-        out: HashingWriter {
-            inner: out,
-            sha: Sha256::new(),
+    let (tx, rx) = sync_channel(16);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || hash_pieces(rx));
+        let mut w = ArchiveWriter {
+            out,
+            hash: tx,
             len: 0,
-        },
-        pending: Vec::with_capacity(GROUP_TARGET + 8192),
-        tar_len: 0,
-        level,
-        repo,
-        catalog,
-    };
-    let (entries, skipped) = {
-        let mut walk = Walk {
-            w: &mut w,
-            entries: Vec::new(),
-            skipped: Vec::new(),
-            links: HashMap::new(),
+            pending: Vec::with_capacity(GROUP_TARGET + 8192),
+            tar_len: 0,
+            level,
+            repo,
+            catalog,
         };
-        walk.dir(&snap.root, b"")?;
-        (walk.entries, walk.skipped)
-    };
-    w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
-    w.flush_pending()?;
-    w.out.flush().map_err(werr)?;
-    let sha = hex(&w.out.sha.finalize());
-    Ok((entries, skipped, w.out.len, sha))
+        let written = (|| {
+            let mut walk = Walk {
+                w: &mut w,
+                entries: Vec::new(),
+                skipped: Vec::new(),
+                links: HashMap::new(),
+            };
+            walk.dir(&snap.root, b"")?;
+            let (entries, skipped) = (walk.entries, walk.skipped);
+            w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
+            w.flush_pending()?;
+            w.out.flush().map_err(werr)?;
+            Ok((entries, skipped, w.len))
+        })();
+        drop(w); // closes the channel: the hasher finishes
+        let sha = hasher.join().expect("the hashing thread does not panic");
+        match (written, sha) {
+            (Ok((entries, skipped, len)), Ok(sha)) => Ok((entries, skipped, len, sha)),
+            // A writer error caused by the hasher stopping is reported as the hasher's.
+            (Err(_), Err(e)) => Err(e),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        }
+    })
 }
 
 /// How to publish one day's archive.
@@ -560,7 +635,8 @@ pub fn export(
         Err(e) => return Err(e),
     }
     let mut writer = exports.create(&keys.archive)?;
-    let (entries, skipped, size, sha256) = write_archive(repo, catalog, snap, level, &mut writer)?;
+    let (entries, skipped, size, sha256) =
+        write_archive(repo, catalog, snap, level, writer.as_mut())?;
     writer.finish()?;
     exports.put(
         &keys.sha256,

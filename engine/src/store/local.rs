@@ -6,6 +6,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,6 +77,70 @@ struct LocalWriter {
     tmp: PathBuf,
     path: PathBuf,
     key: String,
+    /// The last file copied from: consecutive ranges usually come from one pack.
+    src: Option<(PathBuf, File)>,
+}
+
+/// Piece size of copies through user space: small enough to stay in a core's L2 cache, which on
+/// the machines measured made a 1.9 GB copy twice as fast as 1 MiB pieces.
+const COPY_PIECE: usize = 256 * 1024;
+
+impl LocalWriter {
+    fn copy_range(&mut self, src: &Path, offset: u64, len: u64) -> std::io::Result<()> {
+        if self.src.as_ref().is_none_or(|(p, _)| p != src) {
+            self.src = Some((src.to_path_buf(), File::open(src)?));
+        }
+        let input = &self.src.as_ref().expect("just opened").1;
+        let out = self.file.as_mut().expect("open until finish");
+        let beyond =
+            || std::io::Error::new(IoKind::UnexpectedEof, "range beyond the end of the file");
+        let mut off = i64::try_from(offset).map_err(|_| beyond())?;
+        let mut left = len;
+        // In-kernel copy: one pass over the bytes instead of a read into and a write out of a
+        // buffer.
+        while left > 0 {
+            let want = usize::try_from(left.min(1 << 30)).expect("fits");
+            // SAFETY: both descriptors are open for the duration of the call, `off` is a valid
+            // i64 the kernel updates, and a null output offset means "use the file position".
+            let n = unsafe {
+                libc::copy_file_range(
+                    input.as_raw_fd(),
+                    &mut off,
+                    out.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    want,
+                    0,
+                )
+            };
+            if n > 0 {
+                left -= n as u64;
+                continue;
+            }
+            if n == 0 {
+                return Err(beyond());
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Another filesystem or an old kernel: copy through a buffer instead.
+                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => break,
+                _ => return Err(e),
+            }
+        }
+        let mut buf = vec![0u8; COPY_PIECE.min(left as usize)];
+        let mut at = off as u64;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = input.read_at(&mut buf[..want], at)?;
+            if n == 0 {
+                return Err(beyond());
+            }
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+            left -= n as u64;
+        }
+        Ok(())
+    }
 }
 
 impl Write for LocalWriter {
@@ -96,6 +162,22 @@ impl ObjectWriter for LocalWriter {
         };
         publish().map_err(|e| Error::io(format!("writing object {}", self.key), e))?;
         sync_dir(self.path.parent().expect("below root"))
+    }
+
+    fn copy_from_file(&mut self, src: &Path, offset: u64, len: u64) -> Result<bool> {
+        self.copy_range(src, offset, len).map_err(|e| {
+            let what = format!(
+                "copying {len} bytes at {offset} of {} into object {}",
+                src.display(),
+                self.key
+            );
+            if e.kind() == IoKind::UnexpectedEof {
+                Error::corrupt(format!("{what}: the range is beyond the end of the file"))
+            } else {
+                Error::io(what, e)
+            }
+        })?;
+        Ok(true)
     }
 }
 
@@ -209,7 +291,12 @@ impl Store for LocalStore {
             tmp,
             path,
             key: key.to_string(),
+            src: None,
         }))
+    }
+
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
     }
 
     fn delete(&self, key: &str) -> Result<()> {

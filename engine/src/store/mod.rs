@@ -14,6 +14,7 @@ mod memory;
 mod retry;
 mod s3;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use fault::{Fault, FaultStore, Op};
@@ -84,12 +85,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             buf: Vec::new(),
         }))
     }
+
+    /// The local file that holds `key`, for backends that keep objects as files.
+    ///
+    /// Only an optimization: it lets an archive being written to a local directory copy ranges
+    /// of packs inside the kernel ([`ObjectWriter::copy_from_file`]) instead of through two
+    /// buffers. Contract: the file's bytes are the object's bytes; a wrapper that changes what
+    /// reads return (fault injection) must answer `None`, so that its reads are the only path.
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        let _ = key;
+        None
+    }
 }
 
 /// A large object being written; see [`Store::create`].
 pub trait ObjectWriter: std::io::Write + Send {
     /// Publishes the object atomically and durably.
     fn finish(self: Box<Self>) -> Result<()>;
+
+    /// Appends `len` bytes of the file `src` starting at `offset`, exactly as `write_all` of
+    /// those bytes would.
+    ///
+    /// Returns `Ok(false)`, having written nothing, when this writer cannot read `src` itself;
+    /// the caller then reads the bytes and writes them. A range beyond the end of `src` is an
+    /// error of kind `Corrupt`.
+    fn copy_from_file(&mut self, src: &Path, offset: u64, len: u64) -> Result<bool> {
+        let _ = (src, offset, len);
+        Ok(false)
+    }
 }
 
 struct BufferedWriter<'a, S: ?Sized> {
@@ -132,6 +155,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         (**self).create(key)
+    }
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        (**self).local_file(key)
     }
 }
 

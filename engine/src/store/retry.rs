@@ -83,4 +83,7 @@ impl<S: Store> Store for RetryStore<S> {
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         self.run("create", key, || self.inner.create(key))
     }
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_file(key)
+    }
 }

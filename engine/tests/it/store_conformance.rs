@@ -140,6 +140,55 @@ pub fn conformance(store: &dyn Store) {
             .collect();
         assert_eq!(keys, ["d/stream"]);
         assert!(store.create("../escape").is_err());
+
+        // A writer copies ranges of a local file as if they had been written, or declines
+        // having written nothing; `local_file` names a file holding exactly the object's bytes.
+        let local = store.local_file("b/big");
+        if let Some(path) = &local {
+            assert!(
+                std::fs::read(path).unwrap() == big,
+                "local_file is not the object"
+            );
+        }
+        let spare = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(spare.path(), &big).unwrap();
+        let mut w = store.create("d/copied").unwrap();
+        w.write_all(b"head").unwrap();
+        let mut want = b"head".to_vec();
+        for (offset, len) in [(5u64, 3u64 << 20), (0, 1), ((20 << 20) - 7, 7), (77, 0)] {
+            let src = local.as_deref().unwrap_or(spare.path());
+            if w.copy_from_file(src, offset, len).unwrap() {
+                want.extend_from_slice(&big[offset as usize..(offset + len) as usize]);
+            } else {
+                assert!(
+                    local.is_none(),
+                    "a local store's writer declined a local file"
+                );
+            }
+        }
+        w.write_all(b"tail").unwrap();
+        want.extend_from_slice(b"tail");
+        let beyond = w.copy_from_file(spare.path(), (20 << 20) - 3, 4);
+        if local.is_some() {
+            assert_eq!(beyond.unwrap_err().kind(), ErrorKind::Corrupt);
+            drop(w);
+            assert_eq!(
+                store.get("d/copied").unwrap_err().kind(),
+                ErrorKind::NotFound
+            );
+            w = store.create("d/copied").unwrap();
+            w.write_all(&want).unwrap();
+        } else {
+            assert!(!beyond.unwrap());
+        }
+        assert_eq!(
+            store.get("d/copied").unwrap_err().kind(),
+            ErrorKind::NotFound,
+            "visible before finish"
+        );
+        w.finish().unwrap();
+        assert!(store.get("d/copied").unwrap() == want);
+        store.delete("d/copied").unwrap();
     }
 
     for o in store.list("").unwrap() {
