@@ -38,6 +38,8 @@ pub const MANIFEST_VERSION: u32 = 1;
 pub const SMALL_FILE: u64 = 64 * 1024;
 /// Raw tar bytes gathered before they are compressed into one frame.
 const GROUP_TARGET: usize = 1 << 20;
+/// Groups queued or being compressed at once: bounds the memory of a walk that runs ahead.
+const GROUPS_IN_FLIGHT: usize = 48;
 /// The largest size an ustar numeric field of 11 octal digits holds.
 const USTAR_MAX: u64 = 0o77777777777;
 
@@ -217,18 +219,6 @@ fn hash_pieces(pieces: Receiver<Piece>) -> Result<String> {
 /// Read size of the hashing thread: pieces that stay in a core's L2 cache.
 const HASH_PIECE: usize = 256 * 1024;
 
-/// Writes the frames of a tar.zst.
-struct ArchiveWriter<'a, 'o> {
-    out: &'o mut dyn ObjectWriter,
-    hash: SyncSender<Piece>,
-    len: u64,
-    pending: Vec<u8>,
-    tar_len: u64,
-    level: i32,
-    repo: &'a Repository,
-    catalog: &'a Catalog,
-}
-
 fn werr(e: std::io::Error) -> Error {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
         return Error::new(inner.kind(), inner.to_string());
@@ -236,18 +226,54 @@ fn werr(e: std::io::Error) -> Error {
     Error::new(ErrorKind::Transient, "writing the archive failed").with_source(e)
 }
 
-/// The hashing thread stopped early; its own error is the one to report.
-fn hasher_gone() -> Error {
-    Error::new(ErrorKind::Transient, "the archive's hashing thread stopped")
+/// What the walk hands the writing thread, in archive order.
+enum Out {
+    /// A frame of headers and small files, being assembled and compressed by a worker.
+    Group(Receiver<Result<Vec<u8>>>),
+    /// A stored chunk frame, to copy from its pack.
+    Stored(BlobLocation),
 }
 
-impl ArchiveWriter<'_, '_> {
+/// The writing end: puts frames into the object in order and passes them on to the hasher.
+struct Sink<'a, 'o> {
+    out: &'o mut dyn ObjectWriter,
+    hash: SyncSender<Piece>,
+    len: u64,
+    repo: &'a Repository,
+    /// Returns a group's token once its frame is written.
+    in_flight: Receiver<()>,
+}
+
+/// A thread of the export stopped early; its own error is the one to report.
+fn stage_gone(stage: &str) -> Error {
+    Error::new(
+        ErrorKind::Transient,
+        format!("the archive's {stage} thread stopped"),
+    )
+}
+
+impl Sink<'_, '_> {
+    fn run(mut self, items: Receiver<Out>) -> Result<u64> {
+        for item in items {
+            match item {
+                Out::Group(frame) => {
+                    let frame = frame.recv().map_err(|_| stage_gone("compression"))??;
+                    self.write_bytes(frame)?;
+                    let _ = self.in_flight.try_recv();
+                }
+                Out::Stored(loc) => self.stored_frame(&loc)?,
+            }
+        }
+        self.out.flush().map_err(werr)?;
+        Ok(self.len)
+    }
+
     fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.out.write_all(&bytes).map_err(werr)?;
         self.len += bytes.len() as u64;
         self.hash
             .send(Piece::Bytes(bytes))
-            .map_err(|_| hasher_gone())
+            .map_err(|_| stage_gone("hashing"))
     }
 
     /// Appends a stored frame: copied inside the kernel when both the pack and the archive are
@@ -263,26 +289,122 @@ impl ArchiveWriter<'_, '_> {
             return self
                 .hash
                 .send(Piece::File { path, offset, len })
-                .map_err(|_| hasher_gone());
+                .map_err(|_| stage_gone("hashing"));
         }
         let frame = store.get_range(&key, offset, len)?;
         self.write_bytes(frame)
     }
+}
+
+/// Part of a group's tar bytes.
+enum Seg {
+    /// `raw[start..end]` of the group: headers and padding.
+    Raw(usize, usize),
+    /// The content of a stored blob of a small file.
+    Blob(Id, BlobLocation),
+}
+
+/// The recipe of one frame of headers and small files; a worker reads the blobs it names,
+/// so that decoding, like compressing, happens off the walking thread.
+#[derive(Default)]
+struct Group {
+    raw: Vec<u8>,
+    segs: Vec<Seg>,
+    /// Tar bytes the group stands for.
+    len: usize,
+}
+
+impl Group {
+    fn assemble(&self, repo: &Repository) -> Result<Vec<u8>> {
+        let mut tar = Vec::with_capacity(self.len);
+        for seg in &self.segs {
+            match seg {
+                Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[*a..*b]),
+                Seg::Blob(id, loc) => {
+                    let data = repo.read_blob(id, loc)?;
+                    if data.len() != loc.raw_length as usize {
+                        return Err(Error::corrupt(format!(
+                            "chunk {} decoded to {} bytes, the catalog says {}",
+                            id.short(),
+                            data.len(),
+                            loc.raw_length
+                        )));
+                    }
+                    tar.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(tar)
+    }
+}
+
+/// A group to assemble and compress, and where its frame goes.
+type Job = (Group, SyncSender<Result<Vec<u8>>>);
+
+/// Assembles and compresses groups until the walk ends.
+fn compress_groups(repo: &Repository, level: i32, jobs: &std::sync::Mutex<Receiver<Job>>) {
+    loop {
+        let job = jobs.lock().expect("no worker panics").recv();
+        let Ok((group, frame)) = job else { return };
+        let _ = frame.send(
+            group
+                .assemble(repo)
+                .and_then(|tar| codec::encode(&tar, level)),
+        );
+    }
+}
+
+/// The walking end: builds tar bytes, groups them into frames and queues the output in order.
+struct ArchiveWriter {
+    items: SyncSender<Out>,
+    jobs: SyncSender<Job>,
+    /// One token per group in flight, so that a walk running ahead of the writer holds a
+    /// bounded number of frames in memory.
+    in_flight: SyncSender<()>,
+    pending: Group,
+    tar_len: u64,
+}
+
+impl ArchiveWriter {
+    fn send(&self, item: Out) -> Result<()> {
+        self.items.send(item).map_err(|_| stage_gone("writing"))
+    }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(bytes);
-        self.tar_len += bytes.len() as u64;
-        if self.pending.len() >= GROUP_TARGET {
+        let g = &mut self.pending;
+        let start = g.raw.len();
+        g.raw.extend_from_slice(bytes);
+        match g.segs.last_mut() {
+            Some(Seg::Raw(_, end)) if *end == start => *end = g.raw.len(),
+            _ => g.segs.push(Seg::Raw(start, g.raw.len())),
+        }
+        self.added(bytes.len())
+    }
+
+    fn blob(&mut self, id: Id, loc: BlobLocation) -> Result<()> {
+        self.pending.segs.push(Seg::Blob(id, loc));
+        self.added(loc.raw_length as usize)
+    }
+
+    fn added(&mut self, n: usize) -> Result<()> {
+        self.pending.len += n;
+        self.tar_len += n as u64;
+        if self.pending.len >= GROUP_TARGET {
             self.flush_pending()?;
         }
         Ok(())
     }
 
+    /// Hands the gathered group to a worker and queues its frame in archive order.
     fn flush_pending(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            let frame = codec::encode(&self.pending, self.level)?;
-            self.write_bytes(frame)?;
-            self.pending.clear();
+        if self.pending.len > 0 {
+            let group = std::mem::take(&mut self.pending);
+            let (tx, rx) = sync_channel(1);
+            self.in_flight.send(()).map_err(|_| stage_gone("writing"))?;
+            self.jobs
+                .send((group, tx))
+                .map_err(|_| stage_gone("compression"))?;
+            self.send(Out::Group(rx))?;
         }
         Ok(())
     }
@@ -297,22 +419,20 @@ impl ArchiveWriter<'_, '_> {
 
     /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
     /// the stored frames.
-    fn content(&mut self, e: &Entry) -> Result<()> {
+    fn content(&mut self, catalog: &Catalog, e: &Entry) -> Result<()> {
         let small = e.size <= SMALL_FILE;
         let mut written = 0u64;
         for id in &e.chunks {
-            let loc = self.catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+            let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
                 Error::not_found(format!("chunk {} is in no known pack", id.short()))
             })?;
+            written += u64::from(loc.raw_length);
             if small {
-                let data = self.repo.read_blob(id, &loc)?;
-                written += data.len() as u64;
-                self.raw(&data)?;
+                self.blob(*id, loc)?;
             } else {
                 self.flush_pending()?;
-                self.stored_frame(&loc)?;
+                self.send(Out::Stored(loc))?;
                 self.tar_len += u64::from(loc.raw_length);
-                written += u64::from(loc.raw_length);
             }
         }
         if written != e.size {
@@ -434,17 +554,19 @@ fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
-struct Walk<'a, 'w, 'o> {
-    w: &'a mut ArchiveWriter<'w, 'o>,
+struct Walk<'a> {
+    w: &'a mut ArchiveWriter,
+    repo: &'a Repository,
+    catalog: &'a Catalog,
     entries: Vec<ManifestEntry>,
     skipped: Vec<LeftOut>,
     /// (top-level folder, hardlink id) → path of the first name written.
     links: HashMap<(Vec<u8>, u64), Vec<u8>>,
 }
 
-impl Walk<'_, '_, '_> {
+impl Walk<'_> {
     fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
-        let t = load_tree(self.w.repo, self.w.catalog, tree)?;
+        let t = load_tree(self.repo, self.catalog, tree)?;
         for (_, e, subtree) in ordered(t.entries) {
             let mut path = prefix.to_vec();
             if !path.is_empty() {
@@ -518,7 +640,7 @@ impl Walk<'_, '_, '_> {
                 } else {
                     self.w
                         .raw(&tar_header(&path, e, tar::EntryType::Regular, e.size, None))?;
-                    self.w.content(e)?;
+                    self.w.content(self.catalog, e)?;
                     m.size = e.size;
                 }
             }
@@ -550,22 +672,39 @@ pub fn write_archive(
     level: i32,
     out: &mut dyn ObjectWriter,
 ) -> Result<(Vec<ManifestEntry>, Vec<LeftOut>, u64, String)> {
-    let (tx, rx) = sync_channel(16);
+    let (hash_tx, hash_rx) = sync_channel(16);
+    // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
+    // the writer, into the small files, while the writer copies large ones.
+    let (items_tx, items_rx) = sync_channel(1 << 16);
+    let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
+    let (tokens_tx, tokens_rx) = sync_channel(GROUPS_IN_FLIGHT);
+    let jobs_rx = std::sync::Mutex::new(jobs_rx);
     std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || hash_pieces(rx));
-        let mut w = ArchiveWriter {
+        let hasher = scope.spawn(move || hash_pieces(hash_rx));
+        let sink = Sink {
             out,
-            hash: tx,
+            hash: hash_tx,
             len: 0,
-            pending: Vec::with_capacity(GROUP_TARGET + 8192),
-            tar_len: 0,
-            level,
             repo,
-            catalog,
+            in_flight: tokens_rx,
         };
-        let written = (|| {
+        let writer = scope.spawn(move || sink.run(items_rx));
+        for _ in 0..rayon::current_num_threads().max(1) {
+            let jobs = &jobs_rx;
+            scope.spawn(move || compress_groups(repo, level, jobs));
+        }
+        let mut w = ArchiveWriter {
+            items: items_tx,
+            jobs: jobs_tx,
+            in_flight: tokens_tx,
+            pending: Group::default(),
+            tar_len: 0,
+        };
+        let walked = (|| {
             let mut walk = Walk {
                 w: &mut w,
+                repo,
+                catalog,
                 entries: Vec::new(),
                 skipped: Vec::new(),
                 links: HashMap::new(),
@@ -574,16 +713,15 @@ pub fn write_archive(
             let (entries, skipped) = (walk.entries, walk.skipped);
             w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
             w.flush_pending()?;
-            w.out.flush().map_err(werr)?;
-            Ok((entries, skipped, w.len))
+            Ok((entries, skipped))
         })();
-        drop(w); // closes the channel: the hasher finishes
+        drop(w); // closes the queues: the workers, the writer, then the hasher finish
+        let len = writer.join().expect("the writing thread does not panic");
         let sha = hasher.join().expect("the hashing thread does not panic");
-        match (written, sha) {
-            (Ok((entries, skipped, len)), Ok(sha)) => Ok((entries, skipped, len, sha)),
-            // A writer error caused by the hasher stopping is reported as the hasher's.
-            (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        // A stage that stopped makes the ones before it fail too; report the root cause.
+        match (walked, len, sha) {
+            (_, _, Err(e)) | (_, Err(e), _) | (Err(e), _, _) => Err(e),
+            (Ok((entries, skipped)), Ok(len), Ok(sha)) => Ok((entries, skipped, len, sha)),
         }
     })
 }

@@ -71,6 +71,32 @@ fn temp_path(path: &Path) -> PathBuf {
     ))
 }
 
+/// Counts written bytes and starts writeback of each full step (without waiting for it).
+#[derive(Default)]
+struct Writeback {
+    written: u64,
+    flushed: u64,
+}
+
+impl Writeback {
+    fn advance(&mut self, file: &File, n: u64) {
+        self.written += n;
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            // SAFETY: plain syscall on an open descriptor. Failure only loses the head start:
+            // `finish` still fsyncs everything.
+            unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    self.flushed as i64,
+                    (self.written - self.flushed) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.flushed = self.written;
+        }
+    }
+}
+
 /// Streams into a temporary file; `finish` fsyncs and renames it into place.
 struct LocalWriter {
     file: Option<File>,
@@ -79,7 +105,12 @@ struct LocalWriter {
     key: String,
     /// The last file copied from: consecutive ranges usually come from one pack.
     src: Option<(PathBuf, File)>,
+    writeback: Writeback,
 }
+
+/// Written bytes are handed to the kernel's writeback in steps of this size, so that `finish`'s
+/// fsync of a multi-GiB archive waits for the last step rather than doing all of it at the end.
+const WRITEBACK_STEP: u64 = 64 << 20;
 
 /// Piece size of copies through user space: small enough to stay in a core's L2 cache, which on
 /// the machines measured made a 1.9 GB copy twice as fast as 1 MiB pieces.
@@ -114,6 +145,7 @@ impl LocalWriter {
             };
             if n > 0 {
                 left -= n as u64;
+                self.writeback.advance(out, n as u64);
                 continue;
             }
             if n == 0 {
@@ -138,6 +170,7 @@ impl LocalWriter {
             out.write_all(&buf[..n])?;
             at += n as u64;
             left -= n as u64;
+            self.writeback.advance(out, n as u64);
         }
         Ok(())
     }
@@ -145,7 +178,10 @@ impl LocalWriter {
 
 impl Write for LocalWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().expect("open until finish").write(data)
+        let file = self.file.as_mut().expect("open until finish");
+        let n = file.write(data)?;
+        self.writeback.advance(file, n as u64);
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.as_mut().expect("open until finish").flush()
@@ -292,6 +328,7 @@ impl Store for LocalStore {
             path,
             key: key.to_string(),
             src: None,
+            writeback: Writeback::default(),
         }))
     }
 

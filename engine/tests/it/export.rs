@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use cairn_engine::ErrorKind;
 use cairn_engine::export::{self, DayKeys, ExportOptions, Published};
@@ -568,4 +569,45 @@ fn archive_size_is_within_3_percent_of_tar_zstd() {
         "archive {} bytes vs tar | zstd -3 {ref_size} bytes: ratio {ratio:.4}",
         m.archive.size
     );
+}
+
+#[test]
+fn a_pack_that_cannot_be_read_fails_the_export_and_publishes_nothing() {
+    // Reads go through the fault wrapper (it has no local files), so small files decoded by the
+    // compression workers and large files' frames both meet the faults.
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultStore::new(
+        LocalStore::open(dir.path().join("store")).unwrap(),
+    ));
+    let env = Env::with_store_in(dir, faulty.clone());
+    for i in 0..400u64 {
+        write(
+            &env.src.join(format!("notetaking/n{i:03}.md")),
+            &seeded(9_000 + i as usize * 37, i),
+        );
+    }
+    write(&env.src.join("images/big.raw"), &seeded(9 << 20, 7));
+    env.backup();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+
+    // Every fault reaches the caller as an error; none hangs a stage of the export, and no part
+    // of the day becomes visible.
+    for fault in [
+        Fault::FailAlways(ErrorKind::Io),
+        Fault::FailAfter(3, ErrorKind::Io),
+        Fault::FailAfter(200, ErrorKind::Io),
+        Fault::FlipBit,
+    ] {
+        faulty.clear();
+        faulty.inject(Some(Op::GetRange), "packs/", fault);
+        let err = export_latest(&env, &exports, "2026-11-29", false).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Io | ErrorKind::Corrupt),
+            "{err}"
+        );
+        assert!(exports.list("").unwrap().is_empty(), "{err}");
+    }
+    faulty.clear();
+    export_latest(&env, &exports, "2026-11-29", false).unwrap();
+    export::verify(&exports, "2026-11-29").unwrap();
 }
