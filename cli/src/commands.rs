@@ -288,11 +288,15 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
     let published = export::export(&repo, &catalog, exports.as_ref(), (&id, &snap), &opts)
         .with_context(|| format!("exporting snapshot {} as {}", id.short(), opts.date))?;
     let m = published.manifest();
-    let written = matches!(published, export::Published::Written(_));
+    let reused = match &published {
+        export::Published::Written(_, r) => Some(r),
+        export::Published::Unchanged(_) => None,
+    };
+    let written = reused.is_some();
     if cli.json {
         print_json(&serde_json::json!({
             "date": m.date, "snapshot": m.snapshot, "archive": m.archive, "entries": m.entries.len(),
-            "skipped": m.skipped.len(), "written": written,
+            "skipped": m.skipped.len(), "written": written, "reused": reused,
         }));
     } else if !cli.quiet {
         println!(

@@ -36,8 +36,14 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// Files up to this size are decoded and compressed together with their headers; larger files
 /// have their stored frames copied.
 pub const SMALL_FILE: u64 = 64 * 1024;
-/// Raw tar bytes gathered before they are compressed into one frame.
-const GROUP_TARGET: usize = 1 << 20;
+/// A group of headers and small files is cut after an entry whose path hash picks it, once it
+/// holds this many tar bytes; cuts that depend only on the entries since the last cut put the
+/// same entries in the same groups from one day to the next, so unchanged groups are reused.
+const GROUP_MIN: usize = 256 << 10;
+/// One entry in this many picks a cut (about 20 KiB per entry in a notes tree: groups of ~1 MiB).
+const GROUP_PICK: u32 = 32;
+/// A group is cut at this size whatever its entries.
+const GROUP_MAX: usize = 2 << 20;
 /// Groups queued or being compressed at once: bounds the memory of a walk that runs ahead.
 const GROUPS_IN_FLIGHT: usize = 48;
 /// The largest size an ustar numeric field of 11 octal digits holds.
@@ -146,22 +152,67 @@ pub struct Manifest {
     pub excluded: Vec<Skipped>,
     /// What the backup could not read.
     pub warnings: Vec<Warning>,
+    /// The archive's frames of headers and small files, for the next day's export to reuse.
+    #[serde(default)]
+    pub groups: Vec<GroupFrame>,
+}
+
+/// One frame of headers and small files in an archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFrame {
+    /// BLAKE3 of what determines the frame: the tar bytes, with small files' content named by
+    /// chunk id, and the compression level.
+    pub recipe: Id,
+    /// Where the frame starts in the archive.
+    pub offset: u64,
+    /// Its length.
+    pub length: u64,
+    /// BLAKE3 of the frame's bytes, checked before the frame is reused.
+    pub blake3: Id,
+}
+
+/// What [`write_archive`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Archive size.
+    pub size: u64,
+    /// Archive SHA-256, hex.
+    pub sha256: String,
+    /// Manifest entries, in archive order.
+    pub entries: Vec<ManifestEntry>,
+    /// Snapshot entries left out.
+    pub skipped: Vec<LeftOut>,
+    /// The group frames.
+    pub groups: Vec<GroupFrame>,
+    /// How many of them were taken from the previous archive.
+    pub reused_groups: u64,
 }
 
 /// What [`export`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
     /// A new archive was written.
-    Written(Manifest),
+    Written(Manifest, Reused),
     /// A complete archive of the same tree was already there; nothing was written.
     Unchanged(Manifest),
+}
+
+/// How much of a new archive came from an earlier one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reused {
+    /// The day whose archive was drawn on, if any.
+    pub from: Option<String>,
+    /// Frames of headers and small files in the new archive.
+    pub groups: u64,
+    /// How many of them were copied from the earlier archive instead of compressed.
+    pub reused_groups: u64,
 }
 
 impl Published {
     /// The manifest of the day's archive.
     pub fn manifest(&self) -> &Manifest {
         match self {
-            Published::Written(m) | Published::Unchanged(m) => m,
+            Published::Written(m, _) | Published::Unchanged(m) => m,
         }
     }
 }
@@ -229,7 +280,7 @@ fn werr(e: std::io::Error) -> Error {
 /// What the walk hands the writing thread, in archive order.
 enum Out {
     /// A frame of headers and small files, being assembled and compressed by a worker.
-    Group(Receiver<Result<Vec<u8>>>),
+    Group(Receiver<Result<Frame>>),
     /// A stored chunk frame, to copy from its pack.
     Stored(BlobLocation),
 }
@@ -242,6 +293,9 @@ struct Sink<'a, 'o> {
     repo: &'a Repository,
     /// Returns a group's token once its frame is written.
     in_flight: Receiver<()>,
+    /// Where each group frame went, for the next day's reuse.
+    groups: Vec<GroupFrame>,
+    reused: u64,
 }
 
 /// A thread of the export stopped early; its own error is the one to report.
@@ -253,19 +307,33 @@ fn stage_gone(stage: &str) -> Error {
 }
 
 impl Sink<'_, '_> {
-    fn run(mut self, items: Receiver<Out>) -> Result<u64> {
+    fn run(mut self, items: Receiver<Out>) -> Result<Written> {
         for item in items {
             match item {
                 Out::Group(frame) => {
                     let frame = frame.recv().map_err(|_| stage_gone("compression"))??;
-                    self.write_bytes(frame)?;
+                    self.groups.push(GroupFrame {
+                        recipe: frame.recipe,
+                        offset: self.len,
+                        length: frame.bytes.len() as u64,
+                        blake3: Id::of(&frame.bytes),
+                    });
+                    self.reused += u64::from(frame.reused);
+                    self.write_bytes(frame.bytes)?;
                     let _ = self.in_flight.try_recv();
                 }
                 Out::Stored(loc) => self.stored_frame(&loc)?,
             }
         }
         self.out.flush().map_err(werr)?;
-        Ok(self.len)
+        Ok(Written {
+            size: self.len,
+            sha256: String::new(),
+            groups: self.groups,
+            reused_groups: self.reused,
+            entries: Vec::new(),
+            skipped: Vec::new(),
+        })
     }
 
     fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
@@ -315,6 +383,29 @@ struct Group {
 }
 
 impl Group {
+    /// What determines the group's frame: its tar bytes, named by the blobs' ids rather than
+    /// read, and the compression level.
+    fn recipe(&self, level: i32) -> Id {
+        let mut h = blake3::Hasher::new();
+        h.update(b"cairn archive group v1");
+        h.update(&level.to_le_bytes());
+        for seg in &self.segs {
+            match seg {
+                Seg::Raw(a, b) => {
+                    h.update(&[0]);
+                    h.update(&((b - a) as u64).to_le_bytes());
+                    h.update(&self.raw[*a..*b]);
+                }
+                Seg::Blob(id, loc) => {
+                    h.update(&[1]);
+                    h.update(id.as_bytes());
+                    h.update(&loc.raw_length.to_le_bytes());
+                }
+            }
+        }
+        Id(*h.finalize().as_bytes())
+    }
+
     fn assemble(&self, repo: &Repository) -> Result<Vec<u8>> {
         let mut tar = Vec::with_capacity(self.len);
         for seg in &self.segs {
@@ -338,19 +429,64 @@ impl Group {
     }
 }
 
-/// A group to assemble and compress, and where its frame goes.
-type Job = (Group, SyncSender<Result<Vec<u8>>>);
+/// A finished group frame.
+struct Frame {
+    bytes: Vec<u8>,
+    recipe: Id,
+    /// Taken from the previous archive rather than compressed.
+    reused: bool,
+}
 
-/// Assembles and compresses groups until the walk ends.
-fn compress_groups(repo: &Repository, level: i32, jobs: &std::sync::Mutex<Receiver<Job>>) {
+/// A group to assemble and compress, and where its frame goes.
+type Job = (Group, SyncSender<Result<Frame>>);
+
+/// The group frames of an earlier archive, by recipe.
+#[derive(Debug)]
+pub struct Reuse<'a> {
+    store: &'a dyn Store,
+    key: String,
+    date: String,
+    frames: HashMap<Id, GroupFrame>,
+}
+
+impl Reuse<'_> {
+    /// The frame of `recipe` in the earlier archive, if it is there and still whole.
+    fn frame(&self, recipe: &Id) -> Option<Vec<u8>> {
+        let f = self.frames.get(recipe)?;
+        let bytes = self.store.get_range(&self.key, f.offset, f.length).ok()?;
+        // A damaged earlier archive must not leak into today's: such frames are compressed anew.
+        (Id::of(&bytes) == f.blake3).then_some(bytes)
+    }
+}
+
+/// Assembles and compresses groups until the walk ends, taking unchanged ones from the
+/// previous archive.
+fn compress_groups(
+    repo: &Repository,
+    level: i32,
+    reuse: Option<&Reuse<'_>>,
+    jobs: &std::sync::Mutex<Receiver<Job>>,
+) {
     loop {
         let job = jobs.lock().expect("no worker panics").recv();
         let Ok((group, frame)) = job else { return };
-        let _ = frame.send(
-            group
+        let recipe = group.recipe(level);
+        let made = match reuse.and_then(|r| r.frame(&recipe)) {
+            Some(bytes) => Ok(Frame {
+                bytes,
+                recipe,
+                reused: true,
+            }),
+            None => group
                 .assemble(repo)
-                .and_then(|tar| codec::encode(&tar, level)),
-        );
+                .and_then(|tar| codec::encode(&tar, level))
+                .map(|bytes| Frame {
+                    bytes,
+                    recipe,
+                    reused: false,
+                }),
+        };
+        let _ = frame.send(made);
     }
 }
 
@@ -389,8 +525,20 @@ impl ArchiveWriter {
     fn added(&mut self, n: usize) -> Result<()> {
         self.pending.len += n;
         self.tar_len += n as u64;
-        if self.pending.len >= GROUP_TARGET {
+        if self.pending.len >= GROUP_MAX {
             self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Called after each entry's last byte: cuts the group where the entry's path says so.
+    fn entry_done(&mut self, path: &[u8]) -> Result<()> {
+        if self.pending.len >= GROUP_MIN {
+            let h = blake3::hash(path);
+            let pick = u32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"));
+            if pick % GROUP_PICK == 0 {
+                self.flush_pending()?;
+            }
         }
         Ok(())
     }
@@ -658,20 +806,21 @@ impl Walk<'_> {
                 return Ok(());
             }
         }
+        self.w.entry_done(&m.path.0)?;
         self.entries.push(m);
         Ok(())
     }
 }
 
-/// Writes the archive of `snap` into `out` and returns the manifest entries, the left-out
-/// entries, the archive's size and its SHA-256.
+/// Writes the archive of `snap` into `out`, taking unchanged group frames from `reuse`.
 pub fn write_archive(
     repo: &Repository,
     catalog: &Catalog,
     snap: &Snapshot,
     level: i32,
+    reuse: Option<&Reuse<'_>>,
     out: &mut dyn ObjectWriter,
-) -> Result<(Vec<ManifestEntry>, Vec<LeftOut>, u64, String)> {
+) -> Result<Written> {
     let (hash_tx, hash_rx) = sync_channel(16);
     // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
     // the writer, into the small files, while the writer copies large ones.
@@ -687,11 +836,13 @@ pub fn write_archive(
             len: 0,
             repo,
             in_flight: tokens_rx,
+            groups: Vec::new(),
+            reused: 0,
         };
         let writer = scope.spawn(move || sink.run(items_rx));
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;
-            scope.spawn(move || compress_groups(repo, level, jobs));
+            scope.spawn(move || compress_groups(repo, level, reuse, jobs));
         }
         let mut w = ArchiveWriter {
             items: items_tx,
@@ -716,12 +867,17 @@ pub fn write_archive(
             Ok((entries, skipped))
         })();
         drop(w); // closes the queues: the workers, the writer, then the hasher finish
-        let len = writer.join().expect("the writing thread does not panic");
+        let written = writer.join().expect("the writing thread does not panic");
         let sha = hasher.join().expect("the hashing thread does not panic");
         // A stage that stopped makes the ones before it fail too; report the root cause.
-        match (walked, len, sha) {
+        match (walked, written, sha) {
             (_, _, Err(e)) | (_, Err(e), _) | (Err(e), _, _) => Err(e),
-            (Ok((entries, skipped)), Ok(len), Ok(sha)) => Ok((entries, skipped, len, sha)),
+            (Ok((entries, skipped)), Ok(written), Ok(sha256)) => Ok(Written {
+                sha256,
+                entries,
+                skipped,
+                ..written
+            }),
         }
     })
 }
@@ -772,14 +928,27 @@ pub fn export(
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    let reuse = earlier_archive(exports, &keys.date)?;
     let mut writer = exports.create(&keys.archive)?;
-    let (entries, skipped, size, sha256) =
-        write_archive(repo, catalog, snap, level, writer.as_mut())?;
+    let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
     writer.finish()?;
+    let Written {
+        size,
+        sha256,
+        entries,
+        skipped,
+        groups,
+        reused_groups,
+    } = written;
     exports.put(
         &keys.sha256,
         format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),
     )?;
+    let reused = Reused {
+        from: reuse.map(|r| r.date),
+        groups: groups.len() as u64,
+        reused_groups,
+    };
     let manifest = Manifest {
         format_version: MANIFEST_VERSION,
         date: keys.date.clone(),
@@ -797,10 +966,37 @@ pub fn export(
         skipped,
         excluded: snap.skipped.clone(),
         warnings: snap.warnings.clone(),
+        groups,
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     exports.put(&keys.manifest, &bytes)?;
-    Ok(Published::Written(manifest))
+    Ok(Published::Written(manifest, reused))
+}
+
+/// The group frames of the newest complete archive of another day, if there is one whose
+/// manifest lists them. An unreadable earlier day only costs the reuse, never the export.
+fn earlier_archive<'a>(exports: &'a dyn Store, date: &str) -> Result<Option<Reuse<'a>>> {
+    let days = list_days(exports)?;
+    let Some(day) = days.iter().rev().find(|d| d.complete && d.date != date) else {
+        return Ok(None);
+    };
+    let keys = DayKeys::new(&day.date)?;
+    let manifest = match read_manifest(exports, &keys) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("not reusing frames of {}: {e}", day.date);
+            return Ok(None);
+        }
+    };
+    if manifest.groups.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Reuse {
+        store: exports,
+        key: keys.archive,
+        date: day.date.clone(),
+        frames: manifest.groups.into_iter().map(|g| (g.recipe, g)).collect(),
+    }))
 }
 
 /// Reads and parses a day's manifest.

@@ -37,6 +37,9 @@ pub struct ExportStage {
     pub written: bool,
     /// Entries in the archive.
     pub entries: usize,
+    /// What a new archive took from the previous day's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<export::Reused>,
 }
 
 /// `_reports/DATE/run.json`.
@@ -128,8 +131,12 @@ pub fn nightly(
             archive: m.archive.name.clone(),
             size: m.archive.size,
             sha256: m.archive.sha256.clone(),
-            written: matches!(published, Published::Written(_)),
+            written: matches!(published, Published::Written(..)),
             entries: m.entries.len(),
+            reused: match &published {
+                Published::Written(_, r) => Some(r.clone()),
+                Published::Unchanged(_) => None,
+            },
         });
         // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
         if opts.keep_daily > 0 {

@@ -146,7 +146,7 @@ fn archive_of_the_awkward_tree_passes_gnu_tar_bsdtar_zstd_and_sha256sum() {
     let exports = LocalStore::open(&exports_dir).unwrap();
     let published = export_latest(&env, &exports, "2026-11-29", false).unwrap();
     let m = published.manifest().clone();
-    assert!(matches!(published, Published::Written(_)));
+    assert!(matches!(published, Published::Written(..)));
     let day = exports_dir.join("2026-11-29");
     let archive = day.join("shared-2026-11-29.tar.zst");
     assert_eq!(fs::metadata(&archive).unwrap().len(), m.archive.size);
@@ -323,7 +323,7 @@ fn failures_while_publishing_leave_no_complete_looking_day() {
     faulty.clear();
     assert!(matches!(
         export_latest(&env, &faulty, "2026-11-29", false).unwrap(),
-        Published::Written(_)
+        Published::Written(..)
     ));
     export::verify(&faulty, "2026-11-29").unwrap();
 }
@@ -610,4 +610,73 @@ fn a_pack_that_cannot_be_read_fails_the_export_and_publishes_nothing() {
     faulty.clear();
     export_latest(&env, &exports, "2026-11-29", false).unwrap();
     export::verify(&exports, "2026-11-29").unwrap();
+}
+
+#[test]
+fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
+    let env = Env::new();
+    let note = |i: u64, salt: u64| {
+        let mut text = format!("# note {i}\n").into_bytes();
+        while text.len() < 4_000 + (i as usize * 131) % 9_000 {
+            text.extend_from_slice(
+                format!("line {} of note {i}, salt {salt}\n", text.len()).as_bytes(),
+            );
+        }
+        text
+    };
+    for i in 0..600 {
+        write(&env.src.join(format!("notetaking/n{i:03}.md")), &note(i, 0));
+    }
+    write(&env.src.join("images/big.raw"), &seeded(3 << 20, 9));
+    env.backup();
+    let shared = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let Published::Written(day1, first) =
+        export_latest(&env, &shared, "2026-11-28", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!(first.from, None);
+    assert!(day1.groups.len() >= 6, "{} groups", day1.groups.len());
+
+    // Two notes edited: only the frames holding them are compressed again.
+    write(&env.src.join("notetaking/n100.md"), &note(100, 1));
+    write(&env.src.join("notetaking/n400.md"), &note(400, 1));
+    env.backup();
+    let Published::Written(day2, reused) =
+        export_latest(&env, &shared, "2026-11-29", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!(reused.from.as_deref(), Some("2026-11-28"));
+    assert_eq!(reused.groups, day2.groups.len() as u64);
+    let fresh = reused.groups - reused.reused_groups;
+    assert!((2..=4).contains(&fresh), "{reused:?}");
+
+    // Reuse changes no byte: the same snapshot exported where there is nothing to reuse.
+    let alone = LocalStore::open(env.dir.path().join("alone")).unwrap();
+    let Published::Written(alone_m, none) =
+        export_latest(&env, &alone, "2026-11-29", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!(none.reused_groups, 0);
+    let key = DayKeys::new("2026-11-29").unwrap().archive;
+    assert!(shared.get(&key).unwrap() == alone.get(&key).unwrap());
+    assert_eq!(alone_m.groups, day2.groups);
+
+    // A damaged frame in the earlier archive is compressed anew, not copied.
+    let path = env.dir.path().join("e").join(&key);
+    let mut bytes = fs::read(&path).unwrap();
+    let victim = &day2.groups[day2.groups.len() / 2];
+    bytes[(victim.offset + victim.length / 2) as usize] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+    let Published::Written(_, again) = export_latest(&env, &shared, "2026-11-30", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!(again.from.as_deref(), Some("2026-11-29"));
+    assert_eq!(again.reused_groups, again.groups - 1);
+    let day3 = DayKeys::new("2026-11-30").unwrap().archive;
+    assert!(shared.get(&day3).unwrap() == alone.get(&key).unwrap());
+    export::verify(&shared, "2026-11-30").unwrap();
 }
