@@ -5,10 +5,11 @@
 //! the snapshot and never abort the run; problems with the store or the catalog abort it before
 //! the snapshot is written, so nothing half-done is ever committed.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind as IoKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,6 +26,7 @@ use crate::pack::{BlobKind, Packer};
 use crate::repo::Repository;
 use crate::scan::{Excludes, Stat, list_dir, lstat};
 use crate::snapshot::{SNAPSHOT_VERSION, Skipped, Snapshot, Summary, Warning};
+use crate::sparse::SparseReader;
 use crate::tree::{Entry, EntryKind, RawBytes, Tree, valid_name};
 
 /// What to back up and how.
@@ -119,6 +121,7 @@ struct Ctx<'a> {
     progress: &'a Progress,
     warnings: Mutex<Vec<Warning>>,
     skipped: Mutex<Vec<Skipped>>,
+    zero_ids: Mutex<HashMap<usize, Id>>,
 }
 
 fn display(rel: &[u8]) -> String {
@@ -163,6 +166,7 @@ pub fn backup(
         progress,
         warnings: Mutex::new(Vec::new()),
         skipped: Mutex::new(Vec::new()),
+        zero_ids: Mutex::new(HashMap::new()),
     };
 
     let folders: Vec<Option<Entry>> = opts
@@ -221,6 +225,13 @@ pub fn backup(
 }
 
 impl Ctx<'_> {
+    /// The id of a chunk of zeros, hashed once per length: holes of sparse images are gigabytes
+    /// of the same few chunks.
+    fn zero_id(&self, chunk: &[u8]) -> Id {
+        let mut ids = self.zero_ids.lock().expect("poisoned");
+        *ids.entry(chunk.len()).or_insert_with(|| Id::of(chunk))
+    }
+
     fn warn(&self, rel: &[u8], kind: &str, message: impl ToString) {
         let w = Warning {
             path: display(rel),
@@ -419,10 +430,15 @@ impl Ctx<'_> {
             }
         };
         self.progress.files_read.fetch_add(1, Relaxed);
-        let mut chunker = Chunker::with_size_hint(&file, self.chunker, before.size);
+        let allocated = file
+            .metadata()
+            .map(|m| m.blocks() * 512)
+            .unwrap_or(u64::MAX);
+        let reader = SparseReader::new(&file, allocated, before.size);
+        let mut chunker = Chunker::with_size_hint(reader, self.chunker, before.size);
         let mut chunks = Vec::new();
         loop {
-            let chunk = match chunker.next_chunk() {
+            let (chunk, zeros) = match chunker.next_chunk_marked() {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
@@ -434,7 +450,11 @@ impl Ctx<'_> {
             self.progress
                 .bytes_read
                 .fetch_add(chunk.len() as u64, Relaxed);
-            let id = Id::of(chunk);
+            let id = if zeros {
+                self.zero_id(chunk)
+            } else {
+                Id::of(chunk)
+            };
             if !self.data.has(&id)? {
                 let frame = codec::encode(chunk, self.opts.compression)?;
                 if self.data.add(id, &frame, chunk.len())? {

@@ -74,6 +74,19 @@ pub struct Chunker<R> {
     end: usize,
     eof: bool,
     consumed: u64,
+    /// The cut of a chunk that starts with `max` zero bytes, found once.
+    zero_len: Option<usize>,
+    last_zero: bool,
+}
+
+/// Whether every byte is zero. ORs 64-byte blocks, which the compiler turns into vector
+/// instructions: sparse images hold gigabytes of zeros.
+fn all_zero(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(64);
+    let whole = blocks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    whole && blocks.remainder().iter().all(|&b| b == 0)
 }
 
 impl<R: Read> Chunker<R> {
@@ -100,6 +113,8 @@ impl<R: Read> Chunker<R> {
             end: 0,
             eof: false,
             consumed: 0,
+            zero_len: None,
+            last_zero: false,
         }
     }
 
@@ -133,18 +148,10 @@ impl<R: Read> Chunker<R> {
         Ok(())
     }
 
-    /// The next chunk, or `None` at the end of the input.
-    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
-        let max = self.params.max as usize;
-        if self.end - self.start < max && !self.eof {
-            self.fill()?;
-        }
-        if self.start == self.end {
-            return Ok(None);
-        }
+    fn cut(&self, window: &[u8]) -> usize {
         let p = &self.params;
-        let (_, len) = cut(
-            &self.buf[self.start..self.end],
+        cut(
+            window,
             p.min as usize,
             p.avg as usize,
             p.max as usize,
@@ -152,11 +159,44 @@ impl<R: Read> Chunker<R> {
             self.mask_l,
             self.mask_s << 1,
             self.mask_l << 1,
-        );
+        )
+        .1
+    }
+
+    /// The next chunk, or `None` at the end of the input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+        Ok(self.next_chunk_marked()?.map(|(c, _)| c))
+    }
+
+    /// The next chunk and whether it is known to be all zeros (then its id depends only on its
+    /// length), or `None` at the end of the input.
+    pub fn next_chunk_marked(&mut self) -> io::Result<Option<(&[u8], bool)>> {
+        let max = self.params.max as usize;
+        if self.end - self.start < max && !self.eof {
+            self.fill()?;
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        // A cut never looks past `max` bytes, so a chunk that starts with `max` zeros always has
+        // the same length: found once, then runs of zeros (holes of sparse files, preallocated
+        // images) cost a zero test instead of a gear scan.
+        let window = &self.buf[self.start..self.end];
+        self.last_zero = window.len() >= max && all_zero(&window[..max]);
+        let len = match (self.last_zero, self.zero_len) {
+            (true, Some(len)) => len,
+            _ => {
+                let len = self.cut(window);
+                if self.last_zero {
+                    self.zero_len = Some(len);
+                }
+                len
+            }
+        };
         let begin = self.start;
         self.start += len;
         self.consumed += len as u64;
-        Ok(Some(&self.buf[begin..begin + len]))
+        Ok(Some((&self.buf[begin..begin + len], self.last_zero)))
     }
 }
 
@@ -194,6 +234,32 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::seeded;
     use super::*;
+
+    #[test]
+    fn runs_of_zeros_cut_where_in_memory_fastcdc_cuts() {
+        let p = ChunkerParams::default();
+        let mut data = seeded(3 << 20, 1);
+        data.resize(data.len() + (29 << 20) + 12_345, 0);
+        data.extend_from_slice(&seeded(5 << 20, 2));
+        data.resize(data.len() + (9 << 20) + 1, 0);
+        data.extend_from_slice(&seeded(100, 3));
+        data.resize(data.len() + (6 << 20), 0);
+        let reference: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max)
+            .map(|c| c.length)
+            .collect();
+        let mut chunker = Chunker::new(&data[..], p);
+        let (mut lens, mut zero_chunks) = (Vec::new(), 0);
+        while let Some((c, zeros)) = chunker.next_chunk_marked().unwrap() {
+            if zeros {
+                assert!(all_zero(c));
+                zero_chunks += 1;
+            }
+            lens.push(c.len());
+        }
+        assert_eq!(lens, reference);
+        // 29 MiB and 9 MiB runs of zeros: all but their edges take the zero path.
+        assert!(zero_chunks >= 6, "{zero_chunks} chunks took the zero path");
+    }
 
     #[test]
     fn streaming_cuts_match_in_memory_fastcdc() {

@@ -21,6 +21,7 @@ pub mod restore;
 pub mod run;
 pub mod scan;
 pub mod snapshot;
+pub mod sparse;
 pub mod store;
 pub mod tree;
 
