@@ -51,6 +51,16 @@ impl ChunkerParams {
         }
     }
 
+    /// The length of every chunk that starts with `max` zero bytes (a cut never looks further),
+    /// which is how the holes of sparse files are cut.
+    pub fn zero_run_len(&self) -> usize {
+        let mut chunker = Chunker::new(io::repeat(0).take(u64::from(self.max)), *self);
+        chunker
+            .next_chunk()
+            .expect("reading zeros cannot fail")
+            .map_or(0, <[u8]>::len)
+    }
+
     /// The normalization-level-1 masks that `fastcdc::v2020::FastCDC::new` uses, so that
     /// streaming and in-memory chunking cut at the same places.
     fn masks(&self) -> (u64, u64) {
@@ -315,6 +325,20 @@ mod tests {
             chunk_lengths(&zeros, ChunkerParams::default()),
             vec![4 << 20, 4 << 20, 1 << 20]
         );
+        for p in [
+            ChunkerParams::default(),
+            ChunkerParams {
+                min: 64 * 1024,
+                avg: 256 * 1024,
+                max: 1024 * 1024,
+            },
+        ] {
+            let first = fastcdc::v2020::FastCDC::new(&zeros, p.min, p.avg, p.max)
+                .next()
+                .unwrap()
+                .length;
+            assert_eq!(p.zero_run_len(), first);
+        }
     }
 
     #[test]

@@ -97,6 +97,23 @@ struct Counters {
     bytes: AtomicU64,
     unchanged: AtomicU64,
     verified: AtomicU64,
+    /// Length and id of the chunk that holes of sparse files are cut into: such chunks become
+    /// holes again without being read.
+    zeros: (u32, crate::Id),
+}
+
+impl Counters {
+    fn new(repo: &Repository) -> Counters {
+        let len = repo.config().chunker.zero_run_len();
+        Counters {
+            zeros: (len as u32, crate::Id::of(&vec![0u8; len])),
+            ..Default::default()
+        }
+    }
+
+    fn is_zeros(&self, id: &crate::Id, len: u32) -> bool {
+        (len, *id) == self.zeros
+    }
 }
 
 fn cstr(name: &[u8]) -> Result<CString> {
@@ -535,10 +552,20 @@ pub(crate) struct SparseWriter {
 }
 
 impl SparseWriter {
+    /// Leaves a hole of `len` bytes.
+    pub(crate) fn skip(&mut self, len: u64) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.file
+            .seek(SeekFrom::Current(len as i64))
+            .map_err(|e| Error::io("seeking", e))?;
+        self.pos += len;
+        Ok(())
+    }
+
     /// Writes `data`, one syscall per run: runs of all-zero 4 KiB blocks are skipped with one
     /// seek (leaving a hole), runs of other blocks are written with one write.
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
+        use std::io::Write;
         let zero = |b: &[u8]| b.iter().fold(0u8, |acc, x| acc | x) == 0;
         let mut at = 0;
         while at < data.len() {
@@ -553,15 +580,13 @@ impl SparseWriter {
             }
             let run = &data[at..end];
             if first_zero {
-                self.file
-                    .seek(SeekFrom::Current(run.len() as i64))
-                    .map_err(|e| Error::io("seeking", e))?;
+                self.skip(run.len() as u64)?;
             } else {
                 self.file
                     .write_all(run)
                     .map_err(|e| Error::io("writing restored content", e))?;
+                self.pos += run.len() as u64;
             }
-            self.pos += run.len() as u64;
             at = end;
         }
         Ok(())
@@ -662,7 +687,7 @@ pub fn restore(
             plan.add(repo, catalog, &target, parent, e)?;
         }
     }
-    let counters = Counters::default();
+    let counters = Counters::new(repo);
     plan.files
         .par_iter()
         .try_for_each(|job| restore_file(repo, catalog, &target, job, opts.verify, &counters))?;
@@ -741,7 +766,12 @@ fn restore_file(
     }
     let written = target.file(&dir, &e.name.0, &path, e.size, &Meta::of(e), &mut |w| {
         for (id, loc) in &locations {
-            w.write(&repo.read_blob(id, loc)?)?;
+            // Holes of sparse images are long runs of one zero chunk: no need to read it.
+            if counters.is_zeros(id, loc.raw_length) {
+                w.skip(u64::from(loc.raw_length))?;
+            } else {
+                w.write(&repo.read_blob(id, loc)?)?;
+            }
         }
         Ok(())
     })?;
