@@ -110,15 +110,26 @@ impl<R: Read> Chunker<R> {
     /// cost an 8 MiB allocation and memset per file. The buffer grows when the input turns out
     /// larger than announced.
     pub fn with_size_hint(reader: R, params: ChunkerParams, size_hint: u64) -> Self {
+        Self::with_buffer(reader, params, size_hint, Vec::new())
+    }
+
+    /// Like [`Chunker::with_size_hint`], reading into `buf` (grown if needed): a backup thread
+    /// passes one buffer from file to file instead of allocating one per file.
+    pub fn with_buffer(reader: R, params: ChunkerParams, size_hint: u64, mut buf: Vec<u8>) -> Self {
         let (mask_s, mask_l) = params.masks();
         let full = params.max as u64 * 2;
+        // At most twice the maximum: a refill then copies at most one chunk's worth of bytes.
+        let wanted = size_hint.saturating_add(4096).min(full) as usize;
+        if buf.len() < wanted {
+            buf.resize(wanted, 0);
+        }
+        buf.truncate(full as usize);
         Chunker {
             reader,
             params,
             mask_s,
             mask_l,
-            // At most twice the maximum: a refill then copies at most one chunk's worth of bytes.
-            buf: vec![0; size_hint.saturating_add(4096).min(full) as usize],
+            buf,
             start: 0,
             end: 0,
             eof: false,
@@ -126,6 +137,11 @@ impl<R: Read> Chunker<R> {
             zero_len: None,
             last_zero: false,
         }
+    }
+
+    /// The buffer, for the next file.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Total bytes handed out so far.
