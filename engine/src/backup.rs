@@ -224,7 +224,33 @@ pub fn backup(
     Ok(BackupOutcome { id, snapshot, sync })
 }
 
+/// Files at least this large have their new chunks compressed in parallel batches.
+const BIG_FILE: u64 = 32 << 20;
+/// Chunks per batch: a bound on the copies held (4 MiB each at most).
+const BATCH: usize = 4;
+
 impl Ctx<'_> {
+    fn store_chunk(&self, id: Id, frame: &[u8], raw_len: usize) -> Result<()> {
+        if self.data.add(id, frame, raw_len)? {
+            self.progress.new_chunks.fetch_add(1, Relaxed);
+            self.progress.new_bytes.fetch_add(raw_len as u64, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Compresses the batched chunks in parallel and adds them in order.
+    fn store_batch(&self, batch: &mut Vec<(Id, Vec<u8>)>) -> Result<()> {
+        let level = self.opts.compression;
+        let frames: Vec<Result<Vec<u8>>> = batch
+            .par_iter()
+            .map(|(_, data)| codec::encode(data, level))
+            .collect();
+        for ((id, data), frame) in batch.drain(..).zip(frames) {
+            self.store_chunk(id, &frame?, data.len())?;
+        }
+        Ok(())
+    }
+
     /// The id of a chunk of zeros, hashed once per length: holes of sparse images are gigabytes
     /// of the same few chunks.
     fn zero_id(&self, chunk: &[u8]) -> Id {
@@ -438,6 +464,10 @@ impl Ctx<'_> {
         let buf = CHUNK_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
         let mut chunker = Chunker::with_buffer(reader, self.chunker, before.size, buf);
         let mut chunks = Vec::new();
+        // A large file's new chunks are compressed a few at a time on every thread, so that a
+        // big file read last does not leave the other cores idle.
+        let big = before.size >= BIG_FILE;
+        let mut batch = Vec::new();
         loop {
             let (chunk, zeros) = match chunker.next_chunk_marked() {
                 Ok(Some(c)) => c,
@@ -456,17 +486,21 @@ impl Ctx<'_> {
             } else {
                 Id::of(chunk)
             };
-            if !self.data.has(&id)? {
-                let frame = codec::encode(chunk, self.opts.compression)?;
-                if self.data.add(id, &frame, chunk.len())? {
-                    self.progress.new_chunks.fetch_add(1, Relaxed);
-                    self.progress
-                        .new_bytes
-                        .fetch_add(chunk.len() as u64, Relaxed);
-                }
-            }
             chunks.push(id);
+            if self.data.has(&id)? || batch.iter().any(|(b, _)| *b == id) {
+                continue;
+            }
+            if big {
+                batch.push((id, chunk.to_vec()));
+                if batch.len() == BATCH {
+                    self.store_batch(&mut batch)?;
+                }
+            } else {
+                let frame = codec::encode(chunk, self.opts.compression)?;
+                self.store_chunk(id, &frame, chunk.len())?;
+            }
         }
+        self.store_batch(&mut batch)?;
         let size = chunker.consumed();
         CHUNK_BUF.with(|b| *b.borrow_mut() = chunker.into_buffer());
         self.call_hook(HookPoint::AfterRead, path);
