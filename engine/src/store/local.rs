@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,6 +97,132 @@ impl Writeback {
     }
 }
 
+/// Alignment of direct I/O: buffer address, file offset and length (4096 covers 512-byte and
+/// 4 KiB logical blocks).
+const ALIGN: usize = 4096;
+/// Bytes staged before a direct write.
+const DIRECT_BUF: usize = 8 << 20;
+
+/// Streams into a file opened with `O_DIRECT`, through one aligned buffer.
+///
+/// A multi-GiB archive written through the page cache fills gigabytes of fresh pages that nobody
+/// reads soon; on the VMs measured, touching freshly freed pages cost up to 4 s per GB, more than
+/// the copy itself. Direct writes go from this buffer to the device (1.3-1.8 GB/s there), leave
+/// the page cache to the data that is read, and make the final fsync cheap.
+struct Direct {
+    mem: Vec<u8>,
+    /// Where the aligned part of `mem` starts.
+    at: usize,
+    /// Bytes staged.
+    len: usize,
+    /// Bytes already in the file.
+    flushed: u64,
+    /// The filesystem refused an aligned direct write: continue through the page cache.
+    buffered: bool,
+}
+
+impl Direct {
+    fn new() -> Direct {
+        let mem = vec![0u8; DIRECT_BUF + ALIGN];
+        let at = mem.as_ptr().align_offset(ALIGN);
+        Direct {
+            mem,
+            at,
+            len: 0,
+            flushed: 0,
+            buffered: false,
+        }
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.mem[self.at + self.len..self.at + DIRECT_BUF]
+    }
+
+    fn stage(&mut self, file: &File, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let space = self.space();
+            let n = space.len().min(data.len());
+            space[..n].copy_from_slice(&data[..n]);
+            self.len += n;
+            data = &data[n..];
+            if self.len == DIRECT_BUF {
+                self.flush(file, DIRECT_BUF)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes of `src` at `offset` straight into the buffer.
+    fn fill_from(
+        &mut self,
+        file: &File,
+        src: &File,
+        mut offset: u64,
+        mut len: u64,
+    ) -> std::io::Result<()> {
+        while len > 0 {
+            let space = self.space();
+            let want = space.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            let n = src.read_at(&mut space[..want], offset)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    IoKind::UnexpectedEof,
+                    "range beyond the end of the file",
+                ));
+            }
+            self.len += n;
+            offset += n as u64;
+            len -= n as u64;
+            if self.len == DIRECT_BUF {
+                self.flush(file, DIRECT_BUF)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the first `n` staged bytes (a multiple of [`ALIGN`] unless at the end).
+    fn flush(&mut self, file: &File, n: usize) -> std::io::Result<()> {
+        let bytes = &self.mem[self.at..self.at + n];
+        match file.write_all_at(bytes, self.flushed) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.buffered => {
+                clear_direct(file)?;
+                self.buffered = true;
+                file.write_all_at(bytes, self.flushed)?;
+            }
+            other => other?,
+        }
+        self.flushed += n as u64;
+        self.mem
+            .copy_within(self.at + n..self.at + self.len, self.at);
+        self.len -= n;
+        Ok(())
+    }
+
+    /// Writes what is staged; the last block is padded for the direct write and the file then
+    /// cut to its length.
+    fn finish(&mut self, file: &File) -> std::io::Result<()> {
+        let total = self.flushed + self.len as u64;
+        let padded = self.len.div_ceil(ALIGN) * ALIGN;
+        self.mem[self.at + self.len..self.at + padded].fill(0);
+        self.len = padded;
+        if padded > 0 {
+            self.flush(file, padded)?;
+        }
+        file.set_len(total)
+    }
+}
+
+/// Turns `O_DIRECT` off on an open file.
+fn clear_direct(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we hold.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Streams into a temporary file; `finish` fsyncs and renames it into place.
 struct LocalWriter {
     file: Option<File>,
@@ -106,6 +232,8 @@ struct LocalWriter {
     /// The last file copied from: consecutive ranges usually come from one pack.
     src: Option<(PathBuf, File)>,
     writeback: Writeback,
+    /// Set when the file was opened with `O_DIRECT`.
+    direct: Option<Direct>,
 }
 
 /// Written bytes are handed to the kernel's writeback in steps of this size, so that `finish`'s
@@ -123,6 +251,9 @@ impl LocalWriter {
         }
         let input = &self.src.as_ref().expect("just opened").1;
         let out = self.file.as_mut().expect("open until finish");
+        if let Some(direct) = &mut self.direct {
+            return direct.fill_from(out, input, offset, len);
+        }
         let beyond =
             || std::io::Error::new(IoKind::UnexpectedEof, "range beyond the end of the file");
         let mut off = i64::try_from(offset).map_err(|_| beyond())?;
@@ -179,6 +310,10 @@ impl LocalWriter {
 impl Write for LocalWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let file = self.file.as_mut().expect("open until finish");
+        if let Some(direct) = &mut self.direct {
+            direct.stage(file, data)?;
+            return Ok(data.len());
+        }
         let n = file.write(data)?;
         self.writeback.advance(file, n as u64);
         Ok(n)
@@ -191,7 +326,11 @@ impl Write for LocalWriter {
 impl ObjectWriter for LocalWriter {
     fn finish(mut self: Box<Self>) -> Result<()> {
         let file = self.file.take().expect("finish is called once");
+        let direct = self.direct.take();
         let publish = || -> std::io::Result<()> {
+            if let Some(mut direct) = direct {
+                direct.finish(&file)?;
+            }
             file.sync_all()?;
             drop(file);
             fs::rename(&self.tmp, &self.path)
@@ -317,11 +456,20 @@ impl Store for LocalStore {
             .to_path_buf();
         self.ensure_dir(&dir)?;
         let tmp = temp_path(&path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(format!("creating object {key}"), e))?;
+        let open = |flags| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(flags)
+                .open(&tmp)
+        };
+        // Direct I/O where the filesystem has it (not tmpfs, for one).
+        let (file, direct) = match open(libc::O_DIRECT) {
+            Ok(f) => (Ok(f), Some(Direct::new())),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(0), None),
+            Err(e) => (Err(e), None),
+        };
+        let file = file.map_err(|e| Error::io(format!("creating object {key}"), e))?;
         Ok(Box::new(LocalWriter {
             file: Some(file),
             tmp,
@@ -329,6 +477,7 @@ impl Store for LocalStore {
             key: key.to_string(),
             src: None,
             writeback: Writeback::default(),
+            direct,
         }))
     }
 
