@@ -44,8 +44,9 @@ const GROUP_MIN: usize = 256 << 10;
 const GROUP_PICK: u32 = 32;
 /// A group is cut at this size whatever its entries.
 const GROUP_MAX: usize = 2 << 20;
-/// Groups queued or being compressed at once: bounds the memory of a walk that runs ahead.
-const GROUPS_IN_FLIGHT: usize = 48;
+/// Tar bytes of groups queued or being compressed at once: bounds the memory of a walk that
+/// runs ahead of the writer (into the small files while large ones are copied).
+const GROUP_BUDGET: usize = 64 << 20;
 /// The largest size an ustar numeric field of 11 octal digits holds.
 const USTAR_MAX: u64 = 0o77777777777;
 
@@ -279,8 +280,9 @@ fn werr(e: std::io::Error) -> Error {
 
 /// What the walk hands the writing thread, in archive order.
 enum Out {
-    /// A frame of headers and small files, being assembled and compressed by a worker.
-    Group(Receiver<Result<Frame>>),
+    /// A frame of headers and small files, being assembled and compressed by a worker, and its
+    /// charge against the [`Budget`].
+    Group(Receiver<Result<Frame>>, usize),
     /// A stored chunk frame, to copy from its pack.
     Stored(BlobLocation),
 }
@@ -291,8 +293,8 @@ struct Sink<'a, 'o> {
     hash: SyncSender<Piece>,
     len: u64,
     repo: &'a Repository,
-    /// Returns a group's token once its frame is written.
-    in_flight: Receiver<()>,
+    /// Gives a group's bytes back once its frame is written.
+    budget: &'a Budget,
     /// Where each group frame went, for the next day's reuse.
     groups: Vec<GroupFrame>,
     reused: u64,
@@ -310,7 +312,7 @@ impl Sink<'_, '_> {
     fn run(mut self, items: Receiver<Out>) -> Result<Written> {
         for item in items {
             match item {
-                Out::Group(frame) => {
+                Out::Group(frame, charge) => {
                     let frame = frame.recv().map_err(|_| stage_gone("compression"))??;
                     self.groups.push(GroupFrame {
                         recipe: frame.recipe,
@@ -320,7 +322,7 @@ impl Sink<'_, '_> {
                     });
                     self.reused += u64::from(frame.reused);
                     self.write_bytes(frame.bytes)?;
-                    let _ = self.in_flight.try_recv();
+                    self.budget.give(charge);
                 }
                 Out::Stored(loc) => self.stored_frame(&loc)?,
             }
@@ -350,17 +352,26 @@ impl Sink<'_, '_> {
         let key = pack_key(&loc.pack);
         let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
         let store = self.repo.store();
-        if let Some(path) = store.local_file(&key)
-            && self.out.copy_from_file(&path, offset, len)?
-        {
-            self.len += len;
-            return self
-                .hash
-                .send(Piece::File { path, offset, len })
-                .map_err(|_| stage_gone("hashing"));
+        let Some(path) = store.local_file(&key) else {
+            let frame = store.get_range(&key, offset, len)?;
+            return self.write_bytes(frame);
+        };
+        // Announced before the copy, which may wait for the disk: the hasher reads the range
+        // from the pack itself and need not wait with it.
+        self.hash
+            .send(Piece::File {
+                path: path.clone(),
+                offset,
+                len,
+            })
+            .map_err(|_| stage_gone("hashing"))?;
+        if !self.out.copy_from_file(&path, offset, len)? {
+            // This writer cannot read files: the same bytes, through a buffer.
+            let frame = store.get_range(&key, offset, len)?;
+            self.out.write_all(&frame).map_err(werr)?;
         }
-        let frame = store.get_range(&key, offset, len)?;
-        self.write_bytes(frame)
+        self.len += len;
+        Ok(())
     }
 }
 
@@ -490,18 +501,49 @@ fn compress_groups(
     }
 }
 
+/// Tar bytes of the groups in flight, at most [`GROUP_BUDGET`] (one group always fits).
+#[derive(Default)]
+struct Budget {
+    /// Bytes taken, and whether the writer has stopped.
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Budget {
+    fn take(&self, n: usize) -> Result<()> {
+        let mut st = self.state.lock().expect("poisoned");
+        while st.0 > 0 && st.0 + n > GROUP_BUDGET && !st.1 {
+            st = self.changed.wait(st).expect("poisoned");
+        }
+        if st.1 {
+            return Err(stage_gone("writing"));
+        }
+        st.0 += n;
+        Ok(())
+    }
+
+    fn give(&self, n: usize) {
+        self.state.lock().expect("poisoned").0 -= n;
+        self.changed.notify_all();
+    }
+
+    /// The writer stopped: nobody will give bytes back.
+    fn close(&self) {
+        self.state.lock().expect("poisoned").1 = true;
+        self.changed.notify_all();
+    }
+}
+
 /// The walking end: builds tar bytes, groups them into frames and queues the output in order.
-struct ArchiveWriter {
+struct ArchiveWriter<'a> {
     items: SyncSender<Out>,
     jobs: SyncSender<Job>,
-    /// One token per group in flight, so that a walk running ahead of the writer holds a
-    /// bounded number of frames in memory.
-    in_flight: SyncSender<()>,
+    budget: &'a Budget,
     pending: Group,
     tar_len: u64,
 }
 
-impl ArchiveWriter {
+impl ArchiveWriter<'_> {
     fn send(&self, item: Out) -> Result<()> {
         self.items.send(item).map_err(|_| stage_gone("writing"))
     }
@@ -548,11 +590,12 @@ impl ArchiveWriter {
         if self.pending.len > 0 {
             let group = std::mem::take(&mut self.pending);
             let (tx, rx) = sync_channel(1);
-            self.in_flight.send(()).map_err(|_| stage_gone("writing"))?;
+            let charge = group.len;
+            self.budget.take(charge)?;
             self.jobs
                 .send((group, tx))
                 .map_err(|_| stage_gone("compression"))?;
-            self.send(Out::Group(rx))?;
+            self.send(Out::Group(rx, charge))?;
         }
         Ok(())
     }
@@ -702,8 +745,8 @@ fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
-struct Walk<'a> {
-    w: &'a mut ArchiveWriter,
+struct Walk<'a, 'b> {
+    w: &'a mut ArchiveWriter<'b>,
     repo: &'a Repository,
     catalog: &'a Catalog,
     entries: Vec<ManifestEntry>,
@@ -712,7 +755,7 @@ struct Walk<'a> {
     links: HashMap<(Vec<u8>, u64), Vec<u8>>,
 }
 
-impl Walk<'_> {
+impl Walk<'_, '_> {
     fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
         let t = load_tree(self.repo, self.catalog, tree)?;
         for (_, e, subtree) in ordered(t.entries) {
@@ -826,7 +869,7 @@ pub fn write_archive(
     // the writer, into the small files, while the writer copies large ones.
     let (items_tx, items_rx) = sync_channel(1 << 16);
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
-    let (tokens_tx, tokens_rx) = sync_channel(GROUPS_IN_FLIGHT);
+    let budget = Budget::default();
     let jobs_rx = std::sync::Mutex::new(jobs_rx);
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
@@ -835,11 +878,16 @@ pub fn write_archive(
             hash: hash_tx,
             len: 0,
             repo,
-            in_flight: tokens_rx,
+            budget: &budget,
             groups: Vec::new(),
             reused: 0,
         };
-        let writer = scope.spawn(move || sink.run(items_rx));
+        let budget_ref = &budget;
+        let writer = scope.spawn(move || {
+            let written = sink.run(items_rx);
+            budget_ref.close();
+            written
+        });
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;
             scope.spawn(move || compress_groups(repo, level, reuse, jobs));
@@ -847,7 +895,7 @@ pub fn write_archive(
         let mut w = ArchiveWriter {
             items: items_tx,
             jobs: jobs_tx,
-            in_flight: tokens_tx,
+            budget: &budget,
             pending: Group::default(),
             tar_len: 0,
         };
@@ -981,6 +1029,11 @@ fn earlier_archive<'a>(exports: &'a dyn Store, date: &str) -> Result<Option<Reus
         return Ok(None);
     };
     let keys = DayKeys::new(&day.date)?;
+    // One ranged read per reused group (about 250 KiB each): cheap on local files, but on an
+    // object store two thousand requests can cost more than compressing the groups again.
+    if exports.local_file(&keys.archive).is_none() {
+        return Ok(None);
+    }
     let manifest = match read_manifest(exports, &keys) {
         Ok(m) => m,
         Err(e) => {
