@@ -5,7 +5,6 @@
 //! the snapshot and never abort the run; problems with the store or the catalog abort it before
 //! the snapshot is written, so nothing half-done is ever committed.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind as IoKind;
 use std::os::unix::ffi::OsStrExt;
@@ -121,7 +120,8 @@ struct Ctx<'a> {
     progress: &'a Progress,
     warnings: Mutex<Vec<Warning>>,
     skipped: Mutex<Vec<Skipped>>,
-    zero_ids: Mutex<HashMap<usize, Id>>,
+    /// Length and id of the chunk that runs of zeros are cut into.
+    zero_chunk: (usize, Id),
 }
 
 fn display(rel: &[u8]) -> String {
@@ -166,7 +166,7 @@ pub fn backup(
         progress,
         warnings: Mutex::new(Vec::new()),
         skipped: Mutex::new(Vec::new()),
-        zero_ids: Mutex::new(HashMap::new()),
+        zero_chunk: repo.config().chunker.zero_run_chunk(),
     };
 
     let folders: Vec<Option<Entry>> = opts
@@ -249,13 +249,6 @@ impl Ctx<'_> {
             self.store_chunk(id, &frame?, data.len())?;
         }
         Ok(())
-    }
-
-    /// The id of a chunk of zeros, hashed once per length: holes of sparse images are gigabytes
-    /// of the same few chunks.
-    fn zero_id(&self, chunk: &[u8]) -> Id {
-        let mut ids = self.zero_ids.lock().expect("poisoned");
-        *ids.entry(chunk.len()).or_insert_with(|| Id::of(chunk))
     }
 
     fn warn(&self, rel: &[u8], kind: &str, message: impl ToString) {
@@ -481,8 +474,9 @@ impl Ctx<'_> {
             self.progress
                 .bytes_read
                 .fetch_add(chunk.len() as u64, Relaxed);
-            let id = if zeros {
-                self.zero_id(chunk)
+            // Holes of sparse images are gigabytes of this one chunk: its id is known.
+            let id = if zeros && chunk.len() == self.zero_chunk.0 {
+                self.zero_chunk.1
             } else {
                 Id::of(chunk)
             };

@@ -10,6 +10,7 @@ use fastcdc::v2020::{MASKS, cut};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 /// FastCDC sizes, in bytes. Persisted in the repository config: changing them changes every cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,14 +52,16 @@ impl ChunkerParams {
         }
     }
 
-    /// The length of every chunk that starts with `max` zero bytes (a cut never looks further),
-    /// which is how the holes of sparse files are cut.
-    pub fn zero_run_len(&self) -> usize {
+    /// Length and id of every chunk that starts with `max` zero bytes (a cut never looks
+    /// further): what the holes of sparse files are cut into, so backup and restore can know
+    /// such chunks without hashing or reading them.
+    pub fn zero_run_chunk(&self) -> (usize, Id) {
         let mut chunker = Chunker::new(io::repeat(0).take(u64::from(self.max)), *self);
-        chunker
+        let chunk = chunker
             .next_chunk()
             .expect("reading zeros cannot fail")
-            .map_or(0, <[u8]>::len)
+            .unwrap_or_default();
+        (chunk.len(), Id::of(chunk))
     }
 
     /// The normalization-level-1 masks that `fastcdc::v2020::FastCDC::new` uses, so that
@@ -91,7 +94,7 @@ pub struct Chunker<R> {
 
 /// Whether every byte is zero. ORs 64-byte blocks, which the compiler turns into vector
 /// instructions: sparse images hold gigabytes of zeros.
-fn all_zero(data: &[u8]) -> bool {
+pub(crate) fn all_zero(data: &[u8]) -> bool {
     let mut blocks = data.chunks_exact(64);
     let whole = blocks
         .by_ref()
@@ -353,7 +356,7 @@ mod tests {
                 .next()
                 .unwrap()
                 .length;
-            assert_eq!(p.zero_run_len(), first);
+            assert_eq!(p.zero_run_chunk(), (first, Id::of(&zeros[..first])));
         }
     }
 

@@ -104,9 +104,9 @@ struct Counters {
 
 impl Counters {
     fn new(repo: &Repository) -> Counters {
-        let len = repo.config().chunker.zero_run_len();
+        let (len, id) = repo.config().chunker.zero_run_chunk();
         Counters {
-            zeros: (len as u32, crate::Id::of(&vec![0u8; len])),
+            zeros: (len as u32, id),
             ..Default::default()
         }
     }
@@ -566,7 +566,7 @@ impl SparseWriter {
     /// seek (leaving a hole), runs of other blocks are written with one write.
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
-        let zero = |b: &[u8]| b.iter().fold(0u8, |acc, x| acc | x) == 0;
+        let zero = crate::chunk::all_zero;
         let mut at = 0;
         while at < data.len() {
             let first_zero = zero(&data[at..(at + 4096).min(data.len())]);
