@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -28,7 +27,7 @@ use crate::id::{Id, hex};
 use crate::pack::BlobKind;
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
-use crate::store::{ObjectWriter, Store};
+use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
 use crate::tree::{Entry, EntryKind, RawBytes};
 
 /// Version of the manifest format.
@@ -234,42 +233,34 @@ enum Piece {
 /// of an export that cannot be split, overlaps the copying.
 fn hash_pieces(pieces: Receiver<Piece>) -> Result<String> {
     let mut sha = Sha256::new();
-    let mut buf = Vec::new();
-    let mut open: Option<(PathBuf, std::fs::File)> = None;
+    let mut buf = vec![0u8; PIECE];
+    let mut open = LastFile::default();
     for piece in pieces {
         match piece {
             Piece::Bytes(bytes) => sha.update(&bytes),
             Piece::File { path, offset, len } => {
-                if open.as_ref().is_none_or(|(p, _)| *p != path) {
-                    let f = std::fs::File::open(&path)
-                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                    open = Some((path.clone(), f));
-                }
-                let file = &open.as_ref().expect("just opened").1;
-                buf.resize(HASH_PIECE, 0);
-                let (mut at, end) = (offset, offset + len);
-                while at < end {
-                    let want = HASH_PIECE.min((end - at) as usize);
-                    let n = file
-                        .read_at(&mut buf[..want], at)
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    if n == 0 {
-                        return Err(Error::corrupt(format!(
+                let file = open
+                    .open(&path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                read_pieces(file, offset, len, &mut buf, |piece| {
+                    sha.update(piece);
+                    Ok(())
+                })
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::corrupt(format!(
                             "{} ended while its range was being hashed",
                             path.display()
-                        )));
+                        ))
+                    } else {
+                        Error::io(format!("reading {}", path.display()), e)
                     }
-                    sha.update(&buf[..n]);
-                    at += n as u64;
-                }
+                })?;
             }
         }
     }
     Ok(hex(&sha.finalize()))
 }
-
-/// Read size of the hashing thread: pieces that stay in a core's L2 cache.
-const HASH_PIECE: usize = 256 * 1024;
 
 fn werr(e: std::io::Error) -> Error {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {

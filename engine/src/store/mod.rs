@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub use fault::{Fault, FaultStore, Op};
 pub use local::LocalStore;
+pub(crate) use local::{LastFile, PIECE, read_pieces};
 pub use memory::MemoryStore;
 pub use retry::RetryStore;
 pub use s3::{S3Config, S3Store, credential_from_env};
