@@ -967,7 +967,7 @@ pub fn export(
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let reuse = earlier_archive(exports, &keys.date)?;
+    let reuse = earlier_archive(exports, &keys)?;
     let mut writer = exports.create(&keys.archive)?;
     let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
     writer.finish()?;
@@ -1014,17 +1014,22 @@ pub fn export(
 
 /// The group frames of the newest complete archive of another day, if there is one whose
 /// manifest lists them. An unreadable earlier day only costs the reuse, never the export.
-fn earlier_archive<'a>(exports: &'a dyn Store, date: &str) -> Result<Option<Reuse<'a>>> {
+fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option<Reuse<'a>>> {
+    // One ranged read per reused group (about 250 KiB each): cheap on local files, but on an
+    // object store two thousand requests can cost more than compressing the groups again. Asked
+    // before listing, which on an object store is itself a request per thousand objects.
+    if exports.local_file(&today.archive).is_none() {
+        return Ok(None);
+    }
     let days = list_days(exports)?;
-    let Some(day) = days.iter().rev().find(|d| d.complete && d.date != date) else {
+    let Some(day) = days
+        .iter()
+        .rev()
+        .find(|d| d.complete && d.date != today.date)
+    else {
         return Ok(None);
     };
     let keys = DayKeys::new(&day.date)?;
-    // One ranged read per reused group (about 250 KiB each): cheap on local files, but on an
-    // object store two thousand requests can cost more than compressing the groups again.
-    if exports.local_file(&keys.archive).is_none() {
-        return Ok(None);
-    }
     let manifest = match read_manifest(exports, &keys) {
         Ok(m) => m,
         Err(e) => {
