@@ -13,7 +13,7 @@ use cairn_engine::backup::{self, BackupOptions, BackupOutcome, Progress};
 use cairn_engine::catalog::Catalog;
 use cairn_engine::chunk::ChunkerParams;
 use cairn_engine::repo::Repository;
-use cairn_engine::store::{LocalStore, Store};
+use cairn_engine::store::{FaultStore, LocalStore, Store};
 use cairn_engine::tree::{Entry, EntryKind};
 use cairn_engine::{Id, Result};
 
@@ -45,6 +45,15 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path().join("store")).unwrap());
         Env::with_store_in(dir, store)
+    }
+
+    /// A fresh repository on a fault-injecting wrapper over a local directory store.
+    pub fn faulty() -> (Env, Arc<FaultStore<LocalStore>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultStore::new(
+            LocalStore::open(dir.path().join("store")).unwrap(),
+        ));
+        (Env::with_store_in(dir, faulty.clone()), faulty)
     }
 
     /// A fresh repository in `store`.

@@ -8,7 +8,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use cairn_engine::ErrorKind;
 use cairn_engine::export::{self, DayKeys, ExportOptions, Published};
@@ -575,11 +574,7 @@ fn archive_size_is_within_3_percent_of_tar_zstd() {
 fn a_pack_that_cannot_be_read_fails_the_export_and_publishes_nothing() {
     // Reads go through the fault wrapper (it has no local files), so small files decoded by the
     // compression workers and large files' frames both meet the faults.
-    let dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(FaultStore::new(
-        LocalStore::open(dir.path().join("store")).unwrap(),
-    ));
-    let env = Env::with_store_in(dir, faulty.clone());
+    let (env, faulty) = Env::faulty();
     for i in 0..400u64 {
         write(
             &env.src.join(format!("notetaking/n{i:03}.md")),

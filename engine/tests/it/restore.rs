@@ -8,12 +8,11 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
-use std::sync::Arc;
 
 use cairn_engine::check::{self, ReadData};
 use cairn_engine::export::{self, ExportOptions};
 use cairn_engine::restore::{self, Overwrite, RestoreOptions};
-use cairn_engine::store::{Fault, FaultStore, LocalStore, Op, Store};
+use cairn_engine::store::{Fault, LocalStore, Op, Store};
 use cairn_engine::{ErrorKind, Id};
 
 use crate::common::*;
@@ -257,11 +256,7 @@ fn a_partial_restore_writes_only_that_path() {
 
 #[test]
 fn an_interrupted_restore_finishes_with_if_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(FaultStore::new(
-        LocalStore::open(dir.path().join("store")).unwrap(),
-    ));
-    let env = Env::with_store_in(dir, faulty.clone());
+    let (env, faulty) = Env::faulty();
     awkward_tree(&env.src);
     for i in 0..12 {
         write(
