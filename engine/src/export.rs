@@ -173,7 +173,7 @@ pub struct GroupFrame {
 
 /// What [`write_archive`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// Archive size.
     pub size: u64,
     /// Archive SHA-256, hex.
@@ -444,7 +444,7 @@ type Job = (Group, SyncSender<Result<Frame>>);
 
 /// The group frames of an earlier archive, by recipe.
 #[derive(Debug)]
-pub struct Reuse<'a> {
+pub(crate) struct Reuse<'a> {
     store: &'a dyn Store,
     key: String,
     date: String,
@@ -847,7 +847,7 @@ impl Walk<'_, '_> {
 }
 
 /// Writes the archive of `snap` into `out`, taking unchanged group frames from `reuse`.
-pub fn write_archive(
+pub(crate) fn write_archive(
     repo: &Repository,
     catalog: &Catalog,
     snap: &Snapshot,
