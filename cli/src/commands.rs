@@ -120,6 +120,10 @@ pub struct CheckArgs {
     /// Verify a subset of packs: N/M (part N of M) or P% (by pack id, the same packs each time).
     #[arg(long, value_name = "N/M|P%")]
     read_data_subset: Option<String>,
+    /// Put back damaged snapshot objects from the catalog's intact copy, or move them aside to
+    /// quarantine/snapshots/ (deletes from the store: needs a key that may delete).
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +288,7 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
         date,
         level: cfg.backup.compression,
         force: a.force,
+        hook: None,
     };
     let published = export::export(&repo, &catalog, exports.as_ref(), (&id, &snap), &opts)
         .with_context(|| format!("exporting snapshot {} as {}", id.short(), opts.date))?;
@@ -512,7 +517,7 @@ fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
     let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let report = check::check(&repo, &catalog, &sync, read)?;
+    let report = check::check(&repo, &catalog, &sync, read, a.repair)?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {
@@ -528,6 +533,15 @@ fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
                 format!("{} problems", report.problems.len())
             }
         );
+        for r in &report.repaired {
+            println!("repaired: {r}");
+        }
+        if report.healed > 0 {
+            println!(
+                "{} damaged blobs have good copies in other packs (healed)",
+                report.healed
+            );
+        }
         for p in &report.problems {
             println!("{}: {} — {}", p.kind, p.object, p.detail);
             for x in &p.affected {

@@ -124,6 +124,50 @@ struct Ctx<'a> {
     zero_chunk: (usize, Id),
 }
 
+/// The filesystem a directory lies on: its device number, which is only compared within one
+/// run, and a key derived from where that filesystem was entered, which is stable across runs.
+///
+/// Hardlink identities must tell apart inodes of different filesystems (two mounts below one
+/// folder both have an inode 2) while trees stay free of device numbers, which change from one
+/// pod to the next. Inode numbers of the folder's own filesystem are used as they are; those of
+/// a filesystem mounted below it are mixed with the path of its mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fs {
+    dev: u64,
+    /// 0 for the filesystem of the top-level folder; otherwise from the mount point's path.
+    key: u64,
+}
+
+impl Fs {
+    fn root(dev: u64) -> Fs {
+        Fs { dev, key: 0 }
+    }
+
+    /// The filesystem of an entry at `rel` whose device is `dev`: this one, or one mounted at
+    /// `rel` (a directory mount, or a file bind-mounted over a name).
+    fn enter(self, dev: u64, rel: &[u8]) -> Fs {
+        if dev == self.dev {
+            return self;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"cairn hardlink filesystem\0");
+        h.update(rel);
+        let key = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8"));
+        Fs { dev, key: key | 1 }
+    }
+
+    /// The hardlink identity of inode `ino` on this filesystem.
+    fn hardlink_id(self, ino: u64) -> u64 {
+        if self.key == 0 {
+            return ino;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(&self.key.to_le_bytes());
+        h.update(&ino.to_le_bytes());
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8"))
+    }
+}
+
 fn display(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).into_owned()
 }
@@ -295,15 +339,16 @@ impl Ctx<'_> {
             );
             return Ok(None);
         }
-        let tree = self.dir(&path, rel, st.dev)?;
+        let tree = self.dir(&path, rel, Fs::root(st.dev))?;
         self.progress.dirs.fetch_add(1, Relaxed);
         Ok(Some(entry_from(rel, &st, EntryKind::Dir, |e| {
             e.tree = Some(tree)
         })))
     }
 
-    /// Backs up the directory at `path` and returns its tree id.
-    fn dir(&self, path: &Path, rel: &[u8], dev: u64) -> Result<Id> {
+    /// Backs up the directory at `path`, which lies on the filesystem `fs`, and returns its
+    /// tree id.
+    fn dir(&self, path: &Path, rel: &[u8], fs: Fs) -> Result<Id> {
         let names = match list_dir(path) {
             Ok(n) => n,
             Err(e) => {
@@ -318,7 +363,7 @@ impl Ctx<'_> {
                     &path.join(name),
                     &join_rel(rel, name.as_bytes()),
                     name.as_bytes(),
-                    dev,
+                    fs,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -339,7 +384,7 @@ impl Ctx<'_> {
         Ok(id)
     }
 
-    fn entry(&self, path: &Path, rel: &[u8], name: &[u8], dev: u64) -> Result<Option<Entry>> {
+    fn entry(&self, path: &Path, rel: &[u8], name: &[u8], fs: Fs) -> Result<Option<Entry>> {
         if self.excludes.is_excluded(name, rel) {
             self.skip(rel, "excluded");
             return Ok(None);
@@ -353,11 +398,11 @@ impl Ctx<'_> {
         };
         let entry = match st.kind {
             EntryKind::Dir => {
-                if self.opts.one_file_system && st.dev != dev {
+                if self.opts.one_file_system && st.dev != fs.dev {
                     self.skip(rel, "other_filesystem");
                     return Ok(None);
                 }
-                let tree = self.dir(path, rel, dev)?;
+                let tree = self.dir(path, rel, fs.enter(st.dev, rel))?;
                 self.progress.dirs.fetch_add(1, Relaxed);
                 entry_from(name, &st, EntryKind::Dir, |e| e.tree = Some(tree))
             }
@@ -369,7 +414,7 @@ impl Ctx<'_> {
                         e.size = size;
                         e.chunks = chunks;
                         if st.nlink > 1 {
-                            e.hardlink = Some(st.ino);
+                            e.hardlink = Some(fs.enter(st.dev, rel).hardlink_id(st.ino));
                         }
                     })
                 }
@@ -584,7 +629,7 @@ pub fn read_file_content(
         let loc = catalog
             .locate(BlobKind::Data, id)?
             .ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))?;
-        let data = repo.read_blob(id, &loc)?;
+        let data = crate::damage::read_checked(repo, catalog, BlobKind::Data, id, &loc)?;
         out.write_all(&data)
             .map_err(|e| Error::io("writing file content", e))?;
         n += data.len() as u64;
@@ -597,7 +642,13 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
     let loc = catalog
         .locate(BlobKind::Tree, id)?
         .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
-    Tree::decode(&repo.read_blob(id, &loc)?)
+    Tree::decode(&crate::damage::read_checked(
+        repo,
+        catalog,
+        BlobKind::Tree,
+        id,
+        &loc,
+    )?)
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to
@@ -664,4 +715,28 @@ pub fn find_entry(repo: &Repository, catalog: &Catalog, root: &Id, path: &[u8]) 
         })?;
     }
     unreachable!("the loop returns on the last part")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fs;
+
+    #[test]
+    fn hardlink_ids_tell_filesystems_apart_but_not_device_numbers() {
+        let folder = Fs::root(40);
+        // The folder's own filesystem keeps plain inode numbers (trees of earlier runs stay equal).
+        assert_eq!(folder.hardlink_id(2), 2);
+        assert_eq!(folder.enter(40, b"notetaking/a"), folder);
+        // Two mounts below one folder, both with inode 2: never the same identity.
+        let a = folder.enter(41, b"notetaking/a");
+        let b = folder.enter(42, b"notetaking/b");
+        assert_ne!(a.hardlink_id(2), b.hardlink_id(2));
+        assert_ne!(a.hardlink_id(2), folder.hardlink_id(2));
+        // The next night's pod numbers the devices differently: same identities.
+        let a2 = Fs::root(7).enter(9, b"notetaking/a");
+        assert_eq!(a2.hardlink_id(2), a.hardlink_id(2));
+        // One mount: one identity per inode.
+        assert_eq!(a.hardlink_id(5), a.hardlink_id(5));
+        assert_ne!(a.hardlink_id(5), a.hardlink_id(6));
+    }
 }

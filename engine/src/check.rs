@@ -1,9 +1,15 @@
 //! Repository check: is everything every snapshot needs in the store, and intact?
 //!
 //! Structure (always): every pack's index parses and matches the size the catalog recorded, every
-//! tree a snapshot reaches decodes, every chunk it names is in a known pack. Data (`--read-data`,
-//! or a subset of packs): every pack is downloaded, must hash to its name, and every blob in it
-//! must decode to its id. Problems name the pack or blob and the snapshots and paths they affect.
+//! snapshot object decodes to its id, every tree a snapshot reaches decodes, every chunk it names
+//! is in a known pack. Data (`--read-data`, or a subset of packs): every pack is downloaded, must
+//! hash to its name, and every blob in it must decode to its id. Problems name the pack or blob
+//! and the snapshots and paths they affect.
+//!
+//! Damaged blobs that are found are recorded in the damage register ([`crate::damage`]), so the
+//! next backup stores them again from the source; a blob whose damaged copy is noted and that has
+//! a good copy elsewhere is healed, not a problem. `--repair` also puts back snapshot objects that
+//! the catalog still holds intact and moves the others aside (`quarantine/snapshots/<id>`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -12,6 +18,7 @@ use serde::Serialize;
 
 use crate::backup::load_tree;
 use crate::catalog::{Catalog, SyncReport};
+use crate::damage::DamagedBlob;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
@@ -95,6 +102,10 @@ pub struct Problem {
 /// What `check` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
+    /// Damaged blobs in the damage register that have a good copy in another pack.
+    pub healed: usize,
+    /// What `--repair` did, one line each.
+    pub repaired: Vec<String>,
     /// Snapshots checked.
     pub snapshots: usize,
     /// Packs in the store.
@@ -109,14 +120,19 @@ pub struct CheckReport {
 
 const MAX_LISTED: usize = 50;
 
-/// Why a pack failed to read: the damaged blob if one was found, and what was wrong.
-type PackFailure = (Option<Id>, String);
+/// What reading one pack found wrong.
+enum PackFailure {
+    /// The pack as a whole: unreadable, or it does not hash to its name and no blob explains it.
+    Pack(String),
+    /// These blobs do not decode to their ids.
+    Blobs(Vec<DamagedBlob>),
+}
 
 struct Damage {
     /// Packs that are damaged, with what is wrong.
     packs: HashMap<Id, (String, String)>,
-    /// Blobs that are damaged inside otherwise readable packs.
-    blobs: HashMap<Id, String>,
+    /// The damage register: (pack, blob) → what was wrong.
+    blobs: HashMap<(Id, Id), String>,
 }
 
 /// Reads one pack whole and checks its name, index and every blob.
@@ -124,40 +140,49 @@ fn read_pack(repo: &Repository, id: &Id) -> std::result::Result<(), PackFailure>
     let bytes = repo
         .store()
         .get(&pack_key(id))
-        .map_err(|e| (None, e.to_string()))?;
-    if Id::of(&bytes) != *id {
-        // Find which blobs suffer, if the index still parses.
-        if let Ok(entries) = pack::parse_trailer(&bytes, bytes.len() as u64) {
-            for e in entries {
-                let frame = bytes
-                    .get(e.offset as usize..(e.offset + e.length) as usize)
-                    .unwrap_or_default();
-                if pack::open_blob(&e, frame).is_err() {
-                    return Err((
-                        Some(e.id),
-                        "pack does not hash to its name; blob fails to decode".into(),
-                    ));
-                }
-            }
+        .map_err(|e| PackFailure::Pack(e.to_string()))?;
+    let entries = match pack::parse_trailer(&bytes, bytes.len() as u64) {
+        Ok(entries) => entries,
+        Err(e) if Id::of(&bytes) != *id => {
+            return Err(PackFailure::Pack(format!(
+                "pack does not hash to its name: {e}"
+            )));
         }
-        return Err((None, "pack does not hash to its name".into()));
+        Err(e) => return Err(PackFailure::Pack(e.to_string())),
+    };
+    let bad: Vec<DamagedBlob> = entries
+        .iter()
+        .filter_map(|e| {
+            let frame = bytes
+                .get(e.offset as usize..(e.offset as usize).saturating_add(e.length as usize))
+                .unwrap_or_default();
+            pack::open_blob(e, frame).err().map(|err| DamagedBlob {
+                kind: e.kind,
+                id: e.id,
+                detail: err.to_string(),
+            })
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(PackFailure::Blobs(bad));
     }
-    let entries =
-        pack::parse_trailer(&bytes, bytes.len() as u64).map_err(|e| (None, e.to_string()))?;
-    for e in entries {
-        let frame = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-        pack::open_blob(&e, frame).map_err(|err| (Some(e.id), err.to_string()))?;
+    if Id::of(&bytes) != *id {
+        return Err(PackFailure::Pack("pack does not hash to its name".into()));
     }
     Ok(())
 }
 
 /// Checks the repository. `catalog` must come from [`Catalog::open_for`], whose `sync` report
 /// names the packs it could not index or found gone.
+///
+/// With `repair`, unreadable snapshot objects are put back from the catalog's copy where it
+/// hashes to the snapshot's id, and moved aside otherwise (this deletes from the store).
 pub fn check(
     repo: &Repository,
     catalog: &Catalog,
     sync: &SyncReport,
     read: ReadData,
+    repair: bool,
 ) -> Result<CheckReport> {
     let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
     let known = catalog.pack_sizes()?;
@@ -165,6 +190,12 @@ pub fn check(
         packs: HashMap::new(),
         blobs: HashMap::new(),
     };
+    let notes = crate::damage::load_all(repo)?;
+    for (pack, note) in &notes {
+        for b in &note.blobs {
+            damage.blobs.insert((*pack, b.id), b.detail.clone());
+        }
+    }
     for hex in &sync.packs_unreadable {
         damage.packs.insert(
             Id::from_hex(hex)?,
@@ -211,18 +242,55 @@ pub fn check(
         .collect();
     for (id, r) in results {
         match r {
-            Ok(()) => {}
-            Err((Some(blob), detail)) => {
-                damage
-                    .packs
-                    .insert(id, ("corrupt_pack".into(), detail.clone()));
-                damage.blobs.insert(blob, detail);
+            Ok(()) => {
+                // Read whole: whatever a note said about it is no longer true.
+                if let Some(note) = notes.get(&id) {
+                    crate::damage::clear(repo, catalog, note)?;
+                    damage.blobs.retain(|(pack, _), _| *pack != id);
+                }
             }
-            Err((None, detail)) => {
+            Err(PackFailure::Blobs(blobs)) => {
+                // Recorded: the catalog forgets these copies and the next backup stores the
+                // chunks again from the source.
+                crate::damage::record(repo, catalog, &id, &blobs)?;
+                for b in blobs {
+                    damage.blobs.insert((id, b.id), b.detail);
+                }
+            }
+            Err(PackFailure::Pack(detail)) => {
                 damage.packs.insert(id, ("corrupt_pack".into(), detail));
             }
         }
     }
+    let mut repaired = Vec::new();
+    let unreadable = unreadable_snapshots(repo, sync)?;
+    let mut snapshot_problems = Vec::new();
+    for (id, detail) in &unreadable {
+        if repair {
+            repaired.push(repair_snapshot(repo, catalog, id)?);
+            continue;
+        }
+        snapshot_problems.push(Problem {
+            kind: "unreadable_snapshot".into(),
+            object: format!("snapshot {id}"),
+            detail: format!("{detail} (cairn check --repair puts it back or moves it aside)"),
+            affected: vec![],
+            affected_count: 0,
+        });
+    }
+    let healed = damage
+        .blobs
+        .iter()
+        .filter(|((pack, blob), _)| {
+            [BlobKind::Data, BlobKind::Tree].iter().any(|k| {
+                catalog
+                    .locate(*k, blob)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|l| l.pack != *pack)
+            })
+        })
+        .count();
 
     // Walk every snapshot; remember trees already found clean so that shared subtrees cost once.
     let mut affected: BTreeMap<String, (String, String, Vec<Affected>)> = BTreeMap::new();
@@ -257,6 +325,7 @@ pub fn check(
             }
         })
         .collect();
+    problems.extend(snapshot_problems);
     // Damage that no snapshot reaches is still damage.
     for (id, (kind, detail)) in &damage.packs {
         let object = format!("pack {id}");
@@ -272,6 +341,8 @@ pub fn check(
     }
     problems.sort_by(|a, b| a.object.cmp(&b.object));
     Ok(CheckReport {
+        healed,
+        repaired,
         snapshots: snapshots.len(),
         packs: in_store.len(),
         packs_read: selected.len(),
@@ -315,11 +386,13 @@ impl Walker<'_> {
                 "in no pack of the store".into(),
             )));
         };
-        if let Some(detail) = self.damage.blobs.get(id) {
+        if let Some(detail) = self.damage.blobs.get(&(loc.pack, *id)) {
             return Ok(Some((
                 format!("pack {}", loc.pack),
                 "corrupt_blob".into(),
-                detail.clone(),
+                format!(
+                    "{detail}; recorded as damaged: the next backup stores it again if the source still has it"
+                ),
             )));
         }
         if let Some((k, detail)) = self.damage.packs.get(&loc.pack) {
@@ -372,4 +445,50 @@ impl Walker<'_> {
         }
         Ok(ok)
     }
+}
+
+/// Snapshot objects in the store that do not decode to their id, with what is wrong: those the
+/// catalog sync left out, and those the catalog still holds a good copy of (read again here).
+fn unreadable_snapshots(repo: &Repository, sync: &SyncReport) -> Result<Vec<(Id, String)>> {
+    let ids = repo.list_snapshot_ids()?;
+    let found: Vec<Option<(Id, String)>> = ids
+        .par_iter()
+        .map(|id| match repo.load_snapshot(id) {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == crate::ErrorKind::Corrupt => Ok(Some((*id, e.to_string()))),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .collect::<Result<_>>()?;
+    let mut out: Vec<(Id, String)> = found.into_iter().flatten().collect();
+    for hex in &sync.snapshots_unreadable {
+        let id = Id::from_hex(hex)?;
+        if !out.iter().any(|(i, _)| *i == id) && ids.contains(&id) {
+            out.push((id, "snapshot object does not decode".into()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where `--repair` moves a snapshot object that cannot be put back.
+pub const QUARANTINE: &str = "quarantine/snapshots/";
+
+/// Puts a damaged snapshot object back from the catalog's copy if that copy hashes to the
+/// snapshot's id; otherwise moves the object aside. Returns what was done.
+fn repair_snapshot(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<String> {
+    let key = format!("{}{id}", crate::repo::SNAPSHOTS);
+    if let Some(snap) = catalog.snapshot(id)? {
+        let (cid, bytes) = snap.encode();
+        if cid == *id {
+            repo.store().put(&key, &bytes)?;
+            return Ok(format!("snapshot {id}: put back from the catalog's copy"));
+        }
+    }
+    let bytes = repo.store().get(&key)?;
+    repo.store().put(&format!("{QUARANTINE}{id}"), &bytes)?;
+    repo.store().delete(&key)?;
+    Ok(format!(
+        "snapshot {id}: moved aside to {QUARANTINE}{id} (no intact copy to put back)"
+    ))
 }

@@ -275,13 +275,64 @@ enum Out {
     /// charge against the [`Budget`].
     Group(Receiver<Result<Frame>>, usize),
     /// A stored chunk frame, to copy from its pack.
-    Stored(BlobLocation),
+    Stored(Id, BlobLocation),
+}
+
+/// A stored frame that was copied into the archive, for the thread that checks it.
+struct Copied {
+    id: Id,
+    loc: BlobLocation,
+    /// The frame's bytes when the writer read them; otherwise they are read from `path`.
+    bytes: Option<Vec<u8>>,
+    path: Option<PathBuf>,
+}
+
+/// Decodes every stored frame copied into the archive and checks it against its chunk id, on
+/// its own thread beside the copy: the copy itself never looks at the bytes, and a frame damaged
+/// in its pack must not reach an archive that is then published as complete. A damaged frame
+/// is recorded in the damage register (the next backup stores the chunk again from the source)
+/// and fails the export.
+fn check_frames(repo: &Repository, catalog: &Catalog, frames: Receiver<Copied>) -> Result<()> {
+    let mut open = LastFile::default();
+    let mut buf = Vec::new();
+    for c in frames {
+        let frame: &[u8] = match (&c.bytes, &c.path) {
+            (Some(bytes), _) => bytes,
+            (None, Some(path)) => {
+                let file = open
+                    .open(path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                buf.resize(c.loc.length as usize, 0);
+                std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, u64::from(c.loc.offset))
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                &buf
+            }
+            (None, None) => unreachable!("a copied frame has bytes or a file"),
+        };
+        let entry = crate::pack::PackEntry {
+            kind: BlobKind::Data,
+            id: c.id,
+            offset: c.loc.offset,
+            length: c.loc.length,
+            raw_length: c.loc.raw_length,
+        };
+        if let Err(e) = crate::pack::open_blob(&entry, frame) {
+            crate::damage::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
+            return Err(Error::corrupt(format!(
+                "chunk {} in pack {} is damaged ({e}); nothing was published, and the next backup stores the chunk again from the source",
+                c.id.short(),
+                c.loc.pack.short()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The writing end: puts frames into the object in order and passes them on to the hasher.
 struct Sink<'a, 'o> {
     out: &'o mut dyn ObjectWriter,
     hash: SyncSender<Piece>,
+    check: SyncSender<Copied>,
     len: u64,
     repo: &'a Repository,
     /// Gives a group's bytes back once its frame is written.
@@ -315,7 +366,7 @@ impl Sink<'_, '_> {
                     self.write_bytes(frame.bytes)?;
                     self.budget.give(charge);
                 }
-                Out::Stored(loc) => self.stored_frame(&loc)?,
+                Out::Stored(id, loc) => self.stored_frame(id, &loc)?,
             }
         }
         self.out.flush().map_err(werr)?;
@@ -329,6 +380,23 @@ impl Sink<'_, '_> {
         })
     }
 
+    fn checked(
+        &self,
+        id: Id,
+        loc: &BlobLocation,
+        bytes: Option<Vec<u8>>,
+        path: Option<PathBuf>,
+    ) -> Result<()> {
+        self.check
+            .send(Copied {
+                id,
+                loc: *loc,
+                bytes,
+                path,
+            })
+            .map_err(|_| stage_gone("checking"))
+    }
+
     fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.out.write_all(&bytes).map_err(werr)?;
         self.len += bytes.len() as u64;
@@ -339,14 +407,16 @@ impl Sink<'_, '_> {
 
     /// Appends a stored frame: copied inside the kernel when both the pack and the archive are
     /// local files, otherwise read and written.
-    fn stored_frame(&mut self, loc: &BlobLocation) -> Result<()> {
+    fn stored_frame(&mut self, id: Id, loc: &BlobLocation) -> Result<()> {
         let key = pack_key(&loc.pack);
         let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
         let store = self.repo.store();
         let Some(path) = store.local_file(&key) else {
             let frame = store.get_range(&key, offset, len)?;
+            self.checked(id, loc, Some(frame.clone()), None)?;
             return self.write_bytes(frame);
         };
+        self.checked(id, loc, None, Some(path.clone()))?;
         // Announced before the copy, which may wait for the disk: the hasher reads the range
         // from the pack itself and need not wait with it.
         self.hash
@@ -408,13 +478,13 @@ impl Group {
         Id(*h.finalize().as_bytes())
     }
 
-    fn assemble(&self, repo: &Repository) -> Result<Vec<u8>> {
+    fn assemble(&self, repo: &Repository, catalog: &Catalog) -> Result<Vec<u8>> {
         let mut tar = Vec::with_capacity(self.len);
         for seg in &self.segs {
             match seg {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[*a..*b]),
                 Seg::Blob(id, loc) => {
-                    let data = repo.read_blob(id, loc)?;
+                    let data = crate::damage::read_checked(repo, catalog, BlobKind::Data, id, loc)?;
                     if data.len() != loc.raw_length as usize {
                         return Err(Error::corrupt(format!(
                             "chunk {} decoded to {} bytes, the catalog says {}",
@@ -465,6 +535,7 @@ impl Reuse<'_> {
 /// previous archive.
 fn compress_groups(
     repo: &Repository,
+    catalog: &Catalog,
     level: i32,
     reuse: Option<&Reuse<'_>>,
     jobs: &std::sync::Mutex<Receiver<Job>>,
@@ -480,7 +551,7 @@ fn compress_groups(
                 reused: true,
             }),
             None => group
-                .assemble(repo)
+                .assemble(repo, catalog)
                 .and_then(|tar| codec::encode(&tar, level))
                 .map(|bytes| Frame {
                     bytes,
@@ -613,7 +684,7 @@ impl ArchiveWriter<'_> {
                 self.blob(*id, loc)?;
             } else {
                 self.flush_pending()?;
-                self.send(Out::Stored(loc))?;
+                self.send(Out::Stored(*id, loc))?;
                 self.tar_len += u64::from(loc.raw_length);
             }
         }
@@ -736,14 +807,17 @@ fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
+/// The path and the chunks of the first name of a hardlinked file in the archive.
+type FirstName = (Vec<u8>, Vec<Id>);
+
 struct Walk<'a, 'b> {
     w: &'a mut ArchiveWriter<'b>,
     repo: &'a Repository,
     catalog: &'a Catalog,
     entries: Vec<ManifestEntry>,
     skipped: Vec<LeftOut>,
-    /// (top-level folder, hardlink id) → path of the first name written.
-    links: HashMap<(Vec<u8>, u64), Vec<u8>>,
+    /// (top-level folder, hardlink id) → path and content of the first name written.
+    links: HashMap<(Vec<u8>, u64), FirstName>,
 }
 
 impl Walk<'_, '_> {
@@ -808,9 +882,14 @@ impl Walk<'_, '_> {
                         .unwrap_or_default()
                         .to_vec();
                     match self.links.get(&(folder.clone(), h)) {
-                        Some(first) => Some(first.clone()),
+                        // Linked only to a name with the same content: snapshots written before
+                        // hardlink identities included the filesystem can share an identity
+                        // between two files of different mounts.
+                        Some((first, chunks)) if *chunks == e.chunks => Some(first.clone()),
+                        Some(_) => None,
                         None => {
-                            self.links.insert((folder, h), path.clone());
+                            self.links
+                                .insert((folder, h), (path.clone(), e.chunks.clone()));
                             None
                         }
                     }
@@ -856,6 +935,8 @@ pub(crate) fn write_archive(
     out: &mut dyn ObjectWriter,
 ) -> Result<Written> {
     let (hash_tx, hash_rx) = sync_channel(16);
+    // Frames to check: up to 8 MiB each when the writer read them (S3), a few bytes otherwise.
+    let (check_tx, check_rx) = sync_channel(4);
     // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
     // the writer, into the small files, while the writer copies large ones.
     let (items_tx, items_rx) = sync_channel(1 << 16);
@@ -864,9 +945,11 @@ pub(crate) fn write_archive(
     let jobs_rx = std::sync::Mutex::new(jobs_rx);
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
+        let checker = scope.spawn(move || check_frames(repo, catalog, check_rx));
         let sink = Sink {
             out,
             hash: hash_tx,
+            check: check_tx,
             len: 0,
             repo,
             budget: &budget,
@@ -881,7 +964,7 @@ pub(crate) fn write_archive(
         });
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;
-            scope.spawn(move || compress_groups(repo, level, reuse, jobs));
+            scope.spawn(move || compress_groups(repo, catalog, level, reuse, jobs));
         }
         let mut w = ArchiveWriter {
             items: items_tx,
@@ -908,10 +991,11 @@ pub(crate) fn write_archive(
         drop(w); // closes the queues: the workers, the writer, then the hasher finish
         let written = writer.join().expect("the writing thread does not panic");
         let sha = hasher.join().expect("the hashing thread does not panic");
+        let checked = checker.join().expect("the checking thread does not panic");
         // A stage that stopped makes the ones before it fail too; report the root cause.
-        match (walked, written, sha) {
-            (_, _, Err(e)) | (_, Err(e), _) | (Err(e), _, _) => Err(e),
-            (Ok((entries, skipped)), Ok(written), Ok(sha256)) => Ok(Written {
+        match (walked, written, sha, checked) {
+            (_, _, _, Err(e)) | (_, _, Err(e), _) | (_, Err(e), _, _) | (Err(e), _, _, _) => Err(e),
+            (Ok((entries, skipped)), Ok(written), Ok(sha256), Ok(())) => Ok(Written {
                 sha256,
                 entries,
                 skipped,
@@ -930,6 +1014,40 @@ pub struct ExportOptions {
     pub level: i32,
     /// Replace a complete archive of another snapshot.
     pub force: bool,
+    /// Called at the steps of publication; lets tests interleave two writers exactly.
+    pub hook: Option<ExportHook>,
+}
+
+/// Where in publishing an [`ExportHook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportPoint {
+    /// The writer's lease object is written and not yet checked against the others.
+    LeaseWritten,
+    /// The day's lease is held; nothing of the day was read or written yet.
+    Leased,
+    /// The archive object is complete; `.sha256` and manifest are not written yet.
+    ArchiveWritten,
+    /// The `.sha256` is written; the manifest is next.
+    BeforeManifest,
+}
+
+/// A callback for [`ExportOptions::hook`].
+#[derive(Clone)]
+pub struct ExportHook(pub std::sync::Arc<dyn Fn(ExportPoint) + Send + Sync>);
+
+impl std::fmt::Debug for ExportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportHook")
+    }
+}
+
+/// How long a day's lease lives without a refresh: a writer that died blocks the day's rerun on
+/// another machine at most this long (on its own machine, not at all).
+pub const DAY_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The store prefix of the leases of one day in the exports location.
+pub fn day_lease_prefix(date: &str) -> String {
+    format!("_leases/{date}/")
 }
 
 /// Publishes the daily archive of snapshot `snap_id` into `exports`.
@@ -937,6 +1055,11 @@ pub struct ExportOptions {
 /// If the day already has a complete archive of the same tree (a snapshot with the same root),
 /// nothing is written: the bytes would be identical. If it has one of a different tree, the
 /// call fails with kind `Conflict` unless `force` is set.
+///
+/// Two writers of one day (two pods, each with its own state volume) are kept apart by a lease
+/// in the exports location (see [`crate::lease`]): the second fails with kind `Locked`, naming
+/// the first, and the check above is made while the lease is held, so it holds under
+/// concurrency too.
 pub fn export(
     repo: &Repository,
     catalog: &Catalog,
@@ -944,9 +1067,44 @@ pub fn export(
     (snap_id, snap): (&Id, &Snapshot),
     opts: &ExportOptions,
 ) -> Result<Published> {
-    let (date, level, force) = (opts.date.as_str(), opts.level, opts.force);
-    let keys = DayKeys::new(date)?;
-    match read_manifest(exports, &keys) {
+    let keys = DayKeys::new(&opts.date)?;
+    let call = |p: ExportPoint| {
+        if let Some(h) = &opts.hook {
+            (h.0)(p);
+        }
+    };
+    let lease_hook = |_: crate::lease::LeasePoint| call(ExportPoint::LeaseWritten);
+    let lease = crate::lease::acquire(
+        exports,
+        &day_lease_prefix(&keys.date),
+        &format!("publishing {}", keys.date),
+        DAY_LEASE_TTL,
+        Some(&lease_hook),
+    )?;
+    call(ExportPoint::Leased);
+    let published =
+        lease.hold(|| publish(repo, catalog, exports, (snap_id, snap), opts, &keys, &lease))?;
+    lease.release()?;
+    Ok(published)
+}
+
+/// [`export`] with the day's lease held.
+fn publish(
+    repo: &Repository,
+    catalog: &Catalog,
+    exports: &dyn Store,
+    (snap_id, snap): (&Id, &Snapshot),
+    opts: &ExportOptions,
+    keys: &DayKeys,
+    lease: &crate::lease::Lease<'_>,
+) -> Result<Published> {
+    let call = |p: ExportPoint| {
+        if let Some(h) = &opts.hook {
+            (h.0)(p);
+        }
+    };
+    let (level, force) = (opts.level, opts.force);
+    match read_manifest(exports, keys) {
         // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
         Ok(m) if m.root == snap.root => {
             return Ok(Published::Unchanged(m));
@@ -967,10 +1125,11 @@ pub fn export(
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let reuse = earlier_archive(exports, &keys)?;
+    let reuse = earlier_archive(exports, keys)?;
     let mut writer = exports.create(&keys.archive)?;
     let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
     writer.finish()?;
+    call(ExportPoint::ArchiveWritten);
     let Written {
         size,
         sha256,
@@ -983,6 +1142,7 @@ pub fn export(
         &keys.sha256,
         format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),
     )?;
+    call(ExportPoint::BeforeManifest);
     let reused = Reused {
         from: reuse.map(|r| r.date),
         groups: groups.len() as u64,
@@ -1008,6 +1168,8 @@ pub fn export(
         groups,
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    // The manifest makes the day complete: only while the lease is still this writer's.
+    lease.confirm()?;
     exports.put(&keys.manifest, &bytes)?;
     Ok(Published::Written(manifest, reused))
 }

@@ -611,7 +611,8 @@ struct Plan {
     links: Vec<(Parts, Entry, Parts)>,
     symlinks: Vec<(Vec<Vec<u8>>, Entry)>,
     specials: Vec<(Vec<Vec<u8>>, Entry)>,
-    first_of: HashMap<(Vec<u8>, u64), Vec<Vec<u8>>>,
+    /// (top-level folder, hardlink id) → path and content of the first name planned.
+    first_of: HashMap<(Vec<u8>, u64), (Parts, Vec<crate::Id>)>,
 }
 
 impl Plan {
@@ -640,11 +641,19 @@ impl Plan {
             EntryKind::File => {
                 if let Some(h) = e.hardlink {
                     let key = (path[0].clone(), h);
-                    if let Some(first) = self.first_of.get(&key) {
-                        self.links.push((parent.to_vec(), e, first.clone()));
-                        return Ok(());
+                    match self.first_of.get(&key) {
+                        // Linked only to a name with the same content: snapshots written before
+                        // hardlink identities included the filesystem can share an identity
+                        // between two files of different mounts.
+                        Some((first, chunks)) if *chunks == e.chunks => {
+                            self.links.push((parent.to_vec(), e, first.clone()));
+                            return Ok(());
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.first_of.insert(key, (path, e.chunks.clone()));
+                        }
                     }
-                    self.first_of.insert(key, path);
                 }
                 self.files.push(FileJob {
                     parent: parent.to_vec(),
@@ -770,7 +779,13 @@ fn restore_file(
             if counters.is_zeros(id, loc.raw_length) {
                 w.skip(u64::from(loc.raw_length))?;
             } else {
-                w.write(&repo.read_blob(id, loc)?)?;
+                w.write(&crate::damage::read_checked(
+                    repo,
+                    catalog,
+                    BlobKind::Data,
+                    id,
+                    loc,
+                )?)?;
             }
         }
         Ok(())

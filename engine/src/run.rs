@@ -117,6 +117,7 @@ pub fn nightly(
             date: date.clone(),
             level: opts.backup.compression,
             force: opts.force,
+            hook: None,
         };
         let published = export::export(
             repo,

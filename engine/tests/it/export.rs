@@ -38,6 +38,7 @@ fn export_latest(
         date: date.into(),
         level: 3,
         force,
+        hook: None,
     };
     export::export(&env.repo, &cat, exports, (&id, &snap), &opts)
 }
@@ -476,6 +477,7 @@ fn sizes_over_8_gib_survive() {
         date: "2026-11-29".into(),
         level: 3,
         force: false,
+        hook: None,
     };
     let m = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts)
         .unwrap()

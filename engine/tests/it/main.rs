@@ -8,3 +8,4 @@ mod props;
 mod restore;
 mod s3;
 mod store_conformance;
+mod trust;

@@ -318,6 +318,7 @@ fn restore_from_the_daily_archive_alone() {
         date: "2026-11-29".into(),
         level: 3,
         force: false,
+        hook: None,
     };
     export::export(&env.repo, &cat, &exports, (&id, &snap), &eo).unwrap();
     drop(cat);
@@ -557,7 +558,7 @@ fn check_passes_when_healthy_and_names_damage_with_paths() {
     env.backup();
     let run_check = |read: ReadData| {
         let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
-        check::check(&env.repo, &cat, &sync, read).unwrap()
+        check::check(&env.repo, &cat, &sync, read, false).unwrap()
     };
     let healthy = run_check(ReadData::All);
     assert!(healthy.problems.is_empty(), "{:?}", healthy.problems);
@@ -644,12 +645,12 @@ fn read_data_subsets_partition_the_packs() {
     }
     env.backup();
     let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
-    let total = check::check(&env.repo, &cat, &sync, ReadData::All)
+    let total = check::check(&env.repo, &cat, &sync, ReadData::All, false)
         .unwrap()
         .packs_read;
     let parts: usize = (1..=3)
         .map(|n| {
-            check::check(&env.repo, &cat, &sync, ReadData::Part(n, 3))
+            check::check(&env.repo, &cat, &sync, ReadData::Part(n, 3), false)
                 .unwrap()
                 .packs_read
         })

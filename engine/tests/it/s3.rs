@@ -113,6 +113,7 @@ fn s3_backup_export_restore_round_trip() {
         date: "2026-11-29".into(),
         level: 3,
         force: false,
+        hook: None,
     };
     let m = export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &eo)
         .unwrap()
@@ -196,4 +197,17 @@ fn s3_transient_faults_are_retried_and_permanent_ones_abort() {
     for o in env.repo.store().list("").unwrap() {
         env.repo.store().delete(&o.key).unwrap();
     }
+}
+
+/// Two writers of one day on S3 exports (no rename, no conditional writes): one wins whole.
+#[test]
+fn two_writers_of_one_day_on_s3_exports() {
+    let Some(cfg) = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "two-writers") else {
+        return;
+    };
+    // Two clients, as two pods would have.
+    crate::trust::two_writers_of_one_day(
+        retrying(S3Store::new(&cfg).unwrap()),
+        retrying(S3Store::new(&cfg).unwrap()),
+    );
 }

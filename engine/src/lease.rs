@@ -1,0 +1,315 @@
+//! Leases in a store: mutual exclusion between writers that share nothing but the store.
+//!
+//! Two pods (or a lost state volume and a manual job) can write the same day of the exports
+//! location at once, each with its own state directory, so a `flock` on the state volume does
+//! not see the other. Object stores offer no rename and some (Garage) ignore conditional writes,
+//! so the lease uses only `put`, `list`, `get` and `delete`:
+//!
+//! 1. the contender writes its own object `<prefix><nonce>.json` (holder, pid, start, expiry);
+//! 2. it lists `<prefix>`; if no *other* live lease is listed, it holds the lease;
+//! 3. otherwise it deletes its object, waits a random moment and tries again, a few times,
+//!    then gives up with an error of kind `Locked` that names the holder.
+//!
+//! Safety needs only that a listing shows every object whose `put` returned before the listing
+//! started (the [`Store::list`] contract): if A and B both went ahead, A listed before B's put
+//! returned and B listed after it, hence after A's put returned — so B saw A. Both may back off
+//! at once; the random wait makes a retry win. A lease expires (its holder died) after its TTL;
+//! while held it is refreshed every third of the TTL, and [`Lease::confirm`] checks that it was
+//! not taken over before the holder does something irrevocable. A lease of this host whose
+//! process is gone is taken over at once, so a killed run does not block its own rerun.
+
+use std::io::Read;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::Store;
+
+/// How many times a contender tries before it reports the holder.
+const ATTEMPTS: u32 = 5;
+
+/// The content of one lease object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// What the lease is for (`publishing 2026-11-29`).
+    pub purpose: String,
+    /// Host name (the pod name in Kubernetes).
+    pub host: String,
+    /// Process id on that host.
+    pub pid: u32,
+    /// Random id of this holder; also the object's name.
+    pub nonce: String,
+    /// When it was first taken (RFC 3339).
+    pub started: String,
+    /// When it lapses unless refreshed (RFC 3339).
+    pub expires: String,
+}
+
+impl LeaseInfo {
+    fn expired(&self, now: jiff::Timestamp) -> bool {
+        self.expires
+            .parse::<jiff::Timestamp>()
+            .map_or(true, |t| t <= now)
+    }
+
+    /// A lease of a process of this host that no longer exists.
+    fn orphaned(&self) -> bool {
+        self.host == hostname() && self.pid != std::process::id() && !process_alive(self.pid)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} pid {} since {} (lease until {})",
+            self.host, self.pid, self.started, self.expires
+        )
+    }
+}
+
+/// Where in [`acquire`] a [`LeaseHook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasePoint {
+    /// The contender's own object is written and it has not listed yet.
+    Written,
+}
+
+/// Called at fixed points of taking a lease; lets tests interleave two contenders exactly.
+pub type LeaseHook<'h> = &'h (dyn Fn(LeasePoint) + Sync);
+
+/// A held lease. Dropping it (or [`Lease::release`]) deletes its object.
+#[derive(Debug)]
+pub struct Lease<'s> {
+    store: &'s dyn Store,
+    prefix: String,
+    key: String,
+    info: Mutex<LeaseInfo>,
+    ttl: Duration,
+    /// Set when the holder is done: the refresher stops.
+    stopped: (Mutex<bool>, Condvar),
+    deleted: bool,
+}
+
+/// This machine's name: `HOSTNAME` (set in every Kubernetes pod), else the kernel's.
+pub fn hostname() -> String {
+    if let Ok(h) = std::env::var("HOSTNAME")
+        && !h.is_empty()
+    {
+        return h;
+    }
+    let mut s = String::new();
+    let _ =
+        std::fs::File::open("/proc/sys/kernel/hostname").and_then(|mut f| f.read_to_string(&mut s));
+    let s = s.trim();
+    if s.is_empty() {
+        "unknown".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn nonce() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(crate::id::hex(&b))
+}
+
+/// The leases currently listed under `prefix`, with their keys. An object that is not a lease
+/// (unreadable, vanished since the listing) is left out: it cannot name a live holder.
+fn listed(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
+    let mut out = Vec::new();
+    for o in store.list(prefix)? {
+        match store.get(&o.key) {
+            Ok(bytes) => match serde_json::from_slice::<LeaseInfo>(&bytes) {
+                Ok(info) => out.push((o.key, info)),
+                Err(e) => {
+                    tracing::warn!(key = %o.key, error = %e, "ignoring an object that is not a lease")
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Takes the lease `prefix` (a store prefix ending in `/`, one per thing guarded) for `purpose`.
+///
+/// Fails with kind `Locked`, naming the holder, when another live lease stays in the way.
+pub fn acquire<'s>(
+    store: &'s dyn Store,
+    prefix: &str,
+    purpose: &str,
+    ttl: Duration,
+    hook: Option<LeaseHook<'_>>,
+) -> Result<Lease<'s>> {
+    let nonce = nonce()?;
+    let key = format!("{prefix}{nonce}.json");
+    let started = jiff::Timestamp::now();
+    let mut info = LeaseInfo {
+        purpose: purpose.to_string(),
+        host: hostname(),
+        pid: std::process::id(),
+        nonce,
+        started: started.to_string(),
+        expires: String::new(),
+    };
+    let mut holder = None;
+    for attempt in 0..ATTEMPTS {
+        let now = jiff::Timestamp::now();
+        info.expires = (now + ttl).to_string();
+        store.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
+        if let Some(h) = hook {
+            h(LeasePoint::Written);
+        }
+        let now = jiff::Timestamp::now();
+        let mut others = Vec::new();
+        for (k, other) in listed(store, prefix)? {
+            if k == key {
+                continue;
+            }
+            if other.expired(now) || other.orphaned() {
+                tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
+                    "taking over a lease whose holder is gone");
+                store.delete(&k)?;
+            } else {
+                others.push(other);
+            }
+        }
+        if others.is_empty() {
+            return Ok(Lease {
+                store,
+                prefix: prefix.to_string(),
+                key,
+                info: Mutex::new(info),
+                ttl,
+                stopped: (Mutex::new(false), Condvar::new()),
+                deleted: false,
+            });
+        }
+        store.delete(&key)?;
+        holder = others.into_iter().next();
+        // Random, growing waits: two contenders that saw each other rarely meet again.
+        let base = 40u64 << attempt;
+        let jitter = u64::from(nonce_byte()?) * base / 256;
+        std::thread::sleep(Duration::from_millis(base + jitter));
+    }
+    let holder = holder.expect("set when an attempt fails");
+    Err(Error::new(
+        ErrorKind::Locked,
+        format!(
+            "{purpose}: held by {} for {}",
+            holder.describe(),
+            holder.purpose
+        ),
+    ))
+}
+
+fn nonce_byte() -> Result<u8> {
+    Ok(crate::id::unhex(&nonce()?[..2]).expect("hex")[0])
+}
+
+impl Lease<'_> {
+    /// The holder's record.
+    pub fn info(&self) -> LeaseInfo {
+        self.info.lock().expect("poisoned").clone()
+    }
+
+    /// Runs `work` while a scoped thread keeps the lease alive (rewriting its object every
+    /// third of the TTL); the refreshing stops when `work` returns or panics.
+    pub fn hold<T>(&self, work: impl FnOnce() -> T) -> T {
+        struct Stop<'a, 'b>(&'a Lease<'b>);
+        impl Drop for Stop<'_, '_> {
+            fn drop(&mut self) {
+                self.0.stop();
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| self.keep_alive());
+            let _stop = Stop(self);
+            work()
+        })
+    }
+
+    fn keep_alive(&self) {
+        let (lock, cv) = &self.stopped;
+        let mut done = lock.lock().expect("poisoned");
+        while !*done {
+            let (d, timeout) = cv.wait_timeout(done, self.ttl / 3).expect("poisoned");
+            done = d;
+            if *done || !timeout.timed_out() {
+                continue;
+            }
+            let bytes = {
+                let mut info = self.info.lock().expect("poisoned");
+                info.expires = (jiff::Timestamp::now() + self.ttl).to_string();
+                serde_json::to_vec(&*info).expect("leases serialize")
+            };
+            if let Err(e) = self.store.put(&self.key, &bytes) {
+                tracing::warn!(key = %self.key, error = %e, "could not refresh a lease");
+            }
+        }
+    }
+
+    /// Checks that the lease is still this holder's alone: its object exists and no other live
+    /// lease appeared (which happens only if this holder failed to refresh for a whole TTL).
+    /// Call it right before an irrevocable step.
+    pub fn confirm(&self) -> Result<()> {
+        let now = jiff::Timestamp::now();
+        let leases = listed(self.store, &self.prefix)?;
+        let mine = leases.iter().any(|(k, _)| *k == self.key);
+        let other = leases
+            .iter()
+            .find(|(k, l)| *k != self.key && !l.expired(now) && !l.orphaned());
+        match (mine, other) {
+            (true, None) => Ok(()),
+            (_, Some((_, l))) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{}: lost the lease to {}",
+                    self.info().purpose,
+                    l.describe()
+                ),
+            )),
+            (false, None) => Err(Error::new(
+                ErrorKind::Locked,
+                format!("{}: the lease was taken away", self.info().purpose),
+            )),
+        }
+    }
+
+    /// Deletes the lease object.
+    pub fn release(mut self) -> Result<()> {
+        self.stop();
+        self.deleted = true;
+        self.store.delete(&self.key)
+    }
+
+    fn stop(&self) {
+        let (lock, cv) = &self.stopped;
+        *lock.lock().expect("poisoned") = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.deleted
+            && let Err(e) = self.store.delete(&self.key)
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not delete a lease; it lapses at its expiry");
+        }
+    }
+}

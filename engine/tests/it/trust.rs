@@ -1,0 +1,582 @@
+//! Trust under attack (issue 10, data-loss items): hardlink identities across filesystems, two
+//! writers publishing one day, damage that must heal, and garbage snapshot objects.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_engine::backup::{self, Progress};
+use cairn_engine::catalog::Catalog;
+use cairn_engine::check::{self, CheckReport, ReadData};
+use cairn_engine::export::{self, ExportHook, ExportOptions, ExportPoint};
+use cairn_engine::lease;
+use cairn_engine::pack::BlobKind;
+use cairn_engine::repo::pack_key;
+use cairn_engine::restore::{self, Overwrite, RestoreOptions};
+use cairn_engine::store::{LocalStore, MemoryStore, Store};
+use cairn_engine::{ErrorKind, Id};
+
+use crate::common::*;
+
+/// tmpfs mounts made by a test, unmounted when it ends (also when it fails).
+struct Mounts(Vec<PathBuf>);
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+impl Mounts {
+    /// Mounts a fresh tmpfs at `at`; false when this process may not mount (not root). Under
+    /// CI, which runs as root, not being able to mount fails the test instead.
+    fn tmpfs(&mut self, at: &Path) -> bool {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "cairn-test"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            self.0.push(at.to_path_buf());
+        } else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot mount a tmpfs at {} (CI runs as root and must)",
+                at.display()
+            );
+            eprintln!("skipped: cannot mount a tmpfs (not root)");
+        }
+        ok
+    }
+}
+
+/// Two mounts below one folder, each holding a two-link file with the same inode number: each
+/// pair must stay linked, and never to the other mount's file.
+#[test]
+fn hardlinks_on_two_filesystems_with_equal_inodes_stay_apart() {
+    let env = Env::new();
+    let n = env.src.join("notetaking");
+    let mut mounts = Mounts(Vec::new());
+    if !mounts.tmpfs(&n.join("a")) || !mounts.tmpfs(&n.join("b")) {
+        return;
+    }
+    for (m, text) in [
+        ("a", "first mount\n"),
+        ("b", "second mount, other content\n"),
+    ] {
+        fs::write(n.join(m).join("f"), text).unwrap();
+        fs::hard_link(n.join(m).join("f"), n.join(m).join("g")).unwrap();
+    }
+    let (ia, ib) = (
+        fs::metadata(n.join("a/f")).unwrap(),
+        fs::metadata(n.join("b/f")).unwrap(),
+    );
+    assert_eq!(
+        ia.ino(),
+        ib.ino(),
+        "the reproduction needs equal inode numbers"
+    );
+    assert_ne!(ia.dev(), ib.dev());
+    fs::create_dir_all(env.src.join("images")).unwrap();
+    fs::create_dir_all(env.src.join("backup")).unwrap();
+
+    let mut opts = env.opts();
+    opts.one_file_system = false;
+    let out = env.backup_with(&opts).unwrap();
+    let entries = snapshot_entries(&env, &out.snapshot.root);
+    let id = |p: &str| entries[p.as_bytes()].hardlink.expect(p);
+    assert_eq!(id("notetaking/a/f"), id("notetaking/a/g"));
+    assert_eq!(id("notetaking/b/f"), id("notetaking/b/g"));
+    assert_ne!(
+        id("notetaking/a/f"),
+        id("notetaking/b/f"),
+        "files of two filesystems share a hardlink identity"
+    );
+
+    // Restored: each name has its own mount's content, and each pair is one inode again.
+    let target = env.dir.path().join("restored");
+    let cat = env.catalog();
+    let ropts = RestoreOptions {
+        target: target.clone(),
+        paths: vec![],
+        overwrite: Overwrite::Never,
+        verify: true,
+    };
+    restore::restore(&env.repo, &cat, &out.snapshot, &ropts).unwrap();
+    check_pairs(&target);
+
+    // Archived: GNU tar extracts the same.
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let eopts = ExportOptions {
+        date: out.snapshot.date.clone(),
+        level: 3,
+        force: false,
+        hook: None,
+    };
+    export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &eopts).unwrap();
+    export::verify(&exports, &out.snapshot.date).unwrap();
+    let x = env.dir.path().join("extracted");
+    fs::create_dir_all(&x).unwrap();
+    let archive = exports
+        .local_file(&format!("{0}/shared-{0}.tar.zst", out.snapshot.date))
+        .unwrap();
+    let st = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    check_pairs(&x);
+}
+
+fn check_pairs(root: &Path) {
+    let n = root.join("notetaking");
+    for (m, text) in [
+        ("a", "first mount\n"),
+        ("b", "second mount, other content\n"),
+    ] {
+        for f in ["f", "g"] {
+            assert_eq!(
+                fs::read_to_string(n.join(m).join(f)).unwrap(),
+                text,
+                "{}: {m}/{f}",
+                root.display()
+            );
+        }
+        let (f, g) = (
+            fs::metadata(n.join(m).join("f")).unwrap(),
+            fs::metadata(n.join(m).join("g")).unwrap(),
+        );
+        assert_eq!(f.ino(), g.ino(), "{m}/f and {m}/g are one inode");
+    }
+}
+
+/// A writer of one day paused at `at` by its hook until the returned sender says go.
+struct Paused {
+    reached: std::sync::mpsc::Receiver<()>,
+    go: std::sync::mpsc::Sender<()>,
+    hook: ExportHook,
+}
+
+fn pause_at(at: ExportPoint) -> Paused {
+    let (reached_tx, reached) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let (reached_tx, go_rx) = (Mutex::new(reached_tx), Mutex::new(go_rx));
+    let hook = ExportHook(Arc::new(move |p| {
+        if p == at {
+            reached_tx.lock().unwrap().send(()).unwrap();
+            go_rx.lock().unwrap().recv().unwrap();
+        }
+    }));
+    Paused { reached, go, hook }
+}
+
+/// Two nightly jobs with their own state volumes, one store and one exports location, the same
+/// day, different trees, interleaved at each step of publication: whatever the order, the day
+/// ends complete with one writer's archive, `.sha256` and manifest, and the other writer is
+/// refused (kind `Locked` while the first holds the day, `Conflict` after).
+pub fn two_writers_of_one_day(exports_a: Arc<dyn Store>, exports_b: Arc<dyn Store>) {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let state_a = env.dir.path().join("state-a");
+    let state_b = env.dir.path().join("state-b");
+    let backup_in = |state: &Path| {
+        let (cat, sync) = Catalog::open_for(state, &env.repo).unwrap();
+        let out = backup::backup(&env.repo, &cat, sync, &env.opts(), &Progress::default()).unwrap();
+        (cat, out)
+    };
+    let (cat_a, a) = backup_in(&state_a);
+    write(
+        &env.src.join("notetaking/only-in-b.md"),
+        b"the other pod's tree",
+    );
+    let (cat_b, b) = backup_in(&state_b);
+    assert_ne!(a.snapshot.root, b.snapshot.root);
+    let export = |cat: &Catalog,
+                  out: &backup::BackupOutcome,
+                  exports: &dyn Store,
+                  date: &str,
+                  hook: Option<ExportHook>| {
+        let opts = ExportOptions {
+            date: date.into(),
+            level: 3,
+            force: false,
+            hook,
+        };
+        export::export(&env.repo, cat, exports, (&out.id, &out.snapshot), &opts)
+    };
+
+    for (n, at) in [
+        ExportPoint::LeaseWritten,
+        ExportPoint::Leased,
+        ExportPoint::ArchiveWritten,
+        ExportPoint::BeforeManifest,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let date = format!("2026-11-{:02}", 10 + n);
+        let paused = pause_at(at);
+        let first = std::thread::scope(|s| {
+            let hook = paused.hook.clone();
+            let date_a = date.clone();
+            let (cat_a, a, ea) = (&cat_a, &a, exports_a.as_ref());
+            let t = s.spawn(move || export(cat_a, a, ea, &date_a, Some(hook)));
+            paused.reached.recv().unwrap();
+            // B runs its whole export while A waits at `at`.
+            let second = export(&cat_b, &b, exports_b.as_ref(), &date, None);
+            let err = second.expect_err(&format!("{at:?}: the second writer published too"));
+            assert_eq!(err.kind(), ErrorKind::Locked, "{at:?}: {err}");
+            assert!(err.to_string().contains(&lease::hostname()), "{err}");
+            paused.go.send(()).unwrap();
+            t.join().unwrap()
+        });
+        let first = first.unwrap_or_else(|e| panic!("{at:?}: the first writer failed: {e}"));
+        assert_eq!(first.manifest().snapshot, a.id, "{at:?}");
+        let v = export::verify(exports_b.as_ref(), &date)
+            .unwrap_or_else(|e| panic!("{at:?}: the day does not verify: {e}"));
+        assert_eq!(v.sha256, first.manifest().archive.sha256);
+        // Later, without --force, the other tree is still refused.
+        let again = export(&cat_b, &b, exports_b.as_ref(), &date, None).unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::Conflict, "{at:?}: {again}");
+        assert!(
+            exports_a.list("_leases/").unwrap().is_empty(),
+            "{at:?}: a lease was left behind"
+        );
+    }
+}
+
+#[test]
+fn two_writers_of_one_day_on_a_local_exports_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path().join("exports")).unwrap());
+    let b: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path().join("exports")).unwrap());
+    two_writers_of_one_day(a, b);
+}
+
+/// A lease left by a process of this host that is gone is taken over at once; one of another
+/// host is taken over only once it expired; a live one of another host refuses, naming it.
+#[test]
+fn leases_of_dead_or_expired_holders_are_taken_over() {
+    let store = MemoryStore::default();
+    let put = |name: &str, host: &str, pid: u32, expires: jiff::Timestamp| {
+        let info = lease::LeaseInfo {
+            purpose: "publishing 2026-11-29".into(),
+            host: host.into(),
+            pid,
+            nonce: name.into(),
+            started: "2026-11-29T01:00:00Z".into(),
+            expires: expires.to_string(),
+        };
+        store
+            .put(
+                &format!("_leases/d/{name}.json"),
+                &serde_json::to_vec(&info).unwrap(),
+            )
+            .unwrap();
+    };
+    let ttl = Duration::from_secs(60);
+    let later = jiff::Timestamp::now() + Duration::from_secs(3600);
+    // A child that has exited: its pid names no process any more.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    put("dead", &lease::hostname(), dead, later);
+    put(
+        "old",
+        "other-pod",
+        1,
+        jiff::Timestamp::now() - Duration::from_secs(1),
+    );
+    let l = lease::acquire(&store, "_leases/d/", "test", ttl, None).unwrap();
+    let keys: Vec<_> = store
+        .list("_leases/d/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, vec![format!("_leases/d/{}.json", l.info().nonce)]);
+    l.release().unwrap();
+    assert!(store.list("_leases/").unwrap().is_empty());
+
+    put("live", "other-pod", 1, later);
+    let err = lease::acquire(&store, "_leases/d/", "publishing 2026-11-29", ttl, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(err.to_string().contains("other-pod pid 1"), "{err}");
+    assert_eq!(
+        store.list("_leases/d/").unwrap().len(),
+        1,
+        "the loser left its lease"
+    );
+}
+
+/// Flips one byte in the middle of the stored frame of `kind` blob `id`, in its pack file.
+fn flip_frame(env: &Env, kind: BlobKind, id: &Id) -> Id {
+    let loc = env
+        .catalog()
+        .locate(kind, id)
+        .unwrap()
+        .expect("blob is stored");
+    let path = env.repo.store().local_file(&pack_key(&loc.pack)).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(loc.offset + loc.length / 2) as usize] ^= 0x20;
+    fs::write(&path, bytes).unwrap();
+    loc.pack
+}
+
+fn export_day(env: &Env, date: &str, exports: &dyn Store) -> cairn_engine::Result<()> {
+    let cat = env.catalog();
+    let (id, snap) = cat.resolve_snapshot("latest")?;
+    let opts = ExportOptions {
+        date: date.into(),
+        level: 3,
+        force: true,
+        hook: None,
+    };
+    export::export(&env.repo, &cat, exports, (&id, &snap), &opts).map(|_| ())
+}
+
+fn check_all(env: &Env) -> CheckReport {
+    let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    check::check(&env.repo, &cat, &sync, ReadData::All, false).unwrap()
+}
+
+/// A flipped byte in a data frame, found by `check --read-data` after a catalog rebuild: the
+/// next backup stores the chunk again, and every snapshot that names it reads back intact.
+#[test]
+fn damage_found_by_check_heals_on_the_next_backup() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let first = env.backup();
+    let text = &snapshot_entries(&env, &first.snapshot.root)[&b"notetaking/text.md"[..]];
+    let pack = flip_frame(&env, BlobKind::Data, &text.chunks[0]);
+    Catalog::rebuild(&env.state, &env.repo).unwrap();
+
+    let found = check_all(&env);
+    let p = found
+        .problems
+        .iter()
+        .find(|p| p.kind == "corrupt_blob")
+        .unwrap_or_else(|| panic!("check finds the flipped byte: {:?}", found.problems));
+    assert_eq!(p.object, format!("pack {pack}"));
+    assert!(
+        p.affected.iter().any(|a| a.path == "notetaking/text.md"),
+        "{p:?}"
+    );
+    assert!(env.repo.store().list("damaged/").unwrap().len() == 1);
+
+    let second = env.backup();
+    assert!(
+        second.snapshot.summary.new_chunks >= 1,
+        "the damaged chunk must be stored again: {:?}",
+        second.snapshot.summary
+    );
+    let after = check_all(&env);
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
+    assert_eq!(after.healed, 1);
+    // Old and new snapshots name the same chunk id: both read back intact now.
+    for snap in [&first, &second] {
+        assert_snapshot_matches(
+            &env,
+            &snap.snapshot.root,
+            &env.src,
+            &["notetaking", "images", "backup"],
+        );
+    }
+    // A rebuilt catalog, on this machine or another, never indexes the damaged copy again.
+    Catalog::rebuild(&env.state, &env.repo).unwrap();
+    let rebuilt = check_all(&env);
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    export_day(&env, "2026-11-29", &exports).unwrap();
+    export::verify(&exports, "2026-11-29").unwrap();
+}
+
+/// Damage nobody checked for: the nightly export finds it in the frames it copies, publishes
+/// nothing, and the next night heals. The same for a damaged tree.
+#[test]
+fn damage_found_by_the_export_fails_it_and_the_next_night_heals() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let first = env.backup();
+    let entries = snapshot_entries(&env, &first.snapshot.root);
+    let big = &entries[&b"images/album/big.raw"[..]];
+    flip_frame(&env, BlobKind::Data, &big.chunks[1]);
+    let album = entries[&b"images/album"[..]].tree.unwrap();
+    flip_frame(&env, BlobKind::Tree, &album);
+    Catalog::rebuild(&env.state, &env.repo).unwrap();
+
+    // Night 1: the backup dedups against the damaged copies (nothing says they are damaged).
+    env.backup();
+    let err = export_day(&env, "2026-11-29", &exports).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        export::list_days(&exports)
+            .unwrap()
+            .iter()
+            .all(|d| !d.complete),
+        "a damaged archive was published"
+    );
+    // Night 2: the damaged tree was recorded by night 1's export; stored again now. The
+    // export of night 2 finds the data frame, night 3 heals it.
+    let mut nights = 0;
+    loop {
+        nights += 1;
+        assert!(nights <= 3, "the store did not heal in 3 nights");
+        env.backup();
+        match export_day(&env, "2026-11-30", &exports) {
+            Ok(()) => break,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+        }
+    }
+    export::verify(&exports, "2026-11-30").unwrap();
+    let report = check_all(&env);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.healed, 2);
+    assert_snapshot_matches(
+        &env,
+        &first.snapshot.root,
+        &env.src,
+        &["notetaking", "images", "backup"],
+    );
+}
+
+/// A pack truncated under a warm catalog is not used for deduplication: the next backup stores
+/// its chunks again.
+#[test]
+fn a_truncated_pack_is_not_trusted_by_the_next_backup() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let first = env.backup();
+    let photo = &snapshot_entries(&env, &first.snapshot.root)[&b"images/photo.jpg"[..]];
+    let loc = env
+        .catalog()
+        .locate(BlobKind::Data, &photo.chunks[0])
+        .unwrap()
+        .unwrap();
+    let path = env.repo.store().local_file(&pack_key(&loc.pack)).unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+
+    // Force a re-read of the files, as a touched share would.
+    let second = {
+        let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+        assert_eq!(sync.packs_unreadable, vec![loc.pack.to_hex()]);
+        backup::backup(&env.repo, &cat, sync, &env.opts(), &Progress::default()).unwrap()
+    };
+    assert!(
+        second.snapshot.summary.new_chunks >= 1,
+        "{:?}",
+        second.snapshot.summary
+    );
+    // The chunks went into a new pack (here one with the same blobs in the same order, hence
+    // the same name: the truncated object was written whole again).
+    let report = check_all(&env);
+    assert!(
+        report.problems.iter().all(|p| p.affected_count == 0),
+        "{:?}",
+        report.problems
+    );
+    assert_snapshot_matches(
+        &env,
+        &second.snapshot.root,
+        &env.src,
+        &["notetaking", "images", "backup"],
+    );
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    export_day(&env, "2026-11-29", &exports).unwrap();
+    export::verify(&exports, "2026-11-29").unwrap();
+}
+
+/// A garbage snapshot object: check reports it (also with a warm catalog), a lost catalog is
+/// rebuilt around it, the other snapshots back up and restore, and `--repair` puts it back from
+/// the catalog's copy or moves it aside.
+#[test]
+fn a_garbage_snapshot_object_is_reported_skipped_and_repaired() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let first = env.backup();
+    write(&env.src.join("notetaking/second.md"), b"day two");
+    let second = env.backup();
+    let key = |id: &Id| format!("snapshots/{id}");
+    let store = env.repo.store();
+    let good_second = store.get(&key(&second.id)).unwrap();
+
+    // Warm catalog: the object is garbage, the catalog's copy is intact.
+    store
+        .put(&key(&second.id), b"{\"not\": \"a snapshot\"}")
+        .unwrap();
+    let warm = check_all(&env);
+    assert!(
+        warm.problems
+            .iter()
+            .any(|p| p.kind == "unreadable_snapshot"
+                && p.object == format!("snapshot {}", second.id)),
+        "{:?}",
+        warm.problems
+    );
+    let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    let repaired = check::check(&env.repo, &cat, &sync, ReadData::None, true).unwrap();
+    assert_eq!(repaired.repaired.len(), 1, "{:?}", repaired.repaired);
+    assert_eq!(
+        store.get(&key(&second.id)).unwrap(),
+        good_second,
+        "put back as it was"
+    );
+    drop(cat);
+
+    // Catalog lost, and now the first snapshot's object is garbage.
+    store.put(&key(&first.id), b"garbage").unwrap();
+    fs::remove_dir_all(&env.state).unwrap();
+    let (cat, sync) =
+        Catalog::open_for(&env.state, &env.repo).expect("a garbage snapshot stops nothing");
+    assert_eq!(sync.snapshots_unreadable, vec![first.id.to_hex()]);
+    drop(cat);
+    write(&env.src.join("notetaking/third.md"), b"day three");
+    let third = env.backup();
+    let target = env.dir.path().join("restored");
+    let cat = env.catalog();
+    let ropts = RestoreOptions {
+        target: target.clone(),
+        paths: vec![],
+        overwrite: Overwrite::Never,
+        verify: true,
+    };
+    let (_, snap) = cat.resolve_snapshot(&second.id.to_hex()).unwrap();
+    restore::restore(&env.repo, &cat, &snap, &ropts).unwrap();
+    assert!(!target.join("notetaking/third.md").exists());
+    assert!(target.join("notetaking/second.md").exists());
+    drop(cat);
+    let lost = check_all(&env);
+    assert_eq!(lost.problems.len(), 1, "{:?}", lost.problems);
+    assert_eq!(lost.problems[0].kind, "unreadable_snapshot");
+    let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    check::check(&env.repo, &cat, &sync, ReadData::None, true).unwrap();
+    drop(cat);
+    assert_eq!(
+        store
+            .get(&format!("quarantine/snapshots/{}", first.id))
+            .unwrap(),
+        b"garbage"
+    );
+    assert!(store.get(&key(&first.id)).is_err());
+    let healthy = check_all(&env);
+    assert!(healthy.problems.is_empty(), "{:?}", healthy.problems);
+    assert_eq!(healthy.snapshots, 2);
+    let _ = third;
+}
