@@ -302,6 +302,7 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
         print_json(&serde_json::json!({
             "date": m.date, "snapshot": m.snapshot, "archive": m.archive, "entries": m.entries.len(),
             "skipped": m.skipped.len(), "written": written, "reused": reused,
+            "checked_frames": reused.map(|r| r.checked_frames),
         }));
     } else if !cli.quiet {
         println!(

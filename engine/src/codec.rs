@@ -150,6 +150,113 @@ pub fn decode(frame: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Checks that `frame` is one whole zstd frame that decodes to exactly `raw_len` bytes whose
+/// XXH64 matches the frame's content checksum, as `zstd -t` would, without keeping the content.
+///
+/// Used by the export on every stored frame it copies. Frames of raw blocks (incompressible data,
+/// most of a photo share) are checked by hashing their blocks in place, with no decoding and no
+/// copy; other frames are decoded into a reused buffer.
+pub fn verify_frame(frame: &[u8], raw_len: usize) -> Result<()> {
+    if let Some(ok) = verify_raw_frame(frame, raw_len) {
+        return if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                "stored zstd frame fails its content checksum or length",
+            ))
+        };
+    }
+    VERIFY_BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        // One byte of room beyond the expected length tells "longer than promised" apart.
+        buf.reserve(raw_len + 1);
+        DECOMPRESSOR.with(|cell| -> Result<()> {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(
+                    Decompressor::new()
+                        .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?,
+                );
+            }
+            let d = cell.as_mut().expect("set above");
+            let n = d
+                .decompress_to_buffer(frame, &mut *buf)
+                .map_err(|e| Error::corrupt("stored zstd frame does not decode").with_source(e))?;
+            if n != raw_len {
+                return Err(Error::corrupt(format!(
+                    "frame decoded to {n} bytes, index says {raw_len}"
+                )));
+            }
+            Ok(())
+        })
+    })
+}
+
+thread_local! {
+    static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// For a frame made only of raw blocks with a content checksum: whether its blocks, content size
+/// and checksum agree with each other and with `raw_len`. `None` for any other frame (those are
+/// decoded instead).
+fn verify_raw_frame(frame: &[u8], raw_len: usize) -> Option<bool> {
+    if frame.len() < 5 || u32::from_le_bytes(frame[..4].try_into().ok()?) != ZSTD_MAGIC {
+        return None;
+    }
+    let fhd = frame[4];
+    let (fcs_flag, single, checksum, dict) =
+        (fhd >> 6, fhd & 0x20 != 0, fhd & 0x04 != 0, fhd & 0x03);
+    if !checksum || fhd & 0x08 != 0 {
+        return None;
+    }
+    let mut at = 5 + usize::from(!single) + [0, 1, 2, 4][usize::from(dict)];
+    let fcs_len = match fcs_flag {
+        0 => usize::from(single),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let fcs = frame.get(at..at + fcs_len)?;
+    at += fcs_len;
+    if fcs_len > 0 {
+        let mut v = [0u8; 8];
+        v[..fcs_len].copy_from_slice(fcs);
+        let size = u64::from_le_bytes(v) + if fcs_len == 2 { 256 } else { 0 };
+        if size != raw_len as u64 {
+            return Some(false);
+        }
+    }
+    let mut hash = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut content = 0usize;
+    loop {
+        let h = frame.get(at..at + 3)?;
+        let v = u32::from(h[0]) | u32::from(h[1]) << 8 | u32::from(h[2]) << 16;
+        let (last, kind, size) = (v & 1 == 1, (v >> 1) & 3, (v >> 3) as usize);
+        if kind != 0 {
+            return None;
+        }
+        at += 3;
+        let Some(data) = frame.get(at..at + size) else {
+            return Some(false);
+        };
+        hash.update(data);
+        content += size;
+        at += size;
+        if last {
+            break;
+        }
+    }
+    let Some(stored) = frame.get(at..at + 4) else {
+        return Some(false);
+    };
+    Some(
+        at + 4 == frame.len()
+            && content == raw_len
+            && stored == (hash.digest() as u32).to_le_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +290,33 @@ mod tests {
             "noise should be stored raw"
         );
         assert_eq!(decode(&f, noise.len()).unwrap(), noise);
+    }
+
+    #[test]
+    fn verify_frame_agrees_with_decoding() {
+        let text = b"the quick brown fox jumps over the lazy dog\n".repeat(5_000);
+        let noise = crate::chunk::tests_support::seeded(300_000, 9);
+        for (data, frame) in [
+            (&text[..], encode(&text, 3).unwrap()),
+            (&noise[..], raw_frame(&noise)),
+            (&b""[..], raw_frame(b"")),
+        ] {
+            verify_frame(&frame, data.len()).unwrap();
+            assert!(verify_frame(&frame, data.len() + 1).is_err());
+            // Every single flipped byte is found, in compressed and in raw frames alike.
+            for i in (0..frame.len()).step_by(frame.len() / 97 + 1) {
+                let mut bad = frame.clone();
+                bad[i] ^= 0x10;
+                let decodes = decode(&bad, data.len()).is_ok_and(|d| d == data);
+                assert_eq!(
+                    verify_frame(&bad, data.len()).is_ok(),
+                    decodes,
+                    "flip at {i} of {}",
+                    frame.len()
+                );
+            }
+            assert!(verify_frame(&frame[..frame.len() - 1], data.len()).is_err());
+        }
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct ExportStage {
     /// What a new archive took from the previous day's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused: Option<export::Reused>,
+    /// Stored chunk frames of a new archive decoded and checked against their chunk ids while
+    /// they were copied (the integrity check of the export: a damaged frame fails it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_frames: Option<u64>,
 }
 
 /// `_reports/DATE/run.json`.
@@ -136,6 +140,10 @@ pub fn nightly(
             entries: m.entries.len(),
             reused: match &published {
                 Published::Written(_, r) => Some(r.clone()),
+                Published::Unchanged(_) => None,
+            },
+            checked_frames: match &published {
+                Published::Written(_, r) => Some(r.checked_frames),
                 Published::Unchanged(_) => None,
             },
         });
