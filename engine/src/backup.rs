@@ -584,7 +584,7 @@ pub fn read_file_content(
         let loc = catalog
             .locate(BlobKind::Data, id)?
             .ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))?;
-        let data = repo.read_blob(id, &loc)?;
+        let data = repo.read_blob(BlobKind::Data, id, &loc)?;
         out.write_all(&data)
             .map_err(|e| Error::io("writing file content", e))?;
         n += data.len() as u64;
@@ -597,7 +597,7 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
     let loc = catalog
         .locate(BlobKind::Tree, id)?
         .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
-    Tree::decode(&repo.read_blob(id, &loc)?)
+    Tree::decode(&repo.read_blob(BlobKind::Tree, id, &loc)?)
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to

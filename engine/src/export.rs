@@ -414,7 +414,7 @@ impl Group {
             match seg {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[*a..*b]),
                 Seg::Blob(id, loc) => {
-                    let data = repo.read_blob(id, loc)?;
+                    let data = repo.read_blob(BlobKind::Data, id, loc)?;
                     if data.len() != loc.raw_length as usize {
                         return Err(Error::corrupt(format!(
                             "chunk {} decoded to {} bytes, the catalog says {}",
@@ -601,13 +601,16 @@ impl ArchiveWriter<'_> {
 
     /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
     /// the stored frames.
-    fn content(&mut self, catalog: &Catalog, e: &Entry) -> Result<()> {
+    fn content(&mut self, repo: &Repository, catalog: &Catalog, e: &Entry) -> Result<()> {
         let small = e.size <= SMALL_FILE;
         let mut written = 0u64;
         for id in &e.chunks {
             let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
                 Error::not_found(format!("chunk {} is in no known pack", id.short()))
             })?;
+            // Large files' frames are copied without decoding: their claimed length is checked
+            // here, before the tar stream is sized by it.
+            repo.check_location(BlobKind::Data, id, &loc)?;
             written += u64::from(loc.raw_length);
             if small {
                 self.blob(*id, loc)?;
@@ -822,7 +825,7 @@ impl Walk<'_, '_> {
                 } else {
                     self.w
                         .raw(&tar_header(&path, e, tar::EntryType::Regular, e.size, None))?;
-                    self.w.content(self.catalog, e)?;
+                    self.w.content(self.repo, self.catalog, e)?;
                     m.size = e.size;
                 }
             }

@@ -770,7 +770,7 @@ fn restore_file(
             if counters.is_zeros(id, loc.raw_length) {
                 w.skip(u64::from(loc.raw_length))?;
             } else {
-                w.write(&repo.read_blob(id, loc)?)?;
+                w.write(&repo.read_blob(BlobKind::Data, id, loc)?)?;
             }
         }
         Ok(())

@@ -134,6 +134,11 @@ pub struct Tree {
     pub entries: Vec<Entry>,
 }
 
+/// The largest tree blob, in bytes: readers refuse a longer one before allocating for it (the
+/// format's limit; a directory of about 300,000 entries). Backup leaves out, with a warning, a
+/// directory whose listing would be longer.
+pub const MAX_TREE_LEN: usize = 64 << 20;
+
 /// Whether `name` may appear in a tree: restoring it can only ever create a direct child.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
@@ -153,6 +158,12 @@ impl Tree {
 
     /// Parses and validates a tree blob: names must be valid, unique and sorted.
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
+        if bytes.len() > MAX_TREE_LEN {
+            return Err(Error::corrupt(format!(
+                "tree blob of {} bytes is longer than the {MAX_TREE_LEN} a tree may hold",
+                bytes.len()
+            )));
+        }
         let tree: Tree = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("tree blob is not valid JSON").with_source(e))?;
         for pair in tree.entries.windows(2) {

@@ -76,3 +76,6 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get);
     (out, (peak - start).max(0) as usize)
 }
+
+/// The most one decoder input may make the process allocate.
+pub const INPUT_BUDGET: usize = 100 << 20;
