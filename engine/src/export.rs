@@ -28,7 +28,7 @@ use crate::pack::BlobKind;
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
 use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
-use crate::tree::{Entry, EntryKind, RawBytes};
+use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
 
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -750,20 +750,29 @@ struct Walk<'a, 'b> {
 }
 
 impl Walk<'_, '_> {
+    /// Writes the tree `tree` at `prefix`, depth first in archive order. Walks with an explicit
+    /// stack, and stops at a path longer than a snapshot may hold: a crafted chain of trees
+    /// can neither overflow the stack nor make an archive no restore accepts.
     fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
-        let t = load_tree(self.repo, self.catalog, tree)?;
-        for (_, e, subtree) in ordered(t.entries) {
-            let mut path = prefix.to_vec();
+        let first = ordered(load_tree(self.repo, self.catalog, tree)?.entries).into_iter();
+        let mut stack = vec![(prefix.to_vec(), first)];
+        while let Some((prefix, items)) = stack.last_mut() {
+            let Some((_, e, subtree)) = items.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = prefix.clone();
             if !path.is_empty() {
                 path.push(b'/');
             }
             path.extend_from_slice(&e.name.0);
+            check_path_len(&path)?;
             if subtree {
-                self.dir(
-                    &e.tree
-                        .ok_or_else(|| Error::corrupt("directory entry without a tree"))?,
-                    &path,
-                )?;
+                let sub = e
+                    .tree
+                    .ok_or_else(|| Error::corrupt("directory entry without a tree"))?;
+                let items = ordered(load_tree(self.repo, self.catalog, &sub)?.entries).into_iter();
+                stack.push((path, items));
             } else {
                 self.entry(path, &e)?;
             }

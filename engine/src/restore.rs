@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
-use crate::tree::{Entry, EntryKind, valid_name};
+use crate::tree::{Entry, EntryKind, check_path_len_of, valid_name};
 
 /// What to do with an entry that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -615,6 +615,9 @@ struct Plan {
 }
 
 impl Plan {
+    /// Plans `e` at `parent` and everything below it, depth first in tree order. Walks with an
+    /// explicit stack, and refuses (kind `Corrupt`) a path longer than a snapshot may hold, so
+    /// a crafted chain of trees neither overflows the stack nor nests directories without end.
     fn add(
         &mut self,
         repo: &Repository,
@@ -623,36 +626,39 @@ impl Plan {
         parent: &[Vec<u8>],
         e: Entry,
     ) -> Result<()> {
-        let mut path = parent.to_vec();
-        path.push(e.name.0.clone());
-        match e.kind {
-            EntryKind::Dir => {
-                let fd = target.dir(parent, true)?;
-                target.mkdir(&fd, &e.name.0, &show(&path))?;
-                let tree = e.tree.ok_or_else(|| {
-                    Error::corrupt(format!("{}: directory without a tree", show(&path)))
-                })?;
-                for child in load_tree(repo, catalog, &tree)?.entries {
-                    self.add(repo, catalog, target, &path, child)?;
-                }
-                self.dirs.push((path, Meta::of(&e)));
-            }
-            EntryKind::File => {
-                if let Some(h) = e.hardlink {
-                    let key = (path[0].clone(), h);
-                    if let Some(first) = self.first_of.get(&key) {
-                        self.links.push((parent.to_vec(), e, first.clone()));
-                        return Ok(());
+        let mut todo = vec![(parent.to_vec(), e)];
+        while let Some((parent, e)) = todo.pop() {
+            let mut path = parent.clone();
+            path.push(e.name.0.clone());
+            let len = path.iter().map(Vec::len).sum::<usize>() + path.len() - 1;
+            check_path_len_of(&path.join(&b'/'), len)?;
+            match e.kind {
+                EntryKind::Dir => {
+                    let fd = target.dir(&parent, true)?;
+                    target.mkdir(&fd, &e.name.0, &show(&path))?;
+                    let tree = e.tree.ok_or_else(|| {
+                        Error::corrupt(format!("{}: directory without a tree", show(&path)))
+                    })?;
+                    // Reversed onto the stack, so that they come off it in tree order.
+                    for child in load_tree(repo, catalog, &tree)?.entries.into_iter().rev() {
+                        todo.push((path.clone(), child));
                     }
-                    self.first_of.insert(key, path);
+                    self.dirs.push((path, Meta::of(&e)));
                 }
-                self.files.push(FileJob {
-                    parent: parent.to_vec(),
-                    entry: e,
-                });
+                EntryKind::File => {
+                    if let Some(h) = e.hardlink {
+                        let key = (path[0].clone(), h);
+                        if let Some(first) = self.first_of.get(&key) {
+                            self.links.push((parent, e, first.clone()));
+                            continue;
+                        }
+                        self.first_of.insert(key, path);
+                    }
+                    self.files.push(FileJob { parent, entry: e });
+                }
+                EntryKind::Symlink => self.symlinks.push((parent, e)),
+                _ => self.specials.push((parent, e)),
             }
-            EntryKind::Symlink => self.symlinks.push((parent.to_vec(), e)),
-            _ => self.specials.push((parent.to_vec(), e)),
         }
         Ok(())
     }

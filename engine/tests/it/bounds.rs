@@ -2,15 +2,23 @@
 //! the format and checked before allocating, walks that neither overflow the stack nor follow a
 //! path beyond PATH_MAX, archive paths bounded, and a bounded config file.
 
+use std::ffi::CString;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use cairn_engine::catalog::Catalog;
+use cairn_engine::check::{self, ReadData};
 use cairn_engine::codec;
 use cairn_engine::config::Config;
+use cairn_engine::export::{self, ExportOptions};
 use cairn_engine::pack::{self, BlobKind, PackBuilder, PackEntry};
 use cairn_engine::repo::pack_key;
-use cairn_engine::{ErrorKind, Id};
+use cairn_engine::restore::{self, Overwrite, RestoreOptions};
+use cairn_engine::snapshot::{Snapshot, Summary};
+use cairn_engine::store::LocalStore;
+use cairn_engine::tree::{Entry, EntryKind, RawBytes, Tree};
+use cairn_engine::{ErrorKind, Id, query};
 
 use crate::alloc::peak_during;
 use crate::common::*;
@@ -99,6 +107,245 @@ fn a_frame_is_checked_against_its_header_before_allocating() {
         );
     }
     assert_eq!(codec::decode(&frame, data.len()).unwrap(), data);
+}
+
+// ---- item 6: deep trees -------------------------------------------------------------------
+
+fn dir_entry(name: &[u8], tree: Id) -> Entry {
+    Entry {
+        name: RawBytes(name.to_vec()),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1_700_000_000,
+        mtime_ns: 0,
+        size: 0,
+        chunks: vec![],
+        tree: Some(tree),
+        target: None,
+        hardlink: None,
+        rdev: None,
+    }
+}
+
+/// A snapshot whose folder `deep` holds a chain of `levels` directories named `d`, each a tree
+/// of its own, as a crafted repository could hold: paths reach 2 × `levels` bytes.
+fn deep_chain(levels: usize) -> (Env, Id, Snapshot) {
+    let env = Env::new();
+    let mut pb = PackBuilder::default();
+    let mut add = |t: &Tree| {
+        let (id, bytes) = t.encode();
+        pb.add(
+            BlobKind::Tree,
+            id,
+            &codec::encode(&bytes, 3).unwrap(),
+            bytes.len(),
+        );
+        id
+    };
+    let mut below = add(&Tree::default());
+    for _ in 0..levels {
+        below = add(&Tree {
+            entries: vec![dir_entry(b"d", below)],
+        });
+    }
+    let root = add(&Tree {
+        entries: vec![dir_entry(b"deep", below)],
+    });
+    let (pid, bytes, _) = pb.finish();
+    env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+    let snap = Snapshot {
+        version: 1,
+        time: "2026-11-29T00:00:00Z".into(),
+        date: "2026-11-29".into(),
+        source: "/shared".into(),
+        folders: vec!["deep".into()],
+        root,
+        summary: Summary::default(),
+        warnings: vec![],
+        skipped: vec![],
+    };
+    let sid = env.repo.put_snapshot(&snap).unwrap();
+    (env, sid, snap)
+}
+
+/// The error of a walk that met the chain: names the path (shortened) and the limit.
+fn assert_names_long_path(msg: &str) {
+    assert_one_short_line(msg);
+    assert!(msg.contains("deep/d/d/d"), "path not named: {msg}");
+    assert!(msg.contains("4096"), "limit not named: {msg}");
+}
+
+#[test]
+fn deep_chain_ls_and_find_stop_with_one_line() {
+    let (env, _, snap) = deep_chain(5000);
+    let cat = env.catalog();
+    let mut seen = 0usize;
+    let err = cairn_engine::backup::walk_tree(&env.repo, &cat, &snap.root, &mut |p, _| {
+        assert!(p.len() <= 4096);
+        seen += 1;
+        Ok(())
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_names_long_path(&err.to_string());
+    assert!(seen > 2000, "stopped after {seen} entries");
+    let err = query::find(&env.repo, &cat, "nothing-matches").unwrap_err();
+    assert_names_long_path(&err.to_string());
+}
+
+#[test]
+fn deep_chain_diff_stops_with_one_line() {
+    let (env, _, snap) = deep_chain(5000);
+    let cat = env.catalog();
+    let (empty, bytes) = Tree::default().encode();
+    let mut pb = PackBuilder::default();
+    pb.add(
+        BlobKind::Tree,
+        empty,
+        &codec::encode(&bytes, 3).unwrap(),
+        bytes.len(),
+    );
+    let (pid, pbytes, entries) = pb.finish();
+    env.repo.store().put(&pack_key(&pid), &pbytes).unwrap();
+    cat.add_pack(&pid, pbytes.len() as u64, &entries).unwrap();
+    for (a, b) in [(&empty, &snap.root), (&snap.root, &empty)] {
+        let err = query::diff(&env.repo, &cat, a, b).unwrap_err();
+        assert_names_long_path(&err.to_string());
+    }
+}
+
+#[test]
+fn deep_chain_check_reports_a_problem() {
+    let (env, _, _) = deep_chain(5000);
+    let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    let report = check::check(&env.repo, &cat, &sync, ReadData::All).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.kind, "corrupt_tree");
+    assert_names_long_path(&p.detail);
+    assert!(report.trees > 2000);
+}
+
+#[test]
+fn deep_chain_export_stops_with_one_line() {
+    let (env, sid, snap) = deep_chain(5000);
+    let cat = env.catalog();
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let opts = ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+    };
+    let err = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts).unwrap_err();
+    assert_names_long_path(&err.to_string());
+}
+
+#[test]
+fn deep_chain_restore_stops_with_one_line() {
+    let (env, _, snap) = deep_chain(5000);
+    let cat = env.catalog();
+    let target = env.dir.path().join("t");
+    let err = restore::restore(
+        &env.repo,
+        &cat,
+        &snap,
+        &RestoreOptions {
+            target: target.clone(),
+            paths: vec![],
+            overwrite: Overwrite::Never,
+            verify: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_names_long_path(&err.to_string());
+    // Directories up to the limit were made while planning (as far as a path can reach them).
+    let mut deepest = target.join("deep");
+    let mut levels = 0;
+    while deepest.join("d").is_dir() {
+        deepest.push("d");
+        levels += 1;
+    }
+    assert!(levels > 1000, "{levels} levels restored");
+    rm_rf(&target);
+}
+
+/// Removes a tree of any depth (`rm` walks it with descriptors; a `TempDir`'s removal needs one
+/// descriptor per level, more than the default limit of open files).
+fn rm_rf(path: &Path) {
+    let ok = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "rm -rf {}", path.display());
+}
+
+fn c(p: &[u8]) -> CString {
+    CString::new(p).unwrap()
+}
+
+/// Opens `levels` nested `d` directories below `base` one at a time, through descriptors
+/// (the full path is longer than PATH_MAX), calling `step` with each parent descriptor.
+fn descend(base: &Path, levels: usize, mut step: impl FnMut(i32)) -> i32 {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: valid C strings; every descriptor is closed once its child is open.
+    unsafe {
+        let mut fd = libc::open(c(base.as_os_str().as_bytes()).as_ptr(), flags);
+        assert!(fd >= 0);
+        for _ in 0..levels {
+            step(fd);
+            let next = libc::openat(fd, c(b"d").as_ptr(), flags);
+            assert!(next >= 0, "{}", std::io::Error::last_os_error());
+            libc::close(fd);
+            fd = next;
+        }
+        fd
+    }
+}
+
+fn make_chain(base: &Path, levels: usize) {
+    let fd = descend(base, levels, |fd| {
+        // SAFETY: valid descriptor and C string.
+        assert_eq!(unsafe { libc::mkdirat(fd, c(b"d").as_ptr(), 0o755) }, 0);
+    });
+    // SAFETY: a descriptor we own.
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn a_source_tree_5000_directories_deep_backs_up_with_a_warning() {
+    let env = Env::new();
+    let deep = env.src.join("deep");
+    fs::create_dir(&deep).unwrap();
+    make_chain(&deep, 5000);
+    let mut opts = env.opts();
+    opts.folders = vec!["deep".into()];
+    let outcome = env.backup_with(&opts);
+    rm_rf(&deep);
+    let outcome = outcome.unwrap();
+    let w = &outcome.snapshot.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, "too_long");
+    assert!(w[0].path.starts_with("deep/d/d/d"));
+    assert_one_short_line(&w[0].message);
+    assert!(w[0].message.contains("4096"), "{}", w[0].message);
+    // Everything up to the limit is in the snapshot.
+    let mut deepest = 0;
+    cairn_engine::backup::walk_tree(
+        &env.repo,
+        &env.catalog(),
+        &outcome.snapshot.root,
+        &mut |p, _| {
+            deepest = deepest.max(p.len());
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(deepest > 3000 && deepest <= 4096, "deepest path {deepest}");
 }
 
 // ---- item 8: config size ------------------------------------------------------------------
