@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
-use crate::tree::{Entry, EntryKind, check_path_len_of, valid_name};
+use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, check_path_len_of, shorten, valid_name};
 
 /// What to do with an entry that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,21 +135,30 @@ fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL.
+/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL, and
+/// a path longer than PATH_MAX ([`MAX_PATH_LEN`] bytes), before splitting it: an archive entry
+/// of a few bytes compressed can name millions of nested directories.
 pub fn components(path: &[u8]) -> Result<Vec<Vec<u8>>> {
     let trimmed = path.strip_suffix(b"/").unwrap_or(path);
     let trimmed = trimmed.strip_prefix(b"./").unwrap_or(trimmed);
+    if trimmed.len() > MAX_PATH_LEN {
+        return Err(Error::usage(format!(
+            "path {} ({} bytes) is longer than PATH_MAX ({MAX_PATH_LEN} bytes)",
+            shorten(trimmed),
+            trimmed.len()
+        )));
+    }
     if trimmed.starts_with(b"/") {
         return Err(Error::usage(format!(
             "{:?} is an absolute path",
-            String::from_utf8_lossy(path)
+            shorten(path)
         )));
     }
     let parts: Vec<Vec<u8>> = trimmed.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
     if parts.iter().any(|p| !valid_name(p)) {
         return Err(Error::usage(format!(
             "unsafe path {:?}: empty, `.`, `..` or NUL components are refused",
-            String::from_utf8_lossy(path)
+            shorten(path)
         )));
     }
     Ok(parts)

@@ -348,6 +348,88 @@ fn a_source_tree_5000_directories_deep_backs_up_with_a_warning() {
     assert!(deepest > 3000 && deepest <= 4096, "deepest path {deepest}");
 }
 
+// ---- item 7: archive paths ----------------------------------------------------------------
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// A tar.zst of one empty file whose pax `path` is `path`.
+fn archive_with_pax_path(path: &[u8]) -> Vec<u8> {
+    let pax = pax_record("path", path);
+    let mut tar = Vec::new();
+    let mut h = tar::Header::new_ustar();
+    h.as_ustar_mut().unwrap().name[..9].copy_from_slice(b"PaxHeader");
+    h.set_size(pax.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(&pax);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    let mut h = tar::Header::new_ustar();
+    h.as_ustar_mut().unwrap().name[..4].copy_from_slice(b"file");
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0; 1024]);
+    zstd::encode_all(&tar[..], 19).unwrap()
+}
+
+#[test]
+fn an_archive_path_longer_than_path_max_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3,000 components: 6,000 bytes. Each component is fine; the whole is not.
+    let path = b"a/".repeat(3000);
+    let archive = archive_with_pax_path(&path[..path.len() - 1]);
+    assert!(archive.len() < 2048, "{} bytes", archive.len());
+    let target = dir.path().join("t");
+    let err = restore::restore_archive(
+        &archive[..],
+        &RestoreOptions {
+            target: target.clone(),
+            paths: vec![],
+            overwrite: Overwrite::Always,
+            verify: false,
+        },
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert_one_short_line(&msg);
+    assert!(msg.contains("a/a/a/a"), "entry not named: {msg}");
+    assert!(msg.contains("4096"), "limit not named: {msg}");
+    assert_eq!(
+        fs::read_dir(&target).unwrap().count(),
+        0,
+        "created directories"
+    );
+    // Just below the limit is fine.
+    let ok = b"a/".repeat(2047);
+    let archive = archive_with_pax_path(&ok[..ok.len() - 1]);
+    let target = dir.path().join("ok");
+    restore::restore_archive(
+        &archive[..],
+        &RestoreOptions {
+            target: target.clone(),
+            paths: vec![],
+            overwrite: Overwrite::Always,
+            verify: false,
+        },
+    )
+    .unwrap();
+    rm_rf(&target);
+}
+
 // ---- item 8: config size ------------------------------------------------------------------
 
 #[test]
