@@ -5,6 +5,7 @@
 //! the snapshot and never abort the run; problems with the store or the catalog abort it before
 //! the snapshot is written, so nothing half-done is ever committed.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind as IoKind;
 use std::os::unix::ffi::OsStrExt;
@@ -26,7 +27,9 @@ use crate::repo::Repository;
 use crate::scan::{Excludes, Stat, list_dir, lstat};
 use crate::snapshot::{SNAPSHOT_VERSION, Skipped, Snapshot, Summary, Warning};
 use crate::sparse::SparseReader;
-use crate::tree::{Entry, EntryKind, RawBytes, Tree, valid_name};
+use crate::tree::{
+    Entry, EntryKind, MAX_PATH_LEN, MAX_TREE_LEN, RawBytes, Tree, check_path_len, valid_name,
+};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -268,6 +271,18 @@ pub fn backup(
     Ok(BackupOutcome { id, snapshot, sync })
 }
 
+/// Levels below a folder that are walked in parallel, one recursion (and a few rayon frames)
+/// each; deeper directories are walked iteratively. Real shares fan out long before this depth.
+const PARALLEL_DEPTH: usize = 32;
+
+/// What [`Ctx::entry`] made of one directory entry.
+enum Step {
+    /// Backed up (or left out, with a warning or a skip record).
+    Done(Option<Entry>),
+    /// A directory to descend into, with its metadata.
+    Dir(Stat),
+}
+
 /// Files at least this large have their new chunks compressed in parallel batches.
 const BIG_FILE: u64 = 32 << 20;
 /// Chunks per batch: a bound on the copies held (4 MiB each at most).
@@ -339,72 +354,188 @@ impl Ctx<'_> {
             );
             return Ok(None);
         }
-        let tree = self.dir(&path, rel, Fs::root(st.dev))?;
+        let Some(tree) = self.dir(&path, rel, Fs::root(st.dev), 0)? else {
+            return Ok(None);
+        };
         self.progress.dirs.fetch_add(1, Relaxed);
         Ok(Some(entry_from(rel, &st, EntryKind::Dir, |e| {
             e.tree = Some(tree)
         })))
     }
 
-    /// Backs up the directory at `path`, which lies on the filesystem `fs`, and returns its
-    /// tree id.
-    fn dir(&self, path: &Path, rel: &[u8], fs: Fs) -> Result<Id> {
-        let names = match list_dir(path) {
-            Ok(n) => n,
-            Err(e) => {
-                self.warn(rel, "unreadable", format!("cannot list directory: {e}"));
-                Vec::new()
-            }
-        };
+    /// The sorted names in the directory at `path`; none, with a warning, if it cannot be listed.
+    fn list(&self, path: &Path, rel: &[u8]) -> Vec<OsString> {
+        list_dir(path).unwrap_or_else(|e| {
+            self.warn(rel, "unreadable", format!("cannot list directory: {e}"));
+            Vec::new()
+        })
+    }
+
+    /// Backs up the directory at `path`, `depth` levels below its folder, and returns its tree
+    /// id, or `None` when it was left out (with a warning).
+    ///
+    /// The first [`PARALLEL_DEPTH`] levels fan out over rayon, recursing once per level; deeper
+    /// directories are walked by [`Ctx::dir_deep`] on this thread, with an explicit stack,
+    /// because each level of rayon recursion costs kilobytes of a worker's small stack and a
+    /// few hundred nested directories overflowed it.
+    fn dir(&self, path: &Path, rel: &[u8], fs: Fs, depth: usize) -> Result<Option<Id>> {
+        if depth >= PARALLEL_DEPTH {
+            return self.dir_deep(path, rel, fs);
+        }
+        let names = self.list(path, rel);
         let entries: Vec<Option<Entry>> = names
             .par_iter()
             .map(|name| {
-                self.entry(
-                    &path.join(name),
-                    &join_rel(rel, name.as_bytes()),
-                    name.as_bytes(),
-                    fs,
-                )
+                let (path, rel) = (path.join(name), join_rel(rel, name.as_bytes()));
+                match self.entry(&path, &rel, name.as_bytes(), fs)? {
+                    Step::Done(e) => Ok(e),
+                    Step::Dir(st) => Ok(self
+                        .dir(&path, &rel, fs.enter(st.dev, &rel), depth + 1)?
+                        .map(|tree| self.dir_entry(name.as_bytes(), &st, tree))),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
-        let tree = Tree {
-            entries: entries.into_iter().flatten().collect(),
-        };
-        self.store_tree(&tree)
+        self.finish_dir(rel, entries.into_iter().flatten().collect())
+    }
+
+    /// [`Ctx::dir`] without recursion: one frame per open directory on an explicit stack, so a
+    /// source nested thousands of levels deep costs heap, not stack.
+    fn dir_deep(&self, path: &Path, rel: &[u8], fs: Fs) -> Result<Option<Id>> {
+        struct Frame {
+            path: PathBuf,
+            rel: Vec<u8>,
+            fs: Fs,
+            names: std::vec::IntoIter<OsString>,
+            entries: Vec<Entry>,
+            /// The name and metadata of this directory, for its entry in the parent frame.
+            me: Option<(OsString, Stat)>,
+        }
+        let mut stack = vec![Frame {
+            path: path.to_path_buf(),
+            rel: rel.to_vec(),
+            fs,
+            names: self.list(path, rel).into_iter(),
+            entries: Vec::new(),
+            me: None,
+        }];
+        loop {
+            let top = stack
+                .last_mut()
+                .expect("the loop returns when the stack empties");
+            if let Some(name) = top.names.next() {
+                let (path, rel) = (top.path.join(&name), join_rel(&top.rel, name.as_bytes()));
+                match self.entry(&path, &rel, name.as_bytes(), top.fs)? {
+                    Step::Done(e) => top.entries.extend(e),
+                    Step::Dir(st) => {
+                        let names = self.list(&path, &rel).into_iter();
+                        let fs = top.fs.enter(st.dev, &rel);
+                        stack.push(Frame {
+                            path,
+                            rel,
+                            fs,
+                            names,
+                            entries: Vec::new(),
+                            me: Some((name, st)),
+                        });
+                    }
+                }
+                continue;
+            }
+            let done = stack.pop().expect("not empty");
+            let tree = self.finish_dir(&done.rel, done.entries)?;
+            let Some(parent) = stack.last_mut() else {
+                return Ok(tree);
+            };
+            let (name, st) = done.me.expect("every frame but the first has an entry");
+            if let Some(tree) = tree {
+                parent
+                    .entries
+                    .push(self.dir_entry(name.as_bytes(), &st, tree));
+            }
+        }
+    }
+
+    /// The entry of a directory that was backed up as `tree`.
+    fn dir_entry(&self, name: &[u8], st: &Stat, tree: Id) -> Entry {
+        self.progress.dirs.fetch_add(1, Relaxed);
+        self.progress.entries.fetch_add(1, Relaxed);
+        entry_from(name, st, EntryKind::Dir, |e| e.tree = Some(tree))
+    }
+
+    /// Stores the tree of a directory's entries; leaves the directory out, with a warning, when
+    /// its listing is longer than a tree may be (readers would refuse it).
+    fn finish_dir(&self, rel: &[u8], entries: Vec<Entry>) -> Result<Option<Id>> {
+        let count = entries.len();
+        let (id, bytes) = Tree { entries }.encode();
+        if bytes.len() > MAX_TREE_LEN {
+            self.warn(
+                rel,
+                "too_large",
+                format!(
+                    "the listing of its {count} entries takes {} bytes, more than the {MAX_TREE_LEN} a tree may hold; directory left out",
+                    bytes.len()
+                ),
+            );
+            return Ok(None);
+        }
+        self.store_encoded_tree(id, &bytes)?;
+        Ok(Some(id))
     }
 
     fn store_tree(&self, tree: &Tree) -> Result<Id> {
         let (id, bytes) = tree.encode();
+        if bytes.len() > MAX_TREE_LEN {
+            return Err(Error::corrupt(format!(
+                "the root tree takes {} bytes, more than the {MAX_TREE_LEN} a tree may hold",
+                bytes.len()
+            )));
+        }
+        self.store_encoded_tree(id, &bytes)?;
+        Ok(id)
+    }
+
+    fn store_encoded_tree(&self, id: Id, bytes: &[u8]) -> Result<()> {
         if !self.trees.has(&id)? {
-            let frame = codec::encode(&bytes, self.opts.compression)?;
+            let frame = codec::encode(bytes, self.opts.compression)?;
             if self.trees.add(id, &frame, bytes.len())? {
                 self.progress.new_trees.fetch_add(1, Relaxed);
             }
         }
-        Ok(id)
+        Ok(())
     }
 
-    fn entry(&self, path: &Path, rel: &[u8], name: &[u8], fs: Fs) -> Result<Option<Entry>> {
+    /// Backs up one entry of a directory, except a directory's content: for a directory that
+    /// is to be backed up, returns its metadata and leaves the walk to the caller.
+    fn entry(&self, path: &Path, rel: &[u8], name: &[u8], fs: Fs) -> Result<Step> {
         if self.excludes.is_excluded(name, rel) {
             self.skip(rel, "excluded");
-            return Ok(None);
+            return Ok(Step::Done(None));
+        }
+        // Beyond PATH_MAX no system call takes the path, and no snapshot path may be longer
+        // (docs/FORMAT.md): one warning, and nothing below it is visited.
+        let full = path.as_os_str().len();
+        if full >= MAX_PATH_LEN {
+            self.warn(
+                rel,
+                "too_long",
+                format!("the path is {full} bytes, at or beyond Linux's PATH_MAX of {MAX_PATH_LEN}; left out"),
+            );
+            return Ok(Step::Done(None));
         }
         let st = match lstat(path) {
             Ok(st) => st,
             Err(e) => {
                 self.warn_io(rel, e);
-                return Ok(None);
+                return Ok(Step::Done(None));
             }
         };
         let entry = match st.kind {
             EntryKind::Dir => {
                 if self.opts.one_file_system && st.dev != fs.dev {
                     self.skip(rel, "other_filesystem");
-                    return Ok(None);
+                    return Ok(Step::Done(None));
                 }
-                let tree = self.dir(path, rel, fs.enter(st.dev, rel))?;
-                self.progress.dirs.fetch_add(1, Relaxed);
-                entry_from(name, &st, EntryKind::Dir, |e| e.tree = Some(tree))
+                return Ok(Step::Dir(st));
             }
             EntryKind::File => match self.file(path, rel, &st)? {
                 Some((size, chunks, st)) => {
@@ -418,7 +549,7 @@ impl Ctx<'_> {
                         }
                     })
                 }
-                None => return Ok(None),
+                None => return Ok(Step::Done(None)),
             },
             EntryKind::Symlink => match std::fs::read_link(path) {
                 Ok(target) => {
@@ -429,7 +560,7 @@ impl Ctx<'_> {
                 }
                 Err(e) => {
                     self.warn_io(rel, e);
-                    return Ok(None);
+                    return Ok(Step::Done(None));
                 }
             },
             kind => {
@@ -442,7 +573,7 @@ impl Ctx<'_> {
             }
         };
         self.progress.entries.fetch_add(1, Relaxed);
-        Ok(Some(entry))
+        Ok(Step::Done(Some(entry)))
     }
 
     fn call_hook(&self, point: HookPoint, path: &Path) {
@@ -652,34 +783,37 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to
-/// the source root.
+/// the source root. Walks with an explicit stack, and stops (kind `Corrupt`) at a path longer
+/// than [`MAX_PATH_LEN`]: a crafted chain of trees can neither overflow the stack nor make paths
+/// of quadratic size.
 pub fn walk_tree(
     repo: &Repository,
     catalog: &Catalog,
     root: &Id,
     visit: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
 ) -> Result<()> {
-    fn go(
-        repo: &Repository,
-        catalog: &Catalog,
-        id: &Id,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
-    ) -> Result<()> {
-        for e in load_tree(repo, catalog, id)?.entries {
-            let path = if prefix.is_empty() {
-                e.name.0.clone()
-            } else {
-                join_rel(prefix, &e.name.0)
-            };
-            visit(&path, &e)?;
-            if let Some(sub) = &e.tree {
-                go(repo, catalog, sub, &path, visit)?;
-            }
+    let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Entry>)> = vec![(
+        Vec::new(),
+        load_tree(repo, catalog, root)?.entries.into_iter(),
+    )];
+    while let Some((prefix, entries)) = stack.last_mut() {
+        let Some(e) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let path = if prefix.is_empty() {
+            e.name.0.clone()
+        } else {
+            join_rel(prefix, &e.name.0)
+        };
+        check_path_len(&path)?;
+        visit(&path, &e)?;
+        if let Some(sub) = &e.tree {
+            let children = load_tree(repo, catalog, sub)?.entries.into_iter();
+            stack.push((path, children));
         }
-        Ok(())
     }
-    go(repo, catalog, root, b"", visit)
+    Ok(())
 }
 
 /// The entry at `path` (relative to the source root, `/`-separated) in the tree `root`.

@@ -66,7 +66,10 @@ impl FileRecord {
         v
     }
 
-    fn decode(v: &[u8]) -> Option<FileRecord> {
+    /// Parses a files cache record; `None` if its length is not that of a record. Public for
+    /// the fuzz tests, which feed it arbitrary bytes.
+    #[doc(hidden)]
+    pub fn decode(v: &[u8]) -> Option<FileRecord> {
         if v.len() < 40 || !(v.len() - 40).is_multiple_of(32) {
             return None;
         }

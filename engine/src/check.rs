@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
 use crate::repo::{Repository, pack_key};
+use crate::tree::{check_path_len_of, shorten};
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,45 +406,86 @@ impl Walker<'_> {
         Ok(None)
     }
 
-    /// Returns whether everything below `id` is intact.
+    /// Returns whether everything below `id` is intact. Walks with an explicit stack, one frame
+    /// per open tree: a crafted chain of thousands of trees costs heap, not stack, and a path
+    /// longer than [`crate::tree::MAX_PATH_LEN`] is reported as a damaged tree instead of followed.
     fn tree(&mut self, id: &Id, path: &str) -> Result<bool> {
-        self.seen.insert(*id);
-        if self.clean.contains(id) {
-            return Ok(true);
-        }
-        if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Tree, id)? {
-            self.hit(object, &kind, &detail, path);
-            return Ok(false);
-        }
-        let tree = match load_tree(self.repo, self.catalog, id) {
-            Ok(t) => t,
-            Err(e) => {
-                self.hit(format!("tree {id}"), "corrupt_tree", &e.to_string(), path);
-                return Ok(false);
-            }
+        let mut stack = match self.open(id, path, path.len())? {
+            Opened::Done(ok) => return Ok(ok),
+            Opened::Frame(f) => vec![f],
         };
-        let mut ok = true;
-        for e in &tree.entries {
-            let p = if path.is_empty() {
-                e.name.lossy().into_owned()
-            } else {
-                format!("{path}/{}", e.name.lossy())
+        loop {
+            let top = stack
+                .last_mut()
+                .expect("the loop returns when the stack empties");
+            let Some(e) = top.entries.next() else {
+                let done = stack.pop().expect("not empty");
+                if done.ok {
+                    self.clean.insert(done.id);
+                }
+                match stack.last_mut() {
+                    Some(parent) => parent.ok &= done.ok,
+                    None => return Ok(done.ok),
+                }
+                continue;
             };
-            if let Some(sub) = &e.tree {
-                ok &= self.tree(sub, &p)?;
+            let name = e.name.lossy();
+            let (p, len) = if top.path.is_empty() {
+                (name.into_owned(), e.name.0.len())
+            } else {
+                (format!("{}/{name}", top.path), top.len + 1 + e.name.0.len())
+            };
+            if let Err(err) = check_path_len_of(p.as_bytes(), len) {
+                let object = format!("tree {}", top.id);
+                top.ok = false;
+                self.hit(
+                    object,
+                    "corrupt_tree",
+                    err.message(),
+                    &shorten(p.as_bytes()),
+                );
+                continue;
             }
             for c in &e.chunks {
                 if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Data, c)? {
                     self.hit(object, &kind, &detail, &p);
-                    ok = false;
+                    top.ok = false;
                     break;
                 }
             }
+            if let Some(sub) = &e.tree {
+                match self.open(sub, &p, len)? {
+                    Opened::Done(ok) => top.ok &= ok,
+                    Opened::Frame(f) => stack.push(f),
+                }
+            }
         }
-        if ok {
-            self.clean.insert(*id);
+    }
+
+    /// Starts on the tree `id` at `path` (`len` raw bytes): the answer when it is known
+    /// without reading its entries, else a frame to walk them.
+    fn open(&mut self, id: &Id, path: &str, len: usize) -> Result<Opened> {
+        self.seen.insert(*id);
+        if self.clean.contains(id) {
+            return Ok(Opened::Done(true));
         }
-        Ok(ok)
+        if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Tree, id)? {
+            self.hit(object, &kind, &detail, path);
+            return Ok(Opened::Done(false));
+        }
+        match load_tree(self.repo, self.catalog, id) {
+            Ok(t) => Ok(Opened::Frame(Frame {
+                id: *id,
+                path: path.to_string(),
+                len,
+                entries: t.entries.into_iter(),
+                ok: true,
+            })),
+            Err(e) => {
+                self.hit(format!("tree {id}"), "corrupt_tree", &e.to_string(), path);
+                Ok(Opened::Done(false))
+            }
+        }
     }
 }
 
@@ -491,4 +533,22 @@ fn repair_snapshot(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Stri
     Ok(format!(
         "snapshot {id}: moved aside to {QUARANTINE}{id} (no intact copy to put back)"
     ))
+}
+
+/// A tree being checked.
+struct Frame {
+    id: Id,
+    path: String,
+    /// Length of the raw path (`path` is its lossy rendering).
+    len: usize,
+    entries: std::vec::IntoIter<crate::tree::Entry>,
+    /// Whether everything seen below it so far is intact.
+    ok: bool,
+}
+
+enum Opened {
+    /// Intact or not, known without walking it.
+    Done(bool),
+    /// To walk.
+    Frame(Frame),
 }

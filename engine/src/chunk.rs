@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
+/// The largest chunk any repository may hold: FastCDC v2020's largest maximum. A repository's
+/// own bound is its [`ChunkerParams::max`], at most this.
+pub const MAX_CHUNK_LEN: usize = fastcdc::v2020::MAXIMUM_MAX as usize;
+
 /// FastCDC sizes, in bytes. Persisted in the repository config: changing them changes every cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {

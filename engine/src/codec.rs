@@ -127,8 +127,35 @@ fn block_header(last: bool, size: usize) -> [u8; 3] {
     [b[0], b[1], b[2]]
 }
 
+/// The most bytes any stored blob decodes to: a tree's limit, which is above a chunk's. A
+/// reader refuses to allocate for more whatever an index or a catalog claims.
+pub const MAX_BLOB_LEN: usize = crate::tree::MAX_TREE_LEN;
+
 /// Decodes one frame that must expand to exactly `raw_len` bytes.
+///
+/// The length is checked before anything is allocated for it: against [`MAX_BLOB_LEN`], and
+/// against the content size that every cairn frame states in its header. A damaged index that
+/// claims 4 GiB for a small frame is then an error, not a 4 GiB buffer.
 pub fn decode(frame: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    if raw_len > MAX_BLOB_LEN {
+        return Err(Error::corrupt(format!(
+            "blob claims {raw_len} bytes, more than the {MAX_BLOB_LEN} any blob may hold"
+        )));
+    }
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(n)) if n == raw_len as u64 => {}
+        Ok(Some(n)) => {
+            return Err(Error::corrupt(format!(
+                "frame header says {n} bytes, index says {raw_len}"
+            )));
+        }
+        Ok(None) => {
+            return Err(Error::corrupt(
+                "stored zstd frame does not state its content size",
+            ));
+        }
+        Err(_) => return Err(Error::corrupt("stored zstd frame header is damaged")),
+    }
     // One decoder per thread: creating a zstd context per blob showed up at 3% of an export.
     let out = DECOMPRESSOR.with(|cell| -> Result<Vec<u8>> {
         let mut cell = cell.borrow_mut();
@@ -290,6 +317,9 @@ mod tests {
             "noise should be stored raw"
         );
         assert_eq!(decode(&f, noise.len()).unwrap(), noise);
+
+        // Empty content still states its size: decode relies on it.
+        assert_eq!(decode(&encode(b"", 3).unwrap(), 0).unwrap(), b"");
     }
 
     #[test]

@@ -223,16 +223,39 @@ fn env_key(var: &str) -> Option<String> {
     TOP_KEYS.contains(&rest.as_str()).then_some(rest)
 }
 
+/// The largest config file read: a real one is a few KiB. Anything larger (a wrong path,
+/// `/dev/zero`) is refused after reading at most this much.
+pub const MAX_CONFIG_LEN: u64 = 1 << 20;
+
+/// Reads a config file of at most [`MAX_CONFIG_LEN`] bytes (through `take`, so that a device or
+/// a growing file cannot make cairn read without end).
+fn read_config_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| {
+        Error::config(format!("cannot read config file {}", path.display())).with_source(e)
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_CONFIG_LEN {
+        return Err(Error::config(format!(
+            "config file {} is larger than 1 MiB; is it the right file?",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::config(format!("config file {} is not UTF-8 text", path.display())))
+}
+
 impl Config {
     /// Loads `file` (or the defaults), then applies `env` (`CAIRN_*` pairs) and `sets`
     /// (`section.key=value`), and validates the result.
     pub fn load(file: Option<&Path>, env: &[(String, String)], sets: &[String]) -> Result<Config> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::config(format!("cannot read config file {}", path.display()))
-                        .with_source(e)
-                })?;
+                let text = read_config_file(path)?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| {
                     Error::config(format!("config file {}", path.display())).with_source(e)
                 })?

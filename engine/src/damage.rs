@@ -137,7 +137,7 @@ pub fn read_checked(
     id: &Id,
     loc: &BlobLocation,
 ) -> Result<Vec<u8>> {
-    repo.read_blob(id, loc).inspect_err(|e| {
+    repo.read_blob(kind, id, loc).inspect_err(|e| {
         if e.kind() == ErrorKind::Corrupt {
             note_failure(repo, catalog, kind, id, loc, e);
         }

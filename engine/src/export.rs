@@ -28,7 +28,7 @@ use crate::pack::BlobKind;
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
 use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
-use crate::tree::{Entry, EntryKind, RawBytes};
+use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
 
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -676,13 +676,16 @@ impl ArchiveWriter<'_> {
 
     /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
     /// the stored frames.
-    fn content(&mut self, catalog: &Catalog, e: &Entry) -> Result<()> {
+    fn content(&mut self, repo: &Repository, catalog: &Catalog, e: &Entry) -> Result<()> {
         let small = e.size <= SMALL_FILE;
         let mut written = 0u64;
         for id in &e.chunks {
             let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
                 Error::not_found(format!("chunk {} is in no known pack", id.short()))
             })?;
+            // Large files' frames are copied without decoding: their claimed length is checked
+            // here, before the tar stream is sized by it.
+            repo.check_location(BlobKind::Data, id, &loc)?;
             written += u64::from(loc.raw_length);
             if small {
                 self.blob(*id, loc)?;
@@ -825,20 +828,29 @@ struct Walk<'a, 'b> {
 }
 
 impl Walk<'_, '_> {
+    /// Writes the tree `tree` at `prefix`, depth first in archive order. Walks with an explicit
+    /// stack, and stops at a path longer than a snapshot may hold: a crafted chain of trees
+    /// can neither overflow the stack nor make an archive no restore accepts.
     fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
-        let t = load_tree(self.repo, self.catalog, tree)?;
-        for (_, e, subtree) in ordered(t.entries) {
-            let mut path = prefix.to_vec();
+        let first = ordered(load_tree(self.repo, self.catalog, tree)?.entries).into_iter();
+        let mut stack = vec![(prefix.to_vec(), first)];
+        while let Some((prefix, items)) = stack.last_mut() {
+            let Some((_, e, subtree)) = items.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = prefix.clone();
             if !path.is_empty() {
                 path.push(b'/');
             }
             path.extend_from_slice(&e.name.0);
+            check_path_len(&path)?;
             if subtree {
-                self.dir(
-                    &e.tree
-                        .ok_or_else(|| Error::corrupt("directory entry without a tree"))?,
-                    &path,
-                )?;
+                let sub = e
+                    .tree
+                    .ok_or_else(|| Error::corrupt("directory entry without a tree"))?;
+                let items = ordered(load_tree(self.repo, self.catalog, &sub)?.entries).into_iter();
+                stack.push((path, items));
             } else {
                 self.entry(path, &e)?;
             }
@@ -905,7 +917,7 @@ impl Walk<'_, '_> {
                 } else {
                     self.w
                         .raw(&tar_header(&path, e, tar::EntryType::Regular, e.size, None))?;
-                    self.w.content(self.catalog, e)?;
+                    self.w.content(self.repo, self.catalog, e)?;
                     m.size = e.size;
                 }
             }

@@ -34,12 +34,29 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
+    /// `data` or `tree`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Data => "data",
+            BlobKind::Tree => "tree",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             BlobKind::Data => 0,
             BlobKind::Tree => 1,
         }
     }
+    /// The most bytes a blob of this kind may decode to, whatever its index entry says:
+    /// FastCDC's largest chunk, or the format's tree limit.
+    pub fn max_raw_len(self) -> usize {
+        match self {
+            BlobKind::Data => crate::chunk::MAX_CHUNK_LEN,
+            BlobKind::Tree => crate::tree::MAX_TREE_LEN,
+        }
+    }
+
     fn from_code(c: u8) -> Result<BlobKind> {
         match c {
             0 => Ok(BlobKind::Data),
@@ -177,11 +194,13 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
     if body.len() < HEADER_LEN || &body[..8] != INDEX_MAGIC {
         return Err(Error::corrupt("unknown pack index version"));
     }
+    // The count is checked against the bytes that hold the entries before anything is
+    // allocated for them: a damaged count cannot ask for more than the index itself.
     let count = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
-    if body.len() != HEADER_LEN + count * ENTRY_LEN {
-        return Err(Error::corrupt(
-            "pack index length does not match its entry count",
-        ));
+    if Some(body.len() - HEADER_LEN) != count.checked_mul(ENTRY_LEN) {
+        return Err(Error::corrupt(format!(
+            "pack index claims {count} entries, its length does not fit"
+        )));
     }
     let data_end = pack_len - tlen as u64;
     let mut out = Vec::with_capacity(count);
@@ -194,6 +213,7 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
             length: u(37..41),
             raw_length: u(41..45),
         };
+        check_raw_len(&e)?;
         if u64::from(e.offset) + u64::from(e.length) > data_end {
             return Err(Error::corrupt(format!(
                 "blob {} lies outside its pack",
@@ -205,8 +225,24 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
     Ok(out)
 }
 
+/// Refuses an entry that claims more bytes than a blob of its kind may hold: such an index is
+/// damaged (or crafted), and nothing is allocated for it.
+fn check_raw_len(e: &PackEntry) -> Result<()> {
+    if e.raw_length as usize > e.kind.max_raw_len() {
+        return Err(Error::corrupt(format!(
+            "blob {} claims {} bytes, more than the {} a {} blob may hold",
+            e.id.short(),
+            e.raw_length,
+            e.kind.max_raw_len(),
+            e.kind.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes the blob `e` from `frame` (its exact bytes) and checks its id.
 pub fn open_blob(e: &PackEntry, frame: &[u8]) -> Result<Vec<u8>> {
+    check_raw_len(e)?;
     let data = crate::codec::decode(frame, e.raw_length as usize)?;
     if Id::of(&data) != e.id {
         return Err(Error::corrupt(format!(

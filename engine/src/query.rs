@@ -21,134 +21,134 @@ pub struct Change {
     pub path: String,
 }
 
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
-    }
+/// One step of a diff. The walk keeps these on an explicit stack instead of recursing, so a
+/// crafted chain of thousands of trees costs heap, not stack.
+enum Task {
+    /// Output one change.
+    Emit(char, String),
+    /// This entry and everything below it, marked with the sign.
+    All(Entry, TreePath, char),
+    /// Everything below the tree, marked with the sign.
+    Children(Id, TreePath, char),
+    /// The differences between two trees.
+    Diff(Id, Id, TreePath),
 }
 
-fn all_paths(
-    repo: &Repository,
-    catalog: &Catalog,
-    e: &Entry,
-    path: &str,
-    sign: char,
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    out.push(Change {
-        change: sign,
-        path: path.to_string(),
-    });
-    if let Some(t) = &e.tree {
-        children(repo, catalog, t, path, sign, out)?;
-    }
-    Ok(())
+/// A path for output (lossy UTF-8) and the length of its raw bytes, which is what is bounded.
+#[derive(Clone)]
+struct TreePath {
+    shown: String,
+    len: usize,
 }
 
-/// Every path below the tree `t` at `path`, marked `sign`.
-fn children(
-    repo: &Repository,
-    catalog: &Catalog,
-    t: &Id,
-    path: &str,
-    sign: char,
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    for c in load_tree(repo, catalog, t)?.entries {
-        all_paths(repo, catalog, &c, &join(path, &c.name.lossy()), sign, out)?;
+impl TreePath {
+    const ROOT: TreePath = TreePath {
+        shown: String::new(),
+        len: 0,
+    };
+
+    /// The path of `name` inside this one; refuses one longer than a snapshot path may be.
+    fn child(&self, name: &crate::tree::RawBytes) -> Result<TreePath> {
+        let (shown, len) = if self.len == 0 {
+            (name.lossy().into_owned(), name.0.len())
+        } else {
+            (
+                format!("{}/{}", self.shown, name.lossy()),
+                self.len + 1 + name.0.len(),
+            )
+        };
+        crate::tree::check_path_len_of(shown.as_bytes(), len)?;
+        Ok(TreePath { shown, len })
     }
-    Ok(())
 }
 
 /// The differences from tree `a` to tree `b`, in path order.
 pub fn diff(repo: &Repository, catalog: &Catalog, a: &Id, b: &Id) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    diff_trees(repo, catalog, a, b, "", &mut out)?;
+    let mut stack = vec![Task::Diff(*a, *b, TreePath::ROOT)];
+    while let Some(task) = stack.pop() {
+        // The steps of this task, in output order; pushed reversed below.
+        let mut next = Vec::new();
+        match task {
+            Task::Emit(change, path) => out.push(Change { change, path }),
+            Task::All(e, path, sign) => {
+                next.push(Task::Emit(sign, path.shown.clone()));
+                if let Some(t) = e.tree {
+                    next.push(Task::Children(t, path, sign));
+                }
+            }
+            Task::Children(t, path, sign) => {
+                for c in load_tree(repo, catalog, &t)?.entries {
+                    let p = path.child(&c.name)?;
+                    next.push(Task::All(c, p, sign));
+                }
+            }
+            Task::Diff(a, b, prefix) => {
+                if a != b {
+                    diff_step(repo, catalog, &a, &b, &prefix, &mut next)?;
+                }
+            }
+        }
+        stack.extend(next.into_iter().rev());
+    }
     Ok(out)
 }
 
-fn diff_trees(
+/// The steps that compare the entries of trees `a` and `b` at `prefix`.
+fn diff_step(
     repo: &Repository,
     catalog: &Catalog,
     a: &Id,
     b: &Id,
-    prefix: &str,
-    out: &mut Vec<Change>,
+    prefix: &TreePath,
+    next: &mut Vec<Task>,
 ) -> Result<()> {
-    if a == b {
-        return Ok(());
-    }
     let (ta, tb) = (
         load_tree(repo, catalog, a)?.entries,
         load_tree(repo, catalog, b)?.entries,
     );
-    let (mut i, mut j) = (0, 0);
-    while i < ta.len() || j < tb.len() {
-        let order = match (ta.get(i), tb.get(j)) {
+    let (mut ta, mut tb) = (ta.into_iter().peekable(), tb.into_iter().peekable());
+    loop {
+        let order = match (ta.peek(), tb.peek()) {
             (Some(x), Some(y)) => x.name.cmp(&y.name),
             (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return Ok(()),
         };
         match order {
             std::cmp::Ordering::Less => {
-                all_paths(
-                    repo,
-                    catalog,
-                    &ta[i],
-                    &join(prefix, &ta[i].name.lossy()),
-                    '-',
-                    out,
-                )?;
-                i += 1;
+                let x = ta.next().expect("peeked");
+                let path = prefix.child(&x.name)?;
+                next.push(Task::All(x, path, '-'));
             }
             std::cmp::Ordering::Greater => {
-                all_paths(
-                    repo,
-                    catalog,
-                    &tb[j],
-                    &join(prefix, &tb[j].name.lossy()),
-                    '+',
-                    out,
-                )?;
-                j += 1;
+                let y = tb.next().expect("peeked");
+                let path = prefix.child(&y.name)?;
+                next.push(Task::All(y, path, '+'));
             }
             std::cmp::Ordering::Equal => {
-                let (x, y) = (&ta[i], &tb[j]);
-                let path = join(prefix, &x.name.lossy());
+                let (x, y) = (ta.next().expect("peeked"), tb.next().expect("peeked"));
+                let path = prefix.child(&x.name)?;
                 if x.kind != y.kind {
-                    out.push(Change {
-                        change: 'T',
-                        path: path.clone(),
-                    });
+                    next.push(Task::Emit('T', path.shown.clone()));
                 } else if x.chunks != y.chunks || x.target != y.target || x.size != y.size {
-                    out.push(Change {
-                        change: 'M',
-                        path: path.clone(),
-                    });
+                    next.push(Task::Emit('M', path.shown.clone()));
                 } else if (x.mode, x.uid, x.gid, x.mtime, x.mtime_ns)
                     != (y.mode, y.uid, y.gid, y.mtime, y.mtime_ns)
                     && x.kind != EntryKind::Dir
                 {
-                    out.push(Change {
-                        change: 'U',
-                        path: path.clone(),
-                    });
+                    next.push(Task::Emit('U', path.shown.clone()));
                 }
-                match (&x.tree, &y.tree) {
-                    (Some(ta), Some(tb)) => diff_trees(repo, catalog, ta, tb, &path, out)?,
+                match (x.tree, y.tree) {
+                    (Some(ta), Some(tb)) => next.push(Task::Diff(ta, tb, path)),
                     // A directory became something else, or the reverse: its contents went or came.
-                    (Some(t), None) => children(repo, catalog, t, &path, '-', out)?,
-                    (None, Some(t)) => children(repo, catalog, t, &path, '+', out)?,
+                    (Some(t), None) => next.push(Task::Children(t, path, '-')),
+                    (None, Some(t)) => next.push(Task::Children(t, path, '+')),
                     (None, None) => {}
                 }
-                i += 1;
-                j += 1;
             }
         }
     }
-    Ok(())
 }
 
 /// A path found in a snapshot.

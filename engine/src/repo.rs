@@ -179,14 +179,36 @@ impl Repository {
         pack::parse_trailer(&tail, size).map_err(|e| e.context(&key))
     }
 
-    /// Reads one blob and checks it against its id.
-    pub fn read_blob(&self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+    /// Refuses a location that claims more bytes than a blob of `kind` may hold in this
+    /// repository (a chunk: the chunker's maximum; a tree: the format's limit), before anything
+    /// is allocated or copied for it. Catalogs written before these bounds were checked may
+    /// hold such a location.
+    pub fn check_location(&self, kind: pack::BlobKind, id: &Id, loc: &BlobLocation) -> Result<()> {
+        let max = match kind {
+            pack::BlobKind::Data => self.config.chunker.max as usize,
+            pack::BlobKind::Tree => crate::tree::MAX_TREE_LEN,
+        };
+        if loc.raw_length as usize > max {
+            return Err(Error::corrupt(format!(
+                "{} blob {} claims {} bytes, more than the {max} it may hold (pack {})",
+                kind.name(),
+                id.short(),
+                loc.raw_length,
+                loc.pack.short()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads one blob of `kind` and checks it against its id.
+    pub fn read_blob(&self, kind: pack::BlobKind, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        self.check_location(kind, id, loc)?;
         let key = pack_key(&loc.pack);
         let frame = self
             .store
             .get_range(&key, u64::from(loc.offset), u64::from(loc.length))?;
         let entry = PackEntry {
-            kind: pack::BlobKind::Data,
+            kind,
             id: *id,
             offset: loc.offset,
             length: loc.length,

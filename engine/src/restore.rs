@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
-use crate::tree::{Entry, EntryKind, valid_name};
+use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, check_path_len_of, shorten, valid_name};
 
 /// What to do with an entry that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,21 +135,30 @@ fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL.
+/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL, and
+/// a path longer than PATH_MAX ([`MAX_PATH_LEN`] bytes), before splitting it: an archive entry
+/// of a few bytes compressed can name millions of nested directories.
 pub fn components(path: &[u8]) -> Result<Vec<Vec<u8>>> {
     let trimmed = path.strip_suffix(b"/").unwrap_or(path);
     let trimmed = trimmed.strip_prefix(b"./").unwrap_or(trimmed);
+    if trimmed.len() > MAX_PATH_LEN {
+        return Err(Error::usage(format!(
+            "path {} ({} bytes) is longer than PATH_MAX ({MAX_PATH_LEN} bytes)",
+            shorten(trimmed),
+            trimmed.len()
+        )));
+    }
     if trimmed.starts_with(b"/") {
         return Err(Error::usage(format!(
             "{:?} is an absolute path",
-            String::from_utf8_lossy(path)
+            shorten(path)
         )));
     }
     let parts: Vec<Vec<u8>> = trimmed.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
     if parts.iter().any(|p| !valid_name(p)) {
         return Err(Error::usage(format!(
             "unsafe path {:?}: empty, `.`, `..` or NUL components are refused",
-            String::from_utf8_lossy(path)
+            shorten(path)
         )));
     }
     Ok(parts)
@@ -616,6 +625,9 @@ struct Plan {
 }
 
 impl Plan {
+    /// Plans `e` at `parent` and everything below it, depth first in tree order. Walks with an
+    /// explicit stack, and refuses (kind `Corrupt`) a path longer than a snapshot may hold, so
+    /// a crafted chain of trees neither overflows the stack nor nests directories without end.
     fn add(
         &mut self,
         repo: &Repository,
@@ -624,44 +636,47 @@ impl Plan {
         parent: &[Vec<u8>],
         e: Entry,
     ) -> Result<()> {
-        let mut path = parent.to_vec();
-        path.push(e.name.0.clone());
-        match e.kind {
-            EntryKind::Dir => {
-                let fd = target.dir(parent, true)?;
-                target.mkdir(&fd, &e.name.0, &show(&path))?;
-                let tree = e.tree.ok_or_else(|| {
-                    Error::corrupt(format!("{}: directory without a tree", show(&path)))
-                })?;
-                for child in load_tree(repo, catalog, &tree)?.entries {
-                    self.add(repo, catalog, target, &path, child)?;
+        let mut todo = vec![(parent.to_vec(), e)];
+        while let Some((parent, e)) = todo.pop() {
+            let mut path = parent.clone();
+            path.push(e.name.0.clone());
+            let len = path.iter().map(Vec::len).sum::<usize>() + path.len() - 1;
+            check_path_len_of(&path.join(&b'/'), len)?;
+            match e.kind {
+                EntryKind::Dir => {
+                    let fd = target.dir(&parent, true)?;
+                    target.mkdir(&fd, &e.name.0, &show(&path))?;
+                    let tree = e.tree.ok_or_else(|| {
+                        Error::corrupt(format!("{}: directory without a tree", show(&path)))
+                    })?;
+                    // Reversed onto the stack, so that they come off it in tree order.
+                    for child in load_tree(repo, catalog, &tree)?.entries.into_iter().rev() {
+                        todo.push((path.clone(), child));
+                    }
+                    self.dirs.push((path, Meta::of(&e)));
                 }
-                self.dirs.push((path, Meta::of(&e)));
-            }
-            EntryKind::File => {
-                if let Some(h) = e.hardlink {
-                    let key = (path[0].clone(), h);
-                    match self.first_of.get(&key) {
-                        // Linked only to a name with the same content: snapshots written before
-                        // hardlink identities included the filesystem can share an identity
-                        // between two files of different mounts.
-                        Some((first, chunks)) if *chunks == e.chunks => {
-                            self.links.push((parent.to_vec(), e, first.clone()));
-                            return Ok(());
-                        }
-                        Some(_) => {}
-                        None => {
-                            self.first_of.insert(key, (path, e.chunks.clone()));
+                EntryKind::File => {
+                    if let Some(h) = e.hardlink {
+                        let key = (path[0].clone(), h);
+                        match self.first_of.get(&key) {
+                            // Linked only to a name with the same content: snapshots written
+                            // before hardlink identities included the filesystem can share an
+                            // identity between two files of different mounts.
+                            Some((first, chunks)) if *chunks == e.chunks => {
+                                self.links.push((parent, e, first.clone()));
+                                continue;
+                            }
+                            Some(_) => {}
+                            None => {
+                                self.first_of.insert(key, (path, e.chunks.clone()));
+                            }
                         }
                     }
+                    self.files.push(FileJob { parent, entry: e });
                 }
-                self.files.push(FileJob {
-                    parent: parent.to_vec(),
-                    entry: e,
-                });
+                EntryKind::Symlink => self.symlinks.push((parent, e)),
+                _ => self.specials.push((parent, e)),
             }
-            EntryKind::Symlink => self.symlinks.push((parent.to_vec(), e)),
-            _ => self.specials.push((parent.to_vec(), e)),
         }
         Ok(())
     }

@@ -134,6 +134,47 @@ pub struct Tree {
     pub entries: Vec<Entry>,
 }
 
+/// The largest tree blob, in bytes: readers refuse a longer one before allocating for it (the
+/// format's limit; a directory of about 300,000 entries). Backup leaves out, with a warning, a
+/// directory whose listing would be longer.
+pub const MAX_TREE_LEN: usize = 64 << 20;
+
+/// The longest path a snapshot may hold, in bytes, names joined by `/` below the source root:
+/// Linux's PATH_MAX. It also bounds how deep trees nest (at most 2,048 levels), so that no walk
+/// goes deeper than that whatever a crafted repository holds.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A path for a one-line message: whole when short, else its start and end around `…`.
+pub fn shorten(path: &[u8]) -> String {
+    const HEAD: usize = 60;
+    const TAIL: usize = 30;
+    if path.len() <= HEAD + TAIL + 10 {
+        return String::from_utf8_lossy(path).into_owned();
+    }
+    format!(
+        "{}…{}",
+        String::from_utf8_lossy(&path[..HEAD]),
+        String::from_utf8_lossy(&path[path.len() - TAIL..])
+    )
+}
+
+/// Refuses (kind `Corrupt`) a snapshot path longer than [`MAX_PATH_LEN`], naming it shortened.
+pub fn check_path_len(path: &[u8]) -> Result<()> {
+    check_path_len_of(path, path.len())
+}
+
+/// Like [`check_path_len`] for a path of `len` raw bytes shown as `shown` (a lossy rendering,
+/// whose length may differ).
+pub fn check_path_len_of(shown: &[u8], len: usize) -> Result<()> {
+    if len > MAX_PATH_LEN {
+        return Err(Error::corrupt(format!(
+            "path {} ({len} bytes) is longer than the {MAX_PATH_LEN} bytes a snapshot path may hold",
+            shorten(shown)
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `name` may appear in a tree: restoring it can only ever create a direct child.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
@@ -153,6 +194,12 @@ impl Tree {
 
     /// Parses and validates a tree blob: names must be valid, unique and sorted.
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
+        if bytes.len() > MAX_TREE_LEN {
+            return Err(Error::corrupt(format!(
+                "tree blob of {} bytes is longer than the {MAX_TREE_LEN} a tree may hold",
+                bytes.len()
+            )));
+        }
         let tree: Tree = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("tree blob is not valid JSON").with_source(e))?;
         for pair in tree.entries.windows(2) {

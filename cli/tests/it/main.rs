@@ -160,6 +160,20 @@ fn usage_and_configuration_errors_exit_2_with_one_clear_line() {
 }
 
 #[test]
+fn a_config_file_of_endless_zeros_exits_2_with_one_line() {
+    // Read whole, /dev/zero took 7 GB before the read was bounded to 1 MiB.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--config", "/dev/zero", "snapshots"])
+        .env_remove("CAIRN_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/dev/zero") && err.contains("1 MiB"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let s = Setup::new();
     s.run(&["init"]);

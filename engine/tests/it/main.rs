@@ -1,6 +1,8 @@
 //! Integration tests of cairn-engine: one binary, one module per concern.
 
+mod alloc;
 mod backup;
+mod bounds;
 mod common;
 mod export;
 mod golden;
