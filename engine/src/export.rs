@@ -1101,7 +1101,7 @@ pub fn export(
     call(ExportPoint::Leased);
     let published =
         lease.hold(|| publish(repo, catalog, exports, (snap_id, snap), opts, &keys, &lease))?;
-    lease.release()?;
+    lease.release();
     Ok(published)
 }
 

@@ -180,9 +180,11 @@ pub fn acquire<'s>(
                 continue;
             }
             if other.expired(now) || other.orphaned() {
-                tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
-                    "taking over a lease whose holder is gone");
-                store.delete(&k)?;
+                if !other.expired(now) {
+                    tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
+                        "taking over a lease whose holder is gone");
+                }
+                retire(store, &k, &other);
             } else {
                 others.push(other);
             }
@@ -198,7 +200,7 @@ pub fn acquire<'s>(
                 deleted: false,
             });
         }
-        store.delete(&key)?;
+        retire(store, &key, &info);
         holder = others.into_iter().next();
         // Random, growing waits: two contenders that saw each other rarely meet again.
         let base = 40u64 << attempt;
@@ -214,6 +216,25 @@ pub fn acquire<'s>(
             holder.purpose
         ),
     ))
+}
+
+/// Makes the lease at `key` lapse: deletes it, or, where the key may not delete (the nightly key
+/// of docs/OPERATIONS.md has no `s3:DeleteObject`), puts it back as expired. A failure of both
+/// only costs a wait until its expiry, so it is logged, never raised.
+fn retire(store: &dyn Store, key: &str, info: &LeaseInfo) {
+    let Err(e) = store.delete(key) else {
+        return;
+    };
+    let expired = LeaseInfo {
+        expires: jiff::Timestamp::UNIX_EPOCH.to_string(),
+        ..info.clone()
+    };
+    if let Err(e2) = store.put(
+        key,
+        &serde_json::to_vec(&expired).expect("leases serialize"),
+    ) {
+        tracing::warn!(key, error = %e, error2 = %e2, "could not end a lease; it lapses at its expiry");
+    }
 }
 
 fn nonce_byte() -> Result<u8> {
@@ -289,11 +310,12 @@ impl Lease<'_> {
         }
     }
 
-    /// Deletes the lease object.
-    pub fn release(mut self) -> Result<()> {
+    /// Ends the lease: deletes its object, or, with a key that may not delete, rewrites it as
+    /// expired.
+    pub fn release(mut self) {
         self.stop();
         self.deleted = true;
-        self.store.delete(&self.key)
+        retire(self.store, &self.key, &self.info());
     }
 
     fn stop(&self) {
@@ -306,10 +328,8 @@ impl Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.stop();
-        if !self.deleted
-            && let Err(e) = self.store.delete(&self.key)
-        {
-            tracing::warn!(key = %self.key, error = %e, "could not delete a lease; it lapses at its expiry");
+        if !self.deleted {
+            retire(self.store, &self.key, &self.info());
         }
     }
 }

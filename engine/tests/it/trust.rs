@@ -305,7 +305,7 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, vec![format!("_leases/d/{}.json", l.info().nonce)]);
-    l.release().unwrap();
+    l.release();
     assert!(store.list("_leases/").unwrap().is_empty());
 
     put("live", "other-pod", 1, later);
@@ -579,4 +579,34 @@ fn a_garbage_snapshot_object_is_reported_skipped_and_repaired() {
     assert!(healthy.problems.is_empty(), "{:?}", healthy.problems);
     assert_eq!(healthy.snapshots, 2);
     let _ = third;
+}
+
+/// The nightly key may not delete (docs/OPERATIONS.md): a lease then ends by being rewritten
+/// as expired, and the next writer of the day goes ahead at once.
+#[test]
+fn leases_end_without_delete_permission() {
+    use cairn_engine::store::{Fault, FaultStore, Op};
+    let store = FaultStore::new(MemoryStore::default());
+    store.inject(
+        Some(Op::Delete),
+        "_leases/",
+        Fault::FailAlways(ErrorKind::Io),
+    );
+    let ttl = Duration::from_secs(600);
+    let first = lease::acquire(&store, "_leases/d/", "first", ttl, None).unwrap();
+    first.release();
+    assert_eq!(
+        store.list("_leases/d/").unwrap().len(),
+        1,
+        "left, but expired"
+    );
+    let t = std::time::Instant::now();
+    let second = lease::acquire(&store, "_leases/d/", "second", ttl, None).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "no back-off for an ended lease"
+    );
+    drop(second);
+    let third = lease::acquire(&store, "_leases/d/", "third", ttl, None).unwrap();
+    third.release();
 }
