@@ -22,15 +22,10 @@ use crate::snapshot::Snapshot;
 
 /// Bump when the catalog's encoding changes; an old catalog is then rebuilt, not misread.
 pub const SCHEMA_VERSION: &str = "1";
-const CFS: [&str; 7] = [
-    "meta",
-    "chunks",
-    "trees",
-    "packs",
-    "files",
-    "snapshots",
-    "damaged",
-];
+const CFS: [&str; 6] = ["meta", "chunks", "trees", "packs", "files", "snapshots"];
+/// Prefix of damage markers in `meta`. Kept there rather than in a column family of their own:
+/// a catalog with a column family an older cairn does not know cannot be opened by it at all.
+const DAMAGED: &[u8] = b"damaged/";
 
 /// What the files cache remembers about a file that was backed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,15 +85,16 @@ impl FileRecord {
     }
 }
 
-/// Key of the `damaged` column family: kind code, blob id, pack id.
-fn damaged_key(kind: BlobKind, id: &Id, pack: &Id) -> [u8; 65] {
-    let mut k = [0u8; 65];
-    k[0] = match kind {
+/// Key of a damage marker in `meta`: `damaged/`, kind code, blob id, pack id.
+fn damaged_key(kind: BlobKind, id: &Id, pack: &Id) -> Vec<u8> {
+    let mut k = Vec::with_capacity(DAMAGED.len() + 65);
+    k.extend_from_slice(DAMAGED);
+    k.push(match kind {
         BlobKind::Data => 0,
         BlobKind::Tree => 1,
-    };
-    k[1..33].copy_from_slice(id.as_bytes());
-    k[33..].copy_from_slice(pack.as_bytes());
+    });
+    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(pack.as_bytes());
     k
 }
 
@@ -159,6 +155,8 @@ pub struct SyncReport {
 pub struct Catalog {
     db: DB,
     path: PathBuf,
+    /// Whether any damage marker exists: while none does, deduplication needs no second lookup.
+    any_damaged: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -197,12 +195,35 @@ impl Catalog {
                 e,
             )
         })?;
-        let cfs = CFS
+        // Column families a newer cairn added are opened too (RocksDB refuses to open a database
+        // without all of them), so that going back to an older binary keeps working.
+        let mut names: Vec<String> = CFS.iter().map(|n| n.to_string()).collect();
+        if let Ok(existing) = DB::list_cf(&db_options(), &path) {
+            for n in existing {
+                if n != "default" && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let cfs = names
             .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+            .map(|n| ColumnFamilyDescriptor::new(n.as_str(), cf_options()));
         let db = DB::open_cf_descriptors(&db_options(), &path, cfs)
             .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
-        Ok(Catalog { db, path })
+        let cat = Catalog {
+            db,
+            path,
+            any_damaged: Default::default(),
+        };
+        let any = cat
+            .db
+            .prefix_iterator_cf(cat.cf("meta"), DAMAGED)
+            .next()
+            .transpose()?
+            .is_some_and(|(k, _)| k.starts_with(DAMAGED));
+        cat.any_damaged
+            .store(any, std::sync::atomic::Ordering::Relaxed);
+        Ok(cat)
     }
 
     /// Opens the catalog and makes it match `repo`: rebuilt from the store if it is new, of an
@@ -285,6 +306,27 @@ impl Catalog {
         let forget: HashSet<Id> = gone.union(&resized).copied().collect();
         if !forget.is_empty() {
             self.forget_packs(&forget)?;
+            // A blob has one location in the catalog, but may have copies in other packs (two
+            // writers, a healed blob): read the other packs' indexes again so that those copies
+            // are found, rather than reported missing until a rebuild. Rare, and one ranged read
+            // per pack.
+            let others: Vec<(Id, u64)> = known
+                .iter()
+                .filter(|(id, _)| !forget.contains(id))
+                .map(|(id, size)| (*id, *size))
+                .collect();
+            let indexed: Vec<(Id, Result<Vec<PackEntry>>)> = others
+                .par_iter()
+                .map(|(id, size)| (*id, repo.read_pack_index(id, *size)))
+                .collect();
+            for (id, entries) in indexed {
+                match entries {
+                    Ok(entries) => self.add_missing_locations(&id, &entries)?,
+                    Err(e) => {
+                        tracing::warn!(pack = %id, error = %e, "pack index unreadable while looking for other copies")
+                    }
+                }
+            }
         }
         // Damage found by another machine, or before this catalog was rebuilt: marked before
         // packs are indexed, so that a damaged copy never replaces a good one.
@@ -328,6 +370,11 @@ impl Catalog {
                     report.snapshots_unreadable.push(id.to_hex());
                     continue;
                 }
+                // Written by a newer cairn: intact, just not for this one to read.
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    tracing::warn!(snapshot = %id, error = %e, "skipping a snapshot this cairn cannot read");
+                    continue;
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
@@ -345,9 +392,10 @@ impl Catalog {
 
     /// Marks blobs as damaged in `pack`: their copies there are never used for deduplication
     /// again (the next backup stores them anew, which makes it their location), while readers
-    /// keep the location as long as there is no other copy. Where a blob's location is in
-    /// `pack`, every files cache record is dropped too, so that the next backup reads the
-    /// source again. Returns how many locations were in `pack`.
+    /// keep the location as long as there is no other copy. When a newly marked blob's location
+    /// is in `pack`, every files cache record is dropped too, so that the next backup reads the
+    /// source again; a marker already known changes nothing (a blob the source no longer has
+    /// must not cost a full read every night). Returns how many locations were newly marked.
     pub fn mark_damaged(
         &self,
         pack: &Id,
@@ -356,14 +404,20 @@ impl Catalog {
         let mut batch = WriteBatch::default();
         let mut n = 0;
         for (kind, id) in blobs {
-            batch.put_cf(self.cf("damaged"), damaged_key(kind, &id, pack), []);
+            if self.is_damaged_in(kind, &id, pack)? {
+                continue;
+            }
+            batch.put_cf(self.cf("meta"), damaged_key(kind, &id, pack), []);
             if self.locate(kind, &id)?.is_some_and(|l| l.pack == *pack) {
                 n += 1;
             }
         }
+        // Cache first: a crash in between must not leave markers whose drop never happened.
         if n > 0 {
-            self.drop_files_cache(&mut batch)?;
+            self.drop_files_cache()?;
         }
+        self.any_damaged
+            .fetch_or(!batch.is_empty(), std::sync::atomic::Ordering::Relaxed);
         self.db.write(batch)?;
         Ok(n)
     }
@@ -377,25 +431,28 @@ impl Catalog {
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (kind, id) in blobs {
-            batch.delete_cf(self.cf("damaged"), damaged_key(kind, &id, pack));
+            batch.delete_cf(self.cf("meta"), damaged_key(kind, &id, pack));
         }
         Ok(self.db.write(batch)?)
     }
 
-    fn is_damaged(&self, kind: BlobKind, id: &Id, pack: &Id) -> Result<bool> {
+    fn is_damaged_in(&self, kind: BlobKind, id: &Id, pack: &Id) -> Result<bool> {
+        if !self.any_damaged.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
         Ok(self
             .db
-            .get_pinned_cf(self.cf("damaged"), damaged_key(kind, id, pack))?
+            .get_pinned_cf(self.cf("meta"), damaged_key(kind, id, pack))?
             .is_some())
     }
 
-    /// Adds the deletion of every files cache record to `batch`.
-    fn drop_files_cache(&self, batch: &mut WriteBatch) -> Result<()> {
-        for item in self.db.iterator_cf(self.cf("files"), IteratorMode::Start) {
-            let (k, _) = item?;
-            batch.delete_cf(self.cf("files"), k);
-        }
-        Ok(())
+    /// Drops every files cache record, in one range deletion (no batch as large as the cache).
+    fn drop_files_cache(&self) -> Result<()> {
+        // Keys are paths of at most MAX_PATH_LEN bytes, all below this bound.
+        let end = vec![0xffu8; crate::tree::MAX_PATH_LEN + 2];
+        Ok(self
+            .db
+            .delete_range_cf(self.cf("files"), &b""[..], &end[..])?)
     }
 
     fn forget_packs(&self, gone: &HashSet<Id>) -> Result<()> {
@@ -411,15 +468,40 @@ impl Catalog {
         for id in gone {
             batch.delete_cf(self.cf("packs"), id.as_bytes());
         }
-        for item in self.db.iterator_cf(self.cf("damaged"), IteratorMode::Start) {
+        for item in self.db.prefix_iterator_cf(self.cf("meta"), DAMAGED) {
             let (k, _) = item?;
-            if k.len() == 65 && gone.contains(&Id::from_slice(&k[33..])?) {
-                batch.delete_cf(self.cf("damaged"), k);
+            if !k.starts_with(DAMAGED) {
+                break;
+            }
+            if k.len() == DAMAGED.len() + 65 && gone.contains(&Id::from_slice(&k[k.len() - 32..])?)
+            {
+                batch.delete_cf(self.cf("meta"), k);
             }
         }
         // A files record may name a chunk of a lost pack; rather than check every record, drop
         // them all (this is rare), so that a record found later always names stored chunks.
-        self.drop_files_cache(&mut batch)?;
+        self.db.write(batch)?;
+        self.drop_files_cache()
+    }
+
+    /// Records locations in `pack` for those of its blobs that have none.
+    fn add_missing_locations(&self, pack: &Id, entries: &[PackEntry]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            if self.locate(e.kind, &e.id)?.is_none() {
+                let loc = BlobLocation {
+                    pack: *pack,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                };
+                batch.put_cf(
+                    self.cf(cf_of(e.kind)),
+                    e.id.as_bytes(),
+                    encode_location(&loc),
+                );
+            }
+        }
         Ok(self.db.write(batch)?)
     }
 
@@ -430,7 +512,7 @@ impl Catalog {
     pub fn add_pack(&self, pack: &Id, size: u64, entries: &[PackEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for e in entries {
-            if self.is_damaged(e.kind, &e.id, pack)? && self.locate(e.kind, &e.id)?.is_some() {
+            if self.is_damaged_in(e.kind, &e.id, pack)? && self.locate(e.kind, &e.id)?.is_some() {
                 continue;
             }
             let loc = BlobLocation {
@@ -464,7 +546,7 @@ impl Catalog {
     /// A blob whose only known copy is damaged is not: the caller stores it again.
     pub fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
         match self.locate(kind, id)? {
-            Some(loc) => Ok(!self.is_damaged(kind, id, &loc.pack)?),
+            Some(loc) => Ok(!self.is_damaged_in(kind, id, &loc.pack)?),
             None => Ok(false),
         }
     }

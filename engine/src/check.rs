@@ -266,7 +266,18 @@ pub fn check(
     let mut repaired = Vec::new();
     let unreadable = unreadable_snapshots(repo, sync)?;
     let mut snapshot_problems = Vec::new();
-    for (id, detail) in &unreadable {
+    for (id, detail, damaged) in &unreadable {
+        if !damaged {
+            // Intact, of a newer format: never repaired, never moved.
+            snapshot_problems.push(Problem {
+                kind: "unsupported_snapshot".into(),
+                object: format!("snapshot {id}"),
+                detail: format!("{detail}; check it with that newer cairn"),
+                affected: vec![],
+                affected_count: 0,
+            });
+            continue;
+        }
         if repair {
             repaired.push(repair_snapshot(repo, catalog, id)?);
             continue;
@@ -489,24 +500,29 @@ impl Walker<'_> {
     }
 }
 
-/// Snapshot objects in the store that do not decode to their id, with what is wrong: those the
-/// catalog sync left out, and those the catalog still holds a good copy of (read again here).
-fn unreadable_snapshots(repo: &Repository, sync: &SyncReport) -> Result<Vec<(Id, String)>> {
+/// Snapshot objects in the store that cannot be read, with what is wrong and whether they are
+/// damaged (`true`: they do not decode to their id) or intact but of a newer format (`false`):
+/// those the catalog sync left out, and those the catalog still holds a good copy of (read
+/// again here).
+fn unreadable_snapshots(repo: &Repository, sync: &SyncReport) -> Result<Vec<(Id, String, bool)>> {
     let ids = repo.list_snapshot_ids()?;
-    let found: Vec<Option<(Id, String)>> = ids
+    let found: Vec<Option<(Id, String, bool)>> = ids
         .par_iter()
         .map(|id| match repo.load_snapshot(id) {
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == crate::ErrorKind::Corrupt => Ok(Some((*id, e.to_string()))),
+            Err(e) if e.kind() == crate::ErrorKind::Corrupt => Ok(Some((*id, e.to_string(), true))),
+            Err(e) if e.kind() == crate::ErrorKind::Unsupported => {
+                Ok(Some((*id, e.to_string(), false)))
+            }
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         })
         .collect::<Result<_>>()?;
-    let mut out: Vec<(Id, String)> = found.into_iter().flatten().collect();
+    let mut out: Vec<(Id, String, bool)> = found.into_iter().flatten().collect();
     for hex in &sync.snapshots_unreadable {
         let id = Id::from_hex(hex)?;
-        if !out.iter().any(|(i, _)| *i == id) && ids.contains(&id) {
-            out.push((id, "snapshot object does not decode".into()));
+        if !out.iter().any(|(i, ..)| *i == id) && ids.contains(&id) {
+            out.push((id, "snapshot object does not decode".into(), true));
         }
     }
     out.sort();
@@ -527,7 +543,12 @@ fn repair_snapshot(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Stri
             return Ok(format!("snapshot {id}: put back from the catalog's copy"));
         }
     }
+    // Read again: only an object that fails its id twice is moved, never one that a flaky read
+    // made look damaged.
     let bytes = repo.store().get(&key)?;
+    if Id::of(&bytes) == *id {
+        return Ok(format!("snapshot {id}: reads intact now; left in place"));
+    }
     repo.store().put(&format!("{QUARANTINE}{id}"), &bytes)?;
     repo.store().delete(&key)?;
     Ok(format!(

@@ -13,6 +13,7 @@ use zstd::bulk::{Compressor, Decompressor};
 use zstd::zstd_safe::CParameter;
 
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 /// Frame magic number of a zstd frame.
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
@@ -178,18 +179,19 @@ pub fn decode(frame: &[u8], raw_len: usize) -> Result<Vec<u8>> {
 }
 
 /// Checks that `frame` is one whole zstd frame that decodes to exactly `raw_len` bytes whose
-/// XXH64 matches the frame's content checksum, as `zstd -t` would, without keeping the content.
+/// XXH64 matches the frame's content checksum (as `zstd -t` would) and whose BLAKE3 is `id`,
+/// without keeping the content.
 ///
 /// Used by the export on every stored frame it copies. Frames of raw blocks (incompressible data,
 /// most of a photo share) are checked by hashing their blocks in place, with no decoding and no
 /// copy; other frames are decoded into a reused buffer.
-pub fn verify_frame(frame: &[u8], raw_len: usize) -> Result<()> {
-    if let Some(ok) = verify_raw_frame(frame, raw_len) {
+pub fn verify_frame(frame: &[u8], raw_len: usize, id: &Id) -> Result<()> {
+    if let Some(ok) = verify_raw_frame(frame, raw_len, id) {
         return if ok {
             Ok(())
         } else {
             Err(Error::corrupt(
-                "stored zstd frame fails its content checksum or length",
+                "stored frame fails its content checksum, length or id",
             ))
         };
     }
@@ -215,6 +217,12 @@ pub fn verify_frame(frame: &[u8], raw_len: usize) -> Result<()> {
                     "frame decoded to {n} bytes, index says {raw_len}"
                 )));
             }
+            if Id::of(&buf) != *id {
+                return Err(Error::corrupt(format!(
+                    "blob {} does not hash to its id",
+                    id.short()
+                )));
+            }
             Ok(())
         })
     })
@@ -227,7 +235,7 @@ thread_local! {
 /// For a frame made only of raw blocks with a content checksum: whether its blocks, content size
 /// and checksum agree with each other and with `raw_len`. `None` for any other frame (those are
 /// decoded instead).
-fn verify_raw_frame(frame: &[u8], raw_len: usize) -> Option<bool> {
+fn verify_raw_frame(frame: &[u8], raw_len: usize, id: &Id) -> Option<bool> {
     if frame.len() < 5 || u32::from_le_bytes(frame[..4].try_into().ok()?) != ZSTD_MAGIC {
         return None;
     }
@@ -255,6 +263,7 @@ fn verify_raw_frame(frame: &[u8], raw_len: usize) -> Option<bool> {
         }
     }
     let mut hash = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut blake = blake3::Hasher::new();
     let mut content = 0usize;
     loop {
         let h = frame.get(at..at + 3)?;
@@ -268,6 +277,7 @@ fn verify_raw_frame(frame: &[u8], raw_len: usize) -> Option<bool> {
             return Some(false);
         };
         hash.update(data);
+        blake.update(data);
         content += size;
         at += size;
         if last {
@@ -280,7 +290,8 @@ fn verify_raw_frame(frame: &[u8], raw_len: usize) -> Option<bool> {
     Some(
         at + 4 == frame.len()
             && content == raw_len
-            && stored == (hash.digest() as u32).to_le_bytes(),
+            && stored == (hash.digest() as u32).to_le_bytes()
+            && Id(*blake.finalize().as_bytes()) == *id,
     )
 }
 
@@ -331,21 +342,23 @@ mod tests {
             (&noise[..], raw_frame(&noise)),
             (&b""[..], raw_frame(b"")),
         ] {
-            verify_frame(&frame, data.len()).unwrap();
-            assert!(verify_frame(&frame, data.len() + 1).is_err());
+            let id = Id::of(data);
+            verify_frame(&frame, data.len(), &id).unwrap();
+            assert!(verify_frame(&frame, data.len() + 1, &id).is_err());
+            assert!(verify_frame(&frame, data.len(), &Id::of(b"another blob")).is_err());
             // Every single flipped byte is found, in compressed and in raw frames alike.
             for i in (0..frame.len()).step_by(frame.len() / 97 + 1) {
                 let mut bad = frame.clone();
                 bad[i] ^= 0x10;
                 let decodes = decode(&bad, data.len()).is_ok_and(|d| d == data);
                 assert_eq!(
-                    verify_frame(&bad, data.len()).is_ok(),
+                    verify_frame(&bad, data.len(), &id).is_ok(),
                     decodes,
                     "flip at {i} of {}",
                     frame.len()
                 );
             }
-            assert!(verify_frame(&frame[..frame.len() - 1], data.len()).is_err());
+            assert!(verify_frame(&frame[..frame.len() - 1], data.len(), &id).is_err());
         }
     }
 

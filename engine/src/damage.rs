@@ -26,6 +26,8 @@ use crate::repo::{BlobLocation, Repository};
 pub const DAMAGED: &str = "damaged/";
 /// Version of the note format.
 pub const NOTE_VERSION: u32 = 1;
+/// The largest object read as a note.
+pub const MAX_NOTE: u64 = 16 << 20;
 
 /// One damaged blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,12 @@ pub fn note_key(pack: &Id) -> String {
 pub fn load_all(repo: &Repository) -> Result<HashMap<Id, DamageNote>> {
     let mut out = HashMap::new();
     for o in repo.store().list(DAMAGED)? {
+        // A note lists at most the blobs of one pack (a few thousand, ~200 bytes each): a larger
+        // object is not a note and is not read.
+        if o.size > MAX_NOTE {
+            tracing::warn!(key = %o.key, size = o.size, "ignoring an object too large to be a damage note");
+            continue;
+        }
         let bytes = match repo.store().get(&o.key) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -128,8 +136,10 @@ pub fn clear(repo: &Repository, catalog: &Catalog, note: &DamageNote) -> Result<
     Ok(())
 }
 
-/// Reads a blob and checks it against its id; a blob that fails the check is recorded as
-/// damaged before the error is returned, so that the store heals on the next backup.
+/// Reads a blob and checks it against its id; a blob that fails the check twice is recorded as
+/// damaged before the error is returned, so that the store heals on the next backup. (Once is not
+/// enough: a short read on a flaky connection also fails the check, and a note costs the next
+/// backup a full read of the source.)
 pub fn read_checked(
     repo: &Repository,
     catalog: &Catalog,
@@ -137,11 +147,21 @@ pub fn read_checked(
     id: &Id,
     loc: &BlobLocation,
 ) -> Result<Vec<u8>> {
-    repo.read_blob(kind, id, loc).inspect_err(|e| {
-        if e.kind() == ErrorKind::Corrupt {
-            note_failure(repo, catalog, kind, id, loc, e);
-        }
-    })
+    match repo.read_blob(kind, id, loc) {
+        Err(e) if e.kind() == ErrorKind::Corrupt => match repo.read_blob(kind, id, loc) {
+            Ok(data) => {
+                tracing::warn!(blob = %id, pack = %loc.pack, error = %e, "a blob failed its check once and read intact the second time");
+                Ok(data)
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::Corrupt {
+                    note_failure(repo, catalog, kind, id, loc, &e);
+                }
+                Err(e)
+            }
+        },
+        other => other,
+    }
 }
 
 /// Records a blob that failed a check on read; a failure to record is logged, never raised

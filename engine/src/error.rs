@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Locked,
     /// The catalog (RocksDB) failed.
     Catalog,
+    /// Intact data of a format version this cairn does not read (written by a newer one): to be
+    /// refused, never treated as damage.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -41,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Locked => "locked",
             ErrorKind::Catalog => "catalog",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 }

@@ -293,11 +293,11 @@ struct Copied {
     path: Option<PathBuf>,
 }
 
-/// Checks every stored frame copied into the archive as `zstd -t` would (it decodes to its length
-/// and matches its XXH64 content checksum), on its own thread beside the copy: the copy itself
-/// never looks at the bytes, and a frame damaged in its pack must not reach an archive that is
-/// then published as complete. (Its BLAKE3 id is not recomputed: that doubled the check's cost,
-/// and a frame that passes its checksum was written as it is by whoever wrote the pack.) A damaged frame
+/// Checks every stored frame copied into the archive: it decodes to its length, matches its XXH64
+/// content checksum (as `zstd -t` would) and hashes to its chunk id; on its own thread beside the
+/// copy, since the copy itself never looks at the bytes, and a frame damaged in its pack (or an
+/// index that points at the wrong frame) must not reach an archive that is then published as
+/// complete. A damaged frame
 /// is recorded in the damage register (the next backup stores the chunk again from the source)
 /// and fails the export.
 fn check_frames(repo: &Repository, catalog: &Catalog, frames: Receiver<Copied>) -> Result<u64> {
@@ -319,7 +319,24 @@ fn check_frames(repo: &Repository, catalog: &Catalog, frames: Receiver<Copied>) 
             }
             (None, None) => unreachable!("a copied frame has bytes or a file"),
         };
-        if let Err(e) = codec::verify_frame(frame, c.loc.raw_length as usize) {
+        if let Err(e) = codec::verify_frame(frame, c.loc.raw_length as usize, &c.id) {
+            // What was copied is wrong either way, so the export fails; but only a frame that
+            // reads wrong a second time is recorded as damaged in the store.
+            let again = repo.store().get_range(
+                &pack_key(&c.loc.pack),
+                u64::from(c.loc.offset),
+                u64::from(c.loc.length),
+            )?;
+            if codec::verify_frame(&again, c.loc.raw_length as usize, &c.id).is_ok() {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "chunk {} in pack {} read damaged once and intact the second time; nothing was published, run the export again",
+                        c.id.short(),
+                        c.loc.pack.short()
+                    ),
+                ));
+            }
             crate::damage::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
             return Err(Error::corrupt(format!(
                 "chunk {} in pack {} is damaged ({e}); nothing was published, and the next backup stores the chunk again from the source",
@@ -1042,6 +1059,8 @@ pub enum ExportPoint {
     LeaseWritten,
     /// The day's lease is held; nothing of the day was read or written yet.
     Leased,
+    /// The archive's bytes are written and not yet published under the day's name.
+    ArchiveBuilt,
     /// The archive object is complete; `.sha256` and manifest are not written yet.
     ArchiveWritten,
     /// The `.sha256` is written; the manifest is next.
@@ -1145,6 +1164,10 @@ fn publish(
     let reuse = earlier_archive(exports, keys)?;
     let mut writer = exports.create(&keys.archive)?;
     let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
+    call(ExportPoint::ArchiveBuilt);
+    // Each object of the day is published only while the lease is still this writer's: one that
+    // lost it (stalled longer than the lease's TTL) must not replace another writer's archive.
+    lease.confirm()?;
     writer.finish()?;
     call(ExportPoint::ArchiveWritten);
     let Written {
@@ -1156,6 +1179,7 @@ fn publish(
         reused_groups,
         checked_frames,
     } = written;
+    lease.confirm()?;
     exports.put(
         &keys.sha256,
         format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),

@@ -29,6 +29,8 @@ use crate::store::Store;
 
 /// How many times a contender tries before it reports the holder.
 const ATTEMPTS: u32 = 5;
+/// The largest object read as a lease.
+const MAX_OBJECT: u64 = 64 * 1024;
 
 /// The content of one lease object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,11 @@ pub struct LeaseInfo {
     pub host: String,
     /// Process id on that host.
     pub pid: u32,
+    /// The kernel's boot id and the process's pid namespace: two processes with one host name
+    /// (pods with `hostNetwork`) but different namespaces or machines never judge each other's
+    /// pids. Empty in leases of older writers.
+    #[serde(default)]
+    pub machine: String,
     /// Random id of this holder; also the object's name.
     pub nonce: String,
     /// When it was first taken (RFC 3339).
@@ -54,9 +61,13 @@ impl LeaseInfo {
             .map_or(true, |t| t <= now)
     }
 
-    /// A lease of a process of this host that no longer exists.
+    /// A lease of a process of this machine and pid namespace that no longer exists.
     fn orphaned(&self) -> bool {
-        self.host == hostname() && self.pid != std::process::id() && !process_alive(self.pid)
+        !self.machine.is_empty()
+            && self.machine == machine()
+            && self.host == hostname()
+            && self.pid != std::process::id()
+            && !process_alive(self.pid)
     }
 
     fn describe(&self) -> String {
@@ -108,6 +119,20 @@ pub fn hostname() -> String {
     }
 }
 
+/// This kernel's boot id and this process's pid namespace, e.g.
+/// `3f1c…:pid:[4026531836]`; empty if either cannot be read (then no lease is ever judged
+/// orphaned by its pid).
+pub fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{}:{ns}", boot.trim())
+}
+
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -130,6 +155,11 @@ fn nonce() -> Result<String> {
 fn listed(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
     let mut out = Vec::new();
     for o in store.list(prefix)? {
+        // A lease is a few hundred bytes: anything large is not one, and is not read.
+        if o.size > MAX_OBJECT {
+            tracing::warn!(key = %o.key, size = o.size, "ignoring an object that is too large to be a lease");
+            continue;
+        }
         match store.get(&o.key) {
             Ok(bytes) => match serde_json::from_slice::<LeaseInfo>(&bytes) {
                 Ok(info) => out.push((o.key, info)),
@@ -161,6 +191,7 @@ pub fn acquire<'s>(
         purpose: purpose.to_string(),
         host: hostname(),
         pid: std::process::id(),
+        machine: machine(),
         nonce,
         started: started.to_string(),
         expires: String::new(),
@@ -271,6 +302,24 @@ impl Lease<'_> {
             done = d;
             if *done || !timeout.timed_out() {
                 continue;
+            }
+            // A lease object someone else removed (they judged it expired) is not put back:
+            // the lease is lost, and `confirm` says so before the next irrevocable step.
+            match self.store.get(&self.key) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(key = %self.key, "the lease was taken over; not refreshing it");
+                    return;
+                }
+                Ok(bytes)
+                    if serde_json::from_slice::<LeaseInfo>(&bytes)
+                        .map(|l| l.nonce)
+                        .ok()
+                        != Some(self.info().nonce) =>
+                {
+                    tracing::warn!(key = %self.key, "the lease object was replaced; not refreshing it");
+                    return;
+                }
+                _ => {}
             }
             let bytes = {
                 let mut info = self.info.lock().expect("poisoned");

@@ -108,11 +108,14 @@ impl Snapshot {
             Error::corrupt(format!("snapshot {} is not valid JSON", id.short())).with_source(e)
         })?;
         if snap.version != SNAPSHOT_VERSION {
-            return Err(Error::corrupt(format!(
-                "snapshot {} has format version {}, this cairn reads {SNAPSHOT_VERSION}",
-                id.short(),
-                snap.version
-            )));
+            return Err(Error::new(
+                crate::ErrorKind::Unsupported,
+                format!(
+                    "snapshot {} has format version {}, this cairn reads {SNAPSHOT_VERSION}",
+                    id.short(),
+                    snap.version
+                ),
+            ));
         }
         Ok(snap)
     }

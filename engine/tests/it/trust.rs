@@ -218,6 +218,7 @@ pub fn two_writers_of_one_day(exports_a: Arc<dyn Store>, exports_b: Arc<dyn Stor
     for (n, at) in [
         ExportPoint::LeaseWritten,
         ExportPoint::Leased,
+        ExportPoint::ArchiveBuilt,
         ExportPoint::ArchiveWritten,
         ExportPoint::BeforeManifest,
     ]
@@ -273,6 +274,11 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
             purpose: "publishing 2026-11-29".into(),
             host: host.into(),
             pid,
+            machine: if host == lease::hostname() {
+                lease::machine()
+            } else {
+                "another boot:pid:[1]".into()
+            },
             nonce: name.into(),
             started: "2026-11-29T01:00:00Z".into(),
             expires: expires.to_string(),
@@ -307,6 +313,23 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
     assert_eq!(keys, vec![format!("_leases/d/{}.json", l.info().nonce)]);
     l.release();
     assert!(store.list("_leases/").unwrap().is_empty());
+
+    // The same host name on another machine or pid namespace (pods with hostNetwork): its pid
+    // means nothing here, so only its expiry counts.
+    let info = lease::LeaseInfo {
+        purpose: "publishing 2026-11-29".into(),
+        host: lease::hostname(),
+        pid: dead,
+        machine: "another boot:pid:[1]".into(),
+        nonce: "twin".into(),
+        started: "2026-11-29T01:00:00Z".into(),
+        expires: later.to_string(),
+    };
+    store
+        .put("_leases/t/twin.json", &serde_json::to_vec(&info).unwrap())
+        .unwrap();
+    let err = lease::acquire(&store, "_leases/t/", "twin", ttl, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
 
     put("live", "other-pod", 1, later);
     let err = lease::acquire(&store, "_leases/d/", "publishing 2026-11-29", ttl, None).unwrap_err();
@@ -609,4 +632,162 @@ fn leases_end_without_delete_permission() {
     drop(second);
     let third = lease::acquire(&store, "_leases/d/", "third", ttl, None).unwrap();
     third.release();
+}
+
+/// A writer whose lease was taken over while it worked (it stalled longer than the lease's TTL)
+/// publishes nothing, not even the archive: the day stays the new holder's, whole.
+#[test]
+fn a_writer_that_lost_its_lease_replaces_nothing() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let a = env.backup();
+    write(
+        &env.src.join("notetaking/b-only.md"),
+        b"the other writer's tree",
+    );
+    let b = env.backup();
+    let cat = env.catalog();
+    let export = |out: &backup::BackupOutcome, hook: Option<ExportHook>| {
+        let opts = ExportOptions {
+            date: "2026-11-29".into(),
+            level: 3,
+            force: false,
+            hook,
+        };
+        export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &opts)
+    };
+    let paused = pause_at(ExportPoint::ArchiveBuilt);
+    let first = std::thread::scope(|s| {
+        let hook = paused.hook.clone();
+        let t = s.spawn(|| export(&a, Some(hook)));
+        paused.reached.recv().unwrap();
+        // A's lease lapses (here: its object is removed, as a taker-over does) and B publishes.
+        for o in exports.list("_leases/").unwrap() {
+            exports.delete(&o.key).unwrap();
+        }
+        export(&b, None).expect("the new holder publishes");
+        paused.go.send(()).unwrap();
+        t.join().unwrap()
+    });
+    let err = first.expect_err("the writer that lost its lease published");
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    export::verify(&exports, "2026-11-29").unwrap();
+    let m = export::read_manifest(&exports, &export::DayKeys::new("2026-11-29").unwrap()).unwrap();
+    assert_eq!(m.snapshot, b.id);
+}
+
+/// A damaged blob that the share no longer has cannot heal; it must not cost a full read of the
+/// share every night after the first.
+#[test]
+fn damage_that_cannot_heal_costs_one_full_read_not_one_every_night() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let first = env.backup();
+    let text = &snapshot_entries(&env, &first.snapshot.root)[&b"notetaking/text.md"[..]];
+    flip_frame(&env, BlobKind::Data, &text.chunks[0]);
+    assert!(!check_all(&env).problems.is_empty());
+    fs::remove_file(env.src.join("notetaking/text.md")).unwrap();
+    let healing = env.backup();
+    assert!(
+        healing.snapshot.summary.files_read > 0,
+        "the share is read once"
+    );
+    let next = env.backup();
+    assert_eq!(
+        next.snapshot.summary.files_read, 0,
+        "the files cache was dropped again for damage already known"
+    );
+}
+
+/// A snapshot of a newer format is intact: reported, never moved aside by --repair.
+#[test]
+fn a_newer_snapshot_is_not_mistaken_for_damage() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    let out = env.backup();
+    let store = env.repo.store();
+    let text = String::from_utf8(store.get(&format!("snapshots/{}", out.id)).unwrap()).unwrap();
+    let newer = text.replacen("\"version\": 1", "\"version\": 2", 1);
+    assert_ne!(newer, text);
+    let id = Id::of(newer.as_bytes());
+    store
+        .put(&format!("snapshots/{id}"), newer.as_bytes())
+        .unwrap();
+    let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    assert!(sync.snapshots_unreadable.is_empty());
+    let report = check::check(&env.repo, &cat, &sync, ReadData::None, true).unwrap();
+    assert!(report.repaired.is_empty(), "{:?}", report.repaired);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == "unsupported_snapshot" && p.object.contains(&id.to_hex())),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(
+        store.get(&format!("snapshots/{id}")).unwrap(),
+        newer.as_bytes()
+    );
+}
+
+/// Two writers stored the same chunks in two packs; the pack the catalog points at is
+/// truncated: the copies in the other pack are found, nothing is reported missing.
+#[test]
+fn losing_one_copy_finds_the_other() {
+    let env = Env::new();
+    write(&env.src.join("images/x.raw"), &seeded(3 << 20, 77));
+    fs::create_dir_all(env.src.join("notetaking")).unwrap();
+    fs::create_dir_all(env.src.join("backup")).unwrap();
+    // A opens (and syncs) its catalog before B has written anything.
+    let (cat_a, sync_a) = Catalog::open_for(&env.state, &env.repo).unwrap();
+    let (cat_b, sync_b) = Catalog::open_for(&env.dir.path().join("state-b"), &env.repo).unwrap();
+    backup::backup(&env.repo, &cat_b, sync_b, &env.opts(), &Progress::default()).unwrap();
+    drop(cat_b);
+    // A stores x.raw too, in a pack of other bytes (it holds y.raw as well).
+    write(&env.src.join("images/y.raw"), &seeded(1 << 20, 78));
+    backup::backup(&env.repo, &cat_a, sync_a, &env.opts(), &Progress::default()).unwrap();
+    drop(cat_a);
+    let (_, snap) = env.catalog().resolve_snapshot("latest").unwrap();
+    let x = snapshot_entries(&env, &snap.root)[&b"images/x.raw"[..]].clone();
+    let loc = env
+        .catalog()
+        .locate(BlobKind::Data, &x.chunks[0])
+        .unwrap()
+        .unwrap();
+    let holders = env
+        .repo
+        .list_packs()
+        .unwrap()
+        .into_iter()
+        .filter(|(id, size)| {
+            env.repo
+                .read_pack_index(id, *size)
+                .unwrap()
+                .iter()
+                .any(|e| e.id == x.chunks[0])
+        })
+        .count();
+    assert_eq!(holders, 2, "the reproduction needs two copies");
+    let path = env.repo.store().local_file(&pack_key(&loc.pack)).unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let report = check_all(&env);
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| !p.affected.iter().any(|a| a.path == "images/x.raw")),
+        "{:?}",
+        report.problems
+    );
+    let mut data = Vec::new();
+    backup::read_file_content(&env.repo, &env.catalog(), &x, &mut data).unwrap();
+    assert!(data == seeded(3 << 20, 77));
 }
