@@ -233,13 +233,15 @@ pub fn two_writers_of_one_day(exports_a: Arc<dyn Store>, exports_b: Arc<dyn Stor
             let (cat_a, a, ea) = (&cat_a, &a, exports_a.as_ref());
             let t = s.spawn(move || export(cat_a, a, ea, &date_a, Some(hook)));
             paused.reached.recv().unwrap();
-            // B runs its whole export while A waits at `at`.
+            // B runs its whole export while A waits at `at`; A goes on before anything is
+            // asserted, so that a failure fails the test instead of hanging it.
             let second = export(&cat_b, &b, exports_b.as_ref(), &date, None);
+            paused.go.send(()).unwrap();
+            let first = t.join().unwrap();
             let err = second.expect_err(&format!("{at:?}: the second writer published too"));
             assert_eq!(err.kind(), ErrorKind::Locked, "{at:?}: {err}");
             assert!(err.to_string().contains(&lease::hostname()), "{err}");
-            paused.go.send(()).unwrap();
-            t.join().unwrap()
+            first
         });
         let first = first.unwrap_or_else(|e| panic!("{at:?}: the first writer failed: {e}"));
         assert_eq!(first.manifest().snapshot, a.id, "{at:?}");
@@ -666,9 +668,11 @@ fn a_writer_that_lost_its_lease_replaces_nothing() {
         for o in exports.list("_leases/").unwrap() {
             exports.delete(&o.key).unwrap();
         }
-        export(&b, None).expect("the new holder publishes");
+        let second = export(&b, None);
         paused.go.send(()).unwrap();
-        t.join().unwrap()
+        let first = t.join().unwrap();
+        second.expect("the new holder publishes");
+        first
     });
     let err = first.expect_err("the writer that lost its lease published");
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
