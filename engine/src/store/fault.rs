@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{Cleaned, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A store operation.
@@ -195,6 +195,14 @@ impl<S: Store> Store for FaultStore<S> {
         match self.decide(Op::Delete, key) {
             Action::Fail(kind) => Err(injected(kind, Op::Delete, key)),
             _ => self.inner.delete(key),
+        }
+    }
+
+    /// Passes through: the temporaries are the inner store's; `Delete` rules apply.
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        match self.decide(Op::Delete, prefix) {
+            Action::Fail(kind) => Err(injected(kind, Op::Delete, prefix)),
+            _ => self.inner.clean_temporaries(prefix, older_than),
         }
     }
 

@@ -675,3 +675,41 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
     assert!(shared.get(&day3).unwrap() == alone.get(&key).unwrap());
     export::verify(&shared, "2026-11-30").unwrap();
 }
+
+/// A pid that no process has: a child that already exited and was reaped.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Pruning a day removes its folder whole, including the hidden temporary file that a killed
+/// export left in it (invisible to `exports list`, and hundreds of MB in real life).
+#[test]
+fn prune_removes_whole_days_with_their_temporaries() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    env.backup();
+    let root = env.dir.path().join("e");
+    let exports = LocalStore::open(&root).unwrap();
+    for day in 1..=3 {
+        export_latest(&env, &exports, &format!("2026-11-{day:02}"), false).unwrap();
+    }
+    // A killed rerun of the first day left half an archive behind.
+    let stale = root.join(format!(
+        "2026-11-01/.shared-2026-11-01.tar.zst.tmp-{}-0",
+        dead_pid()
+    ));
+    fs::write(&stale, vec![0u8; 100_000]).unwrap();
+    set_mtime(&stale, 1_700_000_000, 0);
+    assert_eq!(export::prune(&exports, 2).unwrap(), ["2026-11-01"]);
+    assert!(
+        !root.join("2026-11-01").exists(),
+        "the pruned day's folder is still there: {:?}",
+        fs::read_dir(root.join("2026-11-01"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            .ok()
+    );
+    assert!(root.join("2026-11-02").is_dir());
+}
