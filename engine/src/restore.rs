@@ -802,7 +802,8 @@ pub fn restore(
             failed.lock().expect("poisoned").push((path, e));
         }
     });
-    let failed = failed.into_inner().expect("poisoned");
+    let mut failed: Vec<(String, Error)> = failed.into_inner().expect("poisoned");
+    let total = plan.files.len() + plan.links.len();
     let mut report = RestoreReport {
         files: counters.files.load(Relaxed),
         bytes: counters.bytes.load(Relaxed),
@@ -813,6 +814,19 @@ pub fn restore(
     for (parent, e, first) in &plan.links {
         let fd = target.dir(parent, false)?;
         let path = format!("{}/{}", show(parent), e.name.lossy());
+        // A second name of a file that failed: nothing sound to link to.
+        let first_path = show(first);
+        if let Some(kind) = failed
+            .iter()
+            .find(|(p, _)| *p == first_path)
+            .map(|(_, e)| e.kind())
+        {
+            failed.push((
+                path,
+                Error::new(kind, format!("hardlink to {first_path}, which failed")),
+            ));
+            continue;
+        }
         if target.hardlink(first, &fd, &e.name.0, &path)? {
             report.hardlinks += 1;
         } else {
@@ -882,7 +896,7 @@ pub fn restore(
             format!(
                 "{} of {} files could not be restored (everything else was): {}",
                 failed.len(),
-                plan.files.len(),
+                total,
                 named.join("; ")
             ),
         ));

@@ -713,3 +713,45 @@ fn prune_removes_whole_days_with_their_temporaries() {
     );
     assert!(root.join("2026-11-02").is_dir());
 }
+
+/// The nightly job on an exports location with room for exactly `keep_daily` archives (a fault
+/// wrapper that fails writes beyond its capacity with ENOSPC, as a full volume does; the CLI
+/// test `a_full_exports_volume_frees_itself` does the same on a real tmpfs when it may mount
+/// one): retention makes room before the export, so every night succeeds.
+#[test]
+fn a_full_exports_store_frees_itself_by_retention_first() {
+    use cairn_engine::backup::Progress;
+    use cairn_engine::catalog::Catalog;
+    use cairn_engine::run::{RunOptions, nightly};
+    use cairn_engine::store::MemoryStore;
+    let env = Env::new();
+    let photo = 1600 << 10;
+    for f in ["notetaking", "backup"] {
+        fs::create_dir_all(env.src.join(f)).unwrap();
+    }
+    let exports = FaultStore::new(MemoryStore::new());
+    // Three archives and a half: no room for a fourth beside three.
+    exports.inject(Some(Op::Put), "", Fault::Capacity(photo * 7 / 2));
+    for day in 1..=6u64 {
+        write(
+            &env.src.join("images/photo.raw"),
+            &seeded(photo as usize, day),
+        );
+        let mut backup = env.opts();
+        backup.date = format!("2026-11-{day:02}");
+        let opts = RunOptions {
+            backup,
+            exports: &exports,
+            keep_daily: 3,
+            force: false,
+            stale_after: std::time::Duration::from_secs(3600),
+        };
+        let open = || {
+            let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
+            Ok((env.repo.clone(), cat, sync))
+        };
+        let report = nightly(open, &opts, &Progress::default()).unwrap();
+        assert_eq!(report.exit_code, 0, "day {day}: {:?}", report.error);
+        assert_eq!(report.kept_days.len(), (day as usize).min(3), "day {day}");
+    }
+}

@@ -712,6 +712,11 @@ fn diff_and_find() {
 fn a_damaged_file_is_named_and_the_rest_is_restored() {
     let (env, faulty) = Env::faulty();
     write(&env.src.join("images/big.raw"), &seeded(2 << 20, 900));
+    fs::hard_link(
+        env.src.join("images/big.raw"),
+        env.src.join("images/big-link.raw"),
+    )
+    .unwrap();
     env.backup();
     // A second night: these land in packs of their own.
     write(&env.src.join("notetaking/a.md"), b"note a");
@@ -731,6 +736,9 @@ fn a_damaged_file_is_named_and_the_rest_is_restored() {
     let target = env.dir.path().join("t");
     let err = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap_err();
     assert!(err.to_string().contains("images/big.raw"), "{err}");
+    // The second name of the damaged file is named too, not linked to a partial file.
+    assert!(err.to_string().contains("images/big-link.raw"), "{err}");
+    assert!(err.to_string().starts_with("2 of 4 files"), "{err}");
     assert_eq!(fs::read(target.join("notetaking/a.md")).unwrap(), b"note a");
     assert_eq!(fs::read(target.join("notetaking/b.md")).unwrap(), b"note b");
     assert_eq!(
