@@ -148,7 +148,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
 }
 
 fn open_repo(cfg: &Config) -> Result<Repository> {
-    let store = open_store(&cfg.store, "store")?;
+    let store = open_store(&cfg.store, "store", false)?;
     Ok(Repository::open(store)?)
 }
 
@@ -173,7 +173,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
 }
 
 fn init(cli: &Cli, cfg: &Config, a: &InitArgs) -> Result<u8> {
-    let store = open_store(&cfg.store, "store")?;
+    let store = open_store(&cfg.store, "store", true)?;
     let params = cairn_engine::chunk::ChunkerParams::default();
     let repo = match Repository::init(store.clone(), params, cfg.backup.pack_size_mib << 20) {
         Ok(r) => r,
@@ -283,7 +283,7 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
         (None, None) => catalog.resolve_snapshot(&cfg.date_of(jiff::Timestamp::now())?)?,
     };
     let date = date.unwrap_or_else(|| snap.date.clone());
-    let exports = open_store(&cfg.exports, "exports")?;
+    let exports = open_store(&cfg.exports, "exports", true)?;
     let opts = export::ExportOptions {
         date,
         level: cfg.backup.compression,
@@ -322,19 +322,27 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
 }
 
 fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let exports = open_store(&cfg.exports, "exports")?;
+    // The exports location first: from there on every failure ends up in the run report.
+    let exports = open_store(&cfg.exports, "exports", true)?;
     let opts = run::RunOptions {
         backup: backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?,
         exports: exports.as_ref(),
         keep_daily: cfg.exports.keep_daily as usize,
         force: a.force,
+        stale_after: std::time::Duration::from_secs(cfg.backup.stale_temp_secs),
     };
     let progress = Arc::new(Progress::default());
     let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
-    let result = run::nightly(&repo, &catalog, sync, &opts, &progress);
+    let mut lock = None;
+    let open = || {
+        lock = Some(StateLock::acquire(&cfg.state.dir)?);
+        let store = open_store(&cfg.store, "store", false)?;
+        let repo = Repository::open(store)?;
+        let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+        Ok((repo, catalog, sync))
+    };
+    let result = run::nightly(open, &opts, &progress);
+    drop(lock);
     bar.finish();
     let report = result?;
     if cli.json {
@@ -371,7 +379,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
 }
 
 fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
-    let exports = open_store(&cfg.exports, "exports")?;
+    let exports = open_store(&cfg.exports, "exports", true)?;
     let days = export::list_days(exports.as_ref())?;
     if cli.json {
         print_json(&serde_json::to_value(&days).expect("serializes"));
@@ -395,7 +403,7 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     if keep == 0 {
         return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
     }
-    let exports = open_store(&cfg.exports, "exports")?;
+    let exports = open_store(&cfg.exports, "exports", true)?;
     let deleted = export::prune(exports.as_ref(), keep)?;
     if cli.json {
         print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));
@@ -414,7 +422,7 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
 }
 
 fn exports_verify(cli: &Cli, cfg: &Config, date: &str) -> Result<u8> {
-    let exports = open_store(&cfg.exports, "exports")?;
+    let exports = open_store(&cfg.exports, "exports", true)?;
     let report = export::verify(exports.as_ref(), date)
         .with_context(|| format!("verifying the archive of {date}"))?;
     if cli.json {
@@ -451,7 +459,7 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
                 src.clone(),
             )
         } else {
-            let exports = open_store(&cfg.exports, "exports")?;
+            let exports = open_store(&cfg.exports, "exports", true)?;
             let key = match export::DayKeys::new(src) {
                 Ok(day) => day.archive,
                 Err(_) => src.clone(),
@@ -504,6 +512,9 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
         );
         for s in &report.skipped {
             println!("not restorable here: {s}");
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
         }
     }
     Ok(exit::OK)

@@ -90,8 +90,29 @@ enum Command {
     Catalog(commands::CatalogCommand),
 }
 
+/// Crates below cairn that log request details: SigV4 signing logs the canonical request with
+/// every signed header (`x-amz-security-token` among them) at debug, and the HTTP layers log
+/// headers at trace. They are held at `info` whatever `CAIRN_LOG` asks for, so that no level
+/// ever prints a credential.
+const CHATTY_TARGETS: [&str; 11] = [
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_sdk_s3",
+    "aws_runtime",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+];
+
 fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -99,18 +120,47 @@ fn init_logging(cli: &Cli) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.compact().without_time().with_target(false).init();
+    // A second filter that must also agree, so that no directive in CAIRN_LOG (even one naming
+    // these targets) can lift them above info.
+    let cap = CHATTY_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, target| t.with_target(*target, LevelFilter::INFO),
+    );
+    let filter = filter.and(cap);
+    let layer = fmt::layer().with_writer(std::io::stderr);
+    let layer = if std::io::stderr().is_terminal() {
+        layer
+            .compact()
+            .without_time()
+            .with_target(false)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder
+        layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init();
+            .with_filter(filter)
+            .boxed()
+    };
+    tracing_subscriber::registry().with(layer).init();
+}
+
+/// The error and its causes on one line, each once: an engine error already ends with its
+/// cause's text (an OS error, say), which the chain then lists again.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
     }
+    line.replace('\n', " ")
 }
 
 fn main() -> ExitCode {
@@ -130,11 +180,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = exit_code_for(&err);
-            eprintln!("cairn: {err:#}");
+            let line = one_line(&err);
+            eprintln!("cairn: {line}");
             if cli.json {
-                output::print_json(
-                    &serde_json::json!({ "error": format!("{err:#}"), "exit_code": code }),
-                );
+                output::print_json(&serde_json::json!({ "error": line, "exit_code": code }));
             }
             ExitCode::from(code)
         }

@@ -113,6 +113,10 @@ pub struct BackupConfig {
     pub ignore_ctime: bool,
     /// Target pack size for a new repository, in MiB.
     pub pack_size_mib: u64,
+    /// Temporary objects that a killed writer left (in the store and the exports) are removed
+    /// at the start of `cairn run` once this many seconds old. Must exceed the longest write:
+    /// on S3 the age alone tells a dead upload from a live one.
+    pub stale_temp_secs: u64,
 }
 
 impl Default for BackupConfig {
@@ -122,6 +126,7 @@ impl Default for BackupConfig {
             ignore_inode: false,
             ignore_ctime: false,
             pack_size_mib: 16,
+            stale_temp_secs: 3600,
         }
     }
 }
@@ -249,6 +254,22 @@ fn read_config_file(path: &Path) -> Result<String> {
         .map_err(|_| Error::config(format!("config file {} is not UTF-8 text", path.display())))
 }
 
+/// One line naming the file, the line and column, and what is wrong; the TOML crate's own
+/// message spans several lines with a snippet of the file.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(", line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    let message = e.message().trim().replace('\n', "; ");
+    Error::config(format!("config file {}{at}: {message}", path.display()))
+}
+
 impl Config {
     /// Loads `file` (or the defaults), then applies `env` (`CAIRN_*` pairs) and `sets`
     /// (`section.key=value`), and validates the result.
@@ -256,9 +277,7 @@ impl Config {
         let mut table = match file {
             Some(path) => {
                 let text = read_config_file(path)?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| {
-                    Error::config(format!("config file {}", path.display())).with_source(e)
-                })?
+                toml::from_str::<toml::Table>(&text).map_err(|e| toml_error(path, &text, &e))?
             }
             None => toml::Table::new(),
         };
@@ -326,8 +345,9 @@ impl Config {
 }
 
 /// Opens the object store a `[store]`-like section describes, with retries for transient
-/// failures.
-pub fn open_store(cfg: &StoreConfig, section: &str) -> Result<Arc<dyn Store>> {
+/// failures. A local directory is created if missing only with `create` (`cairn init`, the
+/// exports); otherwise a missing one is a configuration error naming `section.path`.
+pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<dyn Store>> {
     match cfg.kind {
         StoreKind::Local => {
             let path = cfg.path.as_ref().ok_or_else(|| {
@@ -335,7 +355,12 @@ pub fn open_store(cfg: &StoreConfig, section: &str) -> Result<Arc<dyn Store>> {
                     "{section}.path is required when {section}.kind = \"local\""
                 ))
             })?;
-            let store = LocalStore::open(path)?;
+            let store = if create {
+                LocalStore::open(path)
+            } else {
+                LocalStore::open_existing(path)
+            }
+            .map_err(|e| e.context(format!("{section}.path")))?;
             Ok(Arc::new(RetryStore::new(
                 store,
                 4,

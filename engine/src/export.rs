@@ -1372,19 +1372,43 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
 /// Keeps the `keep` newest days by date and deletes the rest (manifest first, so that a day
 /// being deleted never looks complete), along with their reports. Returns the deleted dates.
 pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
-    let days = list_days(exports)?;
-    let cut = days.len().saturating_sub(keep);
+    prune_for(exports, keep, None)
+}
+
+/// Makes room for `incoming`'s archive before it is written: deletes the days that [`prune`]
+/// would delete once `incoming` is there, so that at most `keep - 1` other days remain beside
+/// it. An exports volume sized for exactly `keep` archives thus never fills up for good, at
+/// the price of one day less if the export then fails. `incoming` itself is never deleted.
+pub fn prune_for(exports: &dyn Store, keep: usize, incoming: Option<&str>) -> Result<Vec<String>> {
+    let mut dates: Vec<String> = list_days(exports)?.into_iter().map(|d| d.date).collect();
+    if let Some(day) = incoming
+        && !dates.iter().any(|d| d == day)
+    {
+        dates.push(day.to_string());
+        dates.sort();
+    }
+    let cut = dates.len().saturating_sub(keep);
     let mut deleted = Vec::new();
-    for d in &days[..cut] {
-        let keys = DayKeys::new(&d.date)?;
+    for date in dates[..cut].iter().filter(|d| Some(d.as_str()) != incoming) {
+        let keys = DayKeys::new(date)?;
         exports.delete(&keys.manifest)?;
-        for o in exports.list(&format!("{}/", d.date))? {
+        for o in exports.list(&format!("{date}/"))? {
             exports.delete(&o.key)?;
         }
-        for o in exports.list(&format!("_reports/{}/", d.date))? {
+        // The whole day goes, also what a killed export left in its folder; no one writes a
+        // day that is being pruned, so there is no live writer to wait for. A key that may not
+        // list or abort uploads still prunes the objects.
+        if let Err(e) = exports.clean_temporaries(&format!("{date}/"), std::time::Duration::ZERO) {
+            tracing::warn!(day = %date, error = %e, "temporary objects of a pruned day remain");
+        }
+        for o in exports.list(&format!("_reports/{date}/"))? {
             exports.delete(&o.key)?;
         }
-        deleted.push(d.date.clone());
+        // Ended leases stay behind where the nightly key may not delete them.
+        for o in exports.list(&day_lease_prefix(date))? {
+            exports.delete(&o.key)?;
+        }
+        deleted.push(date.clone());
     }
     Ok(deleted)
 }

@@ -18,12 +18,22 @@ pub struct StateLock {
 impl StateLock {
     /// Takes the lock without waiting; kind `Locked` if another process holds it.
     pub fn acquire(state_dir: &Path) -> Result<StateLock> {
-        std::fs::create_dir_all(state_dir).map_err(|e| {
-            Error::io(
-                format!("creating state directory {}", state_dir.display()),
-                e,
-            )
-        })?;
+        if let Err(e) = std::fs::create_dir_all(state_dir) {
+            // A file where the directory should be is a configuration mistake (exit 2).
+            let not_dir = std::fs::metadata(state_dir).is_ok_and(|m| !m.is_dir())
+                || e.raw_os_error() == Some(libc::ENOTDIR);
+            return Err(if not_dir {
+                Error::config(format!(
+                    "state.dir {} is not a directory",
+                    state_dir.display()
+                ))
+            } else {
+                Error::io(
+                    format!("creating state directory {}", state_dir.display()),
+                    e,
+                )
+            });
+        }
         let path = state_dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)

@@ -87,8 +87,12 @@ pub struct RestoreReport {
     pub unchanged: u64,
     /// Files re-read and found equal to their chunks.
     pub verified: u64,
+    /// Device nodes created (as root only).
+    pub devices: u64,
     /// Entries that cannot be restored here (sockets; device nodes when not root).
     pub skipped: Vec<String>,
+    /// Entries restored with a change, and why (an owner id that does not fit 32 bits).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Default)]
@@ -554,6 +558,106 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Creates a character or block device node (root only; the caller checks).
+    pub(crate) fn device(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        kind: EntryKind,
+        rdev: u64,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            if self.overwrite == Overwrite::Never {
+                return Ok(false);
+            }
+            unlink_in_way(parent, name, path)?;
+        }
+        let fmt = if kind == EntryKind::Blockdev {
+            libc::S_IFBLK
+        } else {
+            libc::S_IFCHR
+        };
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        unsafe {
+            if libc::mknodat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                fmt | (meta.mode & 0o7777),
+                rdev as libc::dev_t,
+            ) != 0
+            {
+                return Err(os_err(format!("creating device node {path}")));
+            }
+            // The umask applied to mknod; the snapshot's mode is what was asked for.
+            libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
+        }
+        self.meta_at(parent, &c, meta);
+        Ok(true)
+    }
+
+    /// Restores a device node when running as root; otherwise says why it is left out.
+    fn special_device(
+        &self,
+        parent: &[Vec<u8>],
+        name: &[u8],
+        (kind, rdev): (EntryKind, Option<u64>),
+        meta: &Meta,
+        path: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        match rdev {
+            Some(rdev) if self.as_root => {
+                let fd = self.dir(parent, false)?;
+                if self.device(&fd, name, kind, rdev, meta, path)? {
+                    report.devices += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+            }
+            _ => {
+                let why = if self.as_root {
+                    "no device number recorded"
+                } else {
+                    "creating device nodes needs root"
+                };
+                tracing::warn!(path, "device node not restored: {why}");
+                report.skipped.push(path.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An owner id from an archive as a `uid_t`: ids that do not fit 32 bits (a crafted pax record
+/// of 99999999999 would otherwise become 1215752191, someone else's id) become `u32::MAX`,
+/// which `chown` takes as "leave unchanged", so the entry keeps the restoring user's owner.
+fn archive_owner(
+    id: std::io::Result<u64>,
+    which: &str,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> u32 {
+    match id {
+        Ok(v) if v < u64::from(u32::MAX) => v as u32,
+        Ok(v) => {
+            let w = format!("{path}: {which} {v} does not fit 32 bits; the owner was left as is");
+            tracing::warn!("{w}");
+            warnings.push(w);
+            u32::MAX
+        }
+        Err(_) => {
+            let w = format!("{path}: unreadable {which}; the owner was left as is");
+            tracing::warn!("{w}");
+            warnings.push(w);
+            u32::MAX
+        }
+    }
+}
+
 /// Writes file content, turning 4 KiB blocks of zeros into holes.
 pub(crate) struct SparseWriter {
     file: std::fs::File,
@@ -712,9 +816,18 @@ pub fn restore(
         }
     }
     let counters = Counters::new(repo);
-    plan.files
-        .par_iter()
-        .try_for_each(|job| restore_file(repo, catalog, &target, job, opts.verify, &counters))?;
+    // A damaged or missing chunk fails its file, not the restore: the rest is written, and the
+    // failures are named together at the end.
+    let failed = std::sync::Mutex::new(Vec::new());
+    plan.files.par_iter().for_each(|job| {
+        if let Err(e) = restore_file(repo, catalog, &target, job, opts.verify, &counters) {
+            let path = job_path(job);
+            tracing::error!(path, error = %e, "file not restored");
+            failed.lock().expect("poisoned").push((path, e));
+        }
+    });
+    let mut failed: Vec<(String, Error)> = failed.into_inner().expect("poisoned");
+    let total = plan.files.len() + plan.links.len();
     let mut report = RestoreReport {
         files: counters.files.load(Relaxed),
         bytes: counters.bytes.load(Relaxed),
@@ -725,6 +838,19 @@ pub fn restore(
     for (parent, e, first) in &plan.links {
         let fd = target.dir(parent, false)?;
         let path = format!("{}/{}", show(parent), e.name.lossy());
+        // A second name of a file that failed: nothing sound to link to.
+        let first_path = show(first);
+        if let Some(kind) = failed
+            .iter()
+            .find(|(p, _)| *p == first_path)
+            .map(|(_, e)| e.kind())
+        {
+            failed.push((
+                path,
+                Error::new(kind, format!("hardlink to {first_path}, which failed")),
+            ));
+            continue;
+        }
         if target.hardlink(first, &fd, &e.name.0, &path)? {
             report.hardlinks += 1;
         } else {
@@ -733,13 +859,22 @@ pub fn restore(
     }
     for (parent, e) in &plan.specials {
         let path = format!("{}/{}", show(parent), e.name.lossy());
-        if e.kind == EntryKind::Fifo {
-            let fd = target.dir(parent, false)?;
-            if target.fifo(&fd, &e.name.0, &Meta::of(e), &path)? {
-                report.fifos += 1;
+        match e.kind {
+            EntryKind::Fifo => {
+                let fd = target.dir(parent, false)?;
+                if target.fifo(&fd, &e.name.0, &Meta::of(e), &path)? {
+                    report.fifos += 1;
+                }
             }
-        } else {
-            report.skipped.push(path);
+            EntryKind::Chardev | EntryKind::Blockdev => target.special_device(
+                parent,
+                &e.name.0,
+                (e.kind, e.rdev),
+                &Meta::of(e),
+                &path,
+                &mut report,
+            )?,
+            _ => report.skipped.push(path),
         }
     }
     // Last: nothing written after this point could be redirected through a new symlink.
@@ -763,7 +898,42 @@ pub fn restore(
         target.dir_meta(parts, meta)?;
         report.dirs += 1;
     }
+    if let Some((_, first)) = failed.first() {
+        const SHOWN: usize = 10;
+        let mut named: Vec<String> = failed
+            .iter()
+            .take(SHOWN)
+            .map(|(path, e)| {
+                let e = e.to_string();
+                if e.contains(path.as_str()) {
+                    e
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect();
+        if failed.len() > SHOWN {
+            named.push(format!("and {} more", failed.len() - SHOWN));
+        }
+        return Err(Error::new(
+            first.kind(),
+            format!(
+                "{} of {} files could not be restored (everything else was): {}",
+                failed.len(),
+                total,
+                named.join("; ")
+            ),
+        ));
+    }
     Ok(report)
+}
+
+fn job_path(job: &FileJob) -> String {
+    if job.parent.is_empty() {
+        job.entry.name.lossy().into_owned()
+    } else {
+        format!("{}/{}", show(&job.parent), job.entry.name.lossy())
+    }
 }
 
 fn restore_file(
@@ -775,11 +945,7 @@ fn restore_file(
     counters: &Counters,
 ) -> Result<()> {
     let e = &job.entry;
-    let path = if job.parent.is_empty() {
-        e.name.lossy().into_owned()
-    } else {
-        format!("{}/{}", show(&job.parent), e.name.lossy())
-    };
+    let path = job_path(job);
     let dir = target.dir(&job.parent, false)?;
     let mut locations = Vec::with_capacity(e.chunks.len());
     for id in &e.chunks {
@@ -928,11 +1094,16 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
             continue;
         }
         let h = item.header();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
         let (mode, uid, gid) = (
             h.mode().unwrap_or(0o600),
-            h.uid().unwrap_or(0) as u32,
-            h.gid().unwrap_or(0) as u32,
+            archive_owner(h.uid(), "uid", &shown, &mut report.warnings),
+            archive_owner(h.gid(), "gid", &shown, &mut report.warnings),
         );
+        let device = match (h.device_major(), h.device_minor()) {
+            (Ok(Some(major)), Ok(Some(minor))) => Some(libc::makedev(major, minor)),
+            _ => None,
+        };
         let kind = h.entry_type();
         let link = item.link_name_bytes().map(|l| l.into_owned());
         let (mtime, mtime_ns) = archive_mtime(&mut item)?;
@@ -995,6 +1166,15 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
                 if target.fifo(&dir, name, &meta, &path)? {
                     report.fifos += 1;
                 }
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                target.dir(parent, true)?;
+                let kind = if kind == tar::EntryType::Block {
+                    EntryKind::Blockdev
+                } else {
+                    EntryKind::Chardev
+                };
+                target.special_device(parent, name, (kind, device), &meta, &path, &mut report)?;
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader

@@ -1,17 +1,20 @@
-//! The nightly job in one call: backup, daily archive, retention, and a JSON run report in
-//! `<exports>/_reports/DATE/run.json`. The report is written whatever happened, so that an
-//! operator (or an alert) always finds out what the last night did.
+//! The nightly job in one call: start-up cleanup, backup, retention, daily archive, and a JSON
+//! run report in `<exports>/_reports/DATE/run.json`. The report is written whatever happened
+//! once the exports location is open — also when the repository or the catalog cannot be
+//! opened — so that an operator (or an alert) always finds out what the last night did.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::backup::{BackupOptions, Progress, backup};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SyncReport};
 use crate::error::{Error, Result};
 use crate::export::{self, Published};
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::snapshot::{Summary, Warning};
-use crate::store::Store;
+use crate::store::{Cleaned, Store};
 
 /// What the backup stage did.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +68,8 @@ pub struct RunReport {
     pub backup: Option<BackupStage>,
     /// Export stage, if it published.
     pub export: Option<ExportStage>,
+    /// Temporary objects of killed writers removed at the start (store and exports together).
+    pub temporaries_removed: Cleaned,
     /// Days deleted by retention.
     pub deleted_days: Vec<String>,
     /// Days kept.
@@ -84,14 +89,15 @@ pub struct RunOptions<'a> {
     pub keep_daily: usize,
     /// Replace a different complete archive of the same day.
     pub force: bool,
+    /// Temporary objects older than this are removed at the start (`backup.stale_temp_secs`).
+    pub stale_after: Duration,
 }
 
-/// Runs the nightly job. Always returns a report (also written to the exports location);
-/// `Err` only if even the report could not be written.
+/// Runs the nightly job. `open` takes the state lock and opens the repository and the catalog;
+/// its failure is reported like any other. Always returns a report (also written to the
+/// exports location); `Err` only if even the report could not be written.
 pub fn nightly(
-    repo: &Repository,
-    catalog: &Catalog,
-    sync: crate::catalog::SyncReport,
+    open: impl FnOnce() -> Result<(Repository, Catalog, SyncReport)>,
     opts: &RunOptions<'_>,
     progress: &Progress,
 ) -> Result<RunReport> {
@@ -105,11 +111,27 @@ pub fn nightly(
         exit_code: 1,
         backup: None,
         export: None,
+        temporaries_removed: Cleaned::default(),
         deleted_days: Vec::new(),
         kept_days: Vec::new(),
         error: None,
     };
     let outcome = (|| -> Result<()> {
+        let (repo, catalog, sync) = open()?;
+        let (repo, catalog) = (&repo, &catalog);
+        // What killed runs left: hidden files of hundreds of MB, unfinished uploads. Removing
+        // them is housekeeping, so a failure only warns.
+        for (location, store) in [("store", repo.store().as_ref()), ("exports", opts.exports)] {
+            match store.clean_temporaries("", opts.stale_after) {
+                Ok(c) => {
+                    report.temporaries_removed.objects += c.objects;
+                    report.temporaries_removed.bytes += c.bytes;
+                }
+                Err(e) => {
+                    tracing::warn!(location, error = %e, "could not remove stale temporary objects")
+                }
+            }
+        }
         let out = backup(repo, catalog, sync, &opts.backup, progress)?;
         let warned = !out.snapshot.warnings.is_empty();
         report.backup = Some(BackupStage {
@@ -123,6 +145,14 @@ pub fn nightly(
             force: opts.force,
             hook: None,
         };
+        // Retention first: a volume with room for exactly `keep_daily` archives must have room
+        // for today's before it is written. A failure here is left to the retention below.
+        if opts.keep_daily > 0 {
+            match export::prune_for(opts.exports, opts.keep_daily, Some(&date)) {
+                Ok(deleted) => report.deleted_days = deleted,
+                Err(e) => tracing::warn!(error = %e, "retention before the export failed"),
+            }
+        }
         let published = export::export(
             repo,
             catalog,
@@ -149,7 +179,9 @@ pub fn nightly(
         });
         // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
         if opts.keep_daily > 0 {
-            report.deleted_days = export::prune(opts.exports, opts.keep_daily)?;
+            report
+                .deleted_days
+                .extend(export::prune(opts.exports, opts.keep_daily)?);
         }
         report.kept_days = export::list_days(opts.exports)?
             .into_iter()

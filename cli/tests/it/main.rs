@@ -350,7 +350,7 @@ fn killed_mid_backup_the_next_run_completes() {
     // Read both snapshots back through the engine and compare with the source.
     let cfg = cairn_engine::config::Config::load(Some(&s.config), &[], &[]).unwrap();
     let repo = cairn_engine::repo::Repository::open(
-        cairn_engine::config::open_store(&cfg.store, "store").unwrap(),
+        cairn_engine::config::open_store(&cfg.store, "store", false).unwrap(),
     )
     .unwrap();
     let (cat, _) = cairn_engine::catalog::Catalog::open_for(&cfg.state.dir, &repo).unwrap();
@@ -713,5 +713,515 @@ fn cairn_run_against_s3_with_an_independent_client() {
             .unwrap()
             .contains("snapshot committed"),
         "the logs were captured"
+    );
+}
+
+/// Hidden temporary files (`.NAME.tmp-PID-N`) below `dir`, at any depth.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(temporaries(&e.path()));
+        } else if name.starts_with('.') && name.contains(".tmp-") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Sets a file's mtime `secs` seconds into the past, as if the machine had been off that long.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs);
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+/// Changes the share the way a day does: a few large files rewritten, some notes edited.
+fn a_day_of_changes(src: &Path, day: u64) {
+    for i in 0..4 {
+        let n = (day * 4 + i) % 12;
+        fs::write(
+            src.join(format!("images/{n:02}.raw")),
+            noise(day * 100 + i, 3 << 20),
+        )
+        .unwrap();
+    }
+    for i in 0..20 {
+        let n = (day * 20 + i) % 300;
+        fs::write(
+            src.join(format!("notetaking/n{n:03}.md")),
+            format!("note {n} as of day {day}\n").repeat(100),
+        )
+        .unwrap();
+    }
+}
+
+/// `cairn run` killed with SIGKILL at 24 or more points spread over backup and export: after each
+/// kill every complete-looking day verifies, the rerun of the night completes, and its start-up
+/// cleanup removes every temporary file the kill left once it is older than the safe age (aged
+/// by hand past the default hour, or with `CAIRN_BACKUP_STALE_TEMP_SECS=0`, in turn). Pruned
+/// days leave no folder behind.
+#[test]
+fn killed_runs_leave_no_stale_temporaries_and_no_inconsistent_day() {
+    let s = Setup::new();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    for n in 0..12 {
+        fs::write(
+            s.src().join(format!("images/{n:02}.raw")),
+            noise(1000 + n, 3 << 20),
+        )
+        .unwrap();
+    }
+    for n in 0..300 {
+        fs::write(
+            s.src().join(format!("notetaking/n{n:03}.md")),
+            format!("note {n}\n").repeat(300),
+        )
+        .unwrap();
+    }
+    let exports = s.dir.path().join("exports");
+    let store = s.dir.path().join("store");
+    let date = |d: u64| {
+        jiff::civil::date(2026, 1, 1)
+            .checked_add(jiff::Span::new().days(d as i64))
+            .unwrap()
+            .to_string()
+    };
+    let run = |d: u64| s.run(&["-q", "run", "--date", &date(d)]);
+    assert_eq!(run(0).status.code(), Some(0));
+    // How long a night with a day of changes takes, to spread the kills over it: the shorter of
+    // two, since other tests share the machine and later nights may run alone.
+    let mut night = Duration::MAX;
+    for day in 1..=2 {
+        a_day_of_changes(&s.src(), day);
+        let t = std::time::Instant::now();
+        let out = run(day);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        night = night.min(t.elapsed());
+    }
+    let snapshots = || fs::read_dir(store.join("snapshots")).unwrap().count();
+    // Kill points cycle through 12 fractions of a night until 24 kills have hit a running
+    // process. A run that ends before its kill point shortens the estimate of a night: the first
+    // nights were measured while other tests loaded the machine.
+    let (cycle, wanted, most) = (12u64, 24, 60u64);
+    let (mut in_backup, mut in_export, mut left_behind) = (0, 0, 0);
+    let mut k = 0u64;
+    while in_backup + in_export < wanted && k < most {
+        let day = k + 3;
+        a_day_of_changes(&s.src(), day);
+        let before = snapshots();
+        let frac = ((k % cycle) as f64 + 0.5) / cycle as f64;
+        let started = std::time::Instant::now();
+        let mut child = s.cmd(&["-q", "run", "--date", &date(day)]).spawn().unwrap();
+        let mut running = true;
+        while started.elapsed() < night.mul_f64(frac) {
+            if child.try_wait().unwrap().is_some() {
+                running = false;
+                night = night.min(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        running &= child.try_wait().unwrap().is_none();
+        child.kill().unwrap_or(());
+        child.wait().unwrap();
+        if running {
+            if snapshots() == before {
+                in_backup += 1;
+            } else {
+                in_export += 1;
+            }
+        }
+        // Whatever the kill interrupted, a day that looks complete is consistent.
+        let ex = cairn_engine::store::LocalStore::open(&exports).unwrap();
+        for d in cairn_engine::export::list_days(&ex).unwrap() {
+            if d.complete {
+                cairn_engine::export::verify(&ex, &d.date).unwrap_or_else(|e| {
+                    let held: Vec<_> = fs::read_dir(exports.join(&d.date))
+                        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+                        .unwrap_or_default();
+                    panic!(
+                        "kill {k}: day {} looks complete: {e}; it holds {held:?}",
+                        d.date
+                    )
+                });
+            }
+        }
+        // The temporaries the kill left, once older than the safe age, go at the next start.
+        let left: Vec<PathBuf> = [&store, &exports]
+            .iter()
+            .flat_map(|d| temporaries(d))
+            .collect();
+        left_behind += usize::from(!left.is_empty());
+        // Half the time the files are aged past the default safe age of an hour, half the
+        // time the safe age is set to 0 through the environment.
+        let out = if k.is_multiple_of(2) {
+            for p in &left {
+                age(p, 2 * 3600);
+            }
+            run(day)
+        } else {
+            s.cmd(&["-q", "run", "--date", &date(day)])
+                .env("CAIRN_BACKUP_STALE_TEMP_SECS", "0")
+                .output()
+                .unwrap()
+        };
+        assert_eq!(out.status.code(), Some(0), "kill {k}: {}", stderr(&out));
+        let still: Vec<PathBuf> = [&store, &exports]
+            .iter()
+            .flat_map(|d| temporaries(d))
+            .collect();
+        assert!(
+            still.is_empty(),
+            "kill {k} left {left:?}; after the rerun: {still:?}"
+        );
+        // Every day folder is a listed day: pruning leaves no folder of hidden files behind.
+        let listed: Vec<String> = cairn_engine::export::list_days(&ex)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.date)
+            .collect();
+        let mut folders: Vec<String> = fs::read_dir(&exports)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "_reports")
+            .collect();
+        folders.sort();
+        assert_eq!(folders, listed, "kill {k}");
+        k += 1;
+    }
+    eprintln!(
+        "{k} kill points; {in_backup} hit the backup, {in_export} what follows; \
+         {left_behind} left temporary files"
+    );
+    assert!(
+        left_behind >= 2,
+        "only {left_behind} kills left temporary files"
+    );
+    assert!(
+        in_backup + in_export >= 20,
+        "only {} of {k} kills hit a running process",
+        in_backup + in_export
+    );
+    assert!(
+        in_backup >= 3 && in_export >= 3,
+        "kills in backup: {in_backup}, in export: {in_export}"
+    );
+}
+
+/// The safe age is a configuration key: with 0, the next run removes the temporaries of every
+/// process that is gone, however young.
+#[test]
+fn the_safe_age_of_temporaries_is_configurable() {
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/a.md"), "a").unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let exports = s.dir.path().join("exports");
+    fs::create_dir_all(exports.join("2026-11-28")).unwrap();
+    let young = exports.join(format!("2026-11-28/.shared-2026-11-28.tar.zst.tmp-{pid}-0"));
+    fs::write(&young, "half an archive").unwrap();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        young.exists(),
+        "younger than the default safe age of an hour"
+    );
+    let out = s.run(&[
+        "run",
+        "--date",
+        "2026-11-29",
+        "--set",
+        "backup.stale_temp_secs=0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!young.exists());
+    assert!(
+        !exports.join("2026-11-28").exists(),
+        "the emptied folder goes too"
+    );
+}
+
+/// A run that fails before its backup starts still writes `_reports/DATE/run.json`, with the
+/// error and the exit code: no repository, a store that does not answer, a store path missing.
+#[test]
+fn run_writes_a_report_when_it_fails_before_the_backup() {
+    let report_of = |s: &Setup, date: &str| -> Value {
+        let p = s
+            .dir
+            .path()
+            .join(format!("exports/_reports/{date}/run.json"));
+        let text = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_slice(&text).unwrap()
+    };
+    // No repository: never initialized.
+    let s = Setup::new();
+    fs::create_dir_all(s.dir.path().join("store")).unwrap();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r = report_of(&s, "2026-11-29");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["exit_code"], 1);
+    assert!(
+        r["error"].as_str().unwrap().contains("no repository"),
+        "{r}"
+    );
+
+    // The store path does not exist: a configuration error, reported as such.
+    let s = Setup::new();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let r = report_of(&s, "2026-11-29");
+    assert_eq!(r["exit_code"], 2, "{r}");
+
+    // An S3 store that refuses connections while the exports are local.
+    let s = Setup::new();
+    let text = fs::read_to_string(&s.config).unwrap().replace(
+        &format!(
+            "[store]\nkind = \"local\"\npath = \"{}/store\"",
+            s.dir.path().display()
+        ),
+        "[store]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"",
+    );
+    fs::write(&s.config, text).unwrap();
+    let out = s
+        .cmd(&["run", "--date", "2026-11-29"])
+        .env("AWS_ACCESS_KEY_ID", "id")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r = report_of(&s, "2026-11-29");
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains("127.0.0.1"), "{r}");
+
+    // A garbage snapshot object after the state volume was lost: whatever the run makes of it,
+    // the report says so.
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/a.md"), "a").unwrap();
+    s.run(&["init"]);
+    assert_eq!(
+        s.run(&["run", "--date", "2026-11-28"]).status.code(),
+        Some(0)
+    );
+    let snaps = s.dir.path().join("store/snapshots");
+    let name = fs::read_dir(&snaps)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let mut garbage = name.to_string_lossy().into_owned().into_bytes();
+    garbage[0] = if garbage[0] == b'0' { b'1' } else { b'0' };
+    fs::write(snaps.join(String::from_utf8(garbage).unwrap()), "garbage").unwrap();
+    fs::remove_dir_all(s.dir.path().join("state")).unwrap();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    let r = report_of(&s, "2026-11-29");
+    assert_eq!(
+        Some(r["exit_code"].as_i64().unwrap() as i32),
+        out.status.code()
+    );
+}
+
+/// Retention runs before the export: an exports volume with room for exactly `keep_daily`
+/// archives (a 6 MiB tmpfs, three archives of about 1.6 MiB) keeps working night after night.
+#[test]
+fn a_full_exports_volume_frees_itself() {
+    let s = Setup::new();
+    let exports = s.dir.path().join("exports");
+    fs::create_dir_all(&exports).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&exports)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        // The engine test a_full_exports_store_frees_itself_by_retention_first covers the same
+        // with a store that fails with ENOSPC beyond its capacity.
+        eprintln!("skipping: mounting a tmpfs needs root ({mounted:?})");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(exports.clone());
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    for day in 1..=6u64 {
+        fs::write(s.src().join("images/photo.raw"), noise(day, 1600 << 10)).unwrap();
+        let date = format!("2026-11-{day:02}");
+        let (code, r) = s.json(&["run", "--date", &date, "--set", "exports.keep_daily=3"]);
+        assert_eq!(code, 0, "day {day}: {r}");
+        let kept = r["kept_days"].as_array().unwrap().len();
+        assert_eq!(kept, (day as usize).min(3), "day {day}: {r}");
+    }
+}
+
+/// Configuration and OS errors: one line, each cause once, naming the file and the line.
+#[test]
+fn config_and_os_errors_print_once_on_one_line() {
+    let s = Setup::new();
+    let bad = s.dir.path().join("bad.toml");
+    fs::write(&bad, "[source]\nroot = \"/x\"\nfolders = [\"a\"\n[store]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("snapshots")
+        .env_remove("CAIRN_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(bad.to_str().unwrap()), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--config", "/nonexistent.toml", "snapshots"])
+        .env_remove("CAIRN_CONFIG")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// A store path that does not exist is a configuration error (exit 2) that creates nothing,
+/// except for `cairn init`; a store or state path that is a file is one too.
+#[test]
+fn store_and_state_paths_are_checked() {
+    let s = Setup::new();
+    let store = s.dir.path().join("store");
+    for args in [&["snapshots"][..], &["backup"]] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(store.to_str().unwrap()),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!store.exists(), "{args:?} created the store directory");
+    }
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    assert!(store.is_dir());
+
+    let s = Setup::new();
+    let store = s.dir.path().join("store");
+    fs::write(&store, "a file").unwrap();
+    for args in [&["init"][..], &["snapshots"]] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(store.to_str().unwrap()),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    let s = Setup::new();
+    s.run(&["init"]);
+    let state = s.dir.path().join("state");
+    fs::write(&state, "a file").unwrap();
+    let out = s.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(state.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// At the most verbose log level (`CAIRN_LOG=trace`), against the S3 test server, neither the
+/// secret key nor the session token appears in anything cairn prints: the SDK's signing and
+/// HTTP layers log canonical requests and headers at debug and trace.
+#[test]
+fn no_secret_at_trace_level_against_s3() {
+    let Ok(endpoint) = std::env::var("CAIRN_S3_TEST_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no S3 test server (scripts/s3-server.sh)"
+        );
+        eprintln!("skipping: no S3 test server");
+        return;
+    };
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let token = "cairn-session-token-marker-5f2d9c";
+    let s = Setup::new();
+    let prefix = format!(
+        "trace-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    fs::write(
+        &s.config,
+        format!(
+            "[source]\nroot = \"{root}/src\"\n\
+             [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}/store\"\n\
+             [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}/exports\"\n\
+             [state]\ndir = \"{root}/state\"\n",
+            root = s.dir.path().display(),
+            bucket = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
+        ),
+    )
+    .unwrap();
+    fs::write(s.src().join("notetaking/a.md"), "a").unwrap();
+    let mut seen = String::new();
+    for (args, with_token) in [
+        (&["init"][..], false),
+        (&["run", "--date", "2026-11-29"], false),
+        (&["snapshots"], true),
+        (&["run", "--date", "2026-11-29"], true),
+    ] {
+        let mut c = s.cmd(args);
+        c.env("CAIRN_LOG", "trace").env_remove("AWS_SESSION_TOKEN");
+        if with_token {
+            c.env("AWS_SESSION_TOKEN", token);
+        }
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "{args:?} with a session token: {with_token}, exit {:?}",
+            out.status.code()
+        );
+        assert!(
+            !text.contains(&secret),
+            "{args:?}: the secret key was printed"
+        );
+        assert!(
+            !text.contains(token),
+            "{args:?}: the session token was printed"
+        );
+        seen.push_str(&text);
+    }
+    // cairn itself logs nothing below debug: debug lines show the filter let the rest through.
+    assert!(
+        seen.contains("\"level\":\"DEBUG\""),
+        "verbose logging was on: {}",
+        &seen[..seen.len().min(2000)]
     );
 }

@@ -1,13 +1,13 @@
 //! A store wrapper that injects faults, for tests of what the engine does when storage
 //! misbehaves: fail once, fail always, fail after N calls (a crash mid-backup), truncate, flip a
-//! bit, or be slow. Rules match an operation and a key substring; every call is also counted.
+//! bit, be slow, or be full. Rules match an operation and a key substring; every call is also counted.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{Cleaned, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A store operation.
@@ -41,6 +41,10 @@ pub enum Fault {
     Truncate,
     /// `put` stores, and reads return, the data with one bit flipped in the middle.
     FlipBit,
+    /// The store holds at most this many bytes, like a volume of that size: a `put`, or the
+    /// publication of a streamed object, that would hold more fails with an I/O error ("no space
+    /// left on device"). Replacing an object counts its new size only.
+    Capacity(u64),
     /// The call succeeds after sleeping.
     Delay(Duration),
 }
@@ -131,6 +135,8 @@ impl<S: Store> FaultStore<S> {
                         delay += *d;
                         Action::Pass
                     }
+                    // Needs the object's size: checked by `full` where that is known.
+                    Fault::Capacity(_) => Action::Pass,
                 };
                 if !matches!(a, Action::Pass) {
                     action = a;
@@ -142,6 +148,37 @@ impl<S: Store> FaultStore<S> {
             std::thread::sleep(delay);
         }
         action
+    }
+}
+
+impl<S: Store> FaultStore<S> {
+    /// Whether storing `len` bytes under `key` would exceed a `Capacity` rule.
+    fn full(&self, key: &str, len: u64) -> Result<()> {
+        let cap = {
+            let rules = self.rules.lock().expect("poisoned");
+            rules
+                .iter()
+                .filter(|r| r.op.is_none_or(|o| o == Op::Put) && key.contains(&r.key_contains))
+                .find_map(|r| match r.fault {
+                    Fault::Capacity(c) => Some(c),
+                    _ => None,
+                })
+        };
+        let Some(cap) = cap else { return Ok(()) };
+        let used: u64 = self
+            .inner
+            .list("")?
+            .iter()
+            .filter(|o| o.key != key)
+            .map(|o| o.size)
+            .sum();
+        if used + len > cap {
+            return Err(Error::io(
+                format!("writing object {key}"),
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +200,7 @@ fn damage(action: &Action, mut data: Vec<u8>) -> Vec<u8> {
 
 impl<S: Store> Store for FaultStore<S> {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.full(key, data.len() as u64)?;
         match self.decide(Op::Put, key) {
             Action::Pass => self.inner.put(key, data),
             Action::Fail(kind) => Err(injected(kind, Op::Put, key)),
@@ -195,6 +233,14 @@ impl<S: Store> Store for FaultStore<S> {
         match self.decide(Op::Delete, key) {
             Action::Fail(kind) => Err(injected(kind, Op::Delete, key)),
             _ => self.inner.delete(key),
+        }
+    }
+
+    /// Passes through: the temporaries are the inner store's; `Delete` rules apply.
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        match self.decide(Op::Delete, prefix) {
+            Action::Fail(kind) => Err(injected(kind, Op::Delete, prefix)),
+            _ => self.inner.clean_temporaries(prefix, older_than),
         }
     }
 
@@ -233,8 +279,9 @@ impl<S: Store> std::io::Write for FaultWriter<'_, S> {
                 self.key
             )));
         }
-        self.written += data.len() as u64;
-        self.inner.write(data)
+        let n = self.inner.write(data)?;
+        self.written += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
@@ -243,6 +290,7 @@ impl<S: Store> std::io::Write for FaultWriter<'_, S> {
 
 impl<S: Store> ObjectWriter for FaultWriter<'_, S> {
     fn finish(self: Box<Self>) -> Result<()> {
+        self.store.full(&self.key, self.written)?;
         match self.store.decide(Op::Put, &self.key) {
             Action::Fail(kind) => Err(injected(kind, Op::Put, &self.key)),
             _ => self.inner.finish(),

@@ -2,7 +2,9 @@
 //!
 //! `put` writes a hidden temporary file next to the target, fsyncs it, renames it into place and
 //! fsyncs the directory, so an object is either absent or complete and durable, even across a
-//! power cut. Temporary files left by a crash start with a dot and are never listed.
+//! power cut. Temporary files left by a crash start with a dot and are never listed; they name
+//! the process that wrote them (`.NAME.tmp-PID-N`), so that [`Store::clean_temporaries`] can
+//! tell a dead writer's file from a live one's.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
@@ -10,8 +12,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
-use super::{ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
+use super::{Cleaned, ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
 use crate::error::{Error, Result};
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -26,9 +29,36 @@ impl LocalStore {
     /// A store rooted at `root`, created if missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root)
-            .map_err(|e| Error::io(format!("creating store directory {}", root.display()), e))?;
-        Ok(LocalStore { root })
+        if let Err(e) = fs::create_dir_all(&root) {
+            // A file on the path is a mistake in the configuration, not an I/O failure.
+            return Err(match fs::metadata(&root) {
+                Ok(md) if !md.is_dir() => not_a_dir(&root),
+                _ if e.raw_os_error() == Some(libc::ENOTDIR) => not_a_dir(&root),
+                _ => Error::io(format!("creating store directory {}", root.display()), e),
+            });
+        }
+        Self::open_existing(root)
+    }
+
+    /// A store rooted at `root`, which must be an existing directory: a missing one is a
+    /// configuration error (kind `Config`) rather than an empty store, so that a typo in a path
+    /// is not mistaken for a lost repository and nothing is created by commands that only read.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        match fs::metadata(&root) {
+            Ok(md) if md.is_dir() => Ok(LocalStore { root }),
+            Ok(_) => Err(not_a_dir(&root)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                Err(Error::config(format!(
+                    "store directory {} does not exist (`cairn init` creates it)",
+                    root.display()
+                )))
+            }
+            Err(e) => Err(Error::io(
+                format!("opening store directory {}", root.display()),
+                e,
+            )),
+        }
     }
 
     /// The root directory.
@@ -56,6 +86,111 @@ impl LocalStore {
             Err(e) => Err(Error::io(format!("creating {}", dir.display()), e)),
         }
     }
+}
+
+fn not_a_dir(root: &Path) -> Error {
+    Error::config(format!(
+        "store directory {} is not a directory",
+        root.display()
+    ))
+}
+
+/// The writer's PID in a temporary file name `.NAME.tmp-PID-N`, if it is one.
+fn temp_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` of this host may be the one that last wrote a file at `mtime`: it
+/// exists and started no later than that. A PID reused by a later process (a new pod's cairn
+/// often gets the PID the killed one had) is not the writer.
+fn may_be_writer(pid: u32, mtime: SystemTime) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    match process_start(pid) {
+        Some(start) => start <= mtime + Duration::from_secs(1),
+        None => true, // cannot tell: keep the file
+    }
+}
+
+/// When process `pid` started, from `/proc` (field 22 of its stat, in clock ticks since boot).
+fn process_start(pid: u32) -> Option<SystemTime> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces: count fields after the last `)`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&h| h > 0)?;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(boot)
+            + Duration::from_millis(ticks * 1000 / hz),
+    )
+}
+
+/// Removes dead writers' temporary files below `dir` that were last written before `cutoff`,
+/// then `dir` itself if it is empty (never the root). Returns whether `dir` is gone.
+fn clean_dir(dir: &Path, root: &Path, cutoff: SystemTime, out: &mut Cleaned) -> Result<bool> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    let mut removed = false;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let ft = ent
+            .file_type()
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if ft.is_dir() && !name.starts_with('.') {
+            removed |= clean_dir(&ent.path(), root, cutoff, out)?;
+            continue;
+        }
+        let Some(pid) = temp_pid(&name).filter(|_| ft.is_file()) else {
+            continue;
+        };
+        let Ok(md) = ent.metadata() else { continue };
+        let Ok(mtime) = md.modified() else { continue };
+        if mtime > cutoff || may_be_writer(pid, mtime) {
+            continue;
+        }
+        match fs::remove_file(ent.path()) {
+            Ok(()) => {
+                removed = true;
+                out.objects += 1;
+                out.bytes += md.len();
+                tracing::info!(file = %ent.path().display(), bytes = md.len(), "removed a dead writer's temporary file");
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", ent.path().display()), e)),
+        }
+    }
+    // An empty folder goes whatever its age: a kill between removing a folder's last object
+    // and the folder itself leaves one that no listing shows. It holds no data, and writers
+    // recreate a folder that vanishes under them.
+    if dir != root && fs::remove_dir(dir).is_ok() {
+        sync_dir(dir.parent().expect("below root"))?;
+        return Ok(true);
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(false)
 }
 
 /// A hidden name next to `path`, unique within this machine's processes.
@@ -494,6 +629,14 @@ impl Store for LocalStore {
                 .custom_flags(flags)
                 .open(&tmp)
         };
+        // A concurrent delete or cleanup removed the folder it emptied: make it again.
+        let open = |flags| match open(flags) {
+            Err(e) if e.kind() == IoKind::NotFound => {
+                fs::create_dir_all(&dir)?;
+                open(flags)
+            }
+            other => other,
+        };
         // Direct I/O where the filesystem has it (not tmpfs, for one).
         let (file, direct) = match open(libc::O_DIRECT) {
             Ok(f) => (Ok(f), Some(Direct::new())),
@@ -514,6 +657,30 @@ impl Store for LocalStore {
 
     fn local_file(&self, key: &str) -> Option<PathBuf> {
         self.path(key).ok()
+    }
+
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        check_prefix(prefix)?;
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut out = Cleaned::default();
+        // A prefix names a folder (`2026-11-01/`) or the whole store; clean the deepest folder
+        // it names completely, as `list` walks.
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        if clean_dir(&start, &self.root, cutoff, &mut out)? {
+            // The folder went: so may its parents, as `delete` does.
+            let mut dir = start.parent().expect("below root");
+            while dir != self.root && fs::remove_dir(dir).is_ok() {
+                dir = dir.parent().expect("below root");
+            }
+        }
+        Ok(out)
     }
 
     fn delete(&self, key: &str) -> Result<()> {

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
+use std::time::Duration;
 
-use super::{ObjectInfo, Store, check_key, check_prefix, slice_range};
+use super::{Cleaned, ObjectInfo, Store, check_key, check_prefix, slice_range};
 use crate::error::{Error, Result};
 
 /// Objects in a sorted map.
@@ -66,5 +67,11 @@ impl Store for MemoryStore {
         check_key(key)?;
         self.objects.write().expect("poisoned").remove(key);
         Ok(())
+    }
+
+    /// Nothing to clean: a streamed object is buffered in the writer, never stored half-way.
+    fn clean_temporaries(&self, prefix: &str, _older_than: Duration) -> Result<Cleaned> {
+        check_prefix(prefix)?;
+        Ok(Cleaned::default())
     }
 }

@@ -1,6 +1,7 @@
 //! Object stores: where packs, snapshots and the repository config live.
 //!
-//! The [`Store`] trait is deliberately small — `put`, `get`, `get_range`, `list`, `delete` — so
+//! The [`Store`] trait is deliberately small — `put`, `get`, `get_range`, `list`, `delete`, and
+//! `clean_temporaries` for what a killed writer leaves — so
 //! that a backend is easy to write and easy to check: one conformance suite (in the engine's
 //! integration tests) runs against every backend. Retrying and fault injection are wrappers that
 //! implement the same trait, so the rest of the engine never knows which it is talking to.
@@ -16,6 +17,7 @@ mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use fault::{Fault, FaultStore, Op};
 pub use local::LocalStore;
@@ -33,6 +35,15 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// What [`Store::clean_temporaries`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Cleaned {
+    /// Temporary objects removed (files, or aborted multipart uploads).
+    pub objects: u64,
+    /// Their bytes, where the backend knows them (S3 does not list the size of an upload).
+    pub bytes: u64,
 }
 
 /// A flat namespace of immutable objects.
@@ -86,6 +97,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             buf: Vec::new(),
         }))
     }
+
+    /// Removes what writers that died (a killed process, a lost machine) left below `prefix`:
+    /// the backend's temporary objects — hidden `.NAME.tmp-PID-N` files of a local directory,
+    /// unfinished multipart uploads on S3 — written to last more than `older_than` ago.
+    ///
+    /// Contract: never removes or changes a visible object; never removes a temporary object
+    /// of a writer that may still be alive (a local store checks the PID in the name against
+    /// the processes of this host; a backend that cannot tell relies on the age alone, so
+    /// `older_than` must exceed the longest write); folders left empty go too. A backend
+    /// without temporary objects removes nothing.
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned>;
 
     /// The local file that holds `key`, for backends that keep objects as files.
     ///
@@ -159,6 +181,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn local_file(&self, key: &str) -> Option<PathBuf> {
         (**self).local_file(key)
+    }
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        (**self).clean_temporaries(prefix, older_than)
     }
 }
 

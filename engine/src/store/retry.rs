@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{Cleaned, ObjectInfo, ObjectWriter, Store};
 use crate::error::Result;
 
 /// Retries transient failures of the wrapped store.
@@ -85,5 +85,10 @@ impl<S: Store> Store for RetryStore<S> {
     }
     fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_file(key)
+    }
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        self.run("clean_temporaries", prefix, || {
+            self.inner.clean_temporaries(prefix, older_than)
+        })
     }
 }

@@ -22,7 +22,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
+use super::{Cleaned, ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where and how to reach the bucket. Credentials are kept out of `Debug`.
@@ -375,6 +375,81 @@ impl Store for S3Store {
                     }
                 }
             }
+        })
+    }
+
+    /// Aborts the multipart uploads below `prefix` that were started more than `older_than`
+    /// ago: a killed writer never completes nor aborts its upload, whose parts stay stored (and
+    /// billed) until a lifecycle rule removes them. S3 does not say which process started an
+    /// upload, nor when it last added a part, so the age alone decides.
+    fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
+        check_prefix(prefix)?;
+        let full = self.full(prefix);
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.rt.block_on(async {
+            let mut out = Cleaned::default();
+            let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+            loop {
+                let page = self
+                    .client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(&full)
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(id_marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        classify_status(
+                            &format!("list multipart uploads {}/{full}", self.bucket),
+                            e,
+                        )
+                    })?;
+                for u in page.uploads() {
+                    let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                        continue;
+                    };
+                    if u.initiated().is_none_or(|t| t.secs() > cutoff) {
+                        continue;
+                    }
+                    let what = format!("abort multipart upload {}/{key}", self.bucket);
+                    match self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {
+                            out.objects += 1;
+                            tracing::info!(key, "aborted a dead writer's multipart upload");
+                        }
+                        Err(e) => {
+                            let err = classify_status(&what, e);
+                            if err.kind() != ErrorKind::NotFound {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+                match (
+                    page.is_truncated(),
+                    page.next_key_marker(),
+                    page.next_upload_id_marker(),
+                ) {
+                    (Some(true), Some(k), id) => {
+                        key_marker = Some(k.to_string());
+                        id_marker = id.map(str::to_string);
+                    }
+                    _ => break,
+                }
+            }
+            Ok(out)
         })
     }
 

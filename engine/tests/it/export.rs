@@ -677,3 +677,86 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
     assert!(shared.get(&day3).unwrap() == alone.get(&key).unwrap());
     export::verify(&shared, "2026-11-30").unwrap();
 }
+
+/// A pid that no process has: a child that already exited and was reaped.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Pruning a day removes its folder whole, including the hidden temporary file that a killed
+/// export left in it (invisible to `exports list`, and hundreds of MB in real life).
+#[test]
+fn prune_removes_whole_days_with_their_temporaries() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    env.backup();
+    let root = env.dir.path().join("e");
+    let exports = LocalStore::open(&root).unwrap();
+    for day in 1..=3 {
+        export_latest(&env, &exports, &format!("2026-11-{day:02}"), false).unwrap();
+    }
+    // A killed rerun of the first day left half an archive behind.
+    let stale = root.join(format!(
+        "2026-11-01/.shared-2026-11-01.tar.zst.tmp-{}-0",
+        dead_pid()
+    ));
+    fs::write(&stale, vec![0u8; 100_000]).unwrap();
+    set_mtime(&stale, 1_700_000_000, 0);
+    // And an ended lease that a key without delete rights left as an expired record.
+    exports.put("_leases/2026-11-01/0123.json", b"{}").unwrap();
+    assert_eq!(export::prune(&exports, 2).unwrap(), ["2026-11-01"]);
+    assert!(exports.list("_leases/2026-11-01/").unwrap().is_empty());
+    assert!(
+        !root.join("2026-11-01").exists(),
+        "the pruned day's folder is still there: {:?}",
+        fs::read_dir(root.join("2026-11-01"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            .ok()
+    );
+    assert!(root.join("2026-11-02").is_dir());
+}
+
+/// The nightly job on an exports location with room for exactly `keep_daily` archives (a fault
+/// wrapper that fails writes beyond its capacity with ENOSPC, as a full volume does; the CLI
+/// test `a_full_exports_volume_frees_itself` does the same on a real tmpfs when it may mount
+/// one): retention makes room before the export, so every night succeeds.
+#[test]
+fn a_full_exports_store_frees_itself_by_retention_first() {
+    use cairn_engine::backup::Progress;
+    use cairn_engine::catalog::Catalog;
+    use cairn_engine::run::{RunOptions, nightly};
+    use cairn_engine::store::MemoryStore;
+    let env = Env::new();
+    let photo = 1600 << 10;
+    for f in ["notetaking", "backup"] {
+        fs::create_dir_all(env.src.join(f)).unwrap();
+    }
+    let exports = FaultStore::new(MemoryStore::new());
+    // Three archives and a half: no room for a fourth beside three.
+    exports.inject(Some(Op::Put), "", Fault::Capacity(photo * 7 / 2));
+    for day in 1..=6u64 {
+        write(
+            &env.src.join("images/photo.raw"),
+            &seeded(photo as usize, day),
+        );
+        let mut backup = env.opts();
+        backup.date = format!("2026-11-{day:02}");
+        let opts = RunOptions {
+            backup,
+            exports: &exports,
+            keep_daily: 3,
+            force: false,
+            stale_after: std::time::Duration::from_secs(3600),
+        };
+        let open = || {
+            let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
+            Ok((env.repo.clone(), cat, sync))
+        };
+        let report = nightly(open, &opts, &Progress::default()).unwrap();
+        assert_eq!(report.exit_code, 0, "day {day}: {:?}", report.error);
+        assert_eq!(report.kept_days.len(), (day as usize).min(3), "day {day}");
+    }
+}

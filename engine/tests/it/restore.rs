@@ -706,3 +706,104 @@ fn diff_and_find() {
     let found = cairn_engine::query::find(&env.repo, &cat, "notetaking/*.md").unwrap();
     assert_eq!(found.len(), 3);
 }
+
+/// A damaged chunk fails its file, not the restore: the error names the file, and every other
+/// file, symlink and directory of the snapshot is still restored.
+#[test]
+fn a_damaged_file_is_named_and_the_rest_is_restored() {
+    let (env, faulty) = Env::faulty();
+    write(&env.src.join("images/big.raw"), &seeded(2 << 20, 900));
+    fs::hard_link(
+        env.src.join("images/big.raw"),
+        env.src.join("images/big-link.raw"),
+    )
+    .unwrap();
+    env.backup();
+    // A second night: these land in packs of their own.
+    write(&env.src.join("notetaking/a.md"), b"note a");
+    write(&env.src.join("notetaking/b.md"), b"note b");
+    symlink("a.md", env.src.join("notetaking/link")).unwrap();
+    env.backup();
+    let (_, snap) = env.catalog().resolve_snapshot("latest").unwrap();
+    let big = snapshot_entries(&env, &snap.root)[&b"images/big.raw"[..]].clone();
+    let cat = env.catalog();
+    for id in &big.chunks {
+        let loc = cat
+            .locate(cairn_engine::pack::BlobKind::Data, id)
+            .unwrap()
+            .unwrap();
+        faulty.inject(Some(Op::GetRange), &loc.pack.to_hex(), Fault::FlipBit);
+    }
+    let target = env.dir.path().join("t");
+    let err = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap_err();
+    assert!(err.to_string().contains("images/big.raw"), "{err}");
+    // The second name of the damaged file is named too, not linked to a partial file.
+    assert!(err.to_string().contains("images/big-link.raw"), "{err}");
+    assert!(err.to_string().starts_with("2 of 4 files"), "{err}");
+    assert_eq!(fs::read(target.join("notetaking/a.md")).unwrap(), b"note a");
+    assert_eq!(fs::read(target.join("notetaking/b.md")).unwrap(), b"note b");
+    assert_eq!(
+        fs::read_link(target.join("notetaking/link")).unwrap(),
+        Path::new("a.md"),
+        "symlinks are still created after a damaged file"
+    );
+}
+
+/// Character devices come back as device nodes when restoring as root (mknod).
+#[test]
+fn device_nodes_are_restored_as_root() {
+    use std::os::unix::fs::FileTypeExt;
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: creating device nodes needs root");
+        return;
+    }
+    let env = Env::new();
+    write(&env.src.join("backup/keep.txt"), b"k");
+    let node = env.src.join("backup/null");
+    let c = std::ffi::CString::new(node.as_os_str().as_bytes()).unwrap();
+    let dev = libc::makedev(1, 3);
+    // SAFETY: valid NUL-terminated path.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o640, dev) } != 0 {
+        eprintln!(
+            "skipping: mknod refused here: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    env.backup();
+    let cat = env.catalog();
+    let (_, snap) = cat.resolve_snapshot("latest").unwrap();
+    let target = env.dir.path().join("t");
+    let report = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let md = fs::symlink_metadata(target.join("backup/null")).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), dev);
+    assert_eq!(md.mode() & 0o7777, 0o640);
+}
+
+/// A pax uid or gid beyond 32 bits is not cut to its low bits (99999999999 would become
+/// 1215752191, someone else's id): the entry keeps the restoring user's owner.
+#[test]
+fn an_archive_owner_beyond_32_bits_is_not_truncated() {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("uid", &b"99999999999"[..]), ("gid", &b"99999999999"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("notetaking/x.md").unwrap();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append(&h, &b"hello"[..]).unwrap();
+    let archive = zstd::encode_all(&b.into_inner().unwrap()[..], 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t");
+    restore::restore_archive(&archive[..], &opts(&target)).unwrap();
+    let md = fs::metadata(target.join("notetaking/x.md")).unwrap();
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    assert_eq!((md.uid(), md.gid()), (uid, gid));
+    assert_eq!(fs::read(target.join("notetaking/x.md")).unwrap(), b"hello");
+}

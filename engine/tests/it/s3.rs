@@ -59,6 +59,35 @@ fn s3_store_conforms() {
     conformance(&S3Store::new(&cfg).unwrap());
 }
 
+/// A multipart upload abandoned by a killed writer is aborted by `clean_temporaries` once
+/// older than the given age, and only then.
+#[test]
+fn s3_abandoned_uploads_are_aborted_by_age() {
+    use std::io::Write;
+    let Some(cfg) = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "abandoned") else {
+        return;
+    };
+    let store = S3Store::new(&cfg).unwrap();
+    let mut w = store
+        .create("2026-11-29/shared-2026-11-29.tar.zst")
+        .unwrap();
+    w.write_all(&seeded(40 << 20, 77)).unwrap();
+    std::mem::forget(w);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.clean_temporaries("", hour).unwrap().objects, 0);
+    // `initiated` has a resolution of one second.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        store.clean_temporaries("", Duration::ZERO).unwrap().objects,
+        1
+    );
+    assert_eq!(
+        store.clean_temporaries("", Duration::ZERO).unwrap().objects,
+        0
+    );
+    assert!(store.list("").unwrap().is_empty());
+}
+
 #[test]
 fn s3_errors_are_classified() {
     let Some(mut cfg) = server("CAIRN_S3_TEST_BUCKET", "errors") else {

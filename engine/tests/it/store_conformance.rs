@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_engine::ErrorKind;
-use cairn_engine::store::{Fault, FaultStore, LocalStore, MemoryStore, Op, RetryStore, Store};
+use cairn_engine::store::{
+    Cleaned, Fault, FaultStore, LocalStore, MemoryStore, Op, RetryStore, Store,
+};
 
 use crate::common::seeded;
 
@@ -191,10 +193,91 @@ pub fn conformance(store: &dyn Store) {
         store.delete("d/copied").unwrap();
     }
 
+    // What a killed writer leaves: a streamed object neither finished nor dropped (SIGKILL runs
+    // no destructor), 20 MiB so that an S3 upload is under way. It stays invisible; cleaning
+    // with a safe age removes nothing, cleaning never touches a visible object, and what one
+    // cleaning removed is gone for the next.
+    {
+        use std::io::Write;
+        let mut w = store.create("e/killed").unwrap();
+        w.write_all(&big).unwrap();
+        std::mem::forget(w);
+        store.put("e/kept", b"k").unwrap();
+        let keys = || -> Vec<String> {
+            store
+                .list("e/")
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .collect()
+        };
+        assert_eq!(keys(), ["e/kept"]);
+        assert_eq!(
+            store
+                .clean_temporaries("e/", Duration::from_secs(3600))
+                .unwrap(),
+            Cleaned::default(),
+            "a young temporary object was removed"
+        );
+        let first = store.clean_temporaries("", Duration::ZERO).unwrap();
+        assert!(first.objects <= 1, "{first:?}");
+        assert_eq!(
+            store.clean_temporaries("", Duration::ZERO).unwrap(),
+            Cleaned::default()
+        );
+        assert_eq!(keys(), ["e/kept"]);
+        assert_eq!(store.get("e/kept").unwrap(), b"k");
+        assert_eq!(
+            store.get("e/killed").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(store.clean_temporaries("../x/", Duration::ZERO).is_err());
+    }
+
     for o in store.list("").unwrap() {
         store.delete(&o.key).unwrap();
     }
     assert!(store.list("").unwrap().is_empty());
+}
+
+/// Hidden temporary files below `dir`.
+fn temporaries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(temporaries(&e.path()));
+        } else if name.starts_with('.') && name.contains(".tmp-") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Sets a file's mtime to a day ago.
+fn a_day_old(path: &std::path::Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(86_400))
+        .unwrap();
+}
+
+/// The local store's temporaries after the suite: the killed writer's file carries this
+/// process's PID, so it is a live writer's and stays, until it predates this process (the
+/// same PID reused by a later process, as in a new pod) — then it goes, with its folder.
+fn clean_local_leftovers(store: &LocalStore) {
+    let left = temporaries(store.root());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        store.clean_temporaries("", Duration::ZERO).unwrap(),
+        Cleaned::default(),
+        "a live writer's temporary file was removed"
+    );
+    a_day_old(&left[0]);
+    let c = store.clean_temporaries("", Duration::ZERO).unwrap();
+    assert_eq!(c.objects, 1);
+    // What reached the file: the direct-I/O writer still held its last buffer.
+    assert!(c.bytes > 0 && c.bytes <= 20 << 20, "{c:?}");
+    assert!(temporaries(store.root()).is_empty());
 }
 
 #[test]
@@ -205,14 +288,18 @@ fn memory_store_conforms() {
 #[test]
 fn local_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(&LocalStore::open(dir.path().join("s")).unwrap());
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    conformance(&store);
+    clean_local_leftovers(&store);
     // Deleting the last object of a "folder" leaves no empty directory behind.
     assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0);
     // Streamed objects use direct I/O where the filesystem has it; tmpfs is the usual one that
     // has not (or has it differently): the same promises hold there.
     if std::path::Path::new("/dev/shm").is_dir() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
-        conformance(&LocalStore::open(shm.path().join("s")).unwrap());
+        let store = LocalStore::open(shm.path().join("s")).unwrap();
+        conformance(&store);
+        clean_local_leftovers(&store);
     }
 }
 
@@ -255,6 +342,36 @@ fn local_store_hides_temporary_files_of_interrupted_puts() {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, ["packs/ab/abc"]);
+}
+
+/// A dead writer's temporary file (its PID belongs to no process) goes once older than the
+/// safe age, a young one stays, and other hidden files are never touched.
+#[test]
+fn local_store_removes_dead_writers_temporaries_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    store.put("packs/ab/abc", b"whole").unwrap();
+    let pid = crate::export::dead_pid();
+    let old = dir.path().join(format!("packs/ab/.abd.tmp-{pid}-0"));
+    let young = dir.path().join(format!("packs/ab/.abe.tmp-{pid}-1"));
+    let other = dir.path().join("packs/ab/.keep-me");
+    for p in [&old, &young, &other] {
+        std::fs::write(p, b"half a pack").unwrap();
+    }
+    a_day_old(&old);
+    a_day_old(&other);
+    let c = store
+        .clean_temporaries("", Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(
+        c,
+        Cleaned {
+            objects: 1,
+            bytes: 11
+        }
+    );
+    assert!(!old.exists() && young.exists() && other.exists());
+    assert_eq!(store.get("packs/ab/abc").unwrap(), b"whole");
 }
 
 #[test]
