@@ -484,22 +484,27 @@ impl Catalog {
         self.drop_files_cache()
     }
 
+    /// Adds to `batch` the location of the blob `e` in `pack`.
+    fn put_location(&self, batch: &mut WriteBatch, pack: &Id, e: &PackEntry) {
+        let loc = BlobLocation {
+            pack: *pack,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        };
+        batch.put_cf(
+            self.cf(cf_of(e.kind)),
+            e.id.as_bytes(),
+            encode_location(&loc),
+        );
+    }
+
     /// Records locations in `pack` for those of its blobs that have none.
     fn add_missing_locations(&self, pack: &Id, entries: &[PackEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for e in entries {
             if self.locate(e.kind, &e.id)?.is_none() {
-                let loc = BlobLocation {
-                    pack: *pack,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                };
-                batch.put_cf(
-                    self.cf(cf_of(e.kind)),
-                    e.id.as_bytes(),
-                    encode_location(&loc),
-                );
+                self.put_location(&mut batch, pack, e);
             }
         }
         Ok(self.db.write(batch)?)
@@ -515,17 +520,7 @@ impl Catalog {
             if self.is_damaged_in(e.kind, &e.id, pack)? && self.locate(e.kind, &e.id)?.is_some() {
                 continue;
             }
-            let loc = BlobLocation {
-                pack: *pack,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            };
-            batch.put_cf(
-                self.cf(cf_of(e.kind)),
-                e.id.as_bytes(),
-                encode_location(&loc),
-            );
+            self.put_location(&mut batch, pack, e);
         }
         let mut v = size.to_le_bytes().to_vec();
         v.extend_from_slice(&(entries.len() as u32).to_le_bytes());

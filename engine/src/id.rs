@@ -85,6 +85,16 @@ impl<'de> Deserialize<'de> for Id {
 }
 
 /// Lower-case hex of `bytes`.
+/// `len` random bytes from the kernel, in hex.
+pub(crate) fn random_hex(len: usize) -> Result<String> {
+    use std::io::Read;
+    let mut b = vec![0u8; len];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(hex(&b))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -143,11 +143,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 fn nonce() -> Result<String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
-    Ok(crate::id::hex(&b))
+    crate::id::random_hex(16)
 }
 
 /// The leases currently listed under `prefix`, with their keys. An object that is not a lease

@@ -4,7 +4,6 @@
 //! `snapshots/<snapshot id>`. The config object is written once by `init` and names the
 //! repository (a random id the catalog is tied to) and the chunker parameters.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -61,11 +60,7 @@ pub struct Repository {
 
 /// 32 random bytes from the kernel.
 fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
-    Ok(crate::id::hex(&b))
+    crate::id::random_hex(32)
 }
 
 /// The store key of a pack.

@@ -358,6 +358,14 @@ fn flip_frame(env: &Env, kind: BlobKind, id: &Id) -> Id {
     loc.pack
 }
 
+/// Cuts `by` bytes off the end of a pack file.
+fn truncate_pack(env: &Env, pack: &Id, by: u64) {
+    let path = env.repo.store().local_file(&pack_key(pack)).unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - by).unwrap();
+}
+
 fn export_day(env: &Env, date: &str, exports: &dyn Store) -> cairn_engine::Result<()> {
     let cat = env.catalog();
     let (id, snap) = cat.resolve_snapshot("latest")?;
@@ -368,6 +376,13 @@ fn export_day(env: &Env, date: &str, exports: &dyn Store) -> cairn_engine::Resul
         hook: None,
     };
     export::export(&env.repo, &cat, exports, (&id, &snap), &opts).map(|_| ())
+}
+
+/// The latest snapshot exported as a day that must verify.
+fn export_and_verify(env: &Env) {
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    export_day(env, "2026-11-29", &exports).unwrap();
+    export::verify(&exports, "2026-11-29").unwrap();
 }
 
 fn check_all(env: &Env) -> CheckReport {
@@ -421,9 +436,7 @@ fn damage_found_by_check_heals_on_the_next_backup() {
     Catalog::rebuild(&env.state, &env.repo).unwrap();
     let rebuilt = check_all(&env);
     assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
-    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
-    export_day(&env, "2026-11-29", &exports).unwrap();
-    export::verify(&exports, "2026-11-29").unwrap();
+    export_and_verify(&env);
 }
 
 /// Damage nobody checked for: the nightly export finds it in the frames it copies, publishes
@@ -489,14 +502,7 @@ fn a_truncated_pack_is_not_trusted_by_the_next_backup() {
         .locate(BlobKind::Data, &photo.chunks[0])
         .unwrap()
         .unwrap();
-    let path = env.repo.store().local_file(&pack_key(&loc.pack)).unwrap();
-    let len = fs::metadata(&path).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
+    truncate_pack(&env, &loc.pack, 100);
 
     // Force a re-read of the files, as a touched share would.
     let second = {
@@ -523,9 +529,7 @@ fn a_truncated_pack_is_not_trusted_by_the_next_backup() {
         &env.src,
         &["notetaking", "images", "backup"],
     );
-    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
-    export_day(&env, "2026-11-29", &exports).unwrap();
-    export::verify(&exports, "2026-11-29").unwrap();
+    export_and_verify(&env);
 }
 
 /// A garbage snapshot object: check reports it (also with a warm catalog), a lost catalog is
@@ -774,14 +778,7 @@ fn losing_one_copy_finds_the_other() {
         })
         .count();
     assert_eq!(holders, 2, "the reproduction needs two copies");
-    let path = env.repo.store().local_file(&pack_key(&loc.pack)).unwrap();
-    let len = fs::metadata(&path).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
+    truncate_pack(&env, &loc.pack, 100);
     let report = check_all(&env);
     assert!(
         report
