@@ -1369,34 +1369,103 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
     Ok(days.into_values().collect())
 }
 
-/// Keeps the `keep` newest days by date and deletes the rest (manifest first, so that a day
-/// being deleted never looks complete), along with their reports. Returns the deleted dates.
-pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
-    prune_for(exports, keep, None)
+/// When retention runs, relative to the run's own export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention<'a> {
+    /// `cairn exports prune`: no day is special.
+    Manual,
+    /// Before the run's export of `today`: make room for it, but keep at least one complete day
+    /// until today's manifest is written.
+    BeforeExport(&'a str),
+    /// After the run published `today`.
+    AfterExport(&'a str),
 }
 
-/// Makes room for `incoming`'s archive before it is written: deletes the days that [`prune`]
-/// would delete once `incoming` is there, so that at most `keep - 1` other days remain beside
-/// it. An exports volume sized for exactly `keep` archives thus never fills up for good, at
-/// the price of one day less if the export then fails. `incoming` itself is never deleted.
-pub fn prune_for(exports: &dyn Store, keep: usize, incoming: Option<&str>) -> Result<Vec<String>> {
-    let mut dates: Vec<String> = list_days(exports)?.into_iter().map(|d| d.date).collect();
-    if let Some(day) = incoming
-        && !dates.iter().any(|d| d == day)
-    {
-        dates.push(day.to_string());
-        dates.sort();
+/// The days retention deletes, from `days` (oldest first); `in_use` holds days someone is
+/// writing (a live lease), which are never deleted.
+///
+/// The `keep` newest **complete** days are kept (before an export: `keep - 1` of the days before
+/// today, and never fewer than one, since the export may still fail), older complete days go,
+/// and so do incomplete days (what a killed export left) that nobody is writing. A run
+/// never deletes its own day or a day after it: a day dated in the future (a pod with a wrong
+/// clock, a typo in `--date`) is left alone, warned about and not counted, so that it cannot
+/// push today's archive out.
+pub fn retention_plan(
+    days: &[DayStatus],
+    keep: usize,
+    when: Retention<'_>,
+    in_use: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    let (today, keep) = match when {
+        Retention::Manual => (None, keep),
+        Retention::BeforeExport(t) => (Some(t), keep.saturating_sub(1).max(1)),
+        Retention::AfterExport(t) => (Some(t), keep),
+    };
+    let eligible: Vec<&DayStatus> = days
+        .iter()
+        .filter(|d| {
+            let future = today.is_some_and(|t| d.date.as_str() > t);
+            if future {
+                tracing::warn!(day = %d.date, "a day dated after the run's own day is left alone by retention");
+            }
+            !future && Some(d.date.as_str()) != today.filter(|_| !matches!(when, Retention::AfterExport(_)))
+        })
+        .collect();
+    // Before the export, today is not there yet (or incomplete): the kept days are older ones.
+    let complete: Vec<&str> = eligible
+        .iter()
+        .filter(|d| d.complete)
+        .map(|d| d.date.as_str())
+        .collect();
+    let kept: Vec<&str> = complete[complete.len().saturating_sub(keep)..].to_vec();
+    eligible
+        .iter()
+        .filter(|d| Some(d.date.as_str()) != today)
+        .filter(|d| !in_use.contains(&d.date))
+        .filter(|d| {
+            // An incomplete day nobody is writing is what a killed export left: no reader may
+            // use it, and on a volume sized for `keep` archives it holds one archive's room.
+            !d.complete || !kept.contains(&d.date.as_str())
+        })
+        .map(|d| d.date.clone())
+        .collect()
+}
+
+/// Days of the exports location that a live lease says someone is writing now.
+pub fn days_in_use(exports: &dyn Store) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for info in crate::lease::live(exports, "_leases/")? {
+        if let Some(day) = info
+            .0
+            .strip_prefix("_leases/")
+            .and_then(|k| k.split('/').next())
+        {
+            out.insert(day.to_string());
+        }
     }
-    let cut = dates.len().saturating_sub(keep);
+    Ok(out)
+}
+
+/// `cairn exports prune`: keeps the `keep` newest complete days (see [`retention_plan`]) and
+/// deletes the rest. Returns the deleted dates.
+pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
+    prune_for(exports, keep, Retention::Manual)
+}
+
+/// Applies [`retention_plan`]: each deleted day goes whole (manifest first, so that a day being
+/// deleted never looks complete), with its reports and ended leases. Returns the deleted dates.
+pub fn prune_for(exports: &dyn Store, keep: usize, when: Retention<'_>) -> Result<Vec<String>> {
+    let days = list_days(exports)?;
+    let plan = retention_plan(&days, keep, when, &days_in_use(exports)?);
     let mut deleted = Vec::new();
-    for date in dates[..cut].iter().filter(|d| Some(d.as_str()) != incoming) {
+    for date in &plan {
         let keys = DayKeys::new(date)?;
         exports.delete(&keys.manifest)?;
         for o in exports.list(&format!("{date}/"))? {
             exports.delete(&o.key)?;
         }
-        // The whole day goes, also what a killed export left in its folder; no one writes a
-        // day that is being pruned, so there is no live writer to wait for. A key that may not
+        // The whole day goes, also what a killed export left in its folder; a day with a live
+        // lease is never in the plan, so there is no live writer to wait for. A key that may not
         // list or abort uploads still prunes the objects.
         if let Err(e) = exports.clean_temporaries(&format!("{date}/"), std::time::Duration::ZERO) {
             tracing::warn!(day = %date, error = %e, "temporary objects of a pruned day remain");
@@ -1450,7 +1519,7 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     let entries = {
         let mut dec = zstd::stream::read::Decoder::new(&mut tee)
             .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-        let mut archive = tar::Archive::new(&mut dec);
+        let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(&mut dec));
         let mut n = 0u64;
         let mut want = manifest.entries.iter();
         for item in archive

@@ -170,6 +170,16 @@ fn listed(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
     Ok(out)
 }
 
+/// The live leases below `prefix` (any depth) with their keys: not expired and not of a dead
+/// process of this machine.
+pub fn live(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
+    let now = jiff::Timestamp::now();
+    Ok(listed(store, prefix)?
+        .into_iter()
+        .filter(|(_, l)| !l.expired(now) && !l.orphaned())
+        .collect())
+}
+
 /// Takes the lease `prefix` (a store prefix ending in `/`, one per thing guarded) for `purpose`.
 ///
 /// Fails with kind `Locked`, naming the holder, when another live lease stays in the way.

@@ -25,6 +25,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod sparse;
 pub mod store;
+pub mod tar_guard;
 pub mod tree;
 
 pub use error::{Error, ErrorKind, Result};

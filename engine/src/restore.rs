@@ -1077,7 +1077,8 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         .collect::<Result<_>>()?;
     let dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-    let mut archive = tar::Archive::new(dec);
+    // Guarded: the tar crate reads long names and pax headers whole before we see them.
+    let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(dec));
     let mut report = RestoreReport::default();
     let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
     let mut symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)> = Vec::new();

@@ -121,7 +121,20 @@ pub fn nightly(
         let (repo, catalog) = (&repo, &catalog);
         // What killed runs left: hidden files of hundreds of MB, unfinished uploads. Removing
         // them is housekeeping, so a failure only warns.
-        for (location, store) in [("store", repo.store().as_ref()), ("exports", opts.exports)] {
+        // An export running elsewhere (another pod, a manual job: it holds a day's lease) may own
+        // an upload older than the safe age: then the exports are left alone this time.
+        let exports_busy = match export::days_in_use(opts.exports) {
+            Ok(days) => !days.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the day leases; not cleaning the exports");
+                true
+            }
+        };
+        let mut locations = vec![("store", repo.store().as_ref())];
+        if !exports_busy {
+            locations.push(("exports", opts.exports));
+        }
+        for (location, store) in locations {
             match store.clean_temporaries("", opts.stale_after) {
                 Ok(c) => {
                     report.temporaries_removed.objects += c.objects;
@@ -148,7 +161,11 @@ pub fn nightly(
         // Retention first: a volume with room for exactly `keep_daily` archives must have room
         // for today's before it is written. A failure here is left to the retention below.
         if opts.keep_daily > 0 {
-            match export::prune_for(opts.exports, opts.keep_daily, Some(&date)) {
+            match export::prune_for(
+                opts.exports,
+                opts.keep_daily,
+                export::Retention::BeforeExport(&date),
+            ) {
                 Ok(deleted) => report.deleted_days = deleted,
                 Err(e) => tracing::warn!(error = %e, "retention before the export failed"),
             }
@@ -179,9 +196,11 @@ pub fn nightly(
         });
         // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
         if opts.keep_daily > 0 {
-            report
-                .deleted_days
-                .extend(export::prune(opts.exports, opts.keep_daily)?);
+            report.deleted_days.extend(export::prune_for(
+                opts.exports,
+                opts.keep_daily,
+                export::Retention::AfterExport(&date),
+            )?);
         }
         report.kept_days = export::list_days(opts.exports)?
             .into_iter()

@@ -760,3 +760,95 @@ fn a_full_exports_store_frees_itself_by_retention_first() {
         assert_eq!(report.kept_days.len(), (day as usize).min(3), "day {day}");
     }
 }
+
+/// One nightly run of `date` into `exports`, keeping `keep` days.
+fn night(env: &Env, exports: &dyn Store, date: &str, keep: usize) -> cairn_engine::run::RunReport {
+    use cairn_engine::catalog::Catalog;
+    use cairn_engine::run::{RunOptions, nightly};
+    write(&env.src.join("notetaking/day.md"), date.as_bytes());
+    for f in ["images", "backup"] {
+        fs::create_dir_all(env.src.join(f)).unwrap();
+    }
+    let mut backup = env.opts();
+    backup.date = date.into();
+    let opts = RunOptions {
+        backup,
+        exports,
+        keep_daily: keep,
+        force: false,
+        stale_after: std::time::Duration::from_secs(3600),
+    };
+    let open = || {
+        let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
+        Ok((env.repo.clone(), cat, sync))
+    };
+    nightly(open, &opts, &cairn_engine::backup::Progress::default()).unwrap()
+}
+
+fn complete_days(exports: &dyn Store) -> Vec<String> {
+    export::list_days(exports)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.complete)
+        .map(|d| d.date)
+        .collect()
+}
+
+/// Retention before the export never leaves the exports without a complete day, whatever the
+/// export then does: with `keep_daily = 1`, and with a partial day (a killed export) around.
+#[test]
+fn a_failing_export_never_costs_the_last_complete_day() {
+    use cairn_engine::store::MemoryStore;
+    let env = Env::new();
+    let exports = FaultStore::new(MemoryStore::new());
+    assert_eq!(night(&env, &exports, "2026-01-01", 1).exit_code, 0);
+    exports.inject(
+        Some(Op::Put),
+        "/shared-2026-01-02",
+        Fault::FailAlways(ErrorKind::Io),
+    );
+    assert_eq!(night(&env, &exports, "2026-01-02", 1).exit_code, 1);
+    assert_eq!(complete_days(&exports), ["2026-01-01"], "keep_daily = 1");
+
+    // keep 2: a complete day, a partial one, and tonight's export fails.
+    exports.clear();
+    exports
+        .put(
+            "2026-01-02/shared-2026-01-02.tar.zst",
+            b"half of a killed export",
+        )
+        .unwrap();
+    exports.inject(
+        Some(Op::Put),
+        "/shared-2026-01-03",
+        Fault::FailAlways(ErrorKind::Io),
+    );
+    assert_eq!(night(&env, &exports, "2026-01-03", 2).exit_code, 1);
+    assert_eq!(complete_days(&exports), ["2026-01-01"]);
+    exports.clear();
+    assert_eq!(night(&env, &exports, "2026-01-04", 2).exit_code, 0);
+    assert_eq!(complete_days(&exports), ["2026-01-01", "2026-01-04"]);
+    let all: Vec<_> = export::list_days(&exports)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.date)
+        .collect();
+    assert!(
+        !all.contains(&"2026-01-02".to_string()),
+        "the partial day went: {all:?}"
+    );
+}
+
+/// A day dated in the future (a pod with a wrong clock) never pushes tonight's archive out.
+#[test]
+fn a_day_in_the_future_does_not_push_out_tonight() {
+    use cairn_engine::store::MemoryStore;
+    let env = Env::new();
+    let exports = MemoryStore::new();
+    assert_eq!(night(&env, &exports, "2030-01-01", 1).exit_code, 0);
+    assert_eq!(night(&env, &exports, "2026-01-02", 1).exit_code, 0);
+    let r = night(&env, &exports, "2026-01-03", 1);
+    assert_eq!(r.exit_code, 0);
+    assert_eq!(r.deleted_days, ["2026-01-02"]);
+    assert_eq!(complete_days(&exports), ["2026-01-03", "2030-01-01"]);
+}

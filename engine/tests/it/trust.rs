@@ -792,3 +792,38 @@ fn losing_one_copy_finds_the_other() {
     backup::read_file_content(&env.repo, &env.catalog(), &x, &mut data).unwrap();
     assert!(data == seeded(3 << 20, 77));
 }
+
+/// A crafted archive whose GNU long name claims a gigabyte: a few kilobytes of zstd. The tar
+/// crate would read the name whole before restore sees it; refused with memory held small.
+#[test]
+fn a_huge_long_name_in_an_archive_is_refused_before_it_is_read() {
+    // A GNU long-name header claiming 1 GiB, then that many bytes of 'a' (compressed away).
+    let mut h = tar::Header::new_gnu();
+    h.set_path("././@LongLink").unwrap();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(1 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    use std::io::Write;
+    enc.write_all(h.as_bytes()).unwrap();
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..1024 {
+        enc.write_all(&block).unwrap();
+    }
+    let crafted = enc.finish().unwrap();
+    assert!(crafted.len() < 200_000, "{} bytes", crafted.len());
+    let target = tempfile::tempdir().unwrap();
+    let opts = RestoreOptions {
+        target: target.path().join("t"),
+        paths: vec![],
+        overwrite: Overwrite::Never,
+        verify: false,
+    };
+    let (result, peak) =
+        crate::alloc::peak_during(|| restore::restore_archive(&crafted[..], &opts));
+    let err = result.expect_err("a gigabyte long name was accepted");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("long-name"), "{err}");
+    assert!(peak < 64 << 20, "restore held {peak} bytes");
+}
