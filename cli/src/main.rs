@@ -90,23 +90,11 @@ enum Command {
     Catalog(commands::CatalogCommand),
 }
 
-/// Crates below cairn that log request details: SigV4 signing logs the canonical request with
-/// every signed header (`x-amz-security-token` among them) at debug, and the HTTP layers log
-/// headers at trace. They are held at `info` whatever `CAIRN_LOG` asks for, so that no level
-/// ever prints a credential.
-const CHATTY_TARGETS: [&str; 11] = [
-    "aws_sigv4",
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_smithy_http",
-    "aws_smithy_http_client",
-    "aws_sdk_s3",
-    "aws_runtime",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "rustls",
-];
+/// The only crates allowed to log below `info`: cairn's own. Every other crate is held at
+/// `info` whatever `CAIRN_LOG` asks for — SigV4 signing logs the canonical request with every
+/// signed header (`x-amz-security-token` among them) at debug, the HTTP layers log headers at
+/// trace, and a dependency added later must not be able to print a credential either.
+const VERBOSE_TARGETS: [&str; 2] = ["cairn_engine", "cairn"];
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
@@ -121,10 +109,10 @@ fn init_logging(cli: &Cli) {
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // A second filter that must also agree, so that no directive in CAIRN_LOG (even one naming
-    // these targets) can lift them above info.
-    let cap = CHATTY_TARGETS.iter().fold(
-        Targets::new().with_default(LevelFilter::TRACE),
-        |t, target| t.with_target(*target, LevelFilter::INFO),
+    // another crate) can lift it above info.
+    let cap = VERBOSE_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::INFO),
+        |t, target| t.with_target(*target, LevelFilter::TRACE),
     );
     let filter = filter.and(cap);
     let layer = fmt::layer().with_writer(std::io::stderr);
