@@ -240,6 +240,15 @@ impl Catalog {
             report.rebuilt = true;
         }
         cat.sync(repo, &mut report)?;
+        tracing::debug!(
+            rebuilt = report.rebuilt,
+            packs_added = report.packs_added,
+            packs_removed = report.packs_removed.len(),
+            packs_unreadable = report.packs_unreadable.len(),
+            snapshots_added = report.snapshots_added,
+            blobs_damaged = report.blobs_damaged,
+            "catalog matched to the store"
+        );
         if !fits {
             // Written last: a rebuild that dies midway is redone next time.
             let mut b = WriteBatch::default();
