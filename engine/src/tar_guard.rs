@@ -1,15 +1,17 @@
 //! A reader in front of the `tar` crate that refuses oversized metadata entries.
 //!
-//! The `tar` crate reads a GNU long name (`L`), long link (`K`) or pax header (`x`, `g`) whole
-//! into memory before the caller sees the entry, and its size field allows gigabytes: a few
-//! kilobytes of zstd can make a restore allocate all the memory there is. This wrapper follows
-//! the tar stream block by block as it passes (it never buffers more than one header block and
-//! one pax header) and fails with `InvalidData` when such an entry is larger than
-//! [`MAX_META_ENTRY`]. It tracks pax `size` records, which override the size of the next entry
-//! (files of 8 GiB and more). Where it cannot follow the stream with certainty (a header block
-//! whose checksum is wrong, old GNU sparse extension blocks), it stops checking and passes the
-//! rest through unchanged: the `tar` crate reports such streams itself, and a valid archive is
-//! never refused for being unusual.
+//! The `tar` crate reads a GNU long name (`L`), long link (`K`) or pax header (`x`) whole into
+//! memory before the caller sees the entry, and its size field allows gigabytes: a few kilobytes
+//! of zstd can make a restore allocate all the memory there is. This wrapper follows the tar
+//! stream block by block as it passes (holding one header block and one pax header at most) and
+//! fails with `InvalidData` when such an entry is larger than [`MAX_META_ENTRY`].
+//!
+//! To stay in step with the crate it parses every field exactly as `tar` 0.4 does (octal text cut
+//! at the first NUL and trimmed, base-256 from the last 8 bytes, the checksum, pax records with
+//! the first valid `size` winning, a pax header consumed by the next entry that is not itself a
+//! long name, long link or pax header, GNU sparse extension blocks), and it refuses — never
+//! passes unchecked — anything it cannot follow: an archive that two parsers could read two
+//! ways is not worth restoring from.
 
 use std::io::{self, Read};
 
@@ -17,20 +19,38 @@ use std::io::{self, Read};
 /// bytes, and a pax header of a few records fits many times over.
 pub const MAX_META_ENTRY: u64 = 64 * 1024;
 
+/// What the next 512-byte block of the stream is, once the current entry's data is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// A header.
+    Header,
+    /// A GNU sparse extension block (more follow while its byte 504 is set).
+    SparseExt,
+    /// The archive ended (a zero block): the crate reads no further headers.
+    End,
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct TarGuard<R> {
     inner: R,
-    /// Bytes of the current header block gathered so far.
-    header: Vec<u8>,
-    /// Bytes of entry data (and padding) until the next header block.
+    /// Bytes of the current header or extension block gathered so far.
+    block: Vec<u8>,
+    next: Block,
+    /// Bytes of entry data (and padding) until the next block.
     skip: u64,
-    /// The data of a pax header being gathered, to find its `size` record.
+    /// Bytes of entry data still to be gathered into `pax` (the rest of `skip` is padding).
+    pax_left: u64,
+    /// The data of a pax header being gathered.
     pax: Option<Vec<u8>>,
-    /// Size from the last pax header, for the entry that follows it.
-    pax_size: Option<u64>,
-    /// Lost track of the stream: pass everything through.
-    off: bool,
+    /// A pax header waiting for its entry, with the size it sets, if any.
+    pending: Option<Option<u64>>,
+    /// The data of the sparse entry whose extension blocks are being read.
+    sparse_size: u64,
+}
+
+fn refuse(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
 impl<R: Read> TarGuard<R> {
@@ -38,102 +58,136 @@ impl<R: Read> TarGuard<R> {
     pub fn new(inner: R) -> Self {
         TarGuard {
             inner,
-            header: Vec::with_capacity(512),
+            block: Vec::with_capacity(512),
+            next: Block::Header,
             skip: 0,
+            pax_left: 0,
             pax: None,
-            pax_size: None,
-            off: false,
+            pending: None,
+            sparse_size: 0,
         }
     }
 
     /// Follows `bytes`, which were just read from the stream.
     fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() && !self.off {
+        while !bytes.is_empty() && self.next != Block::End {
             if self.skip > 0 {
                 let n = bytes
                     .len()
                     .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
                 if let Some(pax) = &mut self.pax {
-                    pax.extend_from_slice(&bytes[..n]);
+                    let take = n.min(usize::try_from(self.pax_left).unwrap_or(usize::MAX));
+                    pax.extend_from_slice(&bytes[..take]);
+                    self.pax_left -= take as u64;
                 }
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
-                if self.skip == 0
-                    && let Some(pax) = self.pax.take()
-                {
-                    self.pax_size = pax_size(&pax);
+                if self.skip == 0 {
+                    self.entry_done();
                 }
                 continue;
             }
-            let n = (512 - self.header.len()).min(bytes.len());
-            self.header.extend_from_slice(&bytes[..n]);
+            let n = (512 - self.block.len()).min(bytes.len());
+            self.block.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
-            if self.header.len() == 512 {
-                let header = std::mem::take(&mut self.header);
-                self.header.reserve(512);
-                self.next_entry(&header)?;
+            if self.block.len() == 512 {
+                let block = std::mem::replace(&mut self.block, Vec::with_capacity(512));
+                match self.next {
+                    Block::Header => self.header(&block)?,
+                    Block::SparseExt => self.sparse_ext(&block),
+                    Block::End => {}
+                }
             }
         }
         Ok(())
     }
 
-    /// Reads one header block and sets up what follows it.
-    fn next_entry(&mut self, h: &[u8]) -> io::Result<()> {
-        if h.iter().all(|b| *b == 0) {
-            return Ok(()); // end-of-archive blocks
+    /// The current entry's data has passed.
+    fn entry_done(&mut self) {
+        if let Some(pax) = self.pax.take() {
+            self.pending = Some(pax_size(&pax));
         }
-        if !checksum_ok(h) {
-            self.off = true;
+    }
+
+    /// Reads one header block and sets up what follows it.
+    fn header(&mut self, h: &[u8]) -> io::Result<()> {
+        if h.iter().all(|b| *b == 0) {
+            self.next = Block::End;
             return Ok(());
+        }
+        let stored = octal(&h[148..156])
+            .ok_or_else(|| refuse("a tar header's checksum field cannot be read"))?;
+        let sum: u64 = h[..148]
+            .iter()
+            .chain(&h[156..])
+            .map(|b| u64::from(*b))
+            .sum::<u64>()
+            + 8 * 32;
+        if sum != stored {
+            return Err(refuse("tar header checksum mismatch"));
         }
         let kind = h[156];
-        let field = parse_size(&h[124..136]);
-        // GNU sparse headers may be followed by extension blocks this reader does not follow.
-        if kind == b'S' && h[482] != 0 {
-            self.off = true;
-            return Ok(());
-        }
-        // As the `tar` crate does: a pax size applies to the next entry that is not itself an
-        // extension header, whatever its type.
-        let extension = matches!(kind, b'x' | b'g' | b'L' | b'K');
-        let size = match (extension, self.pax_size) {
-            (true, _) => field,
-            (false, Some(pax)) => {
-                self.pax_size = None;
-                Some(pax)
+        let recognized = (&h[257..263] == b"ustar\0" && &h[263..265] == b"00")
+            || (&h[257..263] == b"ustar " && &h[263..265] == b" \0");
+        let field =
+            size_field(&h[124..136]).ok_or_else(|| refuse("a tar header's size cannot be read"))?;
+        // As the crate does: a pax header is consumed by the next entry that is not a
+        // (recognized) long name, long link or pax header, and sets its size unless that entry
+        // is itself an extension header.
+        let absorbed = recognized && matches!(kind, b'L' | b'K' | b'x');
+        let extension = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        let size = if absorbed {
+            field
+        } else {
+            match self.pending.take() {
+                Some(Some(pax)) if !extension => pax,
+                _ => field,
             }
-            (false, None) => field,
         };
-        let Some(size) = size else {
-            self.off = true;
-            return Ok(());
-        };
-        if extension {
+        if absorbed {
             if size > MAX_META_ENTRY {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a tar {} entry of {size} bytes is larger than the {MAX_META_ENTRY} bytes allowed",
-                        match kind {
-                            b'L' => "long-name",
-                            b'K' => "long-link",
-                            _ => "pax header",
-                        }
-                    ),
-                ));
+                return Err(refuse(format!(
+                    "a tar {} entry of {size} bytes is larger than the {MAX_META_ENTRY} bytes allowed",
+                    match kind {
+                        b'L' => "long-name",
+                        b'K' => "long-link",
+                        _ => "pax header",
+                    }
+                )));
             }
             if kind == b'x' {
+                if self.pending.is_some() || self.pax.is_some() {
+                    return Err(refuse("two pax headers for one tar entry"));
+                }
                 self.pax = Some(Vec::with_capacity(size as usize));
+                self.pax_left = size;
             }
         }
-        // The `tar` crate skips `size` bytes after every header, whatever its type.
-        self.skip = size.div_ceil(512) * 512;
-        if self.skip == 0
-            && let Some(pax) = self.pax.take()
-        {
-            self.pax_size = pax_size(&pax);
+        self.skip = size
+            .checked_add(511)
+            .map(|s| s & !511)
+            .ok_or_else(|| refuse("a tar entry's size overflows"))?;
+        // GNU sparse: extension blocks come between the header and the data.
+        if kind == b'S' && recognized && h[482] != 0 {
+            self.sparse_size = self.skip;
+            self.skip = 0;
+            self.next = Block::SparseExt;
+            return Ok(());
+        }
+        if self.skip == 0 {
+            self.entry_done();
         }
         Ok(())
+    }
+
+    fn sparse_ext(&mut self, b: &[u8]) {
+        if b[504] == 0 {
+            self.next = Block::Header;
+            self.skip = self.sparse_size;
+            if self.skip == 0 {
+                self.entry_done();
+            }
+        }
     }
 }
 
@@ -145,63 +199,45 @@ impl<R: Read> Read for TarGuard<R> {
     }
 }
 
-fn checksum_ok(h: &[u8]) -> bool {
-    let Some(stored) = parse_octal(&h[148..156]) else {
-        return false;
-    };
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                u64::from(b' ')
-            } else {
-                u64::from(*b)
-            }
-        })
-        .sum();
-    sum == stored
+/// An octal field as the `tar` crate reads it: cut at the first NUL, trimmed, base 8.
+fn octal(f: &[u8]) -> Option<u64> {
+    let f = f.split(|b| *b == 0).next().unwrap_or_default();
+    u64::from_str_radix(std::str::from_utf8(f).ok()?.trim(), 8).ok()
 }
 
-fn parse_octal(f: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(f).ok()?;
-    let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
-    if s.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(s, 8).ok()
-}
-
-/// A size field: octal text, or base-256 when the high bit of the first byte is set.
-fn parse_size(f: &[u8]) -> Option<u64> {
+/// A size field as the `tar` crate reads it: base-256 from its last 8 bytes when the high bit
+/// of the first byte is set, octal otherwise.
+fn size_field(f: &[u8]) -> Option<u64> {
     if f[0] & 0x80 != 0 {
-        let mut v: u64 = u64::from(f[0] & 0x7f);
-        for b in &f[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
-        }
-        return Some(v);
+        return Some(
+            f[f.len() - 8..]
+                .iter()
+                .fold(0u64, |v, b| (v << 8) | u64::from(*b)),
+        );
     }
-    parse_octal(f)
+    octal(f)
 }
 
-/// The `size` record of a pax header, if it has one.
+/// The `size` a pax header sets, as the `tar` crate finds it: records split at newlines, the
+/// first `size` record wins, and any malformed record before it ends the search.
 fn pax_size(data: &[u8]) -> Option<u64> {
-    let mut rest = data;
-    let mut found = None;
-    while !rest.is_empty() {
-        let sp = rest.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
-        if len <= sp || len > rest.len() {
-            return found;
+    for line in data.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            return None;
         }
-        let record = &rest[sp + 1..len];
-        if let Some(v) = record.strip_prefix(b"size=") {
-            let v = v.strip_suffix(b"\n").unwrap_or(v);
-            found = std::str::from_utf8(v).ok()?.parse().ok();
+        let sp = line.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&line[..sp]).ok()?.parse().ok()?;
+        if line.len() + 1 != len {
+            return None;
         }
-        rest = &rest[len..];
+        let kv = &line[sp + 1..];
+        let eq = kv.iter().position(|b| *b == b'=')?;
+        if &kv[..eq] != b"size" {
+            continue;
+        }
+        return std::str::from_utf8(&kv[eq + 1..]).ok()?.parse().ok();
     }
-    found
+    None
 }
 
 #[cfg(test)]
@@ -250,13 +286,74 @@ mod tests {
     }
 
     #[test]
-    fn pax_sizes_are_followed() {
-        let records = b"30 size=9663676416\n";
-        assert_eq!(pax_size(records), None, "a record whose length is wrong");
-        let mut rec = Vec::new();
-        let body = "size=9663676416\n";
-        let len = body.len() + 3;
-        rec.extend_from_slice(format!("{len} {body}").as_bytes());
-        assert_eq!(pax_size(&rec), Some(9_663_676_416));
+    fn pax_records_are_read_as_the_tar_crate_reads_them() {
+        assert_eq!(
+            pax_size(b"30 size=9663676416\n"),
+            None,
+            "a record whose length is wrong"
+        );
+        assert_eq!(pax_size(b"19 size=9663676416\n"), Some(9_663_676_416));
+        assert_eq!(
+            pax_size(b"11 size=12\n11 size=34\n"),
+            Some(12),
+            "the first one wins"
+        );
+        assert_eq!(pax_size(b"12 path=abc\n11 size=12\n"), Some(12));
+        assert_eq!(octal(b"0000012\0zz "), Some(10), "cut at the first NUL");
+        assert_eq!(octal(b"  12 \0"), Some(10));
+        assert_eq!(octal(b"\0\0"), None, "empty is not a number");
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[1] = 0xff; // ignored: only the last 8 bytes count
+        big[11] = 5;
+        assert_eq!(size_field(&big), Some(5));
+    }
+
+    /// Python's tarfile and GNU tar write pax headers padded to 512 bytes; a file of 8 GiB and
+    /// more has its size only there.
+    #[test]
+    fn a_padded_pax_header_sets_the_next_size() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        let body = "size=1024\n";
+        let rec = format!("{} {body}", body.len() + 3);
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("PaxHeader").unwrap();
+        h.set_size(rec.len() as u64);
+        h.set_cksum();
+        b.append(&h, rec.as_bytes()).unwrap();
+        // The file: its ustar size says 0, the pax header says 1024; its content looks like a
+        // tar header of a huge long name, which must be passed over as data.
+        let mut inner = tar::Header::new_gnu();
+        inner.set_entry_type(tar::EntryType::GNULongName);
+        inner.set_path("././@LongLink").unwrap();
+        inner.set_size(100_000);
+        inner.set_cksum();
+        let mut content = inner.as_bytes().to_vec();
+        content.resize(1024, 7);
+        let mut f = tar::Header::new_ustar();
+        f.set_path("big.bin").unwrap();
+        f.set_size(0);
+        f.set_cksum();
+        let mut bytes = b.into_inner().unwrap();
+        bytes.truncate(bytes.len() - 1024); // the builder's end-of-archive blocks
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.extend_from_slice(&content);
+        bytes.extend_from_slice(&[0u8; 1024]);
+        assert_eq!(through(&bytes, 100).unwrap(), bytes);
+        let mut a = tar::Archive::new(TarGuard::new(&bytes[..]));
+        let sizes: Vec<u64> = a.entries().unwrap().map(|e| e.unwrap().size()).collect();
+        assert_eq!(sizes, [1024]);
+    }
+
+    /// A header the guard cannot read stops the restore: it never passes the rest unchecked.
+    #[test]
+    fn an_unreadable_header_is_refused() {
+        let mut bytes = archive(10);
+        bytes[148] = b'z'; // the checksum field
+        assert_eq!(
+            through(&bytes, 512).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }
