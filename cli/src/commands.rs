@@ -196,6 +196,29 @@ fn parse_date(d: &str) -> Result<String> {
     Ok(d.to_string())
 }
 
+/// The day a backup or an export is filed under: `--date`, which may lie at most one day after
+/// today (a day far in the future would outrank every real one in retention; one day of slack
+/// covers a job started just before midnight in another zone), or today in the configured zone.
+fn day_of_run(cfg: &Config, date: Option<&str>, time: jiff::Timestamp) -> Result<String> {
+    let today = cfg.date_of(time)?;
+    let Some(d) = date else {
+        return Ok(today);
+    };
+    let d = parse_date(d)?;
+    let latest = jiff::civil::Date::strptime("%Y-%m-%d", &today)
+        .ok()
+        .and_then(|t| t.tomorrow().ok())
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or(today.clone());
+    if d > latest {
+        return Err(cairn_engine::Error::usage(format!(
+            "--date {d} is after tomorrow ({latest} in the configured time zone); a day in the future would outrank every real day in retention"
+        ))
+        .into());
+    }
+    Ok(d)
+}
+
 fn backup_options(
     cfg: &Config,
     date: Option<&str>,
@@ -203,10 +226,7 @@ fn backup_options(
     ignore_ctime: bool,
 ) -> Result<BackupOptions> {
     let time = jiff::Timestamp::now();
-    let date = match date {
-        Some(d) => parse_date(d)?,
-        None => cfg.date_of(time)?,
-    };
+    let date = day_of_run(cfg, date, time)?;
     Ok(BackupOptions {
         source_root: cfg.source.root.clone(),
         folders: cfg.source.folders.clone(),
@@ -276,7 +296,11 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let date = a.date.as_deref().map(parse_date).transpose()?;
+    let date = a
+        .date
+        .as_deref()
+        .map(|d| day_of_run(cfg, Some(d), jiff::Timestamp::now()))
+        .transpose()?;
     let (id, snap) = match (&a.snapshot, &date) {
         (Some(sel), _) => catalog.resolve_snapshot(sel)?,
         (None, Some(d)) => catalog.resolve_snapshot(d)?,
@@ -404,7 +428,13 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
         return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
     }
     let exports = open_store(&cfg.exports, "exports", true)?;
-    let deleted = export::prune(exports.as_ref(), keep)?;
+    // Days after today (a typo in --date, a pod with a wrong clock) are never counted or deleted.
+    let today = cfg.date_of(jiff::Timestamp::now())?;
+    let deleted = export::prune_for(
+        exports.as_ref(),
+        keep,
+        export::Retention::Manual(Some(&today)),
+    )?;
     if cli.json {
         print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));
     } else if !cli.quiet {

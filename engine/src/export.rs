@@ -1372,8 +1372,8 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
 /// When retention runs, relative to the run's own export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention<'a> {
-    /// `cairn exports prune`: no day is special.
-    Manual,
+    /// `cairn exports prune`, on the given day (days after it are left alone and not counted).
+    Manual(Option<&'a str>),
     /// Before the run's export of `today`: make room for it, but keep at least one complete day
     /// until today's manifest is written.
     BeforeExport(&'a str),
@@ -1396,10 +1396,11 @@ pub fn retention_plan(
     when: Retention<'_>,
     in_use: &std::collections::HashSet<String>,
 ) -> Vec<String> {
-    let (today, keep) = match when {
-        Retention::Manual => (None, keep),
-        Retention::BeforeExport(t) => (Some(t), keep.saturating_sub(1).max(1)),
-        Retention::AfterExport(t) => (Some(t), keep),
+    // The day the clock says it is, and the run's own day, which is never deleted.
+    let (today, keep, own) = match when {
+        Retention::Manual(t) => (t, keep, None),
+        Retention::BeforeExport(t) => (Some(t), keep.saturating_sub(1).max(1), Some(t)),
+        Retention::AfterExport(t) => (Some(t), keep, Some(t)),
     };
     let eligible: Vec<&DayStatus> = days
         .iter()
@@ -1408,7 +1409,9 @@ pub fn retention_plan(
             if future {
                 tracing::warn!(day = %d.date, "a day dated after the run's own day is left alone by retention");
             }
-            !future && Some(d.date.as_str()) != today.filter(|_| !matches!(when, Retention::AfterExport(_)))
+            // Before the export, the run's own day is not there yet (or is being replaced).
+            let own_before = matches!(when, Retention::BeforeExport(_)) && Some(d.date.as_str()) == own;
+            !future && !own_before
         })
         .collect();
     // Before the export, today is not there yet (or incomplete): the kept days are older ones.
@@ -1420,7 +1423,7 @@ pub fn retention_plan(
     let kept: Vec<&str> = complete[complete.len().saturating_sub(keep)..].to_vec();
     eligible
         .iter()
-        .filter(|d| Some(d.date.as_str()) != today)
+        .filter(|d| Some(d.date.as_str()) != own)
         .filter(|d| !in_use.contains(&d.date))
         .filter(|d| {
             // An incomplete day nobody is writing is what a killed export left: no reader may
@@ -1449,7 +1452,7 @@ pub fn days_in_use(exports: &dyn Store) -> Result<std::collections::HashSet<Stri
 /// `cairn exports prune`: keeps the `keep` newest complete days (see [`retention_plan`]) and
 /// deletes the rest. Returns the deleted dates.
 pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
-    prune_for(exports, keep, Retention::Manual)
+    prune_for(exports, keep, Retention::Manual(None))
 }
 
 /// Applies [`retention_plan`]: each deleted day goes whole (manifest first, so that a day being

@@ -31,6 +31,10 @@ use crate::store::Store;
 const ATTEMPTS: u32 = 5;
 /// The largest object read as a lease.
 const MAX_OBJECT: u64 = 64 * 1024;
+/// The longest time-to-live a lease may be taken for.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// How far another machine's clock may run ahead before its leases are not believed.
+const CLOCK_SLACK: Duration = Duration::from_secs(600);
 
 /// The content of one lease object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +59,12 @@ pub struct LeaseInfo {
 }
 
 impl LeaseInfo {
+    /// Lapsed, or not credible: an expiry further ahead than any holder sets it (a pod whose
+    /// clock runs far ahead, a crafted object) would otherwise hold the lease for good.
     fn expired(&self, now: jiff::Timestamp) -> bool {
         self.expires
             .parse::<jiff::Timestamp>()
-            .map_or(true, |t| t <= now)
+            .map_or(true, |t| t <= now || t > now + MAX_TTL + CLOCK_SLACK)
     }
 
     /// A lease of a process of this machine and pid namespace that no longer exists.
@@ -190,6 +196,7 @@ pub fn acquire<'s>(
     ttl: Duration,
     hook: Option<LeaseHook<'_>>,
 ) -> Result<Lease<'s>> {
+    assert!(ttl <= MAX_TTL, "lease TTLs are at most {MAX_TTL:?}");
     let nonce = nonce()?;
     let key = format!("{prefix}{nonce}.json");
     let started = jiff::Timestamp::now();

@@ -1230,3 +1230,27 @@ fn no_secret_at_trace_level_against_s3() {
         &seen[..seen.len().min(2000)]
     );
 }
+
+/// A day far in the future (a typo in --date) would outrank every real day in retention: run,
+/// backup and export refuse it with one line (exit 2); tomorrow is still accepted.
+#[test]
+fn a_date_after_tomorrow_is_refused() {
+    let s = Setup::new();
+    assert!(s.cmd(&["init"]).status().unwrap().success());
+    for cmd in ["run", "backup", "export"] {
+        let out = s.cmd(&[cmd, "--date", "2062-11-23"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("2062-11-23"), "{err}");
+    }
+    let tomorrow = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date()
+        .tomorrow()
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let out = s.cmd(&["backup", "--date", &tomorrow]).output().unwrap();
+    assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -852,3 +852,19 @@ fn a_day_in_the_future_does_not_push_out_tonight() {
     assert_eq!(r.deleted_days, ["2026-01-02"]);
     assert_eq!(complete_days(&exports), ["2026-01-03", "2030-01-01"]);
 }
+
+/// `cairn exports prune` on a given day neither counts nor deletes days after it: a typo in
+/// --date must not cost the real days.
+#[test]
+fn manual_prune_leaves_future_days_alone() {
+    use cairn_engine::export::Retention;
+    use cairn_engine::store::MemoryStore;
+    let env = Env::new();
+    let exports = MemoryStore::new();
+    for d in ["2026-11-21", "2026-11-22", "2062-11-23"] {
+        assert_eq!(night(&env, &exports, d, 0).exit_code, 0);
+    }
+    let deleted = export::prune_for(&exports, 1, Retention::Manual(Some("2026-11-29"))).unwrap();
+    assert_eq!(deleted, ["2026-11-21"]);
+    assert_eq!(complete_days(&exports), ["2026-11-22", "2062-11-23"]);
+}

@@ -333,6 +333,17 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
     let err = lease::acquire(&store, "_leases/t/", "twin", ttl, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
 
+    // An expiry far beyond any TTL (a clock running ahead, a crafted object) is not believed.
+    put(
+        "far",
+        "other-pod",
+        1,
+        jiff::Timestamp::now() + Duration::from_secs(30 * 86400),
+    );
+    let l = lease::acquire(&store, "_leases/d/", "far", ttl, None)
+        .expect("a lease until next month is not believed");
+    l.release();
+
     put("live", "other-pod", 1, later);
     let err = lease::acquire(&store, "_leases/d/", "publishing 2026-11-29", ttl, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
