@@ -10,7 +10,7 @@ use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
-use cairn_engine::{check, export, query, restore, run};
+use cairn_engine::{check, export, query, read, restore, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -700,13 +700,13 @@ fn ls(cli: &Cli, cfg: &Config, a: &LsArgs) -> Result<u8> {
         Ok(())
     };
     match &a.path {
-        None => backup::walk_tree(&repo, &catalog, &snap.root, &mut visit)?,
+        None => read::walk_tree(&repo, &catalog, &snap.root, &mut visit)?,
         Some(p) => {
             let p = p.trim_matches('/');
-            let e = backup::find_entry(&repo, &catalog, &snap.root, p.as_bytes())?;
+            let e = read::find_entry(&repo, &catalog, &snap.root, p.as_bytes())?;
             visit(p.as_bytes(), &e)?;
             if let Some(t) = &e.tree {
-                backup::walk_tree(&repo, &catalog, t, &mut |sub, e| {
+                read::walk_tree(&repo, &catalog, t, &mut |sub, e| {
                     let mut full = p.as_bytes().to_vec();
                     full.push(b'/');
                     full.extend_from_slice(sub);

@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backup::load_tree;
 use crate::catalog::{Catalog, SyncReport};
 use crate::damage::DamagedBlob;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
+use crate::read::load_tree;
 use crate::repo::{Repository, pack_key};
 use crate::tree::{check_path_len_of, shorten};
 

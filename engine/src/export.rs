@@ -19,12 +19,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backup::load_tree;
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{Id, hex};
 use crate::pack::BlobKind;
+use crate::read::load_tree;
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
 use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};

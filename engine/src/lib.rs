@@ -18,6 +18,7 @@ pub mod lease;
 pub mod lock;
 pub mod pack;
 pub mod query;
+pub mod read;
 pub mod repo;
 pub mod restore;
 pub mod run;

@@ -5,10 +5,10 @@
 use globset::GlobBuilder;
 use serde::Serialize;
 
-use crate::backup::load_tree;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::read::load_tree;
 use crate::repo::Repository;
 use crate::tree::{Entry, EntryKind};
 
@@ -180,7 +180,7 @@ pub fn find(repo: &Repository, catalog: &Catalog, pattern: &str) -> Result<Vec<F
     let by_name = !pattern.contains('/');
     let mut out = Vec::new();
     for (id, snap) in catalog.snapshots()? {
-        crate::backup::walk_tree(repo, catalog, &snap.root, &mut |p, e| {
+        crate::read::walk_tree(repo, catalog, &snap.root, &mut |p, e| {
             let path = String::from_utf8_lossy(p);
             let subject = if by_name {
                 e.name.lossy()

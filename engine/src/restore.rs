@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backup::{find_entry, load_tree};
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pack::BlobKind;
+use crate::read::{find_entry, load_tree};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, check_path_len_of, shorten, valid_name};

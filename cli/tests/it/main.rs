@@ -360,10 +360,9 @@ fn killed_mid_backup_the_next_run_completes() {
     ] {
         let (_, sn) = cat.resolve_snapshot(snap).unwrap();
         for name in names {
-            let e =
-                cairn_engine::backup::find_entry(&repo, &cat, &sn.root, name.as_bytes()).unwrap();
+            let e = cairn_engine::read::find_entry(&repo, &cat, &sn.root, name.as_bytes()).unwrap();
             let mut got = Vec::new();
-            cairn_engine::backup::read_file_content(&repo, &cat, &e, &mut got).unwrap();
+            cairn_engine::read::read_file_content(&repo, &cat, &e, &mut got).unwrap();
             assert!(
                 got == fs::read(s.src().join(name)).unwrap(),
                 "{name} in {snap}"

@@ -364,7 +364,7 @@ fn corrupted_packs_are_detected_on_read() {
     let e = snapshot_entries(&env, &out.snapshot.root)[&b"backup/x.bin"[..]].clone();
     faulty.inject(Some(Op::GetRange), "packs/", Fault::FlipBit);
     let mut sink = Vec::new();
-    let err = cairn_engine::backup::read_file_content(&env.repo, &env.catalog(), &e, &mut sink)
+    let err = cairn_engine::read::read_file_content(&env.repo, &env.catalog(), &e, &mut sink)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 }

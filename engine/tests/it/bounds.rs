@@ -182,7 +182,7 @@ fn deep_chain_ls_and_find_stop_with_one_line() {
     let (env, _, snap) = deep_chain(5000);
     let cat = env.catalog();
     let mut seen = 0usize;
-    let err = cairn_engine::backup::walk_tree(&env.repo, &cat, &snap.root, &mut |p, _| {
+    let err = cairn_engine::read::walk_tree(&env.repo, &cat, &snap.root, &mut |p, _| {
         assert!(p.len() <= 4096);
         seen += 1;
         Ok(())
@@ -336,7 +336,7 @@ fn a_source_tree_5000_directories_deep_backs_up_with_a_warning() {
     assert!(w[0].message.contains("4096"), "{}", w[0].message);
     // Everything up to the limit is in the snapshot.
     let mut deepest = 0;
-    cairn_engine::backup::walk_tree(
+    cairn_engine::read::walk_tree(
         &env.repo,
         &env.catalog(),
         &outcome.snapshot.root,

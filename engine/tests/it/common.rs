@@ -15,7 +15,7 @@ use cairn_engine::chunk::ChunkerParams;
 use cairn_engine::repo::Repository;
 use cairn_engine::store::{FaultStore, LocalStore, Store};
 use cairn_engine::tree::{Entry, EntryKind};
-use cairn_engine::{Id, Result};
+use cairn_engine::{Id, Result, read};
 
 /// A pseudo-random byte stream (xorshift); the same seed always gives the same bytes.
 pub fn seeded(len: usize, seed: u64) -> Vec<u8> {
@@ -293,7 +293,7 @@ fn scan_source(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, Expect>, exc
 pub fn snapshot_entries(env: &Env, root: &Id) -> BTreeMap<Vec<u8>, Entry> {
     let cat = env.catalog();
     let mut out = BTreeMap::new();
-    backup::walk_tree(&env.repo, &cat, root, &mut |p, e| {
+    read::walk_tree(&env.repo, &cat, root, &mut |p, e| {
         out.insert(p.to_vec(), e.clone());
         Ok(())
     })
@@ -304,7 +304,7 @@ pub fn snapshot_entries(env: &Env, root: &Id) -> BTreeMap<Vec<u8>, Entry> {
 /// Reads a file's content back from the repository.
 pub fn content(env: &Env, e: &Entry) -> Vec<u8> {
     let mut v = Vec::new();
-    backup::read_file_content(&env.repo, &env.catalog(), e, &mut v).unwrap();
+    read::read_file_content(&env.repo, &env.catalog(), e, &mut v).unwrap();
     v
 }
 
@@ -368,7 +368,7 @@ pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str
         );
         if x.kind == EntryKind::File {
             let mut data = Vec::new();
-            backup::read_file_content(&env.repo, &cat, e, &mut data).unwrap();
+            read::read_file_content(&env.repo, &cat, e, &mut data).unwrap();
             let want = fs::read(src.join(OsStr::from_bytes(path))).unwrap();
             assert!(data == want, "{p}: content differs");
             if x.nlink > 1 {

@@ -567,7 +567,7 @@ fn check_passes_when_healthy_and_names_damage_with_paths() {
     // Find the data pack that holds images/a.raw.
     let cat = env.catalog();
     let (_, snap) = cat.resolve_snapshot("latest").unwrap();
-    let a = cairn_engine::backup::find_entry(&env.repo, &cat, &snap.root, b"images/a.raw").unwrap();
+    let a = cairn_engine::read::find_entry(&env.repo, &cat, &snap.root, b"images/a.raw").unwrap();
     let loc = cat
         .locate(cairn_engine::pack::BlobKind::Data, &a.chunks[0])
         .unwrap()

@@ -17,7 +17,7 @@ use cairn_engine::pack::BlobKind;
 use cairn_engine::repo::pack_key;
 use cairn_engine::restore::{self, Overwrite, RestoreOptions};
 use cairn_engine::store::{LocalStore, MemoryStore, Store};
-use cairn_engine::{ErrorKind, Id};
+use cairn_engine::{ErrorKind, Id, read};
 
 use crate::common::*;
 
@@ -800,7 +800,7 @@ fn losing_one_copy_finds_the_other() {
         report.problems
     );
     let mut data = Vec::new();
-    backup::read_file_content(&env.repo, &env.catalog(), &x, &mut data).unwrap();
+    read::read_file_content(&env.repo, &env.catalog(), &x, &mut data).unwrap();
     assert!(data == seeded(3 << 20, 77));
 }
 
