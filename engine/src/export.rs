@@ -272,7 +272,14 @@ fn werr(e: std::io::Error) -> Error {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
         return Error::new(inner.kind(), inner.to_string());
     }
-    Error::new(ErrorKind::Transient, "writing the archive failed").with_source(e)
+    // A full or read-only volume stays full: retrying only delays the report.
+    let kind = match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EACCES | libc::EPERM) => {
+            ErrorKind::Io
+        }
+        _ => ErrorKind::Transient,
+    };
+    Error::new(kind, "writing the archive to the exports failed").with_source(e)
 }
 
 /// What the walk hands the writing thread, in archive order.
@@ -1597,5 +1604,21 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(out)?;
         self.sha.update(&out[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_read_only_volume_is_not_retried() {
+        for errno in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
+            let e = werr(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert!(!e.is_retryable());
+        }
+        let e = werr(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(e.is_retryable(), "{e}");
     }
 }
