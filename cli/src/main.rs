@@ -13,18 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// Exit codes (see README): 0 success, 1 failure, 2 usage or configuration error,
 /// 3 committed with warnings, 4 another cairn holds the state directory.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Failure; nothing was committed.
-    pub const FAILURE: u8 = 1;
-    /// Bad arguments or configuration.
-    pub const USAGE: u8 = 2;
-    /// Committed, with warnings (unreadable, vanished or changed files).
-    pub const WARNINGS: u8 = 3;
-    /// The state directory is locked by another cairn process.
-    pub const LOCKED: u8 = 4;
-}
+pub use cairn_engine::error::exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -185,9 +174,5 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         .chain()
         .find_map(|e| e.downcast_ref::<cairn_engine::Error>())
         .map(|e| e.kind());
-    match kind {
-        Some(ErrorKind::Config | ErrorKind::Usage) => exit::USAGE,
-        Some(ErrorKind::Locked) => exit::LOCKED,
-        _ => exit::FAILURE,
-    }
+    kind.map_or(exit::FAILURE, ErrorKind::exit_code)
 }

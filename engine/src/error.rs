@@ -31,7 +31,30 @@ pub enum ErrorKind {
     Unsupported,
 }
 
+/// The process exit codes of the `cairn` command, in one place for the CLI and the run report.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Failure; nothing was committed (for `run`: also an export that failed after the commit).
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or configuration.
+    pub const USAGE: u8 = 2;
+    /// Committed, with warnings (unreadable, vanished or changed files).
+    pub const WARNINGS: u8 = 3;
+    /// The state directory, or the day being published, is held by another cairn process.
+    pub const LOCKED: u8 = 4;
+}
+
 impl ErrorKind {
+    /// The exit code a command that failed with this kind ends with.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Config | ErrorKind::Usage => exit::USAGE,
+            ErrorKind::Locked => exit::LOCKED,
+            _ => exit::FAILURE,
+        }
+    }
+
     /// A short stable name, used in JSON reports and log fields.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -108,7 +108,7 @@ pub fn nightly(
         started: jiff::Timestamp::now().to_string(),
         finished: String::new(),
         status: "failed".into(),
-        exit_code: 1,
+        exit_code: crate::error::exit::FAILURE,
         backup: None,
         export: None,
         temporaries_removed: Cleaned::default(),
@@ -207,19 +207,15 @@ pub fn nightly(
             .map(|d| d.date)
             .collect();
         (report.status, report.exit_code) = if warned {
-            ("warnings".into(), 3)
+            ("warnings".into(), crate::error::exit::WARNINGS)
         } else {
-            ("ok".into(), 0)
+            ("ok".into(), crate::error::exit::OK)
         };
         Ok(())
     })();
     if let Err(e) = &outcome {
         report.error = Some(e.to_string());
-        report.exit_code = match e.kind() {
-            crate::ErrorKind::Config | crate::ErrorKind::Usage => 2,
-            crate::ErrorKind::Locked => 4,
-            _ => 1,
-        };
+        report.exit_code = e.kind().exit_code();
     }
     report.finished = jiff::Timestamp::now().to_string();
     let key = format!("_reports/{date}/run.json");
