@@ -40,3 +40,141 @@ fn text_cut_points_are_pinned() {
     assert!(lens.len() > 8, "prose must cut on content");
     insta::assert_snapshot!(lens.join("\n"));
 }
+
+/// The canonical bytes of a tree, which its id and every snapshot's id depend on.
+#[test]
+fn tree_bytes_are_pinned() {
+    use cairn_engine::tree::{Entry, EntryKind, RawBytes, Tree};
+    let entry = |name: &[u8], kind: EntryKind| Entry {
+        name: RawBytes(name.to_vec()),
+        kind,
+        mode: 0o644,
+        uid: 1000,
+        gid: 100,
+        mtime: -1,
+        mtime_ns: 999_999_999,
+        size: 0,
+        chunks: vec![],
+        tree: None,
+        target: None,
+        hardlink: None,
+        rdev: None,
+    };
+    let mut file = entry(b"notes.md", EntryKind::File);
+    file.size = 3;
+    file.chunks = vec![Id::of(b"abc")];
+    file.hardlink = Some(1_835_021);
+    let mut dir = entry(b"dir", EntryKind::Dir);
+    dir.mode = 0o1777;
+    dir.tree = Some(Id::of(b"{\"entries\":[]}"));
+    let mut link = entry(b"link", EntryKind::Symlink);
+    link.target = Some(RawBytes(b"../t\xff".to_vec()));
+    let mut dev = entry(b"null", EntryKind::Chardev);
+    dev.rdev = Some(259);
+    let mut t = Tree {
+        entries: vec![file, dir, link, dev, entry(b"\xe9t\xe9", EntryKind::Fifo)],
+    };
+    t.sort();
+    let (id, bytes) = t.encode();
+    insta::assert_snapshot!(format!("{id}\n{}", String::from_utf8(bytes).unwrap()));
+}
+
+/// A pack's trailer, which every catalog rebuild parses. Raw frames keep the bytes independent
+/// of the zstd library's choices.
+#[test]
+fn pack_bytes_are_pinned() {
+    use cairn_engine::codec::raw_frame;
+    use cairn_engine::pack::{BlobKind, PackBuilder};
+    let mut b = PackBuilder::default();
+    for (i, blob) in [&b"first blob"[..], b"", &seeded(1000, 5)]
+        .iter()
+        .enumerate()
+    {
+        let kind = if i == 1 {
+            BlobKind::Tree
+        } else {
+            BlobKind::Data
+        };
+        b.add(kind, Id::of(blob), &raw_frame(blob), blob.len());
+    }
+    let (id, bytes, entries) = b.finish();
+    let trailer = &bytes[entries.last().map_or(0, |e| (e.offset + e.length) as usize)..];
+    let hex: String = trailer.iter().map(|b| format!("{b:02x}")).collect();
+    insta::assert_snapshot!(format!("{id}\n{} bytes\n{hex}", bytes.len()));
+}
+
+/// The daily archive of a fixed tree: the SHA-256 that `sha256sum -c` checks, pinned across
+/// builds (determinism within one build is tested in export.rs). Needs root for fixed owners.
+#[test]
+fn archive_sha256_is_pinned() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root and must pin the archive"
+        );
+        eprintln!("skipping: fixed owners need root");
+        return;
+    }
+    let env = crate::common::Env::new();
+    let src = env.src.clone();
+    let w = |p: &str, data: &[u8]| crate::common::write(&src.join(p), data);
+    w("notetaking/a.md", b"alpha\n");
+    w(
+        "notetaking/sub/b.md",
+        &b"some words of a note\n".repeat(4000),
+    );
+    w("images/p.raw", &seeded(300_000, 9));
+    w("backup/h1", b"two names");
+    std::fs::hard_link(src.join("backup/h1"), src.join("backup/h2")).unwrap();
+    symlink("../notetaking/a.md", src.join("backup/link")).unwrap();
+    let mut paths = Vec::new();
+    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                walk(&p, out);
+            }
+            out.push(p);
+        }
+    }
+    for f in ["notetaking", "images", "backup"] {
+        walk(&src.join(f), &mut paths);
+        paths.push(src.join(f));
+    }
+    // Children before their directories, so that setting a child's time leaves the parent's.
+    for p in &paths {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::lchown(c.as_ptr(), 1000, 100) }, 0);
+        let md = std::fs::symlink_metadata(p).unwrap();
+        if !md.file_type().is_symlink() {
+            let mode = if md.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        crate::common::set_mtime(p, 1_700_000_000, 123_456_789);
+    }
+    let out = env.backup();
+    let exports = cairn_engine::store::LocalStore::open(env.dir.path().join("e")).unwrap();
+    let opts = cairn_engine::export::ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+        hook: None,
+    };
+    let cat = env.catalog();
+    let m =
+        cairn_engine::export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &opts)
+            .unwrap()
+            .manifest()
+            .clone();
+    // (The root tree id is not pinned: it holds the hardlinked file's inode number.)
+    insta::assert_snapshot!(format!(
+        "{} bytes\nsha256 {}\n{} entries",
+        m.archive.size,
+        m.archive.sha256,
+        m.entries.len()
+    ));
+}
