@@ -147,6 +147,34 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(Config::load(cli.config.as_deref(), &env, &cli.sets)?)
 }
 
+/// What a read-only command (`ls`, `diff`, `find`, `snapshots`) reads through: the catalog as
+/// the last backup or run on this state volume left it, opened without the state lock, so that
+/// it runs beside the nightly job and lists nothing in the store. Without a usable catalog (a new
+/// or lost state volume) it takes the lock and builds one, as the other commands do.
+struct ReadSession {
+    repo: Repository,
+    catalog: Catalog,
+    _lock: Option<StateLock>,
+}
+
+fn read_session(cfg: &Config) -> Result<ReadSession> {
+    let repo = open_repo(cfg)?;
+    if let Some(catalog) = Catalog::open_reader(&cfg.state.dir, &repo)? {
+        return Ok(ReadSession {
+            repo,
+            catalog,
+            _lock: None,
+        });
+    }
+    let lock = StateLock::acquire(&cfg.state.dir)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    Ok(ReadSession {
+        repo,
+        catalog,
+        _lock: Some(lock),
+    })
+}
+
 fn open_repo(cfg: &Config) -> Result<Repository> {
     let store = open_store(&cfg.store, "store", false)?;
     Ok(Repository::open(store)?)
@@ -605,9 +633,11 @@ fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
 }
 
 fn run_diff(cli: &Cli, cfg: &Config, a: &str, b: &str) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let ReadSession {
+        repo,
+        catalog,
+        _lock,
+    } = read_session(cfg)?;
     let (_, sa) = catalog.resolve_snapshot(a)?;
     let (_, sb) = catalog.resolve_snapshot(b)?;
     let changes = query::diff(&repo, &catalog, &sa.root, &sb.root)?;
@@ -622,9 +652,11 @@ fn run_diff(cli: &Cli, cfg: &Config, a: &str, b: &str) -> Result<u8> {
 }
 
 fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let ReadSession {
+        repo,
+        catalog,
+        _lock,
+    } = read_session(cfg)?;
     let found = query::find(&repo, &catalog, pattern)?;
     if cli.json {
         print_json(&serde_json::to_value(&found).expect("serializes"));
@@ -647,9 +679,11 @@ fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
 }
 
 fn snapshots(cli: &Cli, cfg: &Config) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let ReadSession {
+        repo: _,
+        catalog,
+        _lock,
+    } = read_session(cfg)?;
     let all = catalog.snapshots()?;
     if cli.json {
         let v: Vec<_> = all
@@ -690,9 +724,11 @@ fn kind_char(k: EntryKind) -> char {
 }
 
 fn ls(cli: &Cli, cfg: &Config, a: &LsArgs) -> Result<u8> {
-    let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let repo = open_repo(cfg)?;
-    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let ReadSession {
+        repo,
+        catalog,
+        _lock,
+    } = read_session(cfg)?;
     let (_, snap) = catalog.resolve_snapshot(&a.snapshot)?;
     let mut rows = Vec::new();
     let mut visit = |path: &[u8], e: &cairn_engine::tree::Entry| -> cairn_engine::Result<()> {

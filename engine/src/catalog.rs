@@ -226,6 +226,39 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// Opens an existing catalog of `repo` for reading only, without the state lock and without
+    /// matching it to the store: what `ls`, `diff`, `find` and `snapshots` need, so that they run
+    /// beside a nightly job that holds the catalog (RocksDB lets readers open a database that a
+    /// writer holds) and cost no listing of the store. `None` when there is no catalog, or one of
+    /// another schema or repository: the caller then opens it the usual way. What it shows is
+    /// what the last backup or run on this state volume knew.
+    pub fn open_reader(state_dir: &Path, repo: &Repository) -> Result<Option<Catalog>> {
+        let path = state_dir.join("catalog");
+        if !path.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        let names = match DB::list_cf(&db_options(), &path) {
+            Ok(n) => n,
+            Err(_) => return Ok(None),
+        };
+        if CFS.iter().any(|c| !names.iter().any(|n| n == c)) {
+            return Ok(None);
+        }
+        let cfs = names
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(n.as_str(), cf_options()));
+        let db = DB::open_cf_descriptors_read_only(&db_options(), &path, cfs, false)
+            .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
+        let cat = Catalog {
+            db,
+            path,
+            any_damaged: Default::default(),
+        };
+        let fits = cat.meta("schema_version")?.as_deref() == Some(SCHEMA_VERSION.as_bytes())
+            && cat.meta("repo_id")?.as_deref() == Some(repo.config().id.as_bytes());
+        Ok(fits.then_some(cat))
+    }
+
     /// Opens the catalog and makes it match `repo`: rebuilt from the store if it is new, of an
     /// older schema, or of another repository; otherwise brought up to date with the store's
     /// packs and snapshots.

@@ -1253,3 +1253,31 @@ fn a_date_after_tomorrow_is_refused() {
     let out = s.cmd(&["backup", "--date", &tomorrow]).output().unwrap();
     assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `ls`, `diff`, `find` and `snapshots` run while the nightly job holds the state directory
+/// and the catalog (here: this test process holds both).
+#[test]
+fn read_only_commands_run_beside_the_nightly_job() {
+    let s = Setup::new();
+    fs::write(s.src().join("notetaking/a.md"), "alpha").unwrap();
+    assert!(s.cmd(&["init"]).status().unwrap().success());
+    assert_eq!(s.run(&["backup"]).status.code(), Some(0));
+    let state = s.dir.path().join("state");
+    let _lock = cairn_engine::lock::StateLock::acquire(&state).unwrap();
+    let store = std::sync::Arc::new(
+        cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap(),
+    );
+    let repo = cairn_engine::repo::Repository::open(store).unwrap();
+    let (_catalog, _) = cairn_engine::catalog::Catalog::open_for(&state, &repo).unwrap();
+    for args in [
+        &["snapshots"][..],
+        &["ls", "latest"],
+        &["find", "*.md"],
+        &["diff", "latest", "latest"],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    }
+    let out = s.run(&["ls", "latest", "notetaking"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("a.md"));
+}
