@@ -2,7 +2,8 @@
 //!
 //! A snapshot object names the root tree and records what the run saw. It is written only after
 //! every pack it references is durable, so its presence in the store is what makes a backup
-//! exist; a run that dies before writing it leaves only unreferenced packs, which gc removes.
+//! exist; a run that dies before writing it leaves only unreferenced packs (which the next
+//! backup deduplicates against; no garbage collection exists yet to remove them).
 //! It is stored as JSON under `snapshots/<id>`, where the id is the BLAKE3 of those bytes.
 
 use serde::{Deserialize, Serialize};
