@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cairn_engine::ErrorKind;
 use cairn_engine::backup::{Hook, HookPoint};
 use cairn_engine::store::{Fault, FaultStore, MemoryStore, Op, Store};
-use cairn_engine::{ErrorKind, Id};
 
 use crate::common::*;
 
@@ -379,13 +379,15 @@ fn a_killed_run_leaves_no_snapshot_and_no_visible_partial_object() {
     let packs = env.dir.path().join("store/packs/00");
     fs::create_dir_all(&packs).unwrap();
     fs::write(packs.join(".00ab.tmp-1-1"), b"half a pack").unwrap();
-    let out = env.backup();
+    let listed = env.repo.store().list("packs/").unwrap();
     assert!(
-        env.repo
-            .list_packs()
-            .unwrap()
-            .iter()
-            .all(|(id, _)| id != &Id::default())
+        listed.iter().all(|o| !o.key.contains(".tmp")),
+        "a temporary file is listed: {listed:?}"
     );
+    let out = env.backup();
     assert_eq!(out.sync.packs_unreadable.len(), 0);
+    assert_eq!(
+        out.sync.packs_added, 0,
+        "the temporary file was taken for a pack"
+    );
 }
