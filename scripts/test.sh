@@ -7,6 +7,8 @@ source scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== engine module layers"
+python3 scripts/module-cycles.py
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== S3 test server (Garage)"

@@ -246,14 +246,14 @@ pub fn check(
             Ok(()) => {
                 // Read whole: whatever a note said about it is no longer true.
                 if let Some(note) = notes.get(&id) {
-                    crate::damage::clear(repo, catalog, note)?;
+                    crate::heal::clear(repo, catalog, note)?;
                     damage.blobs.retain(|(pack, _), _| *pack != id);
                 }
             }
             Err(PackFailure::Blobs(blobs)) => {
                 // Recorded: the catalog forgets these copies and the next backup stores the
                 // chunks again from the source.
-                crate::damage::record(repo, catalog, &id, &blobs)?;
+                crate::heal::record(repo, catalog, &id, &blobs)?;
                 for b in blobs {
                     damage.blobs.insert((id, b.id), b.detail);
                 }

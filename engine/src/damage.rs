@@ -1,5 +1,5 @@
 //! The damage register: blobs found damaged inside a pack, recorded in the store so that the
-//! store heals.
+//! store heals. This module is the register's format and reading; [`crate::heal`] writes it.
 //!
 //! Blob ids are content hashes, so healing a damaged blob means storing a good copy of the same
 //! id in a new pack, after which every snapshot that names the id reads the good copy. A note
@@ -8,19 +8,16 @@
 //! source again and stores the chunks anew), prefers any other copy, and every catalog sync,
 //! including a rebuild on another machine, applies the notes before it indexes packs. Readers keep
 //! a noted location while no other copy exists: a note made after a read error that was not
-//! really damage in the store must never cost a restorable blob. Notes are written by
-//! `check --read-data` and by any reader that finds a blob that does not decode to its id, and
-//! removed by `check --read-data` when the pack reads whole again.
+//! really damage in the store must never cost a restorable blob.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
 use crate::error::{ErrorKind, Result};
 use crate::id::Id;
 use crate::pack::BlobKind;
-use crate::repo::{BlobLocation, Repository};
+use crate::repo::Repository;
 
 /// Prefix of damage notes in the store.
 pub const DAMAGED: &str = "damaged/";
@@ -82,104 +79,4 @@ pub fn load_all(repo: &Repository) -> Result<HashMap<Id, DamageNote>> {
         }
     }
     Ok(out)
-}
-
-/// Records damaged blobs of `pack`: extends its note in the store, then marks them in the
-/// catalog, so that the next backup stores them again from the source.
-pub fn record(
-    repo: &Repository,
-    catalog: &Catalog,
-    pack: &Id,
-    blobs: &[DamagedBlob],
-) -> Result<()> {
-    let key = note_key(pack);
-    let mut note = match repo.store().get(&key) {
-        Ok(bytes) => serde_json::from_slice::<DamageNote>(&bytes).ok(),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    }
-    .filter(|n| n.pack == *pack)
-    .unwrap_or(DamageNote {
-        version: NOTE_VERSION,
-        pack: *pack,
-        blobs: Vec::new(),
-        updated: String::new(),
-    });
-    let mut changed = false;
-    for b in blobs {
-        if !note.blobs.iter().any(|n| n.id == b.id && n.kind == b.kind) {
-            note.blobs.push(b.clone());
-            changed = true;
-        }
-    }
-    if changed {
-        note.blobs.sort_by_key(|b| b.id);
-        note.updated = jiff::Timestamp::now().to_string();
-        repo.store().put(
-            &key,
-            &serde_json::to_vec_pretty(&note).expect("notes serialize"),
-        )?;
-        tracing::warn!(pack = %pack, blobs = blobs.len(), "damaged blobs recorded; the next backup stores them again from the source");
-    }
-    catalog.mark_damaged(pack, blobs.iter().map(|b| (b.kind, b.id)))?;
-    Ok(())
-}
-
-/// Withdraws the note of `pack`, whose every blob was just read intact (a pack put back from
-/// another copy). Deleting needs a key that may delete; without one the note stays and only
-/// costs a second copy of its blobs.
-pub fn clear(repo: &Repository, catalog: &Catalog, note: &DamageNote) -> Result<()> {
-    catalog.unmark_damaged(&note.pack, note.blobs.iter().map(|b| (b.kind, b.id)))?;
-    if let Err(e) = repo.store().delete(&note_key(&note.pack)) {
-        tracing::warn!(pack = %note.pack, error = %e, "could not delete the damage note of a pack that reads whole again");
-    }
-    Ok(())
-}
-
-/// Reads a blob and checks it against its id; a blob that fails the check twice is recorded as
-/// damaged before the error is returned, so that the store heals on the next backup. (Once is not
-/// enough: a short read on a flaky connection also fails the check, and a note costs the next
-/// backup a full read of the source.)
-pub fn read_checked(
-    repo: &Repository,
-    catalog: &Catalog,
-    kind: BlobKind,
-    id: &Id,
-    loc: &BlobLocation,
-) -> Result<Vec<u8>> {
-    match repo.read_blob(kind, id, loc) {
-        Err(e) if e.kind() == ErrorKind::Corrupt => match repo.read_blob(kind, id, loc) {
-            Ok(data) => {
-                tracing::warn!(blob = %id, pack = %loc.pack, error = %e, "a blob failed its check once and read intact the second time");
-                Ok(data)
-            }
-            Err(e) => {
-                if e.kind() == ErrorKind::Corrupt {
-                    note_failure(repo, catalog, kind, id, loc, &e);
-                }
-                Err(e)
-            }
-        },
-        other => other,
-    }
-}
-
-/// Records a blob that failed a check on read; a failure to record is logged, never raised
-/// over the original error.
-pub fn note_failure(
-    repo: &Repository,
-    catalog: &Catalog,
-    kind: BlobKind,
-    id: &Id,
-    loc: &BlobLocation,
-    err: &crate::Error,
-) {
-    let blob = DamagedBlob {
-        kind,
-        id: *id,
-        detail: err.to_string(),
-    };
-    if let Err(e) = record(repo, catalog, &loc.pack, &[blob]) {
-        tracing::warn!(pack = %loc.pack, blob = %id, error = %e, "could not record a damaged blob");
-    }
 }

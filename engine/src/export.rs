@@ -344,7 +344,7 @@ fn check_frames(repo: &Repository, catalog: &Catalog, frames: Receiver<Copied>) 
                     ),
                 ));
             }
-            crate::damage::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
+            crate::heal::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
             return Err(Error::corrupt(format!(
                 "chunk {} in pack {} is damaged ({e}); nothing was published, and the next backup stores the chunk again from the source",
                 c.id.short(),
@@ -512,7 +512,7 @@ impl Group {
             match seg {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[*a..*b]),
                 Seg::Blob(id, loc) => {
-                    let data = crate::damage::read_checked(repo, catalog, BlobKind::Data, id, loc)?;
+                    let data = crate::heal::read_checked(repo, catalog, BlobKind::Data, id, loc)?;
                     if data.len() != loc.raw_length as usize {
                         return Err(Error::corrupt(format!(
                             "chunk {} decoded to {} bytes, the catalog says {}",

@@ -30,7 +30,7 @@ pub fn read_file_content(
         let loc = catalog
             .locate(BlobKind::Data, id)?
             .ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))?;
-        let data = crate::damage::read_checked(repo, catalog, BlobKind::Data, id, &loc)?;
+        let data = crate::heal::read_checked(repo, catalog, BlobKind::Data, id, &loc)?;
         out.write_all(&data)
             .map_err(|e| Error::io("writing file content", e))?;
         n += data.len() as u64;
@@ -43,7 +43,7 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
     let loc = catalog
         .locate(BlobKind::Tree, id)?
         .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
-    Tree::decode(&crate::damage::read_checked(
+    Tree::decode(&crate::heal::read_checked(
         repo,
         catalog,
         BlobKind::Tree,

@@ -960,7 +960,7 @@ fn restore_file(
             if counters.is_zeros(id, loc.raw_length) {
                 w.skip(u64::from(loc.raw_length))?;
             } else {
-                w.write(&crate::damage::read_checked(
+                w.write(&crate::heal::read_checked(
                     repo,
                     catalog,
                     BlobKind::Data,

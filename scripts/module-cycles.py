@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Fails (exit 1) when the engine's top-level modules import each other in a cycle.
+
+Layers must only point down (docs/DECISIONS.md): a module may use the ones below it, never one
+that uses it back. Every `crate::NAME` mention in engine/src/NAME.rs (or engine/src/NAME/*.rs)
+counts as an edge NAME -> other; test modules (`#[cfg(test)]` and below) are left out.
+"""
+import os
+import re
+import sys
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine", "src")
+modules = {}
+for entry in sorted(os.listdir(root)):
+    path = os.path.join(root, entry)
+    if entry.endswith(".rs") and entry not in ("lib.rs",):
+        modules[entry[:-3]] = [path]
+    elif os.path.isdir(path):
+        modules[entry] = [
+            os.path.join(dp, f) for dp, _, fs in os.walk(path) for f in fs if f.endswith(".rs")
+        ]
+
+edges = {m: set() for m in modules}
+for m, files in modules.items():
+    for f in files:
+        text = open(f, encoding="utf-8").read()
+        text = text.split("#[cfg(test)]")[0]
+        # Comments (doc links included) name modules without depending on them.
+        text = re.sub(r"//[^\n]*", "", text)
+        for other in re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text):
+            if other in modules and other != m:
+                edges[m].add(other)
+
+# Tarjan's strongly connected components.
+index, low, on, stack, comps, counter = {}, {}, set(), [], [], [0]
+
+
+def visit(v):
+    index[v] = low[v] = counter[0]
+    counter[0] += 1
+    stack.append(v)
+    on.add(v)
+    for w in sorted(edges[v]):
+        if w not in index:
+            visit(w)
+            low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        comp = []
+        while True:
+            w = stack.pop()
+            on.discard(w)
+            comp.append(w)
+            if w == v:
+                break
+        if len(comp) > 1:
+            comps.append(sorted(comp))
+
+
+for v in sorted(edges):
+    if v not in index:
+        visit(v)
+
+if comps:
+    for c in comps:
+        inner = [f"{a} -> {b}" for a in c for b in sorted(edges[a]) if b in c]
+        print("module cycle: " + ", ".join(inner))
+    sys.exit(1)
+print(f"no module cycles among {len(modules)} engine modules")
