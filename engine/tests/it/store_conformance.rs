@@ -11,13 +11,84 @@ use cairn_engine::store::{
 
 use crate::common::seeded;
 
-/// Runs every check against `store`, which must be empty.
+/// A named conformance case; each works below its own key prefix.
+type Case = (&'static str, fn(&dyn Store));
+
+/// The cases, in the order they run.
+const CASES: &[Case] = &[
+    ("promises of the trait, in sequence", promises),
+    (
+        "listing beyond 1,000 keys (S3 pages)",
+        listing_beyond_a_page,
+    ),
+    ("50 random ranged reads", random_ranges),
+];
+
+/// Runs every case against `store`, which must be empty. A failing case does not stop the
+/// others: the failure names every case that failed.
 pub fn conformance(store: &dyn Store) {
     assert!(
         store.list("").unwrap().is_empty(),
         "the suite needs an empty store"
     );
+    let failed: Vec<&str> = CASES
+        .iter()
+        .filter(|(_, case)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(store))).is_err()
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(failed.is_empty(), "conformance cases failed: {failed:?}");
+}
 
+/// More keys than one S3 listing page holds (1,000): the listing is complete and sorted.
+fn listing_beyond_a_page(store: &dyn Store) {
+    let n = 1_050usize;
+    std::thread::scope(|s| {
+        for t in 0..8usize {
+            s.spawn(move || {
+                for i in (t..n).step_by(8) {
+                    store.put(&format!("pages/{i:05}"), &[1]).unwrap();
+                }
+            });
+        }
+    });
+    let keys: Vec<String> = store
+        .list("pages/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("pages/{i:05}")).collect();
+    assert_eq!(keys.len(), n);
+    assert!(keys == want, "the listing is not complete and sorted");
+    for k in &keys {
+        store.delete(k).unwrap();
+    }
+}
+
+/// Ranged reads at seeded places, compared with the bytes.
+fn random_ranges(store: &dyn Store) {
+    let data = seeded(1 << 20, 42);
+    store.put("ranges/obj", &data).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..50 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let off = x % data.len() as u64;
+        let len = (x >> 32) % (data.len() as u64 - off + 1);
+        let got = store.get_range("ranges/obj", off, len).unwrap();
+        assert!(
+            got == data[off as usize..(off + len) as usize],
+            "range {off}+{len}"
+        );
+    }
+    store.delete("ranges/obj").unwrap();
+}
+
+/// Every promise of the trait's documentation, in one sequence over the keys it creates.
+fn promises(store: &dyn Store) {
     // put / get, including an empty object and one larger than a pack.
     store.put("a/one", b"1").unwrap();
     store.put("a/empty", b"").unwrap();
