@@ -85,11 +85,53 @@ pub struct Affected {
     pub path: String,
 }
 
+/// What kind of thing is wrong; serialized as the snake_case name (`corrupt_pack`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A pack is damaged as a whole: its index does not read, its size changed, or it does not
+    /// hash to its name with no damaged blob to explain it.
+    CorruptPack,
+    /// A pack the catalog knew is gone from the store.
+    MissingPack,
+    /// A blob does not decode to its id (recorded in the damage register).
+    CorruptBlob,
+    /// A blob a snapshot needs is in no known pack.
+    MissingBlob,
+    /// A tree does not decode, or holds a path longer than a snapshot path may be.
+    CorruptTree,
+    /// A snapshot object does not decode to its id (`--repair` puts it back or moves it aside).
+    UnreadableSnapshot,
+    /// A snapshot object of a format version this cairn does not read (written by a newer one).
+    UnsupportedSnapshot,
+}
+
+impl ProblemKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::CorruptPack => "corrupt_pack",
+            ProblemKind::MissingPack => "missing_pack",
+            ProblemKind::CorruptBlob => "corrupt_blob",
+            ProblemKind::MissingBlob => "missing_blob",
+            ProblemKind::CorruptTree => "corrupt_tree",
+            ProblemKind::UnreadableSnapshot => "unreadable_snapshot",
+            ProblemKind::UnsupportedSnapshot => "unsupported_snapshot",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One thing wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// `missing_blob`, `corrupt_pack`, `corrupt_blob`, `corrupt_tree`, `unreadable_snapshot`.
-    pub kind: String,
+    /// What kind of thing.
+    pub kind: ProblemKind,
     /// The pack, blob or snapshot concerned.
     pub object: String,
     /// What was found.
@@ -131,7 +173,7 @@ enum PackFailure {
 
 struct Damage {
     /// Packs that are damaged, with what is wrong.
-    packs: HashMap<Id, (String, String)>,
+    packs: HashMap<Id, (ProblemKind, String)>,
     /// The damage register: (pack, blob) → what was wrong.
     blobs: HashMap<(Id, Id), String>,
 }
@@ -201,7 +243,7 @@ pub fn check(
         damage.packs.insert(
             Id::from_hex(hex)?,
             (
-                "corrupt_pack".into(),
+                ProblemKind::CorruptPack,
                 "pack index unreadable (truncated or damaged)".into(),
             ),
         );
@@ -209,7 +251,10 @@ pub fn check(
     for hex in &sync.packs_removed {
         damage.packs.insert(
             Id::from_hex(hex)?,
-            ("missing_pack".into(), "pack is gone from the store".into()),
+            (
+                ProblemKind::MissingPack,
+                "pack is gone from the store".into(),
+            ),
         );
     }
     for (id, size) in &known {
@@ -218,7 +263,7 @@ pub fn check(
                 damage.packs.insert(
                     *id,
                     (
-                        "corrupt_pack".into(),
+                        ProblemKind::CorruptPack,
                         format!("pack is {s} bytes, was {size} when written"),
                     ),
                 );
@@ -227,7 +272,10 @@ pub fn check(
             None => {
                 damage.packs.insert(
                     *id,
-                    ("missing_pack".into(), "pack is gone from the store".into()),
+                    (
+                        ProblemKind::MissingPack,
+                        "pack is gone from the store".into(),
+                    ),
                 );
             }
         }
@@ -259,7 +307,7 @@ pub fn check(
                 }
             }
             Err(PackFailure::Pack(detail)) => {
-                damage.packs.insert(id, ("corrupt_pack".into(), detail));
+                damage.packs.insert(id, (ProblemKind::CorruptPack, detail));
             }
         }
     }
@@ -270,7 +318,7 @@ pub fn check(
         if !damaged {
             // Intact, of a newer format: never repaired, never moved.
             snapshot_problems.push(Problem {
-                kind: "unsupported_snapshot".into(),
+                kind: ProblemKind::UnsupportedSnapshot,
                 object: format!("snapshot {id}"),
                 detail: format!("{detail}; check it with that newer cairn"),
                 affected: vec![],
@@ -283,7 +331,7 @@ pub fn check(
             continue;
         }
         snapshot_problems.push(Problem {
-            kind: "unreadable_snapshot".into(),
+            kind: ProblemKind::UnreadableSnapshot,
             object: format!("snapshot {id}"),
             detail: format!("{detail} (cairn check --repair puts it back or moves it aside)"),
             affected: vec![],
@@ -305,7 +353,7 @@ pub fn check(
         .count();
 
     // Walk every snapshot; remember trees already found clean so that shared subtrees cost once.
-    let mut affected: BTreeMap<String, (String, String, Vec<Affected>)> = BTreeMap::new();
+    let mut affected: BTreeMap<String, (ProblemKind, String, Vec<Affected>)> = BTreeMap::new();
     let mut clean: HashSet<Id> = HashSet::new();
     let snapshots = catalog.snapshots()?;
     let mut trees_seen: HashSet<Id> = HashSet::new();
@@ -343,7 +391,7 @@ pub fn check(
         let object = format!("pack {id}");
         if !problems.iter().any(|p| p.object == object) {
             problems.push(Problem {
-                kind: kind.clone(),
+                kind: *kind,
                 object,
                 detail: detail.clone(),
                 affected: vec![],
@@ -368,16 +416,16 @@ struct Walker<'a> {
     catalog: &'a Catalog,
     damage: &'a Damage,
     clean: &'a mut HashSet<Id>,
-    affected: &'a mut BTreeMap<String, (String, String, Vec<Affected>)>,
+    affected: &'a mut BTreeMap<String, (ProblemKind, String, Vec<Affected>)>,
     snap: String,
     seen: &'a mut HashSet<Id>,
 }
 
 impl Walker<'_> {
-    fn hit(&mut self, object: String, kind: &str, detail: &str, path: &str) {
+    fn hit(&mut self, object: String, kind: ProblemKind, detail: &str, path: &str) {
         self.affected
             .entry(object)
-            .or_insert_with(|| (kind.to_string(), detail.to_string(), Vec::new()))
+            .or_insert_with(|| (kind, detail.to_string(), Vec::new()))
             .2
             .push(Affected {
                 snapshot: self.snap.clone(),
@@ -390,29 +438,29 @@ impl Walker<'_> {
     }
 
     /// Problems of the blob `id` of `kind`, if any: (object, kind, detail).
-    fn blob_problem(&self, kind: BlobKind, id: &Id) -> Result<Option<(String, String, String)>> {
+    fn blob_problem(
+        &self,
+        kind: BlobKind,
+        id: &Id,
+    ) -> Result<Option<(String, ProblemKind, String)>> {
         let Some(loc) = self.catalog.locate(kind, id)? else {
             return Ok(Some((
                 format!("blob {id}"),
-                "missing_blob".into(),
+                ProblemKind::MissingBlob,
                 "in no pack of the store".into(),
             )));
         };
         if let Some(detail) = self.damage.blobs.get(&(loc.pack, *id)) {
             return Ok(Some((
                 format!("pack {}", loc.pack),
-                "corrupt_blob".into(),
+                ProblemKind::CorruptBlob,
                 format!(
                     "{detail}; recorded as damaged: the next backup stores it again if the source still has it"
                 ),
             )));
         }
         if let Some((k, detail)) = self.damage.packs.get(&loc.pack) {
-            return Ok(Some((
-                format!("pack {}", loc.pack),
-                k.clone(),
-                detail.clone(),
-            )));
+            return Ok(Some((format!("pack {}", loc.pack), *k, detail.clone())));
         }
         Ok(None)
     }
@@ -451,7 +499,7 @@ impl Walker<'_> {
                 top.ok = false;
                 self.hit(
                     object,
-                    "corrupt_tree",
+                    ProblemKind::CorruptTree,
                     err.message(),
                     &shorten(p.as_bytes()),
                 );
@@ -459,7 +507,7 @@ impl Walker<'_> {
             }
             for c in &e.chunks {
                 if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Data, c)? {
-                    self.hit(object, &kind, &detail, &p);
+                    self.hit(object, kind, &detail, &p);
                     top.ok = false;
                     break;
                 }
@@ -481,7 +529,7 @@ impl Walker<'_> {
             return Ok(Opened::Done(true));
         }
         if let Some((object, kind, detail)) = self.blob_problem(BlobKind::Tree, id)? {
-            self.hit(object, &kind, &detail, path);
+            self.hit(object, kind, &detail, path);
             return Ok(Opened::Done(false));
         }
         match load_tree(self.repo, self.catalog, id) {
@@ -493,7 +541,12 @@ impl Walker<'_> {
                 ok: true,
             })),
             Err(e) => {
-                self.hit(format!("tree {id}"), "corrupt_tree", &e.to_string(), path);
+                self.hit(
+                    format!("tree {id}"),
+                    ProblemKind::CorruptTree,
+                    &e.to_string(),
+                    path,
+                );
                 Ok(Opened::Done(false))
             }
         }
@@ -572,4 +625,25 @@ enum Opened {
     Done(bool),
     /// To walk.
     Frame(Frame),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemKind::*;
+
+    /// The names in reports are the serialized names, for every kind.
+    #[test]
+    fn problem_kinds_serialize_as_their_names() {
+        for k in [
+            CorruptPack,
+            MissingPack,
+            CorruptBlob,
+            MissingBlob,
+            CorruptTree,
+            UnreadableSnapshot,
+            UnsupportedSnapshot,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
 }

@@ -49,6 +49,18 @@ pub struct ExportStage {
     pub checked_frames: Option<u64>,
 }
 
+/// How a night went: `ok`, `warnings` (committed, some files could not be read) or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Everything done.
+    Ok,
+    /// Committed and published, with warnings.
+    Warnings,
+    /// Stopped; `error` says why.
+    Failed,
+}
+
 /// `_reports/DATE/run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -60,8 +72,8 @@ pub struct RunReport {
     pub started: String,
     /// End, RFC 3339.
     pub finished: String,
-    /// `ok`, `warnings` or `failed`.
-    pub status: String,
+    /// How the night went.
+    pub status: RunStatus,
     /// The process exit code this run maps to.
     pub exit_code: u8,
     /// Backup stage, if it committed.
@@ -107,7 +119,7 @@ pub fn nightly(
         date: date.clone(),
         started: jiff::Timestamp::now().to_string(),
         finished: String::new(),
-        status: "failed".into(),
+        status: RunStatus::Failed,
         exit_code: crate::error::exit::FAILURE,
         backup: None,
         export: None,
@@ -207,9 +219,9 @@ pub fn nightly(
             .map(|d| d.date)
             .collect();
         (report.status, report.exit_code) = if warned {
-            ("warnings".into(), crate::error::exit::WARNINGS)
+            (RunStatus::Warnings, crate::error::exit::WARNINGS)
         } else {
-            ("ok".into(), crate::error::exit::OK)
+            (RunStatus::Ok, crate::error::exit::OK)
         };
         Ok(())
     })();

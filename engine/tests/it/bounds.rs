@@ -223,7 +223,7 @@ fn deep_chain_check_reports_a_problem() {
     let report = check::check(&env.repo, &cat, &sync, ReadData::All, false).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     let p = &report.problems[0];
-    assert_eq!(p.kind, "corrupt_tree");
+    assert_eq!(p.kind.as_str(), "corrupt_tree");
     assert_names_long_path(&p.detail);
     assert!(report.trees > 2000);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cairn_engine::backup::{self, Progress};
 use cairn_engine::catalog::Catalog;
-use cairn_engine::check::{self, CheckReport, ReadData};
+use cairn_engine::check::{self, CheckReport, ProblemKind, ReadData};
 use cairn_engine::export::{self, ExportHook, ExportOptions, ExportPoint};
 use cairn_engine::lease;
 use cairn_engine::pack::BlobKind;
@@ -416,7 +416,7 @@ fn damage_found_by_check_heals_on_the_next_backup() {
     let p = found
         .problems
         .iter()
-        .find(|p| p.kind == "corrupt_blob")
+        .find(|p| p.kind == ProblemKind::CorruptBlob)
         .unwrap_or_else(|| panic!("check finds the flipped byte: {:?}", found.problems));
     assert_eq!(p.object, format!("pack {pack}"));
     assert!(
@@ -565,7 +565,7 @@ fn a_garbage_snapshot_object_is_reported_skipped_and_repaired() {
     assert!(
         warm.problems
             .iter()
-            .any(|p| p.kind == "unreadable_snapshot"
+            .any(|p| p.kind == ProblemKind::UnreadableSnapshot
                 && p.object == format!("snapshot {}", second.id)),
         "{:?}",
         warm.problems
@@ -604,7 +604,7 @@ fn a_garbage_snapshot_object_is_reported_skipped_and_repaired() {
     drop(cat);
     let lost = check_all(&env);
     assert_eq!(lost.problems.len(), 1, "{:?}", lost.problems);
-    assert_eq!(lost.problems[0].kind, "unreadable_snapshot");
+    assert_eq!(lost.problems[0].kind, ProblemKind::UnreadableSnapshot);
     let (cat, sync) = Catalog::open_for(&env.state, &env.repo).unwrap();
     check::check(&env.repo, &cat, &sync, ReadData::None, true).unwrap();
     drop(cat);
@@ -741,7 +741,7 @@ fn a_newer_snapshot_is_not_mistaken_for_damage() {
         report
             .problems
             .iter()
-            .any(|p| p.kind == "unsupported_snapshot" && p.object.contains(&id.to_hex())),
+            .any(|p| p.kind == ProblemKind::UnsupportedSnapshot && p.object.contains(&id.to_hex())),
         "{:?}",
         report.problems
     );
