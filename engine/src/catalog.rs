@@ -686,7 +686,9 @@ impl Catalog {
             })?;
             out.push((Id::from_slice(&k)?, snap));
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        // By the instant, not the text: RFC 3339 fractions drop trailing zeros, so as strings
+        // `…00.5Z` sorts before `…00Z`. A time that does not parse sorts first.
+        out.sort_by_cached_key(|(id, s)| (s.time.parse::<jiff::Timestamp>().ok(), *id));
         Ok(out)
     }
 

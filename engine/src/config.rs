@@ -307,10 +307,16 @@ impl Config {
         if self.source.folders.is_empty() {
             return Err(Error::config("source.folders is empty: nothing to back up"));
         }
-        for f in &self.source.folders {
+        for (i, f) in self.source.folders.iter().enumerate() {
             if !crate::tree::valid_name(f.as_bytes()) {
                 return Err(Error::config(format!(
                     "source.folders: {f:?} must be a single folder name"
+                )));
+            }
+            // The root tree would hold the name twice, which every reader refuses.
+            if self.source.folders[..i].contains(f) {
+                return Err(Error::config(format!(
+                    "source.folders: {f:?} is listed twice"
                 )));
             }
         }
@@ -440,6 +446,8 @@ mod tests {
         assert!(e.to_string().contains("compression"), "{e}");
         let e = Config::load(None, &[], &["source.folders=../etc".into()]).unwrap_err();
         assert!(e.to_string().contains("../etc"), "{e}");
+        let e = Config::load(None, &[], &["source.folders=notes,images,notes".into()]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
         let e = Config::load(None, &[], &["timezone=Mars/Olympus".into()]).unwrap_err();
         assert!(e.to_string().contains("Mars"), "{e}");
     }

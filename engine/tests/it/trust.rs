@@ -838,3 +838,23 @@ fn a_huge_long_name_in_an_archive_is_refused_before_it_is_read() {
     assert!(err.to_string().contains("long-name"), "{err}");
     assert!(peak < 64 << 20, "restore held {peak} bytes");
 }
+
+/// "Latest" is the newest instant, not the greatest text: RFC 3339 drops trailing zeros of the
+/// fraction, so `…:00.5Z` is later than `…:00Z` although it sorts before it as a string.
+#[test]
+fn latest_is_the_newest_instant() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    let mut opts = env.opts();
+    opts.time = "2026-11-29T01:00:00Z".parse().unwrap();
+    let first = env.backup_with(&opts).unwrap();
+    write(&env.src.join("notetaking/b.md"), b"b");
+    opts.time = "2026-11-29T01:00:00.5Z".parse().unwrap();
+    let second = env.backup_with(&opts).unwrap();
+    assert!(
+        second.snapshot.time < first.snapshot.time,
+        "the reproduction needs text order reversed"
+    );
+    let (latest, _) = env.catalog().resolve_snapshot("latest").unwrap();
+    assert_eq!(latest, second.id);
+}
