@@ -203,7 +203,7 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
         )));
     }
     let data_end = pack_len - tlen as u64;
-    let mut out = Vec::with_capacity(count);
+    let mut out: Vec<PackEntry> = Vec::with_capacity(count);
     for raw in body[HEADER_LEN..].chunks_exact(ENTRY_LEN) {
         let u = |r: std::ops::Range<usize>| u32::from_le_bytes(raw[r].try_into().expect("4"));
         let e = PackEntry {
@@ -217,6 +217,16 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
         if u64::from(e.offset) + u64::from(e.length) > data_end {
             return Err(Error::corrupt(format!(
                 "blob {} lies outside its pack",
+                e.id.short()
+            )));
+        }
+        // Frames follow each other in index order (the writer appends): one that starts before
+        // the previous one ends would let two blobs share bytes.
+        if let Some(prev) = out.last()
+            && u64::from(e.offset) < u64::from(prev.offset) + u64::from(prev.length)
+        {
+            return Err(Error::corrupt(format!(
+                "blob {} overlaps the frame before it in its pack",
                 e.id.short()
             )));
         }
@@ -289,6 +299,33 @@ mod tests {
         let tl = trailer_len(&bytes[bytes.len() - FOOTER_LEN..]).unwrap();
         let tail = &bytes[bytes.len() - tl..];
         assert_eq!(parse_trailer(tail, bytes.len() as u64).unwrap(), entries);
+    }
+
+    /// An index whose frames overlap (two blobs sharing bytes) is refused.
+    #[test]
+    fn overlapping_frames_are_rejected() {
+        let mut b = PackBuilder::default();
+        for blob in [&b"first"[..], b"second"] {
+            b.add(
+                BlobKind::Data,
+                Id::of(blob),
+                &crate::codec::raw_frame(blob),
+                blob.len(),
+            );
+        }
+        let (_, mut bytes, entries) = b.finish();
+        assert!(parse_trailer(&bytes, bytes.len() as u64).is_ok());
+        // Point the second entry at the first frame and fix the index checksum.
+        let tlen = trailer_len(&bytes[bytes.len() - FOOTER_LEN..]).unwrap();
+        let start = bytes.len() - tlen;
+        let body = start + 8;
+        let second = body + HEADER_LEN + ENTRY_LEN;
+        bytes[second + 33..second + 37].copy_from_slice(&entries[0].offset.to_le_bytes());
+        let body_end = body + HEADER_LEN + 2 * ENTRY_LEN;
+        let sum = xxh64(&bytes[body..body_end], 0);
+        bytes[body_end..body_end + 8].copy_from_slice(&sum.to_le_bytes());
+        let err = parse_trailer(&bytes, bytes.len() as u64).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{err}");
     }
 
     #[test]

@@ -78,7 +78,10 @@ pub fn walk_tree(
         };
         check_path_len(&path)?;
         visit(&path, &e)?;
-        if let Some(sub) = &e.tree {
+        // Only a directory has a listing; a `tree` field on anything else is not followed.
+        if e.kind == crate::tree::EntryKind::Dir
+            && let Some(sub) = &e.tree
+        {
             let children = load_tree(repo, catalog, sub)?.entries.into_iter();
             stack.push((path, children));
         }

@@ -84,7 +84,7 @@ pub struct RunReport {
     pub temporaries_removed: Cleaned,
     /// Days deleted by retention.
     pub deleted_days: Vec<String>,
-    /// Days kept.
+    /// The complete days left after retention.
     pub kept_days: Vec<String>,
     /// The error that stopped the run.
     pub error: Option<String>,
@@ -216,6 +216,7 @@ pub fn nightly(
         }
         report.kept_days = export::list_days(opts.exports)?
             .into_iter()
+            .filter(|d| d.complete)
             .map(|d| d.date)
             .collect();
         (report.status, report.exit_code) = if warned {

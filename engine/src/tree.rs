@@ -216,6 +216,12 @@ impl Tree {
                 bad.name
             )));
         }
+        if let Some(bad) = tree.entries.iter().find(|e| e.mtime_ns >= 1_000_000_000) {
+            return Err(Error::corrupt(format!(
+                "tree entry {:?} has {} nanoseconds in its second",
+                bad.name, bad.mtime_ns
+            )));
+        }
         Ok(tree)
     }
 }
@@ -268,5 +274,11 @@ mod tests {
             entries: vec![entry(b"b"), entry(b"a")],
         };
         assert!(Tree::decode(&t.encode().1).is_err());
+        let mut late = entry(b"a");
+        late.mtime_ns = 1_000_000_000;
+        let t = Tree {
+            entries: vec![late],
+        };
+        assert!(Tree::decode(&t.encode().1).is_err(), "a second of 10^9 ns");
     }
 }
