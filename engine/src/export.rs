@@ -1296,14 +1296,9 @@ impl std::fmt::Debug for ObjectReader<'_> {
 }
 
 impl<'a> ObjectReader<'a> {
-    /// A reader of `key`, whose size is looked up in a listing.
+    /// A reader of `key`.
     pub fn open(store: &'a dyn Store, key: &str) -> Result<ObjectReader<'a>> {
-        let size = store
-            .list(key)?
-            .into_iter()
-            .find(|o| o.key == key)
-            .ok_or_else(|| Error::not_found(format!("object {key} not found")))?
-            .size;
+        let size = store.size(key)?;
         Ok(ObjectReader {
             store,
             key: key.to_string(),

@@ -573,6 +573,13 @@ impl Store for LocalStore {
         sync_dir(dir)
     }
 
+    fn size(&self, key: &str) -> Result<u64> {
+        let f = open_existing(&self.path(key)?, key)?;
+        Ok(f.metadata()
+            .map_err(|e| Error::io(format!("stat of object {key}"), e))?
+            .len())
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let mut f = open_existing(&self.path(key)?, key)?;
         let mut out = Vec::new();

@@ -109,6 +109,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// without temporary objects removes nothing.
     fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned>;
 
+    /// The size of the object `key`.
+    ///
+    /// Contract: the length a `get` of the object would return; a missing object is
+    /// `NotFound`. The default finds it in a listing; backends answer with one cheaper request
+    /// (a HEAD on S3, a stat locally).
+    fn size(&self, key: &str) -> Result<u64> {
+        check_key(key)?;
+        self.list(key)?
+            .into_iter()
+            .find(|o| o.key == key)
+            .map(|o| o.size)
+            .ok_or_else(|| crate::error::Error::not_found(format!("object {key} not found")))
+    }
+
     /// The local file that holds `key`, for backends that keep objects as files.
     ///
     /// Only an optimization: it lets an archive being written to a local directory copy ranges
@@ -181,6 +195,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn local_file(&self, key: &str) -> Option<PathBuf> {
         (**self).local_file(key)
+    }
+    fn size(&self, key: &str) -> Result<u64> {
+        (**self).size(key)
     }
     fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
         (**self).clean_temporaries(prefix, older_than)

@@ -86,6 +86,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_file(key)
     }
+    fn size(&self, key: &str) -> Result<u64> {
+        self.run("size", key, || self.inner.size(key))
+    }
     fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
         self.run("clean_temporaries", prefix, || {
             self.inner.clean_temporaries(prefix, older_than)

@@ -275,6 +275,22 @@ impl Store for S3Store {
         Ok(self.rt.block_on(self.fetch(key, None, &what))?.to_vec())
     }
 
+    fn size(&self, key: &str) -> Result<u64> {
+        check_key(key)?;
+        let what = format!("size of {}", self.named(key));
+        self.rt.block_on(async {
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .send()
+                .await
+                .map_err(|e| classify_status(&what, e))?;
+            Ok(head.content_length().unwrap_or(0).max(0) as u64)
+        })
+    }
+
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         check_key(key)?;
         let what = format!("get {} bytes {offset}+{len}", self.named(key));

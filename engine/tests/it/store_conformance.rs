@@ -22,6 +22,7 @@ const CASES: &[Case] = &[
         listing_beyond_a_page,
     ),
     ("50 random ranged reads", random_ranges),
+    ("the size of an object, without reading it", sizes),
 ];
 
 /// Runs every case against `store`, which must be empty. A failing case does not stop the
@@ -63,6 +64,25 @@ fn listing_beyond_a_page(store: &dyn Store) {
     assert_eq!(keys.len(), n);
     assert!(keys == want, "the listing is not complete and sorted");
     for k in &keys {
+        store.delete(k).unwrap();
+    }
+}
+
+/// `size` answers what `get` would return the length of, and `NotFound` for a missing object.
+fn sizes(store: &dyn Store) {
+    store.put("sizes/empty", b"").unwrap();
+    store.put("sizes/some", &seeded(70_001, 3)).unwrap();
+    store.put("sizes/some-more", b"xy").unwrap();
+    assert_eq!(store.size("sizes/empty").unwrap(), 0);
+    assert_eq!(store.size("sizes/some").unwrap(), 70_001);
+    assert_eq!(store.size("sizes/some-more").unwrap(), 2);
+    let err = store.size("sizes/missing").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        store.size("sizes/som").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    for k in ["sizes/empty", "sizes/some", "sizes/some-more"] {
         store.delete(k).unwrap();
     }
 }
