@@ -10,7 +10,7 @@ use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
-use cairn_engine::{check, export, query, read, restore, run};
+use cairn_engine::{check, export, query, read, restore, retention, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -458,10 +458,10 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     let exports = open_store(&cfg.exports, "exports", true)?;
     // Days after today (a typo in --date, a pod with a wrong clock) are never counted or deleted.
     let today = cfg.date_of(jiff::Timestamp::now())?;
-    let deleted = export::prune_for(
+    let deleted = retention::prune_for(
         exports.as_ref(),
         keep,
-        export::Retention::Manual(Some(&today)),
+        retention::Retention::Manual(Some(&today)),
     )?;
     if cli.json {
         print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));

@@ -23,6 +23,7 @@ pub mod query;
 pub mod read;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod run;
 pub mod scan;
 pub mod snapshot;

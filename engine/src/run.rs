@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::export::{self, Published};
 use crate::id::Id;
 use crate::repo::Repository;
+use crate::retention;
 use crate::snapshot::{Summary, Warning};
 use crate::store::{Cleaned, Store};
 
@@ -135,7 +136,7 @@ pub fn nightly(
         // them is housekeeping, so a failure only warns.
         // An export running elsewhere (another pod, a manual job: it holds a day's lease) may own
         // an upload older than the safe age: then the exports are left alone this time.
-        let exports_busy = match export::days_in_use(opts.exports) {
+        let exports_busy = match retention::days_in_use(opts.exports) {
             Ok(days) => !days.is_empty(),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the day leases; not cleaning the exports");
@@ -173,10 +174,10 @@ pub fn nightly(
         // Retention first: a volume with room for exactly `keep_daily` archives must have room
         // for today's before it is written. A failure here is left to the retention below.
         if opts.keep_daily > 0 {
-            match export::prune_for(
+            match retention::prune_for(
                 opts.exports,
                 opts.keep_daily,
-                export::Retention::BeforeExport(&date),
+                retention::Retention::BeforeExport(&date),
             ) {
                 Ok(deleted) => report.deleted_days = deleted,
                 Err(e) => tracing::warn!(error = %e, "retention before the export failed"),
@@ -208,10 +209,10 @@ pub fn nightly(
         });
         // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
         if opts.keep_daily > 0 {
-            report.deleted_days.extend(export::prune_for(
+            report.deleted_days.extend(retention::prune_for(
                 opts.exports,
                 opts.keep_daily,
-                export::Retention::AfterExport(&date),
+                retention::Retention::AfterExport(&date),
             )?);
         }
         report.kept_days = export::list_days(opts.exports)?

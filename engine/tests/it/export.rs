@@ -371,7 +371,7 @@ fn retention_keeps_the_newest_days_by_date() {
             .put(&format!("_reports/2026-11-{day:02}/run.json"), b"{}")
             .unwrap();
     }
-    let deleted = export::prune(&exports, 3).unwrap();
+    let deleted = cairn_engine::retention::prune(&exports, 3).unwrap();
     assert_eq!(
         deleted,
         ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
@@ -707,7 +707,10 @@ fn prune_removes_whole_days_with_their_temporaries() {
     set_mtime(&stale, 1_700_000_000, 0);
     // And an ended lease that a key without delete rights left as an expired record.
     exports.put("_leases/2026-11-01/0123.json", b"{}").unwrap();
-    assert_eq!(export::prune(&exports, 2).unwrap(), ["2026-11-01"]);
+    assert_eq!(
+        cairn_engine::retention::prune(&exports, 2).unwrap(),
+        ["2026-11-01"]
+    );
     assert!(exports.list("_leases/2026-11-01/").unwrap().is_empty());
     assert!(
         !root.join("2026-11-01").exists(),
@@ -857,14 +860,16 @@ fn a_day_in_the_future_does_not_push_out_tonight() {
 /// --date must not cost the real days.
 #[test]
 fn manual_prune_leaves_future_days_alone() {
-    use cairn_engine::export::Retention;
+    use cairn_engine::retention::Retention;
     use cairn_engine::store::MemoryStore;
     let env = Env::new();
     let exports = MemoryStore::new();
     for d in ["2026-11-21", "2026-11-22", "2062-11-23"] {
         assert_eq!(night(&env, &exports, d, 0).exit_code, 0);
     }
-    let deleted = export::prune_for(&exports, 1, Retention::Manual(Some("2026-11-29"))).unwrap();
+    let deleted =
+        cairn_engine::retention::prune_for(&exports, 1, Retention::Manual(Some("2026-11-29")))
+            .unwrap();
     assert_eq!(deleted, ["2026-11-21"]);
     assert_eq!(complete_days(&exports), ["2026-11-22", "2062-11-23"]);
 }
