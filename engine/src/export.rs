@@ -28,6 +28,7 @@ use crate::read::load_tree;
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
 use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
+use crate::tar_format;
 use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
 
 /// Version of the manifest format.
@@ -46,8 +47,6 @@ const GROUP_MAX: usize = 2 << 20;
 /// Tar bytes of groups queued or being compressed at once: bounds the memory of a walk that
 /// runs ahead of the writer (into the small files while large ones are copied).
 const GROUP_BUDGET: usize = 64 << 20;
-/// The largest size an ustar numeric field of 11 octal digits holds.
-const USTAR_MAX: u64 = 0o77777777777;
 
 /// The three object names of one day, below the exports prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -729,99 +728,6 @@ impl ArchiveWriter<'_> {
     }
 }
 
-/// One pax record: `"<len> <key>=<value>\n"`, where len counts the whole record.
-fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    let body = key.len() + value.len() + 3; // space, '=', newline
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    out.extend_from_slice(format!("{len} {key}=").as_bytes());
-    out.extend_from_slice(value);
-    out.push(b'\n');
-}
-
-fn fit(field: &mut [u8], bytes: &[u8]) {
-    let n = bytes.len().min(field.len());
-    field[..n].copy_from_slice(&bytes[..n]);
-}
-
-/// The tar header blocks (pax extension first, when needed) for one entry.
-fn tar_header(
-    path: &[u8],
-    e: &Entry,
-    kind: tar::EntryType,
-    size: u64,
-    link: Option<&[u8]>,
-) -> Vec<u8> {
-    let mut pax = Vec::new();
-    let binary =
-        std::str::from_utf8(path).is_err() || link.is_some_and(|l| std::str::from_utf8(l).is_err());
-    if path.len() > 100 || link.is_some_and(|l| l.len() > 100) {
-        if binary {
-            pax_record(&mut pax, "hdrcharset", b"BINARY");
-        }
-        if path.len() > 100 {
-            pax_record(&mut pax, "path", path);
-        }
-        if let Some(l) = link.filter(|l| l.len() > 100) {
-            pax_record(&mut pax, "linkpath", l);
-        }
-    }
-    if size > USTAR_MAX {
-        pax_record(&mut pax, "size", size.to_string().as_bytes());
-    }
-    if e.mtime_ns != 0 || e.mtime < 0 || e.mtime as u64 > USTAR_MAX {
-        // pax times are decimal seconds; a negative time with nanoseconds is -(|t| - ns).
-        let t = e.mtime_nanos();
-        let sign = if t < 0 { "-" } else { "" };
-        let a = t.unsigned_abs();
-        pax_record(
-            &mut pax,
-            "mtime",
-            format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000).as_bytes(),
-        );
-    }
-    if u64::from(e.uid) > 0o7777777 {
-        pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
-    }
-    if u64::from(e.gid) > 0o7777777 {
-        pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
-    }
-    let mut out = Vec::with_capacity(1024);
-    if !pax.is_empty() {
-        let mut h = tar::Header::new_ustar();
-        fit(&mut h.as_ustar_mut().expect("ustar").name, b"PaxHeader");
-        h.set_mode(0o644);
-        h.set_size(pax.len() as u64);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(&pax);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    let mut h = tar::Header::new_ustar();
-    {
-        let u = h.as_ustar_mut().expect("ustar");
-        fit(&mut u.name, path);
-        if let Some(l) = link {
-            fit(&mut u.linkname, l);
-        }
-    }
-    h.set_mode(e.mode & 0o7777);
-    h.set_uid(u64::from(e.uid).min(0o7777777));
-    h.set_gid(u64::from(e.gid).min(0o7777777));
-    h.set_size(size.min(USTAR_MAX));
-    h.set_mtime((e.mtime.max(0) as u64).min(USTAR_MAX));
-    h.set_entry_type(kind);
-    h.set_cksum();
-    out.extend_from_slice(h.as_bytes());
-    out
-}
-
 /// Items of one directory in full-path bytewise order: an entry sorts by its name, and the
 /// subtree of a directory sorts by `name/`, which places `a.txt` before `a/x` and `a0` after it.
 fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
@@ -896,8 +802,13 @@ impl Walk<'_, '_> {
             EntryKind::Dir => {
                 let mut p = path.clone();
                 p.push(b'/');
-                self.w
-                    .raw(&tar_header(&p, e, tar::EntryType::Directory, 0, None))?;
+                self.w.raw(&tar_format::header(
+                    &p,
+                    e,
+                    tar::EntryType::Directory,
+                    0,
+                    None,
+                ))?;
             }
             EntryKind::Symlink => {
                 let target = e
@@ -905,7 +816,7 @@ impl Walk<'_, '_> {
                     .as_ref()
                     .map(|t| t.0.as_slice())
                     .unwrap_or_default();
-                self.w.raw(&tar_header(
+                self.w.raw(&tar_format::header(
                     &path,
                     e,
                     tar::EntryType::Symlink,
@@ -935,12 +846,22 @@ impl Walk<'_, '_> {
                     }
                 });
                 if let Some(first) = first {
-                    self.w
-                        .raw(&tar_header(&path, e, tar::EntryType::Link, 0, Some(&first)))?;
+                    self.w.raw(&tar_format::header(
+                        &path,
+                        e,
+                        tar::EntryType::Link,
+                        0,
+                        Some(&first),
+                    ))?;
                     m.link = Some(RawBytes(first));
                 } else {
-                    self.w
-                        .raw(&tar_header(&path, e, tar::EntryType::Regular, e.size, None))?;
+                    self.w.raw(&tar_format::header(
+                        &path,
+                        e,
+                        tar::EntryType::Regular,
+                        e.size,
+                        None,
+                    ))?;
                     self.w.content(self.repo, self.catalog, e)?;
                     m.size = e.size;
                 }

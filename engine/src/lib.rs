@@ -29,6 +29,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod sparse;
 pub mod store;
+pub mod tar_format;
 pub mod tar_guard;
 pub mod tree;
 

@@ -1022,49 +1022,6 @@ fn wanted(parts: &[Vec<u8>], filters: &[Vec<Vec<u8>>]) -> bool {
     filters.is_empty() || filters.iter().any(|f| parts.starts_with(f))
 }
 
-/// The modification time of an archive entry, with the nanoseconds of a pax `mtime` record.
-fn archive_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(i64, u32)> {
-    let secs = entry.header().mtime().unwrap_or(0) as i64;
-    let exts = entry
-        .pax_extensions()
-        .map_err(|e| Error::corrupt("damaged pax header").with_source(e))?;
-    if let Some(exts) = exts {
-        for ext in exts.flatten() {
-            if ext.key_bytes() == b"mtime"
-                && let Some(t) = std::str::from_utf8(ext.value_bytes())
-                    .ok()
-                    .and_then(parse_pax_time)
-            {
-                return Ok(t);
-            }
-        }
-    }
-    Ok((secs, 0))
-}
-
-/// Parses `[-]S[.F]` into seconds and nanoseconds (floor semantics for negative times).
-fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
-    let (neg, v) = v.strip_prefix('-').map_or((false, v), |r| (true, r));
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    let secs: i64 = int.parse().ok()?;
-    let mut digits: String = frac.chars().take(9).collect();
-    if !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let ns: u32 = digits.parse().ok()?;
-    if !neg {
-        return Some((secs, ns));
-    }
-    Some(if ns == 0 {
-        (-secs, 0)
-    } else {
-        (-secs - 1, 1_000_000_000 - ns)
-    })
-}
-
 /// Restores from a daily archive alone (no catalog, no store index): a `.tar.zst` stream.
 /// Every path, symlink and hardlink name in it is checked as for snapshots; an unsafe one fails
 /// the restore with a message naming it, before anything is written for that entry.
@@ -1107,7 +1064,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         };
         let kind = h.entry_type();
         let link = item.link_name_bytes().map(|l| l.into_owned());
-        let (mtime, mtime_ns) = archive_mtime(&mut item)?;
+        let (mtime, mtime_ns) = crate::tar_format::archive_mtime(&mut item)?;
         let meta = Meta {
             mode,
             uid,
@@ -1201,21 +1158,6 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pax_times_parse() {
-        assert_eq!(
-            parse_pax_time("1700000000.123456789"),
-            Some((1_700_000_000, 123_456_789))
-        );
-        assert_eq!(
-            parse_pax_time("-315619200.000000000"),
-            Some((-315_619_200, 0))
-        );
-        assert_eq!(parse_pax_time("-1.5"), Some((-2, 500_000_000)));
-        assert_eq!(parse_pax_time("12"), Some((12, 0)));
-        assert_eq!(parse_pax_time("x"), None);
-    }
 
     #[test]
     fn unsafe_paths_are_refused() {
