@@ -232,6 +232,19 @@ impl S3Store {
     }
 
     /// GetObject, optionally of a byte range, with the whole body collected.
+    /// The size of an object, by a HEAD request.
+    async fn head_size(&self, key: &str, what: &str) -> Result<u64> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| classify_status(what, e))?;
+        Ok(head.content_length().unwrap_or(0).max(0) as u64)
+    }
+
     async fn fetch(&self, key: &str, range: Option<String>, what: &str) -> Result<bytes::Bytes> {
         let out = self
             .client
@@ -278,17 +291,7 @@ impl Store for S3Store {
     fn size(&self, key: &str) -> Result<u64> {
         check_key(key)?;
         let what = format!("size of {}", self.named(key));
-        self.rt.block_on(async {
-            let head = self
-                .client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .send()
-                .await
-                .map_err(|e| classify_status(&what, e))?;
-            Ok(head.content_length().unwrap_or(0).max(0) as u64)
-        })
+        self.rt.block_on(self.head_size(key, &what))
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -300,15 +303,7 @@ impl Store for S3Store {
         self.rt.block_on(async {
             if len == 0 {
                 // An empty range cannot be asked for; check existence and bounds instead.
-                let head = self
-                    .client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(self.full(key))
-                    .send()
-                    .await
-                    .map_err(|e| classify_status(&what, e))?;
-                let size = head.content_length().unwrap_or(0) as u64;
+                let size = self.head_size(key, &what).await?;
                 return if offset <= size {
                     Ok(Vec::new())
                 } else {
