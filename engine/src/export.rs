@@ -24,7 +24,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{Id, hex};
 use crate::pack::BlobKind;
-use crate::read::load_tree;
+use crate::read::{HardlinkGroups, load_tree};
 use crate::repo::{BlobLocation, Repository, pack_key};
 use crate::snapshot::{Skipped, Snapshot, Warning};
 use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
@@ -744,17 +744,14 @@ fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
-/// The path and the chunks of the first name of a hardlinked file in the archive.
-type FirstName = (Vec<u8>, Vec<Id>);
-
 struct Walk<'a, 'b> {
     w: &'a mut ArchiveWriter<'b>,
     repo: &'a Repository,
     catalog: &'a Catalog,
     entries: Vec<ManifestEntry>,
     skipped: Vec<LeftOut>,
-    /// (top-level folder, hardlink id) → path and content of the first name written.
-    links: HashMap<(Vec<u8>, u64), FirstName>,
+    /// The first name written of each hardlink group.
+    links: HardlinkGroups<Vec<u8>>,
 }
 
 impl Walk<'_, '_> {
@@ -826,25 +823,8 @@ impl Walk<'_, '_> {
                 m.link = Some(RawBytes(target.to_vec()));
             }
             EntryKind::File => {
-                let first = e.hardlink.and_then(|h| {
-                    let folder = path
-                        .split(|b| *b == b'/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_vec();
-                    match self.links.get(&(folder.clone(), h)) {
-                        // Linked only to a name with the same content: snapshots written before
-                        // hardlink identities included the filesystem can share an identity
-                        // between two files of different mounts.
-                        Some((first, chunks)) if *chunks == e.chunks => Some(first.clone()),
-                        Some(_) => None,
-                        None => {
-                            self.links
-                                .insert((folder, h), (path.clone(), e.chunks.clone()));
-                            None
-                        }
-                    }
-                });
+                let folder = path.split(|b| *b == b'/').next().unwrap_or_default();
+                let first = self.links.link_to(folder, e, || path.clone());
                 if let Some(first) = first {
                     self.w.raw(&tar_format::header(
                         &path,
@@ -941,7 +921,7 @@ pub(crate) fn write_archive(
                 catalog,
                 entries: Vec::new(),
                 skipped: Vec::new(),
-                links: HashMap::new(),
+                links: HardlinkGroups::new(),
             };
             walk.dir(&snap.root, b"")?;
             let (entries, skipped) = (walk.entries, walk.skipped);

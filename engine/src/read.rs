@@ -18,6 +18,45 @@ pub(crate) fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The hardlink groups met while reading a snapshot: for each file, the earlier name it is a
+/// link to. Keyed by (top-level folder, hardlink identity), and a name is linked only to one with
+/// the same chunks: snapshots written before identities included the filesystem can share an
+/// identity between two files of different mounts. The export and restore both plan by it, `P`
+/// being how each names a path.
+#[derive(Debug)]
+pub(crate) struct HardlinkGroups<P> {
+    first: std::collections::HashMap<(Vec<u8>, u64), (P, Vec<Id>)>,
+}
+
+impl<P: Clone> HardlinkGroups<P> {
+    pub(crate) fn new() -> Self {
+        HardlinkGroups {
+            first: Default::default(),
+        }
+    }
+
+    /// For the file `e` in the top-level folder `folder`: the first name of its group, if one
+    /// was met before; otherwise `None`, and when `e` has a hardlink identity that no name had
+    /// yet, `path()` becomes the group's first name.
+    pub(crate) fn link_to(
+        &mut self,
+        folder: &[u8],
+        e: &Entry,
+        path: impl FnOnce() -> P,
+    ) -> Option<P> {
+        let h = e.hardlink?;
+        match self.first.get(&(folder.to_vec(), h)) {
+            Some((first, chunks)) if *chunks == e.chunks => Some(first.clone()),
+            Some(_) => None,
+            None => {
+                self.first
+                    .insert((folder.to_vec(), h), (path(), e.chunks.clone()));
+                None
+            }
+        }
+    }
+}
+
 /// Reads a file's content back from the repository into `out`, checking every chunk.
 pub fn read_file_content(
     repo: &Repository,

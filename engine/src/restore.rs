@@ -11,7 +11,6 @@
 //! leaves files whose size or mtime differ from the snapshot, which `--overwrite if-changed`
 //! then rewrites.
 
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -24,7 +23,7 @@ use serde::Serialize;
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pack::BlobKind;
-use crate::read::{find_entry, load_tree};
+use crate::read::{HardlinkGroups, find_entry, load_tree};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, check_path_len_of, shorten, valid_name};
@@ -724,8 +723,8 @@ struct Plan {
     links: Vec<(Parts, Entry, Parts)>,
     symlinks: Vec<(Vec<Vec<u8>>, Entry)>,
     specials: Vec<(Vec<Vec<u8>>, Entry)>,
-    /// (top-level folder, hardlink id) → path and content of the first name planned.
-    first_of: HashMap<(Vec<u8>, u64), (Parts, Vec<crate::Id>)>,
+    /// The first name planned of each hardlink group.
+    first_of: HardlinkGroups<Parts>,
 }
 
 impl Plan {
@@ -760,21 +759,9 @@ impl Plan {
                     self.dirs.push((path, Meta::of(&e)));
                 }
                 EntryKind::File => {
-                    if let Some(h) = e.hardlink {
-                        let key = (path[0].clone(), h);
-                        match self.first_of.get(&key) {
-                            // Linked only to a name with the same content: snapshots written
-                            // before hardlink identities included the filesystem can share an
-                            // identity between two files of different mounts.
-                            Some((first, chunks)) if *chunks == e.chunks => {
-                                self.links.push((parent, e, first.clone()));
-                                continue;
-                            }
-                            Some(_) => {}
-                            None => {
-                                self.first_of.insert(key, (path, e.chunks.clone()));
-                            }
-                        }
+                    if let Some(first) = self.first_of.link_to(&path[0], &e, || path.clone()) {
+                        self.links.push((parent, e, first));
+                        continue;
                     }
                     self.files.push(FileJob { parent, entry: e });
                 }
@@ -800,7 +787,7 @@ pub fn restore(
         links: Vec::new(),
         symlinks: Vec::new(),
         specials: Vec::new(),
-        first_of: HashMap::new(),
+        first_of: HardlinkGroups::new(),
     };
     if opts.paths.is_empty() {
         for e in load_tree(repo, catalog, &snap.root)?.entries {
