@@ -85,14 +85,29 @@ impl FileRecord {
     }
 }
 
+/// Column family descriptors for `names`, all with the same options.
+fn descriptors(names: &[String]) -> impl Iterator<Item = ColumnFamilyDescriptor> + '_ {
+    names
+        .iter()
+        .map(|n| ColumnFamilyDescriptor::new(n.as_str(), cf_options()))
+}
+
+/// A snapshot as the catalog's `snapshots` column family holds it.
+fn snapshot_record(v: &[u8]) -> Result<Snapshot> {
+    serde_json::from_slice(v).map_err(|e| {
+        Error::new(
+            ErrorKind::Catalog,
+            "catalog snapshot record is not valid JSON",
+        )
+        .with_source(e)
+    })
+}
+
 /// Key of a damage marker in `meta`: `damaged/`, kind code, blob id, pack id.
 fn damaged_key(kind: BlobKind, id: &Id, pack: &Id) -> Vec<u8> {
     let mut k = Vec::with_capacity(DAMAGED.len() + 65);
     k.extend_from_slice(DAMAGED);
-    k.push(match kind {
-        BlobKind::Data => 0,
-        BlobKind::Tree => 1,
-    });
+    k.push(kind.code());
     k.extend_from_slice(id.as_bytes());
     k.extend_from_slice(pack.as_bytes());
     k
@@ -205,11 +220,13 @@ impl Catalog {
                 }
             }
         }
-        let cfs = names
-            .iter()
-            .map(|n| ColumnFamilyDescriptor::new(n.as_str(), cf_options()));
-        let db = DB::open_cf_descriptors(&db_options(), &path, cfs)
+        let db = DB::open_cf_descriptors(&db_options(), &path, descriptors(&names))
             .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
+        Catalog::over(db, path)
+    }
+
+    /// The catalog over an opened database: learns whether any damage marker exists.
+    fn over(db: DB, path: PathBuf) -> Result<Catalog> {
         let cat = Catalog {
             db,
             path,
@@ -244,16 +261,12 @@ impl Catalog {
         if CFS.iter().any(|c| !names.iter().any(|n| n == c)) {
             return Ok(None);
         }
-        let cfs = names
-            .iter()
-            .map(|n| ColumnFamilyDescriptor::new(n.as_str(), cf_options()));
-        let db = DB::open_cf_descriptors_read_only(&db_options(), &path, cfs, false)
-            .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
-        let cat = Catalog {
-            db,
-            path,
-            any_damaged: Default::default(),
-        };
+        let db =
+            DB::open_cf_descriptors_read_only(&db_options(), &path, descriptors(&names), false)
+                .map_err(|e| {
+                    Error::from(e).context(format!("opening catalog {}", path.display()))
+                })?;
+        let cat = Catalog::over(db, path)?;
         let fits = cat.meta("schema_version")?.as_deref() == Some(SCHEMA_VERSION.as_bytes())
             && cat.meta("repo_id")?.as_deref() == Some(repo.config().id.as_bytes());
         Ok(fits.then_some(cat))
@@ -658,13 +671,7 @@ impl Catalog {
     /// One known snapshot, as the catalog holds it.
     pub fn snapshot(&self, id: &Id) -> Result<Option<Snapshot>> {
         match self.db.get_pinned_cf(self.cf("snapshots"), id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| {
-                Error::new(
-                    ErrorKind::Catalog,
-                    "catalog snapshot record is not valid JSON",
-                )
-                .with_source(e)
-            })?)),
+            Some(v) => Ok(Some(snapshot_record(&v)?)),
             None => Ok(None),
         }
     }
@@ -677,13 +684,7 @@ impl Catalog {
             .iterator_cf(self.cf("snapshots"), IteratorMode::Start)
         {
             let (k, v) = item?;
-            let snap: Snapshot = serde_json::from_slice(&v).map_err(|e| {
-                Error::new(
-                    ErrorKind::Catalog,
-                    "catalog snapshot record is not valid JSON",
-                )
-                .with_source(e)
-            })?;
+            let snap = snapshot_record(&v)?;
             out.push((Id::from_slice(&k)?, snap));
         }
         // By the instant, not the text: RFC 3339 fractions drop trailing zeros, so as strings

@@ -42,7 +42,8 @@ impl BlobKind {
         }
     }
 
-    fn code(self) -> u8 {
+    /// The kind's byte in a pack index (and in the catalog's damage markers).
+    pub(crate) fn code(self) -> u8 {
         match self {
             BlobKind::Data => 0,
             BlobKind::Tree => 1,
