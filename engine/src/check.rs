@@ -174,8 +174,8 @@ enum PackFailure {
 struct Damage {
     /// Packs that are damaged, with what is wrong.
     packs: HashMap<Id, (ProblemKind, String)>,
-    /// The damage register: (pack, blob) → what was wrong.
-    blobs: HashMap<(Id, Id), String>,
+    /// The damage register: (pack, kind, blob) → what was wrong.
+    blobs: HashMap<(Id, BlobKind, Id), String>,
 }
 
 /// Reads one pack whole and checks its name, index and every blob.
@@ -236,7 +236,7 @@ pub fn check(
     let notes = crate::damage::load_all(repo)?;
     for (pack, note) in &notes {
         for b in &note.blobs {
-            damage.blobs.insert((*pack, b.id), b.detail.clone());
+            damage.blobs.insert((*pack, b.kind, b.id), b.detail.clone());
         }
     }
     for hex in &sync.packs_unreadable {
@@ -295,7 +295,7 @@ pub fn check(
                 // Read whole: whatever a note said about it is no longer true.
                 if let Some(note) = notes.get(&id) {
                     crate::heal::clear(repo, catalog, note)?;
-                    damage.blobs.retain(|(pack, _), _| *pack != id);
+                    damage.blobs.retain(|(pack, ..), _| *pack != id);
                 }
             }
             Err(PackFailure::Blobs(blobs)) => {
@@ -303,7 +303,7 @@ pub fn check(
                 // chunks again from the source.
                 crate::heal::record(repo, catalog, &id, &blobs)?;
                 for b in blobs {
-                    damage.blobs.insert((id, b.id), b.detail);
+                    damage.blobs.insert((id, b.kind, b.id), b.detail);
                 }
             }
             Err(PackFailure::Pack(detail)) => {
@@ -338,19 +338,15 @@ pub fn check(
             affected_count: 0,
         });
     }
-    let healed = damage
-        .blobs
-        .iter()
-        .filter(|((pack, blob), _)| {
-            [BlobKind::Data, BlobKind::Tree].iter().any(|k| {
-                catalog
-                    .locate(*k, blob)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|l| l.pack != *pack)
-            })
-        })
-        .count();
+    let mut healed = 0;
+    for (pack, kind, blob) in damage.blobs.keys() {
+        if catalog
+            .locate(*kind, blob)?
+            .is_some_and(|l| l.pack != *pack)
+        {
+            healed += 1;
+        }
+    }
 
     // Walk every snapshot; remember trees already found clean so that shared subtrees cost once.
     let mut affected: BTreeMap<String, (ProblemKind, String, Vec<Affected>)> = BTreeMap::new();
@@ -450,7 +446,7 @@ impl Walker<'_> {
                 "in no pack of the store".into(),
             )));
         };
-        if let Some(detail) = self.damage.blobs.get(&(loc.pack, *id)) {
+        if let Some(detail) = self.damage.blobs.get(&(loc.pack, kind, *id)) {
             return Ok(Some((
                 format!("pack {}", loc.pack),
                 ProblemKind::CorruptBlob,
