@@ -991,8 +991,11 @@ pub const DAY_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15
 
 /// The store prefix of the leases of one day in the exports location.
 pub fn day_lease_prefix(date: &str) -> String {
-    format!("_leases/{date}/")
+    format!("{LEASES}{date}/")
 }
+
+/// The store prefix of every day's leases in the exports location.
+pub const LEASES: &str = "_leases/";
 
 /// Publishes the daily archive of snapshot `snap_id` into `exports`.
 ///

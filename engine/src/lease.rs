@@ -67,6 +67,11 @@ impl LeaseInfo {
             .map_or(true, |t| t <= now || t > now + MAX_TTL + CLOCK_SLACK)
     }
 
+    /// Whether the lease still stands in anyone's way: not lapsed and its holder not gone.
+    fn live(&self, now: jiff::Timestamp) -> bool {
+        !self.expired(now) && !self.orphaned()
+    }
+
     /// A lease of a process of this machine and pid namespace that no longer exists.
     fn orphaned(&self) -> bool {
         !self.machine.is_empty()
@@ -182,7 +187,7 @@ pub fn live(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>>
     let now = jiff::Timestamp::now();
     Ok(listed(store, prefix)?
         .into_iter()
-        .filter(|(_, l)| !l.expired(now) && !l.orphaned())
+        .filter(|(_, l)| l.live(now))
         .collect())
 }
 
@@ -223,7 +228,7 @@ pub fn acquire<'s>(
             if k == key {
                 continue;
             }
-            if other.expired(now) || other.orphaned() {
+            if !other.live(now) {
                 if !other.expired(now) {
                     tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
                         "taking over a lease whose holder is gone");
@@ -248,7 +253,7 @@ pub fn acquire<'s>(
         holder = others.into_iter().next();
         // Random, growing waits: two contenders that saw each other rarely meet again.
         let base = 40u64 << attempt;
-        let jitter = u64::from(nonce_byte()?) * base / 256;
+        let jitter = u64::from(random_byte()?) * base / 256;
         std::thread::sleep(Duration::from_millis(base + jitter));
     }
     let holder = holder.expect("set when an attempt fails");
@@ -281,8 +286,8 @@ fn retire(store: &dyn Store, key: &str, info: &LeaseInfo) {
     }
 }
 
-fn nonce_byte() -> Result<u8> {
-    Ok(crate::id::unhex(&nonce()?[..2]).expect("hex")[0])
+fn random_byte() -> Result<u8> {
+    Ok(crate::id::unhex(&crate::id::random_hex(1)?).expect("hex")[0])
 }
 
 impl Lease<'_> {
@@ -352,9 +357,7 @@ impl Lease<'_> {
         let now = jiff::Timestamp::now();
         let leases = listed(self.store, &self.prefix)?;
         let mine = leases.iter().any(|(k, _)| *k == self.key);
-        let other = leases
-            .iter()
-            .find(|(k, l)| *k != self.key && !l.expired(now) && !l.orphaned());
+        let other = leases.iter().find(|(k, l)| *k != self.key && l.live(now));
         match (mine, other) {
             (true, None) => Ok(()),
             (_, Some((_, l))) => Err(Error::new(

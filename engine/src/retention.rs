@@ -3,7 +3,7 @@
 //! deletes the run's own day, a later one, or a day someone is writing (a live lease).
 
 use crate::error::Result;
-use crate::export::{DayKeys, DayStatus, day_lease_prefix, list_days};
+use crate::export::{DayKeys, DayStatus, LEASES, day_lease_prefix, list_days};
 use crate::store::Store;
 
 /// When retention runs, relative to the run's own export.
@@ -74,12 +74,8 @@ pub fn retention_plan(
 /// Days of the exports location that a live lease says someone is writing now.
 pub fn days_in_use(exports: &dyn Store) -> Result<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
-    for info in crate::lease::live(exports, "_leases/")? {
-        if let Some(day) = info
-            .0
-            .strip_prefix("_leases/")
-            .and_then(|k| k.split('/').next())
-        {
+    for (key, _) in crate::lease::live(exports, LEASES)? {
+        if let Some(day) = key.strip_prefix(LEASES).and_then(|k| k.split('/').next()) {
             out.insert(day.to_string());
         }
     }
