@@ -544,16 +544,39 @@ impl Target {
         if !matches!(self.existing(parent, name)?, Existing::Missing) {
             return Ok(false);
         }
+        self.node(parent, name, libc::S_IFIFO, 0, meta, || {
+            format!("creating FIFO {path}")
+        })?;
+        Ok(true)
+    }
+
+    /// Makes a FIFO or device node `name` of type `fmt` with the entry's mode, owner and times.
+    fn node(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        fmt: libc::mode_t,
+        rdev: u64,
+        meta: &Meta,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
         let c = cstr(name)?;
         // SAFETY: valid descriptor and C string.
         unsafe {
-            if libc::mkfifoat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777) != 0 {
-                return Err(os_err(format!("creating FIFO {path}")));
+            if libc::mknodat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                fmt | (meta.mode & 0o7777),
+                rdev as libc::dev_t,
+            ) != 0
+            {
+                return Err(os_err(what()));
             }
+            // The umask applied to mknod; the snapshot's mode is what was asked for.
             libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
         }
         self.meta_at(parent, &c, meta);
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -579,22 +602,9 @@ impl Target {
         } else {
             libc::S_IFCHR
         };
-        let c = cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        unsafe {
-            if libc::mknodat(
-                parent.as_raw_fd(),
-                c.as_ptr(),
-                fmt | (meta.mode & 0o7777),
-                rdev as libc::dev_t,
-            ) != 0
-            {
-                return Err(os_err(format!("creating device node {path}")));
-            }
-            // The umask applied to mknod; the snapshot's mode is what was asked for.
-            libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
-        }
-        self.meta_at(parent, &c, meta);
+        self.node(parent, name, fmt, rdev, meta, || {
+            format!("creating device node {path}")
+        })?;
         Ok(true)
     }
 
