@@ -100,6 +100,16 @@ impl Env {
     }
 }
 
+/// A whole restore into `target`: nothing overwritten, every file verified.
+pub fn restore_opts(target: &Path) -> cairn_engine::restore::RestoreOptions {
+    cairn_engine::restore::RestoreOptions {
+        target: target.to_path_buf(),
+        paths: vec![],
+        overwrite: cairn_engine::restore::Overwrite::Never,
+        verify: true,
+    }
+}
+
 fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }

@@ -115,15 +115,6 @@ fn assert_same(want: &BTreeMap<Vec<u8>, Fp>, got: &BTreeMap<Vec<u8>, Fp>, what: 
     }
 }
 
-fn opts(target: &Path) -> RestoreOptions {
-    RestoreOptions {
-        target: target.to_path_buf(),
-        paths: vec![],
-        overwrite: Overwrite::Never,
-        verify: true,
-    }
-}
-
 /// Changes the tree the way a day of use does.
 fn live_a_day(src: &Path, day: u32) {
     write(
@@ -186,7 +177,7 @@ fn every_day_of_a_20_day_history_restores_exactly() {
     for (date, want) in &expected {
         let (_, snap) = cat.resolve_snapshot(date).unwrap();
         let target = env.dir.path().join(format!("restore-{date}"));
-        let report = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap();
+        let report = restore::restore(&env.repo, &cat, &snap, &restore_opts(&target)).unwrap();
         assert_eq!(report.verified, report.files);
         assert_eq!(
             report.skipped,
@@ -213,7 +204,7 @@ fn a_partial_restore_writes_only_that_path() {
     let cat = env.catalog();
     let (_, snap) = cat.resolve_snapshot("latest").unwrap();
     let target = env.dir.path().join("t");
-    let mut o = opts(&target);
+    let mut o = restore_opts(&target);
     o.paths = vec!["backup/modes".into(), "images/photo.jpg".into()];
     restore::restore(&env.repo, &cat, &snap, &o).unwrap();
     let got = fingerprint(&target);
@@ -246,7 +237,7 @@ fn a_partial_restore_writes_only_that_path() {
         &snap,
         &RestoreOptions {
             paths: vec!["nope/x".into()],
-            ..opts(&target)
+            ..restore_opts(&target)
         },
     )
     .unwrap_err();
@@ -274,7 +265,7 @@ fn an_interrupted_restore_finishes_with_if_changed() {
         &env.repo,
         &cat,
         &snap,
-        &opts(&env.dir.path().join("scratch")),
+        &restore_opts(&env.dir.path().join("scratch")),
     )
     .unwrap();
     let reads = faulty.calls(Op::GetRange) - before;
@@ -284,12 +275,12 @@ fn an_interrupted_restore_finishes_with_if_changed() {
         Fault::FailAfter(reads * 2 / 3, ErrorKind::Io),
     );
     assert!(
-        restore::restore(&env.repo, &cat, &snap, &opts(&target)).is_err(),
+        restore::restore(&env.repo, &cat, &snap, &restore_opts(&target)).is_err(),
         "the restore should be cut short"
     );
     faulty.clear();
     assert_ne!(fingerprint(&target), fingerprint(&env.src));
-    let mut o = opts(&target);
+    let mut o = restore_opts(&target);
     o.overwrite = Overwrite::IfChanged;
     let report = restore::restore(&env.repo, &cat, &snap, &o).unwrap();
     assert!(
@@ -328,7 +319,7 @@ fn restore_from_the_daily_archive_alone() {
     let reader =
         export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
     let target = env.dir.path().join("t");
-    let report = restore::restore_archive(reader, &opts(&target)).unwrap();
+    let report = restore::restore_archive(reader, &restore_opts(&target)).unwrap();
     assert!(report.hardlinks >= 1);
     let mut want = fingerprint(&env.src);
     want.retain(|_, fp| fp.kind != "fifo"); // archives leave FIFOs out
@@ -341,7 +332,7 @@ fn restore_from_the_daily_archive_alone() {
         reader,
         &RestoreOptions {
             paths: vec!["notetaking/deep".into()],
-            ..opts(&part)
+            ..restore_opts(&part)
         },
     )
     .unwrap();
@@ -427,7 +418,7 @@ fn crafted_archives_cannot_write_outside_the_target() {
             &archive[..],
             &RestoreOptions {
                 overwrite: Overwrite::Always,
-                ..opts(&target)
+                ..restore_opts(&target)
             },
         );
         let err = res.expect_err(what);
@@ -468,7 +459,7 @@ fn a_symlinked_parent_in_the_target_is_never_followed() {
             &snap,
             &RestoreOptions {
                 overwrite: mode,
-                ..opts(&target)
+                ..restore_opts(&target)
             },
         )
         .unwrap_err();
@@ -480,7 +471,7 @@ fn a_symlinked_parent_in_the_target_is_never_followed() {
         );
     }
     let archive = crafted_archive(&[(b"notetaking/secret.md", b'0', b"", b"data")]);
-    assert!(restore::restore_archive(&archive[..], &opts(&target)).is_err());
+    assert!(restore::restore_archive(&archive[..], &restore_opts(&target)).is_err());
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
 }
 
@@ -539,7 +530,7 @@ fn crafted_snapshots_with_unsafe_names_are_refused() {
             skipped: vec![],
         };
         let target = env.dir.path().join(format!("t{i}"));
-        let err = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap_err();
+        let err = restore::restore(&env.repo, &cat, &snap, &restore_opts(&target)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{name}: {err}");
         assert!(err.to_string().contains("unsafe name"), "{name}: {err}");
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{name}");
@@ -735,7 +726,7 @@ fn a_damaged_file_is_named_and_the_rest_is_restored() {
         faulty.inject(Some(Op::GetRange), &loc.pack.to_hex(), Fault::FlipBit);
     }
     let target = env.dir.path().join("t");
-    let err = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap_err();
+    let err = restore::restore(&env.repo, &cat, &snap, &restore_opts(&target)).unwrap_err();
     assert!(err.to_string().contains("images/big.raw"), "{err}");
     // The second name of the damaged file is named too, not linked to a partial file.
     assert!(err.to_string().contains("images/big-link.raw"), "{err}");
@@ -781,7 +772,7 @@ fn device_nodes_are_restored_as_root() {
     let cat = env.catalog();
     let (_, snap) = cat.resolve_snapshot("latest").unwrap();
     let target = env.dir.path().join("t");
-    let report = restore::restore(&env.repo, &cat, &snap, &opts(&target)).unwrap();
+    let report = restore::restore(&env.repo, &cat, &snap, &restore_opts(&target)).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     let md = fs::symlink_metadata(target.join("backup/null")).unwrap();
     assert!(md.file_type().is_char_device());
@@ -806,7 +797,7 @@ fn an_archive_owner_beyond_32_bits_is_not_truncated() {
     let archive = zstd::encode_all(&b.into_inner().unwrap()[..], 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("t");
-    restore::restore_archive(&archive[..], &opts(&target)).unwrap();
+    restore::restore_archive(&archive[..], &restore_opts(&target)).unwrap();
     let md = fs::metadata(target.join("notetaking/x.md")).unwrap();
     // SAFETY: no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };

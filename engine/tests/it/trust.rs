@@ -15,7 +15,7 @@ use cairn_engine::export::{self, ExportHook, ExportOptions, ExportPoint};
 use cairn_engine::lease;
 use cairn_engine::pack::BlobKind;
 use cairn_engine::repo::pack_key;
-use cairn_engine::restore::{self, Overwrite, RestoreOptions};
+use cairn_engine::restore::{self, RestoreOptions};
 use cairn_engine::store::{LocalStore, MemoryStore, Store};
 use cairn_engine::{ErrorKind, Id, read};
 
@@ -102,12 +102,7 @@ fn hardlinks_on_two_filesystems_with_equal_inodes_stay_apart() {
     // Restored: each name has its own mount's content, and each pair is one inode again.
     let target = env.dir.path().join("restored");
     let cat = env.catalog();
-    let ropts = RestoreOptions {
-        target: target.clone(),
-        paths: vec![],
-        overwrite: Overwrite::Never,
-        verify: true,
-    };
+    let ropts = restore_opts(&target);
     restore::restore(&env.repo, &cat, &out.snapshot, &ropts).unwrap();
     check_pairs(&target);
 
@@ -591,12 +586,7 @@ fn a_garbage_snapshot_object_is_reported_skipped_and_repaired() {
     let third = env.backup();
     let target = env.dir.path().join("restored");
     let cat = env.catalog();
-    let ropts = RestoreOptions {
-        target: target.clone(),
-        paths: vec![],
-        overwrite: Overwrite::Never,
-        verify: true,
-    };
+    let ropts = restore_opts(&target);
     let (_, snap) = cat.resolve_snapshot(&second.id.to_hex()).unwrap();
     restore::restore(&env.repo, &cat, &snap, &ropts).unwrap();
     assert!(!target.join("notetaking/third.md").exists());
@@ -826,10 +816,8 @@ fn a_huge_long_name_in_an_archive_is_refused_before_it_is_read() {
     assert!(crafted.len() < 200_000, "{} bytes", crafted.len());
     let target = tempfile::tempdir().unwrap();
     let opts = RestoreOptions {
-        target: target.path().join("t"),
-        paths: vec![],
-        overwrite: Overwrite::Never,
         verify: false,
+        ..restore_opts(&target.path().join("t"))
     };
     let (result, peak) =
         crate::alloc::peak_during(|| restore::restore_archive(&crafted[..], &opts));
