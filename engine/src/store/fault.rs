@@ -289,7 +289,9 @@ impl<S: Store> std::io::Write for FaultWriter<'_, S> {
 }
 
 impl<S: Store> ObjectWriter for FaultWriter<'_, S> {
-    fn finish(self: Box<Self>) -> Result<()> {
+    /// The `Put` rules apply here, once per call: a fault injected for the key is exactly a
+    /// failure at publication, and a retried `finish` meets the rules again.
+    fn finish(&mut self) -> Result<()> {
         self.store.full(&self.key, self.written)?;
         match self.store.decide(Op::Put, &self.key) {
             Action::Fail(kind) => Err(injected(kind, Op::Put, &self.key)),

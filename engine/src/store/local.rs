@@ -369,6 +369,9 @@ struct LocalWriter {
     writeback: Writeback,
     /// Set when the file was opened with `O_DIRECT`.
     direct: Option<Direct>,
+    /// Set once the temporary file has its visible name: a retried `finish` only syncs the
+    /// directory again.
+    renamed: bool,
 }
 
 /// Written bytes are handed to the kernel's writeback in steps of this size, so that `finish`'s
@@ -490,18 +493,34 @@ impl Write for LocalWriter {
 }
 
 impl ObjectWriter for LocalWriter {
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        let file = self.file.take().expect("finish is called once");
-        let direct = self.direct.take();
-        let publish = || -> std::io::Result<()> {
-            if let Some(mut direct) = direct {
-                direct.finish(&file)?;
+    fn finish(&mut self) -> Result<()> {
+        if !self.renamed {
+            let Some(file) = self.file.take() else {
+                // An earlier attempt failed after the bytes left our hands (a failed fsync
+                // may have dropped dirty pages): publishing now could publish a hole.
+                return Err(Error::new(
+                    crate::error::ErrorKind::Io,
+                    format!(
+                        "writing object {}: an earlier attempt to publish it failed; write it again",
+                        self.key
+                    ),
+                ));
+            };
+            let direct = self.direct.take();
+            let publish = || -> std::io::Result<()> {
+                if let Some(mut direct) = direct {
+                    direct.finish(&file)?;
+                }
+                file.sync_all()?;
+                drop(file);
+                fs::rename(&self.tmp, &self.path)
+            };
+            if let Err(e) = publish() {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(Error::io(format!("writing object {}", self.key), e));
             }
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&self.tmp, &self.path)
-        };
-        publish().map_err(|e| Error::io(format!("writing object {}", self.key), e))?;
+            self.renamed = true;
+        }
         sync_dir(self.path.parent().expect("below root"))
     }
 
@@ -659,6 +678,7 @@ impl Store for LocalStore {
             src: LastFile::default(),
             writeback: Writeback::default(),
             direct,
+            renamed: false,
         }))
     }
 

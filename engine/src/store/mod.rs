@@ -138,7 +138,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// A large object being written; see [`Store::create`].
 pub trait ObjectWriter: std::io::Write + Send {
     /// Publishes the object atomically and durably.
-    fn finish(self: Box<Self>) -> Result<()>;
+    ///
+    /// Contract: after `Ok` the writer may only be dropped. After an error of a retryable kind
+    /// (a lost connection while an upload completes) `finish` may be called again, and that
+    /// call publishes the whole object or fails with an error of a permanent kind: a writer
+    /// that lost bytes (a part that never arrived, an `fsync` that failed) must never publish
+    /// what is left. This is what lets [`RetryStore`](super::RetryStore) retry publication
+    /// without replaying the stream.
+    fn finish(&mut self) -> Result<()>;
 
     /// Appends `len` bytes of the file `src` starting at `offset`, exactly as `write_all` of
     /// those bytes would.
@@ -169,7 +176,8 @@ impl<S: Store + ?Sized> std::io::Write for BufferedWriter<'_, S> {
 }
 
 impl<S: Store + ?Sized> ObjectWriter for BufferedWriter<'_, S> {
-    fn finish(self: Box<Self>) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
+        // `put` is whole or nothing and the buffer stays: a retry sends the same bytes.
         self.store.put(&self.key, &self.buf)
     }
 }

@@ -79,9 +79,15 @@ impl<S: Store> Store for RetryStore<S> {
     fn delete(&self, key: &str) -> Result<()> {
         self.run("delete", key, || self.inner.delete(key))
     }
-    /// A stream cannot be replayed from here; backends retry its pieces themselves.
+    /// A stream cannot be replayed from here, and backends retry its pieces themselves; what
+    /// is retried is its publication, which [`ObjectWriter::finish`]'s contract allows.
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
-        self.run("create", key, || self.inner.create(key))
+        let inner = self.run("create", key, || self.inner.create(key))?;
+        Ok(Box::new(RetryWriter {
+            store: self,
+            key: key.to_string(),
+            inner,
+        }))
     }
     fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_file(key)
@@ -93,5 +99,34 @@ impl<S: Store> Store for RetryStore<S> {
         self.run("clean_temporaries", prefix, || {
             self.inner.clean_temporaries(prefix, older_than)
         })
+    }
+}
+
+/// A streamed object whose publication is retried like any other call of the store.
+struct RetryWriter<'a, S> {
+    store: &'a RetryStore<S>,
+    key: String,
+    inner: Box<dyn ObjectWriter + 'a>,
+}
+
+impl<S: Store> std::io::Write for RetryWriter<'_, S> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(data)
+    }
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<S: Store> ObjectWriter for RetryWriter<'_, S> {
+    fn finish(&mut self) -> Result<()> {
+        let (store, key, inner) = (self.store, &self.key, &mut self.inner);
+        store.run("finish", key, || inner.finish())
+    }
+    fn copy_from_file(&mut self, src: &std::path::Path, offset: u64, len: u64) -> Result<bool> {
+        self.inner.copy_from_file(src, offset, len)
     }
 }

@@ -474,6 +474,7 @@ impl Store for S3Store {
             parts: Vec::new(),
             inflight: Vec::new(),
             done: false,
+            broken: false,
         }))
     }
 }
@@ -488,6 +489,9 @@ struct S3Writer<'a> {
     parts: Vec<CompletedPart>,
     inflight: Vec<tokio::task::JoinHandle<Result<CompletedPart>>>,
     done: bool,
+    /// Set when a part was lost (its upload failed after its own retries): the object can no
+    /// longer be completed, whatever a caller retries.
+    broken: bool,
 }
 
 impl S3Writer<'_> {
@@ -566,8 +570,11 @@ impl Write for S3Writer<'_> {
         let room = PART_SIZE - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PART_SIZE {
-            self.start_part().map_err(std::io::Error::other)?;
+        if self.buf.len() == PART_SIZE
+            && let Err(e) = self.start_part()
+        {
+            self.broken = true;
+            return Err(std::io::Error::other(e));
         }
         Ok(n)
     }
@@ -577,20 +584,38 @@ impl Write for S3Writer<'_> {
 }
 
 impl ObjectWriter for S3Writer<'_> {
-    fn finish(mut self: Box<Self>) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
+        if self.broken {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "S3 upload of {}: a part was lost; write the object again",
+                    self.store.named(&self.key)
+                ),
+            ));
+        }
         if self.upload_id.is_none() {
-            let data = std::mem::take(&mut self.buf);
+            // The buffer is kept until the PUT succeeded, so that a retried finish sends it
+            // again.
+            let data = self.buf.clone();
             self.store
                 .rt
                 .block_on(self.store.put_async(&self.key, data))?;
             self.done = true;
             return Ok(());
         }
-        if !self.buf.is_empty() {
-            self.start_part()?;
-        }
-        while !self.inflight.is_empty() {
-            self.join_oldest()?;
+        let joined = (|| {
+            if !self.buf.is_empty() {
+                self.start_part()?;
+            }
+            while !self.inflight.is_empty() {
+                self.join_oldest()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = joined {
+            self.broken = true;
+            return Err(e);
         }
         self.parts.sort_by_key(|p| p.part_number());
         let s = self.store;
@@ -598,6 +623,7 @@ impl ObjectWriter for S3Writer<'_> {
         let done = CompletedMultipartUpload::builder()
             .set_parts(Some(self.parts.clone()))
             .build();
+        // A failure here leaves every part uploaded: a retried finish completes the same upload.
         s.rt.block_on(
             s.client
                 .complete_multipart_upload()

@@ -16,7 +16,26 @@ type Case = (&'static str, fn(&dyn Store));
 
 /// The cases, in the order they run.
 const CASES: &[Case] = &[
-    ("promises of the trait, in sequence", promises),
+    ("put and get", put_and_get),
+    (
+        "put is idempotent and replaces whole",
+        put_is_idempotent_and_replaces_whole,
+    ),
+    ("a missing object is NotFound", missing_is_not_found),
+    ("ranged reads at the edges", ranges_at_the_edges),
+    ("list is sorted, with sizes", list_is_sorted_with_sizes),
+    ("delete is idempotent", delete_is_idempotent),
+    ("keys that escape are refused", escaping_keys_are_refused),
+    ("concurrent puts", concurrent_puts),
+    (
+        "streamed objects appear whole on finish",
+        streams_appear_whole_on_finish,
+    ),
+    ("writers copy ranges of files", writers_copy_file_ranges),
+    (
+        "killed writers stay invisible; cleaning keeps objects",
+        killed_writers_stay_invisible,
+    ),
     (
         "listing beyond 1,000 keys (S3 pages)",
         listing_beyond_a_page,
@@ -40,6 +59,10 @@ pub fn conformance(store: &dyn Store) {
         .map(|(name, _)| *name)
         .collect();
     assert!(failed.is_empty(), "conformance cases failed: {failed:?}");
+    assert!(
+        store.list("").unwrap().is_empty(),
+        "the cases left objects behind"
+    );
 }
 
 /// More keys than one S3 listing page holds (1,000): the listing is complete and sorted.
@@ -107,45 +130,83 @@ fn random_ranges(store: &dyn Store) {
     store.delete("ranges/obj").unwrap();
 }
 
-/// Every promise of the trait's documentation, in one sequence over the keys it creates.
-fn promises(store: &dyn Store) {
-    // put / get, including an empty object and one larger than a pack.
-    store.put("a/one", b"1").unwrap();
-    store.put("a/empty", b"").unwrap();
+/// The keys below `prefix`, in listing order.
+fn keys(store: &dyn Store, prefix: &str) -> Vec<String> {
+    store
+        .list(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// Deletes every object below `prefix`.
+fn clear(store: &dyn Store, prefix: &str) {
+    for k in keys(store, prefix) {
+        store.delete(&k).unwrap();
+    }
+}
+
+/// `put` then `get`, including an empty object and one larger than a pack.
+fn put_and_get(store: &dyn Store) {
+    store.put("pg/one", b"1").unwrap();
+    store.put("pg/empty", b"").unwrap();
     let big = seeded(20 << 20, 1);
-    store.put("b/big", &big).unwrap();
-    assert_eq!(store.get("a/one").unwrap(), b"1");
-    assert_eq!(store.get("a/empty").unwrap(), b"");
-    assert!(store.get("b/big").unwrap() == big);
+    store.put("pg/big", &big).unwrap();
+    assert_eq!(store.get("pg/one").unwrap(), b"1");
+    assert_eq!(store.get("pg/empty").unwrap(), b"");
+    assert!(store.get("pg/big").unwrap() == big);
+    clear(store, "pg/");
+}
 
-    // Idempotent put; a replacement is whole.
-    store.put("a/one", b"1").unwrap();
-    assert_eq!(store.get("a/one").unwrap(), b"1");
-    store.put("a/one", b"11").unwrap();
-    assert_eq!(store.get("a/one").unwrap(), b"11");
+/// `put` of the same bytes again changes nothing; a replacement is whole.
+fn put_is_idempotent_and_replaces_whole(store: &dyn Store) {
+    store.put("re/one", b"1").unwrap();
+    store.put("re/one", b"1").unwrap();
+    assert_eq!(store.get("re/one").unwrap(), b"1");
+    store.put("re/one", b"11").unwrap();
+    assert_eq!(store.get("re/one").unwrap(), b"11");
+    assert_eq!(keys(store, "re/"), ["re/one"]);
+    clear(store, "re/");
+}
 
-    // NotFound is its own kind and never retryable.
+/// A missing object is `NotFound`, its own kind, and never retryable.
+fn missing_is_not_found(store: &dyn Store) {
+    store.put("nf/present", b"x").unwrap();
     for err in [
-        store.get("a/missing").unwrap_err(),
-        store.get_range("a/missing", 0, 1).unwrap_err(),
+        store.get("nf/missing").unwrap_err(),
+        store.get_range("nf/missing", 0, 1).unwrap_err(),
+        store.get("nf/pres").unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         assert!(!err.is_retryable());
     }
+    clear(store, "nf/");
+}
 
-    // Ranges: exact, at the end, empty, and out of bounds.
-    assert!(store.get_range("b/big", 5, 1000).unwrap() == big[5..1005]);
-    assert!(store.get_range("b/big", (20 << 20) - 7, 7).unwrap() == big[big.len() - 7..]);
-    assert_eq!(store.get_range("a/one", 2, 0).unwrap(), b"");
+/// Ranges: exact, at the end, empty, and out of bounds (`Corrupt`).
+fn ranges_at_the_edges(store: &dyn Store) {
+    let big = seeded(20 << 20, 1);
+    store.put("rg/big", &big).unwrap();
+    store.put("rg/one", b"11").unwrap();
+    assert!(store.get_range("rg/big", 5, 1000).unwrap() == big[5..1005]);
+    assert!(store.get_range("rg/big", (20 << 20) - 7, 7).unwrap() == big[big.len() - 7..]);
+    assert_eq!(store.get_range("rg/one", 2, 0).unwrap(), b"");
     for (off, len) in [(0, 3), (3, 0), (1, u64::MAX)] {
-        let err = store.get_range("a/one", off, len).unwrap_err();
+        let err = store.get_range("rg/one", off, len).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "range {off}+{len}: {err}");
     }
+    clear(store, "rg/");
+}
 
-    // list: sorted, complete, sizes, prefix filtering that respects segment boundaries.
-    store.put("ab/x", b"xyz").unwrap();
+/// `list`: sorted, complete, with sizes; a prefix is a string prefix, not a folder.
+fn list_is_sorted_with_sizes(store: &dyn Store) {
+    store.put("ls/b/big", &seeded(3 << 20, 2)).unwrap();
+    store.put("ls/ab/x", b"xyz").unwrap();
+    store.put("ls/a/one", b"11").unwrap();
+    store.put("ls/a/empty", b"").unwrap();
     let all: Vec<(String, u64)> = store
-        .list("")
+        .list("ls/")
         .unwrap()
         .into_iter()
         .map(|o| (o.key, o.size))
@@ -153,35 +214,32 @@ fn promises(store: &dyn Store) {
     assert_eq!(
         all,
         [
-            ("a/empty".into(), 0),
-            ("a/one".into(), 2),
-            ("ab/x".into(), 3),
-            ("b/big".into(), 20 << 20)
+            ("ls/a/empty".into(), 0),
+            ("ls/a/one".into(), 2),
+            ("ls/ab/x".into(), 3),
+            ("ls/b/big".into(), 3 << 20)
         ]
     );
-    let a: Vec<String> = store
-        .list("a/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    assert_eq!(a, ["a/empty", "a/one"]);
-    let a_star: Vec<String> = store
-        .list("a")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    assert_eq!(a_star, ["a/empty", "a/one", "ab/x"]);
-    assert!(store.list("zzz/").unwrap().is_empty());
+    assert_eq!(keys(store, "ls/a/"), ["ls/a/empty", "ls/a/one"]);
+    assert_eq!(keys(store, "ls/a"), ["ls/a/empty", "ls/a/one", "ls/ab/x"]);
+    assert!(keys(store, "ls/zzz/").is_empty());
+    clear(store, "ls/");
+}
 
-    // delete: idempotent, and the object is gone for get and list.
-    store.delete("ab/x").unwrap();
-    store.delete("ab/x").unwrap();
-    assert_eq!(store.get("ab/x").unwrap_err().kind(), ErrorKind::NotFound);
-    assert!(store.list("ab").unwrap().is_empty());
+/// `delete` is idempotent, and the object is gone for `get` and `list`.
+fn delete_is_idempotent(store: &dyn Store) {
+    store.put("del/x", b"xyz").unwrap();
+    store.put("del/y", b"y").unwrap();
+    store.delete("del/x").unwrap();
+    store.delete("del/x").unwrap();
+    store.delete("del/never").unwrap();
+    assert_eq!(store.get("del/x").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(keys(store, "del/"), ["del/y"]);
+    clear(store, "del/");
+}
 
-    // Keys that could escape the store are refused by every operation.
+/// Keys that could escape the store are refused by every operation.
+fn escaping_keys_are_refused(store: &dyn Store) {
     for bad in ["../x", "/abs", "a/../b", ".hidden", "a//b", ""] {
         assert_eq!(
             store.put(bad, b"x").unwrap_err().kind(),
@@ -189,10 +247,16 @@ fn promises(store: &dyn Store) {
             "{bad:?}"
         );
         assert!(store.get(bad).is_err());
+        assert!(store.get_range(bad, 0, 0).is_err());
         assert!(store.delete(bad).is_err());
+        assert!(store.size(bad).is_err());
     }
+    assert!(store.create("../escape").is_err());
+    assert!(store.clean_temporaries("../x/", Duration::ZERO).is_err());
+}
 
-    // Concurrent puts of distinct and identical keys.
+/// Concurrent puts of distinct and of identical keys.
+fn concurrent_puts(store: &dyn Store) {
     std::thread::scope(|s| {
         for t in 0..8u8 {
             s.spawn(move || {
@@ -206,129 +270,121 @@ fn promises(store: &dyn Store) {
     assert_eq!(store.list("c/").unwrap().len(), 8 * 20 + 1);
     assert_eq!(store.get("c/7-19").unwrap(), [7, 19]);
     assert_eq!(store.get("c/shared").unwrap(), b"same bytes");
+    clear(store, "c/");
+}
 
-    // Streamed objects appear whole on finish, and not at all when abandoned.
-    {
-        use std::io::Write;
-        let mut w = store.create("d/stream").unwrap();
-        for piece in big.chunks(1 << 20) {
-            w.write_all(piece).unwrap();
-        }
-        assert_eq!(
-            store.get("d/stream").unwrap_err().kind(),
-            ErrorKind::NotFound,
-            "visible before finish"
-        );
-        assert!(store.list("d/").unwrap().is_empty(), "listed before finish");
-        w.finish().unwrap();
-        assert!(store.get("d/stream").unwrap() == big);
-        let mut abandoned = store.create("d/abandoned").unwrap();
-        abandoned.write_all(b"partial").unwrap();
-        drop(abandoned);
-        let keys: Vec<String> = store
-            .list("d/")
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        assert_eq!(keys, ["d/stream"]);
-        assert!(store.create("../escape").is_err());
-
-        // A writer copies ranges of a local file as if they had been written, or declines
-        // having written nothing; `local_file` names a file holding exactly the object's bytes.
-        let local = store.local_file("b/big");
-        if let Some(path) = &local {
-            assert!(
-                std::fs::read(path).unwrap() == big,
-                "local_file is not the object"
-            );
-        }
-        let spare = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(spare.path(), &big).unwrap();
-        let mut w = store.create("d/copied").unwrap();
-        w.write_all(b"head").unwrap();
-        let mut want = b"head".to_vec();
-        for (offset, len) in [(5u64, 3u64 << 20), (0, 1), ((20 << 20) - 7, 7), (77, 0)] {
-            let src = local.as_deref().unwrap_or(spare.path());
-            if w.copy_from_file(src, offset, len).unwrap() {
-                want.extend_from_slice(&big[offset as usize..(offset + len) as usize]);
-            } else {
-                assert!(
-                    local.is_none(),
-                    "a local store's writer declined a local file"
-                );
-            }
-        }
-        w.write_all(b"tail").unwrap();
-        want.extend_from_slice(b"tail");
-        let beyond = w.copy_from_file(spare.path(), (20 << 20) - 3, 4);
-        if local.is_some() {
-            assert_eq!(beyond.unwrap_err().kind(), ErrorKind::Corrupt);
-            drop(w);
-            assert_eq!(
-                store.get("d/copied").unwrap_err().kind(),
-                ErrorKind::NotFound
-            );
-            w = store.create("d/copied").unwrap();
-            w.write_all(&want).unwrap();
-        } else {
-            assert!(!beyond.unwrap());
-        }
-        assert_eq!(
-            store.get("d/copied").unwrap_err().kind(),
-            ErrorKind::NotFound,
-            "visible before finish"
-        );
-        w.finish().unwrap();
-        assert!(store.get("d/copied").unwrap() == want);
-        store.delete("d/copied").unwrap();
+/// A streamed object appears whole on `finish`, and not at all when abandoned.
+fn streams_appear_whole_on_finish(store: &dyn Store) {
+    use std::io::Write;
+    let big = seeded(20 << 20, 1);
+    let mut w = store.create("d/stream").unwrap();
+    for piece in big.chunks(1 << 20) {
+        w.write_all(piece).unwrap();
     }
+    assert_eq!(
+        store.get("d/stream").unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "visible before finish"
+    );
+    assert!(keys(store, "d/").is_empty(), "listed before finish");
+    w.finish().unwrap();
+    assert!(store.get("d/stream").unwrap() == big);
+    let mut small = store.create("d/small").unwrap();
+    small.write_all(b"small").unwrap();
+    small.finish().unwrap();
+    assert_eq!(store.get("d/small").unwrap(), b"small");
+    let mut abandoned = store.create("d/abandoned").unwrap();
+    abandoned.write_all(b"partial").unwrap();
+    drop(abandoned);
+    assert_eq!(keys(store, "d/"), ["d/small", "d/stream"]);
+    clear(store, "d/");
+}
 
-    // What a killed writer leaves: a streamed object neither finished nor dropped (SIGKILL runs
-    // no destructor), 20 MiB so that an S3 upload is under way. It stays invisible; cleaning
-    // with a safe age removes nothing, cleaning never touches a visible object, and what one
-    // cleaning removed is gone for the next.
-    {
-        use std::io::Write;
-        let mut w = store.create("e/killed").unwrap();
-        w.write_all(&big).unwrap();
-        std::mem::forget(w);
-        store.put("e/kept", b"k").unwrap();
-        let keys = || -> Vec<String> {
-            store
-                .list("e/")
-                .unwrap()
-                .into_iter()
-                .map(|o| o.key)
-                .collect()
-        };
-        assert_eq!(keys(), ["e/kept"]);
-        assert_eq!(
-            store
-                .clean_temporaries("e/", Duration::from_secs(3600))
-                .unwrap(),
-            Cleaned::default(),
-            "a young temporary object was removed"
+/// A writer copies ranges of a local file as if they had been written, or declines having
+/// written nothing; `local_file` names a file holding exactly the object's bytes.
+fn writers_copy_file_ranges(store: &dyn Store) {
+    use std::io::Write;
+    let big = seeded(20 << 20, 1);
+    store.put("f/big", &big).unwrap();
+    let local = store.local_file("f/big");
+    if let Some(path) = &local {
+        assert!(
+            std::fs::read(path).unwrap() == big,
+            "local_file is not the object"
         );
-        let first = store.clean_temporaries("", Duration::ZERO).unwrap();
-        assert!(first.objects <= 1, "{first:?}");
+    }
+    let spare = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(spare.path(), &big).unwrap();
+    let mut w = store.create("f/copied").unwrap();
+    w.write_all(b"head").unwrap();
+    let mut want = b"head".to_vec();
+    for (offset, len) in [(5u64, 3u64 << 20), (0, 1), ((20 << 20) - 7, 7), (77, 0)] {
+        let src = local.as_deref().unwrap_or(spare.path());
+        if w.copy_from_file(src, offset, len).unwrap() {
+            want.extend_from_slice(&big[offset as usize..(offset + len) as usize]);
+        } else {
+            assert!(
+                local.is_none(),
+                "a local store's writer declined a local file"
+            );
+        }
+    }
+    w.write_all(b"tail").unwrap();
+    want.extend_from_slice(b"tail");
+    let beyond = w.copy_from_file(spare.path(), (20 << 20) - 3, 4);
+    if local.is_some() {
+        assert_eq!(beyond.unwrap_err().kind(), ErrorKind::Corrupt);
+        drop(w);
         assert_eq!(
-            store.clean_temporaries("", Duration::ZERO).unwrap(),
-            Cleaned::default()
-        );
-        assert_eq!(keys(), ["e/kept"]);
-        assert_eq!(store.get("e/kept").unwrap(), b"k");
-        assert_eq!(
-            store.get("e/killed").unwrap_err().kind(),
+            store.get("f/copied").unwrap_err().kind(),
             ErrorKind::NotFound
         );
-        assert!(store.clean_temporaries("../x/", Duration::ZERO).is_err());
+        w = store.create("f/copied").unwrap();
+        w.write_all(&want).unwrap();
+    } else {
+        assert!(!beyond.unwrap());
     }
+    assert_eq!(
+        store.get("f/copied").unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "visible before finish"
+    );
+    w.finish().unwrap();
+    assert!(store.get("f/copied").unwrap() == want);
+    clear(store, "f/");
+}
 
-    for o in store.list("").unwrap() {
-        store.delete(&o.key).unwrap();
-    }
-    assert!(store.list("").unwrap().is_empty());
+/// What a killed writer leaves: a streamed object neither finished nor dropped (SIGKILL runs
+/// no destructor), 20 MiB so that an S3 upload is under way. It stays invisible; cleaning with
+/// a safe age removes nothing, cleaning never touches a visible object, and what one cleaning
+/// removed is gone for the next.
+fn killed_writers_stay_invisible(store: &dyn Store) {
+    use std::io::Write;
+    let mut w = store.create("e/killed").unwrap();
+    w.write_all(&seeded(20 << 20, 1)).unwrap();
+    std::mem::forget(w);
+    store.put("e/kept", b"k").unwrap();
+    assert_eq!(keys(store, "e/"), ["e/kept"]);
+    assert_eq!(
+        store
+            .clean_temporaries("e/", Duration::from_secs(3600))
+            .unwrap(),
+        Cleaned::default(),
+        "a young temporary object was removed"
+    );
+    let first = store.clean_temporaries("", Duration::ZERO).unwrap();
+    assert!(first.objects <= 1, "{first:?}");
+    assert_eq!(
+        store.clean_temporaries("", Duration::ZERO).unwrap(),
+        Cleaned::default()
+    );
+    assert_eq!(keys(store, "e/"), ["e/kept"]);
+    assert_eq!(store.get("e/kept").unwrap(), b"k");
+    assert_eq!(
+        store.get("e/killed").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    clear(store, "e/");
 }
 
 /// Hidden temporary files below `dir`.
@@ -418,6 +474,43 @@ fn retry_wrapper_with_one_transient_fault_per_key_conforms() {
     );
     conformance(&retry);
     assert!(faulty.calls(Op::Put) > 100);
+}
+
+/// A transient failure exactly at the publication of a streamed object is retried by the retry
+/// wrapper without replaying the stream; a permanent one is not, and leaves nothing visible.
+#[test]
+fn retry_wrapper_retries_a_transient_failure_at_finish() {
+    use std::io::Write;
+    let faulty = Arc::new(FaultStore::new(MemoryStore::new()));
+    faulty.inject(Some(Op::Put), "stream/", Fault::FailOncePerKey);
+    faulty.inject(Some(Op::Put), "broken/", Fault::FailAlways(ErrorKind::Io));
+    let retry = RetryStore::new(
+        faulty.clone(),
+        3,
+        Duration::from_millis(1),
+        Duration::from_millis(2),
+    );
+    let data = seeded(3 << 20, 5);
+    let mut w = retry.create("stream/x").unwrap();
+    w.write_all(&data).unwrap();
+    assert_eq!(faulty.calls(Op::Put), 0, "published before finish");
+    w.finish().unwrap();
+    assert_eq!(
+        faulty.calls(Op::Put),
+        2,
+        "the failed publication was not retried"
+    );
+    assert!(retry.get("stream/x").unwrap() == data);
+
+    let mut w = retry.create("broken/y").unwrap();
+    w.write_all(b"y").unwrap();
+    assert_eq!(w.finish().unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(faulty.calls(Op::Put), 3, "a permanent failure was retried");
+    drop(w);
+    assert_eq!(
+        retry.get("broken/y").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[test]
