@@ -118,6 +118,7 @@ struct Ctx<'a> {
     catalog: &'a Catalog,
     data: Packer<'a>,
     trees: Packer<'a>,
+    records: DeferredRecords<'a>,
     excludes: Excludes,
     chunker: crate::chunk::ChunkerParams,
     progress: &'a Progress,
@@ -196,10 +197,19 @@ pub fn backup(
     let ctx = Ctx {
         opts,
         catalog,
-        data: Packer::new(repo, catalog, BlobKind::Data, pack_size),
+        data: Packer::new(repo.store().as_ref(), catalog, BlobKind::Data, pack_size),
         // Trees are small and read often (ls, restore, export): their own packs keep those
         // reads away from the bulk data.
-        trees: Packer::new(repo, catalog, BlobKind::Tree, pack_size / 4),
+        trees: Packer::new(
+            repo.store().as_ref(),
+            catalog,
+            BlobKind::Tree,
+            pack_size / 4,
+        ),
+        records: DeferredRecords {
+            catalog,
+            waiting: Mutex::new(Vec::new()),
+        },
         excludes: Excludes::new(&opts.excludes)?,
         chunker: repo.config().chunker,
         progress,
@@ -219,6 +229,7 @@ pub fn backup(
     root.sort();
     let root_id = ctx.store_tree(&root)?;
     ctx.data.finish()?;
+    ctx.records.finish()?;
     ctx.trees.finish()?;
 
     let (dp, ds) = ctx.data.written();
@@ -282,9 +293,13 @@ const BATCH: usize = 4;
 
 impl Ctx<'_> {
     fn store_chunk(&self, id: Id, frame: &[u8], raw_len: usize) -> Result<()> {
-        if self.data.add(id, frame, raw_len)? {
+        let added = self.data.add(id, frame, raw_len)?;
+        if added.new {
             self.progress.new_chunks.fetch_add(1, Relaxed);
             self.progress.new_bytes.fetch_add(raw_len as u64, Relaxed);
+        }
+        if added.stored_pack {
+            self.records.pack_stored(&self.data)?;
         }
         Ok(())
     }
@@ -489,7 +504,7 @@ impl Ctx<'_> {
     fn store_encoded_tree(&self, id: Id, bytes: &[u8]) -> Result<()> {
         if !self.trees.has(&id)? {
             let frame = codec::encode(bytes, self.opts.compression)?;
-            if self.trees.add(id, &frame, bytes.len())? {
+            if self.trees.add(id, &frame, bytes.len())?.new {
                 self.progress.new_trees.fetch_add(1, Relaxed);
             }
         }
@@ -680,13 +695,62 @@ impl Ctx<'_> {
                 ino: before.ino,
                 chunks: chunks.clone(),
             };
-            self.data.file_done(rel.to_vec(), record)?;
+            self.records.file_done(&self.data, rel.to_vec(), record)?;
         } else {
             // Stored as read, but not cached: the next run reads it again.
             self.warn(rel, "changed", "file changed while it was read");
             self.catalog.forget_file(rel)?;
         }
         Ok(Some((size, chunks, before)))
+    }
+}
+
+/// Files-cache records whose chunks are not all durable yet.
+///
+/// A record promises the next run that the file's chunks are stored; written before their pack
+/// is durable, it would make a run after a crash skip a file whose data is gone. So a record
+/// waits here until the data packer has stored every chunk it names.
+struct DeferredRecords<'a> {
+    catalog: &'a Catalog,
+    waiting: Mutex<Vec<(Vec<u8>, FileRecord)>>,
+}
+
+impl DeferredRecords<'_> {
+    /// Writes the record now if its chunks are durable, or keeps it until they are.
+    fn file_done(&self, data: &Packer<'_>, path: Vec<u8>, record: FileRecord) -> Result<()> {
+        {
+            // Checked and queued under one lock that `pack_stored` also takes after the packer
+            // cleared its pending set, so a record is never queued after the check that would
+            // have released it.
+            let mut waiting = self.waiting.lock().expect("poisoned");
+            if data.any_pending(&record.chunks) {
+                waiting.push((path, record));
+                return Ok(());
+            }
+        }
+        self.catalog.put_files(&[(path, record)])
+    }
+
+    /// After the data packer stored a pack: writes the records that no longer wait.
+    fn pack_stored(&self, data: &Packer<'_>) -> Result<()> {
+        let ready: Vec<_> = {
+            let mut waiting = self.waiting.lock().expect("poisoned");
+            let (ready, still): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|(_, r)| !data.any_pending(&r.chunks));
+            *waiting = still;
+            ready
+        };
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.catalog.put_files(&ready)
+    }
+
+    /// After the data packer's last pack: every chunk is durable, so every record goes.
+    fn finish(&self) -> Result<()> {
+        let rest = std::mem::take(&mut *self.waiting.lock().expect("poisoned"));
+        self.catalog.put_files(&rest)
     }
 }
 

@@ -16,8 +16,9 @@ use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Optio
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::pack::{BlobKind, PackEntry};
-use crate::repo::{BlobLocation, Repository};
+use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 
 /// Bump when the catalog's encoding changes; an old catalog is then rebuilt, not misread.
@@ -541,12 +542,7 @@ impl Catalog {
 
     /// Adds to `batch` the location of the blob `e` in `pack`.
     fn put_location(&self, batch: &mut WriteBatch, pack: &Id, e: &PackEntry) {
-        let loc = BlobLocation {
-            pack: *pack,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-        };
+        let loc = BlobLocation::of(*pack, e);
         batch.put_cf(
             self.cf(cf_of(e.kind)),
             e.id.as_bytes(),
@@ -761,6 +757,19 @@ impl Catalog {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
+    }
+}
+
+/// The catalog is the index a backup's packers dedup against and report packs to.
+impl crate::index::BlobIndex for Catalog {
+    fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
+        Catalog::contains(self, kind, id)
+    }
+    fn locate(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        Catalog::locate(self, kind, id)
+    }
+    fn pack_stored(&self, pack: &Id, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.add_pack(pack, size, entries)
     }
 }
 

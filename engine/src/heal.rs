@@ -6,8 +6,9 @@ use crate::catalog::Catalog;
 use crate::damage::{DamageNote, DamagedBlob, NOTE_VERSION, note_key};
 use crate::error::{ErrorKind, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::pack::BlobKind;
-use crate::repo::{BlobLocation, Repository};
+use crate::repo::Repository;
 
 /// Records damaged blobs of `pack`: extends its note in the store, then marks them in the
 /// catalog, so that the next backup stores them again from the source.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod heal;
 pub mod id;
+pub mod index;
 pub mod lease;
 pub mod lock;
 pub mod pack;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::pack::{self, FOOTER_LEN, PackEntry};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -36,19 +37,6 @@ pub struct RepoConfig {
     pub pack_size: u64,
     /// When `init` ran (RFC 3339).
     pub created: String,
-}
-
-/// Where a blob lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobLocation {
-    /// The pack that holds it.
-    pub pack: Id,
-    /// Offset of its frame.
-    pub offset: u32,
-    /// Frame length.
-    pub length: u32,
-    /// Plaintext length.
-    pub raw_length: u32,
 }
 
 /// An open repository.

@@ -391,3 +391,25 @@ fn a_killed_run_leaves_no_snapshot_and_no_visible_partial_object() {
         "the temporary file was taken for a pack"
     );
 }
+
+/// A files-cache record is written only once every chunk it names is in a durable pack: when
+/// the pack holding a file's chunk fails to store, the next run reads the file again instead of
+/// trusting a record that names a chunk the store never got.
+#[test]
+fn a_file_whose_pack_failed_is_read_again_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultStore::new(MemoryStore::new()));
+    let env = Env::with_store_in(dir, faulty.clone());
+    // One small file: its chunk waits in a pack that is stored at the end of the run.
+    write(&env.src.join("notetaking/a.md"), &b"a note\n".repeat(1000));
+    faulty.inject(Some(Op::Put), "packs/", Fault::FailAlways(ErrorKind::Io));
+    let err = env.backup_with(&env.opts()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    faulty.clear();
+    let out = env.backup();
+    assert_eq!(
+        out.snapshot.summary.files_read, 1,
+        "the files cache vouched for a file whose chunk was never stored"
+    );
+    assert_snapshot_matches(&env, &out.snapshot.root, &env.src, &["notetaking"]);
+}
