@@ -522,9 +522,10 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
                 Ok(day) => day.archive,
                 Err(_) => src.clone(),
             };
-            let reader = export::ObjectReader::open(exports.as_ref(), &key).with_context(|| {
-                format!("{src} is neither a local file nor an archive in the exports location")
-            })?;
+            let reader = cairn_engine::store::ObjectReader::open(exports.as_ref(), &key)
+                .with_context(|| {
+                    format!("{src} is neither a local file nor an archive in the exports location")
+                })?;
             (restore::restore_archive(reader, &opts)?, key)
         }
     } else {

@@ -1,4 +1,4 @@
-//! Reading files with holes without reading the holes.
+//! Files with holes: reading them without reading the holes, and writing them with holes.
 //!
 //! A sparse disk image may be a gigabyte long and hold a few megabytes of data. Reading it
 //! plainly makes the kernel fill page-cache pages with zeros for every hole; asking it where the
@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+
+use crate::error::{Error, Result};
 
 /// Reads a file from its start, filling holes with zeros instead of reading them.
 #[derive(Debug)]
@@ -105,6 +107,70 @@ impl Read for SparseReader<'_> {
         };
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Writes file content, turning 4 KiB blocks of zeros into holes.
+#[derive(Debug)]
+pub struct SparseWriter {
+    file: File,
+    pos: u64,
+}
+
+impl SparseWriter {
+    /// A writer at the start of `file`, which must be empty.
+    pub fn new(file: File) -> SparseWriter {
+        SparseWriter { file, pos: 0 }
+    }
+
+    /// Bytes written or skipped so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The file, for its final length (a trailing hole needs `set_len`) and metadata.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    /// Leaves a hole of `len` bytes.
+    pub fn skip(&mut self, len: u64) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.file
+            .seek(SeekFrom::Current(len as i64))
+            .map_err(|e| Error::io("seeking", e))?;
+        self.pos += len;
+        Ok(())
+    }
+
+    /// Writes `data`, one syscall per run: runs of all-zero 4 KiB blocks are skipped with one
+    /// seek (leaving a hole), runs of other blocks are written with one write.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let zero = crate::chunk::all_zero;
+        let mut at = 0;
+        while at < data.len() {
+            let first_zero = zero(&data[at..(at + 4096).min(data.len())]);
+            let mut end = at;
+            while end < data.len() {
+                let block = &data[end..(end + 4096).min(data.len())];
+                if zero(block) != first_zero {
+                    break;
+                }
+                end += block.len();
+            }
+            let run = &data[at..end];
+            if first_zero {
+                self.skip(run.len() as u64)?;
+            } else {
+                self.file
+                    .write_all(run)
+                    .map_err(|e| Error::io("writing restored content", e))?;
+                self.pos += run.len() as u64;
+            }
+            at = end;
+        }
+        Ok(())
     }
 }
 

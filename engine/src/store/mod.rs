@@ -12,6 +12,7 @@
 mod fault;
 mod local;
 mod memory;
+mod reader;
 mod retry;
 mod s3;
 
@@ -23,6 +24,7 @@ pub use fault::{Fault, FaultStore, Op};
 pub use local::LocalStore;
 pub(crate) use local::{LastFile, PIECE, read_pieces};
 pub use memory::MemoryStore;
+pub use reader::ObjectReader;
 pub use retry::RetryStore;
 pub use s3::{S3Config, S3Store, credential_from_env};
 

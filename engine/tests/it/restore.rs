@@ -317,7 +317,8 @@ fn restore_from_the_daily_archive_alone() {
     fs::remove_dir_all(env.dir.path().join("store")).unwrap();
     fs::remove_dir_all(&env.state).unwrap();
     let reader =
-        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+        cairn_engine::store::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst")
+            .unwrap();
     let target = env.dir.path().join("t");
     let report = restore::restore_archive(reader, &restore_opts(&target)).unwrap();
     assert!(report.hardlinks >= 1);
@@ -327,7 +328,8 @@ fn restore_from_the_daily_archive_alone() {
     // And a part of it.
     let part = env.dir.path().join("p");
     let reader =
-        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+        cairn_engine::store::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst")
+            .unwrap();
     restore::restore_archive(
         reader,
         &RestoreOptions {

@@ -155,7 +155,8 @@ fn s3_backup_export_restore_round_trip() {
     export::verify(&exports, "2026-11-29").unwrap();
     let target = env.dir.path().join("from-archive");
     let reader =
-        export::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst").unwrap();
+        cairn_engine::store::ObjectReader::open(&exports, "2026-11-29/shared-2026-11-29.tar.zst")
+            .unwrap();
     restore::restore_archive(
         reader,
         &RestoreOptions {

@@ -1,0 +1,163 @@
+//! The days of the exports location: which are there and complete, and the verification of a
+//! day's archive against its `.sha256` and manifest.
+
+use std::io::Read;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{DayKeys, read_manifest};
+use crate::error::{Error, Result};
+use crate::id::hex;
+use crate::store::Store;
+use crate::tree::EntryKind;
+
+/// One day in the exports location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayStatus {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The manifest is present.
+    pub complete: bool,
+    /// Archive size, if the archive object exists.
+    pub archive_size: Option<u64>,
+}
+
+/// The days found in the exports location, oldest first (report folders excluded).
+pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
+    let mut days: std::collections::BTreeMap<String, DayStatus> = Default::default();
+    for o in exports.list("")? {
+        let Some((date, _)) = o.key.split_once('/') else {
+            continue;
+        };
+        let Ok(keys) = DayKeys::new(date) else {
+            continue;
+        };
+        let d = days.entry(date.to_string()).or_insert(DayStatus {
+            date: date.to_string(),
+            complete: false,
+            archive_size: None,
+        });
+        if o.key == keys.manifest {
+            d.complete = true;
+        } else if o.key == keys.archive {
+            d.archive_size = Some(o.size);
+        }
+    }
+    Ok(days.into_values().collect())
+}
+
+/// What [`verify`] checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The day.
+    pub date: String,
+    /// Bytes read.
+    pub size: u64,
+    /// SHA-256 computed.
+    pub sha256: String,
+    /// tar entries read and matched against the manifest.
+    pub entries: u64,
+}
+
+/// Re-reads a day's archive: its SHA-256 must match the `.sha256` object and the manifest, the
+/// whole zstd stream must decode (each frame's content checksum is checked as it is decoded), and
+/// the tar entries must be the manifest's.
+pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
+    let keys = DayKeys::new(date)?;
+    let manifest = read_manifest(exports, &keys)?;
+    let sha_line = String::from_utf8(exports.get(&keys.sha256)?)
+        .map_err(|_| Error::corrupt(format!("{} is not text", keys.sha256)))?;
+    let expected = format!("{}  {}", manifest.archive.sha256, keys.archive_name());
+    if sha_line.trim_end() != expected {
+        return Err(Error::corrupt(format!(
+            "{} does not match the manifest",
+            keys.sha256
+        )));
+    }
+    let reader = crate::store::ObjectReader::open(exports, &keys.archive)?;
+    let size = reader.size();
+    let mut tee = HashingReader {
+        inner: reader,
+        sha: Sha256::new(),
+    };
+    let entries = {
+        let mut dec = zstd::stream::read::Decoder::new(&mut tee)
+            .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
+        let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(&mut dec));
+        let mut n = 0u64;
+        let mut want = manifest.entries.iter();
+        for item in archive
+            .entries()
+            .map_err(|e| Error::corrupt(format!("{}: not a tar", keys.archive)).with_source(e))?
+        {
+            let mut item = item
+                .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+            let path = item.path_bytes().into_owned();
+            let m = want
+                .next()
+                .ok_or_else(|| Error::corrupt("archive has more entries than its manifest"))?;
+            let mpath = if m.kind == EntryKind::Dir {
+                [m.path.0.as_slice(), b"/"].concat()
+            } else {
+                m.path.0.clone()
+            };
+            if path != mpath || item.size() != m.size {
+                return Err(Error::corrupt(format!(
+                    "archive entry {} does not match the manifest ({})",
+                    String::from_utf8_lossy(&path),
+                    m.path.lossy()
+                )));
+            }
+            std::io::copy(&mut item, &mut std::io::sink()).map_err(|e| {
+                Error::corrupt(format!("{}: damaged content", keys.archive)).with_source(e)
+            })?;
+            n += 1;
+        }
+        if want.next().is_some() {
+            return Err(Error::corrupt(
+                "archive has fewer entries than its manifest",
+            ));
+        }
+        // Read to the end so that every frame (and the hash) covers the whole object.
+        std::io::copy(&mut dec, &mut std::io::sink())
+            .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+        n
+    };
+    let mut rest = Vec::new();
+    tee.read_to_end(&mut rest)
+        .map_err(|e| Error::corrupt("reading the archive").with_source(e))?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{}: {} bytes after the last zstd frame",
+            keys.archive,
+            rest.len()
+        )));
+    }
+    let sha = hex(&tee.sha.finalize());
+    if sha != manifest.archive.sha256 || size != manifest.archive.size {
+        return Err(Error::corrupt(format!(
+            "{}: sha256 {sha} / {size} bytes, manifest says {} / {} bytes",
+            keys.archive, manifest.archive.sha256, manifest.archive.size
+        )));
+    }
+    Ok(VerifyReport {
+        date: keys.date,
+        size,
+        sha256: sha,
+        entries,
+    })
+}
+
+pub(super) struct HashingReader<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.sha.update(&out[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,182 @@
+//! The manifest of a day and the names of its three objects: what `manifest.json` holds,
+//! how it is read back, and what an export reports.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::snapshot::{Skipped, Warning};
+use crate::store::Store;
+use crate::tree::{EntryKind, RawBytes};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Files up to this size are decoded and compressed together with their headers; larger files
+/// The three object names of one day, below the exports prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayKeys {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `DATE/shared-DATE.tar.zst`.
+    pub archive: String,
+    /// `DATE/shared-DATE.tar.zst.sha256`.
+    pub sha256: String,
+    /// `DATE/shared-DATE.manifest.json`.
+    pub manifest: String,
+}
+
+impl DayKeys {
+    /// The keys of `date`, which must be `YYYY-MM-DD`.
+    pub fn new(date: &str) -> Result<DayKeys> {
+        jiff::civil::Date::strptime("%Y-%m-%d", date)
+            .map_err(|_| Error::usage(format!("{date:?} is not a date (YYYY-MM-DD)")))?;
+        Ok(DayKeys {
+            date: date.to_string(),
+            archive: format!("{date}/shared-{date}.tar.zst"),
+            sha256: format!("{date}/shared-{date}.tar.zst.sha256"),
+            manifest: format!("{date}/shared-{date}.manifest.json"),
+        })
+    }
+
+    /// The archive's file name.
+    pub fn archive_name(&self) -> String {
+        format!("shared-{}.tar.zst", self.date)
+    }
+}
+
+/// The archive as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the archive, hex.
+    pub sha256: String,
+}
+
+/// One entry of the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path inside the archive (no trailing `/`); raw bytes as in trees.
+    pub path: RawBytes,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Content length (0 for hardlinks after the first name, directories and symlinks).
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_ns: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Symlink target, or for a hardlink the path of the first name of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<RawBytes>,
+}
+
+/// An entry of the snapshot that the archive leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Path.
+    pub path: RawBytes,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Why: `socket`, `fifo` and device nodes have no place in a portable archive.
+    pub reason: String,
+}
+
+/// `shared-DATE.manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub format_version: u32,
+    /// The day.
+    pub date: String,
+    /// The snapshot the archive was built from.
+    pub snapshot: Id,
+    /// That snapshot's root tree; the archive's bytes depend on nothing else.
+    pub root: Id,
+    /// When that snapshot was taken.
+    pub snapshot_time: String,
+    /// Source root.
+    pub source: String,
+    /// Folders.
+    pub folders: Vec<String>,
+    /// The archive.
+    pub archive: ArchiveInfo,
+    /// Every entry, in archive order.
+    pub entries: Vec<ManifestEntry>,
+    /// Snapshot entries left out of the archive.
+    pub skipped: Vec<LeftOut>,
+    /// What the backup excluded on purpose.
+    pub excluded: Vec<Skipped>,
+    /// What the backup could not read.
+    pub warnings: Vec<Warning>,
+    /// The archive's frames of headers and small files, for the next day's export to reuse.
+    #[serde(default)]
+    pub groups: Vec<GroupFrame>,
+}
+
+/// One frame of headers and small files in an archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFrame {
+    /// BLAKE3 of what determines the frame: the tar bytes, with small files' content named by
+    /// chunk id, and the compression level.
+    pub recipe: Id,
+    /// Where the frame starts in the archive.
+    pub offset: u64,
+    /// Its length.
+    pub length: u64,
+    /// BLAKE3 of the frame's bytes, checked before the frame is reused.
+    pub blake3: Id,
+}
+/// What [`export`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// A new archive was written.
+    Written(Manifest, Reused),
+    /// A complete archive of the same tree was already there; nothing was written.
+    Unchanged(Manifest),
+}
+
+/// How much of a new archive came from an earlier one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reused {
+    /// The day whose archive was drawn on, if any.
+    pub from: Option<String>,
+    /// Frames of headers and small files in the new archive.
+    pub groups: u64,
+    /// How many of them were copied from the earlier archive instead of compressed.
+    pub reused_groups: u64,
+    /// Stored chunk frames decoded and checked against their ids as they were copied (reported
+    /// by the run on its own, not as part of the reuse).
+    #[serde(skip)]
+    pub checked_frames: u64,
+}
+
+impl Published {
+    /// The manifest of the day's archive.
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            Published::Written(m, _) | Published::Unchanged(m) => m,
+        }
+    }
+}
+
+/// Reads and parses a day's manifest.
+pub fn read_manifest(exports: &dyn Store, keys: &DayKeys) -> Result<Manifest> {
+    let bytes = exports.get(&keys.manifest)?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!("{} is not a valid manifest", keys.manifest)).with_source(e)
+    })?;
+    if m.format_version != MANIFEST_VERSION {
+        return Err(Error::corrupt(format!(
+            "{}: unknown manifest version {}",
+            keys.manifest, m.format_version
+        )));
+    }
+    Ok(m)
+}

@@ -1,0 +1,258 @@
+//! The daily archive: `shared-DATE.tar.zst`, its `.sha256` and its `manifest.json`, built from a
+//! committed snapshot without reading the source.
+//!
+//! The archive is a POSIX pax tar whose entries follow bytewise path order, with headers derived
+//! only from the snapshot, so one snapshot always gives the same bytes. It is written as a
+//! sequence of zstd frames: tar headers, padding and the contents of small files are compressed
+//! into frames of their own, and the stored chunk frames of larger files are copied from the packs
+//! as they are, so building the archive costs I/O rather than compression. A zstd decoder sees one
+//! stream whose content is the tar.
+//!
+//! Publication: the archive streams into an object that appears only when complete; then the
+//! `.sha256`; the manifest is written last, and its presence is what makes a day complete.
+//!
+//! One concern a file: `manifest` (the day's names and `manifest.json`), `walk` (the snapshot in
+//! archive order into tar bytes and groups, and the stages joined by `write_archive`), `groups`
+//! (the group cut rule, compression under a memory budget, reuse of yesterday's frames), `sink`
+//! (the ordered writer, the SHA-256 thread and the frame checker), `days` (which days exist, and
+//! `verify`); this file publishes a day under its lease. Tar header bytes are `tar_format`'s, and
+//! the retention of days is `retention`'s.
+
+mod days;
+mod groups;
+mod manifest;
+mod sink;
+mod walk;
+
+pub use days::{DayStatus, VerifyReport, list_days, verify};
+use groups::Reuse;
+pub use groups::SMALL_FILE;
+pub use manifest::{
+    ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, Manifest, ManifestEntry,
+    Published, Reused, read_manifest,
+};
+use walk::{Written, write_archive};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+
+/// How to publish one day's archive.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The day (`YYYY-MM-DD`).
+    pub date: String,
+    /// zstd level for header and small-file frames.
+    pub level: i32,
+    /// Replace a complete archive of another snapshot.
+    pub force: bool,
+    /// Called at the steps of publication; lets tests interleave two writers exactly.
+    pub hook: Option<ExportHook>,
+}
+
+/// Where in publishing an [`ExportHook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportPoint {
+    /// The writer's lease object is written and not yet checked against the others.
+    LeaseWritten,
+    /// The day's lease is held; nothing of the day was read or written yet.
+    Leased,
+    /// The archive's bytes are written and not yet published under the day's name.
+    ArchiveBuilt,
+    /// The archive object is complete; `.sha256` and manifest are not written yet.
+    ArchiveWritten,
+    /// The `.sha256` is written; the manifest is next.
+    BeforeManifest,
+}
+
+/// A callback for [`ExportOptions::hook`].
+#[derive(Clone)]
+pub struct ExportHook(pub std::sync::Arc<dyn Fn(ExportPoint) + Send + Sync>);
+
+impl std::fmt::Debug for ExportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportHook")
+    }
+}
+
+/// How long a day's lease lives without a refresh: a writer that died blocks the day's rerun on
+/// another machine at most this long (on its own machine, not at all).
+pub const DAY_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The store prefix of the leases of one day in the exports location.
+pub fn day_lease_prefix(date: &str) -> String {
+    format!("{LEASES}{date}/")
+}
+
+/// The store prefix of every day's leases in the exports location.
+pub const LEASES: &str = "_leases/";
+
+/// Publishes the daily archive of snapshot `snap_id` into `exports`.
+///
+/// If the day already has a complete archive of the same tree (a snapshot with the same root),
+/// nothing is written: the bytes would be identical. If it has one of a different tree, the
+/// call fails with kind `Conflict` unless `force` is set.
+///
+/// Two writers of one day (two pods, each with its own state volume) are kept apart by a lease
+/// in the exports location (see [`crate::lease`]): the second fails with kind `Locked`, naming
+/// the first, and the check above is made while the lease is held, so it holds under
+/// concurrency too.
+pub fn export(
+    repo: &Repository,
+    catalog: &Catalog,
+    exports: &dyn Store,
+    (snap_id, snap): (&Id, &Snapshot),
+    opts: &ExportOptions,
+) -> Result<Published> {
+    let keys = DayKeys::new(&opts.date)?;
+    let call = |p: ExportPoint| {
+        if let Some(h) = &opts.hook {
+            (h.0)(p);
+        }
+    };
+    let lease_hook = |_: crate::lease::LeasePoint| call(ExportPoint::LeaseWritten);
+    let lease = crate::lease::acquire(
+        exports,
+        &day_lease_prefix(&keys.date),
+        &format!("publishing {}", keys.date),
+        DAY_LEASE_TTL,
+        Some(&lease_hook),
+    )?;
+    call(ExportPoint::Leased);
+    let published =
+        lease.hold(|| publish(repo, catalog, exports, (snap_id, snap), opts, &keys, &lease))?;
+    lease.release();
+    Ok(published)
+}
+
+/// [`export`] with the day's lease held.
+fn publish(
+    repo: &Repository,
+    catalog: &Catalog,
+    exports: &dyn Store,
+    (snap_id, snap): (&Id, &Snapshot),
+    opts: &ExportOptions,
+    keys: &DayKeys,
+    lease: &crate::lease::Lease<'_>,
+) -> Result<Published> {
+    let call = |p: ExportPoint| {
+        if let Some(h) = &opts.hook {
+            (h.0)(p);
+        }
+    };
+    let (level, force) = (opts.level, opts.force);
+    match read_manifest(exports, keys) {
+        // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
+        Ok(m) if m.root == snap.root => {
+            return Ok(Published::Unchanged(m));
+        }
+        Ok(m) if !force => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} already holds a complete archive of snapshot {}, whose content differs from snapshot {}; refusing to replace it (use --force)",
+                    keys.date,
+                    m.snapshot.short(),
+                    snap_id.short()
+                ),
+            ));
+        }
+        // Forced: the day stops looking complete before its archive is replaced.
+        Ok(_) => exports.delete(&keys.manifest)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let reuse = earlier_archive(exports, keys)?;
+    let mut writer = exports.create(&keys.archive)?;
+    let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
+    call(ExportPoint::ArchiveBuilt);
+    // Each object of the day is published only while the lease is still this writer's: one that
+    // lost it (stalled longer than the lease's TTL) must not replace another writer's archive.
+    lease.confirm()?;
+    writer.finish()?;
+    call(ExportPoint::ArchiveWritten);
+    let Written {
+        size,
+        sha256,
+        entries,
+        skipped,
+        groups,
+        reused_groups,
+        checked_frames,
+    } = written;
+    lease.confirm()?;
+    exports.put(
+        &keys.sha256,
+        format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),
+    )?;
+    call(ExportPoint::BeforeManifest);
+    let reused = Reused {
+        from: reuse.map(|r| r.date),
+        groups: groups.len() as u64,
+        reused_groups,
+        checked_frames,
+    };
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        date: keys.date.clone(),
+        snapshot: *snap_id,
+        root: snap.root,
+        snapshot_time: snap.time.clone(),
+        source: snap.source.clone(),
+        folders: snap.folders.clone(),
+        archive: ArchiveInfo {
+            name: keys.archive_name(),
+            size,
+            sha256,
+        },
+        entries,
+        skipped,
+        excluded: snap.skipped.clone(),
+        warnings: snap.warnings.clone(),
+        groups,
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    // The manifest makes the day complete: only while the lease is still this writer's.
+    lease.confirm()?;
+    exports.put(&keys.manifest, &bytes)?;
+    Ok(Published::Written(manifest, reused))
+}
+
+/// The group frames of the newest complete archive of another day, if there is one whose
+/// manifest lists them. An unreadable earlier day only costs the reuse, never the export.
+fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option<Reuse<'a>>> {
+    // One ranged read per reused group (about 250 KiB each): cheap on local files, but on an
+    // object store two thousand requests can cost more than compressing the groups again. Asked
+    // before listing, which on an object store is itself a request per thousand objects.
+    if exports.local_file(&today.archive).is_none() {
+        return Ok(None);
+    }
+    let days = list_days(exports)?;
+    let Some(day) = days
+        .iter()
+        .rev()
+        .find(|d| d.complete && d.date != today.date)
+    else {
+        return Ok(None);
+    };
+    let keys = DayKeys::new(&day.date)?;
+    let manifest = match read_manifest(exports, &keys) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("not reusing frames of {}: {e}", day.date);
+            return Ok(None);
+        }
+    };
+    if manifest.groups.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Reuse {
+        store: exports,
+        key: keys.archive,
+        date: day.date.clone(),
+        frames: manifest.groups.into_iter().map(|g| (g.recipe, g)).collect(),
+    }))
+}

@@ -1,0 +1,278 @@
+//! The writing end of the export pipeline: puts frames into the archive object in order,
+//! hands every piece to the SHA-256 thread, and checks copied chunk frames against their ids on
+//! another thread.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use sha2::{Digest, Sha256};
+
+use super::groups::{Budget, Frame, stage_gone};
+use super::manifest::GroupFrame;
+use crate::catalog::Catalog;
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{Id, hex};
+use crate::index::BlobLocation;
+use crate::pack::BlobKind;
+use crate::repo::{Repository, pack_key};
+use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
+
+/// A piece of the archive, in archive order, for the thread that computes its SHA-256.
+pub(super) enum Piece {
+    /// Bytes that were written.
+    Bytes(Vec<u8>),
+    /// A range of a local file that the writer copied without seeing it.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// Hashes the archive's pieces in order. Runs on its own thread so that SHA-256, the one step
+/// of an export that cannot be split, overlaps the copying.
+pub(super) fn hash_pieces(pieces: Receiver<Piece>) -> Result<String> {
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; PIECE];
+    let mut open = LastFile::default();
+    for piece in pieces {
+        match piece {
+            Piece::Bytes(bytes) => sha.update(&bytes),
+            Piece::File { path, offset, len } => {
+                let file = open
+                    .open(&path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                read_pieces(file, offset, len, &mut buf, |piece| {
+                    sha.update(piece);
+                    Ok(())
+                })
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::corrupt(format!(
+                            "{} ended while its range was being hashed",
+                            path.display()
+                        ))
+                    } else {
+                        Error::io(format!("reading {}", path.display()), e)
+                    }
+                })?;
+            }
+        }
+    }
+    Ok(hex(&sha.finalize()))
+}
+
+pub(super) fn werr(e: std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return Error::new(inner.kind(), inner.to_string());
+    }
+    // A full or read-only volume stays full: retrying only delays the report.
+    let kind = match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EACCES | libc::EPERM) => {
+            ErrorKind::Io
+        }
+        _ => ErrorKind::Transient,
+    };
+    Error::new(kind, "writing the archive to the exports failed").with_source(e)
+}
+
+/// What the walk hands the writing thread, in archive order.
+pub(super) enum Out {
+    /// A frame of headers and small files, being assembled and compressed by a worker, and its
+    /// charge against the [`Budget`].
+    Group(Receiver<Result<Frame>>, usize),
+    /// A stored chunk frame, to copy from its pack.
+    Stored(Id, BlobLocation),
+}
+
+/// A stored frame that was copied into the archive, for the thread that checks it.
+pub(super) struct Copied {
+    id: Id,
+    loc: BlobLocation,
+    /// The frame's bytes when the writer read them; otherwise they are read from `path`.
+    bytes: Option<Vec<u8>>,
+    path: Option<PathBuf>,
+}
+
+/// Checks every stored frame copied into the archive: it decodes to its length, matches its XXH64
+/// content checksum (as `zstd -t` would) and hashes to its chunk id; on its own thread beside the
+/// copy, since the copy itself never looks at the bytes, and a frame damaged in its pack (or an
+/// index that points at the wrong frame) must not reach an archive that is then published as
+/// complete. A damaged frame
+/// is recorded in the damage register (the next backup stores the chunk again from the source)
+/// and fails the export.
+pub(super) fn check_frames(
+    repo: &Repository,
+    catalog: &Catalog,
+    frames: Receiver<Copied>,
+) -> Result<u64> {
+    let mut open = LastFile::default();
+    let mut buf = Vec::new();
+    let mut checked = 0;
+    for c in frames {
+        checked += 1;
+        let frame: &[u8] = match (&c.bytes, &c.path) {
+            (Some(bytes), _) => bytes,
+            (None, Some(path)) => {
+                let file = open
+                    .open(path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                buf.resize(c.loc.length as usize, 0);
+                std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, u64::from(c.loc.offset))
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                &buf
+            }
+            (None, None) => unreachable!("a copied frame has bytes or a file"),
+        };
+        if let Err(e) = codec::verify_frame(frame, c.loc.raw_length as usize, &c.id) {
+            // What was copied is wrong either way, so the export fails; but only a frame that
+            // reads wrong a second time is recorded as damaged in the store.
+            let again = repo.store().get_range(
+                &pack_key(&c.loc.pack),
+                u64::from(c.loc.offset),
+                u64::from(c.loc.length),
+            )?;
+            if codec::verify_frame(&again, c.loc.raw_length as usize, &c.id).is_ok() {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "chunk {} in pack {} read damaged once and intact the second time; nothing was published, run the export again",
+                        c.id.short(),
+                        c.loc.pack.short()
+                    ),
+                ));
+            }
+            crate::heal::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
+            return Err(Error::corrupt(format!(
+                "chunk {} in pack {} is damaged ({e}); nothing was published, and the next backup stores the chunk again from the source",
+                c.id.short(),
+                c.loc.pack.short()
+            )));
+        }
+    }
+    Ok(checked)
+}
+
+/// What the writing end wrote.
+pub(super) struct Sunk {
+    /// Bytes written.
+    pub(super) size: u64,
+    /// The group frames, in archive order.
+    pub(super) groups: Vec<GroupFrame>,
+    /// How many of them were taken from the previous archive.
+    pub(super) reused_groups: u64,
+}
+
+/// The writing end: puts frames into the object in order and passes them on to the hasher.
+pub(super) struct Sink<'a, 'o> {
+    pub(super) out: &'o mut dyn ObjectWriter,
+    pub(super) hash: SyncSender<Piece>,
+    pub(super) check: SyncSender<Copied>,
+    pub(super) len: u64,
+    pub(super) repo: &'a Repository,
+    /// Gives a group's bytes back once its frame is written.
+    pub(super) budget: &'a Budget,
+    /// Where each group frame went, for the next day's reuse.
+    pub(super) groups: Vec<GroupFrame>,
+    pub(super) reused: u64,
+}
+
+impl Sink<'_, '_> {
+    pub(super) fn run(mut self, items: Receiver<Out>) -> Result<Sunk> {
+        for item in items {
+            match item {
+                Out::Group(frame, charge) => {
+                    let frame = frame.recv().map_err(|_| stage_gone("compression"))??;
+                    self.groups.push(GroupFrame {
+                        recipe: frame.recipe,
+                        offset: self.len,
+                        length: frame.bytes.len() as u64,
+                        blake3: Id::of(&frame.bytes),
+                    });
+                    self.reused += u64::from(frame.reused);
+                    self.write_bytes(frame.bytes)?;
+                    self.budget.give(charge);
+                }
+                Out::Stored(id, loc) => self.stored_frame(id, &loc)?,
+            }
+        }
+        self.out.flush().map_err(werr)?;
+        Ok(Sunk {
+            size: self.len,
+            groups: self.groups,
+            reused_groups: self.reused,
+        })
+    }
+
+    fn checked(
+        &self,
+        id: Id,
+        loc: &BlobLocation,
+        bytes: Option<Vec<u8>>,
+        path: Option<PathBuf>,
+    ) -> Result<()> {
+        self.check
+            .send(Copied {
+                id,
+                loc: *loc,
+                bytes,
+                path,
+            })
+            .map_err(|_| stage_gone("checking"))
+    }
+
+    fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.out.write_all(&bytes).map_err(werr)?;
+        self.len += bytes.len() as u64;
+        self.hash
+            .send(Piece::Bytes(bytes))
+            .map_err(|_| stage_gone("hashing"))
+    }
+
+    /// Appends a stored frame: copied inside the kernel when both the pack and the archive are
+    /// local files, otherwise read and written.
+    fn stored_frame(&mut self, id: Id, loc: &BlobLocation) -> Result<()> {
+        let key = pack_key(&loc.pack);
+        let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
+        let store = self.repo.store();
+        let Some(path) = store.local_file(&key) else {
+            let frame = store.get_range(&key, offset, len)?;
+            self.checked(id, loc, Some(frame.clone()), None)?;
+            return self.write_bytes(frame);
+        };
+        self.checked(id, loc, None, Some(path.clone()))?;
+        // Announced before the copy, which may wait for the disk: the hasher reads the range
+        // from the pack itself and need not wait with it.
+        self.hash
+            .send(Piece::File {
+                path: path.clone(),
+                offset,
+                len,
+            })
+            .map_err(|_| stage_gone("hashing"))?;
+        if !self.out.copy_from_file(&path, offset, len)? {
+            // This writer cannot read files: the same bytes, through a buffer.
+            let frame = store.get_range(&key, offset, len)?;
+            self.out.write_all(&frame).map_err(werr)?;
+        }
+        self.len += len;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_read_only_volume_is_not_retried() {
+        for errno in [libc::ENOSPC, libc::EDQUOT, libc::EROFS] {
+            let e = werr(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert!(!e.is_retryable());
+        }
+        let e = werr(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(e.is_retryable(), "{e}");
+    }
+}

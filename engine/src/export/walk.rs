@@ -1,0 +1,367 @@
+//! The walking end: turns a snapshot's trees into tar bytes in archive order, cuts them into
+//! groups, queues stored frames of large files, and joins the stages into [`write_archive`].
+
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use super::groups::{
+    Budget, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, Reuse, SMALL_FILE, Seg, compress_groups,
+    stage_gone,
+};
+use super::manifest::{GroupFrame, LeftOut, ManifestEntry};
+use super::sink::{Out, Sink, check_frames, hash_pieces};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
+use crate::pack::BlobKind;
+use crate::read::{HardlinkGroups, load_tree};
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::store::ObjectWriter;
+use crate::tar_format;
+use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
+
+/// What [`write_archive`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Archive size.
+    pub size: u64,
+    /// Archive SHA-256, hex.
+    pub sha256: String,
+    /// Manifest entries, in archive order.
+    pub entries: Vec<ManifestEntry>,
+    /// Snapshot entries left out.
+    pub skipped: Vec<LeftOut>,
+    /// The group frames.
+    pub groups: Vec<GroupFrame>,
+    /// How many of them were taken from the previous archive.
+    pub reused_groups: u64,
+    /// Stored frames checked against their chunk ids.
+    pub checked_frames: u64,
+}
+
+/// The walking end: builds tar bytes, groups them into frames and queues the output in order.
+pub(super) struct TarAssembler<'a> {
+    items: SyncSender<Out>,
+    jobs: SyncSender<Job>,
+    budget: &'a Budget,
+    pending: Group,
+    tar_len: u64,
+}
+
+impl TarAssembler<'_> {
+    fn send(&self, item: Out) -> Result<()> {
+        self.items.send(item).map_err(|_| stage_gone("writing"))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let g = &mut self.pending;
+        let start = g.raw.len();
+        g.raw.extend_from_slice(bytes);
+        match g.segs.last_mut() {
+            Some(Seg::Raw(_, end)) if *end == start => *end = g.raw.len(),
+            _ => g.segs.push(Seg::Raw(start, g.raw.len())),
+        }
+        self.added(bytes.len())
+    }
+
+    fn blob(&mut self, id: Id, loc: BlobLocation) -> Result<()> {
+        self.pending.segs.push(Seg::Blob(id, loc));
+        self.added(loc.raw_length as usize)
+    }
+
+    fn added(&mut self, n: usize) -> Result<()> {
+        self.pending.len += n;
+        self.tar_len += n as u64;
+        if self.pending.len >= GROUP_MAX {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Called after each entry's last byte: cuts the group where the entry's path says so.
+    fn entry_done(&mut self, path: &[u8]) -> Result<()> {
+        if self.pending.len >= GROUP_MIN {
+            let h = blake3::hash(path);
+            let pick = u32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"));
+            if pick % GROUP_PICK == 0 {
+                self.flush_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered group to a worker and queues its frame in archive order.
+    fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.len > 0 {
+            let group = std::mem::take(&mut self.pending);
+            let (tx, rx) = sync_channel(1);
+            let charge = group.len;
+            self.budget.take(charge)?;
+            self.jobs
+                .send((group, tx))
+                .map_err(|_| stage_gone("compression"))?;
+            self.send(Out::Group(rx, charge))?;
+        }
+        Ok(())
+    }
+
+    fn pad(&mut self) -> Result<()> {
+        let rem = (self.tar_len % 512) as usize;
+        if rem != 0 {
+            self.raw(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
+    /// the stored frames.
+    fn content(&mut self, repo: &Repository, catalog: &Catalog, e: &Entry) -> Result<()> {
+        let small = e.size <= SMALL_FILE;
+        let mut written = 0u64;
+        for id in &e.chunks {
+            let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+                Error::not_found(format!("chunk {} is in no known pack", id.short()))
+            })?;
+            // Large files' frames are copied without decoding: their claimed length is checked
+            // here, before the tar stream is sized by it.
+            repo.check_location(BlobKind::Data, id, &loc)?;
+            written += u64::from(loc.raw_length);
+            if small {
+                self.blob(*id, loc)?;
+            } else {
+                self.flush_pending()?;
+                self.send(Out::Stored(*id, loc))?;
+                self.tar_len += u64::from(loc.raw_length);
+            }
+        }
+        if written != e.size {
+            return Err(Error::corrupt(format!(
+                "file of {} bytes has chunks of {written} bytes",
+                e.size
+            )));
+        }
+        self.pad()
+    }
+}
+
+/// Items of one directory in full-path bytewise order: an entry sorts by its name, and the
+/// subtree of a directory sorts by `name/`, which places `a.txt` before `a/x` and `a0` after it.
+pub(super) fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
+    let mut items = Vec::with_capacity(entries.len() * 2);
+    for e in entries {
+        if e.kind == EntryKind::Dir {
+            let mut key = e.name.0.clone();
+            key.push(b'/');
+            items.push((key, e.clone(), true));
+        }
+        items.push((e.name.0.clone(), e, false));
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
+pub(super) struct Walk<'a, 'b> {
+    w: &'a mut TarAssembler<'b>,
+    repo: &'a Repository,
+    catalog: &'a Catalog,
+    entries: Vec<ManifestEntry>,
+    skipped: Vec<LeftOut>,
+    /// The first name written of each hardlink group.
+    links: HardlinkGroups<Vec<u8>>,
+}
+
+impl Walk<'_, '_> {
+    /// Writes the tree `tree` at `prefix`, depth first in archive order. Walks with an explicit
+    /// stack, and stops at a path longer than a snapshot may hold: a crafted chain of trees
+    /// can neither overflow the stack nor make an archive no restore accepts.
+    fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
+        let first = ordered(load_tree(self.repo, self.catalog, tree)?.entries).into_iter();
+        let mut stack = vec![(prefix.to_vec(), first)];
+        while let Some((prefix, items)) = stack.last_mut() {
+            let Some((_, e, subtree)) = items.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&e.name.0);
+            check_path_len(&path)?;
+            if subtree {
+                let sub = e
+                    .tree
+                    .ok_or_else(|| Error::corrupt("directory entry without a tree"))?;
+                let items = ordered(load_tree(self.repo, self.catalog, &sub)?.entries).into_iter();
+                stack.push((path, items));
+            } else {
+                self.entry(path, &e)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: Vec<u8>, e: &Entry) -> Result<()> {
+        let mut m = ManifestEntry {
+            path: RawBytes(path.clone()),
+            kind: e.kind,
+            size: 0,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+            mode: e.mode,
+            link: None,
+        };
+        match e.kind {
+            EntryKind::Dir => {
+                let mut p = path.clone();
+                p.push(b'/');
+                self.w.raw(&tar_format::header(
+                    &p,
+                    e,
+                    tar::EntryType::Directory,
+                    0,
+                    None,
+                ))?;
+            }
+            EntryKind::Symlink => {
+                let target = e
+                    .target
+                    .as_ref()
+                    .map(|t| t.0.as_slice())
+                    .unwrap_or_default();
+                self.w.raw(&tar_format::header(
+                    &path,
+                    e,
+                    tar::EntryType::Symlink,
+                    0,
+                    Some(target),
+                ))?;
+                m.link = Some(RawBytes(target.to_vec()));
+            }
+            EntryKind::File => {
+                let folder = path.split(|b| *b == b'/').next().unwrap_or_default();
+                let first = self.links.link_to(folder, e, || path.clone());
+                if let Some(first) = first {
+                    self.w.raw(&tar_format::header(
+                        &path,
+                        e,
+                        tar::EntryType::Link,
+                        0,
+                        Some(&first),
+                    ))?;
+                    m.link = Some(RawBytes(first));
+                } else {
+                    self.w.raw(&tar_format::header(
+                        &path,
+                        e,
+                        tar::EntryType::Regular,
+                        e.size,
+                        None,
+                    ))?;
+                    self.w.content(self.repo, self.catalog, e)?;
+                    m.size = e.size;
+                }
+            }
+            kind => {
+                let reason = match kind {
+                    EntryKind::Socket => "socket",
+                    EntryKind::Fifo => "fifo",
+                    _ => "device",
+                };
+                self.skipped.push(LeftOut {
+                    path: RawBytes(path),
+                    kind,
+                    reason: reason.into(),
+                });
+                return Ok(());
+            }
+        }
+        self.w.entry_done(&m.path.0)?;
+        self.entries.push(m);
+        Ok(())
+    }
+}
+
+/// Writes the archive of `snap` into `out`, taking unchanged group frames from `reuse`.
+pub(crate) fn write_archive(
+    repo: &Repository,
+    catalog: &Catalog,
+    snap: &Snapshot,
+    level: i32,
+    reuse: Option<&Reuse<'_>>,
+    out: &mut dyn ObjectWriter,
+) -> Result<Written> {
+    let (hash_tx, hash_rx) = sync_channel(16);
+    // Frames to check: up to 8 MiB each when the writer read them (S3), a few bytes otherwise.
+    let (check_tx, check_rx) = sync_channel(4);
+    // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
+    // the writer, into the small files, while the writer copies large ones.
+    let (items_tx, items_rx) = sync_channel(1 << 16);
+    let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
+    let budget = Budget::default();
+    let jobs_rx = std::sync::Mutex::new(jobs_rx);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || hash_pieces(hash_rx));
+        let checker = scope.spawn(move || check_frames(repo, catalog, check_rx));
+        let sink = Sink {
+            out,
+            hash: hash_tx,
+            check: check_tx,
+            len: 0,
+            repo,
+            budget: &budget,
+            groups: Vec::new(),
+            reused: 0,
+        };
+        let budget_ref = &budget;
+        let writer = scope.spawn(move || {
+            let written = sink.run(items_rx);
+            budget_ref.close();
+            written
+        });
+        for _ in 0..rayon::current_num_threads().max(1) {
+            let jobs = &jobs_rx;
+            scope.spawn(move || compress_groups(repo, catalog, level, reuse, jobs));
+        }
+        let mut w = TarAssembler {
+            items: items_tx,
+            jobs: jobs_tx,
+            budget: &budget,
+            pending: Group::default(),
+            tar_len: 0,
+        };
+        let walked = (|| {
+            let mut walk = Walk {
+                w: &mut w,
+                repo,
+                catalog,
+                entries: Vec::new(),
+                skipped: Vec::new(),
+                links: HardlinkGroups::new(),
+            };
+            walk.dir(&snap.root, b"")?;
+            let (entries, skipped) = (walk.entries, walk.skipped);
+            w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
+            w.flush_pending()?;
+            Ok((entries, skipped))
+        })();
+        drop(w); // closes the queues: the workers, the writer, then the hasher finish
+        let written = writer.join().expect("the writing thread does not panic");
+        let sha = hasher.join().expect("the hashing thread does not panic");
+        let checked = checker.join().expect("the checking thread does not panic");
+        // A stage that stopped makes the ones before it fail too; report the root cause.
+        match (walked, written, sha, checked) {
+            (_, _, _, Err(e)) | (_, _, Err(e), _) | (_, Err(e), _, _) | (Err(e), _, _, _) => Err(e),
+            (Ok((entries, skipped)), Ok(sunk), Ok(sha256), Ok(checked_frames)) => Ok(Written {
+                size: sunk.size,
+                sha256,
+                entries,
+                skipped,
+                groups: sunk.groups,
+                reused_groups: sunk.reused_groups,
+                checked_frames,
+            }),
+        }
+    })
+}

@@ -1,0 +1,168 @@
+//! Restoring from a daily archive alone (no catalog, no store index): a checked tar stream,
+//! every name checked as for snapshots.
+
+use std::io::Read;
+
+use super::target::{Meta, Target, components, show, wanted};
+use super::{RestoreOptions, RestoreReport};
+use crate::error::{Error, Result};
+use crate::tree::EntryKind;
+
+/// An owner id from an archive as a `uid_t`: ids that do not fit 32 bits (a crafted pax record
+/// of 99999999999 would otherwise become 1215752191, someone else's id) become `u32::MAX`,
+/// which `chown` takes as "leave unchanged", so the entry keeps the restoring user's owner.
+pub(super) fn archive_owner(
+    id: std::io::Result<u64>,
+    which: &str,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> u32 {
+    match id {
+        Ok(v) if v < u64::from(u32::MAX) => v as u32,
+        Ok(v) => {
+            let w = format!("{path}: {which} {v} does not fit 32 bits; the owner was left as is");
+            tracing::warn!("{w}");
+            warnings.push(w);
+            u32::MAX
+        }
+        Err(_) => {
+            let w = format!("{path}: unreadable {which}; the owner was left as is");
+            tracing::warn!("{w}");
+            warnings.push(w);
+            u32::MAX
+        }
+    }
+}
+
+/// Restores from a daily archive alone (no catalog, no store index): a `.tar.zst` stream.
+/// Every path, symlink and hardlink name in it is checked as for snapshots; an unsafe one fails
+/// the restore with a message naming it, before anything is written for that entry.
+pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let target = Target::open(&opts.target, opts.overwrite)?;
+    let filters: Vec<Vec<Vec<u8>>> = opts
+        .paths
+        .iter()
+        .map(|p| components(p.as_bytes()))
+        .collect::<Result<_>>()?;
+    let dec = zstd::stream::read::Decoder::new(reader)
+        .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
+    // Guarded: the tar crate reads long names and pax headers whole before we see them.
+    let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(dec));
+    let mut report = RestoreReport::default();
+    let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
+    let mut symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)> = Vec::new();
+    let mut files: std::collections::HashSet<Vec<Vec<u8>>> = Default::default();
+    let bad = |e: std::io::Error| Error::corrupt("the archive is damaged").with_source(e);
+    for item in archive.entries().map_err(bad)? {
+        let mut item = item.map_err(bad)?;
+        let raw = item.path_bytes().into_owned();
+        if raw == b"." || raw == b"./" {
+            continue; // the archive root of `tar -C dir .`
+        }
+        let parts = components(&raw).map_err(|e| e.context("archive entry"))?;
+        if !wanted(&parts, &filters) {
+            continue;
+        }
+        let h = item.header();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let (mode, uid, gid) = (
+            h.mode().unwrap_or(0o600),
+            archive_owner(h.uid(), "uid", &shown, &mut report.warnings),
+            archive_owner(h.gid(), "gid", &shown, &mut report.warnings),
+        );
+        let device = match (h.device_major(), h.device_minor()) {
+            (Ok(Some(major)), Ok(Some(minor))) => Some(libc::makedev(major, minor)),
+            _ => None,
+        };
+        let kind = h.entry_type();
+        let link = item.link_name_bytes().map(|l| l.into_owned());
+        let (mtime, mtime_ns) = crate::tar_format::archive_mtime(&mut item)?;
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_ns,
+        };
+        let path = show(&parts);
+        let (name, parent) = parts.split_last().expect("components are never empty");
+        match kind {
+            tar::EntryType::Directory => {
+                target.dir(&parts, true)?;
+                dirs.push((parts.clone(), meta));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let dir = target.dir(parent, true)?;
+                let size = item.size();
+                let written = target.file(&dir, name, &path, size, &meta, &mut |w| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = item.read(&mut buf).map_err(bad)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        w.write(&buf[..n])?;
+                    }
+                })?;
+                if written {
+                    report.files += 1;
+                    report.bytes += size;
+                } else {
+                    report.unchanged += 1;
+                }
+                files.insert(parts.clone());
+            }
+            tar::EntryType::Link => {
+                let from = components(&link.unwrap_or_default())
+                    .map_err(|e| e.context(format!("hardlink {path}")))?;
+                if !files.contains(&from) {
+                    return Err(Error::usage(format!(
+                        "hardlink {path} points to {}, which is not a file restored before it",
+                        show(&from)
+                    )));
+                }
+                let dir = target.dir(parent, true)?;
+                if target.hardlink(&from, &dir, name, &path)? {
+                    report.hardlinks += 1;
+                }
+                files.insert(parts.clone());
+            }
+            tar::EntryType::Symlink => {
+                target.dir(parent, true)?;
+                symlinks.push((parts.clone(), link.unwrap_or_default(), meta));
+            }
+            tar::EntryType::Fifo => {
+                let dir = target.dir(parent, true)?;
+                if target.fifo(&dir, name, &meta, &path)? {
+                    report.fifos += 1;
+                }
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                target.dir(parent, true)?;
+                let kind = if kind == tar::EntryType::Block {
+                    EntryKind::Blockdev
+                } else {
+                    EntryKind::Chardev
+                };
+                target.special_device(parent, name, (kind, device), &meta, &path, &mut report)?;
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName => {}
+            _ => report.skipped.push(path),
+        }
+    }
+    for (parts, t, meta) in &symlinks {
+        let (name, parent) = parts.split_last().expect("non-empty");
+        let dir = target.dir(parent, false)?;
+        if target.symlink(&dir, name, t, meta, &show(parts))? {
+            report.symlinks += 1;
+        }
+    }
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (parts, meta) in &dirs {
+        target.dir_meta(parts, meta)?;
+        report.dirs += 1;
+    }
+    Ok(report)
+}

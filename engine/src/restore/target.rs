@@ -1,0 +1,564 @@
+//! The target directory, reached only through descriptors: checked path components, creating
+//! and entering directories with `O_NOFOLLOW`, making way for an entry, and applying modes,
+//! owners and times after contents.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use super::{Overwrite, RestoreReport};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sparse::SparseWriter;
+use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, shorten, valid_name};
+
+pub(super) fn cstr(name: &[u8]) -> Result<CString> {
+    CString::new(name).map_err(|_| Error::usage("a name contains NUL"))
+}
+
+pub(super) fn os_err(what: impl std::fmt::Display) -> Error {
+    Error::io(what, std::io::Error::last_os_error())
+}
+
+/// Removes the entry `name` in `dir` to make way for a restored one; `unlinkat` removes a link
+/// or file itself and never follows it.
+pub(super) fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and C string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+        return Err(os_err(format!("replacing {path}")));
+    }
+    Ok(())
+}
+
+/// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL, and
+/// a path longer than PATH_MAX ([`MAX_PATH_LEN`] bytes), before splitting it: an archive entry
+/// of a few bytes compressed can name millions of nested directories.
+pub fn components(path: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    let trimmed = trimmed.strip_prefix(b"./").unwrap_or(trimmed);
+    if trimmed.len() > MAX_PATH_LEN {
+        return Err(Error::usage(format!(
+            "path {} ({} bytes) is longer than PATH_MAX ({MAX_PATH_LEN} bytes)",
+            shorten(trimmed),
+            trimmed.len()
+        )));
+    }
+    if trimmed.starts_with(b"/") {
+        return Err(Error::usage(format!(
+            "{:?} is an absolute path",
+            shorten(path)
+        )));
+    }
+    let parts: Vec<Vec<u8>> = trimmed.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
+    if parts.iter().any(|p| !valid_name(p)) {
+        return Err(Error::usage(format!(
+            "unsafe path {:?}: empty, `.`, `..` or NUL components are refused",
+            shorten(path)
+        )));
+    }
+    Ok(parts)
+}
+
+/// Metadata to apply to a restored entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+}
+
+impl Meta {
+    pub(super) fn of(e: &Entry) -> Meta {
+        Meta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+        }
+    }
+    fn times(&self) -> [libc::timespec; 2] {
+        let omit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        };
+        [
+            omit,
+            libc::timespec {
+                tv_sec: self.mtime,
+                tv_nsec: i64::from(self.mtime_ns),
+            },
+        ]
+    }
+}
+
+/// The target directory, reached only through descriptors.
+pub(crate) struct Target {
+    root: OwnedFd,
+    as_root: bool,
+    overwrite: Overwrite,
+}
+
+pub(super) enum Existing {
+    Missing,
+    Dir,
+    File {
+        size: u64,
+        mtime: i64,
+        mtime_ns: u32,
+    },
+    Other,
+}
+
+impl Target {
+    pub(crate) fn open(path: &Path, overwrite: Overwrite) -> Result<Target> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating target {}", path.display()), e))?;
+        let c = cstr(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: valid C string; the descriptor is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(os_err(format!("opening target {}", path.display())));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        // SAFETY: fd is a fresh descriptor we own.
+        Ok(Target {
+            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            as_root,
+            overwrite,
+        })
+    }
+
+    fn existing(&self, dir: &OwnedFd, name: &[u8]) -> Result<Existing> {
+        let c = cstr(name)?;
+        // SAFETY: zeroed stat is a valid out-parameter for fstatat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, C string and out-pointer.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(Existing::Missing)
+            } else {
+                Err(Error::io(
+                    format!("stat of {:?} in the target", String::from_utf8_lossy(name)),
+                    e,
+                ))
+            };
+        }
+        Ok(match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Existing::Dir,
+            libc::S_IFREG => Existing::File {
+                size: st.st_size as u64,
+                mtime: st.st_mtime,
+                mtime_ns: st.st_mtime_nsec as u32,
+            },
+            _ => Existing::Other,
+        })
+    }
+
+    /// Opens (creating when asked) the directory at `parts` below the root, never following a
+    /// symlink: a symlink where a directory should be is an error, not a detour.
+    pub(crate) fn dir(&self, parts: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the target descriptor", e))?;
+        for (i, p) in parts.iter().enumerate() {
+            let c = cstr(p)?;
+            if create {
+                // SAFETY: valid descriptor and C string.
+                let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o700) };
+                if rc != 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    return Err(os_err(format!("creating {}", show(&parts[..=i]))));
+                }
+            }
+            // SAFETY: valid descriptor and C string.
+            let fd = unsafe {
+                libc::openat(
+                    cur.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                let why = if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                    " (a symlink or file is in the way; cairn never writes through it)"
+                } else {
+                    ""
+                };
+                return Err(Error::new(
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Io
+                    },
+                    format!("cannot enter {} in the target{why}", show(&parts[..=i])),
+                )
+                .with_source(e));
+            }
+            // SAFETY: fresh descriptor we own.
+            cur = unsafe { OwnedFd::from_raw_fd(fd) };
+        }
+        Ok(cur)
+    }
+
+    /// Whether a file at `name` needs (re)writing, removing what is in the way when it does.
+    fn prepare(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        size: u64,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        let replace = match self.existing(dir, name)? {
+            Existing::Missing => return Ok(true),
+            Existing::Dir => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("{path}: a directory is in the way of a file"),
+                ));
+            }
+            Existing::File {
+                size: s,
+                mtime,
+                mtime_ns,
+            } => match self.overwrite {
+                Overwrite::Never => false,
+                Overwrite::IfChanged => {
+                    s != size || mtime != meta.mtime || mtime_ns != meta.mtime_ns
+                }
+                Overwrite::Always => true,
+            },
+            Existing::Other => self.overwrite != Overwrite::Never,
+        };
+        if replace {
+            unlink_in_way(dir, name, path)?;
+        }
+        Ok(replace)
+    }
+
+    fn set_meta_fd(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<()> {
+        // Owner first: chown clears setuid/setgid bits, which the chmod below then restores.
+        // SAFETY: valid descriptors and pointers throughout.
+        unsafe {
+            if self.as_root && libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) != 0 {
+                return Err(os_err(format!("setting the owner of {path}")));
+            }
+            if libc::fchmod(fd.as_raw_fd(), meta.mode & 0o7777) != 0 {
+                return Err(os_err(format!("setting the mode of {path}")));
+            }
+            if libc::futimens(fd.as_raw_fd(), meta.times().as_ptr()) != 0 {
+                return Err(os_err(format!("setting the mtime of {path}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a regular file. `fill` writes the content; zero runs become holes.
+    pub(crate) fn file(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &str,
+        size: u64,
+        meta: &Meta,
+        fill: &mut dyn FnMut(&mut SparseWriter) -> Result<()>,
+    ) -> Result<bool> {
+        if !self.prepare(dir, name, size, meta, path)? {
+            return Ok(false);
+        }
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string; O_EXCL|O_NOFOLLOW: we create the file ourselves.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return Err(os_err(format!("creating {path}")));
+        }
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut w = SparseWriter::new(std::fs::File::from(fd));
+        fill(&mut w)?;
+        if w.position() != size {
+            return Err(Error::corrupt(format!(
+                "{path}: restored {} bytes, the snapshot says {size}",
+                w.position()
+            )));
+        }
+        let file = w.into_file();
+        file.set_len(size)
+            .map_err(|e| Error::io(format!("sizing {path}"), e))?;
+        let fd = OwnedFd::from(file);
+        self.set_meta_fd(&fd, meta, path)?;
+        Ok(true)
+    }
+
+    pub(crate) fn mkdir(&self, parent: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(Error::io(format!("creating {path}"), e));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn dir_meta(&self, parts: &[Vec<u8>], meta: &Meta) -> Result<()> {
+        let fd = self.dir(parts, false)?;
+        self.set_meta_fd(&fd, meta, &show(parts))
+    }
+
+    pub(crate) fn symlink(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        target: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        match self.existing(parent, name)? {
+            Existing::Missing => {}
+            Existing::Dir => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("{path}: a directory is in the way"),
+                ));
+            }
+            _ if self.overwrite == Overwrite::Never => return Ok(false),
+            _ => unlink_in_way(parent, name, path)?,
+        }
+        let (c, t) = (cstr(name)?, cstr(target)?);
+        // SAFETY: valid descriptor and C strings.
+        unsafe {
+            if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), c.as_ptr()) != 0 {
+                return Err(os_err(format!("creating symlink {path}")));
+            }
+        }
+        self.meta_at(parent, &c, meta);
+        Ok(true)
+    }
+
+    /// Owner (when root) and mtime of an entry that cannot be opened for writing (a symlink,
+    /// a FIFO), applied to the entry itself. Best effort, as tar does for these.
+    fn meta_at(&self, parent: &OwnedFd, c: &CString, meta: &Meta) {
+        // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the link itself.
+        unsafe {
+            if self.as_root {
+                libc::fchownat(
+                    parent.as_raw_fd(),
+                    c.as_ptr(),
+                    meta.uid,
+                    meta.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                );
+            }
+            libc::utimensat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                meta.times().as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
+    }
+
+    pub(crate) fn hardlink(
+        &self,
+        from: &[Vec<u8>],
+        parent: &OwnedFd,
+        name: &[u8],
+        path: &str,
+    ) -> Result<bool> {
+        let (fdir, fname) = from
+            .split_last()
+            .map(|(n, d)| (d, n))
+            .ok_or_else(|| Error::usage("empty link"))?;
+        let src_dir = self.dir(fdir, false)?;
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            if self.overwrite == Overwrite::Never {
+                return Ok(false);
+            }
+            unlink_in_way(parent, name, path)?;
+        }
+        let (a, b) = (cstr(fname)?, cstr(name)?);
+        // SAFETY: valid descriptors and C strings; flags 0: never follow a symlink source.
+        if unsafe {
+            libc::linkat(
+                src_dir.as_raw_fd(),
+                a.as_ptr(),
+                parent.as_raw_fd(),
+                b.as_ptr(),
+                0,
+            )
+        } != 0
+        {
+            return Err(os_err(format!("linking {path} to {}", show(from))));
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn fifo(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            return Ok(false);
+        }
+        self.node(parent, name, libc::S_IFIFO, 0, meta, || {
+            format!("creating FIFO {path}")
+        })?;
+        Ok(true)
+    }
+
+    /// Makes a FIFO or device node `name` of type `fmt` with the entry's mode, owner and times.
+    fn node(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        fmt: libc::mode_t,
+        rdev: u64,
+        meta: &Meta,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let c = cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        unsafe {
+            if libc::mknodat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                fmt | (meta.mode & 0o7777),
+                rdev as libc::dev_t,
+            ) != 0
+            {
+                return Err(os_err(what()));
+            }
+            // The umask applied to mknod; the snapshot's mode is what was asked for.
+            libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
+        }
+        self.meta_at(parent, &c, meta);
+        Ok(())
+    }
+}
+
+impl Target {
+    /// Creates a character or block device node (root only; the caller checks).
+    pub(crate) fn device(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        kind: EntryKind,
+        rdev: u64,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<bool> {
+        if !matches!(self.existing(parent, name)?, Existing::Missing) {
+            if self.overwrite == Overwrite::Never {
+                return Ok(false);
+            }
+            unlink_in_way(parent, name, path)?;
+        }
+        let fmt = if kind == EntryKind::Blockdev {
+            libc::S_IFBLK
+        } else {
+            libc::S_IFCHR
+        };
+        self.node(parent, name, fmt, rdev, meta, || {
+            format!("creating device node {path}")
+        })?;
+        Ok(true)
+    }
+
+    /// Restores a device node when running as root; otherwise says why it is left out.
+    pub(super) fn special_device(
+        &self,
+        parent: &[Vec<u8>],
+        name: &[u8],
+        (kind, rdev): (EntryKind, Option<u64>),
+        meta: &Meta,
+        path: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        match rdev {
+            Some(rdev) if self.as_root => {
+                let fd = self.dir(parent, false)?;
+                if self.device(&fd, name, kind, rdev, meta, path)? {
+                    report.devices += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+            }
+            _ => {
+                let why = if self.as_root {
+                    "no device number recorded"
+                } else {
+                    "creating device nodes needs root"
+                };
+                tracing::warn!(path, "device node not restored: {why}");
+                report.skipped.push(path.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path of components, for messages.
+pub(super) fn show(parts: &[Vec<u8>]) -> String {
+    String::from_utf8_lossy(&parts.join(&b'/')).into_owned()
+}
+
+/// Whether `parts` is one of `filters` or below one (no filters: everything).
+pub(super) fn wanted(parts: &[Vec<u8>], filters: &[Vec<Vec<u8>>]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| parts.starts_with(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            &b"../x"[..],
+            b"/etc/passwd",
+            b"a/../../b",
+            b"a//b",
+            b"",
+            b"a/\0",
+        ] {
+            assert!(components(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            components(b"./a/b/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+}
