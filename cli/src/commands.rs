@@ -265,7 +265,7 @@ fn backup_options(
         compression: cfg.backup.compression,
         time,
         date,
-        hook: None,
+        hook: crate::failpoint::backup_hook(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! in `cairn-engine`.
 
 mod commands;
+mod failpoint;
 mod output;
 
 use std::io::IsTerminal;

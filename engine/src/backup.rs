@@ -57,13 +57,37 @@ pub struct BackupOptions {
     pub hook: Option<Hook>,
 }
 
-/// Where in reading a file a [`Hook`] is called.
+/// Where in a backup a [`Hook`] is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookPoint {
     /// After the file was seen in its directory and before it is opened.
     BeforeOpen,
     /// After its content was read and before its metadata is checked again.
     AfterRead,
+    /// A data pack was stored and indexed (the path is empty).
+    PackStored,
+    /// Every pack is stored; the snapshot is not written yet (the path is empty).
+    BeforeCommit,
+}
+
+impl HookPoint {
+    /// Every point, for callers that name them.
+    pub const ALL: [HookPoint; 4] = [
+        HookPoint::BeforeOpen,
+        HookPoint::AfterRead,
+        HookPoint::PackStored,
+        HookPoint::BeforeCommit,
+    ];
+
+    /// The point's name in kebab case (`pack-stored`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::BeforeOpen => "before-open",
+            HookPoint::AfterRead => "after-read",
+            HookPoint::PackStored => "pack-stored",
+            HookPoint::BeforeCommit => "before-commit",
+        }
+    }
 }
 
 /// A callback for [`BackupOptions::hook`].
@@ -231,6 +255,7 @@ pub fn backup(
     ctx.data.finish()?;
     ctx.records.finish()?;
     ctx.trees.finish()?;
+    ctx.call_hook(HookPoint::BeforeCommit, Path::new(""));
 
     let (dp, ds) = ctx.data.written();
     let (tp, ts) = ctx.trees.written();
@@ -300,6 +325,7 @@ impl Ctx<'_> {
         }
         if added.stored_pack {
             self.records.pack_stored(&self.data)?;
+            self.call_hook(HookPoint::PackStored, Path::new(""));
         }
         Ok(())
     }

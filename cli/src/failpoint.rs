@@ -1,0 +1,40 @@
+//! Failpoints for the CLI's own tests: `CAIRN_FAILPOINT=pack-stored:3` makes a debug build kill
+//! itself with SIGKILL the third time a backup reaches that point, so that a test of a killed run
+//! hits exactly the moment it names instead of guessing it with sleeps. Release builds, the ones
+//! deployed, ignore the variable: the failpoint exists only with debug assertions.
+
+use cairn_engine::backup::Hook;
+
+/// The backup hook that `CAIRN_FAILPOINT` asks for, if any (debug builds only).
+#[cfg(debug_assertions)]
+pub fn backup_hook() -> Option<Hook> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use cairn_engine::backup::HookPoint;
+
+    let spec = std::env::var("CAIRN_FAILPOINT").ok()?;
+    let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+    let point = HookPoint::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("CAIRN_FAILPOINT: unknown point {name:?}"));
+    let nth: u64 = nth
+        .parse()
+        .unwrap_or_else(|_| panic!("CAIRN_FAILPOINT: {nth:?} is not a count"));
+    let seen = AtomicU64::new(0);
+    Some(Hook(std::sync::Arc::new(move |p, _| {
+        if p == point && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            // SAFETY: kill(2) on our own pid; SIGKILL runs no handler and no destructor, which
+            // is the point.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    })))
+}
+
+/// Release builds have no failpoints.
+#[cfg(not(debug_assertions))]
+pub fn backup_hook() -> Option<Hook> {
+    None
+}
