@@ -1,17 +1,12 @@
 //! Shared inputs for cairn's benchmarks: seeded data that looks like what a share holds.
 
-/// Pseudo-random bytes (xorshift), incompressible like photos.
+#[path = "../../engine/tests/it/seeded.rs"]
+#[allow(dead_code)]
+mod seeded;
+
+/// Pseudo-random bytes (xorshift), incompressible like photos: the tests' own generator.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    seeded::seeded(len, seed)
 }
 
 /// Prose-like text from a seeded word stream, compressible like notes.

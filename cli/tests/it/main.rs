@@ -8,6 +8,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../../../engine/tests/it/seeded.rs"]
+#[allow(dead_code)]
+mod seeded;
+#[path = "../../../engine/tests/it/survey.rs"]
+#[allow(dead_code)]
+mod survey;
+
+use seeded::seeded;
+use survey::{Kind, survey, temporaries};
+
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -319,17 +329,12 @@ fn killed_mid_backup_the_next_run_completes() {
     assert_eq!(code, 0);
     let first = v["snapshot"].as_str().unwrap().to_string();
     // Enough incompressible data for several data packs.
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for i in 0..24 {
-        let data: Vec<u8> = (0..(4 << 20) / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect();
-        fs::write(s.src().join(format!("images/{i:02}.raw")), data).unwrap();
+        fs::write(
+            s.src().join(format!("images/{i:02}.raw")),
+            seeded(4 << 20, 77 + i),
+        )
+        .unwrap();
     }
     for point in [
         "after-read:2",
@@ -538,17 +543,12 @@ fn restore_check_diff_find_from_the_command_line() {
     assert_eq!(code, 0, "{healthy}");
     // Damage one pack: check fails with exit 1 and names the affected path.
     let packs = s.dir.path().join("store/packs");
-    let mut biggest: Option<(u64, PathBuf)> = None;
-    for d in fs::read_dir(&packs).unwrap() {
-        for f in fs::read_dir(d.unwrap().path()).unwrap() {
-            let p = f.unwrap().path();
-            let n = fs::metadata(&p).unwrap().len();
-            if biggest.as_ref().is_none_or(|(m, _)| n > *m) {
-                biggest = Some((n, p));
-            }
-        }
-    }
-    let victim = biggest.unwrap().1;
+    let victim = survey(&packs, b"", &[])
+        .into_values()
+        .filter(|n| n.kind == Kind::File)
+        .max_by_key(|n| n.size)
+        .unwrap()
+        .path;
     fs::remove_file(&victim).unwrap();
     let (code, report) = s.json(&["check"]);
     assert_eq!(code, 1, "{report}");
@@ -730,41 +730,11 @@ fn cairn_run_against_s3_with_an_independent_client() {
     );
 }
 
-/// Hidden temporary files (`.NAME.tmp-PID-N`) below `dir`, at any depth.
-fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            out.extend(temporaries(&e.path()));
-        } else if name.starts_with('.') && name.contains(".tmp-") {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 /// Sets a file's mtime `secs` seconds into the past, as if the machine had been off that long.
 fn age(path: &Path, secs: u64) {
     let t = std::time::SystemTime::now() - Duration::from_secs(secs);
     let f = fs::File::options().write(true).open(path).unwrap();
     f.set_modified(t).unwrap();
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect()
 }
 
 /// Changes the share the way a day does: a few large files rewritten, some notes edited.
@@ -773,7 +743,7 @@ fn a_day_of_changes(src: &Path, day: u64) {
         let n = (day * 4 + i) % 12;
         fs::write(
             src.join(format!("images/{n:02}.raw")),
-            noise(day * 100 + i, 3 << 20),
+            seeded(3 << 20, day * 100 + i),
         )
         .unwrap();
     }
@@ -799,7 +769,7 @@ fn killed_runs_leave_no_stale_temporaries_and_no_inconsistent_day() {
     for n in 0..12 {
         fs::write(
             s.src().join(format!("images/{n:02}.raw")),
-            noise(1000 + n, 3 << 20),
+            seeded(3 << 20, 1000 + n),
         )
         .unwrap();
     }
@@ -1086,7 +1056,7 @@ fn a_full_exports_volume_frees_itself() {
     let _unmount = Unmount(exports.clone());
     assert_eq!(s.run(&["init"]).status.code(), Some(0));
     for day in 1..=6u64 {
-        fs::write(s.src().join("images/photo.raw"), noise(day, 1600 << 10)).unwrap();
+        fs::write(s.src().join("images/photo.raw"), seeded(1600 << 10, day)).unwrap();
         let date = format!("2026-11-{day:02}");
         let (code, r) = s.json(&["run", "--date", &date, "--set", "exports.keep_daily=3"]);
         assert_eq!(code, 0, "day {day}: {r}");

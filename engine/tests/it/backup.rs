@@ -183,7 +183,7 @@ fn files_that_vanish_or_change_during_the_scan_are_reported() {
     let mut opts = env.opts();
     opts.folders = vec!["notetaking".into()];
     opts.hook = Some(Hook(Arc::new(|point, p: &Path| {
-        let name = p.file_name().unwrap().to_str().unwrap();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         match (point, name) {
             (HookPoint::BeforeOpen, "goes.txt") => fs::remove_file(p).unwrap(),
             (HookPoint::AfterRead, "grows.log") => {

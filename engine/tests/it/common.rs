@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,19 +17,8 @@ use cairn_engine::store::{FaultStore, LocalStore, Store};
 use cairn_engine::tree::{Entry, EntryKind};
 use cairn_engine::{Id, Result, read};
 
-/// A pseudo-random byte stream (xorshift); the same seed always gives the same bytes.
-pub fn seeded(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use crate::seeded::seeded;
+use crate::survey::{DEFAULT_SKIP, Kind, survey};
 
 /// A source tree, a store and a state directory in one temporary directory.
 pub struct Env {
@@ -223,79 +212,16 @@ pub fn awkward_tree(root: &Path) {
     write(&root.join("private/secret.txt"), b"not selected");
 }
 
-/// What the checker expects of one path.
-#[derive(Debug)]
-struct Expect {
-    kind: EntryKind,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: (i64, u32),
-    size: u64,
-    target: Option<Vec<u8>>,
-    ino: u64,
-    nlink: u64,
-}
-
-fn kind_of(md: &fs::Metadata) -> EntryKind {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = md.file_type();
-    if ft.is_symlink() {
-        EntryKind::Symlink
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_fifo() {
-        EntryKind::Fifo
-    } else if ft.is_socket() {
-        EntryKind::Socket
-    } else if ft.is_char_device() {
-        EntryKind::Chardev
-    } else {
-        EntryKind::Blockdev
-    }
-}
-
-fn scan_source(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, Expect>, excludes: &[&[u8]]) {
-    for ent in fs::read_dir(root.join(OsStr::from_bytes(rel))).unwrap() {
-        let ent = ent.unwrap();
-        let name = ent.file_name();
-        if excludes.contains(&name.as_bytes()) {
-            continue;
-        }
-        let mut p = rel.to_vec();
-        p.push(b'/');
-        p.extend_from_slice(name.as_bytes());
-        let md = fs::symlink_metadata(ent.path()).unwrap();
-        let kind = kind_of(&md);
-        out.insert(
-            p.clone(),
-            Expect {
-                kind,
-                mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
-                mtime: (md.mtime(), md.mtime_nsec() as u32),
-                size: if kind == EntryKind::File {
-                    md.size()
-                } else {
-                    0
-                },
-                target: (kind == EntryKind::Symlink).then(|| {
-                    fs::read_link(ent.path())
-                        .unwrap()
-                        .as_os_str()
-                        .as_bytes()
-                        .to_vec()
-                }),
-                ino: md.ino(),
-                nlink: md.nlink(),
-            },
-        );
-        if kind == EntryKind::Dir {
-            scan_source(root, &p, out, excludes);
-        }
+/// The snapshot's kind for a surveyed entry.
+fn entry_kind(k: Kind) -> EntryKind {
+    match k {
+        Kind::Dir => EntryKind::Dir,
+        Kind::File => EntryKind::File,
+        Kind::Symlink => EntryKind::Symlink,
+        Kind::Fifo => EntryKind::Fifo,
+        Kind::Socket => EntryKind::Socket,
+        Kind::Chardev => EntryKind::Chardev,
+        Kind::Blockdev => EntryKind::Blockdev,
     }
 }
 
@@ -323,27 +249,7 @@ pub fn content(env: &Env, e: &Entry) -> Vec<u8> {
 pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str]) {
     let mut expect = BTreeMap::new();
     for f in folders {
-        let md = fs::symlink_metadata(src.join(f)).unwrap();
-        expect.insert(
-            f.as_bytes().to_vec(),
-            Expect {
-                kind: EntryKind::Dir,
-                mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
-                mtime: (md.mtime(), md.mtime_nsec() as u32),
-                size: 0,
-                target: None,
-                ino: md.ino(),
-                nlink: md.nlink(),
-            },
-        );
-        scan_source(
-            src,
-            f.as_bytes(),
-            &mut expect,
-            &[b".DS_Store", b"Thumbs.db"],
-        );
+        expect.append(&mut survey(src, f.as_bytes(), &DEFAULT_SKIP));
     }
     let got = snapshot_entries(env, root);
     let expect_paths: Vec<_> = expect
@@ -363,10 +269,10 @@ pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str
     for (path, x) in &expect {
         let e = &got[path];
         let p = String::from_utf8_lossy(path);
-        assert_eq!(e.kind, x.kind, "{p}: kind");
+        assert_eq!(e.kind, entry_kind(x.kind), "{p}: kind");
         assert_eq!(e.mode, x.mode, "{p}: mode");
         assert_eq!((e.uid, e.gid), (x.uid, x.gid), "{p}: owner");
-        if x.kind != EntryKind::Dir {
+        if x.kind != Kind::Dir {
             // A directory's mtime changes when cairn's own tests add to it; files' must not.
             assert_eq!((e.mtime, e.mtime_ns), x.mtime, "{p}: mtime");
         }
@@ -376,11 +282,10 @@ pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str
             x.target,
             "{p}: symlink target"
         );
-        if x.kind == EntryKind::File {
+        if x.kind == Kind::File {
             let mut data = Vec::new();
             read::read_file_content(&env.repo, &cat, e, &mut data).unwrap();
-            let want = fs::read(src.join(OsStr::from_bytes(path))).unwrap();
-            assert!(data == want, "{p}: content differs");
+            assert!(data == x.content(), "{p}: content differs");
             if x.nlink > 1 {
                 let id = e
                     .hardlink

@@ -131,18 +131,10 @@ fn archive_sha256_is_pinned() {
     std::fs::hard_link(src.join("backup/h1"), src.join("backup/h2")).unwrap();
     symlink("../notetaking/a.md", src.join("backup/link")).unwrap();
     let mut paths = Vec::new();
-    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap() {
-            let p = e.unwrap().path();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                walk(&p, out);
-            }
-            out.push(p);
-        }
-    }
     for f in ["notetaking", "images", "backup"] {
-        walk(&src.join(f), &mut paths);
-        paths.push(src.join(f));
+        // Reverse path order puts every child before its directory.
+        let nodes = crate::survey::survey(&src, f.as_bytes(), &[]);
+        paths.extend(nodes.into_values().rev().map(|n| n.path));
     }
     // Children before their directories, so that setting a child's time leaves the parent's.
     for p in &paths {

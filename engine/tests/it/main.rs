@@ -9,5 +9,7 @@ mod golden;
 mod props;
 mod restore;
 mod s3;
+mod seeded;
 mod store_conformance;
+mod survey;
 mod trust;

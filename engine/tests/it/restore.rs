@@ -3,7 +3,6 @@
 //! target, and `check` finding damaged and missing packs.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -16,16 +15,17 @@ use cairn_engine::store::{Fault, LocalStore, Op, Store};
 use cairn_engine::{ErrorKind, Id};
 
 use crate::common::*;
+use crate::survey::{DEFAULT_SKIP, Kind, survey};
 
 const FOLDERS: [&str; 3] = ["notetaking", "images", "backup"];
 
 /// Everything restore promises to bring back about one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fp {
-    kind: &'static str,
+    kind: Kind,
     mode: u32,
     owner: (u32, u32),
-    mtime: (i64, i64),
+    mtime: (i64, u32),
     size: u64,
     hash: Option<Id>,
     target: Option<Vec<u8>>,
@@ -34,70 +34,33 @@ struct Fp {
 }
 
 fn fingerprint(root: &Path) -> BTreeMap<Vec<u8>, Fp> {
-    let mut raw = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
     for f in FOLDERS {
         if root.join(f).exists() {
-            walk(root, f.as_bytes(), &mut raw);
+            nodes.append(&mut survey(root, f.as_bytes(), &DEFAULT_SKIP));
         }
     }
     let mut first: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    raw.into_iter()
-        .map(|(path, (mut fp, ino, nlink)): (Vec<u8>, (Fp, u64, u64))| {
-            if nlink > 1 {
-                fp.link = Some(first.entry(ino).or_insert_with(|| path.clone()).clone());
-            }
+    nodes
+        .into_iter()
+        // Sockets and device nodes are not restored here (devices need root).
+        .filter(|(_, n)| matches!(n.kind, Kind::Dir | Kind::File | Kind::Symlink | Kind::Fifo))
+        .map(|(path, n)| {
+            let file = n.kind == Kind::File;
+            let fp = Fp {
+                kind: n.kind,
+                mode: if n.kind == Kind::Symlink { 0 } else { n.mode },
+                owner: (n.uid, n.gid),
+                mtime: n.mtime,
+                size: n.size,
+                hash: file.then(|| Id::of(&n.content())),
+                target: n.target.clone(),
+                link: (file && n.nlink > 1)
+                    .then(|| first.entry(n.ino).or_insert_with(|| path.clone()).clone()),
+            };
             (path, fp)
         })
         .collect()
-}
-
-fn walk(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, (Fp, u64, u64)>) {
-    let p = root.join(OsStr::from_bytes(rel));
-    let md = fs::symlink_metadata(&p).unwrap();
-    let ft = md.file_type();
-    use std::os::unix::fs::FileTypeExt;
-    let kind = if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else {
-        return; // sockets are not restorable
-    };
-    let name = rel.rsplit(|b| *b == b'/').next().unwrap();
-    if name == b".DS_Store" || name == b"Thumbs.db" {
-        return;
-    }
-    let fp = Fp {
-        kind,
-        mode: if kind == "symlink" {
-            0
-        } else {
-            md.mode() & 0o7777
-        },
-        owner: (md.uid(), md.gid()),
-        mtime: (md.mtime(), md.mtime_nsec()),
-        size: if kind == "file" { md.size() } else { 0 },
-        hash: (kind == "file").then(|| Id::of(&fs::read(&p).unwrap())),
-        target: (kind == "symlink")
-            .then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
-        link: None,
-    };
-    out.insert(
-        rel.to_vec(),
-        (fp, md.ino(), if kind == "file" { md.nlink() } else { 1 }),
-    );
-    if kind == "dir" {
-        for ent in fs::read_dir(&p).unwrap() {
-            let mut child = rel.to_vec();
-            child.push(b'/');
-            child.extend_from_slice(ent.unwrap().file_name().as_bytes());
-            walk(root, &child, out);
-        }
-    }
 }
 
 fn assert_same(want: &BTreeMap<Vec<u8>, Fp>, got: &BTreeMap<Vec<u8>, Fp>, what: &str) {
@@ -323,7 +286,7 @@ fn restore_from_the_daily_archive_alone() {
     let report = restore::restore_archive(reader, &restore_opts(&target)).unwrap();
     assert!(report.hardlinks >= 1);
     let mut want = fingerprint(&env.src);
-    want.retain(|_, fp| fp.kind != "fifo"); // archives leave FIFOs out
+    want.retain(|_, fp| fp.kind != Kind::Fifo); // archives leave FIFOs out
     assert_same(&want, &fingerprint(&target), "from the archive");
     // And a part of it.
     let part = env.dir.path().join("p");

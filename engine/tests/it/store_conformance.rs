@@ -10,6 +10,7 @@ use cairn_engine::store::{
 };
 
 use crate::common::seeded;
+use crate::survey::temporaries;
 
 /// A named conformance case; each works below its own key prefix.
 type Case = (&'static str, fn(&dyn Store));
@@ -114,11 +115,9 @@ fn sizes(store: &dyn Store) {
 fn random_ranges(store: &dyn Store) {
     let data = seeded(1 << 20, 42);
     store.put("ranges/obj", &data).unwrap();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = crate::seeded::Xorshift::new(42);
     for _ in 0..50 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let off = x % data.len() as u64;
         let len = (x >> 32) % (data.len() as u64 - off + 1);
         let got = store.get_range("ranges/obj", off, len).unwrap();
@@ -385,20 +384,6 @@ fn killed_writers_stay_invisible(store: &dyn Store) {
         ErrorKind::NotFound
     );
     clear(store, "e/");
-}
-
-/// Hidden temporary files below `dir`.
-fn temporaries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(temporaries(&e.path()));
-        } else if name.starts_with('.') && name.contains(".tmp-") {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 /// Sets a file's mtime to a day ago.
