@@ -27,7 +27,9 @@ use crate::packer::Packer;
 use crate::read::join_rel;
 use crate::repo::Repository;
 use crate::scan::{Excludes, Stat, list_dir, lstat};
-use crate::snapshot::{SNAPSHOT_VERSION, Skipped, Snapshot, Summary, Warning};
+use crate::snapshot::{
+    SNAPSHOT_VERSION, SkipReason, Skipped, Snapshot, Summary, Warning, WarningKind,
+};
 use crate::sparse::SparseReader;
 use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, MAX_TREE_LEN, RawBytes, Tree, valid_name};
 
@@ -343,10 +345,10 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn warn(&self, rel: &[u8], kind: &str, message: impl ToString) {
+    fn warn(&self, rel: &[u8], kind: WarningKind, message: impl ToString) {
         let w = Warning {
             path: display(rel),
-            kind: kind.to_string(),
+            kind,
             message: message.to_string(),
         };
         tracing::warn!(path = %w.path, kind = %w.kind, detail = %w.message, "backup warning");
@@ -356,16 +358,16 @@ impl Ctx<'_> {
     /// An entry that could not be examined: gone since its directory was listed, or not ours to read.
     fn warn_io(&self, rel: &[u8], e: std::io::Error) {
         if e.kind() == IoKind::NotFound {
-            self.warn(rel, "vanished", "removed during the scan");
+            self.warn(rel, WarningKind::Vanished, "removed during the scan");
         } else {
-            self.warn(rel, "unreadable", e);
+            self.warn(rel, WarningKind::Unreadable, e);
         }
     }
 
-    fn skip(&self, rel: &[u8], reason: &str) {
+    fn skip(&self, rel: &[u8], reason: SkipReason) {
         self.skipped.lock().expect("poisoned").push(Skipped {
             path: display(rel),
-            reason: reason.to_string(),
+            reason,
         });
     }
 
@@ -375,14 +377,14 @@ impl Ctx<'_> {
         let st = match lstat(&path) {
             Ok(st) => st,
             Err(e) => {
-                self.warn(rel, "missing_folder", e);
+                self.warn(rel, WarningKind::MissingFolder, e);
                 return Ok(None);
             }
         };
         if st.kind != EntryKind::Dir {
             self.warn(
                 rel,
-                "not_a_directory",
+                WarningKind::NotADirectory,
                 format!("{} is a {:?}, not a directory", path.display(), st.kind),
             );
             return Ok(None);
@@ -399,7 +401,11 @@ impl Ctx<'_> {
     /// The sorted names in the directory at `path`; none, with a warning, if it cannot be listed.
     fn list(&self, path: &Path, rel: &[u8]) -> Vec<OsString> {
         list_dir(path).unwrap_or_else(|e| {
-            self.warn(rel, "unreadable", format!("cannot list directory: {e}"));
+            self.warn(
+                rel,
+                WarningKind::Unreadable,
+                format!("cannot list directory: {e}"),
+            );
             Vec::new()
         })
     }
@@ -503,7 +509,7 @@ impl Ctx<'_> {
         if bytes.len() > MAX_TREE_LEN {
             self.warn(
                 rel,
-                "too_large",
+                WarningKind::TooLarge,
                 format!(
                     "the listing of its {count} entries takes {} bytes, more than the {MAX_TREE_LEN} a tree may hold; directory left out",
                     bytes.len()
@@ -541,7 +547,7 @@ impl Ctx<'_> {
     /// is to be backed up, returns its metadata and leaves the walk to the caller.
     fn entry(&self, path: &Path, rel: &[u8], name: &[u8], fs: Fs) -> Result<Step> {
         if self.excludes.is_excluded(name, rel) {
-            self.skip(rel, "excluded");
+            self.skip(rel, SkipReason::Excluded);
             return Ok(Step::Done(None));
         }
         // Beyond PATH_MAX no system call takes the path, and no snapshot path may be longer
@@ -550,7 +556,7 @@ impl Ctx<'_> {
         if full >= MAX_PATH_LEN {
             self.warn(
                 rel,
-                "too_long",
+                WarningKind::TooLong,
                 format!("the path is {full} bytes, at or beyond Linux's PATH_MAX of {MAX_PATH_LEN}; left out"),
             );
             return Ok(Step::Done(None));
@@ -565,7 +571,7 @@ impl Ctx<'_> {
         let entry = match st.kind {
             EntryKind::Dir => {
                 if self.opts.one_file_system && st.dev != fs.dev {
-                    self.skip(rel, "other_filesystem");
+                    self.skip(rel, SkipReason::OtherFilesystem);
                     return Ok(Step::Done(None));
                 }
                 return Ok(Step::Dir(st));
@@ -641,10 +647,10 @@ impl Ctx<'_> {
             Ok(f) => f,
             Err(e) => {
                 let kind = match e.kind() {
-                    IoKind::NotFound => "vanished",
+                    IoKind::NotFound => WarningKind::Vanished,
                     // ELOOP: replaced by a symlink after the listing.
-                    _ if e.raw_os_error() == Some(libc::ELOOP) => "changed",
-                    _ => "unreadable",
+                    _ if e.raw_os_error() == Some(libc::ELOOP) => WarningKind::Changed,
+                    _ => WarningKind::Unreadable,
                 };
                 self.warn(rel, kind, e);
                 return Ok(None);
@@ -653,7 +659,7 @@ impl Ctx<'_> {
         let before = match file.metadata() {
             Ok(md) => Stat::from_metadata(&md),
             Err(e) => {
-                self.warn(rel, "unreadable", e);
+                self.warn(rel, WarningKind::Unreadable, e);
                 return Ok(None);
             }
         };
@@ -675,7 +681,7 @@ impl Ctx<'_> {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    self.warn(rel, "unreadable", format!("read failed: {e}"));
+                    self.warn(rel, WarningKind::Unreadable, format!("read failed: {e}"));
                     let _ = self.catalog.forget_file(rel);
                     return Ok(None);
                 }
@@ -724,7 +730,7 @@ impl Ctx<'_> {
             self.records.file_done(&self.data, rel.to_vec(), record)?;
         } else {
             // Stored as read, but not cached: the next run reads it again.
-            self.warn(rel, "changed", "file changed while it was read");
+            self.warn(rel, WarningKind::Changed, "file changed while it was read");
             self.catalog.forget_file(rel)?;
         }
         Ok(Some((size, chunks, before)))

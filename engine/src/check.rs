@@ -107,6 +107,17 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// Every kind.
+    pub const ALL: [ProblemKind; 7] = [
+        ProblemKind::CorruptPack,
+        ProblemKind::MissingPack,
+        ProblemKind::CorruptBlob,
+        ProblemKind::MissingBlob,
+        ProblemKind::CorruptTree,
+        ProblemKind::UnreadableSnapshot,
+        ProblemKind::UnsupportedSnapshot,
+    ];
+
     /// The name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -625,20 +636,12 @@ enum Opened {
 
 #[cfg(test)]
 mod tests {
-    use super::ProblemKind::*;
+    use super::ProblemKind;
 
     /// The names in reports are the serialized names, for every kind.
     #[test]
     fn problem_kinds_serialize_as_their_names() {
-        for k in [
-            CorruptPack,
-            MissingPack,
-            CorruptBlob,
-            MissingBlob,
-            CorruptTree,
-            UnreadableSnapshot,
-            UnsupportedSnapshot,
-        ] {
+        for k in ProblemKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }

@@ -62,6 +62,11 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// Every status.
+    pub const ALL: [RunStatus; 3] = [RunStatus::Ok, RunStatus::Warnings, RunStatus::Failed];
+}
+
 /// `_reports/DATE/run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {

@@ -50,8 +50,8 @@ pub struct Summary {
 pub struct Warning {
     /// Path relative to the source root (lossy UTF-8 for display).
     pub path: String,
-    /// `unreadable`, `vanished`, `changed`, `missing_folder`, `not_a_directory`.
-    pub kind: String,
+    /// What went wrong.
+    pub kind: WarningKind,
     /// What the operating system said.
     pub message: String,
 }
@@ -61,8 +61,97 @@ pub struct Warning {
 pub struct Skipped {
     /// Path relative to the source root.
     pub path: String,
-    /// `excluded` (matched a pattern) or `other_filesystem`.
-    pub reason: String,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// What a backup warning is about; serialized as the snake_case name (`missing_folder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// The entry could not be read (permissions, I/O error).
+    Unreadable,
+    /// It was removed between the listing of its directory and its reading.
+    Vanished,
+    /// It changed while it was read: stored as read, not cached.
+    Changed,
+    /// A configured folder does not exist.
+    MissingFolder,
+    /// A configured folder is not a directory.
+    NotADirectory,
+    /// Its full path reaches `PATH_MAX`; left out with everything below it.
+    TooLong,
+    /// A directory whose tree would exceed the tree size limit; left out.
+    TooLarge,
+    /// A kind written by a newer cairn, which this one does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl WarningKind {
+    /// The kinds this version writes.
+    pub const WRITTEN: [WarningKind; 7] = [
+        WarningKind::Unreadable,
+        WarningKind::Vanished,
+        WarningKind::Changed,
+        WarningKind::MissingFolder,
+        WarningKind::NotADirectory,
+        WarningKind::TooLong,
+        WarningKind::TooLarge,
+    ];
+
+    /// The name used in snapshots and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningKind::Unreadable => "unreadable",
+            WarningKind::Vanished => "vanished",
+            WarningKind::Changed => "changed",
+            WarningKind::MissingFolder => "missing_folder",
+            WarningKind::NotADirectory => "not_a_directory",
+            WarningKind::TooLong => "too_long",
+            WarningKind::TooLarge => "too_large",
+            WarningKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for WarningKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an entry was left out on purpose; serialized as the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// It matched an exclude pattern.
+    Excluded,
+    /// It is on another filesystem and `one_file_system` is set.
+    OtherFilesystem,
+    /// A reason written by a newer cairn, which this one does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SkipReason {
+    /// The reasons this version writes.
+    pub const WRITTEN: [SkipReason; 2] = [SkipReason::Excluded, SkipReason::OtherFilesystem];
+
+    /// The name used in snapshots and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Excluded => "excluded",
+            SkipReason::OtherFilesystem => "other_filesystem",
+            SkipReason::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A committed backup.

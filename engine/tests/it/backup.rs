@@ -218,7 +218,7 @@ fn files_that_vanish_or_change_during_the_scan_are_reported() {
             .snapshot
             .warnings
             .iter()
-            .all(|w| w.kind == "missing_folder")
+            .all(|w| w.kind == cairn_engine::snapshot::WarningKind::MissingFolder)
     );
 }
 

@@ -330,7 +330,7 @@ fn a_source_tree_5000_directories_deep_backs_up_with_a_warning() {
     let outcome = outcome.unwrap();
     let w = &outcome.snapshot.warnings;
     assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(w[0].kind, "too_long");
+    assert_eq!(w[0].kind.as_str(), "too_long");
     assert!(w[0].path.starts_with("deep/d/d/d"));
     assert_one_short_line(&w[0].message);
     assert!(w[0].message.contains("4096"), "{}", w[0].message);
