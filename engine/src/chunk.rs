@@ -364,6 +364,48 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever sizes the reads return (pipes, network filesystems), the cuts are those of
+        /// FastCDC over the whole input, runs of zeros included.
+        #[test]
+        fn any_read_sizes_give_the_same_cuts(
+            seed in proptest::prelude::any::<u64>(),
+            zeros in 0usize..200_000,
+            reads in proptest::collection::vec(1usize..100_000, 1..40),
+        ) {
+            let p = ChunkerParams { min: 2048, avg: 8192, max: 32768 };
+            let mut data = seeded(600_000, seed);
+            data.resize(data.len() + zeros, 0);
+            data.extend_from_slice(&seeded(300_000, seed ^ 1));
+            let reference: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max)
+                .map(|c| c.length)
+                .collect();
+            struct Uneven<'a> {
+                data: &'a [u8],
+                reads: &'a [usize],
+                n: usize,
+            }
+            impl Read for Uneven<'_> {
+                fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                    let want = self.reads[self.n % self.reads.len()];
+                    self.n += 1;
+                    let k = out.len().min(self.data.len()).min(want);
+                    out[..k].copy_from_slice(&self.data[..k]);
+                    self.data = &self.data[k..];
+                    Ok(k)
+                }
+            }
+            let mut chunker = Chunker::new(Uneven { data: &data, reads: &reads, n: 0 }, p);
+            let mut got = Vec::new();
+            while let Some((c, _)) = chunker.next_chunk_marked().unwrap() {
+                got.push(c.len());
+            }
+            proptest::prop_assert_eq!(got, reference);
+        }
+    }
+
     #[test]
     fn params_are_checked() {
         assert!(ChunkerParams::default().validate().is_ok());

@@ -68,6 +68,47 @@ pub struct StoreConfig {
     pub path_style: bool,
     /// Daily exports to keep (only meaningful in `[exports]`).
     pub keep_daily: u32,
+    /// Tries of a store operation that fails transiently, the first included (default: 4 for
+    /// a local directory, 5 for S3).
+    pub retry_attempts: Option<u32>,
+    /// The first wait before a retry, in milliseconds, doubled for each further one (default:
+    /// 100 local, 200 S3).
+    pub retry_base_ms: Option<u64>,
+    /// The longest wait before a retry, in milliseconds (default: 5,000 local, 10,000 S3).
+    pub retry_max_ms: Option<u64>,
+}
+
+impl StoreConfig {
+    /// Tries, first wait and longest wait for transient failures: the configured values, or
+    /// the backend's defaults (an object store over a network deserves more patience).
+    pub fn retry_policy(&self) -> (u32, Duration, Duration) {
+        let (attempts, base, max) = match self.kind {
+            StoreKind::Local => (4, 100, 5_000),
+            StoreKind::S3 => (5, 200, 10_000),
+        };
+        (
+            self.retry_attempts.unwrap_or(attempts),
+            Duration::from_millis(self.retry_base_ms.unwrap_or(base)),
+            Duration::from_millis(self.retry_max_ms.unwrap_or(max)),
+        )
+    }
+
+    fn validate(&self, section: &str) -> Result<()> {
+        let (attempts, base, max) = self.retry_policy();
+        if !(1..=20).contains(&attempts) {
+            return Err(Error::config(format!(
+                "{section}.retry_attempts {attempts} is outside 1..=20"
+            )));
+        }
+        if base.is_zero() || base > max || max > Duration::from_secs(300) {
+            return Err(Error::config(format!(
+                "{section}.retry_base_ms and retry_max_ms must satisfy 0 < base <= max <= 300000 (they are {} and {})",
+                base.as_millis(),
+                max.as_millis()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for StoreConfig {
@@ -81,6 +122,9 @@ impl Default for StoreConfig {
             prefix: String::new(),
             path_style: true,
             keep_daily: 14,
+            retry_attempts: None,
+            retry_base_ms: None,
+            retry_max_ms: None,
         }
     }
 }
@@ -332,6 +376,8 @@ impl Config {
                 self.backup.pack_size_mib
             )));
         }
+        self.store.validate("store")?;
+        self.exports.validate("exports")?;
         self.time_zone()?;
         crate::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
@@ -367,12 +413,8 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
                 LocalStore::open_existing(path)
             }
             .map_err(|e| e.context(format!("{section}.path")))?;
-            Ok(Arc::new(RetryStore::new(
-                store,
-                4,
-                Duration::from_millis(100),
-                Duration::from_secs(5),
-            )))
+            let (attempts, base, max) = cfg.retry_policy();
+            Ok(Arc::new(RetryStore::new(store, attempts, base, max)))
         }
         StoreKind::S3 => {
             let bucket = cfg.bucket.clone().ok_or_else(|| {
@@ -397,12 +439,8 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
                 session_token: credential_from_env("AWS_SESSION_TOKEN")?,
             };
             let store = S3Store::new(&s3)?;
-            Ok(Arc::new(RetryStore::new(
-                store,
-                5,
-                Duration::from_millis(200),
-                Duration::from_secs(10),
-            )))
+            let (attempts, base, max) = cfg.retry_policy();
+            Ok(Arc::new(RetryStore::new(store, attempts, base, max)))
         }
     }
 }
@@ -450,5 +488,39 @@ mod tests {
         assert!(e.to_string().contains("twice"), "{e}");
         let e = Config::load(None, &[], &["timezone=Mars/Olympus".into()]).unwrap_err();
         assert!(e.to_string().contains("Mars"), "{e}");
+    }
+
+    /// The retry policy of each store is configurable, with per-backend defaults, and checked.
+    #[test]
+    fn retry_policy_is_configured_per_store() {
+        let cfg = Config::load(
+            None,
+            &[],
+            &[
+                "store.retry_attempts=9".into(),
+                "store.retry_base_ms=50".into(),
+                "exports.kind=s3".into(),
+                "exports.bucket=b".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.store.retry_policy(),
+            (9, Duration::from_millis(50), Duration::from_secs(5))
+        );
+        assert_eq!(
+            cfg.exports.retry_policy(),
+            (5, Duration::from_millis(200), Duration::from_secs(10))
+        );
+        for (bad, named) in [
+            ("store.retry_attempts=0", "store.retry_attempts"),
+            ("exports.retry_attempts=21", "exports.retry_attempts"),
+            ("store.retry_base_ms=0", "store.retry_base_ms"),
+            ("store.retry_base_ms=6000", "store.retry_base_ms"),
+            ("exports.retry_max_ms=300001", "exports.retry_base_ms"),
+        ] {
+            let e = Config::load(None, &[], &[bad.into()]).unwrap_err();
+            assert!(e.to_string().contains(named), "{bad}: {e}");
+        }
     }
 }

@@ -83,7 +83,7 @@ impl<R: Read> TarGuard<R> {
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
                 if self.skip == 0 {
-                    self.entry_done();
+                    self.entry_done()?;
                 }
                 continue;
             }
@@ -94,7 +94,7 @@ impl<R: Read> TarGuard<R> {
                 let block = std::mem::replace(&mut self.block, Vec::with_capacity(512));
                 match self.next {
                     Block::Header => self.header(&block)?,
-                    Block::SparseExt => self.sparse_ext(&block),
+                    Block::SparseExt => self.sparse_ext(&block)?,
                     Block::End => {}
                 }
             }
@@ -103,10 +103,19 @@ impl<R: Read> TarGuard<R> {
     }
 
     /// The current entry's data has passed.
-    fn entry_done(&mut self) {
+    fn entry_done(&mut self) -> io::Result<()> {
         if let Some(pax) = self.pax.take() {
+            if pax_value_with_newline(&pax) {
+                // The tar crate splits pax records at newlines, so it would drop this record
+                // and use the truncated ustar name instead: a wrong path, silently.
+                return Err(refuse(
+                    "a pax record's value holds a newline (a long path or link name with a line \
+                     break), which this reader would misread; extract the archive with GNU tar",
+                ));
+            }
             self.pending = Some(pax_size(&pax));
         }
+        Ok(())
     }
 
     /// Reads one header block and sets up what follows it.
@@ -175,19 +184,20 @@ impl<R: Read> TarGuard<R> {
             return Ok(());
         }
         if self.skip == 0 {
-            self.entry_done();
+            self.entry_done()?;
         }
         Ok(())
     }
 
-    fn sparse_ext(&mut self, b: &[u8]) {
+    fn sparse_ext(&mut self, b: &[u8]) -> io::Result<()> {
         if b[504] == 0 {
             self.next = Block::Header;
             self.skip = self.sparse_size;
             if self.skip == 0 {
-                self.entry_done();
+                self.entry_done()?;
             }
         }
+        Ok(())
     }
 }
 
@@ -216,6 +226,31 @@ fn size_field(f: &[u8]) -> Option<u64> {
         );
     }
     octal(f)
+}
+
+/// Whether a record of a pax header, read by its length prefix as POSIX defines it, has a newline
+/// inside its value.
+fn pax_value_with_newline(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        let rest = &data[at..];
+        let Some(sp) = rest.iter().position(|b| *b == b' ') else {
+            return false;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= rest.len())
+        else {
+            return false;
+        };
+        // `key=value\n`: the record's own final newline is not part of the value.
+        if rest[sp + 1..len - 1].contains(&b'\n') {
+            return true;
+        }
+        at += len;
+    }
+    false
 }
 
 /// The `size` a pax header sets, as the `tar` crate finds it: records split at newlines, the
@@ -283,6 +318,21 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
             assert!(err.to_string().contains("long-name"), "{err}");
         }
+    }
+
+    /// A long path with a line break: GNU tar reads its pax record by length, the tar crate
+    /// splits it at the newline and would restore the file under its truncated ustar name. The
+    /// guard refuses the archive instead, naming the way out.
+    #[test]
+    fn a_pax_value_with_a_newline_is_refused() {
+        let e = crate::tar_format::tests::entry(0, 0);
+        let path = [&b"notes/"[..], &[b'a'; 120], b"\nsecond line.md"].concat();
+        let mut bytes = crate::tar_format::header(&path, &e, tar::EntryType::Regular, 0, None);
+        bytes.resize(bytes.len() + 1024, 0);
+        let err = through(&bytes, 512).unwrap_err();
+        assert!(err.to_string().contains("GNU tar"), "{err}");
+        assert!(pax_value_with_newline(b"11 path=a\nb\n"));
+        assert!(!pax_value_with_newline(b"11 path=abc\n12 size=100\n"));
     }
 
     #[test]
