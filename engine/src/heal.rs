@@ -90,6 +90,37 @@ pub fn read_checked(
     }
 }
 
+/// A blob from a frame that was read ahead (by a planned read of many), checked against its id;
+/// a frame that fails, or whose read failed, is read again on its own by [`read_checked`],
+/// which tells a bad transfer from damage in the store and records the latter.
+pub fn open_read_ahead(
+    repo: &Repository,
+    catalog: &Catalog,
+    kind: BlobKind,
+    id: &Id,
+    loc: &BlobLocation,
+    frame: Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let opened = frame.and_then(|frame| {
+        repo.check_location(kind, id, loc)?;
+        let entry = crate::pack::PackEntry {
+            kind,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        };
+        crate::pack::open_blob(&entry, &frame)
+    });
+    match opened {
+        Ok(data) => Ok(data),
+        Err(e) => {
+            tracing::debug!(blob = %id, pack = %loc.pack, error = %e, "a blob read ahead failed; reading it on its own");
+            read_checked(repo, catalog, kind, id, loc)
+        }
+    }
+}
+
 /// Records a blob that failed a check on read; a failure to record is logged, never raised
 /// over the original error.
 pub fn note_failure(

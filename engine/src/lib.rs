@@ -13,6 +13,7 @@ pub mod config;
 pub mod damage;
 pub mod error;
 pub mod export;
+pub mod fetch;
 pub mod heal;
 pub mod id;
 pub mod index;

@@ -183,6 +183,12 @@ impl Repository {
         Ok(())
     }
 
+    /// Whether packs are local files (a local directory store) rather than objects read by
+    /// requests: readers plan their reads by pack when they are not ([`crate::fetch`]).
+    pub fn reads_locally(&self) -> bool {
+        self.store.local_file(CONFIG_KEY).is_some()
+    }
+
     /// Reads one blob of `kind` and checks it against its id.
     pub fn read_blob(&self, kind: pack::BlobKind, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
         self.check_location(kind, id, loc)?;

@@ -10,6 +10,7 @@ use super::manifest::GroupFrame;
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{Prefetch, Ticket};
 use crate::id::Id;
 use crate::index::BlobLocation;
 use crate::pack::BlobKind;
@@ -34,8 +35,9 @@ pub(super) const GROUP_BUDGET: usize = 64 << 20;
 pub(super) enum Seg {
     /// `raw[start..end]` of the group: headers and padding.
     Raw(usize, usize),
-    /// The content of a stored blob of a small file.
-    Blob(Id, BlobLocation),
+    /// The content of a stored blob of a small file, with its planned read when the packs are
+    /// remote.
+    Blob(Id, BlobLocation, Option<Ticket>),
 }
 
 /// The recipe of one frame of headers and small files; a worker reads the blobs it names,
@@ -62,7 +64,7 @@ impl Group {
                     h.update(&((b - a) as u64).to_le_bytes());
                     h.update(&self.raw[*a..*b]);
                 }
-                Seg::Blob(id, loc) => {
+                Seg::Blob(id, loc, _) => {
                     h.update(&[1]);
                     h.update(id.as_bytes());
                     h.update(&loc.raw_length.to_le_bytes());
@@ -72,13 +74,28 @@ impl Group {
         Id(*h.finalize().as_bytes())
     }
 
-    fn assemble(&self, repo: &Repository, catalog: &Catalog) -> Result<Vec<u8>> {
+    fn assemble(
+        self,
+        repo: &Repository,
+        catalog: &Catalog,
+        prefetch: Option<&Prefetch<'_>>,
+    ) -> Result<Vec<u8>> {
         let mut tar = Vec::with_capacity(self.len);
-        for seg in &self.segs {
+        for seg in self.segs {
             match seg {
-                Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[*a..*b]),
-                Seg::Blob(id, loc) => {
-                    let data = crate::heal::read_checked(repo, catalog, BlobKind::Data, id, loc)?;
+                Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[a..b]),
+                Seg::Blob(id, loc, ticket) => {
+                    let data = match (prefetch, ticket) {
+                        (Some(p), Some(t)) => crate::heal::open_read_ahead(
+                            repo,
+                            catalog,
+                            BlobKind::Data,
+                            &id,
+                            &loc,
+                            p.redeem(t),
+                        )?,
+                        _ => crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)?,
+                    };
                     if data.len() != loc.raw_length as usize {
                         return Err(Error::corrupt(format!(
                             "chunk {} decoded to {} bytes, the catalog says {}",
@@ -132,6 +149,7 @@ pub(super) fn compress_groups(
     catalog: &Catalog,
     level: i32,
     reuse: Option<&Reuse<'_>>,
+    prefetch: Option<&Prefetch<'_>>,
     jobs: &std::sync::Mutex<Receiver<Job>>,
 ) {
     loop {
@@ -139,13 +157,23 @@ pub(super) fn compress_groups(
         let Ok((group, frame)) = job else { return };
         let recipe = group.recipe(level);
         let made = match reuse.and_then(|r| r.frame(&recipe)) {
-            Some(bytes) => Ok(Frame {
-                bytes,
-                recipe,
-                reused: true,
-            }),
+            Some(bytes) => {
+                // Yesterday's frame stands in for the blobs: their reads are not needed.
+                if let Some(p) = prefetch {
+                    for seg in group.segs {
+                        if let Seg::Blob(_, _, Some(t)) = seg {
+                            p.cancel(t);
+                        }
+                    }
+                }
+                Ok(Frame {
+                    bytes,
+                    recipe,
+                    reused: true,
+                })
+            }
             None => group
-                .assemble(repo, catalog)
+                .assemble(repo, catalog, prefetch)
                 .and_then(|tar| codec::encode(&tar, level))
                 .map(|bytes| Frame {
                     bytes,

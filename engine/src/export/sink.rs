@@ -12,6 +12,7 @@ use super::manifest::GroupFrame;
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{Prefetch, Ticket};
 use crate::id::{Id, hex};
 use crate::index::BlobLocation;
 use crate::pack::BlobKind;
@@ -82,8 +83,8 @@ pub(super) enum Out {
     /// A frame of headers and small files, being assembled and compressed by a worker, and its
     /// charge against the [`Budget`].
     Group(Receiver<Result<Frame>>, usize),
-    /// A stored chunk frame, to copy from its pack.
-    Stored(Id, BlobLocation),
+    /// A stored chunk frame, to copy from its pack (or to take from its planned read).
+    Stored(Id, BlobLocation, Option<Ticket>),
 }
 
 /// A stored frame that was copied into the archive, for the thread that checks it.
@@ -173,6 +174,8 @@ pub(super) struct Sink<'a, 'o> {
     pub(super) repo: &'a Repository,
     /// Gives a group's bytes back once its frame is written.
     pub(super) budget: &'a Budget,
+    /// Planned reads, when the packs are remote.
+    pub(super) prefetch: Option<&'a Prefetch<'a>>,
     /// Where each group frame went, for the next day's reuse.
     pub(super) groups: Vec<GroupFrame>,
     pub(super) reused: u64,
@@ -194,7 +197,7 @@ impl Sink<'_, '_> {
                     self.write_bytes(frame.bytes)?;
                     self.budget.give(charge);
                 }
-                Out::Stored(id, loc) => self.stored_frame(id, &loc)?,
+                Out::Stored(id, loc, ticket) => self.stored_frame(id, &loc, ticket)?,
             }
         }
         self.out.flush().map_err(werr)?;
@@ -232,12 +235,15 @@ impl Sink<'_, '_> {
 
     /// Appends a stored frame: copied inside the kernel when both the pack and the archive are
     /// local files, otherwise read and written.
-    fn stored_frame(&mut self, id: Id, loc: &BlobLocation) -> Result<()> {
+    fn stored_frame(&mut self, id: Id, loc: &BlobLocation, ticket: Option<Ticket>) -> Result<()> {
         let key = pack_key(&loc.pack);
         let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
         let store = self.repo.store();
         let Some(path) = store.local_file(&key) else {
-            let frame = store.get_range(&key, offset, len)?;
+            let frame = match (self.prefetch, ticket) {
+                (Some(p), Some(t)) => p.redeem(t)?,
+                _ => store.get_range(&key, offset, len)?,
+            };
             self.checked(id, loc, Some(frame.clone()), None)?;
             return self.write_bytes(frame);
         };

@@ -11,11 +11,12 @@ use super::manifest::{GroupFrame, LeftOut, ManifestEntry};
 use super::sink::{Out, Sink, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::fetch::{FetchOptions, Prefetch, Ticket, Want};
 use crate::id::Id;
 use crate::index::BlobLocation;
 use crate::pack::BlobKind;
 use crate::read::{HardlinkGroups, load_tree};
-use crate::repo::Repository;
+use crate::repo::{Repository, pack_key};
 use crate::snapshot::Snapshot;
 use crate::store::ObjectWriter;
 use crate::tar_format;
@@ -45,6 +46,8 @@ pub(super) struct TarAssembler<'a> {
     items: SyncSender<Out>,
     jobs: SyncSender<Job>,
     budget: &'a Budget,
+    /// Planned reads of the frames the archive needs, when the packs are remote.
+    prefetch: Option<&'a Prefetch<'a>>,
     pending: Group,
     tar_len: u64,
 }
@@ -65,8 +68,22 @@ impl TarAssembler<'_> {
         self.added(bytes.len())
     }
 
+    /// Asks for the frame at `loc` ahead of the stage that will need it, if reads are planned.
+    fn plan_read(&self, loc: &BlobLocation) -> Result<Option<Ticket>> {
+        self.prefetch
+            .map(|p| {
+                p.submit(Want {
+                    key: pack_key(&loc.pack),
+                    offset: u64::from(loc.offset),
+                    len: u64::from(loc.length),
+                })
+            })
+            .transpose()
+    }
+
     fn blob(&mut self, id: Id, loc: BlobLocation) -> Result<()> {
-        self.pending.segs.push(Seg::Blob(id, loc));
+        let ticket = self.plan_read(&loc)?;
+        self.pending.segs.push(Seg::Blob(id, loc, ticket));
         self.added(loc.raw_length as usize)
     }
 
@@ -131,7 +148,8 @@ impl TarAssembler<'_> {
                 self.blob(*id, loc)?;
             } else {
                 self.flush_pending()?;
-                self.send(Out::Stored(*id, loc))?;
+                let ticket = self.plan_read(&loc)?;
+                self.send(Out::Stored(*id, loc, ticket))?;
                 self.tar_len += u64::from(loc.raw_length);
             }
         }
@@ -301,7 +319,15 @@ pub(crate) fn write_archive(
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
     let budget = Budget::default();
     let jobs_rx = std::sync::Mutex::new(jobs_rx);
+    // Packs read by requests: every frame the archive needs is asked for by the walk, in
+    // archive order, and read by pack ahead of the writer and the workers.
+    let prefetch =
+        (!repo.reads_locally()).then(|| Prefetch::new(repo.store().as_ref(), FetchOptions::REMOTE));
     std::thread::scope(|scope| {
+        if let Some(p) = &prefetch {
+            p.start(scope);
+        }
+        let prefetch = prefetch.as_ref();
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
         let checker = scope.spawn(move || check_frames(repo, catalog, check_rx));
         let sink = Sink {
@@ -311,6 +337,7 @@ pub(crate) fn write_archive(
             len: 0,
             repo,
             budget: &budget,
+            prefetch,
             groups: Vec::new(),
             reused: 0,
         };
@@ -318,16 +345,22 @@ pub(crate) fn write_archive(
         let writer = scope.spawn(move || {
             let written = sink.run(items_rx);
             budget_ref.close();
+            // Whatever the outcome, nothing more will be redeemed: waiting reads and a walk
+            // blocked on a full read-ahead window end here.
+            if let Some(p) = prefetch {
+                p.stop();
+            }
             written
         });
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;
-            scope.spawn(move || compress_groups(repo, catalog, level, reuse, jobs));
+            scope.spawn(move || compress_groups(repo, catalog, level, reuse, prefetch, jobs));
         }
         let mut w = TarAssembler {
             items: items_tx,
             jobs: jobs_tx,
             budget: &budget,
+            prefetch,
             pending: Group::default(),
             tar_len: 0,
         };
@@ -347,6 +380,9 @@ pub(crate) fn write_archive(
             Ok((entries, skipped))
         })();
         drop(w); // closes the queues: the workers, the writer, then the hasher finish
+        if let Some(p) = prefetch {
+            p.close();
+        }
         let written = writer.join().expect("the writing thread does not panic");
         let sha = hasher.join().expect("the hashing thread does not panic");
         let checked = checker.join().expect("the checking thread does not panic");

@@ -13,10 +13,11 @@
 //!
 //! One concern a file: `target` (the descriptors, checked path components, making way and
 //! applying metadata), `snapshot` (planning and restoring a snapshot), `archive` (restoring
-//! from a daily archive's checked tar stream). Writing holes is `sparse`'s, hardlink keying
-//! `read`'s.
+//! from a daily archive's checked tar stream), `remote` (file contents from an object store by
+//! planned reads). Writing holes is `sparse`'s, hardlink keying `read`'s.
 
 mod archive;
+mod remote;
 mod snapshot;
 mod target;
 

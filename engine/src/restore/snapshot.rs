@@ -11,6 +11,8 @@ use super::target::{Meta, Target, components, cstr, os_err, show};
 use super::{Counters, RestoreOptions, RestoreReport};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::pack::BlobKind;
 use crate::read::{HardlinkGroups, find_entry, load_tree};
 use crate::repo::Repository;
@@ -18,8 +20,8 @@ use crate::snapshot::Snapshot;
 use crate::tree::{Entry, EntryKind, check_path_len_of};
 
 pub(super) struct FileJob {
-    parent: Vec<Vec<u8>>,
-    entry: Entry,
+    pub(super) parent: Vec<Vec<u8>>,
+    pub(super) entry: Entry,
 }
 
 /// A path as checked components.
@@ -114,13 +116,41 @@ pub fn restore(
     // A damaged or missing chunk fails its file, not the restore: the rest is written, and the
     // failures are named together at the end.
     let failed = std::sync::Mutex::new(Vec::new());
-    plan.files.par_iter().for_each(|job| {
-        if let Err(e) = restore_file(repo, catalog, &target, job, opts.verify, &counters) {
-            let path = job_path(job);
-            tracing::error!(path, error = %e, "file not restored");
-            failed.lock().expect("poisoned").push((path, e));
-        }
-    });
+    let fail = |job: &FileJob, e: Error| {
+        let path = job_path(job);
+        tracing::error!(path, error = %e, "file not restored");
+        failed.lock().expect("poisoned").push((path, e));
+    };
+    if !repo.reads_locally() {
+        super::remote::restore_files(
+            repo,
+            catalog,
+            &target,
+            &plan.files,
+            opts.verify,
+            &counters,
+            &fail,
+        );
+    } else {
+        plan.files.par_iter().for_each(|job| {
+            let restored = locate_chunks(catalog, job).and_then(|locations| {
+                let mut source = |id: &Id, loc: &BlobLocation| {
+                    crate::heal::read_checked(repo, catalog, BlobKind::Data, id, loc)
+                };
+                restore_file(
+                    &target,
+                    job,
+                    &locations,
+                    &mut source,
+                    opts.verify,
+                    &counters,
+                )
+            });
+            if let Err(e) = restored {
+                fail(job, e);
+            }
+        });
+    }
     let mut failed: Vec<(String, Error)> = failed.into_inner().expect("poisoned");
     let total = plan.files.len() + plan.links.len();
     let mut report = RestoreReport {
@@ -231,37 +261,46 @@ pub(super) fn job_path(job: &FileJob) -> String {
     }
 }
 
+/// Where each chunk of a file is.
+pub(super) fn locate_chunks(catalog: &Catalog, job: &FileJob) -> Result<Vec<(Id, BlobLocation)>> {
+    let mut out = Vec::with_capacity(job.entry.chunks.len());
+    for id in &job.entry.chunks {
+        let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "{}: chunk {} is in no known pack",
+                job_path(job),
+                id.short()
+            ))
+        })?;
+        out.push((*id, loc));
+    }
+    Ok(out)
+}
+
+/// Where a restore gets a chunk's content from: read and checked on its own, or taken from a
+/// planned read ([`super::remote`]).
+pub(super) type ChunkSource<'a> = dyn FnMut(&Id, &BlobLocation) -> Result<Vec<u8>> + 'a;
+
+/// Writes one file from `locations`, its chunks in order, asking `source` for each chunk that
+/// is not a run of zeros (those become holes without a read).
 pub(super) fn restore_file(
-    repo: &Repository,
-    catalog: &Catalog,
     target: &Target,
     job: &FileJob,
+    locations: &[(Id, BlobLocation)],
+    source: &mut ChunkSource<'_>,
     verify: bool,
     counters: &Counters,
 ) -> Result<()> {
     let e = &job.entry;
     let path = job_path(job);
     let dir = target.dir(&job.parent, false)?;
-    let mut locations = Vec::with_capacity(e.chunks.len());
-    for id in &e.chunks {
-        let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
-            Error::not_found(format!("{path}: chunk {} is in no known pack", id.short()))
-        })?;
-        locations.push((id, loc));
-    }
     let written = target.file(&dir, &e.name.0, &path, e.size, &Meta::of(e), &mut |w| {
-        for (id, loc) in &locations {
+        for (id, loc) in locations {
             // Holes of sparse images are long runs of one zero chunk: no need to read it.
             if counters.is_zeros(id, loc.raw_length) {
                 w.skip(u64::from(loc.raw_length))?;
             } else {
-                w.write(&crate::heal::read_checked(
-                    repo,
-                    catalog,
-                    BlobKind::Data,
-                    id,
-                    loc,
-                )?)?;
+                w.write(&source(id, loc)?)?;
             }
         }
         Ok(())
@@ -288,11 +327,11 @@ pub(super) fn restore_file(
         // SAFETY: fresh descriptor we own.
         let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let mut buf = Vec::new();
-        for (id, loc) in &locations {
+        for (id, loc) in locations {
             buf.resize(loc.raw_length as usize, 0);
             f.read_exact(&mut buf)
                 .map_err(|err| Error::io(format!("re-reading {path}"), err))?;
-            if crate::Id::of(&buf) != **id {
+            if Id::of(&buf) != *id {
                 return Err(Error::corrupt(format!(
                     "{path}: restored content does not match chunk {}",
                     id.short()

@@ -237,6 +237,10 @@ impl<S: Store> Store for FaultStore<S> {
     }
 
     /// Passes through: the temporaries are the inner store's; `Delete` rules apply.
+    fn request_stats(&self) -> Option<super::RequestStats> {
+        self.inner.request_stats()
+    }
+
     fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
         match self.decide(Op::Delete, prefix) {
             Action::Fail(kind) => Err(injected(kind, Op::Delete, prefix)),

@@ -48,6 +48,41 @@ pub struct Cleaned {
     pub bytes: u64,
 }
 
+/// Requests a backend sent and bytes it moved since it was opened (see
+/// [`Store::request_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    /// Every request, whatever its method.
+    pub requests: u64,
+    /// GET requests: objects, ranges and listings.
+    pub gets: u64,
+    /// PUT and POST requests: objects, parts, multipart starts and completions.
+    pub puts: u64,
+    /// HEAD requests.
+    pub heads: u64,
+    /// DELETE requests.
+    pub deletes: u64,
+    /// Response bodies received, by their declared length.
+    pub bytes_read: u64,
+    /// Request bodies sent.
+    pub bytes_written: u64,
+}
+
+impl RequestStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &RequestStats) -> RequestStats {
+        RequestStats {
+            requests: self.requests - earlier.requests,
+            gets: self.gets - earlier.gets,
+            puts: self.puts - earlier.puts,
+            heads: self.heads - earlier.heads,
+            deletes: self.deletes - earlier.deletes,
+            bytes_read: self.bytes_read - earlier.bytes_read,
+            bytes_written: self.bytes_written - earlier.bytes_written,
+        }
+    }
+}
+
 /// A flat namespace of immutable objects.
 ///
 /// Every method may be called from many threads at once.
@@ -135,6 +170,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = key;
         None
     }
+
+    /// Requests sent and bytes moved since the backend was opened, for a backend that counts
+    /// them (S3: every request the SDK sends, retries included). Wrappers pass it on; others
+    /// answer `None`. This is how the cost of an operation on an object store is measured.
+    fn request_stats(&self) -> Option<RequestStats> {
+        None
+    }
 }
 
 /// A large object being written; see [`Store::create`].
@@ -205,6 +247,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn local_file(&self, key: &str) -> Option<PathBuf> {
         (**self).local_file(key)
+    }
+    fn request_stats(&self) -> Option<RequestStats> {
+        (**self).request_stats()
     }
     fn size(&self, key: &str) -> Result<u64> {
         (**self).size(key)

@@ -92,6 +92,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_file(key)
     }
+    fn request_stats(&self) -> Option<super::RequestStats> {
+        self.inner.request_stats()
+    }
     fn size(&self, key: &str) -> Result<u64> {
         self.run("size", key, || self.inner.size(key))
     }

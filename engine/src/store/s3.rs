@@ -10,19 +10,24 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, RuntimeComponents,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Cleaned, ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
+use super::{Cleaned, ObjectInfo, ObjectWriter, RequestStats, Store, check_key, check_prefix};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where and how to reach the bucket. Credentials are kept out of `Debug`.
@@ -68,6 +73,7 @@ const PART_ATTEMPTS: u32 = 5;
 /// Objects in an S3 bucket below a prefix.
 pub struct S3Store {
     client: Client,
+    counters: std::sync::Arc<Counters>,
     rt: tokio::runtime::Runtime,
     bucket: String,
     prefix: String,
@@ -81,6 +87,70 @@ impl fmt::Debug for S3Store {
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
             .finish()
+    }
+}
+
+/// Requests and bytes, counted by [`Counting`] on every request the SDK sends.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    gets: AtomicU64,
+    puts: AtomicU64,
+    heads: AtomicU64,
+    deletes: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// An SDK interceptor that counts what goes over the wire: one place sees every request
+/// (multipart parts, listings, retries by the engine), so no call site can forget to count.
+#[derive(Debug)]
+struct Counting(std::sync::Arc<Counters>);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Intercept for Counting {
+    fn name(&self) -> &'static str {
+        "cairn-request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let c = &self.0;
+        let req = context.request();
+        c.requests.fetch_add(1, Relaxed);
+        match req.method() {
+            "GET" => &c.gets,
+            "HEAD" => &c.heads,
+            "DELETE" => &c.deletes,
+            _ => &c.puts,
+        }
+        .fetch_add(1, Relaxed);
+        if let Some(n) = req.body().content_length() {
+            c.bytes_written.fetch_add(n, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let len = context
+            .response()
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = len {
+            self.0.bytes_read.fetch_add(n, Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -209,9 +279,12 @@ impl S3Store {
         if let Some(ep) = &cfg.endpoint {
             b = b.endpoint_url(ep);
         }
+        let counters = std::sync::Arc::new(Counters::default());
+        b = b.interceptor(Counting(counters.clone()));
         let client = Client::from_conf(b.build());
         Ok(S3Store {
             client,
+            counters,
             rt,
             bucket: cfg.bucket.clone(),
             prefix,
@@ -277,6 +350,19 @@ impl S3Store {
 }
 
 impl Store for S3Store {
+    fn request_stats(&self) -> Option<RequestStats> {
+        let c = &self.counters;
+        Some(RequestStats {
+            requests: c.requests.load(Relaxed),
+            gets: c.gets.load(Relaxed),
+            puts: c.puts.load(Relaxed),
+            heads: c.heads.load(Relaxed),
+            deletes: c.deletes.load(Relaxed),
+            bytes_read: c.bytes_read.load(Relaxed),
+            bytes_written: c.bytes_written.load(Relaxed),
+        })
+    }
+
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         check_key(key)?;
         self.rt.block_on(self.put_async(key, data.to_vec()))
