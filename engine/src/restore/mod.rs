@@ -12,11 +12,13 @@
 //! then rewrites.
 //!
 //! One concern a file: `target` (the descriptors, checked path components, making way and
-//! applying metadata), `snapshot` (planning and restoring a snapshot), `archive` (restoring
+//! applying metadata), `snapshot` (planning and restoring a snapshot), `file` (one file's content from a chunk
+//! source), `archive` (restoring
 //! from a daily archive's checked tar stream), `remote` (file contents from an object store by
 //! planned reads). Writing holes is `sparse`'s, hardlink keying `read`'s.
 
 mod archive;
+mod file;
 mod remote;
 mod snapshot;
 mod target;

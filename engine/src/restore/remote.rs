@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::Counters;
-use super::snapshot::{FileJob, locate_chunks, restore_file};
+use super::file::{FileJob, locate_chunks, restore_file};
 use super::target::Target;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};

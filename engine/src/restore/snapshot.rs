@@ -1,13 +1,12 @@
 //! Restoring a snapshot: a plan of directories, files, hardlinks and symlinks from the trees,
 //! then the files' contents in parallel, then symlinks and directory metadata last.
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 
 use rayon::prelude::*;
 
-use super::target::{Meta, Target, components, cstr, os_err, show};
+use super::file::{FileJob, job_path, locate_chunks, restore_file};
+use super::target::{Meta, Target, components, show};
 use super::{Counters, RestoreOptions, RestoreReport};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -18,11 +17,6 @@ use crate::read::{HardlinkGroups, find_entry, load_tree};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Entry, EntryKind, check_path_len_of};
-
-pub(super) struct FileJob {
-    pub(super) parent: Vec<Vec<u8>>,
-    pub(super) entry: Entry,
-}
 
 /// A path as checked components.
 pub(super) type Parts = Vec<Vec<u8>>;
@@ -251,103 +245,4 @@ pub fn restore(
         ));
     }
     Ok(report)
-}
-
-pub(super) fn job_path(job: &FileJob) -> String {
-    if job.parent.is_empty() {
-        job.entry.name.lossy().into_owned()
-    } else {
-        format!("{}/{}", show(&job.parent), job.entry.name.lossy())
-    }
-}
-
-/// Where each chunk of a file is.
-pub(super) fn locate_chunks(catalog: &Catalog, job: &FileJob) -> Result<Vec<(Id, BlobLocation)>> {
-    let mut out = Vec::with_capacity(job.entry.chunks.len());
-    for id in &job.entry.chunks {
-        let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
-            Error::not_found(format!(
-                "{}: chunk {} is in no known pack",
-                job_path(job),
-                id.short()
-            ))
-        })?;
-        out.push((*id, loc));
-    }
-    Ok(out)
-}
-
-/// Where a restore gets a chunk's content from: read and checked on its own, or taken from a
-/// planned read ([`super::remote`]).
-pub(super) type ChunkSource<'a> = dyn FnMut(&Id, &BlobLocation) -> Result<Vec<u8>> + 'a;
-
-/// Writes one file from `locations`, its chunks in order, asking `source` for each chunk that
-/// is not a run of zeros (those become holes without a read).
-pub(super) fn restore_file(
-    target: &Target,
-    job: &FileJob,
-    locations: &[(Id, BlobLocation)],
-    source: &mut ChunkSource<'_>,
-    verify: bool,
-    counters: &Counters,
-) -> Result<()> {
-    let e = &job.entry;
-    let path = job_path(job);
-    let dir = target.dir(&job.parent, false)?;
-    let written = target.file(&dir, &e.name.0, &path, e.size, &Meta::of(e), &mut |w| {
-        for (id, loc) in locations {
-            // Holes of sparse images are long runs of one zero chunk: no need to read it.
-            if counters.is_zeros(id, loc.raw_length) {
-                w.skip(u64::from(loc.raw_length))?;
-            } else {
-                w.write(&source(id, loc)?)?;
-            }
-        }
-        Ok(())
-    })?;
-    if !written {
-        counters.unchanged.fetch_add(1, Relaxed);
-        return Ok(());
-    }
-    counters.files.fetch_add(1, Relaxed);
-    counters.bytes.fetch_add(e.size, Relaxed);
-    if verify {
-        let c = cstr(&e.name.0)?;
-        // SAFETY: valid descriptor and C string.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(os_err(format!("re-reading {path}")));
-        }
-        // SAFETY: fresh descriptor we own.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut buf = Vec::new();
-        for (id, loc) in locations {
-            buf.resize(loc.raw_length as usize, 0);
-            f.read_exact(&mut buf)
-                .map_err(|err| Error::io(format!("re-reading {path}"), err))?;
-            if Id::of(&buf) != *id {
-                return Err(Error::corrupt(format!(
-                    "{path}: restored content does not match chunk {}",
-                    id.short()
-                )));
-            }
-        }
-        let mut extra = [0u8; 1];
-        if f.read(&mut extra)
-            .map_err(|err| Error::io(format!("re-reading {path}"), err))?
-            != 0
-        {
-            return Err(Error::corrupt(format!(
-                "{path}: restored file is longer than the snapshot says"
-            )));
-        }
-        counters.verified.fetch_add(1, Relaxed);
-    }
-    Ok(())
 }
