@@ -173,6 +173,8 @@ pub struct Catalog {
     path: PathBuf,
     /// Whether any damage marker exists: while none does, deduplication needs no second lookup.
     any_damaged: std::sync::atomic::AtomicBool,
+    /// Tree packs kept on the state volume, when the repository is read by requests.
+    tree_cache: Option<crate::tree_cache::TreeCache>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -232,6 +234,7 @@ impl Catalog {
             db,
             path,
             any_damaged: Default::default(),
+            tree_cache: None,
         };
         let any = cat
             .db
@@ -267,9 +270,11 @@ impl Catalog {
                 .map_err(|e| {
                     Error::from(e).context(format!("opening catalog {}", path.display()))
                 })?;
-        let cat = Catalog::over(db, path)?;
+        let mut cat = Catalog::over(db, path)?;
         let fits = cat.meta("schema_version")?.as_deref() == Some(SCHEMA_VERSION.as_bytes())
             && cat.meta("repo_id")?.as_deref() == Some(repo.config().id.as_bytes());
+        cat.tree_cache =
+            (!repo.reads_locally()).then(|| crate::tree_cache::TreeCache::at(state_dir));
         Ok(fits.then_some(cat))
     }
 
@@ -296,6 +301,15 @@ impl Catalog {
             blobs_damaged = report.blobs_damaged,
             "catalog matched to the store"
         );
+        if !repo.reads_locally() {
+            let cache = crate::tree_cache::TreeCache::at(state_dir);
+            let packs = cat.pack_sizes()?;
+            let removed = cache.retain(|id| packs.contains_key(id))?;
+            if removed > 0 {
+                tracing::debug!(removed, "cached tree packs the store no longer has removed");
+            }
+            cat.tree_cache = Some(cache);
+        }
         if !fits {
             // Written last: a rebuild that dies midway is redone next time.
             let mut b = WriteBatch::default();
@@ -585,6 +599,11 @@ impl Catalog {
             Some(v) => Ok(Some(decode_location(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// The tree-pack cache, when the repository's packs are read by requests.
+    pub fn tree_cache(&self) -> Option<&crate::tree_cache::TreeCache> {
+        self.tree_cache.as_ref()
     }
 
     /// Whether a blob of `kind` is in a known pack.

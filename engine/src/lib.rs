@@ -34,6 +34,7 @@ pub mod store;
 pub mod tar_format;
 pub mod tar_guard;
 pub mod tree;
+pub mod tree_cache;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

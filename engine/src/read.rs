@@ -77,18 +77,29 @@ pub fn read_file_content(
     Ok(n)
 }
 
-/// Loads a tree blob.
+/// Loads a tree blob: from the tree-pack cache when the catalog has one (a remote store),
+/// otherwise with one read of its frame.
 pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
     let loc = catalog
         .locate(BlobKind::Tree, id)?
         .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
-    Tree::decode(&crate::heal::read_checked(
-        repo,
-        catalog,
-        BlobKind::Tree,
-        id,
-        &loc,
-    )?)
+    let cached = catalog
+        .tree_cache()
+        .map(|cache| cache.frame(repo.store().as_ref(), &loc));
+    let data = match cached {
+        // Checked against its id like any read; a bad one is read again from the store alone.
+        Some(Ok(Some(frame))) => {
+            crate::heal::open_read_ahead(repo, catalog, BlobKind::Tree, id, &loc, Ok(frame))?
+        }
+        Some(Err(e)) => {
+            tracing::debug!(tree = %id, error = %e, "tree-pack cache unusable; reading the tree alone");
+            crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
+        }
+        Some(Ok(None)) | None => {
+            crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
+        }
+    };
+    Tree::decode(&data)
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to

@@ -80,6 +80,17 @@ pub struct S3Store {
     endpoint: Option<String>,
 }
 
+/// What the store cost, for the logs: a run's requests per store at debug level.
+impl Drop for S3Store {
+    fn drop(&mut self) {
+        if let Some(st) = self.request_stats() {
+            tracing::debug!(bucket = %self.bucket, prefix = %self.prefix, requests = st.requests,
+                gets = st.gets, puts = st.puts, heads = st.heads, deletes = st.deletes,
+                bytes_read = st.bytes_read, bytes_written = st.bytes_written, "S3 requests made");
+        }
+    }
+}
+
 impl fmt::Debug for S3Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Store")

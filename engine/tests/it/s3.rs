@@ -265,7 +265,7 @@ fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
     eprintln!("restore of 5,001 files: {cost:?}");
     assert_eq!((r.files, r.verified), (5001, 5001));
     assert!(
-        cost.gets < 100,
+        cost.gets < 50,
         "restoring 5,001 files took {} GETs ({cost:?})",
         cost.gets
     );
@@ -300,7 +300,7 @@ fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
     let cost = s3.request_stats().unwrap().since(&before);
     eprintln!("export of 5,001 files: {cost:?}");
     assert!(
-        cost.gets < 100,
+        cost.gets < 50,
         "exporting 5,001 files took {} GETs ({cost:?})",
         cost.gets
     );

@@ -1,0 +1,172 @@
+//! Tree packs cached on the state volume, for repositories whose packs are read by requests.
+//!
+//! Every reader of a snapshot walks its trees one directory at a time, and each tree is a
+//! ranged GET on S3: a share of 2,000 directories costs 2,000 round trips before the first byte
+//! of content, for a restore, an export or a `cairn ls`. Trees live in packs of their own, a few
+//! MiB each, so the first read of a tree fetches its whole pack once, checks it against its id
+//! (a pack is named by the BLAKE3 of its bytes) and keeps it in `STATE/tree-packs/<id>`; later
+//! reads are local. Packs are immutable, so a cached one never goes stale; the catalog's sync
+//! removes cached packs the store no longer has. A cached file that was damaged on disk only
+//! costs a read from the store: readers check every blob against its id and fall back.
+
+use std::fs;
+use std::io::{ErrorKind as IoKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
+use crate::store::Store;
+
+/// The tree-pack cache of one state directory.
+#[derive(Debug, Clone)]
+pub struct TreeCache {
+    dir: PathBuf,
+}
+
+/// A pack larger than this is not a tree pack (those are a quarter of the pack size, at most
+/// 16 MiB) and is read by ranges instead of being cached whole.
+const MAX_CACHED_PACK: u64 = 64 << 20;
+
+impl TreeCache {
+    /// The cache below `state_dir` (created on first use).
+    pub fn at(state_dir: &Path) -> TreeCache {
+        TreeCache {
+            dir: state_dir.join("tree-packs"),
+        }
+    }
+
+    fn path(&self, pack: &Id) -> PathBuf {
+        self.dir.join(pack.to_hex())
+    }
+
+    /// The frame at `loc`, from the cached copy of its pack; the pack is fetched whole and
+    /// checked on first use. `None` when the pack is too large to be a tree pack: the caller
+    /// reads the range from the store.
+    pub fn frame(&self, store: &dyn Store, loc: &BlobLocation) -> Result<Option<Vec<u8>>> {
+        let path = self.path(&loc.pack);
+        let (offset, len) = (u64::from(loc.offset), loc.length as usize);
+        match fs::File::open(&path) {
+            Ok(f) => {
+                let mut buf = vec![0u8; len];
+                f.read_exact_at(&mut buf, offset).map_err(|e| {
+                    Error::io(format!("reading cached tree pack {}", path.display()), e)
+                })?;
+                return Ok(Some(buf));
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("opening cached tree pack {}", path.display()),
+                    e,
+                ));
+            }
+        }
+        let key = crate::repo::pack_key(&loc.pack);
+        if store.size(&key)? > MAX_CACHED_PACK {
+            return Ok(None);
+        }
+        let bytes = store.get(&key)?;
+        if Id::of(&bytes) != loc.pack {
+            return Err(Error::corrupt(format!(
+                "pack {} does not hash to its name",
+                loc.pack.short()
+            )));
+        }
+        // A cache that cannot be written (a full or read-only state volume) costs speed only.
+        if let Err(e) = self.keep(&loc.pack, &bytes) {
+            tracing::warn!(pack = %loc.pack, error = %e, "could not cache a tree pack");
+        }
+        let frame = bytes
+            .get(offset as usize..offset as usize + len)
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "tree at {offset}+{len} is beyond the end of pack {}",
+                    loc.pack.short()
+                ))
+            })?;
+        Ok(Some(frame.to_vec()))
+    }
+
+    /// Writes a checked pack under its name: to a temporary file first, so that a reader (or a
+    /// second process) never sees half of it.
+    fn keep(&self, pack: &Id, bytes: &[u8]) -> std::io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let nonce = crate::id::random_hex(8).map_err(std::io::Error::other)?;
+        let tmp = self.dir.join(format!(".{}.tmp-{nonce}", pack.to_hex()));
+        let mut f = fs::File::create(&tmp)?;
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| fs::rename(&tmp, self.path(pack)));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Removes the cached packs for which `known` is false (the store no longer has them), and
+    /// temporary files left by a killed reader. Returns how many files went.
+    pub fn retain(&self, known: impl Fn(&Id) -> bool) -> Result<usize> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("listing {}", self.dir.display()), e)),
+        };
+        let mut removed = 0;
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let stale = match Id::from_hex(&name) {
+                Ok(id) => !known(&id),
+                // Temporary files of a reader that died, or anything else that is not ours to keep.
+                Err(_) => name.starts_with('.'),
+            };
+            if stale && fs::remove_file(ent.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::{BlobKind, PackBuilder};
+    use crate::store::{FaultStore, MemoryStore, Op};
+
+    #[test]
+    fn a_tree_pack_is_fetched_once_checked_and_then_read_locally() {
+        let state = tempfile::tempdir().unwrap();
+        let cache = TreeCache::at(state.path());
+        let store = FaultStore::new(MemoryStore::new());
+        let mut b = PackBuilder::with_capacity(1 << 16);
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        for (i, f) in frames.iter().enumerate() {
+            b.add(BlobKind::Tree, Id::of(&[i as u8]), f, f.len());
+        }
+        let (pack, bytes, entries) = b.finish();
+        store.put(&crate::repo::pack_key(&pack), &bytes).unwrap();
+        for (e, want) in entries.iter().zip(&frames) {
+            let got = cache
+                .frame(&store, &BlobLocation::of(pack, e))
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got, want);
+        }
+        assert_eq!(store.calls(Op::Get), 1, "the pack is fetched once");
+        assert_eq!(cache.retain(|id| *id == pack).unwrap(), 0);
+        assert_eq!(cache.retain(|_| false).unwrap(), 1);
+
+        // A pack that does not hash to its name is refused, and not cached.
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        store.put(&crate::repo::pack_key(&pack), &bad).unwrap();
+        let err = cache
+            .frame(&store, &BlobLocation::of(pack, &entries[0]))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
+        assert!(!cache.path(&pack).exists());
+    }
+}
