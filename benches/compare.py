@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -10,6 +10,10 @@ full backup, no-change rerun, one day of changes applied in place, full restore;
 daily export and the next day's export, against `tar -cf - ... | zstd -3 -T2` of the source.
 Records wall time, CPU time, peak RSS and repository size, and prints a markdown table with the
 ratios that docs/BENCHMARKS.md tracks. It reports; it never fails because a goal is missed.
+
+With --s3 the same operations run with cairn's store and exports and restic's repository on the
+project's Garage server on loopback (scripts/s3-server.sh), the export against the plan's
+`tar | zstd -3 -T2 | aws s3 cp -`, and cairn's own count of its requests and bytes per operation.
 """
 
 import argparse
@@ -43,6 +47,16 @@ def install():
         sh(sudo + ["apt-get", "update", "-qq"])
         sh(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need,
            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def install_aws():
+    """The aws CLI for the S3 mode's `aws s3 cp -`, as scripts/setup.sh installs it."""
+    scripts = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('scripts'))"],
+                             capture_output=True, text=True).stdout.strip()
+    if scripts and scripts not in os.environ["PATH"].split(":"):
+        os.environ["PATH"] += ":" + scripts
+    if not shutil.which("aws"):
+        sh([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "awscli"])
 
 
 def build_cairn():
@@ -161,7 +175,17 @@ def measure(cmd, env=None, cwd=None):
     if r.returncode not in (0, 3):  # 3: cairn committed with warnings
         sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
     wall, user, sys_, rss = out.read_text().split()[-4:]
-    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mb": int(rss) / 1024}
+    m = {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mb": int(rss) / 1024}
+    # cairn logs what each S3 store cost when it is dropped (JSON lines on a non-terminal).
+    for line in r.stderr.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("message") == "S3 requests made":
+            for k in ("requests", "gets", "puts", "bytes_read", "bytes_written"):
+                m[k] = m.get(k, 0) + int(ev.get(k, 0))
+    return m
 
 
 def du(path):
@@ -235,6 +259,111 @@ def one_round(cairn, work, rnd):
         r[f"restore/{tool}"] = measure(cmd, env)
         shutil.rmtree(work / "restore", ignore_errors=True)
     return r, sizes
+
+
+def s3_server(work):
+    """Garage on loopback (scripts/s3-server.sh), its data under the bench's work directory."""
+    env = {**os.environ, "CAIRN_S3_DIR": str(work / "garage")}
+    sh([str(ROOT / "scripts/s3-server.sh"), "start"], env=env)
+    out = subprocess.run([str(ROOT / "scripts/s3-server.sh"), "env"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    s3 = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines() if "=" in line)
+    s3["CAIRN_S3_DIR"] = str(work / "garage")
+    return s3
+
+
+def one_round_s3(cairn, work, rnd, s3):
+    """The same operations with every repository and the exports on the Garage server, beside
+    restic on the same server and the plan's `tar | zstd -3 -T2 | aws s3 cp -`."""
+    corpus = work / "corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    for d in ["cairn-s3", "restore", "restic-cache"]:
+        shutil.rmtree(work / d, ignore_errors=True)
+    (work / "cairn-s3").mkdir()
+    ep = s3["CAIRN_S3_TEST_ENDPOINT"]
+    cfg = work / "cairn-s3" / "cairn.toml"
+    cfg.write_text(
+        f'[source]\nroot = "{corpus}"\n'
+        f'[store]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-store"\nprefix = "bench-{rnd}"\n'
+        f'[exports]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-exports"\nprefix = "bench-{rnd}"\n'
+        f'[state]\ndir = "{work}/cairn-s3/state"\n')
+    creds = {"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+             "AWS_DEFAULT_REGION": "garage", "AWS_REGION": "garage"}
+    cenv = {**creds, "CAIRN_CONFIG": str(cfg), "CAIRN_LOG": "error,cairn_engine::store::s3=debug"}
+    renv = {**creds, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": f"s3:{ep}/cairn-store/restic-{rnd}",
+            "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    region = ["-o", "s3.region=garage"]
+    aenv = {k: v for k, v in creds.items()}
+    garage = work / "garage"
+    paths = [str(corpus / f) for f in FOLDERS]
+    r = {}
+    sh(["restic", "init", "-q"] + region, env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+
+    def restic():
+        settle(corpus, garage)
+        return measure(["restic", "-q", "backup", "--host", "bench"] + region + paths, renv)
+
+    def cairn_do(*a):
+        settle(corpus, garage)
+        return measure([str(cairn), "-q"] + list(a), cenv)
+
+    def pipeline(name):
+        settle(corpus, garage)
+        return measure(["sh", "-c", f"tar -cf - -C {corpus} {' '.join(FOLDERS)} | zstd -3 -T2 -q | "
+                        f"aws s3 cp - s3://cairn-exports/tar-{rnd}/{name} --endpoint-url {ep} --only-show-errors"],
+                       aenv)
+
+    r["full/restic"] = restic()
+    r["rerun/restic"] = restic()
+    r["full/cairn"] = cairn_do("backup", "--date", "2026-11-29")
+    r["rerun/cairn"] = cairn_do("backup", "--date", "2026-11-29")
+    r["export/cairn"] = cairn_do("export", "--date", "2026-11-29")
+    r["export/pipeline"] = pipeline("day1.tar.zst")
+    apply_changes(corpus, random.Random(rnd))
+    r["changes/restic"] = restic()
+    r["changes/cairn"] = cairn_do("backup", "--date", "2026-11-30")
+    r["export2/cairn"] = cairn_do("export", "--date", "2026-11-30")
+    r["export2/pipeline"] = pipeline("day2.tar.zst")
+    sizes = {"corpus": du(corpus)}
+    for tool, cmd, env in [
+        ("restic", ["restic", "-q", "restore", "latest", "--target", str(work / "restore/restic")] + region, renv),
+        ("cairn", [str(cairn), "-q", "restore", "--target", str(work / "restore/cairn")], cenv),
+    ]:
+        settle(garage)
+        r[f"restore/{tool}"] = measure(cmd, env)
+        shutil.rmtree(work / "restore", ignore_errors=True)
+    return r, sizes
+
+
+def report_s3(rounds, sizes):
+    lines = [f"S3 mode (Garage on loopback). Rounds: {len(rounds)} (medians). Corpus: {sizes['corpus'] / 1e9:.2f} GB.", "",
+             "| operation | tool | wall s | CPU s | peak RSS MiB | requests | MB read | MB written |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for k in rounds[0]:
+        op, tool = k.split("/")
+        req = rounds[-1][k]
+        extra = (f"{req['requests']:,} | {req['bytes_read'] / 1e6:,.1f} | {req['bytes_written'] / 1e6:,.1f}"
+                 if "requests" in req else "— | — | —")
+        lines.append(f"| {op} | {tool} | {median_of(rounds, k, 'wall'):.2f} | {median_of(rounds, k, 'cpu'):.2f} | "
+                     f"{median_of(rounds, k, 'rss_mb'):.0f} | {extra} |")
+
+    def ratio(a, b):
+        return median_of(rounds, a, "wall") / median_of(rounds, b, "wall")
+
+    goals = [
+        ("full backup on S3, cairn / restic", ratio("full/cairn", "full/restic"), "≤ 0.5"),
+        ("no-change rerun", ratio("rerun/cairn", "rerun/restic"), "≤ 0.15"),
+        ("one day of changes", ratio("changes/cairn", "changes/restic"), "≤ 0.2"),
+        ("daily export, cairn / tar | zstd | aws s3 cp", ratio("export/cairn", "export/pipeline"), "≤ 0.25"),
+        ("next day's export", ratio("export2/cairn", "export2/pipeline"), "≤ 0.15"),
+        ("full restore, cairn / restic", ratio("restore/cairn", "restore/restic"), "≤ 0.7"),
+    ]
+    lines += ["", "(requests and bytes: cairn's own count of its S3 requests, last round)", "",
+              "| goal | ratio | target |", "| --- | ---: | ---: |"]
+    lines += [f"| {g} | {v:.3f} | {t} |" for g, v, t in goals]
+    return "\n".join(lines)
 
 
 def scale_run(cairn, work, files):
@@ -322,11 +451,29 @@ def main():
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_WORK", "/var/tmp/cairn-bench")))
     ap.add_argument("--scale-files", type=int, default=1_000_000)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--s3", action="store_true",
+                    help="store and exports on a Garage server on loopback, beside restic on S3 and tar | zstd | aws s3 cp")
     args = ap.parse_args()
     install()
     cairn = build_cairn()
     args.work.mkdir(parents=True, exist_ok=True)
     make_corpus(args.work / "pristine")
+    if args.s3:
+        install_aws()
+        s3 = s3_server(args.work)
+        try:
+            rounds, sizes = [], None
+            for i in range(args.rounds):
+                print(f"S3 round {i + 1}/{args.rounds}", file=sys.stderr)
+                r, sizes = one_round_s3(cairn, args.work, i, s3)
+                rounds.append(r)
+        finally:
+            sh([str(ROOT / "scripts/s3-server.sh"), "stop"], env={**os.environ, "CAIRN_S3_DIR": s3["CAIRN_S3_DIR"]})
+        text = report_s3(rounds, sizes)
+        (args.work / "results-s3.md").write_text(text + "\n")
+        (args.work / "results-s3.json").write_text(json.dumps({"rounds": rounds, "sizes": sizes}, indent=1))
+        print(text)
+        return
     rounds, sizes = [], None
     for i in range(args.rounds):
         print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
