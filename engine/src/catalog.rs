@@ -304,9 +304,13 @@ impl Catalog {
         if !repo.reads_locally() {
             let cache = crate::tree_cache::TreeCache::at(state_dir);
             let packs = cat.pack_sizes()?;
-            let removed = cache.retain(|id| packs.contains_key(id))?;
-            if removed > 0 {
-                tracing::debug!(removed, "cached tree packs the store no longer has removed");
+            // The cache only saves requests: a folder that cannot be cleaned stops nothing.
+            match cache.retain(|id| packs.contains_key(id)) {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::debug!(removed, "cached tree packs the store no longer has removed")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not clean the tree-pack cache"),
             }
             cat.tree_cache = Some(cache);
         }

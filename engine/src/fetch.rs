@@ -202,10 +202,7 @@ fn hand_over(
         };
         for (k, w) in wants[r.first..r.first + r.count].iter().enumerate() {
             let part = match &got {
-                Ok(bytes) => {
-                    let at = (w.offset - r.offset) as usize;
-                    Ok(bytes[at..at + w.len as usize].to_vec())
-                }
+                Ok(bytes) => slice(bytes, w.offset - r.offset, w.len, &r.key),
                 Err(e) => Err(Error::new(e.kind(), e.to_string())),
             };
             take(r.first + k, part)?;
@@ -221,7 +218,7 @@ fn hand_over(
 
 /// Reads every want into memory, `opts.in_flight` requests at a time: the bytes of want `i`
 /// at index `i`, or the error of the request that covered it. For a batch the caller has
-/// already bounded; the window does not apply.
+/// already bounded; the window still bounds what is read beyond the wants (merged gaps).
 pub fn fetch_all(store: &dyn Store, wants: &[Want], opts: &FetchOptions) -> Vec<Result<Vec<u8>>> {
     // Order does not matter here: planned in object and offset order, neighbours merge however
     // the caller listed them.
@@ -229,11 +226,7 @@ pub fn fetch_all(store: &dyn Store, wants: &[Want], opts: &FetchOptions) -> Vec<
     order.sort_by(|&a, &b| (&wants[a].key, wants[a].offset).cmp(&(&wants[b].key, wants[b].offset)));
     let sorted: Vec<Want> = order.iter().map(|&i| wants[i].clone()).collect();
     let mut out: Vec<Option<Result<Vec<u8>>>> = (0..wants.len()).map(|_| None).collect();
-    let unbounded = FetchOptions {
-        window: u64::MAX,
-        ..*opts
-    };
-    fetch_in_order(store, &sorted, &unbounded, |k, got| {
+    fetch_in_order(store, &sorted, opts, |k, got| {
         out[order[k]] = Some(got);
         Ok(())
     })
@@ -388,6 +381,12 @@ impl<'a> Prefetch<'a> {
         self.changed.notify_all();
     }
 
+    /// Whether [`Prefetch::stop`] was called: a failed redeem then means "give up", not "read
+    /// it alone".
+    pub fn is_stopped(&self) -> bool {
+        self.state.lock().expect("poisoned").stopped
+    }
+
     /// Ends everything: waiting submitters and redeemers get an error, readers end.
     pub fn stop(&self) {
         self.state.lock().expect("poisoned").stopped = true;
@@ -474,10 +473,7 @@ impl<'a> Prefetch<'a> {
                     continue;
                 }
                 let part = match &got {
-                    Ok(bytes) => {
-                        let from = (at - offset) as usize;
-                        Ok(bytes[from..from + n as usize].to_vec())
-                    }
+                    Ok(bytes) => slice(bytes, at - offset, n, &key),
                     Err(e) => Err(Error::new(e.kind(), e.to_string())),
                 };
                 st.ready.insert(id, part);
@@ -486,6 +482,17 @@ impl<'a> Prefetch<'a> {
             self.changed.notify_all();
         }
     }
+}
+
+/// `len` bytes at `at` of a request's bytes; a store that returned fewer bytes than asked
+/// (which its contract forbids) gives an error, not a panic in a reading thread.
+fn slice(bytes: &[u8], at: u64, len: u64, key: &str) -> Result<Vec<u8>> {
+    usize::try_from(at)
+        .ok()
+        .zip(usize::try_from(len).ok())
+        .and_then(|(at, len)| bytes.get(at..at.checked_add(len)?))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| Error::corrupt(format!("a ranged read of {key} returned too few bytes")))
 }
 
 fn stopped() -> Error {

@@ -85,17 +85,35 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
         .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
     let cached = catalog
         .tree_cache()
-        .map(|cache| cache.frame(repo.store().as_ref(), &loc));
+        .map(|cache| (cache, cache.frame(repo.store().as_ref(), &loc)));
     let data = match cached {
-        // Checked against its id like any read; a bad one is read again from the store alone.
-        Some(Ok(Some(frame))) => {
-            crate::heal::open_read_ahead(repo, catalog, BlobKind::Tree, id, &loc, Ok(frame))?
+        // Checked against its id like any read; a bad one is dropped from the cache and read
+        // again from the store alone.
+        Some((cache, Ok(Some(frame)))) => {
+            let entry = crate::pack::PackEntry {
+                kind: BlobKind::Tree,
+                id: *id,
+                offset: loc.offset,
+                length: loc.length,
+                raw_length: loc.raw_length,
+            };
+            match repo
+                .check_location(BlobKind::Tree, id, &loc)
+                .and_then(|()| crate::pack::open_blob(&entry, &frame))
+            {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::warn!(tree = %id, pack = %loc.pack, error = %e, "a cached tree failed its check; reading it from the store");
+                    cache.forget(&loc.pack);
+                    crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
+                }
+            }
         }
-        Some(Err(e)) => {
+        Some((_, Err(e))) => {
             tracing::debug!(tree = %id, error = %e, "tree-pack cache unusable; reading the tree alone");
             crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
         }
-        Some(Ok(None)) | None => {
+        Some((_, Ok(None))) | None => {
             crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
         }
     };

@@ -171,6 +171,19 @@ impl Repository {
             pack::BlobKind::Data => self.config.chunker.max as usize,
             pack::BlobKind::Tree => crate::tree::MAX_TREE_LEN,
         };
+        // A frame is never much larger than its plaintext (zstd's bound); a location that says
+        // otherwise is damaged, and must not make a reader allocate or wait for it.
+        let frame_max = zstd::zstd_safe::compress_bound(loc.raw_length as usize) + 64;
+        if loc.length as usize > frame_max {
+            return Err(Error::corrupt(format!(
+                "{} blob {} claims a frame of {} bytes for {} bytes of content (pack {})",
+                kind.name(),
+                id.short(),
+                loc.length,
+                loc.raw_length,
+                loc.pack.short()
+            )));
+        }
         if loc.raw_length as usize > max {
             return Err(Error::corrupt(format!(
                 "{} blob {} claims {} bytes, more than the {max} it may hold (pack {})",

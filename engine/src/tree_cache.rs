@@ -20,9 +20,14 @@ use crate::index::BlobLocation;
 use crate::store::Store;
 
 /// The tree-pack cache of one state directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TreeCache {
     dir: PathBuf,
+    /// Packs not to cache (they did not hash to their id): their trees are read by ranges.
+    refused: std::sync::Mutex<std::collections::HashSet<Id>>,
+    /// Set when a pack could not be written (a full or read-only state volume): from then on
+    /// trees are read by ranges, instead of a whole pack fetched for each.
+    unwritable: std::sync::atomic::AtomicBool,
 }
 
 /// A pack larger than this is not a tree pack (those are a quarter of the pack size, at most
@@ -34,6 +39,8 @@ impl TreeCache {
     pub fn at(state_dir: &Path) -> TreeCache {
         TreeCache {
             dir: state_dir.join("tree-packs"),
+            refused: Default::default(),
+            unwritable: Default::default(),
         }
     }
 
@@ -42,26 +49,39 @@ impl TreeCache {
     }
 
     /// The frame at `loc`, from the cached copy of its pack; the pack is fetched whole and
-    /// checked on first use. `None` when the pack is too large to be a tree pack: the caller
-    /// reads the range from the store.
+    /// checked on first use. `None` when the pack is too large to be a tree pack, did not hash
+    /// to its id, or the cache cannot be written: the caller reads the range from the store.
     pub fn frame(&self, store: &dyn Store, loc: &BlobLocation) -> Result<Option<Vec<u8>>> {
         let path = self.path(&loc.pack);
         let (offset, len) = (u64::from(loc.offset), loc.length as usize);
         match fs::File::open(&path) {
             Ok(f) => {
                 let mut buf = vec![0u8; len];
-                f.read_exact_at(&mut buf, offset).map_err(|e| {
-                    Error::io(format!("reading cached tree pack {}", path.display()), e)
-                })?;
-                return Ok(Some(buf));
+                match f.read_exact_at(&mut buf, offset) {
+                    Ok(()) => return Ok(Some(buf)),
+                    // Shorter than the pack (a crash before the data reached the disk): fetched
+                    // again below.
+                    Err(e) => {
+                        tracing::warn!(pack = %loc.pack, error = %e, "dropping an unreadable cached tree pack");
+                        self.forget(&loc.pack);
+                    }
+                }
             }
             Err(e) if e.kind() == IoKind::NotFound => {}
+            // The folder is unusable (not a folder, no permission): trees are read by ranges.
             Err(e) => {
-                return Err(Error::io(
-                    format!("opening cached tree pack {}", path.display()),
-                    e,
-                ));
+                if !self
+                    .unwritable
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "tree-pack cache unusable; reading trees by ranges");
+                }
+                return Ok(None);
             }
+        }
+        let refused = self.refused.lock().expect("poisoned").contains(&loc.pack);
+        if refused || self.unwritable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
         }
         let key = crate::repo::pack_key(&loc.pack);
         if store.size(&key)? > MAX_CACHED_PACK {
@@ -69,6 +89,7 @@ impl TreeCache {
         }
         let bytes = store.get(&key)?;
         if Id::of(&bytes) != loc.pack {
+            self.refused.lock().expect("poisoned").insert(loc.pack);
             return Err(Error::corrupt(format!(
                 "pack {} does not hash to its name",
                 loc.pack.short()
@@ -76,7 +97,9 @@ impl TreeCache {
         }
         // A cache that cannot be written (a full or read-only state volume) costs speed only.
         if let Err(e) = self.keep(&loc.pack, &bytes) {
-            tracing::warn!(pack = %loc.pack, error = %e, "could not cache a tree pack");
+            tracing::warn!(pack = %loc.pack, error = %e, "could not cache a tree pack; reading trees by ranges from now on");
+            self.unwritable
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let frame = bytes
             .get(offset as usize..offset as usize + len)
@@ -103,6 +126,12 @@ impl TreeCache {
             let _ = fs::remove_file(&tmp);
         }
         written
+    }
+
+    /// Drops the cached copy of a pack (it failed a read or a check): the next read fetches it
+    /// again.
+    pub fn forget(&self, pack: &Id) {
+        let _ = fs::remove_file(self.path(pack));
     }
 
     /// Removes the cached packs for which `known` is false (the store no longer has them), and
@@ -168,5 +197,46 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
         assert!(!cache.path(&pack).exists());
+        // ...and not fetched whole again: its trees are read by ranges from now on.
+        let gets = store.calls(Op::Get);
+        assert_eq!(
+            cache
+                .frame(&store, &BlobLocation::of(pack, &entries[0]))
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.calls(Op::Get), gets);
+    }
+
+    #[test]
+    fn a_short_cached_pack_is_fetched_again_and_an_unwritable_cache_is_given_up() {
+        let state = tempfile::tempdir().unwrap();
+        let store = FaultStore::new(MemoryStore::new());
+        let pack_of = |seed: u8| {
+            let mut b = PackBuilder::with_capacity(1 << 16);
+            b.add(BlobKind::Tree, Id::of(&[seed]), &[seed; 300], 300);
+            let (pack, bytes, entries) = b.finish();
+            store.put(&crate::repo::pack_key(&pack), &bytes).unwrap();
+            BlobLocation::of(pack, &entries[0])
+        };
+        let (a, b) = (pack_of(1), pack_of(2));
+        let cache = TreeCache::at(state.path());
+        assert_eq!(cache.frame(&store, &a).unwrap().unwrap(), [1u8; 300]);
+        // A crash left the cached file short: it is dropped and fetched again.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(cache.path(&a.pack))
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        assert_eq!(cache.frame(&store, &a).unwrap().unwrap(), [1u8; 300]);
+        assert_eq!(store.calls(Op::Get), 2);
+        // A cache folder that cannot be used: trees are read by ranges, no pack is fetched whole.
+        let blocked = tempfile::tempdir().unwrap();
+        fs::write(blocked.path().join("tree-packs"), b"not a folder").unwrap();
+        let cache = TreeCache::at(blocked.path());
+        assert_eq!(cache.frame(&store, &b).unwrap(), None);
+        assert_eq!(cache.frame(&store, &b).unwrap(), None);
+        assert_eq!(store.calls(Op::Get), 2);
     }
 }

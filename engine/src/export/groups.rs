@@ -86,14 +86,22 @@ impl Group {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[a..b]),
                 Seg::Blob(id, loc, ticket) => {
                     let data = match (prefetch, ticket) {
-                        (Some(p), Some(t)) => crate::heal::open_read_ahead(
-                            repo,
-                            catalog,
-                            BlobKind::Data,
-                            &id,
-                            &loc,
-                            p.redeem(t),
-                        )?,
+                        (Some(p), Some(t)) => {
+                            let got = p.redeem(t);
+                            // The writer stopped: reading every blob alone would only delay
+                            // the error.
+                            if got.is_err() && p.is_stopped() {
+                                return Err(stage_gone("writing"));
+                            }
+                            crate::heal::open_read_ahead(
+                                repo,
+                                catalog,
+                                BlobKind::Data,
+                                &id,
+                                &loc,
+                                got,
+                            )?
+                        }
                         _ => crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)?,
                     };
                     if data.len() != loc.raw_length as usize {
