@@ -6,7 +6,7 @@
 //! chunk was stored, which groups the files a backup packed together, and cut into batches of
 //! about [`BATCH`] bytes of frames; a batch's chunks are read with [`fetch_all`] (neighbours in
 //! a pack merged into one ranged read, [`FetchOptions::REMOTE`] reads in flight) and its files
-//! written in parallel from memory, while the next batch is read. A file larger than a batch streams on its own through
+//! written in parallel from memory. A file larger than a batch streams on its own through
 //! [`fetch_in_order`], so memory stays bounded by the batch and the read-ahead window whatever
 //! the snapshot holds. Every frame is still checked against its chunk id, and one that fails is
 //! read again on its own, which records real damage ([`crate::heal::read_checked`]).
@@ -73,7 +73,7 @@ pub(super) fn restore_files(
             .find(|(id, loc)| !counters.is_zeros(id, loc.raw_length))
             .map(|(_, loc)| (loc.pack, loc.offset))
     });
-    let mut batches: Vec<Vec<Located>> = vec![Vec::new()];
+    let mut batch: Vec<Located> = Vec::new();
     let mut batch_bytes = 0;
     for f in located {
         if f.frames > BATCH {
@@ -81,31 +81,14 @@ pub(super) fn restore_files(
             continue;
         }
         if batch_bytes + f.frames > BATCH {
-            batches.push(Vec::new());
+            restore_batch(repo, catalog, target, &batch, verify, counters, fail);
+            batch.clear();
             batch_bytes = 0;
         }
         batch_bytes += f.frames;
-        batches.last_mut().expect("one batch at least").push(f);
+        batch.push(f);
     }
-    // The next batch is read while this one is written: at most two batches in memory besides
-    // the one being read.
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Fetched>(1);
-        let todo = &batches;
-        s.spawn(move || {
-            for batch in todo {
-                // The writer stopped (it cannot, short of a panic): nothing more to read.
-                if tx.send(fetch_batch(repo, batch, counters)).is_err() {
-                    return;
-                }
-            }
-        });
-        for (batch, fetched) in batches.iter().zip(rx) {
-            write_batch(
-                repo, catalog, target, batch, &fetched, verify, counters, fail,
-            );
-        }
-    });
+    restore_batch(repo, catalog, target, &batch, verify, counters, fail);
 }
 
 /// The frame of a chunk as a range of its pack.
@@ -117,14 +100,20 @@ fn want(loc: &BlobLocation) -> Want {
     }
 }
 
-/// A batch's frames, read with one plan: `frames[index[(pack, offset)]]`.
-struct Fetched {
-    index: HashMap<(Id, u32), usize>,
-    frames: Vec<Result<Vec<u8>>>,
-}
-
-/// Reads every distinct frame the batch needs, in the order its files need them.
-fn fetch_batch(repo: &Repository, batch: &[Located], counters: &Counters) -> Fetched {
+/// Reads every frame the batch needs with one planned read, then writes its files in parallel.
+fn restore_batch(
+    repo: &Repository,
+    catalog: &Catalog,
+    target: &Target,
+    batch: &[Located],
+    verify: bool,
+    counters: &Counters,
+    fail: &(dyn Fn(&FileJob, Error) + Sync),
+) {
+    if batch.is_empty() {
+        return;
+    }
+    // Each distinct frame once, in the order the files need them.
     let mut index: HashMap<(Id, u32), usize> = HashMap::new();
     let mut wants = Vec::new();
     for f in batch {
@@ -138,24 +127,9 @@ fn fetch_batch(repo: &Repository, batch: &[Located], counters: &Counters) -> Fet
         }
     }
     let frames = fetch_all(repo.store().as_ref(), &wants, &FetchOptions::REMOTE);
-    Fetched { index, frames }
-}
-
-/// Writes a batch's files in parallel from its frames.
-#[allow(clippy::too_many_arguments)]
-fn write_batch(
-    repo: &Repository,
-    catalog: &Catalog,
-    target: &Target,
-    batch: &[Located],
-    fetched: &Fetched,
-    verify: bool,
-    counters: &Counters,
-    fail: &(dyn Fn(&FileJob, Error) + Sync),
-) {
     batch.par_iter().for_each(|f| {
         let mut source = |id: &Id, loc: &BlobLocation| {
-            let got = match &fetched.frames[fetched.index[&(loc.pack, loc.offset)]] {
+            let got = match &frames[index[&(loc.pack, loc.offset)]] {
                 Ok(frame) => Ok(frame.clone()),
                 Err(e) => Err(Error::new(e.kind(), e.to_string())),
             };
