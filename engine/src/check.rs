@@ -21,7 +21,7 @@ use crate::damage::DamagedBlob;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
-use crate::read::load_tree;
+use crate::read::load_tree_from_store;
 use crate::repo::{Repository, pack_key};
 use crate::tree::{check_path_len_of, shorten};
 
@@ -539,7 +539,8 @@ impl Walker<'_> {
             self.hit(object, kind, &detail, path);
             return Ok(Opened::Done(false));
         }
-        match load_tree(self.repo, self.catalog, id) {
+        // The store's copy: a tree cached on the state volume says nothing of the store.
+        match load_tree_from_store(self.repo, self.catalog, id) {
             Ok(t) => Ok(Opened::Frame(Frame {
                 id: *id,
                 path: path.to_string(),

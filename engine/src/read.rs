@@ -77,6 +77,21 @@ pub fn read_file_content(
     Ok(n)
 }
 
+/// Loads a tree blob from the store itself, never from the tree-pack cache: for `check`, whose
+/// subject is the store, not a copy on the state volume.
+pub fn load_tree_from_store(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
+    let loc = catalog
+        .locate(BlobKind::Tree, id)?
+        .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
+    Tree::decode(&crate::heal::read_checked(
+        repo,
+        catalog,
+        BlobKind::Tree,
+        id,
+        &loc,
+    )?)
+}
+
 /// Loads a tree blob: from the tree-pack cache when the catalog has one (a remote store),
 /// otherwise with one read of its frame.
 pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {

@@ -770,3 +770,33 @@ fn an_archive_owner_beyond_32_bits_is_not_truncated() {
     assert_eq!((md.uid(), md.gid()), (uid, gid));
     assert_eq!(fs::read(target.join("notetaking/x.md")).unwrap(), b"hello");
 }
+
+/// `check` checks the store, not the state volume: trees that a restore cached on the state
+/// volume (a store read by requests) and that are damaged in the store since are found.
+#[test]
+fn check_reads_trees_from_the_store_not_from_the_tree_cache() {
+    let (env, faulty) = Env::faulty();
+    write(&env.src.join("notetaking/a.md"), b"alpha");
+    write(&env.src.join("notetaking/sub/b.md"), b"beta");
+    let out = env.backup();
+    let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
+    assert!(
+        cat.tree_cache().is_some(),
+        "a store without local files caches tree packs"
+    );
+    // Reading the snapshot fills the cache.
+    cairn_engine::read::walk_tree(&env.repo, &cat, &out.snapshot.root, &mut |_, _| Ok(())).unwrap();
+    assert!(env.state.join("tree-packs").read_dir().unwrap().count() > 0);
+    // Every read from the store now returns damaged bytes.
+    faulty.inject(Some(Op::GetRange), "packs/", Fault::FlipBit);
+    faulty.inject(Some(Op::Get), "packs/", Fault::FlipBit);
+    let report = check::check(&env.repo, &cat, &sync, ReadData::None, false).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == check::ProblemKind::CorruptTree),
+        "{:?}",
+        report.problems
+    );
+}
