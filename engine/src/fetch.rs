@@ -76,20 +76,14 @@ pub struct Request {
 pub fn plan(wants: &[Want], opts: &FetchOptions) -> Vec<Request> {
     let mut out: Vec<Request> = Vec::new();
     for (i, w) in wants.iter().enumerate() {
-        let end = w.offset.saturating_add(w.len);
-        if let Some(r) = out.last_mut() {
-            let r_end = r.offset + r.len;
-            let (new_start, new_end) = (r.offset.min(w.offset), r_end.max(end));
-            if r.key == w.key
-                && end.saturating_add(opts.gap) >= r.offset
-                && w.offset <= r_end.saturating_add(opts.gap)
-                && new_end - new_start <= opts.max_request
-            {
-                r.offset = new_start;
-                r.len = new_end - new_start;
-                r.count += 1;
-                continue;
-            }
+        if let Some(r) = out.last_mut()
+            && r.key == w.key
+            && let Some((start, end)) = opts.joined(r.offset, r.offset + r.len, w)
+        {
+            r.offset = start;
+            r.len = end - start;
+            r.count += 1;
+            continue;
         }
         out.push(Request {
             key: w.key.clone(),
@@ -100,6 +94,20 @@ pub fn plan(wants: &[Want], opts: &FetchOptions) -> Vec<Request> {
         });
     }
     out
+}
+
+impl FetchOptions {
+    /// The range `start..end` of one request grown by `w` (of the same object), if `w` lies
+    /// within `gap` of it on either side and the request stays within `max_request`: the one
+    /// merge rule of [`plan`] and of [`Prefetch`]'s reading threads.
+    fn joined(&self, start: u64, end: u64, w: &Want) -> Option<(u64, u64)> {
+        let w_end = w.offset.saturating_add(w.len);
+        let (new_start, new_end) = (start.min(w.offset), end.max(w_end));
+        (w_end.saturating_add(self.gap) >= start
+            && w.offset <= end.saturating_add(self.gap)
+            && new_end - new_start <= self.max_request)
+            .then_some((new_start, new_end))
+    }
 }
 
 /// What the reading threads and the taker share.
@@ -404,13 +412,10 @@ impl<'a> Prefetch<'a> {
         let (mut start, mut end) = (first.offset, first.offset + first.len);
         let mut run = vec![0];
         for (n, (_, w)) in queue.iter().enumerate().skip(1).take(LOOKAHEAD) {
-            let (new_start, new_end) = (start.min(w.offset), end.max(w.offset + w.len));
             if w.key == first.key
-                && (w.offset + w.len).saturating_add(self.opts.gap) >= start
-                && w.offset <= end.saturating_add(self.opts.gap)
-                && new_end - new_start <= self.opts.max_request
+                && let Some(grown) = self.opts.joined(start, end, w)
             {
-                (start, end) = (new_start, new_end);
+                (start, end) = grown;
                 run.push(n);
             }
         }

@@ -101,17 +101,7 @@ pub fn open_read_ahead(
     loc: &BlobLocation,
     frame: Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let opened = frame.and_then(|frame| {
-        repo.check_location(kind, id, loc)?;
-        let entry = crate::pack::PackEntry {
-            kind,
-            id: *id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        };
-        crate::pack::open_blob(&entry, &frame)
-    });
+    let opened = frame.and_then(|frame| repo.open_frame(kind, id, loc, &frame));
     match opened {
         Ok(data) => Ok(data),
         Err(e) => {

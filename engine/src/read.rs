@@ -5,6 +5,7 @@
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::pack::BlobKind;
 use crate::repo::Repository;
 use crate::tree::{Entry, Tree, check_path_len};
@@ -77,62 +78,53 @@ pub fn read_file_content(
     Ok(n)
 }
 
+/// Where a tree is.
+fn locate_tree(catalog: &Catalog, id: &Id) -> Result<BlobLocation> {
+    catalog
+        .locate(BlobKind::Tree, id)?
+        .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))
+}
+
 /// Loads a tree blob from the store itself, never from the tree-pack cache: for `check`, whose
 /// subject is the store, not a copy on the state volume.
 pub fn load_tree_from_store(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
-    let loc = catalog
-        .locate(BlobKind::Tree, id)?
-        .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
+    tree_at(repo, catalog, id, &locate_tree(catalog, id)?)
+}
+
+/// The tree at `loc`, read from the store and checked.
+fn tree_at(repo: &Repository, catalog: &Catalog, id: &Id, loc: &BlobLocation) -> Result<Tree> {
     Tree::decode(&crate::heal::read_checked(
         repo,
         catalog,
         BlobKind::Tree,
         id,
-        &loc,
+        loc,
     )?)
 }
 
 /// Loads a tree blob: from the tree-pack cache when the catalog has one (a remote store),
-/// otherwise with one read of its frame.
+/// otherwise, or when the cache cannot serve it, with one read of its frame from the store.
 pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
-    let loc = catalog
-        .locate(BlobKind::Tree, id)?
-        .ok_or_else(|| Error::not_found(format!("tree {} is in no known pack", id.short())))?;
-    let cached = catalog
-        .tree_cache()
-        .map(|cache| (cache, cache.frame(repo.store().as_ref(), &loc)));
-    let data = match cached {
+    let Some(cache) = catalog.tree_cache() else {
+        return load_tree_from_store(repo, catalog, id);
+    };
+    let loc = locate_tree(catalog, id)?;
+    match cache.frame(repo.store().as_ref(), &loc) {
         // Checked against its id like any read; a bad one is dropped from the cache and read
         // again from the store alone.
-        Some((cache, Ok(Some(frame)))) => {
-            let entry = crate::pack::PackEntry {
-                kind: BlobKind::Tree,
-                id: *id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            };
-            match repo
-                .check_location(BlobKind::Tree, id, &loc)
-                .and_then(|()| crate::pack::open_blob(&entry, &frame))
-            {
-                Ok(data) => data,
-                Err(e) => {
-                    tracing::warn!(tree = %id, pack = %loc.pack, error = %e, "a cached tree failed its check; reading it from the store");
-                    cache.forget(&loc.pack);
-                    crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
-                }
+        Ok(Some(frame)) => match repo.open_frame(BlobKind::Tree, id, &loc, &frame) {
+            Ok(data) => return Tree::decode(&data),
+            Err(e) => {
+                tracing::warn!(tree = %id, pack = %loc.pack, error = %e, "a cached tree failed its check; reading it from the store");
+                cache.forget(&loc.pack);
             }
+        },
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(tree = %id, error = %e, "tree-pack cache unusable; reading the tree alone")
         }
-        Some((_, Err(e))) => {
-            tracing::debug!(tree = %id, error = %e, "tree-pack cache unusable; reading the tree alone");
-            crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
-        }
-        Some((_, Ok(None))) | None => {
-            crate::heal::read_checked(repo, catalog, BlobKind::Tree, id, &loc)?
-        }
-    };
-    Tree::decode(&data)
+    }
+    tree_at(repo, catalog, id, &loc)
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to

@@ -209,6 +209,20 @@ impl Repository {
         let frame = self
             .store
             .get_range(&key, u64::from(loc.offset), u64::from(loc.length))?;
+        self.open_frame(kind, id, loc, &frame)
+            .map_err(|e| e.context(format!("in pack {key}")))
+    }
+
+    /// The blob in `frame`, the bytes at `loc` however they were read (one range, a planned
+    /// read of many, a cached pack), checked against the location's bounds and the blob's id.
+    pub fn open_frame(
+        &self,
+        kind: pack::BlobKind,
+        id: &Id,
+        loc: &BlobLocation,
+        frame: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.check_location(kind, id, loc)?;
         let entry = PackEntry {
             kind,
             id: *id,
@@ -216,7 +230,7 @@ impl Repository {
             length: loc.length,
             raw_length: loc.raw_length,
         };
-        pack::open_blob(&entry, &frame).map_err(|e| e.context(format!("in pack {key}")))
+        pack::open_blob(&entry, frame)
     }
 
     /// Writes a snapshot: the commit point of a backup.
