@@ -17,7 +17,7 @@ use cairn_engine::repo::pack_key;
 use cairn_engine::restore::{self, Overwrite, RestoreOptions};
 use cairn_engine::snapshot::{Snapshot, Summary};
 use cairn_engine::store::LocalStore;
-use cairn_engine::tree::{Entry, EntryKind, RawBytes, Tree};
+use cairn_engine::tree::Tree;
 use cairn_engine::{ErrorKind, Id, query};
 
 use crate::alloc::peak_during;
@@ -110,24 +110,6 @@ fn a_frame_is_checked_against_its_header_before_allocating() {
 }
 
 // ---- item 6: deep trees -------------------------------------------------------------------
-
-fn dir_entry(name: &[u8], tree: Id) -> Entry {
-    Entry {
-        name: RawBytes(name.to_vec()),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: 1_700_000_000,
-        mtime_ns: 0,
-        size: 0,
-        chunks: vec![],
-        tree: Some(tree),
-        target: None,
-        hardlink: None,
-        rdev: None,
-    }
-}
 
 /// A snapshot whose folder `deep` holds a chain of `levels` directories named `d`, each a tree
 /// of its own, as a crafted repository could hold: paths reach 2 × `levels` bytes.

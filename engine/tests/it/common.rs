@@ -301,3 +301,22 @@ pub fn assert_snapshot_matches(env: &Env, root: &Id, src: &Path, folders: &[&str
         }
     }
 }
+
+/// A directory entry naming the tree `tree`, for crafted snapshots.
+pub fn dir_entry(name: &[u8], tree: Id) -> Entry {
+    Entry {
+        name: cairn_engine::tree::RawBytes(name.to_vec()),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1_700_000_000,
+        mtime_ns: 0,
+        size: 0,
+        chunks: vec![],
+        tree: Some(tree),
+        target: None,
+        hardlink: None,
+        rdev: None,
+    }
+}

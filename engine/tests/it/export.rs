@@ -364,21 +364,6 @@ fn sizes_over_8_gib_survive() {
     let cat = env.catalog();
     let zero = vec![0u8; 4 << 20];
     let zid = Id::of(&zero);
-    let dir_entry = |name: &str, tree: Id| Entry {
-        name: RawBytes(name.into()),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: 1_700_000_000,
-        mtime_ns: 0,
-        size: 0,
-        chunks: vec![],
-        tree: Some(tree),
-        target: None,
-        hardlink: None,
-        rdev: None,
-    };
     let huge = Entry {
         name: RawBytes(b"huge.img".to_vec()),
         kind: EntryKind::File,
@@ -386,14 +371,14 @@ fn sizes_over_8_gib_survive() {
         size: 2304 * (4 << 20),
         chunks: vec![zid; 2304],
         tree: None,
-        ..dir_entry("x", zid)
+        ..dir_entry(b"x", zid)
     };
     let (folder_id, folder_bytes) = Tree {
         entries: vec![huge],
     }
     .encode();
     let (root_id, root_bytes) = Tree {
-        entries: vec![dir_entry("backup", folder_id)],
+        entries: vec![dir_entry(b"backup", folder_id)],
     }
     .encode();
     let mut data = PackBuilder::default();
