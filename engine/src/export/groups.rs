@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use super::manifest::GroupFrame;
+use super::manifest::{FrameRun, GroupFrame};
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -53,7 +53,7 @@ pub(super) struct Group {
 impl Group {
     /// What determines the group's frame: its tar bytes, named by the blobs' ids rather than
     /// read, and the compression level.
-    fn recipe(&self, level: i32) -> Id {
+    pub(super) fn recipe(&self, level: i32) -> Id {
         let mut h = blake3::Hasher::new();
         h.update(b"cairn archive group v1");
         h.update(&level.to_le_bytes());
@@ -124,12 +124,20 @@ impl Group {
 pub(super) struct Frame {
     pub(super) bytes: Vec<u8>,
     pub(super) recipe: Id,
-    /// Taken from the previous archive rather than compressed.
-    pub(super) reused: bool,
+    /// Where the frame was in the previous archive, when it was taken from there rather than
+    /// compressed.
+    pub(super) reused_at: Option<u64>,
 }
 
 /// A group to assemble and compress, and where its frame goes.
-pub(super) type Job = (Group, SyncSender<Result<Frame>>);
+pub(super) struct Job {
+    pub(super) group: Group,
+    pub(super) recipe: Id,
+    /// The same frame in the previous archive, with its planned read when that archive is
+    /// remote; the group's blobs were then not asked for.
+    pub(super) earlier: Option<(GroupFrame, Option<Ticket>)>,
+    pub(super) frame: SyncSender<Result<Frame>>,
+}
 
 /// The group frames of an earlier archive, by recipe.
 #[derive(Debug)]
@@ -138,55 +146,77 @@ pub(crate) struct Reuse<'a> {
     pub(super) key: String,
     pub(super) date: String,
     pub(super) frames: HashMap<Id, GroupFrame>,
+    /// Its runs of stored frames, by recipe.
+    pub(super) runs: HashMap<Id, FrameRun>,
+    /// Set when a frame taken from it failed its check: the export is then written again
+    /// without it.
+    pub(super) damaged: std::sync::atomic::AtomicBool,
 }
 
 impl Reuse<'_> {
-    /// The frame of `recipe` in the earlier archive, if it is there and still whole.
-    fn frame(&self, recipe: &Id) -> Option<Vec<u8>> {
-        let f = self.frames.get(recipe)?;
-        let bytes = self.store.get_range(&self.key, f.offset, f.length).ok()?;
+    /// Whether a frame taken from the earlier archive failed its check.
+    pub(super) fn was_damaged(&self) -> bool {
+        self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The frame `f` of the earlier archive, if it is still whole: taken from its planned read,
+    /// or read alone.
+    fn frame(&self, f: &GroupFrame, planned: Option<(&Prefetch<'_>, Ticket)>) -> Option<Vec<u8>> {
+        let bytes = match planned {
+            Some((p, t)) => p.redeem(t),
+            None => self.store.get_range(&self.key, f.offset, f.length),
+        };
+        let bytes = bytes
+            .inspect_err(|e| tracing::debug!("frame of {} not reused: {e}", self.date))
+            .ok()?;
         // A damaged earlier archive must not leak into today's: such frames are compressed anew.
         (Id::of(&bytes) == f.blake3).then_some(bytes)
     }
 }
 
 /// Assembles and compresses groups until the walk ends, taking unchanged ones from the
-/// previous archive.
+/// previous archive (read through `earlier` when that archive is remote).
 pub(super) fn compress_groups(
     repo: &Repository,
     catalog: &Catalog,
     level: i32,
     reuse: Option<&Reuse<'_>>,
     prefetch: Option<&Prefetch<'_>>,
+    earlier: Option<&Prefetch<'_>>,
     jobs: &std::sync::Mutex<Receiver<Job>>,
 ) {
     loop {
         let job = jobs.lock().expect("no worker panics").recv();
-        let Ok((group, frame)) = job else { return };
-        let recipe = group.recipe(level);
-        let made = match reuse.and_then(|r| r.frame(&recipe)) {
-            Some(bytes) => {
-                // Yesterday's frame stands in for the blobs: their reads are not needed.
-                if let Some(p) = prefetch {
-                    for seg in group.segs {
-                        if let Seg::Blob(_, _, Some(t)) = seg {
-                            p.cancel(t);
-                        }
-                    }
-                }
-                Ok(Frame {
-                    bytes,
-                    recipe,
-                    reused: true,
-                })
-            }
+        let Ok(Job {
+            group,
+            recipe,
+            earlier: then,
+            frame,
+        }) = job
+        else {
+            return;
+        };
+        let old = match (reuse, then) {
+            (Some(r), Some((f, ticket))) => r
+                .frame(&f, earlier.zip(ticket))
+                .map(|bytes| (bytes, f.offset)),
+            _ => None,
+        };
+        let made = match old {
+            Some((bytes, at)) => Ok(Frame {
+                bytes,
+                recipe,
+                reused_at: Some(at),
+            }),
+            // A group whose earlier frame was damaged reads its blobs one by one: they were not
+            // planned, and asking for them now could wait behind reads planned after them.
             None => group
                 .assemble(repo, catalog, prefetch)
                 .and_then(|tar| codec::encode(&tar, level))
                 .map(|bytes| Frame {
                     bytes,
                     recipe,
-                    reused: false,
+                    reused_at: None,
                 }),
         };
         let _ = frame.send(made);

@@ -118,6 +118,21 @@ pub struct Manifest {
     /// The archive's frames of headers and small files, for the next day's export to reuse.
     #[serde(default)]
     pub groups: Vec<GroupFrame>,
+    /// The archive's runs of stored frames, for the next day's export to reuse.
+    #[serde(default)]
+    pub runs: Vec<FrameRun>,
+}
+
+/// Consecutive stored frames of one large file in an archive: up to
+/// [`RUN_CHUNKS`](super::walk::RUN_CHUNKS) of them, cut at that count from the file's start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRun {
+    /// BLAKE3 of what determines the run: each chunk's id, decoded length and frame length.
+    pub recipe: Id,
+    /// Where the run starts in the archive.
+    pub offset: u64,
+    /// Its length: the sum of its frames' lengths.
+    pub length: u64,
 }
 
 /// One frame of headers and small files in an archive.
@@ -151,6 +166,10 @@ pub struct Reused {
     pub groups: u64,
     /// How many of them were copied from the earlier archive instead of compressed.
     pub reused_groups: u64,
+    /// Runs of large files' stored frames in the new archive.
+    pub runs: u64,
+    /// How many of them were taken from the earlier archive instead of the packs.
+    pub reused_runs: u64,
     /// Stored chunk frames decoded and checked against their ids as they were copied (reported
     /// by the run on its own, not as part of the reuse).
     #[serde(skip)]

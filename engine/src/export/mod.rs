@@ -165,9 +165,19 @@ fn publish(
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let reuse = earlier_archive(exports, keys)?;
+    let mut reuse = earlier_archive(exports, keys)?;
     let mut writer = exports.create(&keys.archive)?;
-    let written = write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut())?;
+    let written = match write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut()) {
+        // A damaged earlier archive costs one more pass, never the export.
+        Err(e) if reuse.as_ref().is_some_and(|r| r.was_damaged()) => {
+            tracing::warn!("{e}; writing the archive again without reusing it");
+            reuse = None;
+            drop(writer);
+            writer = exports.create(&keys.archive)?;
+            write_archive(repo, catalog, snap, level, None, writer.as_mut())?
+        }
+        written => written?,
+    };
     call(ExportPoint::ArchiveBuilt);
     // Each object of the day is published only while the lease is still this writer's: one that
     // lost it (stalled longer than the lease's TTL) must not replace another writer's archive.
@@ -181,6 +191,8 @@ fn publish(
         skipped,
         groups,
         reused_groups,
+        runs,
+        reused_runs,
         checked_frames,
     } = written;
     lease.confirm()?;
@@ -193,6 +205,8 @@ fn publish(
         from: reuse.map(|r| r.date),
         groups: groups.len() as u64,
         reused_groups,
+        runs: runs.len() as u64,
+        reused_runs,
         checked_frames,
     };
     let manifest = Manifest {
@@ -213,6 +227,7 @@ fn publish(
         excluded: snap.skipped.clone(),
         warnings: snap.warnings.clone(),
         groups,
+        runs,
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     // The manifest makes the day complete: only while the lease is still this writer's.
@@ -224,12 +239,6 @@ fn publish(
 /// The group frames of the newest complete archive of another day, if there is one whose
 /// manifest lists them. An unreadable earlier day only costs the reuse, never the export.
 fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option<Reuse<'a>>> {
-    // One ranged read per reused group (about 250 KiB each): cheap on local files, but on an
-    // object store two thousand requests can cost more than compressing the groups again. Asked
-    // before listing, which on an object store is itself a request per thousand objects.
-    if exports.local_file(&today.archive).is_none() {
-        return Ok(None);
-    }
     let days = list_days(exports)?;
     let Some(day) = days
         .iter()
@@ -246,7 +255,7 @@ fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option
             return Ok(None);
         }
     };
-    if manifest.groups.is_empty() {
+    if manifest.groups.is_empty() && manifest.runs.is_empty() {
         return Ok(None);
     }
     Ok(Some(Reuse {
@@ -254,5 +263,7 @@ fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option
         key: keys.archive,
         date: day.date.clone(),
         frames: manifest.groups.into_iter().map(|g| (g.recipe, g)).collect(),
+        runs: manifest.runs.into_iter().map(|r| (r.recipe, r)).collect(),
+        damaged: Default::default(),
     }))
 }

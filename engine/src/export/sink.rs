@@ -7,8 +7,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use super::groups::{Budget, Frame, stage_gone};
-use super::manifest::GroupFrame;
+use super::groups::{Budget, Frame, Reuse, stage_gone};
+use super::manifest::{FrameRun, GroupFrame};
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -17,7 +17,7 @@ use crate::id::{Id, hex};
 use crate::index::BlobLocation;
 use crate::pack::BlobKind;
 use crate::repo::{Repository, pack_key};
-use crate::store::{LastFile, ObjectWriter, PIECE, Store, read_pieces};
+use crate::store::{LastFile, ObjectWriter, PIECE, ServerObject, Store, read_pieces};
 
 /// A piece of the archive, in archive order, for the thread that computes its SHA-256.
 pub(super) enum Piece {
@@ -83,8 +83,38 @@ pub(super) enum Out {
     /// A frame of headers and small files, being assembled and compressed by a worker, and its
     /// charge against the [`Budget`].
     Group(Receiver<Result<Frame>>, usize),
-    /// A stored chunk frame, to copy from its pack (or to take from its planned read).
+    /// A stored chunk frame, to copy from its pack (or to take from its planned read), or from
+    /// the earlier archive when its run is taken from there.
     Stored(Id, BlobLocation, Option<Ticket>),
+    /// The stored frames up to the next `RunEnd` are a run with this recipe, and the same run in
+    /// the earlier archive with its planned read, if it is to be taken from there.
+    RunStart(Id, Option<(FrameRun, Option<Ticket>)>),
+    RunEnd,
+}
+
+/// The run being written.
+pub(super) struct OpenRun {
+    recipe: Id,
+    start: u64,
+    /// The run's bytes in the earlier archive, where they start there, and how many of them
+    /// were used.
+    taken: Option<(Vec<u8>, u64, usize)>,
+}
+
+impl OpenRun {
+    /// The next frame of `len` bytes from the earlier archive, and where it was there.
+    fn next(&mut self, len: u32) -> Option<(Vec<u8>, u64)> {
+        let (bytes, at, used) = self.taken.as_mut()?;
+        let end = *used + len as usize;
+        let Some(frame) = bytes.get(*used..end) else {
+            // Shorter than its recipe says: the rest of the run is read from the packs.
+            self.taken = None;
+            return None;
+        };
+        let out = (frame.to_vec(), *at + *used as u64);
+        *used = end;
+        Some(out)
+    }
 }
 
 /// A stored frame that was copied into the archive, for the thread that checks it.
@@ -94,6 +124,8 @@ pub(super) struct Copied {
     /// The frame's bytes when the writer read them; otherwise they are read from `path`.
     bytes: Option<Vec<u8>>,
     path: Option<PathBuf>,
+    /// Taken from the earlier archive rather than from its pack.
+    earlier: bool,
 }
 
 /// Checks every stored frame copied into the archive: it decodes to its length, matches its XXH64
@@ -106,6 +138,7 @@ pub(super) struct Copied {
 pub(super) fn check_frames(
     repo: &Repository,
     catalog: &Catalog,
+    reuse: Option<&Reuse<'_>>,
     frames: Receiver<Copied>,
 ) -> Result<u64> {
     let mut open = LastFile::default();
@@ -127,6 +160,16 @@ pub(super) fn check_frames(
             (None, None) => unreachable!("a copied frame has bytes or a file"),
         };
         if let Err(e) = codec::verify_frame(frame, c.loc.raw_length as usize, &c.id) {
+            if let (true, Some(r)) = (c.earlier, reuse) {
+                // The earlier archive is damaged, not the pack: the export is written again
+                // without it, and the damage register is left alone.
+                r.damaged.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(Error::corrupt(format!(
+                    "chunk {} in the archive of {} is damaged ({e})",
+                    c.id.short(),
+                    r.date
+                )));
+            }
             // What was copied is wrong either way, so the export fails; but only a frame that
             // reads wrong a second time is recorded as damaged in the store.
             let again = repo.store().get_range(
@@ -163,6 +206,10 @@ pub(super) struct Sunk {
     pub(super) groups: Vec<GroupFrame>,
     /// How many of them were taken from the previous archive.
     pub(super) reused_groups: u64,
+    /// The runs of stored frames, in archive order.
+    pub(super) runs: Vec<FrameRun>,
+    /// How many of them were taken from the previous archive.
+    pub(super) reused_runs: u64,
 }
 
 /// The writing end: puts frames into the object in order and passes them on to the hasher.
@@ -179,6 +226,15 @@ pub(super) struct Sink<'a, 'o> {
     /// Where each group frame went, for the next day's reuse.
     pub(super) groups: Vec<GroupFrame>,
     pub(super) reused: u64,
+    /// Where each run of stored frames went, for the next day's reuse.
+    pub(super) runs: Vec<FrameRun>,
+    pub(super) reused_runs: u64,
+    pub(super) open: Option<OpenRun>,
+    /// The earlier archive, and its planned reads when it is remote.
+    pub(super) reuse: Option<&'a Reuse<'a>>,
+    pub(super) earlier: Option<&'a Prefetch<'a>>,
+    /// The previous archive, when its frames can be copied inside the server.
+    pub(super) earlier_src: Option<ServerObject>,
 }
 
 impl Sink<'_, '_> {
@@ -193,11 +249,36 @@ impl Sink<'_, '_> {
                         length: frame.bytes.len() as u64,
                         blake3: Id::of(&frame.bytes),
                     });
-                    self.reused += u64::from(frame.reused);
-                    self.write_bytes(frame.bytes)?;
+                    self.reused += u64::from(frame.reused_at.is_some());
+                    match (&frame.reused_at, self.earlier_src.clone()) {
+                        (Some(at), Some(src)) => self.write_copy(&src, *at, frame.bytes)?,
+                        _ => self.write_bytes(frame.bytes)?,
+                    }
                     self.budget.give(charge);
                 }
-                Out::Stored(id, loc, ticket) => self.stored_frame(id, &loc, ticket)?,
+                Out::Stored(id, loc, ticket) => {
+                    match self.open.as_mut().and_then(|o| o.next(loc.length)) {
+                        Some((frame, at)) => self.earlier_frame(id, &loc, frame, at)?,
+                        None => self.stored_frame(id, &loc, ticket)?,
+                    }
+                }
+                Out::RunStart(recipe, earlier) => {
+                    let taken = earlier.and_then(|(f, t)| self.take_run(&f, t));
+                    self.reused_runs += u64::from(taken.is_some());
+                    self.open = Some(OpenRun {
+                        recipe,
+                        start: self.len,
+                        taken,
+                    });
+                }
+                Out::RunEnd => {
+                    let run = self.open.take().expect("a run ends after it starts");
+                    self.runs.push(FrameRun {
+                        recipe: run.recipe,
+                        offset: run.start,
+                        length: self.len - run.start,
+                    });
+                }
             }
         }
         self.out.flush().map_err(werr)?;
@@ -205,7 +286,41 @@ impl Sink<'_, '_> {
             size: self.len,
             groups: self.groups,
             reused_groups: self.reused,
+            runs: self.runs,
+            reused_runs: self.reused_runs,
         })
+    }
+
+    /// The bytes of run `f` of the earlier archive, if they can be read and are as long as
+    /// the manifest says; otherwise the run's frames are read from the packs.
+    fn take_run(&self, f: &FrameRun, ticket: Option<Ticket>) -> Option<(Vec<u8>, u64, usize)> {
+        let r = self.reuse?;
+        let bytes = match (self.earlier, ticket) {
+            (Some(p), Some(t)) => p.redeem(t),
+            _ => r.store.get_range(&r.key, f.offset, f.length),
+        };
+        let bytes = bytes
+            .inspect_err(|e| tracing::debug!("run of {} not reused: {e}", r.date))
+            .ok()?;
+        (bytes.len() as u64 == f.length).then_some((bytes, f.offset, 0))
+    }
+
+    /// Appends a stored frame taken from the earlier archive, where it was at `at`: checked like
+    /// any copied frame, and copied inside the server when the writer can.
+    fn earlier_frame(&mut self, id: Id, loc: &BlobLocation, frame: Vec<u8>, at: u64) -> Result<()> {
+        self.check
+            .send(Copied {
+                id,
+                loc: *loc,
+                bytes: Some(frame.clone()),
+                path: None,
+                earlier: true,
+            })
+            .map_err(|_| stage_gone("checking"))?;
+        match self.earlier_src.clone() {
+            Some(src) => self.write_copy(&src, at, frame),
+            None => self.write_bytes(frame),
+        }
     }
 
     fn checked(
@@ -221,12 +336,23 @@ impl Sink<'_, '_> {
                 loc: *loc,
                 bytes,
                 path,
+                earlier: false,
             })
             .map_err(|_| stage_gone("checking"))
     }
 
     fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.out.write_all(&bytes).map_err(werr)?;
+        self.hashed(bytes)
+    }
+
+    /// Appends bytes that are also at `offset` of `src`, for a writer that can copy them there.
+    fn write_copy(&mut self, src: &ServerObject, offset: u64, bytes: Vec<u8>) -> Result<()> {
+        self.out.write_copy(src, offset, &bytes).map_err(werr)?;
+        self.hashed(bytes)
+    }
+
+    fn hashed(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.len += bytes.len() as u64;
         self.hash
             .send(Piece::Bytes(bytes))
@@ -249,7 +375,10 @@ impl Sink<'_, '_> {
                 _ => store.get_range(&key, offset, len)?,
             };
             self.checked(id, loc, Some(frame.clone()), None)?;
-            return self.write_bytes(frame);
+            return match store.server_object(&key) {
+                Some(src) => self.write_copy(&src, offset, frame),
+                None => self.write_bytes(frame),
+            };
         };
         self.checked(id, loc, None, Some(path.clone()))?;
         // Announced before the copy, which may wait for the disk: the hasher reads the range

@@ -7,7 +7,7 @@ use super::groups::{
     Budget, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, Reuse, SMALL_FILE, Seg, compress_groups,
     stage_gone,
 };
-use super::manifest::{GroupFrame, LeftOut, ManifestEntry};
+use super::manifest::{FrameRun, GroupFrame, LeftOut, ManifestEntry};
 use super::sink::{Out, Sink, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -37,6 +37,10 @@ pub(crate) struct Written {
     pub groups: Vec<GroupFrame>,
     /// How many of them were taken from the previous archive.
     pub reused_groups: u64,
+    /// The runs of stored frames.
+    pub runs: Vec<FrameRun>,
+    /// How many of them were taken from the previous archive.
+    pub reused_runs: u64,
     /// Stored frames checked against their chunk ids.
     pub checked_frames: u64,
 }
@@ -48,6 +52,12 @@ pub(super) struct TarAssembler<'a> {
     budget: &'a Budget,
     /// Planned reads of the frames the archive needs, when the packs are remote.
     prefetch: Option<&'a Prefetch<'a>>,
+    level: i32,
+    /// The previous archive's group frames, and their planned reads when it is remote.
+    reuse: Option<&'a Reuse<'a>>,
+    /// The previous archive, when its runs of stored frames are to be reused.
+    run_reuse: Option<&'a Reuse<'a>>,
+    earlier: Option<&'a Prefetch<'a>>,
     pending: Group,
     tar_len: u64,
 }
@@ -81,9 +91,10 @@ impl TarAssembler<'_> {
             .transpose()
     }
 
+    /// A small file's blob: its read is planned when its group is cut, unless the group is
+    /// taken from the previous archive.
     fn blob(&mut self, id: Id, loc: BlobLocation) -> Result<()> {
-        let ticket = self.plan_read(&loc)?;
-        self.pending.segs.push(Seg::Blob(id, loc, ticket));
+        self.pending.segs.push(Seg::Blob(id, loc, None));
         self.added(loc.raw_length as usize)
     }
 
@@ -111,13 +122,37 @@ impl TarAssembler<'_> {
     /// Hands the gathered group to a worker and queues its frame in archive order.
     fn flush_pending(&mut self) -> Result<()> {
         if self.pending.len > 0 {
-            let group = std::mem::take(&mut self.pending);
-            let (tx, rx) = sync_channel(1);
+            let mut group = std::mem::take(&mut self.pending);
+            let recipe = group.recipe(self.level);
             let charge = group.len;
             self.budget.take(charge)?;
-            self.jobs
-                .send((group, tx))
-                .map_err(|_| stage_gone("compression"))?;
+            let earlier = match self.reuse.and_then(|r| Some((r, r.frames.get(&recipe)?))) {
+                Some((r, f)) => {
+                    let want = || Want {
+                        key: r.key.clone(),
+                        offset: f.offset,
+                        len: f.length,
+                    };
+                    let ticket = self.earlier.map(|p| p.submit(want())).transpose()?;
+                    Some((f.clone(), ticket))
+                }
+                None => {
+                    for seg in &mut group.segs {
+                        if let Seg::Blob(_, loc, ticket) = seg {
+                            *ticket = self.plan_read(loc)?;
+                        }
+                    }
+                    None
+                }
+            };
+            let (tx, rx) = sync_channel(1);
+            let job = Job {
+                group,
+                recipe,
+                earlier,
+                frame: tx,
+            };
+            self.jobs.send(job).map_err(|_| stage_gone("compression"))?;
             self.send(Out::Group(rx, charge))?;
         }
         Ok(())
@@ -132,10 +167,11 @@ impl TarAssembler<'_> {
     }
 
     /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
-    /// the stored frames.
+    /// the stored frames, in runs of at most [`RUN_CHUNKS`].
     fn content(&mut self, repo: &Repository, catalog: &Catalog, e: &Entry) -> Result<()> {
         let small = e.size <= SMALL_FILE;
         let mut written = 0u64;
+        let mut run = Vec::new();
         for id in &e.chunks {
             let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
                 Error::not_found(format!("chunk {} is in no known pack", id.short()))
@@ -147,12 +183,13 @@ impl TarAssembler<'_> {
             if small {
                 self.blob(*id, loc)?;
             } else {
-                self.flush_pending()?;
-                let ticket = self.plan_read(&loc)?;
-                self.send(Out::Stored(*id, loc, ticket))?;
-                self.tar_len += u64::from(loc.raw_length);
+                run.push((*id, loc));
+                if run.len() == RUN_CHUNKS {
+                    self.frames(&mut run)?;
+                }
             }
         }
+        self.frames(&mut run)?;
         if written != e.size {
             return Err(Error::corrupt(format!(
                 "file of {} bytes has chunks of {written} bytes",
@@ -161,6 +198,52 @@ impl TarAssembler<'_> {
         }
         self.pad()
     }
+
+    /// Queues a run of stored frames: taken from the previous archive when it holds the same
+    /// run and reusing runs pays (see [`write_archive`]), otherwise read from the packs.
+    fn frames(&mut self, run: &mut Vec<(Id, BlobLocation)>) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.flush_pending()?;
+        let recipe = run_recipe(run);
+        let earlier = match self.run_reuse.and_then(|r| Some((r, r.runs.get(&recipe)?))) {
+            Some((r, f)) => {
+                let want = Want {
+                    key: r.key.clone(),
+                    offset: f.offset,
+                    len: f.length,
+                };
+                let ticket = self.earlier.map(|p| p.submit(want)).transpose()?;
+                Some((f.clone(), ticket))
+            }
+            None => None,
+        };
+        let reused = earlier.is_some();
+        self.send(Out::RunStart(recipe, earlier))?;
+        for (id, loc) in run.drain(..) {
+            let ticket = if reused { None } else { self.plan_read(&loc)? };
+            self.send(Out::Stored(id, loc, ticket))?;
+            self.tar_len += u64::from(loc.raw_length);
+        }
+        self.send(Out::RunEnd)
+    }
+}
+
+/// Stored frames of a large file per run: a run is reused whole or not at all, so this bounds
+/// both what the walk holds and what one damaged frame of an earlier archive costs.
+pub(crate) const RUN_CHUNKS: usize = 64;
+
+/// What determines a run of stored frames: each chunk's id, decoded length and frame length.
+fn run_recipe(run: &[(Id, BlobLocation)]) -> Id {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn archive run v1");
+    for (id, loc) in run {
+        h.update(id.as_bytes());
+        h.update(&loc.raw_length.to_le_bytes());
+        h.update(&loc.length.to_le_bytes());
+    }
+    Id(*h.finalize().as_bytes())
 }
 
 /// Items of one directory in full-path bytewise order: an entry sorts by its name, and the
@@ -323,13 +406,23 @@ pub(crate) fn write_archive(
     // archive order, and read by pack ahead of the writer and the workers.
     let prefetch =
         (!repo.reads_locally()).then(|| Prefetch::new(repo.store().as_ref(), FetchOptions::REMOTE));
+    // The previous archive's frames, read by coalesced ranges when it is remote.
+    let earlier = reuse
+        .filter(|r| r.store.local_file(&r.key).is_none())
+        .map(|r| Prefetch::new(r.store, FetchOptions::REMOTE));
+    // Where its frames can be copied from inside the server.
+    let earlier_src = reuse.and_then(|r| r.store.server_object(&r.key));
+    // Its runs of stored frames stand in for reads of the packs when those are remote, or when
+    // the archive can be copied inside the server; between local files they save nothing.
+    let run_reuse = reuse.filter(|_| !repo.reads_locally() || earlier_src.is_some());
     std::thread::scope(|scope| {
-        if let Some(p) = &prefetch {
+        for p in prefetch.iter().chain(&earlier) {
             p.start(scope);
         }
         let prefetch = prefetch.as_ref();
+        let earlier = earlier.as_ref();
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
-        let checker = scope.spawn(move || check_frames(repo, catalog, check_rx));
+        let checker = scope.spawn(move || check_frames(repo, catalog, reuse, check_rx));
         let sink = Sink {
             out,
             hash: hash_tx,
@@ -340,6 +433,12 @@ pub(crate) fn write_archive(
             prefetch,
             groups: Vec::new(),
             reused: 0,
+            runs: Vec::new(),
+            reused_runs: 0,
+            open: None,
+            reuse,
+            earlier,
+            earlier_src,
         };
         let budget_ref = &budget;
         let writer = scope.spawn(move || {
@@ -347,20 +446,26 @@ pub(crate) fn write_archive(
             budget_ref.close();
             // Whatever the outcome, nothing more will be redeemed: waiting reads and a walk
             // blocked on a full read-ahead window end here.
-            if let Some(p) = prefetch {
+            for p in prefetch.into_iter().chain(earlier) {
                 p.stop();
             }
             written
         });
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;
-            scope.spawn(move || compress_groups(repo, catalog, level, reuse, prefetch, jobs));
+            scope.spawn(move || {
+                compress_groups(repo, catalog, level, reuse, prefetch, earlier, jobs)
+            });
         }
         let mut w = TarAssembler {
             items: items_tx,
             jobs: jobs_tx,
             budget: &budget,
             prefetch,
+            level,
+            reuse,
+            run_reuse,
+            earlier,
             pending: Group::default(),
             tar_len: 0,
         };
@@ -380,7 +485,7 @@ pub(crate) fn write_archive(
             Ok((entries, skipped))
         })();
         drop(w); // closes the queues: the workers, the writer, then the hasher finish
-        if let Some(p) = prefetch {
+        for p in prefetch.into_iter().chain(earlier) {
             p.close();
         }
         let written = writer.join().expect("the writing thread does not panic");
@@ -396,6 +501,8 @@ pub(crate) fn write_archive(
                 skipped,
                 groups: sunk.groups,
                 reused_groups: sunk.reused_groups,
+                runs: sunk.runs,
+                reused_runs: sunk.reused_runs,
                 checked_frames,
             }),
         }

@@ -48,6 +48,18 @@ pub struct Cleaned {
     pub bytes: u64,
 }
 
+/// An object as its server names it, so that a writer of another store on the same server can
+/// copy from it inside the server (see [`Store::server_object`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerObject {
+    /// Which server: two stores can copy between each other only when this is equal.
+    pub server: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The object's full key in the bucket, prefix included.
+    pub key: String,
+}
+
 /// Requests a backend sent and bytes it moved since it was opened (see
 /// [`Store::request_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -171,6 +183,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Where `key` lives on its server, for backends whose writers can copy ranges between
+    /// objects of one server ([`ObjectWriter::write_copy`]; S3's `UploadPartCopy`).
+    ///
+    /// Only an optimization, like [`Store::local_file`]: the bytes a copy puts into an object
+    /// must be the bytes a read of `key` returns, so a wrapper that changes what reads return
+    /// (fault injection) must answer `None`. Contract: the engine copies only from objects that
+    /// are never rewritten (packs, and archives of earlier days).
+    fn server_object(&self, key: &str) -> Option<ServerObject> {
+        let _ = key;
+        None
+    }
+
     /// Requests sent and bytes moved since the backend was opened, for a backend that counts
     /// them (S3: every request the SDK sends, retries included). Wrappers pass it on; others
     /// answer `None`. This is how the cost of an operation on an object store is measured.
@@ -200,6 +224,18 @@ pub trait ObjectWriter: std::io::Write + Send {
     fn copy_from_file(&mut self, src: &Path, offset: u64, len: u64) -> Result<bool> {
         let _ = (src, offset, len);
         Ok(false)
+    }
+
+    /// Appends `data`, which are the bytes at `offset` of the object `src`, exactly as
+    /// `write_all(data)` would.
+    ///
+    /// The caller holds the bytes (it hashes and checks everything it publishes); a writer on
+    /// the same server as `src` may copy them there instead of sending them (S3:
+    /// `UploadPartCopy`, for runs of at least 5 MiB), and falls back to sending `data` when the
+    /// server refuses the copy. Errors are those of `write_all`. The default sends `data`.
+    fn write_copy(&mut self, src: &ServerObject, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let _ = (src, offset);
+        self.write_all(data)
     }
 }
 
@@ -250,6 +286,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn request_stats(&self) -> Option<RequestStats> {
         (**self).request_stats()
+    }
+    fn server_object(&self, key: &str) -> Option<ServerObject> {
+        (**self).server_object(key)
     }
     fn size(&self, key: &str) -> Result<u64> {
         (**self).size(key)

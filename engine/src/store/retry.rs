@@ -95,6 +95,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn request_stats(&self) -> Option<super::RequestStats> {
         self.inner.request_stats()
     }
+    fn server_object(&self, key: &str) -> Option<super::ServerObject> {
+        self.inner.server_object(key)
+    }
     fn size(&self, key: &str) -> Result<u64> {
         self.run("size", key, || self.inner.size(key))
     }
@@ -131,5 +134,13 @@ impl<S: Store> ObjectWriter for RetryWriter<'_, S> {
     }
     fn copy_from_file(&mut self, src: &std::path::Path, offset: u64, len: u64) -> Result<bool> {
         self.inner.copy_from_file(src, offset, len)
+    }
+    fn write_copy(
+        &mut self,
+        src: &super::ServerObject,
+        offset: u64,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        self.inner.write_copy(src, offset, data)
     }
 }

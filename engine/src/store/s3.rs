@@ -27,7 +27,9 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Cleaned, ObjectInfo, ObjectWriter, RequestStats, Store, check_key, check_prefix};
+use super::{
+    Cleaned, ObjectInfo, ObjectWriter, RequestStats, ServerObject, Store, check_key, check_prefix,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where and how to reach the bucket. Credentials are kept out of `Debug`.
@@ -65,6 +67,12 @@ impl fmt::Debug for S3Config {
 
 /// Multipart part size; the archive streams out in pieces of this size.
 const PART_SIZE: usize = 16 << 20;
+/// The smallest part S3 accepts, except for the last one: a run of bytes copied inside the
+/// server is at least this long, and so is the part sent before it.
+const MIN_PART: usize = 5 << 20;
+/// A run of bytes to copy is cut into copies of at most this, which bounds what a writer holds
+/// for it (the bytes stay until the copy is done, to be sent if the server refuses it).
+const MAX_RUN: usize = PART_SIZE;
 /// Parts uploaded at once by one writer.
 const PARTS_IN_FLIGHT: usize = 3;
 /// Attempts for one part.
@@ -78,6 +86,7 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     endpoint: Option<String>,
+    region: String,
 }
 
 /// What the store cost, for the logs: a run's requests per store at debug level.
@@ -300,6 +309,7 @@ impl S3Store {
             bucket: cfg.bucket.clone(),
             prefix,
             endpoint: cfg.endpoint.clone(),
+            region: cfg.region.clone(),
         })
     }
 
@@ -308,6 +318,15 @@ impl S3Store {
             key.to_string()
         } else {
             format!("{}/{key}", self.prefix)
+        }
+    }
+
+    /// Which server this is, for [`ServerObject::server`]: two stores with the same endpoint
+    /// (or both on AWS in one region) can copy between their buckets.
+    fn server(&self) -> String {
+        match &self.endpoint {
+            Some(ep) => ep.trim_end_matches('/').to_string(),
+            None => format!("aws:{}", self.region),
         }
     }
 
@@ -371,6 +390,14 @@ impl Store for S3Store {
             deletes: c.deletes.load(Relaxed),
             bytes_read: c.bytes_read.load(Relaxed),
             bytes_written: c.bytes_written.load(Relaxed),
+        })
+    }
+
+    fn server_object(&self, key: &str) -> Option<ServerObject> {
+        Some(ServerObject {
+            server: self.server(),
+            bucket: self.bucket.clone(),
+            key: self.full(key),
         })
     }
 
@@ -567,9 +594,11 @@ impl Store for S3Store {
             store: self,
             key: key.to_string(),
             buf: Vec::with_capacity(PART_SIZE),
+            run: None,
             upload_id: None,
             parts: Vec::new(),
             inflight: Vec::new(),
+            refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             done: false,
             broken: false,
         }))
@@ -578,21 +607,82 @@ impl Store for S3Store {
 
 /// Streams an object: a single PUT when it stays below one part, a multipart upload otherwise.
 /// The object appears when the upload completes; an unfinished writer aborts its upload.
+///
+/// Bytes that the caller says are also in an object of the same server ([`write_copy`]) are
+/// gathered into runs; a run of at least [`MIN_PART`] becomes an `UploadPartCopy` of that range
+/// instead of an upload of its bytes, so the archive's stored frames never travel back up.
+///
+/// [`write_copy`]: ObjectWriter::write_copy
 struct S3Writer<'a> {
     store: &'a S3Store,
     key: String,
+    /// Bytes to send, less than one part.
     buf: Vec<u8>,
+    /// Bytes that follow `buf` and can be copied inside the server.
+    run: Option<Run>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     inflight: Vec<tokio::task::JoinHandle<Result<CompletedPart>>>,
+    /// Set once the server refused a copy: the rest is sent.
+    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
     done: bool,
     /// Set when a part was lost (its upload failed after its own retries): the object can no
     /// longer be completed, whatever a caller retries.
     broken: bool,
 }
 
+/// Uploads one part's bytes, retried.
+async fn send_part(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    number: i32,
+    data: bytes::Bytes,
+    what: &str,
+) -> Result<CompletedPart> {
+    retry_part(|| {
+        let data = data.clone();
+        async move {
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(number)
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map_err(|e| classify_status(what, e))?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build())
+        }
+    })
+    .await
+}
+
+/// Contiguous bytes of one object on the server, held until they are copied or sent.
+struct Run {
+    src: ServerObject,
+    offset: u64,
+    data: Vec<u8>,
+}
+
+/// One part of a multipart upload.
+enum Part {
+    Upload(bytes::Bytes),
+    /// A range of an object on the server, with its bytes to send if the copy is refused.
+    Copy {
+        source: String,
+        offset: u64,
+        data: bytes::Bytes,
+    },
+}
+
 impl S3Writer<'_> {
-    fn start_part(&mut self) -> Result<()> {
+    fn start_part(&mut self, part: Part) -> Result<()> {
         let s = self.store;
         if self.upload_id.is_none() {
             let what = format!("create multipart upload {}", s.named(&self.key));
@@ -611,10 +701,6 @@ impl S3Writer<'_> {
             );
         }
         let number = (self.parts.len() + self.inflight.len() + 1) as i32;
-        let data = bytes::Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(PART_SIZE),
-        ));
         let (client, bucket, key, id) = (
             s.client.clone(),
             s.bucket.clone(),
@@ -622,28 +708,54 @@ impl S3Writer<'_> {
             self.upload_id.clone().expect("set above"),
         );
         let what = format!("upload part {number} of {}", s.named(&self.key));
+        let refused = self.refused.clone();
         self.inflight.push(s.rt.spawn(async move {
-            retry_part(|| {
-                let (client, bucket, key, id, data, what) =
-                    (&client, &bucket, &key, &id, data.clone(), &what);
-                async move {
-                    let out = client
-                        .upload_part()
-                        .bucket(bucket)
-                        .key(key)
-                        .upload_id(id)
-                        .part_number(number)
-                        .body(ByteStream::from(data))
-                        .send()
-                        .await
-                        .map_err(|e| classify_status(what, e))?;
-                    Ok(CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(out.e_tag().map(str::to_string))
-                        .build())
+            let upload =
+                |data| send_part(&client, &bucket, &key, &id, number, data, &what);
+            let (source, offset, data) = match part {
+                Part::Upload(data) => return upload(data).await,
+                Part::Copy {
+                    source,
+                    offset,
+                    data,
+                } => (source, offset, data),
+            };
+            if !refused.load(Relaxed) {
+                let range = format!("bytes={offset}-{}", offset + data.len() as u64 - 1);
+                let copied = retry_part(|| {
+                    let (client, bucket, key, id, what) = (&client, &bucket, &key, &id, &what);
+                    let (source, range) = (&source, &range);
+                    async move {
+                        let out = client
+                            .upload_part_copy()
+                            .bucket(bucket)
+                            .key(key)
+                            .upload_id(id)
+                            .part_number(number)
+                            .copy_source(source)
+                            .copy_source_range(range)
+                            .send()
+                            .await
+                            .map_err(|e| classify_status(what, e))?;
+                        let etag = out.copy_part_result().and_then(|r| r.e_tag());
+                        Ok(CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(etag.map(str::to_string))
+                            .build())
+                    }
+                })
+                .await;
+                match copied {
+                    Ok(part) => return Ok(part),
+                    // The caller's bytes are here: a server that cannot copy gets them sent.
+                    Err(e) => {
+                        if !refused.swap(true, Relaxed) {
+                            tracing::warn!(source = %source, error = %e, "the server did not copy a part inside itself; the rest of the object is sent instead");
+                        }
+                    }
                 }
-            })
-            .await
+            }
+            upload(data).await
         }));
         while self.inflight.len() >= PARTS_IN_FLIGHT {
             self.join_oldest()?;
@@ -660,18 +772,63 @@ impl S3Writer<'_> {
         self.parts.push(part);
         Ok(())
     }
+
+    /// Appends bytes to send, sending each full part.
+    fn append(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = data.len().min(PART_SIZE - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == PART_SIZE {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_SIZE));
+                self.start_part(Part::Upload(full.into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the run: copied when it is long enough to be a part of its own, sent otherwise.
+    fn settle(&mut self) -> Result<()> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        // Every part but the last must be at least MIN_PART long, the one before a copy too:
+        // a short one is topped up from the front of the run.
+        let top_up = match self.buf.len() {
+            0 => 0,
+            n => MIN_PART.saturating_sub(n),
+        };
+        if run.data.len() < top_up + MIN_PART {
+            return self.append(&run.data);
+        }
+        self.append(&run.data[..top_up])?;
+        if !self.buf.is_empty() {
+            let before = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_SIZE));
+            self.start_part(Part::Upload(before.into()))?;
+        }
+        let src = &run.src;
+        let data = bytes::Bytes::from(run.data).slice(top_up..);
+        self.start_part(Part::Copy {
+            source: format!("{}/{}", src.bucket, src.key),
+            offset: run.offset + top_up as u64,
+            data,
+        })
+    }
+
+    fn failed(&mut self, e: Error) -> std::io::Error {
+        self.broken = true;
+        std::io::Error::other(e)
+    }
 }
 
 impl Write for S3Writer<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let room = PART_SIZE - self.buf.len();
-        let n = data.len().min(room);
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PART_SIZE
-            && let Err(e) = self.start_part()
-        {
-            self.broken = true;
-            return Err(std::io::Error::other(e));
+        if let Err(e) = self.settle() {
+            return Err(self.failed(e));
+        }
+        let n = data.len().min(PART_SIZE - self.buf.len());
+        if let Err(e) = self.append(&data[..n]) {
+            return Err(self.failed(e));
         }
         Ok(n)
     }
@@ -681,6 +838,29 @@ impl Write for S3Writer<'_> {
 }
 
 impl ObjectWriter for S3Writer<'_> {
+    fn write_copy(&mut self, src: &ServerObject, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if src.server != self.store.server() || self.refused.load(Relaxed) {
+            return self.write_all(data);
+        }
+        if let Some(run) = &mut self.run
+            && run.src == *src
+            && run.offset + run.data.len() as u64 == offset
+            && run.data.len() + data.len() <= MAX_RUN
+        {
+            run.data.extend_from_slice(data);
+            return Ok(());
+        }
+        if let Err(e) = self.settle() {
+            return Err(self.failed(e));
+        }
+        self.run = Some(Run {
+            src: src.clone(),
+            offset,
+            data: data.to_vec(),
+        });
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.broken {
             return Err(Error::new(
@@ -690,6 +870,10 @@ impl ObjectWriter for S3Writer<'_> {
                     self.store.named(&self.key)
                 ),
             ));
+        }
+        if let Err(e) = self.settle() {
+            self.broken = true;
+            return Err(e);
         }
         if self.upload_id.is_none() {
             // The buffer is kept until the PUT succeeded, so that a retried finish sends it
@@ -703,7 +887,8 @@ impl ObjectWriter for S3Writer<'_> {
         }
         let joined = (|| {
             if !self.buf.is_empty() {
-                self.start_part()?;
+                let last = std::mem::take(&mut self.buf);
+                self.start_part(Part::Upload(last.into()))?;
             }
             while !self.inflight.is_empty() {
                 self.join_oldest()?;

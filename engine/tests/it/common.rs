@@ -47,10 +47,16 @@ impl Env {
 
     /// A fresh repository in `store`.
     pub fn with_store_in(dir: tempfile::TempDir, store: Arc<dyn Store>) -> Env {
+        Env::with_packs_of(dir, store, 4 << 20)
+    }
+
+    /// A repository whose packs are `pack_size` bytes (the tests' 4 MiB keep packs many; the
+    /// default of 16 MiB lets a file's frames form runs longer than an S3 part).
+    pub fn with_packs_of(dir: tempfile::TempDir, store: Arc<dyn Store>, pack_size: u64) -> Env {
         let src = dir.path().join("src");
         fs::create_dir_all(&src).unwrap();
         let state = dir.path().join("state");
-        let repo = Repository::init(store, ChunkerParams::default(), 4 << 20).unwrap();
+        let repo = Repository::init(store, ChunkerParams::default(), pack_size).unwrap();
         Env {
             dir,
             src,

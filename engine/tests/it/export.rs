@@ -629,6 +629,66 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
     export::verify(&shared, "2026-11-30").unwrap();
 }
 
+/// When the packs are remote (here: behind a wrapper that hides their files), the next day
+/// takes large files' runs of stored frames from the earlier archive instead of the packs, with
+/// the same bytes as an archive written from the packs alone. A run damaged in the earlier
+/// archive fails its frame check; the export is then written again from the packs, the same
+/// bytes again, and nothing is noted as damaged in the store.
+#[test]
+fn runs_of_stored_frames_come_from_the_earlier_archive_and_a_damaged_one_costs_a_pass() {
+    let (env, _faulty) = Env::faulty();
+    for i in 0..200u64 {
+        write(
+            &env.src.join(format!("notetaking/n{i:03}.md")),
+            &seeded(3000, i),
+        );
+    }
+    write(&env.src.join("images/big.raw"), &seeded(12 << 20, 9));
+    write(&env.src.join("images/small.raw"), &seeded(3 << 20, 10));
+    env.backup();
+    let shared = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let Published::Written(day1, first) =
+        export_latest(&env, &shared, "2026-11-28", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!((first.runs, first.reused_runs), (2, 0));
+    assert_eq!(day1.runs.len(), 2);
+
+    write(&env.src.join("notetaking/n100.md"), b"edited\n");
+    env.backup();
+    let Published::Written(day2, reused) =
+        export_latest(&env, &shared, "2026-11-29", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!((reused.runs, reused.reused_runs), (2, 2), "{reused:?}");
+    let alone = LocalStore::open(env.dir.path().join("alone")).unwrap();
+    export_latest(&env, &alone, "2026-11-29", false).unwrap();
+    let key = DayKeys::new("2026-11-29").unwrap().archive;
+    assert!(shared.get(&key).unwrap() == alone.get(&key).unwrap());
+
+    let path = env.dir.path().join("e").join(&key);
+    let mut bytes = fs::read(&path).unwrap();
+    let victim = &day2.runs[0];
+    bytes[(victim.offset + victim.length / 2) as usize] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+    let Published::Written(_, again) = export_latest(&env, &shared, "2026-11-30", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert_eq!((again.from.as_deref(), again.reused_runs), (None, 0));
+    let day3 = DayKeys::new("2026-11-30").unwrap().archive;
+    assert!(shared.get(&day3).unwrap() == alone.get(&key).unwrap());
+    export::verify(&shared, "2026-11-30").unwrap();
+    assert!(
+        cairn_engine::damage::load_all(&env.repo)
+            .unwrap()
+            .is_empty(),
+        "a damaged earlier archive was noted as damage in the store"
+    );
+}
+
 /// A pid that no process has: a child that already exited and was reaped.
 pub fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().unwrap();

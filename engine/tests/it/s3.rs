@@ -330,3 +330,131 @@ fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
         s3.delete(&o.key).unwrap();
     }
 }
+
+/// Extracts `key` of `exports` with GNU tar and compares `paths` with the source.
+fn extract_and_compare(exports: &dyn Store, key: &str, env: &Env, paths: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.tar.zst");
+    fs::write(&archive, exports.get(key).unwrap()).unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "GNU tar refused {key}");
+    for p in paths {
+        assert!(
+            fs::read(dir.path().join(p)).unwrap() == fs::read(env.src.join(p)).unwrap(),
+            "{p} in {key}"
+        );
+    }
+}
+
+/// With store and exports on one S3 server, the next day's export takes the unchanged group
+/// frames and runs of stored frames of the day before by coalesced ranged reads and copies them
+/// inside the server (`UploadPartCopy`) instead of sending them back up; the archive is what
+/// `verify` and GNU tar accept. Before, every byte of the archive was uploaded and an export to
+/// S3 reused nothing.
+#[test]
+fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
+    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "copy-store") else {
+        return;
+    };
+    let ecfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "copy-exports").unwrap();
+    let s3 = Arc::new(S3Store::new(&cfg).unwrap());
+    let exports = Arc::new(S3Store::new(&ecfg).unwrap());
+    let env = Env::with_packs_of(tempfile::tempdir().unwrap(), s3.clone(), 16 << 20);
+    for n in 0..6000u64 {
+        write(
+            &env.src
+                .join(format!("notetaking/d{:02}/note-{n:04}.md", n / 300)),
+            &seeded(1000 + (n as usize % 2000), n),
+        );
+    }
+    write(&env.src.join("images/large.raw"), &seeded(24 << 20, 7));
+    let out = env.backup();
+    let opts = |date: &str| ExportOptions {
+        date: date.into(),
+        level: 3,
+        force: false,
+        hook: None,
+    };
+    let export = |snap: &cairn_engine::backup::BackupOutcome, date: &str| {
+        let before = exports.request_stats().unwrap();
+        let published = export::export(
+            &env.repo,
+            &env.catalog(),
+            exports.as_ref(),
+            (&snap.id, &snap.snapshot),
+            &opts(date),
+        )
+        .unwrap();
+        let cost = exports.request_stats().unwrap().since(&before);
+        eprintln!("export of {date}: {cost:?}");
+        let export::Published::Written(manifest, reused) = published else {
+            panic!("nothing written for {date}")
+        };
+        export::verify(exports.as_ref(), date).unwrap();
+        (manifest, reused, cost)
+    };
+
+    // The first day's frames come from the packs, where other files' chunks sit between a
+    // large file's (the backup packs files in parallel): runs too short to copy, so sent.
+    let (first, _, _) = export(&out, "2026-11-29");
+    let key = "2026-11-29/shared-2026-11-29.tar.zst";
+    extract_and_compare(
+        exports.as_ref(),
+        key,
+        &env,
+        &["images/large.raw", "notetaking/d07/note-2123.md"],
+    );
+
+    write(
+        &env.src.join("notetaking/d03/note-0950.md"),
+        b"edited today\n",
+    );
+    let next = env.backup();
+    let (second, reused, cost) = export(&next, "2026-11-30");
+    assert!(
+        reused.reused_groups * 10 >= reused.groups * 8,
+        "{} of {} groups reused",
+        reused.reused_groups,
+        reused.groups
+    );
+    assert_eq!(
+        (reused.reused_runs, reused.runs),
+        (1, 1),
+        "the large file's run was not reused"
+    );
+    assert!(
+        cost.gets < 60,
+        "the earlier archive's frames took {} GETs",
+        cost.gets
+    );
+    assert!(
+        cost.bytes_written * 3 < second.archive.size,
+        "{} bytes sent for an archive of {}",
+        cost.bytes_written,
+        second.archive.size
+    );
+    assert!(second.archive.size.abs_diff(first.archive.size) < 4096);
+    let key = "2026-11-30/shared-2026-11-30.tar.zst";
+    extract_and_compare(
+        exports.as_ref(),
+        key,
+        &env,
+        &[
+            "images/large.raw",
+            "notetaking/d03/note-0950.md",
+            "notetaking/d19/note-5999.md",
+        ],
+    );
+    for s in [s3.as_ref(), exports.as_ref()] {
+        for o in s.list("").unwrap() {
+            s.delete(&o.key).unwrap();
+        }
+    }
+}

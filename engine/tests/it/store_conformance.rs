@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_engine::ErrorKind;
 use cairn_engine::store::{
-    Cleaned, Fault, FaultStore, LocalStore, MemoryStore, Op, RetryStore, Store,
+    Cleaned, Fault, FaultStore, LocalStore, MemoryStore, Op, RetryStore, ServerObject, Store,
 };
 
 use crate::common::seeded;
@@ -33,6 +33,10 @@ const CASES: &[Case] = &[
         streams_appear_whole_on_finish,
     ),
     ("writers copy ranges of files", writers_copy_file_ranges),
+    (
+        "writers copy ranges of objects on their server, or send them",
+        writers_copy_object_ranges,
+    ),
     (
         "killed writers stay invisible; cleaning keeps objects",
         killed_writers_stay_invisible,
@@ -351,6 +355,79 @@ fn writers_copy_file_ranges(store: &dyn Store) {
     w.finish().unwrap();
     assert!(store.get("f/copied").unwrap() == want);
     clear(store, "f/");
+}
+
+/// `write_copy` appends exactly the bytes it is given, whether the writer copies them inside
+/// the server (S3 `UploadPartCopy`: runs of at least 5 MiB, topped up after a short part) or
+/// sends them: contiguous pieces that join into a run, a run after a few written bytes, pieces
+/// too short to copy, a source on another server, and last a source that does not exist (the
+/// copy fails and the writer sends what it holds). A backend that copies sends less than it
+/// appends.
+fn writers_copy_object_ranges(store: &dyn Store) {
+    use std::io::Write;
+    const M: usize = 1 << 20;
+    let big = seeded(24 * M, 2);
+    store.put("o/src", &big).unwrap();
+    let here = store.server_object("o/src");
+    let src = here.clone().unwrap_or(ServerObject {
+        server: "elsewhere".into(),
+        bucket: "b".into(),
+        key: "o/src".into(),
+    });
+    let elsewhere = ServerObject {
+        server: "http://127.0.0.1:1".into(),
+        ..src.clone()
+    };
+    let missing = ServerObject {
+        key: format!("{}-missing", src.key),
+        ..src.clone()
+    };
+    let before = store.request_stats();
+    let mut w = store.create("o/copied").unwrap();
+    let mut want = Vec::new();
+    let mut copy = |w: &mut Box<dyn cairn_engine::store::ObjectWriter + '_>,
+                    from: &ServerObject,
+                    a: usize,
+                    b: usize| {
+        w.write_copy(from, a as u64, &big[a..b]).unwrap();
+        want.extend_from_slice(&big[a..b]);
+    };
+    copy(&mut w, &src, 0, 3 * M);
+    copy(&mut w, &src, 3 * M, 9 * M);
+    w.write_all(b"gap").unwrap();
+    copy(&mut w, &src, 0, 0);
+    copy(&mut w, &src, 10 * M, 22 * M);
+    copy(&mut w, &src, 1, 2);
+    copy(&mut w, &elsewhere, 0, 6 * M);
+    copy(&mut w, &src, 22 * M, 24 * M);
+    // Bytes that are not in `missing`: a writer that tried the copy must send them.
+    w.write_copy(&missing, 0, &big[4 * M..10 * M]).unwrap();
+    w.write_all(b"end").unwrap();
+    want.splice(9 * M..9 * M, b"gap".iter().copied());
+    want.extend_from_slice(&big[4 * M..10 * M]);
+    want.extend_from_slice(b"end");
+    assert_eq!(
+        store.get("o/copied").unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "visible before finish"
+    );
+    w.finish().unwrap();
+    drop(w);
+    assert!(
+        store.get("o/copied").unwrap() == want,
+        "copied bytes differ"
+    );
+    if let (Some(_), Some(before), Some(after)) = (here, before, store.request_stats()) {
+        // The 9 MiB run and the 7 MiB after the topped-up part were copied; the requests'
+        // own bodies (the completion's list of parts) add a little.
+        let sent = after.since(&before).bytes_written;
+        assert!(
+            sent <= (want.len() - 16 * M + (64 << 10)) as u64,
+            "sent {sent} of {} bytes",
+            want.len()
+        );
+    }
+    clear(store, "o/");
 }
 
 /// What a killed writer leaves: a streamed object neither finished nor dropped (SIGKILL runs
