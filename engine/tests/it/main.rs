@@ -4,6 +4,7 @@ mod alloc;
 mod backup;
 mod bounds;
 mod common;
+mod delay_proxy;
 mod docs;
 mod export;
 mod golden;

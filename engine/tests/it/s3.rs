@@ -458,3 +458,94 @@ fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
         }
     }
 }
+
+/// A server 50 ms away (a proxy on loopback that holds back every request): a restore and an
+/// export of 2,000 small files and one large one take longer by about the delay times their
+/// requests, not times their blobs. Reading blob by blob, the delay alone would add 100 s.
+#[test]
+fn s3_latency_costs_per_request_not_per_blob() {
+    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "latency") else {
+        return;
+    };
+    let s3 = Arc::new(S3Store::new(&cfg).unwrap());
+    let env = Env::with_store_in(tempfile::tempdir().unwrap(), s3.clone());
+    for n in 0..2000u64 {
+        write(
+            &env.src
+                .join(format!("notetaking/d{:02}/note-{n:04}.md", n / 200)),
+            &seeded(800 + (n as usize % 1500), n),
+        );
+    }
+    write(&env.src.join("images/large.raw"), &seeded(20 << 20, 3));
+    let out = env.backup();
+    let endpoint = cfg.endpoint.clone().unwrap();
+    let upstream: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let delay = Duration::from_millis(50);
+    let proxy = crate::delay_proxy::DelayProxy::start(upstream, delay);
+    let far = Arc::new(
+        S3Store::new(&S3Config {
+            endpoint: Some(proxy.url()),
+            ..cfg.clone()
+        })
+        .unwrap(),
+    );
+    let far_repo = cairn_engine::repo::Repository::open(far.clone()).unwrap();
+    // The proxy does hold requests back: ten reads one after another take ten delays.
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        far.get("config").unwrap();
+    }
+    assert!(started.elapsed() >= delay * 10, "the proxy delays nothing");
+
+    // Each operation near and far, the tree-pack cache emptied before each.
+    let run = |repo: &cairn_engine::repo::Repository, store: &S3Store, what: &str, i: usize| {
+        let _ = fs::remove_dir_all(env.state.join("tree-packs"));
+        let catalog = cairn_engine::catalog::Catalog::open_for(&env.state, repo)
+            .unwrap()
+            .0;
+        let before = store.request_stats().unwrap();
+        let started = std::time::Instant::now();
+        if what == "restore" {
+            let target = env.dir.path().join(format!("restored-{i}"));
+            let r =
+                restore::restore(repo, &catalog, &out.snapshot, &restore_opts(&target)).unwrap();
+            assert_eq!(r.files, 2001);
+        } else {
+            let exports =
+                cairn_engine::store::LocalStore::open(env.dir.path().join(format!("e-{i}")))
+                    .unwrap();
+            let eo = ExportOptions {
+                date: "2026-11-29".into(),
+                level: 3,
+                force: false,
+                hook: None,
+            };
+            export::export(repo, &catalog, &exports, (&out.id, &out.snapshot), &eo).unwrap();
+        }
+        (
+            started.elapsed(),
+            store.request_stats().unwrap().since(&before).requests,
+        )
+    };
+    for (i, what) in ["restore", "export"].into_iter().enumerate() {
+        let (near, _) = run(&env.repo, &s3, what, 2 * i);
+        let (slow, requests) = run(&far_repo, &far, what, 2 * i + 1);
+        let grew = slow.saturating_sub(near);
+        eprintln!(
+            "{what}: {near:?} near, {slow:?} with {delay:?} per request, {requests} requests: {grew:?} more, at most {:?} if every request waited in turn",
+            delay * requests as u32
+        );
+        assert!(requests < 60, "{what} made {requests} requests");
+        assert!(
+            grew <= delay * requests as u32 + Duration::from_secs(2),
+            "{what} grew by {grew:?} with {requests} requests of {delay:?}"
+        );
+    }
+    for o in s3.list("").unwrap() {
+        s3.delete(&o.key).unwrap();
+    }
+}
