@@ -149,11 +149,23 @@ pub fn fetch_in_order(
         for _ in 0..threads {
             s.spawn(|| read_requests(store, &requests, opts.window, &shared, &changed));
         }
-        let result = hand_over(wants, &requests, &shared, &changed, &mut take);
-        shared.lock().expect("poisoned").stop = true;
-        changed.notify_all();
-        result
+        // Set on every way out, a panic of `take` included: the scope joins the readers before
+        // it returns or unwinds, and a reader waiting for room in the window would wait forever.
+        let _stop = StopReaders(&shared, &changed);
+        hand_over(wants, &requests, &shared, &changed, &mut take)
     })
+}
+
+/// Stops the reading threads of [`fetch_in_order`] when dropped.
+struct StopReaders<'a>(&'a Mutex<Shared>, &'a Condvar);
+
+impl Drop for StopReaders<'_> {
+    fn drop(&mut self) {
+        // A panic never happens while the lock is held here, but a poisoned lock must not turn
+        // an unwinding taker into an abort.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.1.notify_all();
+    }
 }
 
 /// The loop of one reading thread: start the next request when the window allows it.
@@ -287,8 +299,6 @@ struct Pending {
     ready: std::collections::HashMap<u64, Result<Vec<u8>>>,
     /// Bytes submitted and not yet redeemed.
     outstanding: u64,
-    /// Tickets given up while their read was in flight: dropped when it lands.
-    cancelled: std::collections::HashSet<u64>,
     /// A consumer waits for this ticket (or an earlier one) that is still queued: the run at
     /// the head of the queue starts even if more neighbours could still join it.
     wanted_upto: Option<u64>,
@@ -368,21 +378,6 @@ impl<'a> Prefetch<'a> {
         }
     }
 
-    /// Gives up a ticket whose bytes are no longer needed (a group taken from yesterday's
-    /// archive instead): a read not yet started is never made, and the window is freed.
-    pub fn cancel(&self, ticket: Ticket) {
-        let mut st = self.state.lock().expect("poisoned");
-        if let Some(at) = st.queue.iter().position(|(id, _)| *id == ticket.id) {
-            st.queue.remove(at);
-        } else if st.ready.remove(&ticket.id).is_none() {
-            st.cancelled.insert(ticket.id);
-            return;
-        }
-        st.outstanding -= ticket.len;
-        drop(st);
-        self.changed.notify_all();
-    }
-
     /// The producer is done: the readers read what is queued and end.
     pub fn close(&self) {
         self.state.lock().expect("poisoned").closed = true;
@@ -395,9 +390,10 @@ impl<'a> Prefetch<'a> {
         self.state.lock().expect("poisoned").stopped
     }
 
-    /// Ends everything: waiting submitters and redeemers get an error, readers end.
+    /// Ends everything: waiting submitters and redeemers get an error, readers end. Also called
+    /// while a consumer unwinds, so a poisoned lock is taken as it is.
     pub fn stop(&self) {
-        self.state.lock().expect("poisoned").stopped = true;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
         self.changed.notify_all();
     }
 
@@ -473,10 +469,6 @@ impl<'a> Prefetch<'a> {
             let got = self.store.get_range(&key, offset, len);
             let mut st = self.state.lock().expect("poisoned");
             for (id, at, n) in parts {
-                if st.cancelled.remove(&id) {
-                    st.outstanding -= n;
-                    continue;
-                }
                 let part = match &got {
                     Ok(bytes) => slice(bytes, at - offset, n, &key),
                     Err(e) => Err(Error::new(e.kind(), e.to_string())),
@@ -669,6 +661,29 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((calls, e.kind()), (2, crate::ErrorKind::Io));
+    }
+
+    /// A taker that panics ends the fetch instead of leaving readers waiting for room in the
+    /// window, which the scope would join forever.
+    #[test]
+    fn a_panicking_taker_stops_the_readers() {
+        let store = MemoryStore::new();
+        store.put("o", &vec![0u8; 100_000]).unwrap();
+        let wants: Vec<Want> = (0..50).map(|i| want("o", i * 2000, 1000)).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                fetch_in_order(&store, &wants, &OPTS, |i, _| {
+                    assert!(i < 3, "the taker gives up at want {i}");
+                    Ok(())
+                })
+            }));
+            let _ = tx.send(r.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("fetch_in_order hung after its taker panicked");
+        assert!(panicked);
     }
 
     #[test]

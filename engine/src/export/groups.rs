@@ -208,6 +208,9 @@ pub(super) fn compress_groups(
                 recipe,
                 reused_at: Some(at),
             }),
+            // The writer stopped: reading the group's blobs one by one would only delay the
+            // error (or the pass that writes the archive again).
+            None if earlier.is_some_and(|p| p.is_stopped()) => Err(stage_gone("writing")),
             // A group whose earlier frame was damaged reads its blobs one by one: they were not
             // planned, and asking for them now could wait behind reads planned after them.
             None => group
@@ -251,7 +254,7 @@ impl Budget {
 
     /// The writer stopped: nobody will give bytes back.
     pub(super) fn close(&self) {
-        self.state.lock().expect("poisoned").1 = true;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
         self.changed.notify_all();
     }
 }

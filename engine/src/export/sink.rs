@@ -83,38 +83,21 @@ pub(super) enum Out {
     /// A frame of headers and small files, being assembled and compressed by a worker, and its
     /// charge against the [`Budget`].
     Group(Receiver<Result<Frame>>, usize),
-    /// A stored chunk frame, to copy from its pack (or to take from its planned read), or from
-    /// the earlier archive when its run is taken from there.
-    Stored(Id, BlobLocation, Option<Ticket>),
-    /// The stored frames up to the next `RunEnd` are a run with this recipe, and the same run in
-    /// the earlier archive with its planned read, if it is to be taken from there.
-    RunStart(Id, Option<(FrameRun, Option<Ticket>)>),
+    /// A stored chunk frame, and where to take it from.
+    Stored(Id, BlobLocation, FrameSource),
+    /// The stored frames up to the next `RunEnd` are a run with this recipe; whether they are
+    /// taken from the earlier archive.
+    RunStart(Id, bool),
     RunEnd,
 }
 
-/// The run being written.
-pub(super) struct OpenRun {
-    recipe: Id,
-    start: u64,
-    /// The run's bytes in the earlier archive, where they start there, and how many of them
-    /// were used.
-    taken: Option<(Vec<u8>, u64, usize)>,
-}
-
-impl OpenRun {
-    /// The next frame of `len` bytes from the earlier archive, and where it was there.
-    fn next(&mut self, len: u32) -> Option<(Vec<u8>, u64)> {
-        let (bytes, at, used) = self.taken.as_mut()?;
-        let end = *used + len as usize;
-        let Some(frame) = bytes.get(*used..end) else {
-            // Shorter than its recipe says: the rest of the run is read from the packs.
-            self.taken = None;
-            return None;
-        };
-        let out = (frame.to_vec(), *at + *used as u64);
-        *used = end;
-        Some(out)
-    }
+/// Where a stored frame's bytes come from.
+pub(super) enum FrameSource {
+    /// Its pack, with the planned read when the packs are remote.
+    Pack(Option<Ticket>),
+    /// The earlier archive at this offset, with the planned read when it is remote; the pack
+    /// if that fails.
+    Earlier(u64, Option<Ticket>),
 }
 
 /// A stored frame that was copied into the archive, for the thread that checks it.
@@ -229,7 +212,8 @@ pub(super) struct Sink<'a, 'o> {
     /// Where each run of stored frames went, for the next day's reuse.
     pub(super) runs: Vec<FrameRun>,
     pub(super) reused_runs: u64,
-    pub(super) open: Option<OpenRun>,
+    /// The run being written: its recipe and where it started.
+    pub(super) open: Option<(Id, u64)>,
     /// The earlier archive, and its planned reads when it is remote.
     pub(super) reuse: Option<&'a Reuse<'a>>,
     pub(super) earlier: Option<&'a Prefetch<'a>>,
@@ -256,27 +240,27 @@ impl Sink<'_, '_> {
                     }
                     self.budget.give(charge);
                 }
-                Out::Stored(id, loc, ticket) => {
-                    match self.open.as_mut().and_then(|o| o.next(loc.length)) {
-                        Some((frame, at)) => self.earlier_frame(id, &loc, frame, at)?,
-                        None => self.stored_frame(id, &loc, ticket)?,
+                Out::Stored(id, loc, FrameSource::Pack(ticket)) => {
+                    self.stored_frame(id, &loc, ticket)?
+                }
+                Out::Stored(id, loc, FrameSource::Earlier(at, ticket)) => {
+                    match self.earlier_bytes(at, loc.length, ticket) {
+                        Some(frame) => self.earlier_frame(id, &loc, frame, at)?,
+                        // Read alone from its pack: this is the rare case of an earlier
+                        // archive that went missing or short while the export ran.
+                        None => self.stored_frame(id, &loc, None)?,
                     }
                 }
-                Out::RunStart(recipe, earlier) => {
-                    let taken = earlier.and_then(|(f, t)| self.take_run(&f, t));
-                    self.reused_runs += u64::from(taken.is_some());
-                    self.open = Some(OpenRun {
-                        recipe,
-                        start: self.len,
-                        taken,
-                    });
+                Out::RunStart(recipe, reused) => {
+                    self.reused_runs += u64::from(reused);
+                    self.open = Some((recipe, self.len));
                 }
                 Out::RunEnd => {
-                    let run = self.open.take().expect("a run ends after it starts");
+                    let (recipe, start) = self.open.take().expect("a run ends after it starts");
                     self.runs.push(FrameRun {
-                        recipe: run.recipe,
-                        offset: run.start,
-                        length: self.len - run.start,
+                        recipe,
+                        offset: start,
+                        length: self.len - start,
                     });
                 }
             }
@@ -291,18 +275,19 @@ impl Sink<'_, '_> {
         })
     }
 
-    /// The bytes of run `f` of the earlier archive, if they can be read and are as long as
-    /// the manifest says; otherwise the run's frames are read from the packs.
-    fn take_run(&self, f: &FrameRun, ticket: Option<Ticket>) -> Option<(Vec<u8>, u64, usize)> {
+    /// The frame of `len` bytes at `at` in the earlier archive, if it can be read whole.
+    fn earlier_bytes(&self, at: u64, len: u32, ticket: Option<Ticket>) -> Option<Vec<u8>> {
         let r = self.reuse?;
         let bytes = match (self.earlier, ticket) {
             (Some(p), Some(t)) => p.redeem(t),
-            _ => r.store.get_range(&r.key, f.offset, f.length),
+            _ => r.store.get_range(&r.key, at, u64::from(len)),
         };
         let bytes = bytes
-            .inspect_err(|e| tracing::debug!("run of {} not reused: {e}", r.date))
+            .inspect_err(|e| {
+                tracing::debug!("frame at {at} of the archive of {} not reused: {e}", r.date)
+            })
             .ok()?;
-        (bytes.len() as u64 == f.length).then_some((bytes, f.offset, 0))
+        (bytes.len() == len as usize).then_some(bytes)
     }
 
     /// Appends a stored frame taken from the earlier archive, where it was at `at`: checked like
@@ -375,7 +360,7 @@ impl Sink<'_, '_> {
                 _ => store.get_range(&key, offset, len)?,
             };
             self.checked(id, loc, Some(frame.clone()), None)?;
-            return match store.server_object(&key) {
+            return match store.server_object(&key, false) {
                 Some(src) => self.write_copy(&src, offset, frame),
                 None => self.write_bytes(frame),
             };

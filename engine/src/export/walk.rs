@@ -8,7 +8,7 @@ use super::groups::{
     stage_gone,
 };
 use super::manifest::{FrameRun, GroupFrame, LeftOut, ManifestEntry};
-use super::sink::{Out, Sink, check_frames, hash_pieces};
+use super::sink::{FrameSource, Out, Sink, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Prefetch, Ticket, Want};
@@ -207,23 +207,32 @@ impl TarAssembler<'_> {
         }
         self.flush_pending()?;
         let recipe = run_recipe(run);
-        let earlier = match self.run_reuse.and_then(|r| Some((r, r.runs.get(&recipe)?))) {
-            Some((r, f)) => {
-                let want = Want {
-                    key: r.key.clone(),
-                    offset: f.offset,
-                    len: f.length,
-                };
-                let ticket = self.earlier.map(|p| p.submit(want)).transpose()?;
-                Some((f.clone(), ticket))
-            }
-            None => None,
-        };
-        let reused = earlier.is_some();
-        self.send(Out::RunStart(recipe, earlier))?;
+        let length: u64 = run.iter().map(|(_, loc)| u64::from(loc.length)).sum();
+        // The earlier archive's copy of the run, read frame by frame like the packs would be,
+        // so that the read-ahead window bounds it.
+        let mut earlier = self.run_reuse.and_then(|r| {
+            Some((
+                r,
+                r.runs.get(&recipe).filter(|f| f.length == length)?.offset,
+            ))
+        });
+        self.send(Out::RunStart(recipe, earlier.is_some()))?;
         for (id, loc) in run.drain(..) {
-            let ticket = if reused { None } else { self.plan_read(&loc)? };
-            self.send(Out::Stored(id, loc, ticket))?;
+            let from = match &mut earlier {
+                Some((r, at)) => {
+                    let want = Want {
+                        key: r.key.clone(),
+                        offset: *at,
+                        len: u64::from(loc.length),
+                    };
+                    let ticket = self.earlier.map(|p| p.submit(want)).transpose()?;
+                    let from = FrameSource::Earlier(*at, ticket);
+                    *at += u64::from(loc.length);
+                    from
+                }
+                None => FrameSource::Pack(self.plan_read(&loc)?),
+            };
+            self.send(Out::Stored(id, loc, from))?;
             self.tar_len += u64::from(loc.raw_length);
         }
         self.send(Out::RunEnd)
@@ -384,6 +393,15 @@ impl Walk<'_, '_> {
     }
 }
 
+/// Runs its closure when dropped: on every way out of a thread, unwinding included.
+struct OnExit<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnExit<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 /// Writes the archive of `snap` into `out`, taking unchanged group frames from `reuse`.
 pub(crate) fn write_archive(
     repo: &Repository,
@@ -411,7 +429,7 @@ pub(crate) fn write_archive(
         .filter(|r| r.store.local_file(&r.key).is_none())
         .map(|r| Prefetch::new(r.store, FetchOptions::REMOTE));
     // Where its frames can be copied from inside the server.
-    let earlier_src = reuse.and_then(|r| r.store.server_object(&r.key));
+    let earlier_src = reuse.and_then(|r| r.store.server_object(&r.key, true));
     // Its runs of stored frames stand in for reads of the packs when those are remote, or when
     // the archive can be copied inside the server; between local files they save nothing.
     let run_reuse = reuse.filter(|_| !repo.reads_locally() || earlier_src.is_some());
@@ -442,14 +460,15 @@ pub(crate) fn write_archive(
         };
         let budget_ref = &budget;
         let writer = scope.spawn(move || {
-            let written = sink.run(items_rx);
-            budget_ref.close();
-            // Whatever the outcome, nothing more will be redeemed: waiting reads and a walk
-            // blocked on a full read-ahead window end here.
-            for p in prefetch.into_iter().chain(earlier) {
-                p.stop();
-            }
-            written
+            // Whatever the outcome, a panic included, nothing more will be redeemed: waiting
+            // reads and a walk blocked on a full read-ahead window end when the writer does.
+            let _exit = OnExit(|| {
+                budget_ref.close();
+                for p in prefetch.into_iter().chain(earlier) {
+                    p.stop();
+                }
+            });
+            sink.run(items_rx)
         });
         for _ in 0..rayon::current_num_threads().max(1) {
             let jobs = &jobs_rx;

@@ -12,11 +12,12 @@
 //! read again on its own, which records real damage ([`crate::heal::read_checked`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 use rayon::prelude::*;
 
 use super::Counters;
-use super::file::{FileJob, locate_chunks, restore_file};
+use super::file::{FileJob, job_path, locate_chunks, restore_file};
 use super::target::Target;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -50,6 +51,18 @@ pub(super) fn restore_files(
 ) {
     let mut located = Vec::with_capacity(files.len());
     for job in files {
+        // A file kept in place (a resumed restore) is not read at all.
+        match target.would_write(&job.parent, &job.entry, &job_path(job)) {
+            Ok(true) => {}
+            Ok(false) => {
+                counters.unchanged.fetch_add(1, Relaxed);
+                continue;
+            }
+            Err(err) => {
+                fail(job, err);
+                continue;
+            }
+        }
         match locate_chunks(catalog, job) {
             Ok(locations) => {
                 let frames = locations

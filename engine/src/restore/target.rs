@@ -112,6 +112,17 @@ pub(super) enum Existing {
     Other,
 }
 
+/// What to do with the file a restore is about to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Nothing is there.
+    Create,
+    /// Something is there and goes.
+    Replace,
+    /// It stays (not overwritten, or unchanged).
+    Keep,
+}
+
 impl Target {
     pub(crate) fn open(path: &Path, overwrite: Overwrite) -> Result<Target> {
         std::fs::create_dir_all(path)
@@ -221,17 +232,26 @@ impl Target {
         Ok(cur)
     }
 
-    /// Whether a file at `name` needs (re)writing, removing what is in the way when it does.
-    fn prepare(
+    /// Whether the file `e` in the directory `parent` would be (re)written, changing nothing:
+    /// a restore from a remote store asks before it reads the file's chunks, so that a resumed
+    /// restore does not download what it keeps.
+    pub(crate) fn would_write(&self, parent: &[Vec<u8>], e: &Entry, path: &str) -> Result<bool> {
+        let dir = self.dir(parent, false)?;
+        let decision = self.decide(&dir, &e.name.0, e.size, &Meta::of(e), path)?;
+        Ok(decision != Decision::Keep)
+    }
+
+    /// Whether a file at `name` needs (re)writing, and whether something is in the way.
+    fn decide(
         &self,
         dir: &OwnedFd,
         name: &[u8],
         size: u64,
         meta: &Meta,
         path: &str,
-    ) -> Result<bool> {
+    ) -> Result<Decision> {
         let replace = match self.existing(dir, name)? {
-            Existing::Missing => return Ok(true),
+            Existing::Missing => return Ok(Decision::Create),
             Existing::Dir => {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -251,10 +271,11 @@ impl Target {
             },
             Existing::Other => self.overwrite != Overwrite::Never,
         };
-        if replace {
-            unlink_in_way(dir, name, path)?;
-        }
-        Ok(replace)
+        Ok(if replace {
+            Decision::Replace
+        } else {
+            Decision::Keep
+        })
     }
 
     fn set_meta_fd(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<()> {
@@ -284,8 +305,10 @@ impl Target {
         meta: &Meta,
         fill: &mut dyn FnMut(&mut SparseWriter) -> Result<()>,
     ) -> Result<bool> {
-        if !self.prepare(dir, name, size, meta, path)? {
-            return Ok(false);
+        match self.decide(dir, name, size, meta, path)? {
+            Decision::Create => {}
+            Decision::Replace => unlink_in_way(dir, name, path)?,
+            Decision::Keep => return Ok(false),
         }
         let c = cstr(name)?;
         // SAFETY: valid descriptor and C string; O_EXCL|O_NOFOLLOW: we create the file ourselves.

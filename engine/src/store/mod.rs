@@ -58,6 +58,9 @@ pub struct ServerObject {
     pub bucket: String,
     /// The object's full key in the bucket, prefix included.
     pub key: String,
+    /// The version the object had when it was named (S3: its ETag), when it was asked to be
+    /// pinned: a copy from an object rewritten since fails, and the writer sends the bytes.
+    pub version: Option<String>,
 }
 
 /// Requests a backend sent and bytes it moved since it was opened (see
@@ -188,10 +191,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// Only an optimization, like [`Store::local_file`]: the bytes a copy puts into an object
     /// must be the bytes a read of `key` returns, so a wrapper that changes what reads return
-    /// (fault injection) must answer `None`. Contract: the engine copies only from objects that
-    /// are never rewritten (packs, and archives of earlier days).
-    fn server_object(&self, key: &str) -> Option<ServerObject> {
-        let _ = key;
+    /// (fault injection) must answer `None`. With `pin`, the answer carries the object's current
+    /// version (one request), and a copy from it fails once it is rewritten: for objects that
+    /// can be (an earlier day's archive, under `--force`); a key that names its content (a
+    /// pack) needs no pin.
+    fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
+        let _ = (key, pin);
         None
     }
 
@@ -287,8 +292,8 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     fn request_stats(&self) -> Option<RequestStats> {
         (**self).request_stats()
     }
-    fn server_object(&self, key: &str) -> Option<ServerObject> {
-        (**self).server_object(key)
+    fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
+        (**self).server_object(key, pin)
     }
     fn size(&self, key: &str) -> Result<u64> {
         (**self).size(key)

@@ -95,8 +95,8 @@ impl<S: Store> Store for RetryStore<S> {
     fn request_stats(&self) -> Option<super::RequestStats> {
         self.inner.request_stats()
     }
-    fn server_object(&self, key: &str) -> Option<super::ServerObject> {
-        self.inner.server_object(key)
+    fn server_object(&self, key: &str, pin: bool) -> Option<super::ServerObject> {
+        self.inner.server_object(key, pin)
     }
     fn size(&self, key: &str) -> Result<u64> {
         self.run("size", key, || self.inner.size(key))

@@ -73,6 +73,10 @@ const MIN_PART: usize = 5 << 20;
 /// A run of bytes to copy is cut into copies of at most this, which bounds what a writer holds
 /// for it (the bytes stay until the copy is done, to be sent if the server refuses it).
 const MAX_RUN: usize = PART_SIZE;
+/// S3 takes at most 10,000 parts per upload; copies (parts of 5 MiB and more instead of 16 MiB)
+/// stop before they could use up what is left for the rest of the object.
+const MAX_PARTS: usize = 10_000;
+const COPIES_UNTIL: usize = 9_000;
 /// Parts uploaded at once by one writer.
 const PARTS_IN_FLIGHT: usize = 3;
 /// Attempts for one part.
@@ -393,11 +397,25 @@ impl Store for S3Store {
         })
     }
 
-    fn server_object(&self, key: &str) -> Option<ServerObject> {
+    fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
+        let version = if pin {
+            let head = self.rt.block_on(
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(self.full(key))
+                    .send(),
+            );
+            // Without its version the object cannot be pinned, so it is not copied from.
+            Some(head.ok()?.e_tag()?.to_string())
+        } else {
+            None
+        };
         Some(ServerObject {
             server: self.server(),
             bucket: self.bucket.clone(),
             key: self.full(key),
+            version,
         })
     }
 
@@ -673,9 +691,11 @@ struct Run {
 /// One part of a multipart upload.
 enum Part {
     Upload(bytes::Bytes),
-    /// A range of an object on the server, with its bytes to send if the copy is refused.
+    /// A range of an object on the server (only while it has the version `if_match`, when
+    /// pinned), with its bytes to send if the copy is refused.
     Copy {
         source: String,
+        if_match: Option<String>,
         offset: u64,
         data: bytes::Bytes,
     },
@@ -700,7 +720,19 @@ impl S3Writer<'_> {
                     .to_string(),
             );
         }
-        let number = (self.parts.len() + self.inflight.len() + 1) as i32;
+        let number = self.parts.len() + self.inflight.len() + 1;
+        if number > MAX_PARTS {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "S3 upload of {} needs more than {MAX_PARTS} parts of {} MiB",
+                    s.named(&self.key),
+                    PART_SIZE >> 20
+                ),
+            ));
+        }
+        let number = number as i32;
+        let dest = s.named(&self.key);
         let (client, bucket, key, id) = (
             s.client.clone(),
             s.bucket.clone(),
@@ -712,19 +744,20 @@ impl S3Writer<'_> {
         self.inflight.push(s.rt.spawn(async move {
             let upload =
                 |data| send_part(&client, &bucket, &key, &id, number, data, &what);
-            let (source, offset, data) = match part {
+            let (source, if_match, offset, data) = match part {
                 Part::Upload(data) => return upload(data).await,
                 Part::Copy {
                     source,
+                    if_match,
                     offset,
                     data,
-                } => (source, offset, data),
+                } => (source, if_match, offset, data),
             };
             if !refused.load(Relaxed) {
                 let range = format!("bytes={offset}-{}", offset + data.len() as u64 - 1);
                 let copied = retry_part(|| {
                     let (client, bucket, key, id, what) = (&client, &bucket, &key, &id, &what);
-                    let (source, range) = (&source, &range);
+                    let (source, range, if_match) = (&source, &range, &if_match);
                     async move {
                         let out = client
                             .upload_part_copy()
@@ -734,13 +767,20 @@ impl S3Writer<'_> {
                             .part_number(number)
                             .copy_source(source)
                             .copy_source_range(range)
+                            .set_copy_source_if_match(if_match.clone())
                             .send()
                             .await
                             .map_err(|e| classify_status(what, e))?;
-                        let etag = out.copy_part_result().and_then(|r| r.e_tag());
+                        // S3 may answer 200 with an error in the body: no ETag, no part.
+                        let etag = out
+                            .copy_part_result()
+                            .and_then(|r| r.e_tag())
+                            .ok_or_else(|| {
+                                Error::new(ErrorKind::Io, format!("S3 {what}: the copy gave no ETag"))
+                            })?;
                         Ok(CompletedPart::builder()
                             .part_number(number)
-                            .set_e_tag(etag.map(str::to_string))
+                            .e_tag(etag)
                             .build())
                     }
                 })
@@ -750,7 +790,7 @@ impl S3Writer<'_> {
                     // The caller's bytes are here: a server that cannot copy gets them sent.
                     Err(e) => {
                         if !refused.swap(true, Relaxed) {
-                            tracing::warn!(source = %source, error = %e, "the server did not copy a part inside itself; the rest of the object is sent instead");
+                            tracing::warn!(object = %dest, source = %source, error = %e, "the server did not copy a part inside itself; the rest of the object is sent instead");
                         }
                     }
                 }
@@ -810,6 +850,7 @@ impl S3Writer<'_> {
         let data = bytes::Bytes::from(run.data).slice(top_up..);
         self.start_part(Part::Copy {
             source: format!("{}/{}", src.bucket, src.key),
+            if_match: src.version.clone(),
             offset: run.offset + top_up as u64,
             data,
         })
@@ -839,7 +880,13 @@ impl Write for S3Writer<'_> {
 
 impl ObjectWriter for S3Writer<'_> {
     fn write_copy(&mut self, src: &ServerObject, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if src.server != self.store.server() || self.refused.load(Relaxed) {
+        let s = self.store;
+        let itself = src.bucket == s.bucket && src.key == s.full(&self.key);
+        if src.server != s.server()
+            || itself
+            || self.refused.load(Relaxed)
+            || self.parts.len() + self.inflight.len() >= COPIES_UNTIL
+        {
             return self.write_all(data);
         }
         if let Some(run) = &mut self.run

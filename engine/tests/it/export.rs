@@ -637,6 +637,8 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
 #[test]
 fn runs_of_stored_frames_come_from_the_earlier_archive_and_a_damaged_one_costs_a_pass() {
     let (env, _faulty) = Env::faulty();
+    // Exports behind the wrapper too: the earlier archive is read by planned reads.
+    let shared = FaultStore::new(LocalStore::open(env.dir.path().join("e")).unwrap());
     for i in 0..200u64 {
         write(
             &env.src.join(format!("notetaking/n{i:03}.md")),
@@ -646,7 +648,6 @@ fn runs_of_stored_frames_come_from_the_earlier_archive_and_a_damaged_one_costs_a
     write(&env.src.join("images/big.raw"), &seeded(12 << 20, 9));
     write(&env.src.join("images/small.raw"), &seeded(3 << 20, 10));
     env.backup();
-    let shared = LocalStore::open(env.dir.path().join("e")).unwrap();
     let Published::Written(day1, first) =
         export_latest(&env, &shared, "2026-11-28", false).unwrap()
     else {

@@ -256,9 +256,16 @@ fn an_interrupted_restore_finishes_with_if_changed() {
         &fingerprint(&target),
         "after the rerun",
     );
-    // Nothing left to do on a third pass.
+    // Nothing left to do on a third pass, and nothing read for the files it keeps (the store
+    // is remote here: a planned read would fetch their chunks before finding them in place).
+    let before = faulty.calls(Op::GetRange);
     let again = restore::restore(&env.repo, &cat, &snap, &o).unwrap();
     assert_eq!(again.files, 0);
+    assert_eq!(
+        faulty.calls(Op::GetRange) - before,
+        0,
+        "a restore that keeps every file read chunks"
+    );
 }
 
 #[test]

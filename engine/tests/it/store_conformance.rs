@@ -368,11 +368,12 @@ fn writers_copy_object_ranges(store: &dyn Store) {
     const M: usize = 1 << 20;
     let big = seeded(24 * M, 2);
     store.put("o/src", &big).unwrap();
-    let here = store.server_object("o/src");
+    let here = store.server_object("o/src", false);
     let src = here.clone().unwrap_or(ServerObject {
         server: "elsewhere".into(),
         bucket: "b".into(),
         key: "o/src".into(),
+        version: None,
     });
     let elsewhere = ServerObject {
         server: "http://127.0.0.1:1".into(),
@@ -425,6 +426,19 @@ fn writers_copy_object_ranges(store: &dyn Store) {
             sent <= (want.len() - 16 * M + (64 << 10)) as u64,
             "sent {sent} of {} bytes",
             want.len()
+        );
+    }
+    // An object pinned and then rewritten: the copy fails, the bytes held are what is written.
+    if let Some(pinned) = store.server_object("o/src", true) {
+        assert!(pinned.version.is_some(), "pinned without a version");
+        store.put("o/src", &seeded(24 * M, 3)).unwrap();
+        let mut w = store.create("o/pinned").unwrap();
+        w.write_copy(&pinned, 0, &big[..6 * M]).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        assert!(
+            store.get("o/pinned").unwrap() == big[..6 * M],
+            "copied from an object rewritten since it was pinned"
         );
     }
     clear(store, "o/");
