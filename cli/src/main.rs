@@ -141,7 +141,20 @@ fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// Buffers of at least this size are mapped on their own and given back when freed.
+///
+/// glibc raises its mmap threshold each time a large mapped buffer is freed; after that, the
+/// 8 MiB reads and 16 MiB upload parts of a run on S3 are carved from per-thread arenas and stay
+/// resident. Fixing the threshold took a next-day export on S3 from 404 to 224 MB peak and a
+/// restore from 219 to 145 MB, for 5–10% more time in page faults (docs/BENCHMARKS.md).
+const MMAP_THRESHOLD: i32 = 4 << 20;
+
 fn main() -> ExitCode {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: called before any other thread exists; only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -220,11 +220,9 @@ fn hand_over(
                 st = changed.wait(st).expect("poisoned");
             }
         };
+        let mut got = got;
         for (k, w) in wants[r.first..r.first + r.count].iter().enumerate() {
-            let part = match &got {
-                Ok(bytes) => slice(bytes, w.offset - r.offset, w.len, &r.key),
-                Err(e) => Err(Error::new(e.kind(), e.to_string())),
-            };
+            let part = part_of(&mut got, r.count == 1, w.offset - r.offset, w.len, &r.key);
             take(r.first + k, part)?;
         }
         let mut st = shared.lock().expect("poisoned");
@@ -466,13 +464,11 @@ impl<'a> Prefetch<'a> {
                 self.changed.notify_all();
                 (key, start, end - start, parts)
             };
-            let got = self.store.get_range(&key, offset, len);
+            let mut got = self.store.get_range(&key, offset, len);
             let mut st = self.state.lock().expect("poisoned");
+            let alone = parts.len() == 1;
             for (id, at, n) in parts {
-                let part = match &got {
-                    Ok(bytes) => slice(bytes, at - offset, n, &key),
-                    Err(e) => Err(Error::new(e.kind(), e.to_string())),
-                };
+                let part = part_of(&mut got, alone, at - offset, n, &key);
                 st.ready.insert(id, part);
             }
             drop(st);
@@ -483,6 +479,22 @@ impl<'a> Prefetch<'a> {
 
 /// `len` bytes at `at` of a request's bytes; a store that returned fewer bytes than asked
 /// (which its contract forbids) gives an error, not a panic in a reading thread.
+/// One want's share of a request's outcome: moved out when it is the request's only want and
+/// spans all of it (no copy of a large frame), sliced otherwise; the request's error otherwise.
+fn part_of(
+    got: &mut Result<Vec<u8>>,
+    alone: bool,
+    at: u64,
+    len: u64,
+    key: &str,
+) -> Result<Vec<u8>> {
+    match got {
+        Ok(bytes) if alone && at == 0 && len == bytes.len() as u64 => Ok(std::mem::take(bytes)),
+        Ok(bytes) => slice(bytes, at, len, key),
+        Err(e) => Err(Error::new(e.kind(), e.to_string())),
+    }
+}
+
 fn slice(bytes: &[u8], at: u64, len: u64, key: &str) -> Result<Vec<u8>> {
     usize::try_from(at)
         .ok()

@@ -77,6 +77,8 @@ const MAX_RUN: usize = PART_SIZE;
 /// stop before they could use up what is left for the rest of the object.
 const MAX_PARTS: usize = 10_000;
 const COPIES_UNTIL: usize = 9_000;
+/// The most a read reserves before its body arrives, whatever length the server declares.
+const PREALLOC_MAX: u64 = 64 << 20;
 /// Parts uploaded at once by one writer.
 const PARTS_IN_FLIGHT: usize = 3;
 /// Attempts for one part.
@@ -338,7 +340,6 @@ impl S3Store {
         format!("{}/{}", self.bucket, self.full(key))
     }
 
-    /// GetObject, optionally of a byte range, with the whole body collected.
     /// The size of an object, by a HEAD request.
     async fn head_size(&self, key: &str, what: &str) -> Result<u64> {
         let head = self
@@ -352,7 +353,17 @@ impl S3Store {
         Ok(head.content_length().unwrap_or(0).max(0) as u64)
     }
 
-    async fn fetch(&self, key: &str, range: Option<String>, what: &str) -> Result<bytes::Bytes> {
+    /// GetObject, optionally of a byte range, with the body gathered into one buffer as it
+    /// arrives (collecting it first and copying it out held every read twice at its peak). No
+    /// more than `most` bytes are taken: a body longer than what was asked for is refused
+    /// before it is held.
+    async fn fetch(
+        &self,
+        key: &str,
+        range: Option<String>,
+        most: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
         let out = self
             .client
             .get_object()
@@ -362,12 +373,23 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| classify_status(what, e))?;
-        let body = out
-            .body
-            .collect()
+        // The declared length only sizes the buffer, within what was asked for.
+        let declared = out.content_length().unwrap_or(0).max(0) as u64;
+        let mut buf = Vec::with_capacity(declared.min(most).min(PREALLOC_MAX) as usize);
+        let mut body = out.body;
+        while let Some(piece) = body
+            .try_next()
             .await
-            .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?;
-        Ok(body.into_bytes())
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("S3 {what}: {e}")))?
+        {
+            if (buf.len() + piece.len()) as u64 > most {
+                return Err(Error::corrupt(format!(
+                    "S3 {what}: the server sent more than the {most} bytes asked for"
+                )));
+            }
+            buf.extend_from_slice(&piece);
+        }
+        Ok(buf)
     }
 
     async fn put_async(&self, key: &str, data: Vec<u8>) -> Result<()> {
@@ -427,7 +449,7 @@ impl Store for S3Store {
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         check_key(key)?;
         let what = format!("get {}", self.named(key));
-        Ok(self.rt.block_on(self.fetch(key, None, &what))?.to_vec())
+        self.rt.block_on(self.fetch(key, None, u64::MAX, &what))
     }
 
     fn size(&self, key: &str) -> Result<u64> {
@@ -454,16 +476,15 @@ impl Store for S3Store {
                     )))
                 };
             }
-            let bytes = self
-                .fetch(key, Some(format!("bytes={offset}-{}", end - 1)), &what)
-                .await?;
+            let range = Some(format!("bytes={offset}-{}", end - 1));
+            let bytes = self.fetch(key, range, len, &what).await?;
             if bytes.len() as u64 != len {
                 return Err(Error::corrupt(format!(
                     "S3 {what}: got {} bytes (range outside the object)",
                     bytes.len()
                 )));
             }
-            Ok(bytes.to_vec())
+            Ok(bytes)
         })
     }
 
