@@ -146,14 +146,18 @@ fn one_line(err: &anyhow::Error) -> String {
 /// glibc raises its mmap threshold each time a large mapped buffer is freed; after that, the
 /// 8 MiB reads and 16 MiB upload parts of a run on S3 are carved from per-thread arenas and stay
 /// resident. Fixing the threshold took a next-day export on S3 from 404 to 224 MB peak and a
-/// restore from 219 to 145 MB, for 5–10% more time in page faults (docs/BENCHMARKS.md).
+/// restore from 229 to 152 MB, for 13–18% more wall time in page faults (docs/DECISIONS.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 4 << 20;
 
 fn main() -> ExitCode {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: called before any other thread exists; only sets an allocator parameter.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    // An operator's own setting (glibc reads `MALLOC_MMAP_THRESHOLD_` itself) is left alone.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: called before any other thread exists; only sets an allocator parameter.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, SyncReport};
 use crate::damage::DamagedBlob;
 use crate::error::{Error, Result};
+use crate::fetch::FetchOptions;
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
 use crate::read::load_tree_from_store;
@@ -296,10 +297,24 @@ pub fn check(
         .filter(|id| read.selects(id) && !damage.packs.contains_key(id))
         .copied()
         .collect();
-    let results: Vec<(Id, std::result::Result<(), PackFailure>)> = selected
-        .par_iter()
-        .map(|id| (*id, read_pack(repo, id)))
-        .collect();
+    let read_all = || -> Vec<(Id, std::result::Result<(), PackFailure>)> {
+        selected
+            .par_iter()
+            .map(|id| (*id, read_pack(repo, id)))
+            .collect()
+    };
+    let results = if repo.reads_locally() {
+        read_all()
+    } else {
+        // On an object store a pack costs a round trip before its bytes stream: as many in
+        // flight as planned reads keep, not one per core.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(FetchOptions::REMOTE.in_flight)
+            .thread_name(|i| format!("cairn-check-{i}"))
+            .build()
+            .map_err(|e| Error::new(crate::ErrorKind::Io, format!("starting pack readers: {e}")))?
+            .install(read_all)
+    };
     for (id, r) in results {
         match r {
             Ok(()) => {

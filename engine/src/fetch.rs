@@ -477,8 +477,6 @@ impl<'a> Prefetch<'a> {
     }
 }
 
-/// `len` bytes at `at` of a request's bytes; a store that returned fewer bytes than asked
-/// (which its contract forbids) gives an error, not a panic in a reading thread.
 /// One want's share of a request's outcome: moved out when it is the request's only want and
 /// spans all of it (no copy of a large frame), sliced otherwise; the request's error otherwise.
 fn part_of(
@@ -495,6 +493,8 @@ fn part_of(
     }
 }
 
+/// `len` bytes at `at` of a request's bytes; a store that returned fewer bytes than asked
+/// (which its contract forbids) gives an error, not a panic in a reading thread.
 fn slice(bytes: &[u8], at: u64, len: u64, key: &str) -> Result<Vec<u8>> {
     usize::try_from(at)
         .ok()

@@ -73,10 +73,11 @@ const MIN_PART: usize = 5 << 20;
 /// A run of bytes to copy is cut into copies of at most this, which bounds what a writer holds
 /// for it (the bytes stay until the copy is done, to be sent if the server refuses it).
 const MAX_RUN: usize = PART_SIZE;
-/// S3 takes at most 10,000 parts per upload; copies (parts of 5 MiB and more instead of 16 MiB)
-/// stop before they could use up what is left for the rest of the object.
+/// S3 takes at most 10,000 parts per upload. Copies make parts as small as 5 MiB, so they stop
+/// after half of them and the parts after that are twice as large: an archive can still reach
+/// 5,000 × 5 MiB + 5,000 × 32 MiB, more than 10,000 parts of 16 MiB without copies.
 const MAX_PARTS: usize = 10_000;
-const COPIES_UNTIL: usize = 9_000;
+const COPIES_UNTIL: usize = MAX_PARTS / 2;
 /// The most a read reserves before its body arrives, whatever length the server declares.
 const PREALLOC_MAX: u64 = 64 << 20;
 /// Parts uploaded at once by one writer.
@@ -168,12 +169,9 @@ impl Intercept for Counting {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
-        let len = context
-            .response()
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = len {
+        // The body's own length, not the header: a HEAD's Content-Length is the object's size,
+        // and nothing of it is sent.
+        if let Some(n) = context.response().body().content_length() {
             self.0.bytes_read.fetch_add(n, Relaxed);
         }
         Ok(())
@@ -421,15 +419,30 @@ impl Store for S3Store {
 
     fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
         let version = if pin {
-            let head = self.rt.block_on(
-                self.client
+            let what = format!("version of {}", self.named(key));
+            let etag = self.rt.block_on(retry_part(|| async {
+                let head = self
+                    .client
                     .head_object()
                     .bucket(&self.bucket)
                     .key(self.full(key))
-                    .send(),
-            );
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(&what, e))?;
+                head.e_tag()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no ETag")))
+            }));
             // Without its version the object cannot be pinned, so it is not copied from.
-            Some(head.ok()?.e_tag()?.to_string())
+            match etag {
+                Ok(etag) => Some(etag),
+                Err(e) => {
+                    tracing::warn!(
+                        "{e}; its bytes are read and sent, not copied inside the server"
+                    );
+                    return None;
+                }
+            }
         } else {
             None
         };
@@ -741,14 +754,13 @@ impl S3Writer<'_> {
                     .to_string(),
             );
         }
-        let number = self.parts.len() + self.inflight.len() + 1;
+        let number = self.parts_started() + 1;
         if number > MAX_PARTS {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "S3 upload of {} needs more than {MAX_PARTS} parts of {} MiB",
-                    s.named(&self.key),
-                    PART_SIZE >> 20
+                    "S3 upload of {} needs more than {MAX_PARTS} parts",
+                    s.named(&self.key)
                 ),
             ));
         }
@@ -834,14 +846,28 @@ impl S3Writer<'_> {
         Ok(())
     }
 
+    fn parts_started(&self) -> usize {
+        self.parts.len() + self.inflight.len()
+    }
+
+    /// The size of the next part sent: see [`COPIES_UNTIL`].
+    fn part_size(&self) -> usize {
+        if self.parts_started() >= COPIES_UNTIL {
+            2 * PART_SIZE
+        } else {
+            PART_SIZE
+        }
+    }
+
     /// Appends bytes to send, sending each full part.
     fn append(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            let n = data.len().min(PART_SIZE - self.buf.len());
+            let size = self.part_size();
+            let n = data.len().min(size - self.buf.len());
             self.buf.extend_from_slice(&data[..n]);
             data = &data[n..];
-            if self.buf.len() == PART_SIZE {
-                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_SIZE));
+            if self.buf.len() == size {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(size));
                 self.start_part(Part::Upload(full.into()))?;
             }
         }
@@ -888,7 +914,7 @@ impl Write for S3Writer<'_> {
         if let Err(e) = self.settle() {
             return Err(self.failed(e));
         }
-        let n = data.len().min(PART_SIZE - self.buf.len());
+        let n = data.len().min(self.part_size() - self.buf.len());
         if let Err(e) = self.append(&data[..n]) {
             return Err(self.failed(e));
         }
@@ -906,7 +932,7 @@ impl ObjectWriter for S3Writer<'_> {
         if src.server != s.server()
             || itself
             || self.refused.load(Relaxed)
-            || self.parts.len() + self.inflight.len() >= COPIES_UNTIL
+            || self.parts_started() >= COPIES_UNTIL
         {
             return self.write_all(data);
         }

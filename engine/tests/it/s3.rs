@@ -252,6 +252,11 @@ fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
     }
     write(&env.src.join("images/large.raw"), &seeded(40 << 20, 7));
     let out = env.backup();
+    // A HEAD moves no body, whatever length it declares.
+    let before = s3.request_stats().unwrap();
+    s3.size("config").unwrap();
+    let head = s3.request_stats().unwrap().since(&before);
+    assert_eq!((head.heads, head.bytes_read), (1, 0), "{head:?}");
     let before = s3.request_stats().unwrap();
     let target = env.dir.path().join("restored");
     let r = restore::restore(
