@@ -145,8 +145,8 @@ fn one_line(err: &anyhow::Error) -> String {
 ///
 /// glibc raises its mmap threshold each time a large mapped buffer is freed; after that, the
 /// 8 MiB reads and 16 MiB upload parts of a run on S3 are carved from per-thread arenas and stay
-/// resident. Fixing the threshold took a next-day export on S3 from 404 to 224 MB peak and a
-/// restore from 229 to 152 MB, for 13–18% more wall time in page faults (docs/DECISIONS.md).
+/// resident. Fixing the threshold took a next-day export on S3 from 309 to 219 MB peak for 0.8 s
+/// (9%) more in page faults; restores and backups were unchanged (docs/DECISIONS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 4 << 20;
 
