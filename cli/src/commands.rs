@@ -10,7 +10,7 @@ use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
-use cairn_engine::{check, export, query, read, restore, retention, run};
+use cairn_engine::{check, export, forget, query, read, restore, retention, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -113,6 +113,16 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Print the plan (newest snapshot first) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Accept a policy that keeps no snapshot at all (every keep_* 0 and no keep_within).
+    #[arg(long)]
+    allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Download every pack and verify every blob.
     #[arg(long, conflicts_with = "read_data_subset")]
@@ -195,6 +205,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Diff { a, b } => run_diff(cli, &cfg, a, b),
         Command::Find { pattern } => run_find(cli, &cfg, pattern),
         Command::Snapshots => snapshots(cli, &cfg),
+        Command::Forget(a) => run_forget(cli, &cfg, a),
         Command::Ls(a) => ls(cli, &cfg, a),
         Command::Catalog(CatalogCommand::Rebuild) => rebuild(cli, &cfg),
     }
@@ -677,6 +688,47 @@ fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+fn run_forget(cli: &Cli, cfg: &Config, a: &ForgetArgs) -> Result<u8> {
+    let policy = cfg.retention.policy()?;
+    if policy.keeps_nothing() && !a.allow_empty {
+        return Err(cairn_engine::Error::usage(
+            "the retention policy keeps no snapshot (keep_daily, keep_weekly and keep_monthly are 0 and keep_within is unset); refusing to forget every snapshot without --allow-empty",
+        )
+        .into());
+    }
+    let repo = open_repo(cfg)?;
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let plan = forget::plan(&catalog.snapshots()?, &policy, &cfg.time_zone()?);
+    let done = if a.dry_run {
+        None
+    } else {
+        Some(forget::forget(&repo, &catalog, &plan).context("forgetting snapshots")?)
+    };
+    let forgotten = plan.forgotten().count();
+    if cli.json {
+        print_json(&serde_json::json!({
+            "policy": policy,
+            "dry_run": a.dry_run,
+            "plan": plan.entries,
+            "forgotten": forgotten,
+            "kept": plan.entries.len() - forgotten,
+        }));
+    } else if !cli.quiet {
+        print!("{}", plan.table());
+        let verb = if done.is_some() {
+            "forgot"
+        } else {
+            "would forget"
+        };
+        println!(
+            "{verb} {forgotten} of {} snapshots; their data stays in the store until a garbage collection",
+            plan.entries.len()
+        );
+    }
+    Ok(exit::OK)
 }
 
 fn snapshots(cli: &Cli, cfg: &Config) -> Result<u8> {

@@ -73,6 +73,9 @@ enum Command {
     },
     /// List snapshots, oldest first.
     Snapshots,
+    /// Forget the snapshots the [retention] policy does not keep (deletes snapshot objects:
+    /// needs a key that may delete; their data stays in the store).
+    Forget(commands::ForgetArgs),
     /// List the entries of a snapshot, recursively, below an optional path.
     Ls(commands::LsArgs),
     /// Maintain the local catalog.

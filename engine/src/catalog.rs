@@ -675,6 +675,11 @@ impl Catalog {
         Ok(self.db.put_cf(self.cf("snapshots"), id.as_bytes(), v)?)
     }
 
+    /// Forgets a snapshot that was deleted from the store.
+    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+        Ok(self.db.delete_cf(self.cf("snapshots"), id.as_bytes())?)
+    }
+
     fn snapshot_ids(&self) -> Result<Vec<Id>> {
         let mut out = Vec::new();
         for item in self

@@ -175,6 +175,48 @@ impl Default for BackupConfig {
     }
 }
 
+/// `[retention]`: which snapshots `cairn forget` keeps (see [`crate::forget::Policy`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// The newest snapshot of each of this many most recent days with one (the exports keep
+    /// the same number of daily archives by default).
+    pub keep_daily: u32,
+    /// The newest snapshot of each of this many most recent ISO weeks with one.
+    pub keep_weekly: u32,
+    /// The newest snapshot of each of this many most recent months with one.
+    pub keep_monthly: u32,
+    /// Every snapshot taken less than this long before the newest one: `"48h"`, `"14d"`.
+    pub keep_within: Option<String>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_daily: 14,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_within: None,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy these keys describe.
+    pub fn policy(&self) -> Result<crate::forget::Policy> {
+        Ok(crate::forget::Policy {
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(crate::forget::parse_within)
+                .transpose()?,
+        })
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +233,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Tuning.
     pub backup: BackupConfig,
+    /// Snapshot retention.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -208,11 +252,12 @@ impl Default for Config {
             },
             state: StateConfig::default(),
             backup: BackupConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
 
-const SECTIONS: [&str; 5] = ["source", "store", "exports", "state", "backup"];
+const SECTIONS: [&str; 6] = ["source", "store", "exports", "state", "backup", "retention"];
 const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
 
 /// Parses an override value: TOML when it is a valid TOML value, a comma list for list keys,
@@ -379,6 +424,7 @@ impl Config {
         self.store.validate("store")?;
         self.exports.validate("exports")?;
         self.time_zone()?;
+        self.retention.policy()?;
         crate::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }

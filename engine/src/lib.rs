@@ -14,6 +14,7 @@ pub mod damage;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod forget;
 pub mod heal;
 pub mod id;
 pub mod index;

@@ -254,6 +254,12 @@ impl Repository {
         Ok(out)
     }
 
+    /// Deletes a snapshot object (retention). Its packs stay: only a garbage collection may
+    /// delete them, once nothing refers to them.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.store.delete(&format!("{SNAPSHOTS}{id}"))
+    }
+
     /// Loads and checks one snapshot.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let bytes = self.store.get(&format!("{SNAPSHOTS}{id}"))?;

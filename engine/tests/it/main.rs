@@ -7,6 +7,7 @@ mod common;
 mod delay_proxy;
 mod docs;
 mod export;
+mod forget;
 mod golden;
 mod props;
 mod restore;
