@@ -46,24 +46,41 @@ impl Policy {
     }
 }
 
-/// Parses a `keep_within` value: a whole number followed by `h` (hours) or `d` (days).
+/// The longest `keep_within`: a hundred years.
+const WITHIN_MAX_HOURS: i64 = 24 * 366 * 100;
+
+/// Parses a `keep_within` value: a whole number (digits only) followed by `h` (hours) or `d`
+/// (days), at least one hour and at most a hundred years.
 pub fn parse_within(text: &str) -> Result<jiff::SignedDuration> {
     let bad = || {
         Error::config(format!(
-            "keep_within {text:?} is not a span such as \"48h\" or \"14d\""
+            "retention.keep_within {text:?} is not a span such as \"48h\" or \"14d\""
         ))
     };
-    let (num, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    let hours = match unit {
-        "h" => n,
-        "d" => n.checked_mul(24).ok_or_else(bad)?,
-        _ => return Err(bad()),
+    let Some((at, unit)) = text.char_indices().last() else {
+        return Err(bad());
     };
-    if !(1..=24 * 366 * 100).contains(&hours) {
+    let num = &text[..at];
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    Ok(jiff::SignedDuration::from_hours(hours))
+    let per = match unit {
+        'h' => 1,
+        'd' => 24,
+        _ => return Err(bad()),
+    };
+    let hours = num
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .filter(|h| *h <= WITHIN_MAX_HOURS);
+    match hours {
+        Some(0) => Err(bad()),
+        Some(h) => Ok(jiff::SignedDuration::from_hours(h)),
+        None => Err(Error::config(format!(
+            "retention.keep_within {text:?} is longer than a hundred years"
+        ))),
+    }
 }
 
 /// Why a snapshot is kept.
@@ -78,6 +95,9 @@ pub enum Reason {
     Monthly,
     /// Taken within `keep_within` of the newest snapshot.
     Within,
+    /// The newest snapshot by time, the one `latest` names: always kept, whatever day it is
+    /// for (a backfill with an old `--date` would otherwise be forgotten as it is made).
+    Latest,
     /// Neither its day nor its time can be read: never forgotten by a calendar rule.
     TimeUnreadable,
 }
@@ -170,6 +190,12 @@ pub fn plan(snapshots: &[(Id, Snapshot)], policy: &Policy, tz: &jiff::tz::TimeZo
     // Equal days and times by id, so that the plan never depends on the listing order.
     snaps.sort_by(|a, b| (b.0, b.1, b.2).cmp(&(a.0, a.1, a.2)));
     let newest = snaps.iter().filter_map(|(_, t, _, _)| *t).max();
+    // What `latest` resolves to: the highest (time, id), as the catalog orders snapshots.
+    let latest = snaps
+        .iter()
+        .filter_map(|(_, t, id, _)| t.map(|t| (t, *id)))
+        .max()
+        .map(|(_, id)| *id);
     let mut left = [policy.daily, policy.weekly, policy.monthly];
     let mut last: [Option<(i32, i32)>; 3] = [None; 3];
     let entries = snaps
@@ -206,6 +232,9 @@ pub fn plan(snapshots: &[(Id, Snapshot)], policy: &Policy, tz: &jiff::tz::TimeZo
             {
                 reasons.push(Reason::Within);
             }
+            if latest == Some(*id) {
+                reasons.push(Reason::Latest);
+            }
             PlanEntry {
                 id: *id,
                 time: s.time.clone(),
@@ -228,16 +257,24 @@ pub struct Forgotten {
 
 /// Carries out `plan`: deletes each forgotten snapshot's object from the store, then from the
 /// catalog. A crash in between leaves a catalog entry that the next sync drops, never the
-/// reverse. Packs are not touched.
+/// reverse. Packs are not touched. An error says how many were forgotten before it.
 pub fn forget(repo: &Repository, catalog: &Catalog, plan: &Plan) -> Result<Forgotten> {
     let mut done = Forgotten::default();
+    let total = plan.forgotten().count();
     for e in &plan.entries {
         if e.kept() {
             done.kept += 1;
             continue;
         }
-        repo.delete_snapshot(&e.id)?;
-        catalog.remove_snapshot(&e.id)?;
+        repo.delete_snapshot(&e.id)
+            .and_then(|()| catalog.remove_snapshot(&e.id))
+            .map_err(|err| {
+                err.context(format!(
+                    "forgetting snapshot {} after {} of {total}",
+                    e.id.short(),
+                    done.snapshots
+                ))
+            })?;
         done.snapshots += 1;
     }
     Ok(done)

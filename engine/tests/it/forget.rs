@@ -82,8 +82,10 @@ fn several_runs_a_day() {
     insta::assert_snapshot!(plan.table());
 }
 
-/// Runs at 00:30 and 01:30 UTC around the end of daylight saving time in Berlin (25 October
-/// 2026): days are Berlin's, so the run at 23:30 UTC on the 24th belongs to the 25th there.
+/// Runs around the end of daylight saving time in Berlin (25 October 2026), at 00:30 and 01:30
+/// Berlin time: days are Berlin's, so the run at 23:30 UTC on the 24th belongs to the 25th
+/// there. The runs' days are what the plan counts; a snapshot without a readable day is placed
+/// by its time in the configured zone, which must give the same plan.
 #[test]
 fn a_change_of_daylight_saving_time() {
     let snaps: Vec<(Id, Snapshot)> = [
@@ -99,6 +101,21 @@ fn a_change_of_daylight_saving_time() {
     .collect();
     let plan = plan_in(&snaps, &policy(3, 0, 0, None), "Europe/Berlin");
     insta::assert_snapshot!(plan.table());
+    let undated: Vec<(Id, Snapshot)> = snaps
+        .iter()
+        .map(|(id, s)| {
+            let mut s = s.clone();
+            s.date = "?".into();
+            (*id, s)
+        })
+        .collect();
+    let by_time = plan_in(&undated, &policy(3, 0, 0, None), "Europe/Berlin");
+    assert_eq!(by_time.table(), plan.table());
+    assert_ne!(
+        plan_in(&undated, &policy(3, 0, 0, None), "UTC").table(),
+        plan.table(),
+        "the zone made no difference"
+    );
 }
 
 /// A clock that jumped back two days for one run (the run of the 15th believed it was the 12th):
@@ -139,20 +156,68 @@ fn a_backfilled_day_counts_as_its_own_day() {
     );
 }
 
-/// The same snapshots in another order give the same plan.
+/// The same snapshots in any order give the same plan.
 #[test]
 fn the_plan_does_not_depend_on_listing_order() {
     let mut snaps = nights(&(1..=20).collect::<Vec<_>>(), "01:00");
-    snaps.extend(nights(&[3, 7, 7], "12:00"));
+    snaps.extend(nights(&[3, 7], "12:00"));
+    snaps.extend(nights(&[7], "12:30"));
     let p = policy(4, 2, 1, Some("3d"));
     let a = plan_in(&snaps, &p, "UTC");
-    snaps.reverse();
-    assert_eq!(a, plan_in(&snaps, &p, "UTC"));
+    let mut state = 2026u64;
+    for _ in 0..20 {
+        // Fisher-Yates with a seeded LCG.
+        for i in (1..snaps.len()).rev() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            snaps.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        assert_eq!(a, plan_in(&snaps, &p, "UTC"));
+    }
+}
+
+/// The newest snapshot by time is kept whatever day it is for (a backfill of an old day, run
+/// now), and a snapshot with neither a readable day nor time is never forgotten.
+#[test]
+fn the_latest_and_the_undatable_are_kept() {
+    let mut snaps = nights(&[20, 21, 22, 23], "01:00");
+    snaps.push(snap_labelled("2026-11-24T09:00:00Z", "2026-10-01"));
+    snaps.push(snap_labelled("yesterday", "?"));
+    let plan = plan_in(&snaps, &policy(2, 0, 0, None), "UTC");
+    let reasons: Vec<(&str, String)> = plan
+        .entries
+        .iter()
+        .map(|e| (e.day.as_str(), format!("{:?}", e.reasons)))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("2026-11-23", "[Daily]".to_string()),
+            ("2026-11-22", "[Daily]".to_string()),
+            ("2026-11-21", "[]".to_string()),
+            ("2026-11-20", "[]".to_string()),
+            ("2026-10-01", "[Latest]".to_string()),
+            ("?", "[TimeUnreadable]".to_string()),
+        ]
+    );
 }
 
 #[test]
 fn bad_keep_within_values_are_refused() {
-    for bad in ["", "h", "14", "14w", "-3d", "0h", "1.5d", "99999999999d"] {
+    for bad in [
+        "",
+        "h",
+        "14",
+        "14w",
+        "-3d",
+        "+3d",
+        "0h",
+        "1.5d",
+        "2д",
+        "14ч",
+        "99999999999d",
+    ] {
         assert!(parse_within(bad).is_err(), "{bad:?}");
     }
     assert_eq!(
