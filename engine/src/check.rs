@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fetch::FetchOptions;
 use crate::id::Id;
 use crate::pack::{self, BlobKind};
-use crate::read::load_tree_from_store;
+use crate::read::load_tree_through;
 use crate::repo::{Repository, pack_key};
 use crate::tree::{check_path_len_of, shorten};
 
@@ -379,18 +379,32 @@ pub fn check(
     let mut clean: HashSet<Id> = HashSet::new();
     let snapshots = catalog.snapshots()?;
     let mut trees_seen: HashSet<Id> = HashSet::new();
-    for (sid, snap) in &snapshots {
-        let mut w = Walker {
-            repo,
-            catalog,
-            damage: &damage,
-            clean: &mut clean,
-            affected: &mut affected,
-            snap: sid.short(),
-            seen: &mut trees_seen,
-        };
-        w.tree(&snap.root, "")?;
+    // On an object store, trees are read a whole tree pack at a time (one request each, checked
+    // against the pack's id) into a copy of this check's own, not the state volume's cache:
+    // the subject is the store. One request per tree took 229 s for 5,291 trees on Garage.
+    let trees = catalog
+        .tree_cache()
+        .map(|c| c.fresh_beside("check-tree-packs"));
+    let walked = (|| -> Result<()> {
+        for (sid, snap) in &snapshots {
+            let mut w = Walker {
+                repo,
+                catalog,
+                damage: &damage,
+                clean: &mut clean,
+                affected: &mut affected,
+                snap: sid.short(),
+                seen: &mut trees_seen,
+                trees: trees.as_ref(),
+            };
+            w.tree(&snap.root, "")?;
+        }
+        Ok(())
+    })();
+    if let Some(t) = &trees {
+        t.remove();
     }
+    walked?;
     let mut problems: Vec<Problem> = affected
         .into_iter()
         .map(|(object, (kind, detail, mut paths))| {
@@ -441,6 +455,8 @@ struct Walker<'a> {
     affected: &'a mut BTreeMap<String, (ProblemKind, String, Vec<Affected>)>,
     snap: String,
     seen: &'a mut HashSet<Id>,
+    /// Whole tree packs read from the store for this check, when it is remote.
+    trees: Option<&'a crate::tree_cache::TreeCache>,
 }
 
 impl Walker<'_> {
@@ -555,7 +571,7 @@ impl Walker<'_> {
             return Ok(Opened::Done(false));
         }
         // The store's copy: a tree cached on the state volume says nothing of the store.
-        match load_tree_from_store(self.repo, self.catalog, id) {
+        match load_tree_through(self.repo, self.catalog, self.trees, id) {
             Ok(t) => Ok(Opened::Frame(Frame {
                 id: *id,
                 path: path.to_string(),

@@ -105,7 +105,18 @@ fn tree_at(repo: &Repository, catalog: &Catalog, id: &Id, loc: &BlobLocation) ->
 /// Loads a tree blob: from the tree-pack cache when the catalog has one (a remote store),
 /// otherwise, or when the cache cannot serve it, with one read of its frame from the store.
 pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> {
-    let Some(cache) = catalog.tree_cache() else {
+    load_tree_through(repo, catalog, catalog.tree_cache(), id)
+}
+
+/// Loads a tree blob through `cache` (whole tree packs on local disk), or from the store alone
+/// without one or when it cannot serve the tree.
+pub fn load_tree_through(
+    repo: &Repository,
+    catalog: &Catalog,
+    cache: Option<&crate::tree_cache::TreeCache>,
+    id: &Id,
+) -> Result<Tree> {
+    let Some(cache) = cache else {
         return load_tree_from_store(repo, catalog, id);
     };
     let loc = locate_tree(catalog, id)?;

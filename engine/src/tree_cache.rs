@@ -44,6 +44,31 @@ impl TreeCache {
         }
     }
 
+    /// An empty cache in the folder `name` beside this one, for one command that must read
+    /// the store's own bytes (`check`): whatever an earlier command left there is removed first,
+    /// and [`TreeCache::remove`] removes the folder when the command is done.
+    pub fn fresh_beside(&self, name: &str) -> TreeCache {
+        let dir = self
+            .dir
+            .parent()
+            .map_or_else(|| PathBuf::from(name), |p| p.join(name));
+        let _ = fs::remove_dir_all(&dir);
+        TreeCache {
+            dir,
+            refused: Default::default(),
+            unwritable: Default::default(),
+        }
+    }
+
+    /// Removes the cache's folder and everything in it.
+    pub fn remove(&self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir)
+            && e.kind() != IoKind::NotFound
+        {
+            tracing::warn!(path = %self.dir.display(), error = %e, "could not remove a tree-pack copy");
+        }
+    }
+
     fn path(&self, pack: &Id) -> PathBuf {
         self.dir.join(pack.to_hex())
     }
