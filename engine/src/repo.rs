@@ -51,6 +51,11 @@ fn random_id() -> Result<String> {
     crate::id::random_hex(32)
 }
 
+/// The store key of a snapshot.
+fn snapshot_key(id: &Id) -> String {
+    format!("{SNAPSHOTS}{id}")
+}
+
 /// The store key of a pack.
 pub fn pack_key(id: &Id) -> String {
     let hex = id.to_hex();
@@ -236,7 +241,7 @@ impl Repository {
     /// Writes a snapshot: the commit point of a backup.
     pub fn put_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let (id, bytes) = snap.encode();
-        self.store.put(&format!("{SNAPSHOTS}{id}"), &bytes)?;
+        self.store.put(&snapshot_key(&id), &bytes)?;
         Ok(id)
     }
 
@@ -257,12 +262,12 @@ impl Repository {
     /// Deletes a snapshot object (retention). Its packs stay: only a garbage collection may
     /// delete them, once nothing refers to them.
     pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
-        self.store.delete(&format!("{SNAPSHOTS}{id}"))
+        self.store.delete(&snapshot_key(id))
     }
 
     /// Loads and checks one snapshot.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let bytes = self.store.get(&format!("{SNAPSHOTS}{id}"))?;
+        let bytes = self.store.get(&snapshot_key(id))?;
         Snapshot::decode(id, &bytes)
     }
 }

@@ -37,8 +37,12 @@ const MAX_CACHED_PACK: u64 = 64 << 20;
 impl TreeCache {
     /// The cache below `state_dir` (created on first use).
     pub fn at(state_dir: &Path) -> TreeCache {
+        TreeCache::in_dir(state_dir.join("tree-packs"))
+    }
+
+    fn in_dir(dir: PathBuf) -> TreeCache {
         TreeCache {
-            dir: state_dir.join("tree-packs"),
+            dir,
             refused: Default::default(),
             unwritable: Default::default(),
         }
@@ -53,11 +57,7 @@ impl TreeCache {
             .parent()
             .map_or_else(|| PathBuf::from(name), |p| p.join(name));
         let _ = fs::remove_dir_all(&dir);
-        TreeCache {
-            dir,
-            refused: Default::default(),
-            unwritable: Default::default(),
-        }
+        TreeCache::in_dir(dir)
     }
 
     /// Removes the cache's folder and everything in it.

@@ -159,16 +159,32 @@ impl Reuse<'_> {
         self.damaged.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The frame `f` of the earlier archive, if it is still whole: taken from its planned read,
-    /// or read alone.
-    fn frame(&self, f: &GroupFrame, planned: Option<(&Prefetch<'_>, Ticket)>) -> Option<Vec<u8>> {
+    /// `len` bytes at `at` of the earlier archive, if they can be read whole: taken from their
+    /// planned read, or read alone.
+    pub(super) fn read(
+        &self,
+        at: u64,
+        len: u64,
+        planned: Option<(&Prefetch<'_>, Ticket)>,
+    ) -> Option<Vec<u8>> {
         let bytes = match planned {
             Some((p, t)) => p.redeem(t),
-            None => self.store.get_range(&self.key, f.offset, f.length),
+            None => self.store.get_range(&self.key, at, len),
         };
         let bytes = bytes
-            .inspect_err(|e| tracing::debug!("frame of {} not reused: {e}", self.date))
+            .inspect_err(|e| {
+                tracing::debug!(
+                    "bytes at {at} of the archive of {} not reused: {e}",
+                    self.date
+                )
+            })
             .ok()?;
+        (bytes.len() as u64 == len).then_some(bytes)
+    }
+
+    /// The group frame `f` of the earlier archive, if it is still whole.
+    fn frame(&self, f: &GroupFrame, planned: Option<(&Prefetch<'_>, Ticket)>) -> Option<Vec<u8>> {
+        let bytes = self.read(f.offset, f.length, planned)?;
         // A damaged earlier archive must not leak into today's: such frames are compressed anew.
         (Id::of(&bytes) == f.blake3).then_some(bytes)
     }

@@ -234,9 +234,9 @@ impl Sink<'_, '_> {
                         blake3: Id::of(&frame.bytes),
                     });
                     self.reused += u64::from(frame.reused_at.is_some());
-                    match (&frame.reused_at, self.earlier_src.clone()) {
-                        (Some(at), Some(src)) => self.write_copy(&src, *at, frame.bytes)?,
-                        _ => self.write_bytes(frame.bytes)?,
+                    match frame.reused_at {
+                        Some(at) => self.write_from(self.earlier_src.clone(), at, frame.bytes)?,
+                        None => self.write_bytes(frame.bytes)?,
                     }
                     self.budget.give(charge);
                 }
@@ -277,43 +277,25 @@ impl Sink<'_, '_> {
 
     /// The frame of `len` bytes at `at` in the earlier archive, if it can be read whole.
     fn earlier_bytes(&self, at: u64, len: u32, ticket: Option<Ticket>) -> Option<Vec<u8>> {
-        let r = self.reuse?;
-        let bytes = match (self.earlier, ticket) {
-            (Some(p), Some(t)) => p.redeem(t),
-            _ => r.store.get_range(&r.key, at, u64::from(len)),
-        };
-        let bytes = bytes
-            .inspect_err(|e| {
-                tracing::debug!("frame at {at} of the archive of {} not reused: {e}", r.date)
-            })
-            .ok()?;
-        (bytes.len() == len as usize).then_some(bytes)
+        self.reuse?
+            .read(at, u64::from(len), self.earlier.zip(ticket))
     }
 
     /// Appends a stored frame taken from the earlier archive, where it was at `at`: checked like
     /// any copied frame, and copied inside the server when the writer can.
     fn earlier_frame(&mut self, id: Id, loc: &BlobLocation, frame: Vec<u8>, at: u64) -> Result<()> {
-        self.check
-            .send(Copied {
-                id,
-                loc: *loc,
-                bytes: Some(frame.clone()),
-                path: None,
-                earlier: true,
-            })
-            .map_err(|_| stage_gone("checking"))?;
-        match self.earlier_src.clone() {
-            Some(src) => self.write_copy(&src, at, frame),
-            None => self.write_bytes(frame),
-        }
+        self.checked(id, loc, Some(frame.clone()), None, true)?;
+        self.write_from(self.earlier_src.clone(), at, frame)
     }
 
+    /// Hands a copied frame to the checking thread; `earlier`: taken from the earlier archive.
     fn checked(
         &self,
         id: Id,
         loc: &BlobLocation,
         bytes: Option<Vec<u8>>,
         path: Option<PathBuf>,
+        earlier: bool,
     ) -> Result<()> {
         self.check
             .send(Copied {
@@ -321,9 +303,18 @@ impl Sink<'_, '_> {
                 loc: *loc,
                 bytes,
                 path,
-                earlier: false,
+                earlier,
             })
             .map_err(|_| stage_gone("checking"))
+    }
+
+    /// Appends bytes that are also at `offset` of `src`, copied there when there is a source
+    /// the writer can copy from, written otherwise.
+    fn write_from(&mut self, src: Option<ServerObject>, offset: u64, bytes: Vec<u8>) -> Result<()> {
+        match src {
+            Some(src) => self.write_copy(&src, offset, bytes),
+            None => self.write_bytes(bytes),
+        }
     }
 
     fn write_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
@@ -359,13 +350,10 @@ impl Sink<'_, '_> {
                 },
                 _ => store.get_range(&key, offset, len)?,
             };
-            self.checked(id, loc, Some(frame.clone()), None)?;
-            return match store.server_object(&key, false) {
-                Some(src) => self.write_copy(&src, offset, frame),
-                None => self.write_bytes(frame),
-            };
+            self.checked(id, loc, Some(frame.clone()), None, false)?;
+            return self.write_from(store.server_object(&key, false), offset, frame);
         };
-        self.checked(id, loc, None, Some(path.clone()))?;
+        self.checked(id, loc, None, Some(path.clone()), false)?;
         // Announced before the copy, which may wait for the disk: the hasher reads the range
         // from the pack itself and need not wait with it.
         self.hash

@@ -24,6 +24,7 @@ use aws_sdk_s3::config::{
     ResponseChecksumValidation, RuntimeComponents,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -338,16 +339,20 @@ impl S3Store {
         format!("{}/{}", self.bucket, self.full(key))
     }
 
-    /// The size of an object, by a HEAD request.
-    async fn head_size(&self, key: &str, what: &str) -> Result<u64> {
-        let head = self
-            .client
+    /// HeadObject.
+    async fn head(&self, key: &str, what: &str) -> Result<HeadObjectOutput> {
+        self.client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .send()
             .await
-            .map_err(|e| classify_status(what, e))?;
+            .map_err(|e| classify_status(what, e))
+    }
+
+    /// The size of an object, by a HEAD request.
+    async fn head_size(&self, key: &str, what: &str) -> Result<u64> {
+        let head = self.head(key, what).await?;
         Ok(head.content_length().unwrap_or(0).max(0) as u64)
     }
 
@@ -421,15 +426,9 @@ impl Store for S3Store {
         let version = if pin {
             let what = format!("version of {}", self.named(key));
             let etag = self.rt.block_on(retry_part(|| async {
-                let head = self
-                    .client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(self.full(key))
-                    .send()
-                    .await
-                    .map_err(|e| classify_status(&what, e))?;
-                head.e_tag()
+                self.head(key, &what)
+                    .await?
+                    .e_tag()
                     .map(str::to_string)
                     .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no ETag")))
             }));

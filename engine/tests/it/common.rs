@@ -95,6 +95,16 @@ impl Env {
     }
 }
 
+/// Export options for the archive of `date`, at the default level, not forced.
+pub fn day_opts(date: &str) -> cairn_engine::export::ExportOptions {
+    cairn_engine::export::ExportOptions {
+        date: date.into(),
+        level: 3,
+        force: false,
+        hook: None,
+    }
+}
+
 /// A whole restore into `target`: nothing overwritten, every file verified.
 pub fn restore_opts(target: &Path) -> cairn_engine::restore::RestoreOptions {
     cairn_engine::restore::RestoreOptions {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_engine::ErrorKind;
-use cairn_engine::export::{self, ExportOptions};
+use cairn_engine::export;
 use cairn_engine::restore::{self, Overwrite, RestoreOptions};
 use cairn_engine::store::{Fault, FaultStore, Op, RetryStore, S3Config, S3Store, Store};
 
@@ -138,12 +138,7 @@ fn s3_backup_export_restore_round_trip() {
     );
     let exports = S3Store::new(&exports_cfg).unwrap();
     let cat = env.catalog();
-    let eo = ExportOptions {
-        date: "2026-11-29".into(),
-        level: 3,
-        force: false,
-        hook: None,
-    };
+    let eo = day_opts("2026-11-29");
     let m = export::export(&env.repo, &cat, &exports, (&out.id, &out.snapshot), &eo)
         .unwrap()
         .manifest()
@@ -288,12 +283,7 @@ fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
 
     let exports = cairn_engine::store::LocalStore::open(env.dir.path().join("exports")).unwrap();
     let before = s3.request_stats().unwrap();
-    let eo = ExportOptions {
-        date: "2026-11-29".into(),
-        level: 3,
-        force: false,
-        hook: None,
-    };
+    let eo = day_opts("2026-11-29");
     export::export(
         &env.repo,
         &env.catalog(),
@@ -399,12 +389,6 @@ fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
     }
     write(&env.src.join("images/large.raw"), &seeded(24 << 20, 7));
     let out = env.backup();
-    let opts = |date: &str| ExportOptions {
-        date: date.into(),
-        level: 3,
-        force: false,
-        hook: None,
-    };
     let export = |snap: &cairn_engine::backup::BackupOutcome, date: &str| {
         let before = exports.request_stats().unwrap();
         let published = export::export(
@@ -412,7 +396,7 @@ fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
             &env.catalog(),
             exports.as_ref(),
             (&snap.id, &snap.snapshot),
-            &opts(date),
+            &day_opts(date),
         )
         .unwrap();
         let cost = exports.request_stats().unwrap().since(&before);
@@ -543,12 +527,7 @@ fn s3_latency_costs_per_request_not_per_blob() {
             let exports =
                 cairn_engine::store::LocalStore::open(env.dir.path().join(format!("e-{i}")))
                     .unwrap();
-            let eo = ExportOptions {
-                date: "2026-11-29".into(),
-                level: 3,
-                force: false,
-                hook: None,
-            };
+            let eo = day_opts("2026-11-29");
             export::export(repo, &catalog, &exports, (&out.id, &out.snapshot), &eo).unwrap();
         }
         (
