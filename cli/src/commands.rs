@@ -7,10 +7,11 @@ use anyhow::{Context, Result};
 use cairn_engine::backup::{self, BackupOptions, Progress};
 use cairn_engine::catalog::Catalog;
 use cairn_engine::config::{Config, open_store};
+use cairn_engine::lease::{self, Lease, LeaseMode};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::tree::EntryKind;
-use cairn_engine::{check, export, forget, query, read, restore, retention, run};
+use cairn_engine::{check, export, forget, gc, query, read, restore, retention, run};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, bytes, print_json};
@@ -123,6 +124,23 @@ pub struct ForgetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would be repacked, condemned and deleted, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Print the plan and what gc would do, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Accept a policy that keeps no snapshot at all (every keep_* 0 and no keep_within).
+    #[arg(long)]
+    allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Download every pack and verify every blob.
     #[arg(long, conflicts_with = "read_data_subset")]
@@ -185,6 +203,65 @@ fn read_session(cfg: &Config) -> Result<ReadSession> {
     })
 }
 
+/// Takes the repository lease of `mode` for `purpose` (kind `Locked`, exit 4, naming the holder
+/// when a conflicting one is live).
+fn repo_lease(
+    cfg: &Config,
+    repo: &Repository,
+    mode: LeaseMode,
+    purpose: &str,
+) -> Result<Arc<Lease<'static>>> {
+    Ok(Arc::new(lease::repository(
+        repo.store().clone(),
+        mode,
+        purpose,
+        std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
+    )?))
+}
+
+/// A shared lease for a command that only reads the store (a restore): a key that may not write
+/// cannot take one, and reads on without it, with a warning.
+fn read_lease(
+    cfg: &Config,
+    repo: &Repository,
+    purpose: &str,
+) -> Result<Option<Arc<Lease<'static>>>> {
+    match repo_lease(cfg, repo, LeaseMode::Shared, purpose) {
+        Ok(l) => Ok(Some(l)),
+        Err(e)
+            if e.downcast_ref::<cairn_engine::Error>()
+                .is_some_and(|e| e.kind() == cairn_engine::ErrorKind::Locked) =>
+        {
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not take a shared lease of the repository (a read-only key?); going on without one");
+            Ok(None)
+        }
+    }
+}
+
+/// Runs `work` while `lease` (if any) is kept alive.
+fn holding<T>(lease: &Option<Arc<Lease<'static>>>, work: impl FnOnce() -> T) -> T {
+    match lease {
+        Some(l) => l.hold(work),
+        None => work(),
+    }
+}
+
+/// The gc options the configuration describes, at the present time.
+fn gc_options(cfg: &Config, dry_run: bool) -> Result<gc::GcOptions> {
+    Ok(gc::GcOptions {
+        grace: cfg.gc.grace()?,
+        repack_dead_percent: cfg.gc.repack_dead_percent,
+        now: jiff::Timestamp::now(),
+        lease_ttl: std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
+        dry_run,
+        hook: crate::failpoint::gc_hook(),
+        held: None,
+    })
+}
+
 fn open_repo(cfg: &Config) -> Result<Repository> {
     let store = open_store(&cfg.store, "store", false)?;
     Ok(Repository::open(store)?)
@@ -206,6 +283,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Find { pattern } => run_find(cli, &cfg, pattern),
         Command::Snapshots => snapshots(cli, &cfg),
         Command::Forget(a) => run_forget(cli, &cfg, a),
+        Command::Gc(a) => run_gc(cli, &cfg, a),
+        Command::Prune(a) => run_prune(cli, &cfg, a),
         Command::Ls(a) => ls(cli, &cfg, a),
         Command::Catalog(CatalogCommand::Rebuild) => rebuild(cli, &cfg),
     }
@@ -277,6 +356,7 @@ fn backup_options(
         time,
         date,
         hook: crate::failpoint::backup_hook(),
+        lease: None,
     })
 }
 
@@ -304,11 +384,20 @@ fn print_backup(cli: &Cli, out: &backup::BackupOutcome) {
 fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
-    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let opts = backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?;
+    let mut opts = backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?;
+    let lease = Some(repo_lease(
+        cfg,
+        &repo,
+        LeaseMode::Writer,
+        &format!("backup {}", opts.date),
+    )?);
+    opts.lease = lease.clone();
     let progress = Arc::new(Progress::default());
     let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
-    let result = backup::backup(&repo, &catalog, sync, &opts, &progress);
+    let result = holding(&lease, || {
+        let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+        backup::backup(&repo, &catalog, sync, &opts, &progress)
+    });
     bar.finish();
     let out = result.context("backup failed; no snapshot was committed")?;
     let code = if out.snapshot.warnings.is_empty() {
@@ -334,6 +423,12 @@ fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
 fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
+    let lease = Some(repo_lease(cfg, &repo, LeaseMode::Shared, "export")?);
+    holding(&lease, || export_under_lease(cli, cfg, a, &repo))
+}
+
+fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository) -> Result<u8> {
+    let repo = repo.clone();
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
     let date = a
         .date
@@ -387,12 +482,29 @@ fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
 fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     // The exports location first: from there on every failure ends up in the run report.
     let exports = open_store(&cfg.exports, "exports", true)?;
+    let prune = if cfg.retention.prune_in_run {
+        let policy = cfg.retention.policy()?;
+        if policy.keeps_nothing() {
+            return Err(cairn_engine::Error::config(
+                "retention.prune_in_run is set but the retention policy keeps no snapshot; a run never forgets everything",
+            )
+            .into());
+        }
+        Some(run::PruneOptions {
+            policy,
+            time_zone: cfg.time_zone()?,
+            gc: gc_options(cfg, false)?,
+        })
+    } else {
+        None
+    };
     let opts = run::RunOptions {
         backup: backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?,
         exports: exports.as_ref(),
         keep_daily: cfg.exports.keep_daily as usize,
         force: a.force,
         stale_after: std::time::Duration::from_secs(cfg.backup.stale_temp_secs),
+        prune,
     };
     let progress = Arc::new(Progress::default());
     let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
@@ -401,8 +513,16 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         lock = Some(StateLock::acquire(&cfg.state.dir)?);
         let store = open_store(&cfg.store, "store", false)?;
         let repo = Repository::open(store)?;
-        let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
-        Ok((repo, catalog, sync))
+        let lease = lease::repository(
+            repo.store().clone(),
+            LeaseMode::Writer,
+            &format!("nightly run {}", opts.backup.date),
+            std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
+        )?;
+        let lease = Arc::new(lease);
+        // The sync, too, under the lease: a gc must not delete what it finds.
+        let (catalog, sync) = lease.hold(|| Catalog::open_for(&cfg.state.dir, &repo))?;
+        Ok((repo, catalog, sync, Some(lease)))
     };
     let result = run::nightly(open, &opts, &progress);
     drop(lock);
@@ -433,6 +553,19 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         }
         if !report.deleted_days.is_empty() {
             println!("retention: deleted {}", report.deleted_days.join(", "));
+        }
+        if let Some(p) = &report.prune {
+            println!(
+                "pruned: {} snapshots forgotten, {} packs condemned, {} packs deleted ({} freed){}",
+                p.snapshots_forgotten,
+                p.gc.packs_condemned,
+                p.gc.packs_deleted,
+                bytes(p.gc.bytes_freed),
+                match &p.gc.deferred {
+                    Some(why) => format!("; deletion deferred: {why}"),
+                    None => String::new(),
+                }
+            );
         }
     }
     if let Some(err) = &report.error {
@@ -542,26 +675,8 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
     } else {
         let _lock = StateLock::acquire(&cfg.state.dir)?;
         let repo = open_repo(cfg)?;
-        let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-        let (id, snap) = match (&a.snapshot, &a.date, &a.as_of) {
-            (Some(s), _, _) => catalog.resolve_snapshot(s)?,
-            (_, Some(d), _) => catalog.resolve_snapshot(&parse_date(d)?)?,
-            (_, _, Some(t)) => {
-                let t: jiff::Timestamp = t.parse().map_err(|_| {
-                    cairn_engine::Error::usage(format!("--as-of {t:?} is not an RFC 3339 time"))
-                })?;
-                catalog.resolve_as_of(t)?
-            }
-            _ => catalog.resolve_snapshot("latest")?,
-        };
-        let report = restore::restore(&repo, &catalog, &snap, &opts).with_context(|| {
-            format!(
-                "restoring snapshot {} into {}",
-                id.short(),
-                a.target.display()
-            )
-        })?;
-        (report, format!("snapshot {}", id.short()))
+        let lease = read_lease(cfg, &repo, "restore")?;
+        holding(&lease, || restore_snapshot(cfg, a, &repo, &opts))?
     };
     if cli.json {
         print_json(&serde_json::json!({ "from": from, "target": a.target, "report": report }));
@@ -588,6 +703,35 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Restores a snapshot (the repository lease held, if one could be taken).
+fn restore_snapshot(
+    cfg: &Config,
+    a: &RestoreArgs,
+    repo: &Repository,
+    opts: &restore::RestoreOptions,
+) -> Result<(restore::RestoreReport, String)> {
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, repo)?;
+    let (id, snap) = match (&a.snapshot, &a.date, &a.as_of) {
+        (Some(s), _, _) => catalog.resolve_snapshot(s)?,
+        (_, Some(d), _) => catalog.resolve_snapshot(&parse_date(d)?)?,
+        (_, _, Some(t)) => {
+            let t: jiff::Timestamp = t.parse().map_err(|_| {
+                cairn_engine::Error::usage(format!("--as-of {t:?} is not an RFC 3339 time"))
+            })?;
+            catalog.resolve_as_of(t)?
+        }
+        _ => catalog.resolve_snapshot("latest")?,
+    };
+    let report = restore::restore(repo, &catalog, &snap, opts).with_context(|| {
+        format!(
+            "restoring snapshot {} into {}",
+            id.short(),
+            a.target.display()
+        )
+    })?;
+    Ok((report, format!("snapshot {}", id.short())))
 }
 
 fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
@@ -692,43 +836,148 @@ fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
 
 fn run_forget(cli: &Cli, cfg: &Config, a: &ForgetArgs) -> Result<u8> {
     let policy = cfg.retention.policy()?;
-    if policy.keeps_nothing() && !a.allow_empty {
-        return Err(cairn_engine::Error::usage(
-            "the retention policy keeps no snapshot (keep_daily, keep_weekly and keep_monthly are 0 and keep_within is unset); refusing to forget every snapshot without --allow-empty",
-        )
-        .into());
-    }
+    refuse_empty_policy(&policy, a.allow_empty)?;
     let repo = open_repo(cfg)?;
     let _lock = StateLock::acquire(&cfg.state.dir)?;
-    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let plan = forget::plan(&catalog.snapshots()?, &policy, &cfg.time_zone()?);
-    let done = if a.dry_run {
+    let lease = if a.dry_run {
         None
     } else {
-        Some(forget::forget(&repo, &catalog, &plan).context("forgetting snapshots")?)
+        Some(repo_lease(cfg, &repo, LeaseMode::Shared, "forget")?)
     };
+    holding(&lease, || {
+        let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+        let out = forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog)?;
+        if cli.json {
+            print_json(&out);
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// Plans (and unless `dry_run` carries out) the forgetting, prints the table, and returns the
+/// JSON for `--json`.
+fn forget_step(
+    cli: &Cli,
+    cfg: &Config,
+    dry_run: bool,
+    policy: &forget::Policy,
+    repo: &Repository,
+    catalog: &Catalog,
+) -> Result<serde_json::Value> {
+    let plan = forget::plan(&catalog.snapshots()?, policy, &cfg.time_zone()?);
+    if !dry_run {
+        forget::forget(repo, catalog, &plan).context("forgetting snapshots")?;
+    }
     let forgotten = plan.forgotten().count();
-    if cli.json {
-        print_json(&serde_json::json!({
-            "policy": policy,
-            "dry_run": a.dry_run,
-            "plan": plan.entries,
-            "forgotten": forgotten,
-            "kept": plan.entries.len() - forgotten,
-        }));
-    } else if !cli.quiet {
+    if !cli.json && !cli.quiet {
         print!("{}", plan.table());
-        let verb = if done.is_some() {
-            "forgot"
-        } else {
-            "would forget"
-        };
+        let verb = if dry_run { "would forget" } else { "forgot" };
         println!(
             "{verb} {forgotten} of {} snapshots; their data stays in the store until a garbage collection",
             plan.entries.len()
         );
     }
-    Ok(exit::OK)
+    Ok(serde_json::json!({
+        "policy": policy,
+        "dry_run": dry_run,
+        "plan": plan.entries,
+        "forgotten": forgotten,
+        "kept": plan.entries.len() - forgotten,
+    }))
+}
+
+fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
+    let opts = gc_options(cfg, a.dry_run)?;
+    let repo = open_repo(cfg)?;
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;
+    if cli.json {
+        print_json(&serde_json::to_value(&report).expect("serializes"));
+    } else {
+        print_gc(cli, &report, a.dry_run);
+    }
+    Ok(gc_exit(&report))
+}
+
+fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
+    let policy = cfg.retention.policy()?;
+    refuse_empty_policy(&policy, a.allow_empty)?;
+    let opts = gc_options(cfg, a.dry_run)?;
+    let repo = open_repo(cfg)?;
+    let _lock = StateLock::acquire(&cfg.state.dir)?;
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
+    let forgot = {
+        let lease = if a.dry_run {
+            None
+        } else {
+            Some(repo_lease(cfg, &repo, LeaseMode::Shared, "prune")?)
+        };
+        holding(&lease, || {
+            forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog)
+        })?
+    };
+    let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;
+    if cli.json {
+        print_json(&serde_json::json!({ "forget": forgot, "gc": report }));
+    } else {
+        print_gc(cli, &report, a.dry_run);
+    }
+    Ok(gc_exit(&report))
+}
+
+/// Exit 4 when due packs were left because the repository was in use: the operator (or the
+/// CronJob's alert) learns that nothing was freed, and why.
+fn gc_exit(report: &gc::GcReport) -> u8 {
+    match &report.deferred {
+        Some(why) => {
+            eprintln!("cairn: gc deleted nothing: {why}");
+            exit::LOCKED
+        }
+        None => exit::OK,
+    }
+}
+
+fn print_gc(cli: &Cli, r: &gc::GcReport, dry_run: bool) {
+    if cli.quiet {
+        return;
+    }
+    println!(
+        "{} snapshots, {} trees, {} chunks live; {} packs in the store",
+        r.snapshots, r.trees, r.chunks, r.packs
+    );
+    let (would, verb) = if dry_run { ("would ", "be ") } else { ("", "") };
+    println!(
+        "{would}repack {} packs into {} ({}); {would}condemn {} packs; {} condemned packs {verb}waiting for their grace; {} taken back",
+        r.packs_repacked,
+        r.packs_written,
+        bytes(r.bytes_written),
+        r.packs_condemned,
+        r.packs_waiting,
+        r.packs_revived
+    );
+    println!(
+        "{would}delete {} packs, freeing {}",
+        r.packs_deleted,
+        bytes(r.bytes_freed)
+    );
+    if r.packs_damaged > 0 {
+        println!(
+            "{} packs with a damaged blob were left alone (cairn check --read-data names them)",
+            r.packs_damaged
+        );
+    }
+}
+
+/// A policy that keeps nothing is refused unless asked for: it would forget every snapshot.
+fn refuse_empty_policy(policy: &forget::Policy, allow_empty: bool) -> Result<()> {
+    if policy.keeps_nothing() && !allow_empty {
+        return Err(cairn_engine::Error::usage(
+            "the retention policy keeps no snapshot (keep_daily, keep_weekly and keep_monthly are 0 and keep_within is unset); refusing to forget every snapshot without --allow-empty",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn snapshots(cli: &Cli, cfg: &Config) -> Result<u8> {

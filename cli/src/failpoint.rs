@@ -14,6 +14,9 @@ pub fn backup_hook() -> Option<Hook> {
 
     let spec = std::env::var("CAIRN_FAILPOINT").ok()?;
     let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+    if name.starts_with("gc-") {
+        return None;
+    }
     let point = HookPoint::ALL
         .into_iter()
         .find(|p| p.name() == name)
@@ -36,5 +39,36 @@ pub fn backup_hook() -> Option<Hook> {
 /// Release builds have no failpoints.
 #[cfg(not(debug_assertions))]
 pub fn backup_hook() -> Option<Hook> {
+    None
+}
+
+/// The gc hook that `CAIRN_FAILPOINT=gc-condemned` (a [`cairn_engine::gc::GcPoint`] name, with
+/// an optional `:N`) asks for: SIGKILL at that point (debug builds only).
+#[cfg(debug_assertions)]
+pub fn gc_hook() -> Option<cairn_engine::gc::GcHook> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use cairn_engine::gc::GcPoint;
+
+    let spec = std::env::var("CAIRN_FAILPOINT").ok()?;
+    let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+    let point = GcPoint::ALL.into_iter().find(|p| p.name() == name)?;
+    let nth: u64 = nth
+        .parse()
+        .unwrap_or_else(|_| panic!("CAIRN_FAILPOINT: {nth:?} is not a count"));
+    let seen = AtomicU64::new(0);
+    Some(cairn_engine::gc::GcHook(std::sync::Arc::new(move |p| {
+        if p == point && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            // SAFETY: kill(2) on our own pid, as in `backup_hook`.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    })))
+}
+
+/// Release builds have no failpoints.
+#[cfg(not(debug_assertions))]
+pub fn gc_hook() -> Option<cairn_engine::gc::GcHook> {
     None
 }

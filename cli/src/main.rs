@@ -76,6 +76,11 @@ enum Command {
     /// Forget the snapshots the [retention] policy does not keep (deletes snapshot objects:
     /// needs a key that may delete; their data stays in the store).
     Forget(commands::ForgetArgs),
+    /// Delete the packs no snapshot needs (after the [gc] grace) and repack mostly dead ones
+    /// (needs a key that may delete).
+    Gc(commands::GcArgs),
+    /// Forget by the [retention] policy, then collect garbage: the retention job's command.
+    Prune(commands::PruneArgs),
     /// List the entries of a snapshot, recursively, below an optional path.
     Ls(commands::LsArgs),
     /// Maintain the local catalog.

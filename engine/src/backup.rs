@@ -57,6 +57,10 @@ pub struct BackupOptions {
     /// Called at fixed points of reading a file; lets tests change or remove a file at the
     /// moment that matters, which no timing-based test can do reliably.
     pub hook: Option<Hook>,
+    /// The repository lease the backup runs under: confirmed right before the snapshot is
+    /// written, so that a backup whose lease was taken over (a gc may have deleted what it
+    /// deduplicated against) commits nothing.
+    pub lease: Option<std::sync::Arc<crate::lease::Lease<'static>>>,
 }
 
 /// Where in a backup a [`Hook`] is called.
@@ -293,6 +297,9 @@ pub fn backup(
         skipped,
     };
     // The commit point: every pack above is durable, so the snapshot may now name them.
+    if let Some(lease) = &opts.lease {
+        lease.confirm()?;
+    }
     let id = repo.put_snapshot(&snapshot)?;
     catalog.add_snapshot(&id, &snapshot)?;
     catalog.flush()?;

@@ -3,7 +3,9 @@
 //! Column families: `meta` (schema version, repository id), `chunks` and `trees` (blob id →
 //! pack, offset, length, raw length), `packs` (pack id → size, blob count), `files` (source path →
 //! size, times, inode, chunk ids: the files cache that makes unchanged files cost a stat), and
-//! `snapshots` (id → snapshot JSON). The store is the source of truth: [`Catalog::open_for`]
+//! `snapshots` (id → snapshot JSON), `pack_index` (pack id → its index entries: every copy of
+//! every blob, which `chunks` and `trees` keep one of, so that a forgotten pack's blobs are
+//! found in other packs and gc weighs each pack without a request). The store is the source of truth: [`Catalog::open_for`]
 //! reconciles the catalog with the store's listing before every backup, rebuilding it from the
 //! pack trailers when it is missing or belongs to another repository, and forgetting packs that
 //! vanished, so a chunk is only ever deduplicated against a pack that is known to exist.
@@ -23,7 +25,17 @@ use crate::snapshot::Snapshot;
 
 /// Bump when the catalog's encoding changes; an old catalog is then rebuilt, not misread.
 pub const SCHEMA_VERSION: &str = "1";
-const CFS: [&str; 6] = ["meta", "chunks", "trees", "packs", "files", "snapshots"];
+const CFS: [&str; 7] = [
+    "meta",
+    "chunks",
+    "trees",
+    "packs",
+    "pack_index",
+    "files",
+    "snapshots",
+];
+/// One pack index entry in the `pack_index` column family: kind, id, offset, length, raw length.
+const ENTRY_LEN: usize = 45;
 /// Prefix of damage markers in `meta`. Kept there rather than in a column family of their own:
 /// a catalog with a column family an older cairn does not know cannot be opened by it at all.
 const DAMAGED: &[u8] = b"damaged/";
@@ -131,6 +143,44 @@ fn encode_location(loc: &BlobLocation) -> [u8; 44] {
     v
 }
 
+fn encode_entries(entries: &[PackEntry]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ENTRY_LEN * entries.len());
+    for e in entries {
+        v.push(e.kind.code());
+        v.extend_from_slice(e.id.as_bytes());
+        v.extend_from_slice(&e.offset.to_le_bytes());
+        v.extend_from_slice(&e.length.to_le_bytes());
+        v.extend_from_slice(&e.raw_length.to_le_bytes());
+    }
+    v
+}
+
+fn decode_entries(v: &[u8]) -> Result<Vec<PackEntry>> {
+    if !v.len().is_multiple_of(ENTRY_LEN) {
+        return Err(Error::new(
+            ErrorKind::Catalog,
+            "catalog pack index record has the wrong length",
+        ));
+    }
+    v.chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let u = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4"));
+            Ok(PackEntry {
+                kind: BlobKind::from_code(e[0]).map_err(|_| {
+                    Error::new(
+                        ErrorKind::Catalog,
+                        "catalog pack index record has an unknown kind",
+                    )
+                })?,
+                id: Id::from_slice(&e[1..33])?,
+                offset: u(33),
+                length: u(37),
+                raw_length: u(41),
+            })
+        })
+        .collect()
+}
+
 fn decode_location(v: &[u8]) -> Result<BlobLocation> {
     if v.len() != 44 {
         return Err(Error::new(
@@ -156,6 +206,9 @@ pub struct SyncReport {
     pub packs_added: usize,
     /// Packs the catalog knew that are gone from the store; their blobs were forgotten.
     pub packs_removed: Vec<String>,
+    /// Packs a garbage collection condemned or deleted (`condemned/` markers); their blobs were
+    /// forgotten, and no backup deduplicates against them.
+    pub packs_collected: usize,
     /// Packs whose trailer could not be read (left out; `check` reports them).
     pub packs_unreadable: Vec<String>,
     /// Snapshots loaded from the store.
@@ -324,6 +377,14 @@ impl Catalog {
         Ok((cat, report))
     }
 
+    /// Matches an open catalog to the store again: what a long command (gc) does after taking
+    /// its lease and again before deleting, to see what others committed meanwhile.
+    pub fn resync(&self, repo: &Repository) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        self.sync(repo, &mut report)?;
+        Ok(report)
+    }
+
     /// Throws everything away and rebuilds from the store (`cairn catalog rebuild`).
     pub fn rebuild(state_dir: &Path, repo: &Repository) -> Result<(Catalog, SyncReport)> {
         Catalog::open(state_dir)?.wipe()?;
@@ -348,11 +409,21 @@ impl Catalog {
     }
 
     fn sync(&self, repo: &Repository, report: &mut SyncReport) -> Result<()> {
-        let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+        // A condemned pack is treated as gone: gc deletes it once its grace has passed, and a
+        // blob deduplicated against it now could be lost then.
+        let condemned = crate::condemn::list(repo.store().as_ref())?;
+        let mut in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+        in_store.retain(|id, _| !condemned.contains_key(id));
         let known = self.pack_sizes()?;
+        let collected: HashSet<Id> = known
+            .keys()
+            .filter(|id| condemned.contains_key(id))
+            .copied()
+            .collect();
+        report.packs_collected = collected.len();
         let gone: HashSet<Id> = known
             .keys()
-            .filter(|id| !in_store.contains_key(id))
+            .filter(|id| !in_store.contains_key(id) && !collected.contains(id))
             .copied()
             .collect();
         // A pack whose size changed since it was indexed (truncated, overwritten) is no longer
@@ -377,30 +448,39 @@ impl Catalog {
                 "packs in the store changed size since they were indexed; forgetting their blobs"
             );
         }
-        let forget: HashSet<Id> = gone.union(&resized).copied().collect();
-        if !forget.is_empty() {
-            self.forget_packs(&forget)?;
-            // A blob has one location in the catalog, but may have copies in other packs (two
-            // writers, a healed blob): read the other packs' indexes again so that those copies
-            // are found, rather than reported missing until a rebuild. Rare, and one ranged read
-            // per pack.
-            let others: Vec<(Id, u64)> = known
-                .iter()
-                .filter(|(id, _)| !forget.contains(id))
-                .map(|(id, size)| (*id, *size))
-                .collect();
-            let indexed: Vec<(Id, Result<Vec<PackEntry>>)> = others
+        let forget: HashSet<Id> = gone
+            .iter()
+            .chain(&resized)
+            .chain(&collected)
+            .copied()
+            .collect();
+        // Catalogs written before `pack_index` existed learn their packs' entries once, so that
+        // a forgotten pack's blobs can be looked for in the others below.
+        let unlisted: Vec<(Id, u64)> = known
+            .iter()
+            .filter(|(id, _)| !forget.contains(id) && !self.has_pack_index(id).unwrap_or(false))
+            .map(|(id, size)| (*id, *size))
+            .collect();
+        if !unlisted.is_empty() {
+            tracing::info!(
+                packs = unlisted.len(),
+                "recording the index entries of known packs (once, for a catalog of an older cairn)"
+            );
+            let indexed: Vec<(Id, Result<Vec<PackEntry>>)> = unlisted
                 .par_iter()
                 .map(|(id, size)| (*id, repo.read_pack_index(id, *size)))
                 .collect();
             for (id, entries) in indexed {
                 match entries {
-                    Ok(entries) => self.add_missing_locations(&id, &entries)?,
+                    Ok(entries) => self.put_pack_index(&id, &entries)?,
                     Err(e) => {
-                        tracing::warn!(pack = %id, error = %e, "pack index unreadable while looking for other copies")
+                        tracing::warn!(pack = %id, error = %e, "pack index unreadable while recording it")
                     }
                 }
             }
+        }
+        if !forget.is_empty() {
+            self.forget_packs(&forget)?;
         }
         // Damage found by another machine, or before this catalog was rebuilt: marked before
         // packs are indexed, so that a damaged copy never replaces a good one.
@@ -529,18 +609,64 @@ impl Catalog {
             .delete_range_cf(self.cf("files"), &b""[..], &end[..])?)
     }
 
-    fn forget_packs(&self, gone: &HashSet<Id>) -> Result<()> {
+    /// Forgets `gone` packs: their blobs take a location in another known pack that has a copy
+    /// (from `pack_index`, without a request), and the files records that name a chunk left
+    /// without any copy are dropped, so that a record never outlives its chunks. A gc deletes
+    /// only blobs that no snapshot reaches, so after one nothing but stale records goes.
+    pub(crate) fn forget_packs(&self, gone: &HashSet<Id>) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for cf in ["chunks", "trees"] {
+        let mut homeless: HashSet<(u8, Id)> = HashSet::new();
+        for (kind, cf) in [(BlobKind::Data, "chunks"), (BlobKind::Tree, "trees")] {
             for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
                 let (k, v) = item?;
                 if gone.contains(&decode_location(&v)?.pack) {
-                    batch.delete_cf(self.cf(cf), k);
+                    batch.delete_cf(self.cf(cf), &k);
+                    homeless.insert((kind.code(), Id::from_slice(&k)?));
                 }
+            }
+        }
+        // Other copies, in packs that stay: the first one found becomes the location (damaged
+        // copies only when there is no other).
+        let mut found: HashMap<(u8, Id), (Id, PackEntry, bool)> = HashMap::new();
+        if !homeless.is_empty() {
+            for item in self
+                .db
+                .iterator_cf(self.cf("pack_index"), IteratorMode::Start)
+            {
+                let (k, v) = item?;
+                let pack = Id::from_slice(&k)?;
+                if gone.contains(&pack) {
+                    continue;
+                }
+                for e in decode_entries(&v)? {
+                    let key = (e.kind.code(), e.id);
+                    if !homeless.contains(&key) {
+                        continue;
+                    }
+                    let damaged = self.is_damaged_in(e.kind, &e.id, &pack)?;
+                    match found.get(&key) {
+                        Some((_, _, false)) => {}
+                        Some((_, _, true)) if damaged => {}
+                        _ => {
+                            found.insert(key, (pack, e, damaged));
+                        }
+                    }
+                }
+            }
+        }
+        let mut lost_chunks: HashSet<Id> = HashSet::new();
+        for key in &homeless {
+            match found.get(key) {
+                Some((pack, e, _)) => self.put_location(&mut batch, pack, e),
+                None if key.0 == BlobKind::Data.code() => {
+                    lost_chunks.insert(key.1);
+                }
+                None => {}
             }
         }
         for id in gone {
             batch.delete_cf(self.cf("packs"), id.as_bytes());
+            batch.delete_cf(self.cf("pack_index"), id.as_bytes());
         }
         for item in self.db.prefix_iterator_cf(self.cf("meta"), DAMAGED) {
             let (k, _) = item?;
@@ -552,10 +678,66 @@ impl Catalog {
                 batch.delete_cf(self.cf("meta"), k);
             }
         }
-        // A files record may name a chunk of a lost pack; rather than check every record, drop
-        // them all (this is rare), so that a record found later always names stored chunks.
+        // Records first: a crash in between leaves at worst records dropped for nothing.
+        self.drop_files_naming(&lost_chunks)?;
         self.db.write(batch)?;
-        self.drop_files_cache()
+        Ok(())
+    }
+
+    /// Drops the files records that name any of `chunks`.
+    fn drop_files_naming(&self, chunks: &HashSet<Id>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf("files"), IteratorMode::Start) {
+            let (k, v) = item?;
+            let stale = match FileRecord::decode(&v) {
+                Some(r) => r.chunks.iter().any(|c| chunks.contains(c)),
+                None => true,
+            };
+            if stale {
+                batch.delete_cf(self.cf("files"), k);
+            }
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    fn has_pack_index(&self, pack: &Id) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf("pack_index"), pack.as_bytes())?
+            .is_some())
+    }
+
+    fn put_pack_index(&self, pack: &Id, entries: &[PackEntry]) -> Result<()> {
+        Ok(self.db.put_cf(
+            self.cf("pack_index"),
+            pack.as_bytes(),
+            encode_entries(entries),
+        )?)
+    }
+
+    /// Every known pack with its size and index entries (all copies of all blobs in it).
+    pub fn pack_indexes(&self) -> Result<Vec<(Id, u64, Vec<PackEntry>)>> {
+        let sizes = self.pack_sizes()?;
+        let mut out = Vec::with_capacity(sizes.len());
+        for item in self
+            .db
+            .iterator_cf(self.cf("pack_index"), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let id = Id::from_slice(&k)?;
+            if let Some(size) = sizes.get(&id) {
+                out.push((id, *size, decode_entries(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets packs a garbage collection condemned (see [`Catalog::forget_packs`]).
+    pub fn forget_collected(&self, packs: &HashSet<Id>) -> Result<()> {
+        self.forget_packs(packs)
     }
 
     /// Adds to `batch` the location of the blob `e` in `pack`.
@@ -566,17 +748,6 @@ impl Catalog {
             e.id.as_bytes(),
             encode_location(&loc),
         );
-    }
-
-    /// Records locations in `pack` for those of its blobs that have none.
-    fn add_missing_locations(&self, pack: &Id, entries: &[PackEntry]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for e in entries {
-            if self.locate(e.kind, &e.id)?.is_none() {
-                self.put_location(&mut batch, pack, e);
-            }
-        }
-        Ok(self.db.write(batch)?)
     }
 
     /// Records a durable pack and every blob in it, atomically.
@@ -594,6 +765,11 @@ impl Catalog {
         let mut v = size.to_le_bytes().to_vec();
         v.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         batch.put_cf(self.cf("packs"), pack.as_bytes(), v);
+        batch.put_cf(
+            self.cf("pack_index"),
+            pack.as_bytes(),
+            encode_entries(entries),
+        );
         Ok(self.db.write(batch)?)
     }
 

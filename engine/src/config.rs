@@ -76,6 +76,9 @@ pub struct StoreConfig {
     pub retry_base_ms: Option<u64>,
     /// The longest wait before a retry, in milliseconds (default: 5,000 local, 10,000 S3).
     pub retry_max_ms: Option<u64>,
+    /// How long a repository lease lives without a refresh (only meaningful in `[store]`): a
+    /// holder that died on another machine blocks others at most this long.
+    pub lease_ttl_secs: u64,
 }
 
 impl StoreConfig {
@@ -98,6 +101,12 @@ impl StoreConfig {
         if !(1..=20).contains(&attempts) {
             return Err(Error::config(format!(
                 "{section}.retry_attempts {attempts} is outside 1..=20"
+            )));
+        }
+        if !(10..=3600).contains(&self.lease_ttl_secs) {
+            return Err(Error::config(format!(
+                "{section}.lease_ttl_secs {} is outside 10..=3600",
+                self.lease_ttl_secs
             )));
         }
         if base.is_zero() || base > max || max > Duration::from_secs(300) {
@@ -125,6 +134,7 @@ impl Default for StoreConfig {
             retry_attempts: None,
             retry_base_ms: None,
             retry_max_ms: None,
+            lease_ttl_secs: 900,
         }
     }
 }
@@ -188,6 +198,9 @@ pub struct RetentionConfig {
     pub keep_monthly: u32,
     /// Every snapshot taken less than this long before the newest one: `"48h"`, `"14d"`.
     pub keep_within: Option<String>,
+    /// `cairn run` forgets and collects garbage (`cairn prune`) after the export. Off by
+    /// default: the nightly key may not delete (docs/OPERATIONS.md).
+    pub prune_in_run: bool,
 }
 
 impl Default for RetentionConfig {
@@ -197,6 +210,7 @@ impl Default for RetentionConfig {
             keep_weekly: 0,
             keep_monthly: 0,
             keep_within: None,
+            prune_in_run: false,
         }
     }
 }
@@ -214,6 +228,44 @@ impl RetentionConfig {
                 .map(crate::forget::parse_within)
                 .transpose()?,
         })
+    }
+}
+
+/// `[gc]`: how `cairn gc` deletes and repacks packs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How long a condemned pack waits before it is deleted: `"24h"`, `"2d"`, `"0h"`.
+    pub grace: String,
+    /// A pack whose unneeded bytes are at least this percentage of it is repacked (1 to 100).
+    pub repack_dead_percent: u8,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace: "24h".into(),
+            repack_dead_percent: 50,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The grace period.
+    pub fn grace(&self) -> Result<Duration> {
+        let d = crate::forget::parse_span("gc.grace", &self.grace, true)?;
+        Ok(Duration::from_secs(d.as_secs().unsigned_abs()))
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.grace()?;
+        if !(1..=100).contains(&self.repack_dead_percent) {
+            return Err(Error::config(format!(
+                "gc.repack_dead_percent {} is outside 1..=100",
+                self.repack_dead_percent
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -235,6 +287,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Snapshot retention.
     pub retention: RetentionConfig,
+    /// Garbage collection.
+    pub gc: GcConfig,
 }
 
 impl Default for Config {
@@ -253,11 +307,20 @@ impl Default for Config {
             state: StateConfig::default(),
             backup: BackupConfig::default(),
             retention: RetentionConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
 
-const SECTIONS: [&str; 6] = ["source", "store", "exports", "state", "backup", "retention"];
+const SECTIONS: [&str; 7] = [
+    "source",
+    "store",
+    "exports",
+    "state",
+    "backup",
+    "retention",
+    "gc",
+];
 const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
 
 /// Parses an override value: TOML when it is a valid TOML value, a comma list for list keys,
@@ -425,6 +488,7 @@ impl Config {
         self.exports.validate("exports")?;
         self.time_zone()?;
         self.retention.policy()?;
+        self.gc.validate()?;
         crate::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }

@@ -52,9 +52,20 @@ const WITHIN_MAX_HOURS: i64 = 24 * 366 * 100;
 /// Parses a `keep_within` value: a whole number (digits only) followed by `h` (hours) or `d`
 /// (days), at least one hour and at most a hundred years.
 pub fn parse_within(text: &str) -> Result<jiff::SignedDuration> {
+    parse_span("retention.keep_within", text, false)
+}
+
+/// Parses a span such as `"48h"` or `"14d"` for the setting `key`: digits only, then `h` or
+/// `d`; zero only when `zero` allows it; at most a hundred years. The error names the setting.
+pub fn parse_span(key: &str, text: &str, zero: bool) -> Result<jiff::SignedDuration> {
     let bad = || {
         Error::config(format!(
-            "retention.keep_within {text:?} is not a span such as \"48h\" or \"14d\""
+            "{key} {text:?} is not a span such as \"48h\" or \"14d\"{}",
+            if text.starts_with('-') {
+                " (it must not be negative)"
+            } else {
+                ""
+            }
         ))
     };
     let Some((at, unit)) = text.char_indices().last() else {
@@ -75,10 +86,10 @@ pub fn parse_within(text: &str) -> Result<jiff::SignedDuration> {
         .and_then(|n| n.checked_mul(per))
         .filter(|h| *h <= WITHIN_MAX_HOURS);
     match hours {
-        Some(0) => Err(bad()),
+        Some(0) if !zero => Err(bad()),
         Some(h) => Ok(jiff::SignedDuration::from_hours(h)),
         None => Err(Error::config(format!(
-            "retention.keep_within {text:?} is longer than a hundred years"
+            "{key} {text:?} is longer than a hundred years"
         ))),
     }
 }

@@ -19,7 +19,7 @@
 //! process is gone is taken over at once, so a killed run does not block its own rerun.
 
 use std::io::Read;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,69 @@ pub struct LeaseInfo {
     pub started: String,
     /// When it lapses unless refreshed (RFC 3339).
     pub expires: String,
+    /// How it shares; leases of older writers have none and are exclusive.
+    #[serde(default)]
+    pub mode: LeaseMode,
+}
+
+/// How a lease shares its prefix with others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseMode {
+    /// Reads, or writes that others may run beside (restore, export, forget, gc's marking and
+    /// repacking): conflicts only with an exclusive lease.
+    Shared,
+    /// The one backup of a repository at a time (`cairn backup`, `cairn run`): conflicts with
+    /// another writer and with an exclusive lease.
+    Writer,
+    /// Alone (gc's deleting phase, a day's export): conflicts with every other lease.
+    #[default]
+    Exclusive,
+}
+
+impl LeaseMode {
+    /// Whether a lease of this mode and a live one of `other` cannot be held at once.
+    pub fn conflicts(self, other: LeaseMode) -> bool {
+        use LeaseMode::*;
+        !matches!(
+            (self, other),
+            (Shared, Shared) | (Shared, Writer) | (Writer, Shared)
+        )
+    }
+
+    /// The mode's name as written in lease objects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseMode::Shared => "shared",
+            LeaseMode::Writer => "writer",
+            LeaseMode::Exclusive => "exclusive",
+        }
+    }
+}
+
+/// The store a lease lives in: borrowed for a lease scoped to a call, shared for one that is
+/// held beside the repository it guards (the run holds it from opening the store to the end).
+#[derive(Clone)]
+pub enum LeaseStore<'s> {
+    /// Borrowed for the lease's life.
+    Borrowed(&'s dyn Store),
+    /// Shared with the repository.
+    Owned(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for LeaseStore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseStore")
+    }
+}
+
+impl LeaseStore<'_> {
+    fn get(&self) -> &dyn Store {
+        match self {
+            LeaseStore::Borrowed(s) => *s,
+            LeaseStore::Owned(s) => s.as_ref(),
+        }
+    }
 }
 
 impl LeaseInfo {
@@ -102,9 +165,11 @@ pub type LeaseHook<'h> = &'h (dyn Fn(LeasePoint) + Sync);
 /// A held lease. Dropping it (or [`Lease::release`]) deletes its object.
 #[derive(Debug)]
 pub struct Lease<'s> {
-    store: &'s dyn Store,
+    store: LeaseStore<'s>,
     prefix: String,
     key: String,
+    /// The holder's other leases under the same prefix, never a conflict.
+    beside: Vec<String>,
     info: Mutex<LeaseInfo>,
     ttl: Duration,
     /// Set when the holder is done: the refresher stops.
@@ -201,7 +266,35 @@ pub fn acquire<'s>(
     ttl: Duration,
     hook: Option<LeaseHook<'_>>,
 ) -> Result<Lease<'s>> {
+    acquire_as(
+        LeaseStore::Borrowed(store),
+        prefix,
+        purpose,
+        ttl,
+        LeaseMode::Exclusive,
+        &[],
+        hook,
+    )
+}
+
+/// Takes a lease of `mode` below `prefix`: it stands beside live leases it does not conflict
+/// with, and beside the leases in `beside` (keys of leases the same holder already has: gc holds
+/// a shared lease, and inside `cairn run` the run's writer lease, while it takes the exclusive
+/// one for deleting).
+///
+/// Fails with kind `Locked`, naming the holder, when a conflicting live lease stays in the way.
+pub fn acquire_as<'s>(
+    store: LeaseStore<'s>,
+    prefix: &str,
+    purpose: &str,
+    ttl: Duration,
+    mode: LeaseMode,
+    beside: &[&str],
+    hook: Option<LeaseHook<'_>>,
+) -> Result<Lease<'s>> {
     assert!(ttl <= MAX_TTL, "lease TTLs are at most {MAX_TTL:?}");
+    let store_ref = store.clone();
+    let store_ref = store_ref.get();
     let nonce = nonce()?;
     let key = format!("{prefix}{nonce}.json");
     let started = jiff::Timestamp::now();
@@ -213,19 +306,20 @@ pub fn acquire<'s>(
         nonce,
         started: started.to_string(),
         expires: String::new(),
+        mode,
     };
     let mut holder = None;
     for attempt in 0..ATTEMPTS {
         let now = jiff::Timestamp::now();
         info.expires = (now + ttl).to_string();
-        store.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
+        store_ref.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
         if let Some(h) = hook {
             h(LeasePoint::Written);
         }
         let now = jiff::Timestamp::now();
         let mut others = Vec::new();
-        for (k, other) in listed(store, prefix)? {
-            if k == key {
+        for (k, other) in listed(store_ref, prefix)? {
+            if k == key || beside.contains(&k.as_str()) {
                 continue;
             }
             if !other.live(now) {
@@ -233,8 +327,8 @@ pub fn acquire<'s>(
                     tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
                         "taking over a lease whose holder is gone");
                 }
-                retire(store, &k, &other);
-            } else {
+                retire(store_ref, &k, &other);
+            } else if mode.conflicts(other.mode) {
                 others.push(other);
             }
         }
@@ -243,13 +337,14 @@ pub fn acquire<'s>(
                 store,
                 prefix: prefix.to_string(),
                 key,
+                beside: beside.iter().map(|k| k.to_string()).collect(),
                 info: Mutex::new(info),
                 ttl,
                 stopped: (Mutex::new(false), Condvar::new()),
                 deleted: false,
             });
         }
-        retire(store, &key, &info);
+        retire(store_ref, &key, &info);
         holder = others.into_iter().next();
         // Random, growing waits: two contenders that saw each other rarely meet again.
         let base = 40u64 << attempt;
@@ -260,9 +355,10 @@ pub fn acquire<'s>(
     Err(Error::new(
         ErrorKind::Locked,
         format!(
-            "{purpose}: held by {} for {}",
+            "{purpose}: held by {} for {} ({} lease)",
             holder.describe(),
-            holder.purpose
+            holder.purpose,
+            holder.mode.as_str()
         ),
     ))
 }
@@ -291,6 +387,11 @@ fn random_byte() -> Result<u8> {
 }
 
 impl Lease<'_> {
+    /// The lease object's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// The holder's record.
     pub fn info(&self) -> LeaseInfo {
         self.info.lock().expect("poisoned").clone()
@@ -323,7 +424,7 @@ impl Lease<'_> {
             }
             // A lease object someone else removed (they judged it expired) is not put back:
             // the lease is lost, and `confirm` says so before the next irrevocable step.
-            match self.store.get(&self.key) {
+            match self.store.get().get(&self.key) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     tracing::warn!(key = %self.key, "the lease was taken over; not refreshing it");
                     return;
@@ -344,7 +445,7 @@ impl Lease<'_> {
                 info.expires = (jiff::Timestamp::now() + self.ttl).to_string();
                 serde_json::to_vec(&*info).expect("leases serialize")
             };
-            if let Err(e) = self.store.put(&self.key, &bytes) {
+            if let Err(e) = self.store.get().put(&self.key, &bytes) {
                 tracing::warn!(key = %self.key, error = %e, "could not refresh a lease");
             }
         }
@@ -355,9 +456,12 @@ impl Lease<'_> {
     /// Call it right before an irrevocable step.
     pub fn confirm(&self) -> Result<()> {
         let now = jiff::Timestamp::now();
-        let leases = listed(self.store, &self.prefix)?;
+        let leases = listed(self.store.get(), &self.prefix)?;
         let mine = leases.iter().any(|(k, _)| *k == self.key);
-        let other = leases.iter().find(|(k, l)| *k != self.key && l.live(now));
+        let mode = self.info().mode;
+        let other = leases.iter().find(|(k, l)| {
+            *k != self.key && !self.beside.contains(k) && l.live(now) && mode.conflicts(l.mode)
+        });
         match (mine, other) {
             (true, None) => Ok(()),
             (_, Some((_, l))) => Err(Error::new(
@@ -380,7 +484,7 @@ impl Lease<'_> {
     pub fn release(mut self) {
         self.stop();
         self.deleted = true;
-        retire(self.store, &self.key, &self.info());
+        retire(self.store.get(), &self.key, &self.info());
     }
 
     fn stop(&self) {
@@ -394,7 +498,28 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.stop();
         if !self.deleted {
-            retire(self.store, &self.key, &self.info());
+            retire(self.store.get(), &self.key, &self.info());
         }
     }
+}
+
+/// The store prefix of the repository's leases (see [`LeaseMode`]).
+pub const REPOSITORY: &str = "_leases/repository/";
+
+/// Takes a lease of the repository whose store is `store`, for `purpose`.
+pub fn repository(
+    store: Arc<dyn Store>,
+    mode: LeaseMode,
+    purpose: &str,
+    ttl: Duration,
+) -> Result<Lease<'static>> {
+    acquire_as(
+        LeaseStore::Owned(store),
+        REPOSITORY,
+        purpose,
+        ttl,
+        mode,
+        &[],
+        None,
+    )
 }

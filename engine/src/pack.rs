@@ -58,7 +58,7 @@ impl BlobKind {
         }
     }
 
-    fn from_code(c: u8) -> Result<BlobKind> {
+    pub(crate) fn from_code(c: u8) -> Result<BlobKind> {
         match c {
             0 => Ok(BlobKind::Data),
             1 => Ok(BlobKind::Tree),

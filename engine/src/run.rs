@@ -1,8 +1,9 @@
-//! The nightly job in one call: start-up cleanup, backup, retention, daily archive, and a JSON
-//! run report in `<exports>/_reports/DATE/run.json`. The report is written whatever happened
+//! The nightly job in one call: start-up cleanup, backup, retention, daily archive, optionally
+//! snapshot retention and garbage collection (`[retention] prune_in_run`), and a JSON run report in `<exports>/_reports/DATE/run.json`. The report is written whatever happened
 //! once the exports location is open — also when the repository or the catalog cannot be
 //! opened — so that an operator (or an alert) always finds out what the last night did.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,7 +12,9 @@ use crate::backup::{BackupOptions, Progress, backup};
 use crate::catalog::{Catalog, SyncReport};
 use crate::error::{Error, Result};
 use crate::export::{self, Published};
+use crate::gc::{GcOptions, GcReport};
 use crate::id::Id;
+use crate::lease::Lease;
 use crate::repo::Repository;
 use crate::retention;
 use crate::snapshot::{Summary, Warning};
@@ -48,6 +51,15 @@ pub struct ExportStage {
     /// they were copied (the integrity check of the export: a damaged frame fails it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_frames: Option<u64>,
+}
+
+/// What snapshot retention and garbage collection did after the export.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneStage {
+    /// Snapshots forgotten.
+    pub snapshots_forgotten: u64,
+    /// What the garbage collection did: packs condemned, deleted, bytes freed.
+    pub gc: GcReport,
 }
 
 /// How a night went: `ok`, `warnings` (committed, some files could not be read) or `failed`.
@@ -92,6 +104,9 @@ pub struct RunReport {
     pub deleted_days: Vec<String>,
     /// The complete days left after retention.
     pub kept_days: Vec<String>,
+    /// Snapshot retention and garbage collection, when the run does them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneStage>,
     /// The error that stopped the run.
     pub error: Option<String>,
 }
@@ -109,13 +124,31 @@ pub struct RunOptions<'a> {
     pub force: bool,
     /// Temporary objects older than this are removed at the start (`backup.stale_temp_secs`).
     pub stale_after: Duration,
+    /// Forget and collect garbage after the export (`[retention] prune_in_run`).
+    pub prune: Option<PruneOptions>,
 }
 
-/// Runs the nightly job. `open` takes the state lock and opens the repository and the catalog;
-/// its failure is reported like any other. Always returns a report (also written to the
+/// How the run prunes.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Which snapshots to keep.
+    pub policy: crate::forget::Policy,
+    /// The zone the policy's days are counted in.
+    pub time_zone: jiff::tz::TimeZone,
+    /// How to collect garbage (its `held` is set to the run's lease).
+    pub gc: GcOptions,
+}
+
+/// What `open` hands the run: the repository, its catalog matched to the store, and the
+/// repository lease the run holds (taken before the catalog was matched, so that no garbage
+/// collection deletes what the sync found), if any.
+pub type Opened = (Repository, Catalog, SyncReport, Option<Arc<Lease<'static>>>);
+
+/// Runs the nightly job. `open` takes the state lock and the repository lease and opens the
+/// repository and the catalog; its failure is reported like any other. Always returns a report (also written to the
 /// exports location); `Err` only if even the report could not be written.
 pub fn nightly(
-    open: impl FnOnce() -> Result<(Repository, Catalog, SyncReport)>,
+    open: impl FnOnce() -> Result<Opened>,
     opts: &RunOptions<'_>,
     progress: &Progress,
 ) -> Result<RunReport> {
@@ -132,106 +165,17 @@ pub fn nightly(
         temporaries_removed: Cleaned::default(),
         deleted_days: Vec::new(),
         kept_days: Vec::new(),
+        prune: None,
         error: None,
     };
     let outcome = (|| -> Result<()> {
-        let (repo, catalog, sync) = open()?;
-        let (repo, catalog) = (&repo, &catalog);
-        // What killed runs left: hidden files of hundreds of MB, unfinished uploads. Removing
-        // them is housekeeping, so a failure only warns.
-        // An export running elsewhere (another pod, a manual job: it holds a day's lease) may own
-        // an upload older than the safe age: then the exports are left alone this time.
-        let exports_busy = match retention::days_in_use(opts.exports) {
-            Ok(days) => !days.is_empty(),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the day leases; not cleaning the exports");
-                true
-            }
-        };
-        let mut locations = vec![("store", repo.store().as_ref())];
-        if !exports_busy {
-            locations.push(("exports", opts.exports));
+        let (repo, catalog, sync, lease) = open()?;
+        match &lease {
+            Some(l) => l.hold(|| night(&repo, &catalog, sync, &lease, opts, progress, &mut report)),
+            None => night(&repo, &catalog, sync, &lease, opts, progress, &mut report),
         }
-        for (location, store) in locations {
-            match store.clean_temporaries("", opts.stale_after) {
-                Ok(c) => {
-                    report.temporaries_removed.objects += c.objects;
-                    report.temporaries_removed.bytes += c.bytes;
-                }
-                Err(e) => {
-                    tracing::warn!(location, error = %e, "could not remove stale temporary objects")
-                }
-            }
-        }
-        let out = backup(repo, catalog, sync, &opts.backup, progress)?;
-        let warned = !out.snapshot.warnings.is_empty();
-        report.backup = Some(BackupStage {
-            snapshot: out.id,
-            summary: out.snapshot.summary.clone(),
-            warnings: out.snapshot.warnings.clone(),
-        });
-        let eopts = export::ExportOptions {
-            date: date.clone(),
-            level: opts.backup.compression,
-            force: opts.force,
-            hook: None,
-        };
-        // Retention first: a volume with room for exactly `keep_daily` archives must have room
-        // for today's before it is written. A failure here is left to the retention below.
-        if opts.keep_daily > 0 {
-            match retention::prune_for(
-                opts.exports,
-                opts.keep_daily,
-                retention::Retention::BeforeExport(&date),
-            ) {
-                Ok(deleted) => report.deleted_days = deleted,
-                Err(e) => tracing::warn!(error = %e, "retention before the export failed"),
-            }
-        }
-        let published = export::export(
-            repo,
-            catalog,
-            opts.exports,
-            (&out.id, &out.snapshot),
-            &eopts,
-        )
-        .map_err(|e| e.context(format!("exporting {date}")))?;
-        let m = published.manifest();
-        report.export = Some(ExportStage {
-            archive: m.archive.name.clone(),
-            size: m.archive.size,
-            sha256: m.archive.sha256.clone(),
-            written: matches!(published, Published::Written(..)),
-            entries: m.entries.len(),
-            reused: match &published {
-                Published::Written(_, r) => Some(r.clone()),
-                Published::Unchanged(_) => None,
-            },
-            checked_frames: match &published {
-                Published::Written(_, r) => Some(r.checked_frames),
-                Published::Unchanged(_) => None,
-            },
-        });
-        // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
-        if opts.keep_daily > 0 {
-            report.deleted_days.extend(retention::prune_for(
-                opts.exports,
-                opts.keep_daily,
-                retention::Retention::AfterExport(&date),
-            )?);
-        }
-        report.kept_days = export::list_days(opts.exports)?
-            .into_iter()
-            .filter(|d| d.complete)
-            .map(|d| d.date)
-            .collect();
-        (report.status, report.exit_code) = if warned {
-            (RunStatus::Warnings, crate::error::exit::WARNINGS)
-        } else {
-            (RunStatus::Ok, crate::error::exit::OK)
-        };
-        Ok(())
     })();
+
     if let Err(e) = &outcome {
         report.error = Some(e.to_string());
         report.exit_code = e.kind().exit_code();
@@ -249,4 +193,144 @@ pub fn nightly(
         )
     })?;
     Ok(report)
+}
+
+/// The run's work once the repository is open, under its lease.
+fn night(
+    repo: &Repository,
+    catalog: &Catalog,
+    sync: SyncReport,
+    lease: &Option<Arc<Lease<'static>>>,
+    opts: &RunOptions<'_>,
+    progress: &Progress,
+    report: &mut RunReport,
+) -> Result<()> {
+    let date = opts.backup.date.clone();
+    // What killed runs left: hidden files of hundreds of MB, unfinished uploads. Removing
+    // them is housekeeping, so a failure only warns.
+    // An export running elsewhere (another pod, a manual job: it holds a day's lease) may own
+    // an upload older than the safe age: then the exports are left alone this time.
+    let exports_busy = match retention::days_in_use(opts.exports) {
+        Ok(days) => !days.is_empty(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the day leases; not cleaning the exports");
+            true
+        }
+    };
+    let mut locations = vec![("store", repo.store().as_ref())];
+    if !exports_busy {
+        locations.push(("exports", opts.exports));
+    }
+    for (location, store) in locations {
+        match store.clean_temporaries("", opts.stale_after) {
+            Ok(c) => {
+                report.temporaries_removed.objects += c.objects;
+                report.temporaries_removed.bytes += c.bytes;
+            }
+            Err(e) => {
+                tracing::warn!(location, error = %e, "could not remove stale temporary objects")
+            }
+        }
+    }
+    let mut bopts = opts.backup.clone();
+    bopts.lease = lease.clone();
+    let out = backup(repo, catalog, sync, &bopts, progress)?;
+    let warned = !out.snapshot.warnings.is_empty();
+    report.backup = Some(BackupStage {
+        snapshot: out.id,
+        summary: out.snapshot.summary.clone(),
+        warnings: out.snapshot.warnings.clone(),
+    });
+    let eopts = export::ExportOptions {
+        date: date.clone(),
+        level: opts.backup.compression,
+        force: opts.force,
+        hook: None,
+    };
+    // Retention first: a volume with room for exactly `keep_daily` archives must have room
+    // for today's before it is written. A failure here is left to the retention below.
+    if opts.keep_daily > 0 {
+        match retention::prune_for(
+            opts.exports,
+            opts.keep_daily,
+            retention::Retention::BeforeExport(&date),
+        ) {
+            Ok(deleted) => report.deleted_days = deleted,
+            Err(e) => tracing::warn!(error = %e, "retention before the export failed"),
+        }
+    }
+    let published = export::export(
+        repo,
+        catalog,
+        opts.exports,
+        (&out.id, &out.snapshot),
+        &eopts,
+    )
+    .map_err(|e| e.context(format!("exporting {date}")))?;
+    let m = published.manifest();
+    report.export = Some(ExportStage {
+        archive: m.archive.name.clone(),
+        size: m.archive.size,
+        sha256: m.archive.sha256.clone(),
+        written: matches!(published, Published::Written(..)),
+        entries: m.entries.len(),
+        reused: match &published {
+            Published::Written(_, r) => Some(r.clone()),
+            Published::Unchanged(_) => None,
+        },
+        checked_frames: match &published {
+            Published::Written(_, r) => Some(r.checked_frames),
+            Published::Unchanged(_) => None,
+        },
+    });
+    // 0 leaves retention to `cairn exports prune`, run with a key that may delete.
+    if opts.keep_daily > 0 {
+        report.deleted_days.extend(retention::prune_for(
+            opts.exports,
+            opts.keep_daily,
+            retention::Retention::AfterExport(&date),
+        )?);
+    }
+    report.kept_days = export::list_days(opts.exports)?
+        .into_iter()
+        .filter(|d| d.complete)
+        .map(|d| d.date)
+        .collect();
+    if let Some(p) = &opts.prune {
+        report.prune = Some(
+            prune(repo, catalog, lease, p)
+                .map_err(|e| e.context(format!("pruning after {date}")))?,
+        );
+    }
+    (report.status, report.exit_code) = if warned {
+        (RunStatus::Warnings, crate::error::exit::WARNINGS)
+    } else {
+        (RunStatus::Ok, crate::error::exit::OK)
+    };
+    Ok(())
+}
+
+/// Forgets what the policy does not keep, then collects garbage beside the run's lease.
+fn prune(
+    repo: &Repository,
+    catalog: &Catalog,
+    lease: &Option<Arc<Lease<'static>>>,
+    p: &PruneOptions,
+) -> Result<PruneStage> {
+    let plan = crate::forget::plan(&catalog.snapshots()?, &p.policy, &p.time_zone);
+    let forgotten = crate::forget::forget(repo, catalog, &plan)?;
+    let mut gc = p.gc.clone();
+    gc.held = lease.as_ref().map(|l| l.key().to_string());
+    let report = crate::gc::gc(repo, catalog, &gc)?;
+    tracing::info!(
+        snapshots = forgotten.snapshots,
+        packs_deleted = report.packs_deleted,
+        bytes_freed = report.bytes_freed,
+        packs_condemned = report.packs_condemned,
+        "pruned"
+    );
+    Ok(PruneStage {
+        snapshots_forgotten: forgotten.snapshots,
+        gc: report,
+    })
 }

@@ -77,6 +77,7 @@ impl Env {
             time: jiff::Timestamp::now(),
             date: "2026-11-29".into(),
             hook: None,
+            lease: None,
         }
     }
 

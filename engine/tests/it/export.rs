@@ -765,10 +765,11 @@ fn a_full_exports_store_frees_itself_by_retention_first() {
             keep_daily: 3,
             force: false,
             stale_after: std::time::Duration::from_secs(3600),
+            prune: None,
         };
         let open = || {
             let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
-            Ok((env.repo.clone(), cat, sync))
+            Ok((env.repo.clone(), cat, sync, None))
         };
         let report = nightly(open, &opts, &Progress::default()).unwrap();
         assert_eq!(report.exit_code, 0, "day {day}: {:?}", report.error);
@@ -792,10 +793,11 @@ fn night(env: &Env, exports: &dyn Store, date: &str, keep: usize) -> cairn_engin
         keep_daily: keep,
         force: false,
         stale_after: std::time::Duration::from_secs(3600),
+        prune: None,
     };
     let open = || {
         let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
-        Ok((env.repo.clone(), cat, sync))
+        Ok((env.repo.clone(), cat, sync, None))
     };
     nightly(open, &opts, &cairn_engine::backup::Progress::default()).unwrap()
 }

@@ -279,6 +279,7 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
             nonce: name.into(),
             started: "2026-11-29T01:00:00Z".into(),
             expires: expires.to_string(),
+            mode: lease::LeaseMode::Exclusive,
         };
         store
             .put(
@@ -321,6 +322,7 @@ fn leases_of_dead_or_expired_holders_are_taken_over() {
         nonce: "twin".into(),
         started: "2026-11-29T01:00:00Z".into(),
         expires: later.to_string(),
+        mode: lease::LeaseMode::Exclusive,
     };
     store
         .put("_leases/t/twin.json", &serde_json::to_vec(&info).unwrap())

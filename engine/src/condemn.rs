@@ -1,0 +1,169 @@
+//! Condemned packs: the store's record that a garbage collection found a pack unneeded, and
+//! from when it may be deleted.
+//!
+//! A marker is the object `condemned/<pack id>.<since>.<due>` (Unix seconds of the marking run's
+//! clock). Everything a reader needs is in the key, so one listing tells every machine which
+//! packs are on their way out: a backup must not deduplicate against them, and a later gc —
+//! on this machine or another, with whatever grace it was configured with — deletes a pack only
+//! once both `due` and its own grace after `since` have passed. The body is a small JSON note
+//! for people (reason, host). A marker outlives its pack by [`MARKER_KEPT`], so that a catalog
+//! that was not synced in that time learns the pack was collected, not lost. This module knows
+//! keys and times; what is condemned and when is `gc`'s.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::{ErrorKind, Result};
+use crate::id::Id;
+use crate::store::Store;
+
+/// Prefix of the markers.
+pub const CONDEMNED: &str = "condemned/";
+
+/// How long a marker stays after its pack was deleted.
+pub const MARKER_KEPT: i64 = 30 * 24 * 3600;
+
+/// Why a pack was condemned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// No blob in it is reachable from a snapshot.
+    Unreferenced,
+    /// Its reachable blobs were copied into new packs.
+    Repacked,
+}
+
+/// One marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The condemned pack.
+    pub pack: Id,
+    /// When it was condemned (Unix seconds).
+    pub since: i64,
+    /// Not deleted before this (Unix seconds): `since` plus the marking run's grace.
+    pub due: i64,
+    /// The marker's key.
+    pub key: String,
+}
+
+impl Marker {
+    /// Whether the pack may be deleted at `now` by a run whose grace is `grace` seconds.
+    pub fn is_due(&self, now: i64, grace: i64) -> bool {
+        now >= self.due && now >= self.since.saturating_add(grace)
+    }
+}
+
+/// The key of a marker.
+pub fn key(pack: &Id, since: i64, due: i64) -> String {
+    format!("{CONDEMNED}{pack}.{since}.{due}")
+}
+
+fn parse(key: &str) -> Option<Marker> {
+    let rest = key.strip_prefix(CONDEMNED)?;
+    let mut parts = rest.split('.');
+    let (hex, since, due) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || hex.len() != 64 {
+        return None;
+    }
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(since) || !digits(due) {
+        return None;
+    }
+    Some(Marker {
+        pack: Id::from_hex(hex).ok()?,
+        since: since.parse().ok()?,
+        due: due.parse().ok()?,
+        key: key.to_string(),
+    })
+}
+
+/// Every marker, by pack (the earliest, should a pack have two: a rerun after a kill).
+pub fn list(store: &dyn Store) -> Result<HashMap<Id, Marker>> {
+    let mut out: HashMap<Id, Marker> = HashMap::new();
+    let mut extra = Vec::new();
+    for o in store.list(CONDEMNED)? {
+        match parse(&o.key) {
+            Some(m) => match out.get(&m.pack) {
+                Some(old) if old.since <= m.since => extra.push(m),
+                _ => {
+                    if let Some(old) = out.insert(m.pack, m) {
+                        extra.push(old);
+                    }
+                }
+            },
+            None => {
+                tracing::warn!(key = %o.key, "ignoring an object in condemned/ that is not named like a marker")
+            }
+        }
+    }
+    if !extra.is_empty() {
+        tracing::debug!(
+            count = extra.len(),
+            "packs with more than one marker; the earliest counts"
+        );
+    }
+    Ok(out)
+}
+
+/// Every marker key of `pack` (there is one, or two after a killed run).
+pub fn keys_of(store: &dyn Store, pack: &Id) -> Result<Vec<String>> {
+    Ok(store
+        .list(&format!("{CONDEMNED}{pack}."))?
+        .into_iter()
+        .map(|o| o.key)
+        .collect())
+}
+
+/// Writes the marker of `pack`, condemned at `since` for `reason`, not to be deleted before
+/// `due`. Returns its key.
+pub fn write(store: &dyn Store, pack: &Id, since: i64, due: i64, reason: Reason) -> Result<String> {
+    let key = key(pack, since, due);
+    let note = serde_json::json!({
+        "pack": pack.to_hex(),
+        "reason": reason,
+        "host": crate::lease::hostname(),
+    });
+    store.put(&key, &serde_json::to_vec(&note).expect("serializes"))?;
+    Ok(key)
+}
+
+/// Deletes every marker of `pack`; a marker already gone is no error.
+pub fn remove(store: &dyn Store, pack: &Id) -> Result<()> {
+    for k in keys_of(store, pack)? {
+        match store.delete(&k) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_strangers_are_refused() {
+        let id = Id::from_hex(&"ab".repeat(32)).unwrap();
+        let k = key(&id, 1_764_000_000, 1_764_086_400);
+        let m = parse(&k).unwrap();
+        assert_eq!((m.pack, m.since, m.due), (id, 1_764_000_000, 1_764_086_400));
+        assert!(m.is_due(1_764_086_400, 3600));
+        assert!(!m.is_due(1_764_086_399, 0));
+        assert!(
+            !m.is_due(1_764_086_400, 2 * 86_400),
+            "a longer grace of the deleting run counts"
+        );
+        for bad in [
+            format!("{CONDEMNED}{id}.1"),
+            format!("{CONDEMNED}{id}.1.2.3"),
+            format!("{CONDEMNED}{id}.-1.2"),
+            format!("{CONDEMNED}{id}.1.9999999999999999999"),
+            format!("{CONDEMNED}abc.1.2"),
+            format!("{CONDEMNED}{id}..2"),
+        ] {
+            assert!(parse(&bad).is_none(), "{bad}");
+        }
+    }
+}

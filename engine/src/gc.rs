@@ -1,0 +1,571 @@
+//! Garbage collection: deletes the packs no snapshot needs, and repacks the mostly dead ones.
+//!
+//! The deletion protocol (docs/FORMAT.md, "Deleting packs") has two phases, so that no blob a
+//! snapshot needs is ever deleted, whatever runs beside it:
+//!
+//! 1. **Condemn**, under a shared repository lease (backups and restores go on). Every tree and
+//!    chunk reachable from the store's snapshots is marked live. A pack with no live blob that
+//!    the catalog relies on is condemned: a `condemned/` marker records when, and from when it
+//!    may go (now + grace). A pack whose dead bytes reach the repack threshold has its live
+//!    blobs copied, frame for frame, into new packs, which are stored and indexed *before* the
+//!    old pack is condemned. Every catalog forgets condemned packs at its next sync, so no
+//!    backup that starts after the marker deduplicates against them.
+//! 2. **Delete**, under an exclusive lease (no backup, export or restore holds a lease): the
+//!    snapshots are read again and any new ones marked; a condemned pack is deleted only when
+//!    its grace has passed and none of its blobs is live without another copy. A condemned pack
+//!    that a snapshot now needs (a backup that had synced before the marker deduplicated against
+//!    it) is taken back: its marker is removed.
+//!
+//! Every step is safe to interrupt: new packs are only extra copies until their old pack is
+//! condemned, a marker without its pack is kept for a while then removed, and a rerun starts by
+//! marking again. The `hook` lets tests stop or interleave a run at each commit point.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::condemn::{self, Marker, Reason};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::{BlobIndex, BlobLocation};
+use crate::lease::{self, Lease, LeaseMode, LeaseStore};
+use crate::pack::{BlobKind, PackEntry};
+use crate::packer::Packer;
+use crate::repo::{Repository, pack_key};
+use crate::tree::EntryKind;
+
+/// The commit points of a gc, in order; a [`GcHook`] is called at each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcPoint {
+    /// Every snapshot is walked; nothing was written.
+    Marked,
+    /// The repacked blobs' new packs are stored and indexed; no old pack is condemned yet.
+    Repacked,
+    /// The markers of this run are written and the catalog forgot their packs.
+    Condemned,
+    /// The exclusive lease is held and the due packs are chosen; none is deleted yet.
+    Deleting,
+    /// One pack was deleted (called once per pack).
+    PackDeleted,
+}
+
+impl GcPoint {
+    /// Every point, for callers that name them.
+    pub const ALL: [GcPoint; 5] = [
+        GcPoint::Marked,
+        GcPoint::Repacked,
+        GcPoint::Condemned,
+        GcPoint::Deleting,
+        GcPoint::PackDeleted,
+    ];
+
+    /// The point's name (`CAIRN_FAILPOINT=gc-condemned`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GcPoint::Marked => "gc-marked",
+            GcPoint::Repacked => "gc-repacked",
+            GcPoint::Condemned => "gc-condemned",
+            GcPoint::Deleting => "gc-deleting",
+            GcPoint::PackDeleted => "gc-pack-deleted",
+        }
+    }
+}
+
+/// A callback for [`GcOptions::hook`].
+#[derive(Clone)]
+pub struct GcHook(pub std::sync::Arc<dyn Fn(GcPoint) + Send + Sync>);
+
+impl std::fmt::Debug for GcHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcHook")
+    }
+}
+
+/// How a gc runs.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// How long a pack stays condemned before it may be deleted (`gc.grace`, default 24 h).
+    pub grace: Duration,
+    /// A pack whose dead bytes are at least this percentage of it is repacked (`gc.repack_dead_percent`).
+    pub repack_dead_percent: u8,
+    /// The clock (tests move it).
+    pub now: jiff::Timestamp,
+    /// Time-to-live of the repository leases.
+    pub lease_ttl: Duration,
+    /// Plan only: write, condemn and delete nothing.
+    pub dry_run: bool,
+    /// Called at the commit points.
+    pub hook: Option<GcHook>,
+    /// The key of a repository lease the caller holds (`cairn run`'s writer lease), which this
+    /// gc's own leases stand beside.
+    pub held: Option<String>,
+}
+
+/// What a gc did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Snapshots whose trees were walked.
+    pub snapshots: usize,
+    /// Distinct trees walked.
+    pub trees: usize,
+    /// Distinct live chunks.
+    pub chunks: usize,
+    /// Packs in the store, condemned ones included.
+    pub packs: usize,
+    /// Packs whose live blobs were copied into new packs.
+    pub packs_repacked: usize,
+    /// New packs written by the repacking.
+    pub packs_written: usize,
+    /// Bytes of the new packs.
+    pub bytes_written: u64,
+    /// Packs condemned by this run.
+    pub packs_condemned: usize,
+    /// Condemned packs not yet due (their grace has not passed).
+    pub packs_waiting: usize,
+    /// Condemned packs taken back because a snapshot needs them.
+    pub packs_revived: usize,
+    /// Packs deleted.
+    pub packs_deleted: usize,
+    /// Bytes of the deleted packs.
+    pub bytes_freed: u64,
+    /// Packs skipped because a blob in them failed its check (`cairn check` reports them).
+    pub packs_damaged: usize,
+    /// Why the deleting phase did not run although packs were due (a lease in the way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+}
+
+/// What is live: every tree and chunk reachable from the snapshots walked so far.
+#[derive(Debug, Default)]
+struct Live {
+    trees: HashSet<Id>,
+    chunks: HashSet<Id>,
+    walked: HashSet<Id>,
+}
+
+impl Live {
+    fn contains(&self, kind: BlobKind, id: &Id) -> bool {
+        match kind {
+            BlobKind::Data => self.chunks.contains(id),
+            BlobKind::Tree => self.trees.contains(id),
+        }
+    }
+
+    /// Marks everything below the snapshots of `catalog` not walked yet. Trees are walked once
+    /// however many snapshots share them, with an explicit stack (no recursion).
+    fn mark(&mut self, repo: &Repository, catalog: &Catalog) -> Result<()> {
+        for (sid, snap) in catalog.snapshots()? {
+            if !self.walked.insert(sid) {
+                continue;
+            }
+            let mut stack = vec![snap.root];
+            while let Some(tree) = stack.pop() {
+                if !self.trees.insert(tree) {
+                    continue;
+                }
+                let t = crate::read::load_tree(repo, catalog, &tree).map_err(|e| {
+                    e.context(format!(
+                        "gc stopped: snapshot {} cannot be walked (cairn check names the damage)",
+                        sid.short()
+                    ))
+                })?;
+                for e in t.entries {
+                    if e.kind == EntryKind::Dir
+                        && let Some(sub) = e.tree
+                    {
+                        stack.push(sub);
+                    }
+                    self.chunks.extend(e.chunks);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index a repack writes through: a blob counts as stored only where it stays, so the live
+/// blobs of the packs being left are stored again.
+struct Staying<'a> {
+    catalog: &'a Catalog,
+    leaving: &'a HashSet<Id>,
+}
+
+impl BlobIndex for Staying<'_> {
+    fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
+        Ok(self.catalog.contains(kind, id)?
+            && self
+                .catalog
+                .locate(kind, id)?
+                .is_some_and(|l| !self.leaving.contains(&l.pack)))
+    }
+
+    fn locate(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        self.catalog.locate(kind, id)
+    }
+
+    fn pack_stored(&self, pack: &Id, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.catalog.pack_stored(pack, size, entries)
+    }
+}
+
+/// Runs a garbage collection of `repo`, whose catalog on this state volume is `catalog`.
+pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcReport> {
+    let store = repo.store();
+    let call = |p: GcPoint| {
+        if let Some(h) = &opts.hook {
+            (h.0)(p);
+        }
+    };
+    let grace = i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
+    let now = opts.now.as_second();
+    // Before anything is written: a key that may not delete would leave new packs and markers
+    // that no run of it can ever finish. Deleting a key that does not exist is allowed exactly
+    // when deleting is.
+    if !opts.dry_run {
+        probe_delete(store.as_ref())?;
+    }
+    let shared = lease::acquire_as(
+        LeaseStore::Owned(store.clone()),
+        lease::REPOSITORY,
+        "garbage collection",
+        opts.lease_ttl,
+        LeaseMode::Shared,
+        &[],
+        None,
+    )?;
+    let result = shared.hold(|| {
+        let mut report = GcReport::default();
+        let mut live = Live::default();
+        catalog.resync(repo)?;
+        refuse_unreadable_snapshots(repo, catalog)?;
+        live.mark(repo, catalog)?;
+        report.snapshots = live.walked.len();
+        report.trees = live.trees.len();
+        report.chunks = live.chunks.len();
+        call(GcPoint::Marked);
+
+        let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+        report.packs = in_store.len();
+        let mut markers = condemn::list(store.as_ref())?;
+
+        // Weigh every pack the catalog relies on: bytes of live blobs located in it.
+        let mut unreferenced = Vec::new();
+        let mut repack = Vec::new();
+        for (pack, size, entries) in catalog.pack_indexes()? {
+            if markers.contains_key(&pack) {
+                continue;
+            }
+            let mut needed = Vec::new();
+            let mut needed_bytes = 0u64;
+            for e in &entries {
+                if live.contains(e.kind, &e.id)
+                    && catalog.locate(e.kind, &e.id)?.is_some_and(|l| l.pack == pack)
+                {
+                    needed_bytes += u64::from(e.length);
+                    needed.push(*e);
+                }
+            }
+            if needed.is_empty() {
+                unreferenced.push(pack);
+            } else if (size - needed_bytes.min(size)) * 100
+                >= size * u64::from(opts.repack_dead_percent)
+            {
+                repack.push((pack, needed));
+            }
+        }
+        repack.sort_by_key(|(p, _)| *p);
+        unreferenced.sort();
+
+        let mut condemned: Vec<(Id, Reason)> =
+            unreferenced.into_iter().map(|p| (p, Reason::Unreferenced)).collect();
+        if !repack.is_empty() && !opts.dry_run {
+            let (done, written, bytes, damaged) = repack_packs(repo, catalog, &repack)?;
+            report.packs_repacked = done.len();
+            report.packs_written = written;
+            report.bytes_written = bytes;
+            report.packs_damaged = damaged;
+            condemned.extend(done.into_iter().map(|p| (p, Reason::Repacked)));
+        } else if opts.dry_run {
+            report.packs_repacked = repack.len();
+            condemned.extend(repack.iter().map(|(p, _)| (*p, Reason::Repacked)));
+        }
+        call(GcPoint::Repacked);
+
+        report.packs_condemned = condemned.len();
+        if !opts.dry_run {
+            for (pack, reason) in &condemned {
+                let key = condemn::write(store.as_ref(), pack, now, now.saturating_add(grace), *reason)?;
+                markers.insert(
+                    *pack,
+                    Marker {
+                        pack: *pack,
+                        since: now,
+                        due: now.saturating_add(grace),
+                        key,
+                    },
+                );
+            }
+            catalog.forget_collected(&condemned.iter().map(|(p, _)| *p).collect())?;
+        }
+        call(GcPoint::Condemned);
+
+        // Markers of packs that are gone: kept a while so that other catalogs learn the pack
+        // was collected, then removed.
+        if !opts.dry_run {
+            for m in markers.values() {
+                if !in_store.contains_key(&m.pack)
+                    && now >= m.since.saturating_add(grace).saturating_add(condemn::MARKER_KEPT)
+                {
+                    condemn::remove(store.as_ref(), &m.pack)?;
+                }
+            }
+        }
+        let present: Vec<&Marker> = markers
+            .values()
+            .filter(|m| in_store.contains_key(&m.pack))
+            .collect();
+        // Taken back before anything is due: a snapshot made by a backup that had synced before
+        // the marker may need a condemned pack.
+        let revived = review(repo, catalog, &live, &present, &in_store)?;
+        if !opts.dry_run {
+            for pack in &revived {
+                condemn::remove(store.as_ref(), pack)?;
+            }
+        }
+        report.packs_revived = revived.len();
+        let due: Vec<&Marker> = present
+            .iter()
+            .filter(|m| !revived.contains(&m.pack) && m.is_due(now, grace))
+            .copied()
+            .collect();
+        report.packs_waiting = present.len() - revived.len() - due.len();
+        if due.is_empty() || opts.dry_run {
+            report.packs_deleted = due.len();
+            report.bytes_freed = due.iter().map(|m| in_store[&m.pack]).sum();
+            return Ok(report);
+        }
+        let mut beside = vec![shared.key()];
+        beside.extend(opts.held.as_deref());
+        let exclusive = match lease::acquire_as(
+            LeaseStore::Owned(store.clone()),
+            lease::REPOSITORY,
+            "garbage collection (deleting)",
+            opts.lease_ttl,
+            LeaseMode::Exclusive,
+            &beside,
+            None,
+        ) {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::Locked => {
+                tracing::warn!(error = %e, due = due.len(), "condemned packs are due but the repository is in use; they are deleted by a later gc");
+                report.packs_waiting += due.len();
+                report.deferred = Some(e.to_string());
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        let done = exclusive.hold(|| {
+            delete_due(repo, catalog, &mut live, &due, &exclusive, &in_store, &call)
+        })?;
+        exclusive.release();
+        report.packs_revived += done.revived;
+        report.packs_deleted = done.deleted;
+        report.bytes_freed = done.freed;
+        report.packs_waiting += done.waiting;
+        Ok(report)
+    });
+    shared.release();
+    result
+}
+
+/// What the deleting phase did.
+struct Deleted {
+    deleted: usize,
+    freed: u64,
+    revived: usize,
+    /// Due packs left for a later run (the lease was lost midway).
+    waiting: usize,
+}
+
+/// Refuses to collect beside a snapshot it cannot read: what it references is unknown.
+fn refuse_unreadable_snapshots(repo: &Repository, catalog: &Catalog) -> Result<()> {
+    let known: HashSet<Id> = catalog.snapshots()?.into_iter().map(|(id, _)| id).collect();
+    if let Some(id) = repo
+        .list_snapshot_ids()?
+        .into_iter()
+        .find(|id| !known.contains(id))
+    {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "gc stopped: snapshot {} cannot be read, so what it needs is unknown (cairn check --repair moves a damaged one aside)",
+                id.short()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails, naming the store, when its key may not delete.
+fn probe_delete(store: &dyn crate::store::Store) -> Result<()> {
+    let key = format!("{}probe-{}", condemn::CONDEMNED, crate::id::random_hex(8)?);
+    match store.delete(&key) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::new(
+            e.kind(),
+            format!(
+                "gc needs a key that may delete, and this store's may not ({e}); nothing was changed"
+            ),
+        )),
+    }
+}
+
+/// The condemned packs in `markers` that a live blob needs: it has no copy the catalog knows
+/// elsewhere (the catalog forgot condemned packs). Reads each one's index (one ranged read).
+fn review(
+    repo: &Repository,
+    catalog: &Catalog,
+    live: &Live,
+    markers: &[&Marker],
+    in_store: &HashMap<Id, u64>,
+) -> Result<HashSet<Id>> {
+    let mut revived = HashSet::new();
+    for m in markers {
+        let entries = match repo.read_pack_index(&m.pack, in_store[&m.pack]) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e.context(format!(
+                    "reading the index of condemned pack {}",
+                    m.pack.short()
+                )));
+            }
+        };
+        for e in &entries {
+            if live.contains(e.kind, &e.id) && catalog.locate(e.kind, &e.id)?.is_none() {
+                tracing::info!(pack = %m.pack, blob = %e.id, "a condemned pack is needed by a snapshot; taking it back");
+                revived.insert(m.pack);
+                break;
+            }
+        }
+    }
+    Ok(revived)
+}
+
+/// The deleting phase, under the exclusive lease.
+fn delete_due(
+    repo: &Repository,
+    catalog: &Catalog,
+    live: &mut Live,
+    due: &[&Marker],
+    lease: &Lease<'_>,
+    in_store: &HashMap<Id, u64>,
+    call: &dyn Fn(GcPoint),
+) -> Result<Deleted> {
+    let store = repo.store();
+    // Snapshots committed since the marking (a backup that finished before this lease).
+    catalog.resync(repo)?;
+    refuse_unreadable_snapshots(repo, catalog)?;
+    live.mark(repo, catalog)?;
+    let revived = review(repo, catalog, live, due, in_store)?;
+    for pack in &revived {
+        condemn::remove(store.as_ref(), pack)?;
+    }
+    call(GcPoint::Deleting);
+    let mut done = Deleted {
+        deleted: 0,
+        freed: 0,
+        revived: revived.len(),
+        waiting: 0,
+    };
+    for m in due.iter().filter(|m| !revived.contains(&m.pack)) {
+        // Irrevocable: only while the lease is still this run's alone.
+        if let Err(e) = lease.confirm() {
+            tracing::warn!(error = %e, "stopping the deletion");
+            done.waiting = due.len() - done.revived - done.deleted;
+            return Ok(done);
+        }
+        match store.delete(&pack_key(&m.pack)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.context(format!("deleting pack {}", m.pack.short()))),
+        }
+        match store.delete(&crate::damage::note_key(&m.pack)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                tracing::warn!(pack = %m.pack, error = %e, "could not delete the damage note of a deleted pack")
+            }
+            _ => {}
+        }
+        if let Some(c) = catalog.tree_cache() {
+            c.forget(&m.pack);
+        }
+        done.deleted += 1;
+        done.freed += in_store[&m.pack];
+        tracing::debug!(pack = %m.pack, "pack deleted");
+        call(GcPoint::PackDeleted);
+    }
+    Ok(done)
+}
+
+/// Copies the needed blobs of `packs` into new packs. Returns the packs done (all their needed
+/// blobs are now stored elsewhere), new packs written, their bytes, and packs skipped as damaged.
+fn repack_packs(
+    repo: &Repository,
+    catalog: &Catalog,
+    packs: &[(Id, Vec<PackEntry>)],
+) -> Result<(Vec<Id>, usize, u64, usize)> {
+    let leaving: HashSet<Id> = packs.iter().map(|(p, _)| *p).collect();
+    let index = Staying {
+        catalog,
+        leaving: &leaving,
+    };
+    let store = repo.store().as_ref();
+    let size = repo.config().pack_size as usize;
+    let data = Packer::new(store, &index, BlobKind::Data, size);
+    let trees = Packer::new(store, &index, BlobKind::Tree, size / 4);
+    let mut done = Vec::new();
+    let mut damaged = 0;
+    for (pack, needed) in packs {
+        let bytes = store
+            .get(&pack_key(pack))
+            .map_err(|e| e.context(format!("reading pack {} to repack it", pack.short())))?;
+        // Every frame is checked before any is copied: a damaged pack stays, for check to
+        // report and a backup to heal, and nothing of it is half moved.
+        let mut frames = Vec::with_capacity(needed.len());
+        let mut bad = false;
+        for e in needed {
+            let loc = BlobLocation::of(*pack, e);
+            let frame = bytes
+                .get(e.offset as usize..(e.offset as usize).saturating_add(e.length as usize))
+                .ok_or_else(|| Error::new(ErrorKind::Corrupt, "frame beyond the pack"));
+            match frame.and_then(|f| repo.open_frame(e.kind, &e.id, &loc, f).map(|_| f)) {
+                Ok(f) => frames.push((e, f)),
+                Err(err) => {
+                    tracing::warn!(pack = %pack, blob = %e.id, error = %err, "not repacking a pack with a damaged blob");
+                    bad = true;
+                    break;
+                }
+            }
+        }
+        if bad {
+            damaged += 1;
+            continue;
+        }
+        for (e, frame) in frames {
+            let packer = match e.kind {
+                BlobKind::Data => &data,
+                BlobKind::Tree => &trees,
+            };
+            packer.add(e.id, frame, e.raw_length as usize)?;
+        }
+        done.push(*pack);
+    }
+    data.finish()?;
+    trees.finish()?;
+    let (dp, db) = data.written();
+    let (tp, tb) = trees.written();
+    Ok((done, (dp + tp) as usize, db + tb, damaged))
+}
