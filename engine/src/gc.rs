@@ -154,8 +154,15 @@ impl Live {
     }
 
     /// Marks everything below the snapshots of `catalog` not walked yet. Trees are walked once
-    /// however many snapshots share them, with an explicit stack (no recursion).
-    fn mark(&mut self, repo: &Repository, catalog: &Catalog) -> Result<()> {
+    /// however many snapshots share them, with an explicit stack (no recursion). A tree the
+    /// catalog does not know is looked for in the condemned packs: a backup that ran beside the
+    /// marking may have committed a snapshot whose new tree pack was condemned as unreferenced.
+    fn mark(
+        &mut self,
+        repo: &Repository,
+        catalog: &Catalog,
+        condemned: &mut Condemned<'_>,
+    ) -> Result<()> {
         for (sid, snap) in catalog.snapshots()? {
             if !self.walked.insert(sid) {
                 continue;
@@ -165,7 +172,20 @@ impl Live {
                 if !self.trees.insert(tree) {
                     continue;
                 }
-                let t = crate::read::load_tree(repo, catalog, &tree).map_err(|e| {
+                let t = match crate::read::load_tree(repo, catalog, &tree) {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        match condemned.find(BlobKind::Tree, &tree)? {
+                            Some(loc) => crate::tree::Tree::decode(&repo.read_blob(
+                                BlobKind::Tree,
+                                &tree,
+                                &loc,
+                            )?),
+                            None => Err(e),
+                        }
+                    }
+                    t => t,
+                }
+                .map_err(|e| {
                     e.context(format!(
                         "gc stopped: snapshot {} cannot be walked (cairn check names the damage)",
                         sid.short()
@@ -179,6 +199,67 @@ impl Live {
                     }
                     self.chunks.extend(e.chunks);
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The condemned packs still in the store, whose indexes are read (one ranged read each) only
+/// when a tree is missing from the catalog; a pack a live tree is found in is revived.
+struct Condemned<'a> {
+    repo: &'a Repository,
+    packs: Vec<(Id, u64)>,
+    index: Option<HashMap<(BlobKind, Id), (Id, PackEntry)>>,
+    entries: HashMap<Id, (u64, Vec<PackEntry>)>,
+    revived: HashSet<Id>,
+}
+
+impl<'a> Condemned<'a> {
+    fn new(repo: &'a Repository, packs: Vec<(Id, u64)>) -> Condemned<'a> {
+        Condemned {
+            repo,
+            packs,
+            index: None,
+            entries: HashMap::new(),
+            revived: HashSet::new(),
+        }
+    }
+
+    /// Where a blob is in a condemned pack, if it is; that pack is then revived.
+    fn find(&mut self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        if self.index.is_none() {
+            let mut index = HashMap::new();
+            for (pack, size) in &self.packs {
+                let entries = match self.repo.read_pack_index(pack, *size) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for e in &entries {
+                    index.entry((e.kind, e.id)).or_insert((*pack, *e));
+                }
+                self.entries.insert(*pack, (*size, entries));
+            }
+            self.index = Some(index);
+        }
+        let found = self
+            .index
+            .as_ref()
+            .and_then(|i| i.get(&(kind, *id)).copied());
+        Ok(found.map(|(pack, e)| {
+            self.revived.insert(pack);
+            BlobLocation::of(pack, &e)
+        }))
+    }
+
+    /// Takes the revived packs back: their markers go and the catalog indexes them again.
+    fn revive(&self, store: &dyn crate::store::Store, catalog: &Catalog) -> Result<()> {
+        for pack in &self.revived {
+            tracing::info!(pack = %pack, "a condemned pack holds a tree a snapshot needs; taking it back");
+            condemn::remove(store, pack)?;
+            if let Some((size, entries)) = self.entries.get(pack) {
+                catalog.add_pack(pack, *size, entries)?;
             }
         }
         Ok(())
@@ -240,15 +321,22 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         let mut live = Live::default();
         catalog.resync(repo)?;
         refuse_unreadable_snapshots(repo, catalog)?;
-        live.mark(repo, catalog)?;
+        let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
+        report.packs = in_store.len();
+        let mut markers = condemn::list(store.as_ref())?;
+        let mut fallback = Condemned::new(repo, condemned_in(&markers, &in_store));
+        live.mark(repo, catalog, &mut fallback)?;
+        if !opts.dry_run {
+            fallback.revive(store.as_ref(), catalog)?;
+        }
+        for pack in &fallback.revived {
+            markers.remove(pack);
+        }
+        report.packs_revived = fallback.revived.len();
         report.snapshots = live.walked.len();
         report.trees = live.trees.len();
         report.chunks = live.chunks.len();
         call(GcPoint::Marked);
-
-        let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
-        report.packs = in_store.len();
-        let mut markers = condemn::list(store.as_ref())?;
 
         // Weigh every pack the catalog relies on: bytes of live blobs located in it.
         let mut unreferenced = Vec::new();
@@ -334,7 +422,7 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
                 condemn::remove(store.as_ref(), pack)?;
             }
         }
-        report.packs_revived = revived.len();
+        report.packs_revived += revived.len();
         let due: Vec<&Marker> = present
             .iter()
             .filter(|m| !revived.contains(&m.pack) && m.is_due(now, grace))
@@ -387,6 +475,14 @@ struct Deleted {
     revived: usize,
     /// Due packs left for a later run (the lease was lost midway).
     waiting: usize,
+}
+
+/// The condemned packs still in the store, with their sizes.
+fn condemned_in(markers: &HashMap<Id, Marker>, in_store: &HashMap<Id, u64>) -> Vec<(Id, u64)> {
+    markers
+        .keys()
+        .filter_map(|p| in_store.get(p).map(|s| (*p, *s)))
+        .collect()
 }
 
 /// Refuses to collect beside a snapshot it cannot read: what it references is unknown.
@@ -469,11 +565,23 @@ fn delete_due(
     // Snapshots committed since the marking (a backup that finished before this lease).
     catalog.resync(repo)?;
     refuse_unreadable_snapshots(repo, catalog)?;
-    live.mark(repo, catalog)?;
-    let revived = review(repo, catalog, live, due, in_store)?;
+    let mut fallback = Condemned::new(
+        repo,
+        due.iter().map(|m| (m.pack, in_store[&m.pack])).collect(),
+    );
+    live.mark(repo, catalog, &mut fallback)?;
+    fallback.revive(store.as_ref(), catalog)?;
+    let due: Vec<&Marker> = due
+        .iter()
+        .filter(|m| !fallback.revived.contains(&m.pack))
+        .copied()
+        .collect();
+    let mut revived = review(repo, catalog, live, &due, in_store)?;
     for pack in &revived {
         condemn::remove(store.as_ref(), pack)?;
     }
+    revived.extend(fallback.revived.iter().copied());
+    let due = &due;
     call(GcPoint::Deleting);
     let mut done = Deleted {
         deleted: 0,
@@ -485,7 +593,7 @@ fn delete_due(
         // Irrevocable: only while the lease is still this run's alone.
         if let Err(e) = lease.confirm() {
             tracing::warn!(error = %e, "stopping the deletion");
-            done.waiting = due.len() - done.revived - done.deleted;
+            done.waiting = due.iter().filter(|m| !revived.contains(&m.pack)).count() - done.deleted;
             return Ok(done);
         }
         match store.delete(&pack_key(&m.pack)) {

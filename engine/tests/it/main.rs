@@ -8,6 +8,7 @@ mod delay_proxy;
 mod docs;
 mod export;
 mod forget;
+mod gc;
 mod golden;
 mod props;
 mod restore;

@@ -15,7 +15,7 @@ use crate::common::*;
 use crate::store_conformance::conformance;
 
 /// The test server's coordinates with a prefix no other test run uses.
-fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
+pub(crate) fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
     let Ok(endpoint) = std::env::var("CAIRN_S3_TEST_ENDPOINT") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
