@@ -65,6 +65,13 @@ TOML
     g bucket create "$b" >/dev/null
     g bucket allow --read --write --owner "$b" --key cairn-test >/dev/null
   done
+  # A key that may read the store but not write or delete (Garage has no delete-only grant):
+  # a gc with it must refuse before changing anything.
+  ro_out=$(g key create cairn-readonly)
+  ro_id=$(printf '%s\n' "$ro_out" | awk -F': *' '/Key ID/ {print $2; exit}')
+  ro_secret=$(printf '%s\n' "$ro_out" | awk -F': *' '/Secret key/ {print $2; exit}')
+  [ -n "$ro_id" ] && [ -n "$ro_secret" ] || { echo "s3-server: could not parse the read-only key" >&2; exit 1; }
+  g bucket allow --read cairn-store --key cairn-readonly >/dev/null
   umask 077
   cat >"$dir/env" <<ENV
 export CAIRN_S3_TEST_ENDPOINT=http://127.0.0.1:$s3_port
@@ -73,6 +80,8 @@ export CAIRN_S3_TEST_BUCKET=cairn-store
 export CAIRN_S3_TEST_EXPORTS_BUCKET=cairn-exports
 export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret
+export CAIRN_S3_TEST_RO_KEY_ID=$ro_id
+export CAIRN_S3_TEST_RO_SECRET=$ro_secret
 ENV
   echo "s3-server: Garage ready on 127.0.0.1:$s3_port (pid $(cat "$dir/pid"))" >&2
 }

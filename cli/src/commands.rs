@@ -115,6 +115,9 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Forget exactly these snapshots (id prefixes, dates or `latest`) instead of applying the
+    /// policy; every one must exist, or nothing is forgotten.
+    snapshots: Vec<String>,
     /// Print the plan (newest snapshot first) and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -836,7 +839,9 @@ fn run_find(cli: &Cli, cfg: &Config, pattern: &str) -> Result<u8> {
 
 fn run_forget(cli: &Cli, cfg: &Config, a: &ForgetArgs) -> Result<u8> {
     let policy = cfg.retention.policy()?;
-    refuse_empty_policy(&policy, a.allow_empty)?;
+    if a.snapshots.is_empty() {
+        refuse_empty_policy(&policy, a.allow_empty)?;
+    }
     let repo = open_repo(cfg)?;
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let lease = if a.dry_run {
@@ -846,7 +851,12 @@ fn run_forget(cli: &Cli, cfg: &Config, a: &ForgetArgs) -> Result<u8> {
     };
     holding(&lease, || {
         let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-        let out = forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog)?;
+        let named = a
+            .snapshots
+            .iter()
+            .map(|sel| catalog.resolve_snapshot(sel))
+            .collect::<cairn_engine::Result<Vec<_>>>()?;
+        let out = forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog, &named)?;
         if cli.json {
             print_json(&out);
         }
@@ -863,8 +873,13 @@ fn forget_step(
     policy: &forget::Policy,
     repo: &Repository,
     catalog: &Catalog,
+    named: &[(cairn_engine::Id, cairn_engine::snapshot::Snapshot)],
 ) -> Result<serde_json::Value> {
-    let plan = forget::plan(&catalog.snapshots()?, policy, &cfg.time_zone()?);
+    let plan = if named.is_empty() {
+        forget::plan(&catalog.snapshots()?, policy, &cfg.time_zone()?)
+    } else {
+        forget::plan_named(named, &cfg.time_zone()?)
+    };
     if !dry_run {
         forget::forget(repo, catalog, &plan).context("forgetting snapshots")?;
     }
@@ -914,7 +929,7 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
             Some(repo_lease(cfg, &repo, LeaseMode::Shared, "prune")?)
         };
         holding(&lease, || {
-            forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog)
+            forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog, &[])
         })?
     };
     let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;

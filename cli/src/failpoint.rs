@@ -1,6 +1,7 @@
 //! Failpoints for the CLI's own tests: `CAIRN_FAILPOINT=pack-stored:3` makes a debug build kill
 //! itself with SIGKILL the third time a backup reaches that point, so that a test of a killed run
-//! hits exactly the moment it names instead of guessing it with sleeps. Release builds, the ones
+//! hits exactly the moment it names instead of guessing it with sleeps; `…:stop` stops it with
+//! SIGSTOP instead, so that a test can act while it holds its leases. Release builds, the ones
 //! deployed, ignore the variable: the failpoint exists only with debug assertions.
 
 use cairn_engine::backup::Hook;
@@ -13,6 +14,12 @@ pub fn backup_hook() -> Option<Hook> {
     use cairn_engine::backup::HookPoint;
 
     let spec = std::env::var("CAIRN_FAILPOINT").ok()?;
+    let (spec, signal) = match spec.strip_suffix(":stop") {
+        // `…:stop` stops the process instead (SIGSTOP): it stays alive, holding its leases,
+        // until a test sends SIGCONT or kills it.
+        Some(s) => (s.to_string(), libc::SIGSTOP),
+        None => (spec, libc::SIGKILL),
+    };
     let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
     if name.starts_with("gc-") {
         return None;
@@ -30,7 +37,7 @@ pub fn backup_hook() -> Option<Hook> {
             // SAFETY: kill(2) on our own pid; SIGKILL runs no handler and no destructor, which
             // is the point.
             unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
+                libc::kill(libc::getpid(), signal);
             }
         }
     })))

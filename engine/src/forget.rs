@@ -173,6 +173,16 @@ impl Plan {
     }
 }
 
+/// The plan that forgets exactly `named` (`cairn forget ID…`), whatever a policy would keep.
+pub fn plan_named(named: &[(Id, Snapshot)], tz: &jiff::tz::TimeZone) -> Plan {
+    let mut p = plan(named, &Policy::default(), tz);
+    p.entries.dedup_by_key(|e| e.id);
+    for e in &mut p.entries {
+        e.reasons.clear();
+    }
+    p
+}
+
 /// The plan of `policy` for `snapshots`.
 ///
 /// A snapshot's day is the day its run belongs to (`date`, which a run derives from its clock

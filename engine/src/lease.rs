@@ -326,6 +326,11 @@ pub fn acquire_as<'s>(
                 if !other.expired(now) {
                     tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
                         "taking over a lease whose holder is gone");
+                } else if other.expires != jiff::Timestamp::UNIX_EPOCH.to_string() {
+                    // (A lease ended by a key that may not delete is rewritten to expire at the
+                    // epoch: that one was released, not abandoned.)
+                    tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
+                        "taking over an expired lease (its holder stopped refreshing it)");
                 }
                 retire(store_ref, &k, &other);
             } else if mode.conflicts(other.mode) {

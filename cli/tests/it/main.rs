@@ -15,6 +15,8 @@ mod seeded;
 #[allow(dead_code)]
 mod survey;
 
+mod prune;
+
 use seeded::seeded;
 use survey::{Kind, survey, temporaries};
 
