@@ -257,7 +257,8 @@ fn gc_options(cfg: &Config, dry_run: bool) -> Result<gc::GcOptions> {
     Ok(gc::GcOptions {
         grace: cfg.gc.grace()?,
         repack_dead_percent: cfg.gc.repack_dead_percent,
-        now: jiff::Timestamp::now(),
+        now: None,
+        assume_forgotten: Default::default(),
         lease_ttl: std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
         dry_run,
         hook: crate::failpoint::gc_hook(),
@@ -856,7 +857,7 @@ fn run_forget(cli: &Cli, cfg: &Config, a: &ForgetArgs) -> Result<u8> {
             .iter()
             .map(|sel| catalog.resolve_snapshot(sel))
             .collect::<cairn_engine::Result<Vec<_>>>()?;
-        let out = forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog, &named)?;
+        let (out, _) = forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog, &named)?;
         if cli.json {
             print_json(&out);
         }
@@ -874,7 +875,10 @@ fn forget_step(
     repo: &Repository,
     catalog: &Catalog,
     named: &[(cairn_engine::Id, cairn_engine::snapshot::Snapshot)],
-) -> Result<serde_json::Value> {
+) -> Result<(
+    serde_json::Value,
+    std::collections::HashSet<cairn_engine::Id>,
+)> {
     let plan = if named.is_empty() {
         forget::plan(&catalog.snapshots()?, policy, &cfg.time_zone()?)
     } else {
@@ -892,13 +896,17 @@ fn forget_step(
             plan.entries.len()
         );
     }
-    Ok(serde_json::json!({
-        "policy": policy,
-        "dry_run": dry_run,
-        "plan": plan.entries,
-        "forgotten": forgotten,
-        "kept": plan.entries.len() - forgotten,
-    }))
+    let ids = plan.forgotten().map(|e| e.id).collect();
+    Ok((
+        serde_json::json!({
+            "policy": policy,
+            "dry_run": dry_run,
+            "plan": plan.entries,
+            "forgotten": forgotten,
+            "kept": plan.entries.len() - forgotten,
+        }),
+        ids,
+    ))
 }
 
 fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
@@ -918,11 +926,11 @@ fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
 fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
     let policy = cfg.retention.policy()?;
     refuse_empty_policy(&policy, a.allow_empty)?;
-    let opts = gc_options(cfg, a.dry_run)?;
+    let mut opts = gc_options(cfg, a.dry_run)?;
     let repo = open_repo(cfg)?;
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let forgot = {
+    let (forgot, forgotten) = {
         let lease = if a.dry_run {
             None
         } else {
@@ -932,6 +940,10 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
             forget_step(cli, cfg, a.dry_run, &policy, &repo, &catalog, &[])
         })?
     };
+    if a.dry_run {
+        // What gc would find once the plan's snapshots are gone.
+        opts.assume_forgotten = forgotten;
+    }
     let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;
     if cli.json {
         print_json(&serde_json::json!({ "forget": forgot, "gc": report }));

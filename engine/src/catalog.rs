@@ -479,8 +479,11 @@ impl Catalog {
                 }
             }
         }
-        if !forget.is_empty() {
-            self.forget_packs(&forget)?;
+        // A resized pack is forgotten before it is indexed again; gone and collected packs
+        // after the new ones are indexed, so that a blob a repack moved finds its new copy and
+        // no files record is dropped for it.
+        if !resized.is_empty() {
+            self.forget_packs(&resized)?;
         }
         // Damage found by another machine, or before this catalog was rebuilt: marked before
         // packs are indexed, so that a damaged copy never replaces a good one.
@@ -508,6 +511,10 @@ impl Catalog {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        let forget: HashSet<Id> = forget.difference(&resized).copied().collect();
+        if !forget.is_empty() {
+            self.forget_packs(&forget)?;
         }
         let stored: HashSet<Id> = repo.list_snapshot_ids()?.into_iter().collect();
         let cached: HashSet<Id> = self.snapshot_ids()?.into_iter().collect();
@@ -629,13 +636,15 @@ impl Catalog {
         // copies only when there is no other).
         let mut found: HashMap<(u8, Id), (Id, PackEntry, bool)> = HashMap::new();
         if !homeless.is_empty() {
+            // Only packs still known: an older cairn forgets packs but not their index rows.
+            let known = self.pack_sizes()?;
             for item in self
                 .db
                 .iterator_cf(self.cf("pack_index"), IteratorMode::Start)
             {
                 let (k, v) = item?;
                 let pack = Id::from_slice(&k)?;
-                if gone.contains(&pack) {
+                if gone.contains(&pack) || !known.contains_key(&pack) {
                     continue;
                 }
                 for e in decode_entries(&v)? {
@@ -656,12 +665,17 @@ impl Catalog {
         }
         let mut lost_chunks: HashSet<Id> = HashSet::new();
         for key in &homeless {
-            match found.get(key) {
-                Some((pack, e, _)) => self.put_location(&mut batch, pack, e),
-                None if key.0 == BlobKind::Data.code() => {
-                    lost_chunks.insert(key.1);
+            // A chunk left with only a damaged copy counts as lost for the files records: the
+            // next backup must read its file and store it again.
+            let damaged_only = match found.get(key) {
+                Some((pack, e, damaged)) => {
+                    self.put_location(&mut batch, pack, e);
+                    *damaged
                 }
-                None => {}
+                None => true,
+            };
+            if damaged_only && key.0 == BlobKind::Data.code() {
+                lost_chunks.insert(key.1);
             }
         }
         for id in gone {

@@ -90,8 +90,11 @@ pub struct GcOptions {
     pub grace: Duration,
     /// A pack whose dead bytes are at least this percentage of it is repacked (`gc.repack_dead_percent`).
     pub repack_dead_percent: u8,
-    /// The clock (tests move it).
-    pub now: jiff::Timestamp,
+    /// The clock: `None` reads the system's each time a time is recorded or compared; tests
+    /// set a simulated one.
+    pub now: Option<jiff::Timestamp>,
+    /// Snapshots to count as gone (`prune --dry-run`: the ones the forget would delete).
+    pub assume_forgotten: HashSet<Id>,
     /// Time-to-live of the repository leases.
     pub lease_ttl: Duration,
     /// Plan only: write, condemn and delete nothing.
@@ -143,6 +146,8 @@ struct Live {
     trees: HashSet<Id>,
     chunks: HashSet<Id>,
     walked: HashSet<Id>,
+    /// Snapshots not to walk (see [`GcOptions::assume_forgotten`]).
+    skip: HashSet<Id>,
 }
 
 impl Live {
@@ -164,7 +169,7 @@ impl Live {
         condemned: &mut Condemned<'_>,
     ) -> Result<()> {
         for (sid, snap) in catalog.snapshots()? {
-            if !self.walked.insert(sid) {
+            if self.skip.contains(&sid) || !self.walked.insert(sid) {
                 continue;
             }
             let mut stack = vec![snap.root];
@@ -234,7 +239,10 @@ impl<'a> Condemned<'a> {
                 let entries = match self.repo.read_pack_index(pack, *size) {
                     Ok(e) => e,
                     Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(pack = %pack, error = %e, "the index of a condemned pack cannot be read");
+                        continue;
+                    }
                 };
                 for e in &entries {
                     index.entry((e.kind, e.id)).or_insert((*pack, *e));
@@ -291,8 +299,49 @@ impl BlobIndex for Staying<'_> {
     }
 }
 
+/// The store prefix of the lease that keeps gcs apart: two would repack the same packs and
+/// each keep the other from deleting.
+pub const GC_LEASES: &str = "_leases/gc/";
+
 /// Runs a garbage collection of `repo`, whose catalog on this state volume is `catalog`.
+///
+/// It holds the gc lease (one gc at a time) and a shared repository lease; the deleting phase
+/// takes the exclusive one. A dry run takes none and writes nothing.
 pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcReport> {
+    if opts.dry_run {
+        return collect(repo, catalog, opts, None);
+    }
+    let store = repo.store();
+    // Before anything is written: a key that may not delete would leave new packs and markers
+    // that no run of it can ever finish. Deleting a key that does not exist is allowed exactly
+    // when deleting is.
+    probe_delete(store.as_ref())?;
+    let take = |prefix: &str, purpose: &str, mode| {
+        lease::acquire_as(
+            LeaseStore::Owned(store.clone()),
+            prefix,
+            purpose,
+            opts.lease_ttl,
+            mode,
+            &[],
+            None,
+        )
+    };
+    let alone = take(GC_LEASES, "garbage collection", LeaseMode::Exclusive)?;
+    let shared = take(lease::REPOSITORY, "garbage collection", LeaseMode::Shared)?;
+    let result = alone.hold(|| shared.hold(|| collect(repo, catalog, opts, Some(&shared))));
+    shared.release();
+    alone.release();
+    result
+}
+
+/// The gc itself, under `shared` (none in a dry run).
+fn collect(
+    repo: &Repository,
+    catalog: &Catalog,
+    opts: &GcOptions,
+    shared: Option<&Lease<'_>>,
+) -> Result<GcReport> {
     let store = repo.store();
     let call = |p: GcPoint| {
         if let Some(h) = &opts.hook {
@@ -300,26 +349,16 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         }
     };
     let grace = i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
-    let now = opts.now.as_second();
-    // Before anything is written: a key that may not delete would leave new packs and markers
-    // that no run of it can ever finish. Deleting a key that does not exist is allowed exactly
-    // when deleting is.
-    if !opts.dry_run {
-        probe_delete(store.as_ref())?;
-    }
-    let shared = lease::acquire_as(
-        LeaseStore::Owned(store.clone()),
-        lease::REPOSITORY,
-        "garbage collection",
-        opts.lease_ttl,
-        LeaseMode::Shared,
-        &[],
-        None,
-    )?;
-    let result = shared.hold(|| {
+    let now = || opts.now.unwrap_or_else(jiff::Timestamp::now).as_second();
+    {
         let mut report = GcReport::default();
-        let mut live = Live::default();
-        catalog.resync(repo)?;
+        let mut live = Live {
+            skip: opts.assume_forgotten.clone(),
+            ..Live::default()
+        };
+        if !opts.dry_run {
+            catalog.resync(repo)?;
+        }
         refuse_unreadable_snapshots(repo, catalog)?;
         let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
         report.packs = in_store.len();
@@ -341,24 +380,33 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         // Weigh every pack the catalog relies on: bytes of live blobs located in it.
         let mut unreferenced = Vec::new();
         let mut repack = Vec::new();
-        for (pack, size, entries) in catalog.pack_indexes()? {
+        for (pack, _size, entries) in catalog.pack_indexes()? {
             if markers.contains_key(&pack) {
                 continue;
             }
             let mut needed = Vec::new();
-            let mut needed_bytes = 0u64;
+            let (mut needed_bytes, mut dead_bytes) = (0u64, 0u64);
             for e in &entries {
+                // Needed here: live, and this is the copy the catalog relies on — or the copy it
+                // relies on is damaged, and then every copy stays.
+                let relied_on = catalog
+                    .locate(e.kind, &e.id)?
+                    .is_some_and(|l| l.pack == pack);
                 if live.contains(e.kind, &e.id)
-                    && catalog.locate(e.kind, &e.id)?.is_some_and(|l| l.pack == pack)
+                    && (relied_on || !catalog.contains(e.kind, &e.id)?)
                 {
                     needed_bytes += u64::from(e.length);
                     needed.push(*e);
+                } else {
+                    dead_bytes += u64::from(e.length);
                 }
             }
+            // Frames only: a pack's index costs the same in its repacked copy, so counting it
+            // as dead would repack small packs forever.
             if needed.is_empty() {
                 unreferenced.push(pack);
-            } else if (size - needed_bytes.min(size)) * 100
-                >= size * u64::from(opts.repack_dead_percent)
+            } else if dead_bytes * 100
+                >= (needed_bytes + dead_bytes) * u64::from(opts.repack_dead_percent)
             {
                 repack.push((pack, needed));
             }
@@ -366,8 +414,10 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         repack.sort_by_key(|(p, _)| *p);
         unreferenced.sort();
 
-        let mut condemned: Vec<(Id, Reason)> =
-            unreferenced.into_iter().map(|p| (p, Reason::Unreferenced)).collect();
+        let mut condemned: Vec<(Id, Reason)> = unreferenced
+            .into_iter()
+            .map(|p| (p, Reason::Unreferenced))
+            .collect();
         if !repack.is_empty() && !opts.dry_run {
             let (done, written, bytes, damaged) = repack_packs(repo, catalog, &repack)?;
             report.packs_repacked = done.len();
@@ -384,13 +434,15 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         report.packs_condemned = condemned.len();
         if !opts.dry_run {
             for (pack, reason) in &condemned {
-                let key = condemn::write(store.as_ref(), pack, now, now.saturating_add(grace), *reason)?;
+                let since = now();
+                let due = since.saturating_add(grace);
+                let key = condemn::write(store.as_ref(), pack, since, due, *reason)?;
                 markers.insert(
                     *pack,
                     Marker {
                         pack: *pack,
-                        since: now,
-                        due: now.saturating_add(grace),
+                        since,
+                        due,
                         key,
                     },
                 );
@@ -404,7 +456,10 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
         if !opts.dry_run {
             for m in markers.values() {
                 if !in_store.contains_key(&m.pack)
-                    && now >= m.since.saturating_add(grace).saturating_add(condemn::MARKER_KEPT)
+                    && now()
+                        >= m.since
+                            .saturating_add(grace)
+                            .saturating_add(condemn::MARKER_KEPT)
                 {
                     condemn::remove(store.as_ref(), &m.pack)?;
                 }
@@ -416,24 +471,29 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
             .collect();
         // Taken back before anything is due: a snapshot made by a backup that had synced before
         // the marker may need a condemned pack.
-        let revived = review(repo, catalog, &live, &present, &in_store)?;
+        let reviewed = review(repo, catalog, &live, &present, &in_store)?;
         if !opts.dry_run {
-            for pack in &revived {
+            for pack in &reviewed.revived {
                 condemn::remove(store.as_ref(), pack)?;
             }
         }
-        report.packs_revived += revived.len();
+        report.packs_revived += reviewed.revived.len();
         let due: Vec<&Marker> = present
             .iter()
-            .filter(|m| !revived.contains(&m.pack) && m.is_due(now, grace))
+            .filter(|m| {
+                !reviewed.revived.contains(&m.pack)
+                    && !reviewed.kept.contains(&m.pack)
+                    && m.is_due(now(), grace)
+            })
             .copied()
             .collect();
-        report.packs_waiting = present.len() - revived.len() - due.len();
+        report.packs_waiting = present.len() - reviewed.revived.len() - due.len();
         if due.is_empty() || opts.dry_run {
             report.packs_deleted = due.len();
             report.bytes_freed = due.iter().map(|m| in_store[&m.pack]).sum();
             return Ok(report);
         }
+        let shared = shared.expect("a gc that deletes holds a shared lease");
         let mut beside = vec![shared.key()];
         beside.extend(opts.held.as_deref());
         let exclusive = match lease::acquire_as(
@@ -454,18 +514,18 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
             }
             Err(e) => return Err(e),
         };
-        let done = exclusive.hold(|| {
-            delete_due(repo, catalog, &mut live, &due, &exclusive, &in_store, &call)
-        })?;
+        let done = exclusive
+            .hold(|| delete_due(repo, catalog, &mut live, &due, &exclusive, &in_store, &call))?;
         exclusive.release();
         report.packs_revived += done.revived;
         report.packs_deleted = done.deleted;
         report.bytes_freed = done.freed;
         report.packs_waiting += done.waiting;
+        if let Some(why) = done.stopped {
+            report.deferred = Some(why);
+        }
         Ok(report)
-    });
-    shared.release();
-    result
+    }
 }
 
 /// What the deleting phase did.
@@ -475,6 +535,8 @@ struct Deleted {
     revived: usize,
     /// Due packs left for a later run (the lease was lost midway).
     waiting: usize,
+    /// Why the deleting stopped early.
+    stopped: Option<String>,
 }
 
 /// The condemned packs still in the store, with their sizes.
@@ -488,18 +550,33 @@ fn condemned_in(markers: &HashMap<Id, Marker>, in_store: &HashMap<Id, u64>) -> V
 /// Refuses to collect beside a snapshot it cannot read: what it references is unknown.
 fn refuse_unreadable_snapshots(repo: &Repository, catalog: &Catalog) -> Result<()> {
     let known: HashSet<Id> = catalog.snapshots()?.into_iter().map(|(id, _)| id).collect();
-    if let Some(id) = repo
-        .list_snapshot_ids()?
-        .into_iter()
-        .find(|id| !known.contains(id))
-    {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!(
-                "gc stopped: snapshot {} cannot be read, so what it needs is unknown (cairn check --repair moves a damaged one aside)",
-                id.short()
-            ),
-        ));
+    for id in repo.list_snapshot_ids()? {
+        if known.contains(&id) {
+            continue;
+        }
+        // Committed since the catalog's sync (a backup beside this gc): walked like the rest.
+        match repo.load_snapshot(&id) {
+            Ok(snap) => catalog.add_snapshot(&id, &snap)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "gc stopped: snapshot {} was written by a newer cairn, so what it needs is unknown to this one: {e}",
+                        id.short()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "gc stopped: snapshot {} cannot be read, so what it needs is unknown ({e}; cairn check --repair moves a damaged one aside)",
+                        id.short()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -527,28 +604,38 @@ fn review(
     live: &Live,
     markers: &[&Marker],
     in_store: &HashMap<Id, u64>,
-) -> Result<HashSet<Id>> {
-    let mut revived = HashSet::new();
+) -> Result<Review> {
+    let mut r = Review::default();
     for m in markers {
         let entries = match repo.read_pack_index(&m.pack, in_store[&m.pack]) {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => {
-                return Err(e.context(format!(
-                    "reading the index of condemned pack {}",
-                    m.pack.short()
-                )));
+                // Not deleted while unknown: it may hold what a snapshot needs.
+                tracing::warn!(pack = %m.pack, error = %e, "the index of a condemned pack cannot be read; keeping the pack (cairn check reports it)");
+                r.kept.insert(m.pack);
+                continue;
             }
         };
         for e in &entries {
-            if live.contains(e.kind, &e.id) && catalog.locate(e.kind, &e.id)?.is_none() {
+            // No copy the catalog can use (none, or only a damaged one).
+            if live.contains(e.kind, &e.id) && !catalog.contains(e.kind, &e.id)? {
                 tracing::info!(pack = %m.pack, blob = %e.id, "a condemned pack is needed by a snapshot; taking it back");
-                revived.insert(m.pack);
+                r.revived.insert(m.pack);
                 break;
             }
         }
     }
-    Ok(revived)
+    Ok(r)
+}
+
+/// What [`review`] found among condemned packs.
+#[derive(Debug, Default)]
+struct Review {
+    /// Needed by a snapshot: taken back.
+    revived: HashSet<Id>,
+    /// Their index cannot be read: neither deleted nor taken back.
+    kept: HashSet<Id>,
 }
 
 /// The deleting phase, under the exclusive lease.
@@ -576,11 +663,16 @@ fn delete_due(
         .filter(|m| !fallback.revived.contains(&m.pack))
         .copied()
         .collect();
-    let mut revived = review(repo, catalog, live, &due, in_store)?;
-    for pack in &revived {
+    let reviewed = review(repo, catalog, live, &due, in_store)?;
+    for pack in &reviewed.revived {
         condemn::remove(store.as_ref(), pack)?;
     }
+    let mut revived = reviewed.revived;
     revived.extend(fallback.revived.iter().copied());
+    let due: Vec<&Marker> = due
+        .into_iter()
+        .filter(|m| !reviewed.kept.contains(&m.pack))
+        .collect();
     let due = &due;
     call(GcPoint::Deleting);
     let mut done = Deleted {
@@ -588,11 +680,13 @@ fn delete_due(
         freed: 0,
         revived: revived.len(),
         waiting: 0,
+        stopped: None,
     };
     for m in due.iter().filter(|m| !revived.contains(&m.pack)) {
         // Irrevocable: only while the lease is still this run's alone.
         if let Err(e) = lease.confirm() {
             tracing::warn!(error = %e, "stopping the deletion");
+            done.stopped = Some(e.to_string());
             done.waiting = due.iter().filter(|m| !revived.contains(&m.pack)).count() - done.deleted;
             return Ok(done);
         }
@@ -653,6 +747,20 @@ fn repack_packs(
                 Ok(f) => frames.push((e, f)),
                 Err(err) => {
                     tracing::warn!(pack = %pack, blob = %e.id, error = %err, "not repacking a pack with a damaged blob");
+                    if err.kind() == ErrorKind::Corrupt {
+                        // Recorded like check's finding: the catalog stops relying on this
+                        // copy and the next backup stores the blob again from the source.
+                        crate::heal::record(
+                            repo,
+                            catalog,
+                            pack,
+                            &[crate::damage::DamagedBlob {
+                                kind: e.kind,
+                                id: e.id,
+                                detail: err.to_string(),
+                            }],
+                        )?;
+                    }
                     bad = true;
                     break;
                 }

@@ -403,7 +403,8 @@ impl Lease<'_> {
     }
 
     /// Runs `work` while a scoped thread keeps the lease alive (rewriting its object every
-    /// third of the TTL); the refreshing stops when `work` returns or panics.
+    /// third of the TTL); the refreshing stops when `work` returns or panics. Holds follow each
+    /// other; they do not nest.
     pub fn hold<T>(&self, work: impl FnOnce() -> T) -> T {
         struct Stop<'a, 'b>(&'a Lease<'b>);
         impl Drop for Stop<'_, '_> {
@@ -411,6 +412,9 @@ impl Lease<'_> {
                 self.0.stop();
             }
         }
+        // Each hold refreshes anew: a lease held for one stage and then for the next (the run
+        // holds it for the catalog sync, then for the night) must not lapse in the second.
+        *self.stopped.0.lock().expect("poisoned") = false;
         std::thread::scope(|s| {
             s.spawn(|| self.keep_alive());
             let _stop = Stop(self);
@@ -467,6 +471,20 @@ impl Lease<'_> {
         let other = leases.iter().find(|(k, l)| {
             *k != self.key && !self.beside.contains(k) && l.live(now) && mode.conflicts(l.mode)
         });
+        if self
+            .info()
+            .expires
+            .parse::<jiff::Timestamp>()
+            .map_or(true, |t| t <= now)
+        {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{}: the lease expired (it was not refreshed)",
+                    self.info().purpose
+                ),
+            ));
+        }
         match (mine, other) {
             (true, None) => Ok(()),
             (_, Some((_, l))) => Err(Error::new(

@@ -24,7 +24,8 @@ fn gc_opts(now: jiff::Timestamp, grace_h: u64) -> GcOptions {
     GcOptions {
         grace: Duration::from_secs(grace_h * 3600),
         repack_dead_percent: 50,
-        now,
+        now: Some(now),
+        assume_forgotten: Default::default(),
         lease_ttl: Duration::from_secs(60),
         dry_run: false,
         hook: None,

@@ -848,3 +848,51 @@ fn latest_is_the_newest_instant() {
     let (latest, _) = env.catalog().resolve_snapshot("latest").unwrap();
     assert_eq!(latest, second.id);
 }
+
+/// A lease held for one stage and then for another keeps being refreshed in the second (the
+/// nightly run holds its writer lease for the catalog sync, then for the night): a contender
+/// of a conflicting mode is refused throughout, one of a compatible mode is not.
+#[test]
+fn a_lease_held_twice_is_refreshed_the_second_time_and_modes_conflict_as_documented() {
+    use cairn_engine::lease::{LeaseMode, LeaseStore, acquire_as};
+    let store = MemoryStore::default();
+    let ttl = Duration::from_millis(600);
+    let take = |mode, purpose: &str| {
+        acquire_as(
+            LeaseStore::Borrowed(&store),
+            "_leases/repository/",
+            purpose,
+            ttl,
+            mode,
+            &[],
+            None,
+        )
+    };
+    let writer = take(LeaseMode::Writer, "run").unwrap();
+    writer.hold(|| std::thread::sleep(Duration::from_millis(50)));
+    writer.hold(|| {
+        // Three TTLs: without refreshing, the lease would have lapsed twice over.
+        std::thread::sleep(Duration::from_millis(1800));
+        let err = take(LeaseMode::Writer, "second run").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        assert!(err.to_string().contains("run"), "{err}");
+        let err = take(LeaseMode::Exclusive, "gc deleting").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        let reader = take(LeaseMode::Shared, "restore").unwrap();
+        writer.confirm().unwrap();
+        drop(reader);
+    });
+    writer.confirm().unwrap();
+    drop(writer);
+    let exclusive = take(LeaseMode::Exclusive, "gc deleting").unwrap();
+    exclusive.hold(|| {
+        let err = take(LeaseMode::Shared, "restore").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    });
+    drop(exclusive);
+    // A lease left unrefreshed past its TTL no longer confirms.
+    let idle = take(LeaseMode::Shared, "idle").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let err = idle.confirm().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+}
