@@ -436,3 +436,43 @@ fn backup_and_gc_interleaved_lose_nothing_on_s3() {
         Arc::new(S3Store::new(&cfg).unwrap())
     });
 }
+
+/// A repack by a gc on one state volume costs another state volume nothing: its next backup of
+/// an unchanged source still reads no file (its files records survive the sync that forgets the
+/// repacked packs), and its snapshots restore.
+#[test]
+fn a_repack_elsewhere_keeps_this_state_volumes_files_cache() {
+    let env = Env::new();
+    let other = env.dir.path().join("state-b");
+    write(&env.src.join("images/keep.bin"), &seeded(3 << 20, 1));
+    write(&env.src.join("images/drop.bin"), &seeded(3 << 20, 2));
+    let mut o = env.opts();
+    o.date = "2026-11-01".into();
+    let first = env.backup_with(&o).unwrap();
+    fs::remove_file(env.src.join("images/drop.bin")).unwrap();
+    o.date = "2026-11-02".into();
+    let backup_b = |o: &BackupOptions| {
+        let (cat, sync) = Catalog::open_for(&other, &env.repo).unwrap();
+        backup::backup(&env.repo, &cat, sync, o, &Progress::default()).unwrap()
+    };
+    backup_b(&o);
+    let cat = env.catalog();
+    env.repo.delete_snapshot(&first.id).unwrap();
+    cat.remove_snapshot(&first.id).unwrap();
+    let mut g = gc_opts(jiff::Timestamp::now(), 0);
+    g.repack_dead_percent = 10;
+    let r = gc::gc(&env.repo, &cat, &g).unwrap();
+    assert!(r.packs_repacked > 0 && r.packs_deleted > 0, "{r:?}");
+    drop(cat);
+    o.date = "2026-11-03".into();
+    let again = backup_b(&o);
+    assert_eq!(
+        again.snapshot.summary.files_read, 0,
+        "{:?}",
+        again.snapshot.summary
+    );
+    assert_clean(&env.repo, &other, "after the repack");
+    let (cat, _) = Catalog::open_for(&other, &env.repo).unwrap();
+    let m = restored(&env, &env.repo, &cat, &again.snapshot);
+    assert_eq!(m, manifest(&env.src));
+}
