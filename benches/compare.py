@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -14,6 +14,11 @@ ratios that docs/BENCHMARKS.md tracks. It reports; it never fails because a goal
 With --s3 the same operations run with cairn's store and exports and restic's repository on the
 project's Garage server on loopback (scripts/s3-server.sh), the export against the plan's
 `tar | zstd -3 -T2 | aws s3 cp -`, and cairn's own count of its requests and bytes per operation.
+
+With --gc: fourteen simulated days backed up by cairn, restic and borg, then one keep rule
+(`keep_daily = 7`) and the removal of what is no longer needed, `cairn prune` beside
+`restic forget --prune` and `borg prune` + `borg compact`; and the gc of the 1,000,000-file
+repository beside `restic prune`.
 """
 
 import argparse
@@ -410,6 +415,110 @@ def scale_run(cairn, work, files):
     return r
 
 
+def apply_day(corpus, rng, day):
+    """Day `day` of a fortnight: notes edited, eight new photos, the photos of three days before
+    deleted (so that forgotten snapshots leave dead data), a log appended, 1 MiB of the disk image
+    rewritten."""
+    notes = sorted(p for p in (corpus / "notetaking").rglob("*") if p.is_file())
+    for p in notes[day::97]:
+        with open(p, "a") as f:
+            f.write(f"\nedited on day {day}\n")
+    d = corpus / "images" / f"day-{day:02}"
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        camera_file(d / f"IMG_D{day:02}{i:03}.JPG", 4 << 20, rng)
+    shutil.rmtree(corpus / "images" / f"day-{day - 3:02}", ignore_errors=True)
+    with open(corpus / "backup" / "app.log", "a") as f:
+        for i in range(20_000):
+            f.write(f"2026-11-{day:02}T01:{i % 60:02}:00Z INFO job=nightly file={i} status=ok\n")
+    with open(corpus / "backup" / "disk.img", "r+b") as f:
+        f.seek((day * 37 % 1024) << 20)
+        f.write(rng.randbytes(1 << 20))
+
+
+def gc_run(cairn, work, days=14, keep=7):
+    """Fourteen simulated days backed up by every tool, then the same keep rule (the newest
+    snapshot of each of the `keep` newest days) and the removal of what no kept snapshot needs:
+    `cairn prune` (forget + gc, grace 0 so that it deletes in the same run, as the others do)
+    beside `restic forget --prune` and `borg prune` + `borg compact`."""
+    corpus = work / "corpus-gc"
+    shutil.rmtree(corpus, ignore_errors=True)
+    sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    for d in ["gc-restic", "gc-borg", "gc-cairn"]:
+        shutil.rmtree(work / d, ignore_errors=True)
+    (work / "gc-cairn").mkdir()
+    cfg = work / "gc-cairn" / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{corpus}"\n[store]\npath = "{work}/gc-cairn/store"\n'
+                   f'[exports]\npath = "{work}/gc-cairn/exports"\n[state]\ndir = "{work}/gc-cairn/state"\n'
+                   f'[retention]\nkeep_daily = {keep}\n[gc]\ngrace = "0h"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "gc-restic"),
+            "RESTIC_CACHE_DIR": str(work / "restic-cache-gc")}
+    benv = {"BORG_PASSPHRASE": "", "BORG_REPO": str(work / "gc-borg"), "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_BASE_DIR": str(work / "borg-base-gc")}
+    paths = [str(corpus / f) for f in FOLDERS]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sh(["restic", "init", "-q"], env={**os.environ, **renv}, **quiet)
+    sh(["borg", "init", "-e", "none"], env={**os.environ, **benv}, **quiet)
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+    rng = random.Random(14)
+    for day in range(1, days + 1):
+        print(f"gc bench: day {day}/{days}", file=sys.stderr)
+        if day > 1:
+            apply_day(corpus, rng, day)
+        date = f"2026-11-{day:02}"
+        subprocess.run([str(cairn), "-q", "backup", "--date", date], env={**os.environ, **cenv}, check=False)
+        sh(["restic", "-q", "backup", "--host", "bench", "--time", f"{date} 02:00:00"] + paths,
+           env={**os.environ, **renv}, **quiet)
+        sh(["borg", "create", "--compression", "zstd,3", "--timestamp", f"{date}T02:00:00", f"::d{day:02}"] + paths,
+           env={**os.environ, **benv}, **quiet)
+    sizes = {f"before/{t}": du(work / d) for t, d in [("cairn", "gc-cairn/store"), ("restic", "gc-restic"), ("borg", "gc-borg")]}
+    r = {}
+    settle(work / "gc-cairn/store", work / "gc-cairn/state")
+    r["gc/cairn"] = measure([str(cairn), "-q", "prune"], cenv)
+    settle(work / "gc-restic", work / "restic-cache-gc")
+    r["gc/restic"] = measure(["restic", "-q", "forget", "--keep-daily", str(keep), "--prune"], renv)
+    settle(work / "gc-borg", work / "borg-base-gc")
+    r["gc/borg"] = measure(["sh", "-c", f"borg prune --keep-daily {keep} && borg compact"], benv)
+    sizes.update({f"after/{t}": du(work / d) for t, d in [("cairn", "gc-cairn/store"), ("restic", "gc-restic"), ("borg", "gc-borg")]})
+    # The cost of the default grace: the next night's gc deletes what this one condemned.
+    return r, sizes
+
+
+def scale_gc(cairn, work):
+    """gc of the 1,000,000-file repository beside `restic prune` (nothing to delete: both walk
+    every tree of every snapshot)."""
+    cenv = {"CAIRN_CONFIG": str(work / "scale-cairn" / "cairn.toml")}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "scale-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    r = {}
+    # Unmeasured: a repository made by an older cairn gets its catalog's pack index once.
+    sh([str(cairn), "-q", "backup"], env={**os.environ, **cenv})
+    settle(work / "scale-cairn")
+    r["scale-gc/cairn"] = measure([str(cairn), "-q", "gc", "--set", "gc.grace=0h"], cenv)
+    settle(work / "scale-restic", work / "restic-cache")
+    r["scale-gc/restic"] = measure(["restic", "-q", "prune"], renv)
+    return r
+
+
+def report_gc(r, sizes, scale):
+    lines = ["| operation | tool | wall s | CPU s | peak RSS MiB |", "| --- | --- | ---: | ---: | ---: |"]
+    for k, v in {**r, **(scale or {})}.items():
+        op, tool = k.split("/")
+        lines.append(f"| {op} | {tool} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} |")
+    lines += ["", "| repository | before | after |", "| --- | ---: | ---: |"]
+    for t in ["cairn", "restic", "borg"]:
+        lines.append(f"| {t} | {sizes['before/' + t]:,} | {sizes['after/' + t]:,} |")
+    goals = [("gc wall, cairn / restic", r["gc/cairn"]["wall"] / r["gc/restic"]["wall"], 0.5),
+             ("gc peak RSS, cairn / restic", r["gc/cairn"]["rss_mb"] / r["gc/restic"]["rss_mb"], 1.0)]
+    if scale:
+        goals.append(("1M-file gc peak RSS, cairn / restic",
+                      scale["scale-gc/cairn"]["rss_mb"] / scale["scale-gc/restic"]["rss_mb"], 0.5))
+    lines += ["", "| goal | ratio | target | met |", "| --- | ---: | ---: | :-: |"]
+    for name, value, target in goals:
+        lines.append(f"| {name} | {value:.3f} | ≤ {target} | {'yes' if value <= target else 'no'} |")
+    return "\n".join(lines)
+
+
 def median_of(rounds, key, field):
     return statistics.median(rd[key][field] for rd in rounds)
 
@@ -458,6 +567,8 @@ def main():
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_WORK", "/var/tmp/cairn-bench")))
     ap.add_argument("--scale-files", type=int, default=1_000_000)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--gc", action="store_true",
+                    help="only the garbage-collection comparison: 14 days, keep 7, prune beside restic and borg")
     ap.add_argument("--s3", action="store_true",
                     help="store and exports on a Garage server on loopback, beside restic on S3 and tar | zstd | aws s3 cp")
     args = ap.parse_args()
@@ -465,6 +576,18 @@ def main():
     cairn = build_cairn()
     args.work.mkdir(parents=True, exist_ok=True)
     make_corpus(args.work / "pristine")
+    if args.gc:
+        r, sizes = gc_run(cairn, args.work)
+        scale = None
+        if not args.skip_scale:
+            if not (args.work / "scale-cairn" / "store").exists():
+                scale_run(cairn, args.work, args.scale_files)
+            scale = scale_gc(cairn, args.work)
+        text = report_gc(r, sizes, scale)
+        (args.work / "results-gc.md").write_text(text + "\n")
+        (args.work / "results-gc.json").write_text(json.dumps({"gc": r, "sizes": sizes, "scale": scale}, indent=1))
+        print(text)
+        return
     if args.s3:
         install_aws()
         s3 = s3_server(args.work)
