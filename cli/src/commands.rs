@@ -219,6 +219,7 @@ fn repo_lease(
         mode,
         purpose,
         std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
+        lease::EXCLUSIVE_PATIENCE,
     )?))
 }
 
@@ -522,6 +523,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
             LeaseMode::Writer,
             &format!("nightly run {}", opts.backup.date),
             std::time::Duration::from_secs(cfg.store.lease_ttl_secs),
+            lease::EXCLUSIVE_PATIENCE,
         )?;
         let lease = Arc::new(lease);
         // The sync, too, under the lease: a gc must not delete what it finds.

@@ -324,6 +324,7 @@ pub fn gc(repo: &Repository, catalog: &Catalog, opts: &GcOptions) -> Result<GcRe
             opts.lease_ttl,
             mode,
             &[],
+            Duration::ZERO,
             None,
         )
     };
@@ -503,6 +504,7 @@ fn collect(
             opts.lease_ttl,
             LeaseMode::Exclusive,
             &beside,
+            Duration::ZERO,
             None,
         ) {
             Ok(l) => l,

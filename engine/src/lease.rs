@@ -31,6 +31,9 @@ use crate::store::Store;
 const ATTEMPTS: u32 = 5;
 /// The largest object read as a lease.
 const MAX_OBJECT: u64 = 64 * 1024;
+/// How long `cairn backup`, `run`, `export` and `restore` wait for exclusive leases of the
+/// repository (gc deleting) to end before they give up.
+pub const EXCLUSIVE_PATIENCE: Duration = Duration::from_secs(10 * 60);
 /// The longest time-to-live a lease may be taken for.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How far another machine's clock may run ahead before its leases are not believed.
@@ -273,6 +276,7 @@ pub fn acquire<'s>(
         ttl,
         LeaseMode::Exclusive,
         &[],
+        Duration::ZERO,
         hook,
     )
 }
@@ -282,7 +286,10 @@ pub fn acquire<'s>(
 /// a shared lease, and inside `cairn run` the run's writer lease, while it takes the exclusive
 /// one for deleting).
 ///
-/// Fails with kind `Locked`, naming the holder, when a conflicting live lease stays in the way.
+/// A contender that is not exclusive and finds only exclusive leases in its way keeps trying for
+/// up to `patience`. Fails with kind `Locked`, naming the holder, when a conflicting live lease
+/// stays in the way.
+#[allow(clippy::too_many_arguments)]
 pub fn acquire_as<'s>(
     store: LeaseStore<'s>,
     prefix: &str,
@@ -290,6 +297,7 @@ pub fn acquire_as<'s>(
     ttl: Duration,
     mode: LeaseMode,
     beside: &[&str],
+    patience: Duration,
     hook: Option<LeaseHook<'_>>,
 ) -> Result<Lease<'s>> {
     assert!(ttl <= MAX_TTL, "lease TTLs are at most {MAX_TTL:?}");
@@ -308,8 +316,10 @@ pub fn acquire_as<'s>(
         expires: String::new(),
         mode,
     };
-    let mut holder = None;
-    for attempt in 0..ATTEMPTS {
+    let mut holder;
+    let began = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
         let now = jiff::Timestamp::now();
         info.expires = (now + ttl).to_string();
         store_ref.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
@@ -350,9 +360,22 @@ pub fn acquire_as<'s>(
             });
         }
         retire(store_ref, &key, &info);
+        // Garbage collection deletes under an exclusive lease for a short while: a backup or
+        // restore waits it out (up to `patience`) rather than fail the night.
+        let only_deleting =
+            mode != LeaseMode::Exclusive && others.iter().all(|o| o.mode == LeaseMode::Exclusive);
         holder = others.into_iter().next();
-        // Random, growing waits: two contenders that saw each other rarely meet again.
-        let base = 40u64 << attempt;
+        attempt += 1;
+        if attempt >= ATTEMPTS && !(only_deleting && began.elapsed() < patience) {
+            break;
+        }
+        if attempt == ATTEMPTS {
+            tracing::info!(holder = %holder.as_ref().map(LeaseInfo::describe).unwrap_or_default(),
+                "waiting for an exclusive lease of the store to end");
+        }
+        // Random, growing waits (at most 5 s): two contenders that saw each other rarely meet
+        // again.
+        let base = (40u64 << attempt.min(7)).min(5_000);
         let jitter = u64::from(random_byte()?) * base / 256;
         std::thread::sleep(Duration::from_millis(base + jitter));
     }
@@ -529,12 +552,14 @@ impl Drop for Lease<'_> {
 /// The store prefix of the repository's leases (see [`LeaseMode`]).
 pub const REPOSITORY: &str = "_leases/repository/";
 
-/// Takes a lease of the repository whose store is `store`, for `purpose`.
+/// Takes a lease of the repository whose store is `store`, for `purpose`, waiting up to
+/// `patience` for a gc's deleting phase to end.
 pub fn repository(
     store: Arc<dyn Store>,
     mode: LeaseMode,
     purpose: &str,
     ttl: Duration,
+    patience: Duration,
 ) -> Result<Lease<'static>> {
     acquire_as(
         LeaseStore::Owned(store),
@@ -543,6 +568,7 @@ pub fn repository(
         ttl,
         mode,
         &[],
+        patience,
         None,
     )
 }

@@ -414,3 +414,88 @@ fn gc_with_a_key_that_may_not_delete_changes_nothing() {
         store.delete(&o.key).unwrap();
     }
 }
+
+/// `retention.prune_in_run` makes the nightly run forget and collect after its export, under its
+/// own writer lease, and the run report says what was freed.
+#[test]
+fn the_nightly_run_prunes_when_configured() {
+    let s = Setup::new();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    let prune = [
+        "--set",
+        "retention.prune_in_run=true",
+        "--set",
+        "retention.keep_daily=2",
+        "--set",
+        "gc.grace=0h",
+    ];
+    let mut freed = 0;
+    for day in 1..=4u64 {
+        fs::write(s.src().join("images/day.raw"), seeded(3 << 20, day)).unwrap();
+        let date = format!("2026-11-{day:02}");
+        let (code, report) = s.json(&[&["run", "--date", &date][..], &prune].concat());
+        assert_eq!(code, 0, "{report}");
+        let p = &report["prune"];
+        assert_eq!(
+            p["snapshots_forgotten"],
+            u64::from(day > 2),
+            "{date}: {report}"
+        );
+        freed += p["gc"]["bytes_freed"].as_u64().unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(
+            &fs::read(
+                s.dir
+                    .path()
+                    .join(format!("exports/_reports/{date}/run.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored["prune"], *p, "the stored report says the same");
+    }
+    assert!(freed > 4 << 20, "{freed} bytes freed");
+    let (_, list) = s.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let out = s.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !objects(&s).iter().any(|k| k.starts_with("_leases/")),
+        "{:?}",
+        objects(&s)
+    );
+}
+
+/// A backup that meets a gc deleting (an exclusive lease) waits for it instead of failing the
+/// night, and commits once the lease is gone.
+#[test]
+fn a_backup_waits_for_a_gc_that_is_deleting() {
+    use cairn_engine::lease::{LeaseMode, LeaseStore, acquire_as};
+    let s = Setup::new();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    fs::write(s.src().join("notetaking/a.md"), "a\n").unwrap();
+    let store = cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap();
+    let deleting = acquire_as(
+        LeaseStore::Borrowed(&store),
+        "_leases/repository/",
+        "garbage collection (deleting)",
+        Duration::from_secs(60),
+        LeaseMode::Exclusive,
+        &[],
+        Duration::ZERO,
+        None,
+    )
+    .unwrap();
+    let mut child = s
+        .cmd(&["-q", "backup"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Longer than the five quick attempts that end in exit 4 for other holders.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(child.try_wait().unwrap().is_none(), "the backup gave up");
+    deleting.release();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_, list) = s.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}

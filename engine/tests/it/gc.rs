@@ -216,6 +216,7 @@ fn leased_backup(
         LeaseMode::Writer,
         "backup",
         Duration::from_secs(60),
+        Duration::ZERO,
     )?);
     opts.lease = Some(l.clone());
     l.hold(|| {

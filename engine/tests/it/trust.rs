@@ -865,6 +865,7 @@ fn a_lease_held_twice_is_refreshed_the_second_time_and_modes_conflict_as_documen
             ttl,
             mode,
             &[],
+            Duration::ZERO,
             None,
         )
     };
