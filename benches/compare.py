@@ -197,10 +197,16 @@ def du(path):
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
 
 
-def one_round(cairn, work, rnd):
-    corpus = work / "corpus"
+def fresh_corpus(work, name):
+    """A fresh copy of the pristine corpus, holes kept, at `work/name`."""
+    corpus = work / name
     shutil.rmtree(corpus, ignore_errors=True)
     sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    return corpus
+
+
+def one_round(cairn, work, rnd):
+    corpus = fresh_corpus(work, "corpus")
     for d in ["repo-restic", "repo-borg", "cairn", "restore"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "cairn").mkdir()
@@ -280,9 +286,7 @@ def s3_server(work):
 def one_round_s3(cairn, work, rnd, s3):
     """The same operations with every repository and the exports on the Garage server, beside
     restic on the same server and the plan's `tar | zstd -3 -T2 | aws s3 cp -`."""
-    corpus = work / "corpus"
-    shutil.rmtree(corpus, ignore_errors=True)
-    sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    corpus = fresh_corpus(work, "corpus")
     for d in ["cairn-s3", "restore", "restic-cache"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "cairn-s3").mkdir()
@@ -441,9 +445,7 @@ def gc_run(cairn, work, days=14, keep=7):
     snapshot of each of the `keep` newest days) and the removal of what no kept snapshot needs:
     `cairn prune` (forget + gc, grace 0 so that it deletes in the same run, as the others do)
     beside `restic forget --prune` and `borg prune` + `borg compact`."""
-    corpus = work / "corpus-gc"
-    shutil.rmtree(corpus, ignore_errors=True)
-    sh(["cp", "-a", "--sparse=always", str(work / "pristine"), str(corpus)])
+    corpus = fresh_corpus(work, "corpus-gc")
     for d in ["gc-restic", "gc-borg", "gc-cairn"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "gc-cairn").mkdir()

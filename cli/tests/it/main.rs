@@ -79,6 +79,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `cairn ARGS` with the failpoint `point` and checks that it was killed there (SIGKILL).
+fn killed_at(s: &Setup, args: &[&str], point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = s.cmd(args).env("CAIRN_FAILPOINT", point).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{point}: cairn {args:?} was not killed there: {:?} {}",
+        out.status,
+        stderr(&out)
+    );
+}
+
 #[test]
 fn init_backup_snapshots_ls() {
     let s = Setup::new();
@@ -323,7 +336,6 @@ fn chown_nobody(p: &Path) {
 /// reads back bit-identical; the next run completes with a snapshot equal to the source.
 #[test]
 fn killed_mid_backup_the_next_run_completes() {
-    use std::os::unix::process::ExitStatusExt;
     let s = Setup::new();
     s.run(&["init"]);
     fs::write(s.src().join("notetaking/day1.md"), "day one\n".repeat(1000)).unwrap();
@@ -344,18 +356,7 @@ fn killed_mid_backup_the_next_run_completes() {
         "pack-stored:3",
         "before-commit:1",
     ] {
-        let out = s
-            .cmd(&["-q", "backup"])
-            .env("CAIRN_FAILPOINT", point)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{point}: the run was not killed there: {:?} {}",
-            out.status,
-            stderr(&out)
-        );
+        killed_at(&s, &["-q", "backup"], point);
         let (code, v) = s.json(&["snapshots"]);
         assert_eq!(code, 0, "{v}");
         assert_eq!(

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Setup, seeded, stderr};
+use super::{Setup, killed_at, seeded, stderr};
 
 /// Every file below `dir` with its bytes, by path.
 fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -96,18 +96,7 @@ fn gc_killed_at_each_commit_point_is_safe_to_rerun() {
         let days = history(&s);
         let forget = s.run(&[&["forget"][..], &KEEP2].concat());
         assert_eq!(forget.status.code(), Some(0), "{}", stderr(&forget));
-        let out = s
-            .cmd(&[&["-q", "gc"][..], &KEEP2].concat())
-            .env("CAIRN_FAILPOINT", point)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{point}: gc was not killed there: {:?} {}",
-            out.status,
-            stderr(&out)
-        );
+        killed_at(&s, &[&["-q", "gc"][..], &KEEP2].concat(), point);
         let out = s.run(&["check", "--read-data"]);
         assert_eq!(
             out.status.code(),
