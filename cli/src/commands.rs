@@ -223,8 +223,8 @@ fn repo_lease(
     )?))
 }
 
-/// A shared lease for a command that only reads the store (a restore): a key that may not write
-/// cannot take one, and reads on without it, with a warning.
+/// A shared lease for a command that only reads the store (a restore, an export): a key that may
+/// not write cannot take one, and reads on without it, with a warning.
 fn read_lease(
     cfg: &Config,
     repo: &Repository,
@@ -428,7 +428,8 @@ fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
 fn run_export(cli: &Cli, cfg: &Config, a: &ExportArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
-    let lease = Some(repo_lease(cfg, &repo, LeaseMode::Shared, "export")?);
+    // The archive goes to the exports location: a store key that may only read will do.
+    let lease = read_lease(cfg, &repo, "export")?;
     holding(&lease, || export_under_lease(cli, cfg, a, &repo))
 }
 
@@ -561,17 +562,21 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
             println!("retention: deleted {}", report.deleted_days.join(", "));
         }
         if let Some(p) = &report.prune {
-            println!(
-                "pruned: {} snapshots forgotten, {} packs condemned, {} packs deleted ({} freed){}",
-                p.snapshots_forgotten,
-                p.gc.packs_condemned,
-                p.gc.packs_deleted,
-                bytes(p.gc.bytes_freed),
-                match &p.gc.deferred {
-                    Some(why) => format!("; deletion deferred: {why}"),
-                    None => String::new(),
-                }
-            );
+            match (&p.gc, &p.error) {
+                (_, Some(e)) => println!("prune failed (the backup and the archive stand): {e}"),
+                (Some(g), None) => println!(
+                    "pruned: {} snapshots forgotten, {} packs condemned, {} packs deleted ({} freed){}",
+                    p.snapshots_forgotten,
+                    g.packs_condemned,
+                    g.packs_deleted,
+                    bytes(g.bytes_freed),
+                    match &g.deferred {
+                        Some(why) => format!("; deletion deferred: {why}"),
+                        None => String::new(),
+                    }
+                ),
+                (None, None) => {}
+            }
         }
     }
     if let Some(err) = &report.error {
@@ -916,7 +921,7 @@ fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
     let repo = open_repo(cfg)?;
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;
+    let report = gc::gc(&repo, &catalog, &opts)?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else {
@@ -946,7 +951,7 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
         // What gc would find once the plan's snapshots are gone.
         opts.assume_forgotten = forgotten;
     }
-    let report = gc::gc(&repo, &catalog, &opts).context("garbage collection")?;
+    let report = gc::gc(&repo, &catalog, &opts)?;
     if cli.json {
         print_json(&serde_json::json!({ "forget": forgot, "gc": report }));
     } else {
@@ -960,7 +965,10 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
 fn gc_exit(report: &gc::GcReport) -> u8 {
     match &report.deferred {
         Some(why) => {
-            eprintln!("cairn: gc deleted nothing: {why}");
+            eprintln!(
+                "cairn: gc deleted {} packs and left {} due for a later gc: {why}",
+                report.packs_deleted, report.packs_waiting
+            );
             exit::LOCKED
         }
         None => exit::OK,

@@ -433,21 +433,27 @@ fn collect(
         call(GcPoint::Repacked);
 
         report.packs_condemned = condemned.len();
+        for (pack, reason) in &condemned {
+            let since = now();
+            let due = since.saturating_add(grace);
+            // A dry run counts its markers as written, so that with a grace of 0 it says what
+            // the real run would delete.
+            let key = if opts.dry_run {
+                condemn::key(pack, since, due)
+            } else {
+                condemn::write(store.as_ref(), pack, since, due, *reason)?
+            };
+            markers.insert(
+                *pack,
+                Marker {
+                    pack: *pack,
+                    since,
+                    due,
+                    key,
+                },
+            );
+        }
         if !opts.dry_run {
-            for (pack, reason) in &condemned {
-                let since = now();
-                let due = since.saturating_add(grace);
-                let key = condemn::write(store.as_ref(), pack, since, due, *reason)?;
-                markers.insert(
-                    *pack,
-                    Marker {
-                        pack: *pack,
-                        since,
-                        due,
-                        key,
-                    },
-                );
-            }
             catalog.forget_collected(&condemned.iter().map(|(p, _)| *p).collect())?;
         }
         call(GcPoint::Condemned);
@@ -457,10 +463,7 @@ fn collect(
         if !opts.dry_run {
             for m in markers.values() {
                 if !in_store.contains_key(&m.pack)
-                    && now()
-                        >= m.since
-                            .saturating_add(grace)
-                            .saturating_add(condemn::MARKER_KEPT)
+                    && now() >= m.due.saturating_add(condemn::MARKER_KEPT)
                 {
                     condemn::remove(store.as_ref(), &m.pack)?;
                 }
@@ -516,8 +519,17 @@ fn collect(
             }
             Err(e) => return Err(e),
         };
-        let done = exclusive
-            .hold(|| delete_due(repo, catalog, &mut live, &due, &exclusive, &in_store, &call))?;
+        let done = exclusive.hold(|| {
+            delete_due(
+                repo,
+                catalog,
+                &mut live,
+                (&due, &present),
+                &exclusive,
+                &in_store,
+                &call,
+            )
+        })?;
         exclusive.release();
         report.packs_revived += done.revived;
         report.packs_deleted = done.deleted;
@@ -645,7 +657,7 @@ fn delete_due(
     repo: &Repository,
     catalog: &Catalog,
     live: &mut Live,
-    due: &[&Marker],
+    (due, condemned): (&[&Marker], &[&Marker]),
     lease: &Lease<'_>,
     in_store: &HashMap<Id, u64>,
     call: &dyn Fn(GcPoint),
@@ -654,9 +666,14 @@ fn delete_due(
     // Snapshots committed since the marking (a backup that finished before this lease).
     catalog.resync(repo)?;
     refuse_unreadable_snapshots(repo, catalog)?;
+    // A new snapshot's trees may be in any condemned pack, due or not (a backup beside the
+    // marking stored tree packs that were condemned as unreferenced).
     let mut fallback = Condemned::new(
         repo,
-        due.iter().map(|m| (m.pack, in_store[&m.pack])).collect(),
+        condemned
+            .iter()
+            .map(|m| (m.pack, in_store[&m.pack]))
+            .collect(),
     );
     live.mark(repo, catalog, &mut fallback)?;
     fallback.revive(store.as_ref(), catalog)?;
@@ -671,6 +688,10 @@ fn delete_due(
     }
     let mut revived = reviewed.revived;
     revived.extend(fallback.revived.iter().copied());
+    let kept = due
+        .iter()
+        .filter(|m| reviewed.kept.contains(&m.pack))
+        .count();
     let due: Vec<&Marker> = due
         .into_iter()
         .filter(|m| !reviewed.kept.contains(&m.pack))
@@ -681,7 +702,7 @@ fn delete_due(
         deleted: 0,
         freed: 0,
         revived: revived.len(),
-        waiting: 0,
+        waiting: kept,
         stopped: None,
     };
     for m in due.iter().filter(|m| !revived.contains(&m.pack)) {
@@ -689,7 +710,8 @@ fn delete_due(
         if let Err(e) = lease.confirm() {
             tracing::warn!(error = %e, "stopping the deletion");
             done.stopped = Some(e.to_string());
-            done.waiting = due.iter().filter(|m| !revived.contains(&m.pack)).count() - done.deleted;
+            done.waiting +=
+                due.iter().filter(|m| !revived.contains(&m.pack)).count() - done.deleted;
             return Ok(done);
         }
         match store.delete(&pack_key(&m.pack)) {

@@ -15,7 +15,8 @@
 //! returned and B listed after it, hence after A's put returned — so B saw A. Both may back off
 //! at once; the random wait makes a retry win. A lease expires (its holder died) after its TTL;
 //! while held it is refreshed every third of the TTL, and [`Lease::confirm`] checks that it was
-//! not taken over before the holder does something irrevocable. A lease of this host whose
+//! not taken over (its object gone, replaced or ended, or its last successful write lapsed)
+//! before the holder does something irrevocable. A lease of this host whose
 //! process is gone is taken over at once, so a killed run does not block its own rerun.
 
 use std::io::Read;
@@ -169,11 +170,11 @@ pub type LeaseHook<'h> = &'h (dyn Fn(LeasePoint) + Sync);
 #[derive(Debug)]
 pub struct Lease<'s> {
     store: LeaseStore<'s>,
-    prefix: String,
     key: String,
-    /// The holder's other leases under the same prefix, never a conflict.
-    beside: Vec<String>,
     info: Mutex<LeaseInfo>,
+    /// The expiry of the last write of the object that succeeded: past it, the lease may have
+    /// been taken over even if the object is still there.
+    written_until: Mutex<jiff::Timestamp>,
     ttl: Duration,
     /// Set when the holder is done: the refresher stops.
     stopped: (Mutex<bool>, Condvar),
@@ -348,11 +349,11 @@ pub fn acquire_as<'s>(
             }
         }
         if others.is_empty() {
+            let written_until = info.expires.parse().expect("written above");
             return Ok(Lease {
                 store,
-                prefix: prefix.to_string(),
+                written_until: Mutex::new(written_until),
                 key,
-                beside: beside.iter().map(|k| k.to_string()).collect(),
                 info: Mutex::new(info),
                 ttl,
                 stopped: (Mutex::new(false), Condvar::new()),
@@ -454,75 +455,60 @@ impl Lease<'_> {
             if *done || !timeout.timed_out() {
                 continue;
             }
-            // A lease object someone else removed (they judged it expired) is not put back:
-            // the lease is lost, and `confirm` says so before the next irrevocable step.
-            match self.store.get().get(&self.key) {
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    tracing::warn!(key = %self.key, "the lease was taken over; not refreshing it");
-                    return;
-                }
-                Ok(bytes)
-                    if serde_json::from_slice::<LeaseInfo>(&bytes)
-                        .map(|l| l.nonce)
-                        .ok()
-                        != Some(self.info().nonce) =>
-                {
-                    tracing::warn!(key = %self.key, "the lease object was replaced; not refreshing it");
-                    return;
-                }
-                _ => {}
+            // A lease object someone else removed or ended (they judged it expired) is not put
+            // back: the lease is lost, and `confirm` says so before the next irrevocable step.
+            if let Err(why) = self.still_mine() {
+                tracing::warn!(key = %self.key, why, "not refreshing the lease");
+                return;
             }
+            let expires = jiff::Timestamp::now() + self.ttl;
             let bytes = {
                 let mut info = self.info.lock().expect("poisoned");
-                info.expires = (jiff::Timestamp::now() + self.ttl).to_string();
+                info.expires = expires.to_string();
                 serde_json::to_vec(&*info).expect("leases serialize")
             };
-            if let Err(e) = self.store.get().put(&self.key, &bytes) {
-                tracing::warn!(key = %self.key, error = %e, "could not refresh a lease");
+            match self.store.get().put(&self.key, &bytes) {
+                Ok(()) => *self.written_until.lock().expect("poisoned") = expires,
+                Err(e) => tracing::warn!(key = %self.key, error = %e, "could not refresh a lease"),
             }
         }
     }
 
-    /// Checks that the lease is still this holder's alone: its object exists and no other live
-    /// lease appeared (which happens only if this holder failed to refresh for a whole TTL).
-    /// Call it right before an irrevocable step.
+    /// Whether the lease object is still this holder's: there, of this nonce, not ended.
+    fn still_mine(&self) -> std::result::Result<(), &'static str> {
+        match self.store.get().get(&self.key) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Err("the lease was taken away"),
+            Err(_) => Err("the lease object cannot be read"),
+            Ok(bytes) => match serde_json::from_slice::<LeaseInfo>(&bytes) {
+                Ok(l) if l.nonce != self.info().nonce => Err("the lease object was replaced"),
+                // Ended by someone whose key may not delete: rewritten to expire at the epoch.
+                Ok(l) if l.expires == jiff::Timestamp::UNIX_EPOCH.to_string() => {
+                    Err("the lease was ended by another holder")
+                }
+                Ok(_) => Ok(()),
+                Err(_) => Err("the lease object was replaced"),
+            },
+        }
+    }
+
+    /// Checks that the lease is still this holder's: its object is there and its own, and the
+    /// last write that succeeded has not lapsed. Call it right before an irrevocable step.
+    ///
+    /// Other objects under the prefix are not judged: a contender puts its own object before it
+    /// lists, and backs off on seeing this one, so a live lease of another is only ever a
+    /// contender on its way out — unless this one lapsed, which the expiry check catches, or was
+    /// taken over, which removes or ends its object.
     pub fn confirm(&self) -> Result<()> {
-        let now = jiff::Timestamp::now();
-        let leases = listed(self.store.get(), &self.prefix)?;
-        let mine = leases.iter().any(|(k, _)| *k == self.key);
-        let mode = self.info().mode;
-        let other = leases.iter().find(|(k, l)| {
-            *k != self.key && !self.beside.contains(k) && l.live(now) && mode.conflicts(l.mode)
-        });
-        if self
-            .info()
-            .expires
-            .parse::<jiff::Timestamp>()
-            .map_or(true, |t| t <= now)
-        {
+        let purpose = self.info().purpose;
+        let until = *self.written_until.lock().expect("poisoned");
+        if until <= jiff::Timestamp::now() {
             return Err(Error::new(
                 ErrorKind::Locked,
-                format!(
-                    "{}: the lease expired (it was not refreshed)",
-                    self.info().purpose
-                ),
+                format!("{purpose}: the lease expired (it was not refreshed in time)"),
             ));
         }
-        match (mine, other) {
-            (true, None) => Ok(()),
-            (_, Some((_, l))) => Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "{}: lost the lease to {}",
-                    self.info().purpose,
-                    l.describe()
-                ),
-            )),
-            (false, None) => Err(Error::new(
-                ErrorKind::Locked,
-                format!("{}: the lease was taken away", self.info().purpose),
-            )),
-        }
+        self.still_mine()
+            .map_err(|why| Error::new(ErrorKind::Locked, format!("{purpose}: {why}")))
     }
 
     /// Ends the lease: deletes its object, or, with a key that may not delete, rewrites it as

@@ -58,8 +58,13 @@ pub struct ExportStage {
 pub struct PruneStage {
     /// Snapshots forgotten.
     pub snapshots_forgotten: u64,
-    /// What the garbage collection did: packs condemned, deleted, bytes freed.
-    pub gc: GcReport,
+    /// What the garbage collection did: packs condemned, deleted, bytes freed; absent if it
+    /// did not finish.
+    pub gc: Option<GcReport>,
+    /// Why forgetting or collecting failed. The night's backup and archive stand: a prune that
+    /// fails does not fail the run (its status stays), it is reported here and logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How a night went: `ok`, `warnings` (committed, some files could not be read) or `failed`.
@@ -297,10 +302,7 @@ fn night(
         .map(|d| d.date)
         .collect();
     if let Some(p) = &opts.prune {
-        report.prune = Some(
-            prune(repo, catalog, lease, p)
-                .map_err(|e| e.context(format!("pruning after {date}")))?,
-        );
+        report.prune = Some(prune(repo, catalog, lease, p));
     }
     (report.status, report.exit_code) = if warned {
         (RunStatus::Warnings, crate::error::exit::WARNINGS)
@@ -310,27 +312,38 @@ fn night(
     Ok(())
 }
 
-/// Forgets what the policy does not keep, then collects garbage beside the run's lease.
+/// Forgets what the policy does not keep, then collects garbage beside the run's lease. A
+/// failure is reported in the stage, never raised: the night's archive is already published.
 fn prune(
     repo: &Repository,
     catalog: &Catalog,
     lease: &Option<Arc<Lease<'static>>>,
     p: &PruneOptions,
-) -> Result<PruneStage> {
-    let plan = crate::forget::plan(&catalog.snapshots()?, &p.policy, &p.time_zone);
-    let forgotten = crate::forget::forget(repo, catalog, &plan)?;
-    let mut gc = p.gc.clone();
-    gc.held = lease.as_ref().map(|l| l.key().to_string());
-    let report = crate::gc::gc(repo, catalog, &gc)?;
-    tracing::info!(
-        snapshots = forgotten.snapshots,
-        packs_deleted = report.packs_deleted,
-        bytes_freed = report.bytes_freed,
-        packs_condemned = report.packs_condemned,
-        "pruned"
-    );
-    Ok(PruneStage {
-        snapshots_forgotten: forgotten.snapshots,
-        gc: report,
-    })
+) -> PruneStage {
+    let mut stage = PruneStage {
+        snapshots_forgotten: 0,
+        gc: None,
+        error: None,
+    };
+    let result = (|| -> Result<()> {
+        let plan = crate::forget::plan(&catalog.snapshots()?, &p.policy, &p.time_zone);
+        stage.snapshots_forgotten = crate::forget::forget(repo, catalog, &plan)?.snapshots;
+        let mut gc = p.gc.clone();
+        gc.held = lease.as_ref().map(|l| l.key().to_string());
+        let report = crate::gc::gc(repo, catalog, &gc)?;
+        tracing::info!(
+            snapshots = stage.snapshots_forgotten,
+            packs_deleted = report.packs_deleted,
+            bytes_freed = report.bytes_freed,
+            packs_condemned = report.packs_condemned,
+            "pruned"
+        );
+        stage.gc = Some(report);
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(error = %e, "pruning after the export failed; the night's backup and archive stand");
+        stage.error = Some(e.to_string());
+    }
+    stage
 }

@@ -145,13 +145,19 @@ fn prune_frees_the_forgotten_days_after_the_grace() {
     };
     let before = packs_bytes();
     let keep = ["--set", "retention.keep_daily=2", "--set", "gc.grace=1h"];
+    let listing = objects(&s);
     let (code, dry) = s.json(&[&["prune", "--dry-run"][..], &keep].concat());
     assert_eq!(code, 0, "{dry}");
     assert_eq!(dry["forget"]["forgotten"], 2);
-    assert_eq!(packs_bytes(), before, "a dry run changed the store");
+    assert_eq!(objects(&s), listing, "a dry run wrote to the store");
+    assert_eq!(packs_bytes(), before);
     let (code, r) = s.json(&[&["prune"][..], &keep].concat());
     assert_eq!(code, 0, "{r}");
     assert!(r["gc"]["packs_condemned"].as_u64().unwrap() > 0, "{r}");
+    // The dry run said what the real one did.
+    for k in ["packs_condemned", "packs_repacked", "packs_deleted"] {
+        assert_eq!(dry["gc"][k], r["gc"][k], "{k}: {dry} / {r}");
+    }
     assert_eq!(r["gc"]["packs_deleted"], 0, "deleted before the grace: {r}");
     assert!(objects(&s).iter().any(|k| k.starts_with("condemned/")));
     // The same grace, an hour later: the markers' times are moved back, as the clock would.
@@ -475,8 +481,9 @@ fn a_backup_waits_for_a_gc_that_is_deleting() {
     )
     .unwrap();
     let mut child = s
-        .cmd(&["-q", "backup"])
+        .cmd(&["-v", "backup"])
         .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Longer than the five quick attempts that end in exit 4 for other holders.
@@ -485,6 +492,11 @@ fn a_backup_waits_for_a_gc_that_is_deleting() {
     deleting.release();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for an exclusive lease"),
+        "{}",
+        stderr(&out)
+    );
     let (_, list) = s.json(&["snapshots"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
