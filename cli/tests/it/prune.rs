@@ -464,20 +464,18 @@ fn the_nightly_run_prunes_when_configured() {
 /// night, and commits once the lease is gone.
 #[test]
 fn a_backup_waits_for_a_gc_that_is_deleting() {
-    use cairn_engine::lease::{LeaseMode, LeaseStore, acquire_as};
     let s = Setup::new();
     assert_eq!(s.run(&["init"]).status.code(), Some(0));
     fs::write(s.src().join("notetaking/a.md"), "a\n").unwrap();
-    let store = cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap();
-    let deleting = acquire_as(
-        LeaseStore::Borrowed(&store),
-        "_leases/repository/",
+    let store: std::sync::Arc<dyn cairn_engine::store::Store> = std::sync::Arc::new(
+        cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap(),
+    );
+    let deleting = cairn_engine::lease::repository(
+        store,
+        cairn_engine::lease::LeaseMode::Exclusive,
         "garbage collection (deleting)",
         Duration::from_secs(60),
-        LeaseMode::Exclusive,
-        &[],
         Duration::ZERO,
-        None,
     )
     .unwrap();
     let mut child = s
