@@ -10,6 +10,8 @@ command -v setpriv >/dev/null || cairn_need+=(util-linux)
 # librocksdb-sys generates its bindings with bindgen, which loads libclang at build time.
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || cairn_need+=(libclang-dev)
 command -v c++ >/dev/null || cairn_need+=(g++)
+# The offsite stage's tests upload through Debian's rclone (a local remote and the S3 server).
+command -v rclone >/dev/null || cairn_need+=(rclone)
 if ((${#cairn_need[@]})); then
   cairn_sudo=""
   [ "$(id -u)" -ne 0 ] && cairn_sudo=sudo

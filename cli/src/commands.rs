@@ -84,6 +84,15 @@ pub enum ExportsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OffsiteCommand {
+    /// Copy every retained day not yet on the remote, newest first, and check it there (exit 5
+    /// when some day failed or was left for the next run).
+    Sync,
+    /// Each day in the exports and on the remote, as last checked.
+    Status,
+}
+
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The snapshot: `latest`, a date or an id prefix (default: the newest).
@@ -282,6 +291,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Exports(ExportsCommand::List) => exports_list(cli, &cfg),
         Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
         Command::Exports(ExportsCommand::Prune { keep }) => exports_prune(cli, &cfg, *keep),
+        Command::Offsite(OffsiteCommand::Sync) => offsite_sync(cli, &cfg),
+        Command::Offsite(OffsiteCommand::Status) => offsite_status(cli, &cfg),
         Command::Restore(a) => run_restore(cli, &cfg, a),
         Command::Check(a) => run_check(cli, &cfg, a),
         Command::Diff { a, b } => run_diff(cli, &cfg, a, b),
@@ -601,6 +612,84 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
                 size
             );
         }
+    }
+    Ok(exit::OK)
+}
+
+fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
+    let up = cfg.offsite.uploader()?;
+    let exports = open_store(&cfg.exports, "exports", false)?;
+    let o = &cfg.offsite;
+    let opts = cairn_engine::offsite::SyncOptions {
+        date: cfg.date_of(jiff::Timestamp::now())?,
+        timeout: std::time::Duration::from_secs(o.timeout_secs),
+        budget: std::time::Duration::from_secs(o.budget_secs),
+        attempts: o.attempts,
+        retry_wait: std::time::Duration::from_secs(o.retry_wait_secs),
+        keep_daily: o.keep_daily as usize,
+        scratch: o.scratch_dir.clone(),
+    };
+    let report = cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&report).expect("serializes"));
+    } else if !cli.quiet {
+        println!(
+            "offsite {}: {} uploaded ({}), {} already there, {} failed, {} left for the next run",
+            report.remote,
+            report.uploaded.len(),
+            bytes(report.bytes),
+            report.up_to_date.len(),
+            report.failed.len(),
+            report.pending.len()
+        );
+        for f in &report.failed {
+            println!("failed {}: {}", f.date, f.reason);
+        }
+        if !report.deleted_remote.is_empty() {
+            println!(
+                "deleted on the remote: {}",
+                report.deleted_remote.join(", ")
+            );
+        }
+    }
+    Ok(report.exit_code)
+}
+
+fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
+    let exports = open_store(&cfg.exports, "exports", false)?;
+    let days = cairn_engine::offsite::overview(exports.as_ref())?;
+    if cli.json {
+        print_json(&serde_json::to_value(&days).expect("serializes"));
+        return Ok(exit::OK);
+    }
+    println!(
+        "{:<10}  {:<10} {:>10}  {:<9} {:<20}  reason",
+        "date", "exports", "size", "offsite", "checked"
+    );
+    for d in &days {
+        let (state, when, reason) = match &d.offsite {
+            Some(o) => (
+                o.state.as_str(),
+                o.uploaded.as_deref().unwrap_or("-"),
+                o.reason.as_deref().unwrap_or(""),
+            ),
+            None => ("pending", "-", ""),
+        };
+        println!(
+            "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {}",
+            d.date,
+            if d.in_exports {
+                "complete"
+            } else if d.archive_size.is_some() {
+                "partial"
+            } else {
+                "gone"
+            },
+            d.archive_size.map(bytes).unwrap_or_else(|| "-".into()),
+            state,
+            when.get(..19).unwrap_or(when),
+            reason
+        );
     }
     Ok(exit::OK)
 }

@@ -55,6 +55,9 @@ enum Command {
     /// Inspect the daily archives.
     #[command(subcommand)]
     Exports(commands::ExportsCommand),
+    /// The offsite copy of the daily archives (Proton Drive, any rclone remote, a directory).
+    #[command(subcommand)]
+    Offsite(commands::OffsiteCommand),
     /// Restore a snapshot (or paths in it) or a daily archive into a directory.
     Restore(commands::RestoreArgs),
     /// Check the repository: structure, and with --read-data the data itself.

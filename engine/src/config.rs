@@ -231,6 +231,133 @@ impl RetentionConfig {
     }
 }
 
+/// Which client the offsite stage uploads with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsiteKind {
+    /// Any rclone remote (`protondrive:` in production).
+    Rclone,
+    /// A client run from argument templates.
+    Command,
+    /// A directory (tests, a NAS mirror).
+    Directory,
+}
+
+/// `[offsite]`: the best-effort copy of the daily archives to a second place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OffsiteConfig {
+    /// The client; unset, `cairn offsite sync` refuses to run.
+    pub uploader: Option<OffsiteKind>,
+    /// rclone: `remote:path` the days go below.
+    pub remote: String,
+    /// rclone: the binary.
+    pub rclone: PathBuf,
+    /// rclone: a config file (the session volume's) instead of rclone's default.
+    pub rclone_config: Option<PathBuf>,
+    /// directory: the root the days go below.
+    pub path: Option<PathBuf>,
+    /// command: uploads `{file}` to `{dest}` (`DATE/NAME`).
+    pub upload: Vec<String>,
+    /// command: lists `{dir}`, a line per file: `SIZE NAME [SHA256]`.
+    pub list: Vec<String>,
+    /// command: deletes the day folder `{dir}` (only with `keep_daily`).
+    pub delete: Vec<String>,
+    /// A client that runs longer than this on one file is killed.
+    pub timeout_secs: u64,
+    /// No day is started after this long.
+    pub budget_secs: u64,
+    /// Attempts per day.
+    pub attempts: u32,
+    /// The first wait before another attempt, doubled each time.
+    pub retry_wait_secs: u64,
+    /// Days kept on the remote; 0 (the default) deletes nothing there.
+    pub keep_daily: u32,
+    /// Where a client that needs a file gets its copy (one at a time, removed after).
+    pub scratch_dir: PathBuf,
+}
+
+impl Default for OffsiteConfig {
+    fn default() -> Self {
+        OffsiteConfig {
+            uploader: None,
+            remote: "protondrive:Backups/homelab/shared-archives".into(),
+            rclone: "rclone".into(),
+            rclone_config: None,
+            path: None,
+            upload: Vec::new(),
+            list: Vec::new(),
+            delete: Vec::new(),
+            timeout_secs: 3600,
+            budget_secs: 4 * 3600,
+            attempts: 3,
+            retry_wait_secs: 30,
+            keep_daily: 0,
+            scratch_dir: "/tmp/cairn-offsite".into(),
+        }
+    }
+}
+
+impl OffsiteConfig {
+    fn validate(&self) -> Result<()> {
+        if !(1..=86_400).contains(&self.timeout_secs) {
+            return Err(Error::config(format!(
+                "offsite.timeout_secs {} is outside 1..=86400",
+                self.timeout_secs
+            )));
+        }
+        if !(1..=10).contains(&self.attempts) {
+            return Err(Error::config(format!(
+                "offsite.attempts {} is outside 1..=10",
+                self.attempts
+            )));
+        }
+        match self.uploader {
+            Some(OffsiteKind::Rclone) if !self.remote.contains(':') => Err(Error::config(format!(
+                "offsite.remote {:?} is not an rclone remote (name:path)",
+                self.remote
+            ))),
+            Some(OffsiteKind::Directory) if self.path.is_none() => Err(Error::config(
+                "offsite.path is required when offsite.uploader = \"directory\"",
+            )),
+            Some(OffsiteKind::Command) if self.upload.is_empty() || self.list.is_empty() => {
+                Err(Error::config(
+                    "offsite.upload and offsite.list are required when offsite.uploader = \"command\"",
+                ))
+            }
+            Some(OffsiteKind::Command) if self.keep_daily > 0 && self.delete.is_empty() => Err(
+                Error::config("offsite.keep_daily needs offsite.delete with the command uploader"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The uploader these keys describe; a configuration error when none is chosen.
+    pub fn uploader(&self) -> Result<Box<dyn crate::offsite::uploader::Uploader>> {
+        use crate::offsite::uploader::{CommandUploader, Directory, Rclone};
+        Ok(match self.uploader {
+            None => {
+                return Err(Error::config(
+                    "offsite.uploader is not set (rclone, command or directory): there is no remote to copy to",
+                ));
+            }
+            Some(OffsiteKind::Rclone) => Box::new(Rclone {
+                program: self.rclone.clone(),
+                remote: self.remote.clone(),
+                config: self.rclone_config.clone(),
+            }),
+            Some(OffsiteKind::Command) => Box::new(CommandUploader {
+                upload: self.upload.clone(),
+                list: self.list.clone(),
+                delete: self.delete.clone(),
+            }),
+            Some(OffsiteKind::Directory) => Box::new(Directory {
+                root: self.path.clone().expect("validated"),
+            }),
+        })
+    }
+}
+
 /// `[gc]`: how `cairn gc` deletes and repacks packs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -289,6 +416,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// The offsite copy.
+    pub offsite: OffsiteConfig,
 }
 
 impl Default for Config {
@@ -308,11 +437,12 @@ impl Default for Config {
             backup: BackupConfig::default(),
             retention: RetentionConfig::default(),
             gc: GcConfig::default(),
+            offsite: OffsiteConfig::default(),
         }
     }
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "source",
     "store",
     "exports",
@@ -320,6 +450,7 @@ const SECTIONS: [&str; 7] = [
     "backup",
     "retention",
     "gc",
+    "offsite",
 ];
 const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
 
@@ -489,6 +620,7 @@ impl Config {
         self.time_zone()?;
         self.retention.policy()?;
         self.gc.validate()?;
+        self.offsite.validate()?;
         crate::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }

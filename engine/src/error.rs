@@ -43,6 +43,8 @@ pub mod exit {
     pub const WARNINGS: u8 = 3;
     /// The state directory, or the day being published, is held by another cairn process.
     pub const LOCKED: u8 = 4;
+    /// `offsite sync`: some days failed to reach the remote or were left for the next run.
+    pub const OFFSITE_INCOMPLETE: u8 = 5;
 }
 
 impl ErrorKind {

@@ -15,6 +15,7 @@ mod seeded;
 #[allow(dead_code)]
 mod survey;
 
+mod offsite;
 mod prune;
 
 use seeded::seeded;

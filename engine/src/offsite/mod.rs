@@ -1,0 +1,439 @@
+//! The offsite stage: the daily archives, copied best-effort to a second place (Proton Drive in
+//! production) through whichever client the image carries.
+//!
+//! It reads only the exports location and writes there only its status objects, its report and
+//! its lease; the first copy is never touched. For each complete day, newest first, whose copy is
+//! not on the remote as it should be, it uploads the archive, then the `.sha256`, then the
+//! manifest (last, as in the exports), then lists the day on the remote and checks names, sizes
+//! and any hash the remote gives; only then is the day `uploaded`. A per-archive timeout kills a
+//! hung client, a per-run budget stops starting new days, and failures are retried with a wait.
+//! Nothing is deleted on the remote unless `keep_daily` asks for it.
+
+pub mod process;
+pub mod status;
+pub mod uploader;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::export::{DayKeys, list_days};
+use crate::store::{ObjectReader, Store};
+use status::{DayOffsite, State};
+use uploader::{Source, Uploader};
+
+/// How a sync runs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The run's day: its report goes to `_reports/DATE/offsite.json`.
+    pub date: String,
+    /// The longest one upload (or listing) may take before its client is killed.
+    pub timeout: Duration,
+    /// No new day is started after this long.
+    pub budget: Duration,
+    /// Attempts per day, the first included.
+    pub attempts: u32,
+    /// The first wait before another attempt, doubled each time.
+    pub retry_wait: Duration,
+    /// Keep this many newest days on the remote and delete older ones; 0 deletes nothing.
+    pub keep_daily: usize,
+    /// Where a stream is copied for a client that needs a file (removed after each upload).
+    pub scratch: std::path::PathBuf,
+}
+
+/// What one sync did: `_reports/DATE/offsite.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// 1.
+    pub version: u32,
+    /// The run's day.
+    pub date: String,
+    /// The remote.
+    pub remote: String,
+    /// Start and end (RFC 3339).
+    pub started: String,
+    pub finished: String,
+    /// Days uploaded and checked by this run.
+    pub uploaded: Vec<String>,
+    /// Days already on the remote as they should be.
+    pub up_to_date: Vec<String>,
+    /// Days that failed, with the reason.
+    pub failed: Vec<DayFailure>,
+    /// Days not tried because the run's budget was spent.
+    pub pending: Vec<String>,
+    /// Remote days deleted by `keep_daily`.
+    pub deleted_remote: Vec<String>,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// The process's exit code: 0, or 5 when some day failed or is left pending.
+    pub exit_code: u8,
+}
+
+/// A day that did not reach the remote.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayFailure {
+    /// The day.
+    pub date: String,
+    /// Why (one line, secrets redacted).
+    pub reason: String,
+}
+
+/// The SHA-256 a day's `.sha256` object names, checked to be 64 hex digits.
+fn expected_sha256(exports: &dyn Store, keys: &DayKeys) -> Result<(String, Vec<u8>)> {
+    let bytes = exports.get(&keys.sha256)?;
+    let hex = String::from_utf8_lossy(&bytes)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::corrupt(format!("{} holds no SHA-256", keys.sha256)));
+    }
+    Ok((hex, bytes))
+}
+
+/// Reads through, hashing what passes.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    crate::id::hex(&Sha256::digest(data))
+}
+
+/// One file of a day to put on the remote.
+struct Part<'a> {
+    name: String,
+    /// The key in the exports location.
+    key: &'a str,
+    size: u64,
+    sha256: String,
+    /// Small objects (`.sha256`, manifest) are held in memory.
+    bytes: Option<Vec<u8>>,
+}
+
+/// Copies the archive of `keys` and its two small companions to the remote, then checks them.
+fn upload_day(
+    exports: &dyn Store,
+    up: &dyn Uploader,
+    keys: &DayKeys,
+    archive_size: u64,
+    opts: &SyncOptions,
+) -> Result<u64> {
+    let (sha, sha_bytes) = expected_sha256(exports, keys)?;
+    let manifest = exports.get(&keys.manifest)?;
+    let name_of = |k: &str| k.rsplit('/').next().expect("DATE/NAME").to_string();
+    let parts = [
+        Part {
+            name: name_of(&keys.archive),
+            key: &keys.archive,
+            size: archive_size,
+            sha256: sha,
+            bytes: None,
+        },
+        Part {
+            name: name_of(&keys.sha256),
+            key: &keys.sha256,
+            size: sha_bytes.len() as u64,
+            sha256: sha256_hex(&sha_bytes),
+            bytes: Some(sha_bytes),
+        },
+        Part {
+            name: name_of(&keys.manifest),
+            key: &keys.manifest,
+            size: manifest.len() as u64,
+            sha256: sha256_hex(&manifest),
+            bytes: Some(manifest),
+        },
+    ];
+    let mut sent = 0;
+    for p in &parts {
+        let dest = format!("{}/{}", keys.date, p.name);
+        put(exports, up, p, &dest, opts)?;
+        sent += p.size;
+    }
+    let listed = up.list(&keys.date, opts.timeout)?;
+    for p in &parts {
+        let Some(r) = listed.iter().find(|r| r.name == p.name) else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{}/{} is not on the remote after its upload",
+                    keys.date, p.name
+                ),
+            ));
+        };
+        if r.size != p.size {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{}/{} is {} bytes on the remote, {} in the exports",
+                    keys.date, p.name, r.size, p.size
+                ),
+            ));
+        }
+        if let Some(h) = &r.sha256
+            && *h != p.sha256
+        {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("{}/{} has another SHA-256 on the remote", keys.date, p.name),
+            ));
+        }
+    }
+    Ok(sent)
+}
+
+/// Puts one file: straight from the exports' own file when there is one, else streamed (through
+/// a bounded scratch file for a client that needs one), its SHA-256 checked on the way.
+fn put(
+    exports: &dyn Store,
+    up: &dyn Uploader,
+    p: &Part<'_>,
+    dest: &str,
+    opts: &SyncOptions,
+) -> Result<()> {
+    if let Some(bytes) = &p.bytes {
+        if !up.needs_file() {
+            let mut r: &[u8] = bytes;
+            return up.upload(Source::Stream(&mut r), p.size, dest, opts.timeout);
+        }
+    } else if let Some(path) = exports.local_file(p.key) {
+        // The client reads the exports' file itself (rclone checks a hash after the copy).
+        return up.upload(Source::File(&path), p.size, dest, opts.timeout);
+    }
+    let reader: Box<dyn Read + '_> = match &p.bytes {
+        Some(b) => Box::new(&b[..]),
+        None => Box::new(ObjectReader::open(exports, p.key)?),
+    };
+    let mut hashing = Hashing {
+        inner: reader,
+        hash: Sha256::new(),
+        len: 0,
+    };
+    let result = if up.needs_file() {
+        std::fs::create_dir_all(&opts.scratch)
+            .map_err(|e| Error::io(format!("creating {}", opts.scratch.display()), e))?;
+        let tmp = opts.scratch.join(&p.name);
+        let copied = std::fs::File::create(&tmp)
+            .and_then(|mut f| std::io::copy(&mut hashing, &mut f).and_then(|_| f.sync_all()))
+            .map_err(|e| Error::io(format!("copying {} to {}", p.key, tmp.display()), e));
+        let r = copied.and_then(|()| {
+            check_stream(&hashing, p)?;
+            up.upload(Source::File(&tmp), p.size, dest, opts.timeout)
+        });
+        let _ = std::fs::remove_file(&tmp);
+        return r;
+    } else {
+        up.upload(Source::Stream(&mut hashing), p.size, dest, opts.timeout)
+    };
+    result?;
+    check_stream(&hashing, p)
+}
+
+/// The bytes read from the exports were the file its `.sha256` names.
+fn check_stream<R>(h: &Hashing<R>, p: &Part<'_>) -> Result<()> {
+    let got = crate::id::hex(&h.hash.clone().finalize());
+    if h.len != p.size || got != p.sha256 {
+        return Err(Error::corrupt(format!(
+            "{} in the exports does not match its SHA-256 (cairn exports verify names the damage)",
+            p.key
+        )));
+    }
+    Ok(())
+}
+
+/// Copies every complete day not yet on the remote, newest first. Holds the offsite lease in
+/// the exports location (a second sync exits 4). Writes each day's status and the run's report.
+pub fn sync(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Result<SyncReport> {
+    let lease = crate::lease::acquire(
+        exports,
+        status::LEASES,
+        "offsite sync",
+        crate::export::DAY_LEASE_TTL,
+        None,
+    )?;
+    let report = lease.hold(|| sync_leased(exports, up, opts))?;
+    lease.release();
+    let key = format!("_reports/{}/offsite.json", opts.date);
+    exports.put(
+        &key,
+        &serde_json::to_vec_pretty(&report).expect("serializes"),
+    )?;
+    Ok(report)
+}
+
+fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Result<SyncReport> {
+    let began = Instant::now();
+    let mut report = SyncReport {
+        version: 1,
+        date: opts.date.clone(),
+        remote: up.describe(),
+        started: jiff::Timestamp::now().to_string(),
+        ..SyncReport::default()
+    };
+    let mut statuses = status::load_all(exports)?;
+    let mut days: Vec<_> = list_days(exports)?
+        .into_iter()
+        .filter(|d| d.complete && d.archive_size.is_some())
+        .collect();
+    days.reverse();
+    for day in &days {
+        let keys = DayKeys::new(&day.date)?;
+        let size = day.archive_size.expect("filtered");
+        let prior = statuses.get(&day.date).cloned();
+        // A day marked uploaded is checked against the remote's listing (one call), so a copy
+        // deleted or cut short there is uploaded again.
+        if let Some(s) = &prior
+            && s.state == State::Uploaded
+            && s.archive_size == size
+        {
+            match up.list(&day.date, opts.timeout) {
+                Ok(listed)
+                    if listed
+                        .iter()
+                        .any(|r| r.name == keys.archive_name() && r.size == size)
+                        && listed.len() >= 3 =>
+                {
+                    report.up_to_date.push(day.date.clone());
+                    continue;
+                }
+                Ok(_) => {
+                    tracing::warn!(date = %day.date, "the remote copy is gone or incomplete; uploading it again")
+                }
+                Err(e) => {
+                    tracing::warn!(date = %day.date, error = %e, "cannot list the day on the remote; uploading it again")
+                }
+            }
+        }
+        if began.elapsed() >= opts.budget {
+            report.pending.push(day.date.clone());
+            continue;
+        }
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match upload_day(exports, up, &keys, size, opts) {
+                Ok(sent) => break Ok(sent),
+                Err(e) if attempt < opts.attempts && began.elapsed() < opts.budget => {
+                    let wait = opts.retry_wait * 2u32.saturating_pow(attempt - 1);
+                    let error = process::redact(&e.to_string());
+                    tracing::warn!(date = %day.date, attempt, %error, wait_secs = wait.as_secs(), "offsite upload failed; trying again");
+                    std::thread::sleep(wait);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let sha = expected_sha256(exports, &keys)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now().to_string();
+        let st = match outcome {
+            Ok(sent) => {
+                report.bytes += sent;
+                report.uploaded.push(day.date.clone());
+                tracing::info!(date = %day.date, bytes = sent, "archive copied offsite and checked");
+                DayOffsite {
+                    version: 1,
+                    date: day.date.clone(),
+                    state: State::Uploaded,
+                    remote: up.describe(),
+                    archive_size: size,
+                    archive_sha256: sha,
+                    attempts: 0,
+                    uploaded: Some(now.clone()),
+                    reason: None,
+                    updated: now,
+                }
+            }
+            Err(e) => {
+                let reason = process::redact(&e.to_string());
+                tracing::error!(date = %day.date, error = %reason, "offsite copy failed");
+                report.failed.push(DayFailure {
+                    date: day.date.clone(),
+                    reason: reason.clone(),
+                });
+                DayOffsite {
+                    version: 1,
+                    date: day.date.clone(),
+                    state: State::Failed,
+                    remote: up.describe(),
+                    archive_size: size,
+                    archive_sha256: sha,
+                    attempts: prior.map_or(0, |p| p.attempts) + attempt,
+                    uploaded: None,
+                    reason: Some(reason),
+                    updated: now,
+                }
+            }
+        };
+        status::save(exports, &st)?;
+        statuses.insert(st.date.clone(), st);
+    }
+    if opts.keep_daily > 0 {
+        let mut remote = up.days(opts.timeout)?;
+        remote.sort();
+        remote.reverse();
+        for old in remote.iter().skip(opts.keep_daily) {
+            up.delete_day(old, opts.timeout)?;
+            tracing::info!(date = %old, "remote day deleted (offsite.keep_daily)");
+            report.deleted_remote.push(old.clone());
+        }
+    }
+    report.finished = jiff::Timestamp::now().to_string();
+    report.exit_code = if report.failed.is_empty() && report.pending.is_empty() {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::OFFSITE_INCOMPLETE
+    };
+    Ok(report)
+}
+
+/// One day as `cairn offsite status` shows it: in the exports, and on the remote as last checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayView {
+    /// The day.
+    pub date: String,
+    /// Complete in the exports location (manifest present).
+    pub in_exports: bool,
+    /// Archive size in the exports.
+    pub archive_size: Option<u64>,
+    /// The offsite status, if any was written.
+    pub offsite: Option<DayOffsite>,
+}
+
+/// Every day found in the exports or in the offsite statuses, oldest first.
+pub fn overview(exports: &dyn Store) -> Result<Vec<DayView>> {
+    let mut statuses = status::load_all(exports)?;
+    let mut out: Vec<DayView> = list_days(exports)?
+        .into_iter()
+        .map(|d| DayView {
+            offsite: statuses.remove(&d.date),
+            in_exports: d.complete,
+            archive_size: d.archive_size,
+            date: d.date,
+        })
+        .collect();
+    out.extend(statuses.into_values().map(|s| DayView {
+        date: s.date.clone(),
+        in_exports: false,
+        archive_size: None,
+        offsite: Some(s),
+    }));
+    out.sort_by(|a, b| a.date.cmp(&b.date));
+    Ok(out)
+}
