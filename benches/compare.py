@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -19,6 +19,9 @@ With --gc: fourteen simulated days backed up by cairn, restic and borg, then one
 (`keep_daily = 7`) and the removal of what is no longer needed, `cairn prune` beside
 `restic forget --prune` and `borg prune` + `borg compact`; and the gc of the 1,000,000-file
 repository beside `restic prune`.
+
+With --offsite: one exported day (from an earlier full run) through `cairn offsite sync` with the
+rclone uploader to a local remote, beside `rclone copy` of the same day alone.
 """
 
 import argparse
@@ -521,6 +524,47 @@ def report_gc(r, sizes, scale):
     return "\n".join(lines)
 
 
+def offsite_run(cairn, work, rounds=3):
+    """The offsite stage's cost: one day of the bench's exports (a 1.9 GB archive and its
+    companions) through `cairn offsite sync` with the rclone uploader to a local remote, beside
+    `rclone copy` of the same day alone. Needs the day that a full bench run exported."""
+    day = "2026-11-29"
+    src = work / "cairn" / "exports" / day
+    if not (src / f"shared-{day}.manifest.json").exists():
+        sys.exit(f"no exported day at {src}: run benches/compare.py without --offsite first")
+    base = work / "offsite"
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "exports" / day).mkdir(parents=True)
+    for f in src.iterdir():
+        os.link(f, base / "exports" / day / f.name)
+    cfg = base / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{base}"\n[store]\npath = "{base}/store"\n'
+                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n'
+                   f'[offsite]\nuploader = "rclone"\nremote = ":local:{base}/remote-cairn"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    r = []
+    for i in range(rounds):
+        for d in ["remote-cairn", "remote-rclone", "exports/_offsite", "exports/_reports"]:
+            shutil.rmtree(base / d, ignore_errors=True)
+        m = {}
+        settle(base / "exports")
+        m["offsite/cairn"] = measure([str(cairn), "-q", "offsite", "sync"], cenv)
+        settle(base / "exports")
+        m["offsite/rclone"] = measure(["rclone", "copy", str(base / "exports" / day), str(base / "remote-rclone" / day)])
+        r.append(m)
+    size = sum(f.stat().st_size for f in (base / "exports" / day).iterdir())
+    lines = [f"One day, {size / 1e9:.2f} GB, {rounds} rounds (medians).", "",
+             "| operation | tool | wall s | CPU s | peak RSS MiB |", "| --- | --- | ---: | ---: | ---: |"]
+    for k in r[0]:
+        op, tool = k.split("/")
+        lines.append(f"| {op} | {tool} | {median_of(r, k, 'wall'):.2f} | {median_of(r, k, 'cpu'):.2f} | "
+                     f"{median_of(r, k, 'rss_mb'):.0f} |")
+    ratio = median_of(r, "offsite/cairn", "wall") / median_of(r, "offsite/rclone", "wall")
+    lines += ["", "| goal | ratio | target | met |", "| --- | ---: | ---: | :-: |",
+              f"| offsite upload, cairn / rclone copy | {ratio:.3f} | ≤ 1.1 | {'yes' if ratio <= 1.1 else 'no'} |"]
+    return r, "\n".join(lines)
+
+
 def median_of(rounds, key, field):
     return statistics.median(rd[key][field] for rd in rounds)
 
@@ -571,12 +615,20 @@ def main():
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--gc", action="store_true",
                     help="only the garbage-collection comparison: 14 days, keep 7, prune beside restic and borg")
+    ap.add_argument("--offsite", action="store_true",
+                    help="only the offsite stage: one exported day through cairn offsite sync (rclone) beside rclone copy")
     ap.add_argument("--s3", action="store_true",
                     help="store and exports on a Garage server on loopback, beside restic on S3 and tar | zstd | aws s3 cp")
     args = ap.parse_args()
     install()
     cairn = build_cairn()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.offsite:
+        r, text = offsite_run(cairn, args.work)
+        (args.work / "results-offsite.md").write_text(text + "\n")
+        (args.work / "results-offsite.json").write_text(json.dumps(r, indent=1))
+        print(text)
+        return
     make_corpus(args.work / "pristine")
     if args.gc:
         r, sizes = gc_run(cairn, args.work)

@@ -74,6 +74,11 @@ fn format_md_lists_every_kind() {
         names(ProblemKind::ALL),
         "problem kinds"
     );
+    assert_eq!(
+        listed("Offsite states:", ";"),
+        names(cairn_engine::offsite::status::State::ALL),
+        "offsite states"
+    );
 }
 
 /// A kind written by a newer cairn still reads, as `unknown`: an old binary must not lose a
