@@ -422,3 +422,42 @@ fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
     assert_eq!(r["uploaded"].as_array().unwrap().len(), 3, "{r}");
     assert_eq!(remote_files(&remote), exported(&s, &days));
 }
+
+/// The directory uploader (a NAS mirror) and `keep_daily`: only the newest days stay on the
+/// remote, and only when asked.
+#[test]
+fn a_directory_remote_keeps_the_newest_days_only_when_asked() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let remote = s.dir.path().join("nas");
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\n",
+            remote.display()
+        ),
+    );
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(remote_files(&remote), exported(&s, &days));
+    assert!(r["deleted_remote"].as_array().unwrap().is_empty());
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\nkeep_daily = 2\n",
+            remote.display()
+        ),
+    );
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        r["deleted_remote"],
+        serde_json::json!(["2026-11-01"]),
+        "{r}"
+    );
+    assert_eq!(remote_files(&remote), exported(&s, &days[1..]));
+    // The exports keep every day: the stage never deletes there.
+    assert_eq!(exported(&s, &days).len(), 9);
+}
