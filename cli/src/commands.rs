@@ -629,7 +629,14 @@ fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
         keep_daily: o.keep_daily as usize,
         scratch: o.scratch_dir.clone(),
     };
-    let report = cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts)?;
+    // An error may quote a client: scrubbed like its output.
+    let report =
+        cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts).map_err(|e| {
+            cairn_engine::Error::new(
+                e.kind(),
+                cairn_engine::offsite::process::redact(&e.to_string()),
+            )
+        })?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {

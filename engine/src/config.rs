@@ -312,10 +312,35 @@ impl OffsiteConfig {
                 self.attempts
             )));
         }
+        if !(1..=7 * 86_400).contains(&self.budget_secs) {
+            return Err(Error::config(format!(
+                "offsite.budget_secs {} is outside 1..=604800",
+                self.budget_secs
+            )));
+        }
+        if self.retry_wait_secs > 3600 {
+            return Err(Error::config(format!(
+                "offsite.retry_wait_secs {} is above 3600",
+                self.retry_wait_secs
+            )));
+        }
+        // `name:path` or `:backend:path`, the name of letters, digits, `_`, `-`, `.`: an rclone
+        // connection string (`:s3,secret_access_key=…:`) would put a secret in every report.
+        let name = self
+            .remote
+            .strip_prefix(':')
+            .unwrap_or(&self.remote)
+            .split_once(':')
+            .map(|(n, _)| n);
+        let remote_ok = name.is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b))
+        });
         match self.uploader {
-            Some(OffsiteKind::Rclone) if !self.remote.contains(':') => Err(Error::config(format!(
-                "offsite.remote {:?} is not an rclone remote (name:path)",
-                self.remote
+            Some(OffsiteKind::Rclone) if !remote_ok => Err(Error::config(format!(
+                "offsite.remote must be an rclone remote, name:path (options and credentials belong in the rclone config or RCLONE_* variables), not {:?}",
+                self.remote.split(',').next().unwrap_or("")
             ))),
             Some(OffsiteKind::Directory) if self.path.is_none() => Err(Error::config(
                 "offsite.path is required when offsite.uploader = \"directory\"",

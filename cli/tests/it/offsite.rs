@@ -270,7 +270,11 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
             "[redacted]",
         ),
     ] {
-        let up = script(&s, name, &body);
+        let up = script(
+            &s,
+            name,
+            &format!("echo \"$0 $*\" >> \"{}\"\n{body}", s.dir.path().join("argv.log").display()),
+        );
         let cfg_before = fs::read_to_string(&s.config).unwrap();
         offsite(
             &s,
@@ -285,15 +289,19 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
         let child = s
             .cmd(&["--json", "offsite", "sync"])
             .env("PROTON_PASSWORD", SECRET)
+            // A second secret inside the first: replaced whole, not leaving the first's tail.
+            .env("PROTON_TOKEN", &SECRET[..8])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Every process's arguments, while it runs.
+        // Every process's arguments, while it runs (the clients also write theirs to a file).
         let mut seen_secret = false;
         let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while Path::new(&format!("/proc/{pid}")).exists()
             && !fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+            && std::time::Instant::now() < deadline
         {
             for p in fs::read_dir("/proc").unwrap().flatten() {
                 if let Ok(cmdline) = fs::read(p.path().join("cmdline")) {
@@ -304,9 +312,15 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
         }
         let out = child.wait_with_output().unwrap();
         assert!(!seen_secret, "{name}: the secret was in a process's arguments");
+        let argv = fs::read_to_string(s.dir.path().join("argv.log")).unwrap_or_default();
+        assert!(argv.contains(name), "{name}: the client did not run: {argv}");
+        assert!(!argv.contains(SECRET) && !argv.contains(&SECRET[8..]), "{name}: {argv}");
         assert_eq!(out.status.code(), Some(5), "{name}: {}", stderr(&out));
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-        assert!(!log.contains(SECRET), "{name}: the secret is in the output: {log}");
+        assert!(
+            !log.contains(SECRET) && !log.contains(&SECRET[8..]),
+            "{name}: the secret is in the output: {log}"
+        );
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["failed"].as_array().unwrap().len(), 3, "{name}: {r}");
         assert!(r["failed"][0]["reason"].as_str().unwrap().contains(says), "{name}: {r}");
@@ -332,8 +346,10 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
     }
 }
 
-/// Two syncs at once: the second exits 4 naming the first; a sync killed mid-upload leaves no
-/// day `uploaded` that is not whole, and the next run finishes.
+/// Days already uploaded are checked file by file: a manifest cut short on the remote and an
+/// archive deleted there bring back exactly those days. Two syncs at once: the second exits 4
+/// naming the first. A sync killed mid-upload leaves no day `uploaded` that is not whole, and
+/// the next run finishes.
 #[test]
 fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
     use std::os::unix::process::ExitStatusExt;
@@ -348,8 +364,39 @@ fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
             remote.display()
         ),
     );
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let with_client = |client: &Path| {
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(
+            &s,
+            &format!(
+                "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
+                client.display(),
+                list.display(),
+                s.dir.path().join("scratch").display()
+            ),
+        );
+    };
+    let fast = script(
+        &s,
+        "fast.sh",
+        &format!(
+            "mkdir -p \"{r}/$(dirname \"$2\")\"; cat \"$1\" > \"{r}/$2\"",
+            r = remote.display()
+        ),
+    );
+    with_client(&fast);
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(remote_files(&remote), exported(&s, &days));
+
+    // The newest day's manifest cut short on the remote, the middle day's archive deleted.
+    let manifest = remote.join("2026-11-03/shared-2026-11-03.manifest.json");
+    fs::write(&manifest, &fs::read(&manifest).unwrap()[..10]).unwrap();
+    fs::remove_file(remote.join("2026-11-02/shared-2026-11-02.tar.zst")).unwrap();
+
     let marker = s.dir.path().join("uploading");
-    // Writes half the file, says so, and waits: a client in the middle of an upload.
+    // Writes part of the file, says so, and waits: a client in the middle of an upload.
     let slow = script(
         &s,
         "slow.sh",
@@ -359,16 +406,7 @@ fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
             m = marker.display()
         ),
     );
-    let cfg = fs::read_to_string(&s.config).unwrap();
-    offsite(
-        &s,
-        &format!(
-            "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
-            slow.display(),
-            list.display(),
-            s.dir.path().join("scratch").display()
-        ),
-    );
+    with_client(&slow);
     let mut first = s.cmd(&["-q", "offsite", "sync"]).spawn().unwrap();
     while !marker.exists() {
         assert!(
@@ -380,46 +418,40 @@ fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
     let out = s.run(&["offsite", "sync"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("offsite sync"), "{}", stderr(&out));
-    // Killed in the middle of its first upload (the process group: the client too).
-    // SAFETY: signals our own child's process and, through its group, its client.
+    // SAFETY: signals our own child; its client dies with it (PR_SET_PDEATHSIG).
     unsafe {
         libc::kill(first.id() as i32, libc::SIGKILL);
     }
     assert_eq!(first.wait().unwrap().signal(), Some(9));
-    let _ = std::process::Command::new("pkill")
+    let status = |d: &str| {
+        fs::read_to_string(s.dir.path().join(format!("exports/_offsite/{d}.json"))).unwrap()
+    };
+    assert!(
+        status("2026-11-03").contains("\"pending\""),
+        "a day cut short on the remote is not pending: {}",
+        status("2026-11-03")
+    );
+    // The client went with the killed sync.
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = std::process::Command::new("pgrep")
         .args(["-f", &slow.display().to_string()])
-        .status();
-    for d in &days {
-        let st = s.dir.path().join(format!("exports/_offsite/{d}.json"));
-        assert!(
-            !fs::read_to_string(&st)
-                .unwrap_or_default()
-                .contains("\"uploaded\""),
-            "{d} is uploaded after a killed sync"
-        );
-    }
-    // The next run, with a client that finishes, completes every day.
-    let fast = script(
-        &s,
-        "fast.sh",
-        &format!(
-            "mkdir -p \"{r}/$(dirname \"$2\")\"; cat \"$1\" > \"{r}/$2\"",
-            r = remote.display()
-        ),
+        .output()
+        .unwrap();
+    assert!(
+        alive.stdout.is_empty(),
+        "the client outlived the sync: {}",
+        String::from_utf8_lossy(&alive.stdout)
     );
-    fs::write(&s.config, &cfg).unwrap();
-    offsite(
-        &s,
-        &format!(
-            "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
-            fast.display(),
-            list.display(),
-            s.dir.path().join("scratch").display()
-        ),
-    );
+
+    with_client(&fast);
     let (code, r) = sync(&s);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(r["uploaded"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(
+        r["uploaded"],
+        serde_json::json!(["2026-11-03", "2026-11-02"]),
+        "{r}"
+    );
+    assert_eq!(r["up_to_date"], serde_json::json!(["2026-11-01"]), "{r}");
     assert_eq!(remote_files(&remote), exported(&s, &days));
 }
 

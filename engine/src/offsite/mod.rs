@@ -121,100 +121,141 @@ struct Part<'a> {
     /// The key in the exports location.
     key: &'a str,
     size: u64,
-    sha256: String,
-    /// Small objects (`.sha256`, manifest) are held in memory.
+    /// Known ahead for the archive (its `.sha256`) and the `.sha256` itself; the manifest,
+    /// which grows with the number of files, is streamed and hashed only if the remote lists a
+    /// hash to compare with.
+    sha256: Option<String>,
+    /// The `.sha256` object, held in memory (under 1 KiB).
     bytes: Option<Vec<u8>>,
 }
 
-/// Copies the archive of `keys` and its two small companions to the remote, then checks them.
-fn upload_day(
-    exports: &dyn Store,
-    up: &dyn Uploader,
-    keys: &DayKeys,
-    archive_size: u64,
-    opts: &SyncOptions,
-) -> Result<u64> {
+/// The three files of a day as they should be on the remote: name, key, size.
+fn parts_of<'a>(exports: &dyn Store, keys: &'a DayKeys) -> Result<Vec<Part<'a>>> {
     let (sha, sha_bytes) = expected_sha256(exports, keys)?;
-    let manifest = exports.get(&keys.manifest)?;
+    let listed = exports.list(&format!("{}/", keys.date))?;
+    let size_of = |k: &str| {
+        listed
+            .iter()
+            .find(|o| o.key == k)
+            .map(|o| o.size)
+            .ok_or_else(|| Error::not_found(format!("{k} is not in the exports")))
+    };
     let name_of = |k: &str| k.rsplit('/').next().expect("DATE/NAME").to_string();
-    let parts = [
+    Ok(vec![
         Part {
             name: name_of(&keys.archive),
             key: &keys.archive,
-            size: archive_size,
-            sha256: sha,
+            size: size_of(&keys.archive)?,
+            sha256: Some(sha),
             bytes: None,
         },
         Part {
             name: name_of(&keys.sha256),
             key: &keys.sha256,
             size: sha_bytes.len() as u64,
-            sha256: sha256_hex(&sha_bytes),
+            sha256: Some(sha256_hex(&sha_bytes)),
             bytes: Some(sha_bytes),
         },
         Part {
             name: name_of(&keys.manifest),
             key: &keys.manifest,
-            size: manifest.len() as u64,
-            sha256: sha256_hex(&manifest),
-            bytes: Some(manifest),
+            size: size_of(&keys.manifest)?,
+            sha256: None,
+            bytes: None,
         },
-    ];
-    let mut sent = 0;
-    for p in &parts {
-        let dest = format!("{}/{}", keys.date, p.name);
-        put(exports, up, p, &dest, opts)?;
-        sent += p.size;
-    }
-    let listed = up.list(&keys.date, opts.timeout)?;
-    for p in &parts {
+    ])
+}
+
+/// Whether the remote's listing of a day holds each part under its exact name and size (other
+/// names, a client's temporary files among them, do not count), and the same SHA-256 where the
+/// remote gives one. `Err` says what differs.
+fn check_listed(
+    exports: &dyn Store,
+    date: &str,
+    parts: &[Part<'_>],
+    listed: &[uploader::RemoteFile],
+) -> Result<()> {
+    for p in parts {
         let Some(r) = listed.iter().find(|r| r.name == p.name) else {
             return Err(Error::new(
                 ErrorKind::Io,
-                format!(
-                    "{}/{} is not on the remote after its upload",
-                    keys.date, p.name
-                ),
+                format!("{date}/{} is not on the remote", p.name),
             ));
         };
         if r.size != p.size {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "{}/{} is {} bytes on the remote, {} in the exports",
-                    keys.date, p.name, r.size, p.size
+                    "{date}/{} is {} bytes on the remote, {} in the exports",
+                    p.name, r.size, p.size
                 ),
             ));
         }
-        if let Some(h) = &r.sha256
-            && *h != p.sha256
-        {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("{}/{} has another SHA-256 on the remote", keys.date, p.name),
-            ));
+        if let Some(h) = &r.sha256 {
+            let ours = match &p.sha256 {
+                Some(s) => s.clone(),
+                None => {
+                    let mut h = Hashing {
+                        inner: ObjectReader::open(exports, p.key)?,
+                        hash: Sha256::new(),
+                        len: 0,
+                    };
+                    std::io::copy(&mut h, &mut std::io::sink())
+                        .map_err(|e| Error::io(format!("reading {}", p.key), e))?;
+                    crate::id::hex(&h.hash.finalize())
+                }
+            };
+            if *h != ours {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("{date}/{} has another SHA-256 on the remote", p.name),
+                ));
+            }
         }
     }
+    Ok(())
+}
+
+/// Copies the archive of `keys` and its two companions to the remote, then checks them there.
+fn upload_day(
+    exports: &dyn Store,
+    up: &dyn Uploader,
+    keys: &DayKeys,
+    opts: &SyncOptions,
+    scratch: &std::path::Path,
+) -> Result<u64> {
+    let parts = parts_of(exports, keys)?;
+    let mut sent = 0;
+    for p in &parts {
+        let dest = format!("{}/{}", keys.date, p.name);
+        put(exports, up, p, &dest, opts, scratch)?;
+        sent += p.size;
+    }
+    let listed = up.list(&keys.date, opts.timeout)?;
+    check_listed(exports, &keys.date, &parts, &listed)?;
     Ok(sent)
 }
 
-/// Puts one file: straight from the exports' own file when there is one, else streamed (through
-/// a bounded scratch file for a client that needs one), its SHA-256 checked on the way.
+/// Puts one file. rclone gets the exports' own file when there is one (it reads it and checks a
+/// hash after the copy); otherwise the bytes are streamed from the exports — through a scratch
+/// copy for a client that needs a file, so that no client ever gets a path into the first copy —
+/// with their SHA-256 checked on the way where it is known.
 fn put(
     exports: &dyn Store,
     up: &dyn Uploader,
     p: &Part<'_>,
     dest: &str,
     opts: &SyncOptions,
+    scratch: &std::path::Path,
 ) -> Result<()> {
-    if let Some(bytes) = &p.bytes {
-        if !up.needs_file() {
+    if !up.needs_file() {
+        if let Some(bytes) = &p.bytes {
             let mut r: &[u8] = bytes;
             return up.upload(Source::Stream(&mut r), p.size, dest, opts.timeout);
         }
-    } else if let Some(path) = exports.local_file(p.key) {
-        // The client reads the exports' file itself (rclone checks a hash after the copy).
-        return up.upload(Source::File(&path), p.size, dest, opts.timeout);
+        if let Some(path) = exports.local_file(p.key) {
+            return up.upload(Source::File(&path), p.size, dest, opts.timeout);
+        }
     }
     let reader: Box<dyn Read + '_> = match &p.bytes {
         Some(b) => Box::new(&b[..]),
@@ -225,36 +266,62 @@ fn put(
         hash: Sha256::new(),
         len: 0,
     };
-    let result = if up.needs_file() {
-        std::fs::create_dir_all(&opts.scratch)
-            .map_err(|e| Error::io(format!("creating {}", opts.scratch.display()), e))?;
-        let tmp = opts.scratch.join(&p.name);
-        let copied = std::fs::File::create(&tmp)
-            .and_then(|mut f| std::io::copy(&mut hashing, &mut f).and_then(|_| f.sync_all()))
-            .map_err(|e| Error::io(format!("copying {} to {}", p.key, tmp.display()), e));
-        let r = copied.and_then(|()| {
-            check_stream(&hashing, p)?;
-            up.upload(Source::File(&tmp), p.size, dest, opts.timeout)
-        });
-        let _ = std::fs::remove_file(&tmp);
-        return r;
-    } else {
-        up.upload(Source::Stream(&mut hashing), p.size, dest, opts.timeout)
-    };
-    result?;
-    check_stream(&hashing, p)
+    if !up.needs_file() {
+        up.upload(Source::Stream(&mut hashing), p.size, dest, opts.timeout)?;
+        return check_stream(&hashing, p);
+    }
+    let tmp = scratch.join(&p.name);
+    let copied = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::copy(&mut hashing, &mut f).and_then(|_| f.sync_all()))
+        .map_err(|e| Error::io(format!("copying {} to {}", p.key, tmp.display()), e));
+    let result = copied.and_then(|()| {
+        check_stream(&hashing, p)?;
+        up.upload(Source::File(&tmp), p.size, dest, opts.timeout)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// The bytes read from the exports were the file its `.sha256` names.
 fn check_stream<R>(h: &Hashing<R>, p: &Part<'_>) -> Result<()> {
     let got = crate::id::hex(&h.hash.clone().finalize());
-    if h.len != p.size || got != p.sha256 {
+    if h.len != p.size || p.sha256.as_ref().is_some_and(|s| *s != got) {
         return Err(Error::corrupt(format!(
             "{} in the exports does not match its SHA-256 (cairn exports verify names the damage)",
             p.key
         )));
     }
     Ok(())
+}
+
+/// A private scratch directory for this run (0700, under `offsite.scratch_dir`), removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(base: &std::path::Path) -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::create_dir_all(base)
+            .map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
+        let dir = base.join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            crate::id::random_hex(6)?
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Copies every complete day not yet on the remote, newest first. Holds the offsite lease in
@@ -267,13 +334,16 @@ pub fn sync(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Resul
         crate::export::DAY_LEASE_TTL,
         None,
     )?;
-    let report = lease.hold(|| sync_leased(exports, up, opts))?;
+    let report = lease.hold(|| -> Result<SyncReport> {
+        let report = sync_leased(exports, up, opts)?;
+        let key = format!("_reports/{}/offsite.json", opts.date);
+        exports.put(
+            &key,
+            &serde_json::to_vec_pretty(&report).expect("serializes"),
+        )?;
+        Ok(report)
+    })?;
     lease.release();
-    let key = format!("_reports/{}/offsite.json", opts.date);
-    exports.put(
-        &key,
-        &serde_json::to_vec_pretty(&report).expect("serializes"),
-    )?;
     Ok(report)
 }
 
@@ -292,31 +362,60 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         .filter(|d| d.complete && d.archive_size.is_some())
         .collect();
     days.reverse();
+    // With `keep_daily`, only the newest days are copied (older ones would be deleted again).
+    if opts.keep_daily > 0 {
+        days.truncate(opts.keep_daily);
+    }
+    // A day being written or pruned right now (its day lease is live) is left for the next run.
+    let busy = crate::retention::days_in_use(exports)?;
+    let scratch = Scratch::new(&opts.scratch)?;
+    let save = |st: DayOffsite,
+                statuses: &mut std::collections::BTreeMap<String, DayOffsite>|
+     -> Result<()> {
+        status::save(exports, &st)?;
+        statuses.insert(st.date.clone(), st);
+        Ok(())
+    };
     for day in &days {
+        if busy.contains(&day.date) {
+            report.pending.push(day.date.clone());
+            continue;
+        }
         let keys = DayKeys::new(&day.date)?;
         let size = day.archive_size.expect("filtered");
         let prior = statuses.get(&day.date).cloned();
-        // A day marked uploaded is checked against the remote's listing (one call), so a copy
-        // deleted or cut short there is uploaded again.
+        let sha = expected_sha256(exports, &keys)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        // A day marked uploaded is checked against the remote's listing (one call): each file
+        // under its name with the exports' size, and the archive the same as when it went.
         if let Some(s) = &prior
             && s.state == State::Uploaded
-            && s.archive_size == size
         {
-            match up.list(&day.date, opts.timeout) {
-                Ok(listed)
-                    if listed
-                        .iter()
-                        .any(|r| r.name == keys.archive_name() && r.size == size)
-                        && listed.len() >= 3 =>
-                {
+            let checked = if s.archive_sha256 != sha || s.archive_size != size {
+                Err(Error::new(
+                    ErrorKind::Io,
+                    "the day was exported again since its upload",
+                ))
+            } else {
+                parts_of(exports, &keys).and_then(|parts| {
+                    let listed = up.list(&day.date, opts.timeout)?;
+                    check_listed(exports, &day.date, &parts, &listed)
+                })
+            };
+            match checked {
+                Ok(()) => {
                     report.up_to_date.push(day.date.clone());
                     continue;
                 }
-                Ok(_) => {
-                    tracing::warn!(date = %day.date, "the remote copy is gone or incomplete; uploading it again")
-                }
                 Err(e) => {
-                    tracing::warn!(date = %day.date, error = %e, "cannot list the day on the remote; uploading it again")
+                    let reason = process::redact(&e.to_string());
+                    tracing::warn!(date = %day.date, %reason, "the remote copy is not as uploaded; uploading it again");
+                    let mut st = s.clone();
+                    st.state = State::Pending;
+                    st.reason = Some(reason);
+                    st.updated = jiff::Timestamp::now().to_string();
+                    save(st, &mut statuses)?;
                 }
             }
         }
@@ -327,10 +426,18 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match upload_day(exports, up, &keys, size, opts) {
+            match upload_day(exports, up, &keys, opts, &scratch.0) {
                 Ok(sent) => break Ok(sent),
-                Err(e) if attempt < opts.attempts && began.elapsed() < opts.budget => {
-                    let wait = opts.retry_wait * 2u32.saturating_pow(attempt - 1);
+                // Only what may pass is tried again: a missing client or damaged exports is not.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Io)
+                        && attempt < opts.attempts
+                        && began.elapsed() < opts.budget =>
+                {
+                    let wait = opts
+                        .retry_wait
+                        .saturating_mul(1 << (attempt - 1).min(10))
+                        .min(opts.budget.saturating_sub(began.elapsed()));
                     let error = process::redact(&e.to_string());
                     tracing::warn!(date = %day.date, attempt, %error, wait_secs = wait.as_secs(), "offsite upload failed; trying again");
                     std::thread::sleep(wait);
@@ -338,9 +445,6 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 Err(e) => break Err(e),
             }
         };
-        let sha = expected_sha256(exports, &keys)
-            .map(|(h, _)| h)
-            .unwrap_or_default();
         let now = jiff::Timestamp::now().to_string();
         let st = match outcome {
             Ok(sent) => {
@@ -381,17 +485,25 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 }
             }
         };
-        status::save(exports, &st)?;
-        statuses.insert(st.date.clone(), st);
+        save(st, &mut statuses)?;
     }
-    if opts.keep_daily > 0 {
+    // Remote days older than every day kept are deleted; newer ones (or ones this run could not
+    // judge) never are.
+    if opts.keep_daily > 0
+        && let Some(oldest_kept) = days.last().map(|d| d.date.clone())
+    {
         let mut remote = up.days(opts.timeout)?;
         remote.sort();
-        remote.reverse();
-        for old in remote.iter().skip(opts.keep_daily) {
+        for old in remote.iter().filter(|d| **d < oldest_kept) {
             up.delete_day(old, opts.timeout)?;
             tracing::info!(date = %old, "remote day deleted (offsite.keep_daily)");
             report.deleted_remote.push(old.clone());
+            if let Some(mut st) = statuses.get(old).cloned() {
+                st.state = State::Pending;
+                st.reason = Some("deleted on the remote by offsite.keep_daily".into());
+                st.updated = jiff::Timestamp::now().to_string();
+                save(st, &mut statuses)?;
+            }
         }
     }
     report.finished = jiff::Timestamp::now().to_string();

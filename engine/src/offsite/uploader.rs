@@ -85,7 +85,12 @@ impl Rclone {
     }
 
     fn path(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.remote.trim_end_matches('/'))
+        // `nas:` is the remote's own default folder; `nas:/` would be its root.
+        if self.remote.ends_with(':') {
+            format!("{}{rel}", self.remote)
+        } else {
+            format!("{}/{rel}", self.remote.trim_end_matches('/'))
+        }
     }
 
     fn checked(&self, f: Finished, what: &str) -> Result<Finished> {
