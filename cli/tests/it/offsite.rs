@@ -237,6 +237,18 @@ fn script(s: &Setup, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// A list command for the command uploader over a directory: `SIZE NAME` per file of `$1`.
+fn list_script(s: &Setup, remote: &Path) -> PathBuf {
+    script(
+        s,
+        "list.sh",
+        &format!(
+            "d=\"{}/$1\"; [ -d \"$d\" ] || exit 0; for f in \"$d\"/*; do [ -f \"$f\" ] && echo \"$(stat -c %s \"$f\") $(basename \"$f\")\"; done; exit 0",
+            remote.display()
+        ),
+    )
+}
+
 const SECRET: &str = "s3cr3t-proton-pass-7781";
 
 /// Command clients that fail in each way leave every day `failed` with the reason, exit 5, the
@@ -247,14 +259,7 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
     let s = Setup::new();
     let days = three_days(&s);
     let remote = s.dir.path().join("remote");
-    let list = script(
-        &s,
-        "list.sh",
-        &format!(
-            "d=\"{}/$1\"; [ -d \"$d\" ] || exit 0; for f in \"$d\"/*; do [ -f \"$f\" ] && echo \"$(stat -c %s \"$f\") $(basename \"$f\")\"; done; exit 0",
-            remote.display()
-        ),
-    );
+    let list = list_script(&s, &remote);
     let before = exported(&s, &days);
     for (name, body, says) in [
         ("exit1.sh", "echo 'quota exceeded' >&2; exit 1".to_string(), "quota exceeded"),
@@ -356,14 +361,7 @@ fn concurrent_and_killed_syncs_upload_each_day_once_and_whole() {
     let s = Setup::new();
     let days = three_days(&s);
     let remote = s.dir.path().join("remote");
-    let list = script(
-        &s,
-        "list.sh",
-        &format!(
-            "d=\"{}/$1\"; [ -d \"$d\" ] || exit 0; for f in \"$d\"/*; do [ -f \"$f\" ] && echo \"$(stat -c %s \"$f\") $(basename \"$f\")\"; done; exit 0",
-            remote.display()
-        ),
-    );
+    let list = list_script(&s, &remote);
     let cfg = fs::read_to_string(&s.config).unwrap();
     let with_client = |client: &Path| {
         fs::write(&s.config, &cfg).unwrap();
