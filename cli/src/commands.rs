@@ -546,6 +546,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     drop(lock);
     bar.finish();
     let report = result?;
+    cfg.metrics.sink().publish(&run::stages(&report));
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("reports serialize"));
     } else if !cli.quiet {
@@ -630,13 +631,39 @@ fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
         scratch: o.scratch_dir.clone(),
     };
     // An error may quote a client: scrubbed like its output.
-    let report =
-        cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts).map_err(|e| {
-            cairn_engine::Error::new(
-                e.kind(),
-                cairn_engine::offsite::process::redact(&e.to_string()),
+    let result = cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts).map_err(|e| {
+        cairn_engine::Error::new(
+            e.kind(),
+            cairn_engine::offsite::process::redact(&e.to_string()),
+        )
+    });
+    let now = jiff::Timestamp::now();
+    let stage = match &result {
+        Ok(r) => cairn_engine::metrics::Stage::new("offsite", r.exit_code == exit::OK, now)
+            .gauge(
+                "uploaded_archives",
+                "Days uploaded by this run.",
+                r.uploaded.len() as f64,
             )
-        })?;
+            .gauge(
+                "uploaded_bytes",
+                "Bytes uploaded by this run.",
+                r.bytes as f64,
+            )
+            .gauge(
+                "pending_archives",
+                "Days left for the next run.",
+                r.pending.len() as f64,
+            )
+            .gauge(
+                "failed_archives",
+                "Days that failed in this run.",
+                r.failed.len() as f64,
+            ),
+        Err(_) => cairn_engine::metrics::Stage::new("offsite", false, now),
+    };
+    cfg.metrics.sink().publish(&[stage]);
+    let report = result?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {
@@ -709,11 +736,23 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     let exports = open_store(&cfg.exports, "exports", true)?;
     // Days after today (a typo in --date, a pod with a wrong clock) are never counted or deleted.
     let today = cfg.date_of(jiff::Timestamp::now())?;
-    let deleted = retention::prune_for(
+    let result = retention::prune_for(
         exports.as_ref(),
         keep,
         retention::Retention::Manual(Some(&today)),
-    )?;
+    );
+    let stage =
+        cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
+    let stage = match &result {
+        Ok(d) => stage.gauge(
+            "deleted_days",
+            "Daily archives deleted by this run.",
+            d.len() as f64,
+        ),
+        Err(_) => stage,
+    };
+    cfg.metrics.sink().publish(&[stage]);
+    let deleted = result?;
     if cli.json {
         print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));
     } else if !cli.quiet {
@@ -1047,7 +1086,32 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
         // What gc would find once the plan's snapshots are gone.
         opts.assume_forgotten = forgotten;
     }
-    let report = gc::gc(&repo, &catalog, &opts)?;
+    let result = gc::gc(&repo, &catalog, &opts);
+    if !a.dry_run {
+        let stage =
+            cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
+        let stage = match &result {
+            Ok(g) => stage
+                .gauge(
+                    "forgotten_snapshots",
+                    "Snapshots forgotten by this run.",
+                    forgot["forgotten"].as_u64().unwrap_or(0) as f64,
+                )
+                .gauge(
+                    "freed_bytes",
+                    "Bytes of packs deleted by garbage collection.",
+                    g.bytes_freed as f64,
+                )
+                .gauge(
+                    "deleted_packs",
+                    "Packs deleted by garbage collection.",
+                    g.packs_deleted as f64,
+                ),
+            Err(_) => stage,
+        };
+        cfg.metrics.sink().publish(&[stage]);
+    }
+    let report = result?;
     if cli.json {
         print_json(&serde_json::json!({ "forget": forgot, "gc": report }));
     } else {

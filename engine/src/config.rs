@@ -383,6 +383,50 @@ impl OffsiteConfig {
     }
 }
 
+/// `[metrics]`: where each stage publishes its figures for Prometheus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `http://host:port` of a Pushgateway (pushed with POST on success and on failure).
+    pub pushgateway: Option<String>,
+    /// A node-exporter textfile collector directory (`cairn_<stage>.prom`).
+    pub textfile_dir: Option<PathBuf>,
+    /// The `job` grouping label.
+    pub job: String,
+    /// The `instance` grouping label: fixed, since pod names change every night.
+    pub instance: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            pushgateway: None,
+            textfile_dir: None,
+            job: "cairn".into(),
+            instance: "shared-subfolders".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The sink these keys describe.
+    pub fn sink(&self) -> crate::metrics::Sink {
+        crate::metrics::Sink {
+            pushgateway: self.pushgateway.clone(),
+            textfile_dir: self.textfile_dir.clone(),
+            job: self.job.clone(),
+            instance: self.instance.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(u) = &self.pushgateway {
+            crate::metrics::check_url(u)?;
+        }
+        Ok(())
+    }
+}
+
 /// `[gc]`: how `cairn gc` deletes and repacks packs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -443,6 +487,8 @@ pub struct Config {
     pub gc: GcConfig,
     /// The offsite copy.
     pub offsite: OffsiteConfig,
+    /// Metrics for Prometheus.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -463,11 +509,12 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             gc: GcConfig::default(),
             offsite: OffsiteConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "source",
     "store",
     "exports",
@@ -476,6 +523,7 @@ const SECTIONS: [&str; 8] = [
     "retention",
     "gc",
     "offsite",
+    "metrics",
 ];
 const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
 
@@ -646,6 +694,7 @@ impl Config {
         self.retention.policy()?;
         self.gc.validate()?;
         self.offsite.validate()?;
+        self.metrics.validate()?;
         crate::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }

@@ -22,6 +22,7 @@ pub mod id;
 pub mod index;
 pub mod lease;
 pub mod lock;
+pub mod metrics;
 pub mod offsite;
 pub mod pack;
 pub mod packer;

@@ -109,6 +109,9 @@ pub struct RunReport {
     pub deleted_days: Vec<String>,
     /// The complete days left after retention.
     pub kept_days: Vec<String>,
+    /// Bytes of the packs in the store after the backup (for the store-growth alert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_bytes: Option<u64>,
     /// Snapshot retention and garbage collection, when the run does them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneStage>,
@@ -170,6 +173,7 @@ pub fn nightly(
         temporaries_removed: Cleaned::default(),
         deleted_days: Vec::new(),
         kept_days: Vec::new(),
+        store_bytes: None,
         prune: None,
         error: None,
     };
@@ -241,6 +245,7 @@ fn night(
     bopts.lease = lease.clone();
     let out = backup(repo, catalog, sync, &bopts, progress)?;
     let warned = !out.snapshot.warnings.is_empty();
+    report.store_bytes = Some(catalog.pack_sizes()?.values().sum());
     report.backup = Some(BackupStage {
         snapshot: out.id,
         summary: out.snapshot.summary.clone(),
@@ -346,4 +351,95 @@ fn prune(
         stage.error = Some(e.to_string());
     }
     stage
+}
+
+/// The metrics of a run: its backup, export and retention stages, each a success or a failure.
+pub fn stages(report: &RunReport) -> Vec<crate::metrics::Stage> {
+    use crate::metrics::Stage;
+    let at = report
+        .finished
+        .parse()
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    let mut backup = Stage::new("backup", report.backup.is_some(), at);
+    if let Some(b) = &report.backup {
+        let s = &b.summary;
+        backup = backup
+            .gauge(
+                "duration_seconds",
+                "How long the backup took.",
+                s.duration_ms as f64 / 1000.0,
+            )
+            .gauge("files", "Files in the snapshot.", s.files as f64)
+            .gauge(
+                "source_bytes",
+                "Bytes of the files in the snapshot.",
+                s.bytes as f64,
+            )
+            .gauge(
+                "read_bytes",
+                "Bytes read from the share (changed files).",
+                s.bytes_read as f64,
+            )
+            .gauge(
+                "new_bytes",
+                "Bytes of chunks the store did not have.",
+                s.new_bytes as f64,
+            )
+            .gauge(
+                "stored_bytes",
+                "Bytes of new packs written.",
+                s.stored_bytes as f64,
+            )
+            .gauge(
+                "warnings",
+                "Files that could not be read as they were.",
+                b.warnings.len() as f64,
+            );
+    }
+    if let Some(sb) = report.store_bytes {
+        backup = backup.gauge(
+            "store_bytes",
+            "Bytes of all packs in the store after the backup.",
+            sb as f64,
+        );
+    }
+    let mut export = Stage::new("export", report.export.is_some(), at);
+    if let Some(e) = &report.export {
+        export = export
+            .gauge("archive_bytes", "Size of the day's archive.", e.size as f64)
+            .gauge("entries", "Entries in the day's archive.", e.entries as f64);
+    }
+    let retained = report.export.is_some() && report.error.is_none();
+    let mut retention = Stage::new("retention", retained, at)
+        .gauge(
+            "kept_days",
+            "Complete daily archives kept.",
+            report.kept_days.len() as f64,
+        )
+        .gauge(
+            "deleted_days",
+            "Daily archives deleted by this run.",
+            report.deleted_days.len() as f64,
+        );
+    if let Some(p) = &report.prune {
+        retention = retention.gauge(
+            "forgotten_snapshots",
+            "Snapshots forgotten by this run.",
+            p.snapshots_forgotten as f64,
+        );
+        if let Some(g) = &p.gc {
+            retention = retention
+                .gauge(
+                    "freed_bytes",
+                    "Bytes of packs deleted by garbage collection.",
+                    g.bytes_freed as f64,
+                )
+                .gauge(
+                    "deleted_packs",
+                    "Packs deleted by garbage collection.",
+                    g.packs_deleted as f64,
+                );
+        }
+    }
+    vec![backup, export, retention]
 }

@@ -15,6 +15,7 @@ mod seeded;
 #[allow(dead_code)]
 mod survey;
 
+mod metrics;
 mod offsite;
 mod prune;
 
