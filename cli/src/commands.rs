@@ -545,8 +545,15 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     let result = run::nightly(open, &opts, &progress);
     drop(lock);
     bar.finish();
+    // Published whatever happened, also when not even the run report could be written.
+    let stages = match &result {
+        Ok(report) => run::stages(report),
+        Err(_) => ["backup", "export", "retention"]
+            .map(|st| cairn_engine::metrics::Stage::new(st, false, jiff::Timestamp::now()))
+            .to_vec(),
+    };
+    cfg.metrics.sink().publish(&stages);
     let report = result?;
-    cfg.metrics.sink().publish(&run::stages(&report));
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("reports serialize"));
     } else if !cli.quiet {
