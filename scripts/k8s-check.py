@@ -16,6 +16,7 @@ Prints one line per check; exits 1 at the first failure.
 
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -178,28 +179,42 @@ def check_cronjob(cairn):
         (mounts["/etc/cairn"] / "cairn.toml").write_text(cfg)
         # The container's environment: values as written, Secret references from the test server's
         # key, the downward API's CPU limit as Kubernetes gives it.
-        env = {"PATH": os.environ["PATH"], "HOME": str(mounts["/tmp"]), "TMPDIR": str(mounts["/tmp"])}
+        env = {"PATH": os.environ["PATH"]}
+
+        def remap(value):
+            """A path in the pod, as the directory that stands for its volume here."""
+            for mount in sorted(mounts, key=len, reverse=True):
+                if value == mount or value.startswith(mount + "/"):
+                    return str(mounts[mount]) + value[len(mount):]
+            return value
+
         secrets = {"access-key-id": os.environ["AWS_ACCESS_KEY_ID"], "secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"]}
         cpu = container["resources"]["limits"]["cpu"]
         for e in container["env"]:
             if "value" in e:
-                env[e["name"]] = e["value"].replace("/etc/cairn", str(mounts["/etc/cairn"]))
+                env[e["name"]] = remap(e["value"])
             elif "secretKeyRef" in e["valueFrom"]:
                 env[e["name"]] = secrets[e["valueFrom"]["secretKeyRef"]["key"]]
             else:
-                env[e["name"]] = str(-(-int(float(cpu.rstrip("m")) / (1000 if cpu.endswith("m") else 1)) // 1))
+                millis = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+                env[e["name"]] = str(math.ceil(millis / 1000))
         cmd = [str(cairn) if c == "/usr/local/bin/cairn" else c for c in container["command"]] + container["args"]
-        r = subprocess.run([str(cairn), "init", "--exists-ok"], env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"k8s-check: cairn init failed: {r.stderr}")
+        # The pod's init containers first, as the kubelet runs them (they create the repository).
+        for init in pod.get("initContainers", []):
+            icmd = [str(cairn) if c == "/usr/local/bin/cairn" else c for c in init["command"]] + init["args"]
+            r = subprocess.run(icmd, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"k8s-check: the init container {init['name']} failed: {r.stderr[-2000:]}")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"k8s-check: the CronJob's command {cmd} failed ({r.returncode}): {r.stderr[-2000:]}")
         text = scrape(port)
-        for stage in ["backup", "export", "retention"]:
+        for stage in ["backup", "export"]:
             if metric(text, f"cairn_{stage}_success", stage) != 1.0:
                 sys.exit(f"k8s-check: the Pushgateway has no success of {stage}:\n{text}")
         ok = metric(text, "cairn_backup_last_success_timestamp_seconds", "backup")
+        if ok is None:
+            sys.exit(f"k8s-check: no last success time was pushed:\n{text}")
         print(f"k8s-check: the backup CronJob's command ran against the S3 server; the Pushgateway got its stages")
         drill(env, work)
         # A failing night: the store's key no longer works.

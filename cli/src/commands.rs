@@ -547,8 +547,8 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     bar.finish();
     // Published whatever happened, also when not even the run report could be written.
     let stages = match &result {
-        Ok(report) => run::stages(report),
-        Err(_) => ["backup", "export", "retention"]
+        Ok(report) => run::stages(report, opts.keep_daily > 0 || opts.prune.is_some()),
+        Err(_) => ["backup", "export"]
             .map(|st| cairn_engine::metrics::Stage::new(st, false, jiff::Timestamp::now()))
             .to_vec(),
     };
@@ -625,8 +625,24 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
 }
 
 fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
-    let up = cfg.offsite.uploader()?;
-    let exports = open_store(&cfg.exports, "exports", false)?;
+    // A stage that cannot even start is a failure the alerts must see.
+    let opened = cfg
+        .offsite
+        .uploader()
+        .and_then(|up| Ok((up, open_store(&cfg.exports, "exports", false)?)));
+    let (up, exports) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            cfg.metrics
+                .sink()
+                .publish(&[cairn_engine::metrics::Stage::new(
+                    "offsite",
+                    false,
+                    jiff::Timestamp::now(),
+                )]);
+            return Err(e.into());
+        }
+    };
     let o = &cfg.offsite;
     let opts = cairn_engine::offsite::SyncOptions {
         date: cfg.date_of(jiff::Timestamp::now())?,

@@ -275,11 +275,11 @@ mod tests {
         write_textfile(dir.path(), &Stage::new("backup", false, t2)).unwrap();
         let text = std::fs::read_to_string(dir.path().join("cairn_backup.prom")).unwrap();
         assert!(
-            text.contains("cairn_backup_last_success_timestamp_seconds 1764378000\n"),
+            text.contains("cairn_backup_last_success_timestamp_seconds 1795914000\n"),
             "{text}"
         );
         assert!(
-            text.contains("cairn_backup_last_attempt_timestamp_seconds 1764464400\n"),
+            text.contains("cairn_backup_last_attempt_timestamp_seconds 1796000400\n"),
             "{text}"
         );
         assert!(text.contains("cairn_backup_success 0\n"), "{text}");

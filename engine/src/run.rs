@@ -353,8 +353,11 @@ fn prune(
     stage
 }
 
-/// The metrics of a run: its backup, export and retention stages, each a success or a failure.
-pub fn stages(report: &RunReport) -> Vec<crate::metrics::Stage> {
+/// The metrics of a run: its backup and export stages, each a success or a failure, and its
+/// retention stage when the run does retention (`with_retention`: `exports.keep_daily` > 0 or
+/// `prune_in_run`; otherwise the retention job publishes that stage, and the run must not
+/// overwrite it).
+pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::Stage> {
     use crate::metrics::Stage;
     let at = report
         .finished
@@ -441,5 +444,9 @@ pub fn stages(report: &RunReport) -> Vec<crate::metrics::Stage> {
                 );
         }
     }
-    vec![backup, export, retention]
+    if with_retention {
+        vec![backup, export, retention]
+    } else {
+        vec![backup, export]
+    }
 }

@@ -3,18 +3,26 @@
 # nixpkgs or kubenix's library, so `nix-instantiate --eval --strict --json` evaluates it alone;
 # in a homelab repository it drops in as modules/kubenix/apps/shared-subfolders-backup.nix.
 # k8s/*.yaml are rendered from it (k8s/render.py), and scripts/test.sh checks they are equal.
-{
-  namespace ? "apps",
-  image ? "ghcr.io/homelab/cairn:0.1.0",
-  timeZone ? "Europe/Berlin",
-  schedule ? "0 1 * * *",
-  offsiteSchedule ? "0 5 * * *",
-  retentionSchedule ? "30 4 * * *",
-  minioEndpoint ? "http://minio.minio.svc:9000",
-  pushgateway ? "http://prometheus-pushgateway.monitoring.svc:9091",
-  ...
-}:
+# As a kubenix module the module system passes its own arguments (config, lib, …); settings go
+# in `cairn = { … }` beside them (or `import ./shared-subfolders-backup.nix { cairn = { … }; }`).
+{ ... }@args:
 let
+  settings = {
+    namespace = "apps";
+    image = "ghcr.io/homelab/cairn:0.1.0";
+    timeZone = "Europe/Berlin";
+    schedule = "0 1 * * *";
+    offsiteSchedule = "0 5 * * *";
+    retentionSchedule = "30 4 * * *";
+    minioEndpoint = "http://minio.minio.svc:9000";
+    pushgateway = "http://prometheus-pushgateway.monitoring.svc:9091";
+    # The user the pods run as. The share must be readable by it: set runAsUser, or add the
+    # share's group to supplementalGroups (an unreadable file is a warning, exit 3, a failed Job).
+    runAsUser = 65532;
+    supplementalGroups = [ ];
+  } // (args.cairn or { });
+  inherit (settings) namespace image timeZone schedule offsiteSchedule retentionSchedule
+    minioEndpoint pushgateway;
   name = "shared-subfolders-backup";
   labels = {
     "app.kubernetes.io/name" = "cairn";
@@ -28,7 +36,7 @@ let
   };
   securityContext = {
     runAsNonRoot = true;
-    runAsUser = 65532;
+    runAsUser = settings.runAsUser;
     runAsGroup = 65532;
     allowPrivilegeEscalation = false;
     readOnlyRootFilesystem = true;
@@ -38,6 +46,8 @@ let
   podSecurity = {
     runAsNonRoot = true;
     fsGroup = 65532;
+    fsGroupChangePolicy = "OnRootMismatch";
+    supplementalGroups = settings.supplementalGroups;
     seccompProfile = { type = "RuntimeDefault"; };
   };
   secretEnv = secret: [
@@ -57,7 +67,12 @@ let
     name = cname;
     inherit image args resources securityContext;
     command = [ "/usr/local/bin/cairn" ];
-    env = [ { name = "CAIRN_CONFIG"; value = "/etc/cairn/cairn.toml"; } threads ] ++ env;
+    # HOME on the writable /tmp: the root filesystem is read-only and uid 65532 has no home.
+    env = [
+      { name = "CAIRN_CONFIG"; value = "/etc/cairn/cairn.toml"; }
+      { name = "HOME"; value = "/tmp"; }
+      threads
+    ] ++ env;
     volumeMounts = [ configMount tmpMount ] ++ mounts;
   };
   cronJob = { jname, sched, deadline, pod, suspend ? false }: {
@@ -73,7 +88,9 @@ let
       successfulJobsHistoryLimit = 3;
       failedJobsHistoryLimit = 3;
       jobTemplate.spec = {
-        backoffLimit = 1;
+        # No retry: every failure cairn reports is deterministic (a retry after a crash would
+        # meet the dead pod's writer lease), and the alerts say it; the next night runs anew.
+        backoffLimit = 0;
         activeDeadlineSeconds = deadline;
         template = {
           metadata.labels = labels;
@@ -146,6 +163,15 @@ in
       sched = schedule;
       deadline = 6 * 3600;
       pod = {
+        # The repository is created on the first night (a no-op on every later one).
+        initContainers = [
+          (container {
+            cname = "init";
+            args = [ "init" "--exists-ok" ];
+            env = secretEnv "${name}-s3";
+            mounts = [ ];
+          })
+        ];
         containers = [
           (container {
             cname = "cairn";

@@ -86,7 +86,15 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
     assert_eq!(s.run(&["init"]).status.code(), Some(0));
     std::fs::write(s.src().join("images/a.raw"), seeded(3 << 20, 1)).unwrap();
     let url = format!("metrics.pushgateway=http://127.0.0.1:{}", g.1);
-    let out = s.run(&["run", "--date", "2026-11-29", "--set", &url]);
+    let out = s.run(&[
+        "run",
+        "--date",
+        "2026-11-29",
+        "--set",
+        &url,
+        "--set",
+        "exports.keep_daily=14",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = scrape(g.1);
     for stage in ["backup", "export", "retention"] {
@@ -110,7 +118,15 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
     std::thread::sleep(Duration::from_millis(1100));
     let moved = s.dir.path().join("store-away");
     std::fs::rename(s.dir.path().join("store"), &moved).unwrap();
-    let out = s.run(&["run", "--date", "2026-11-30", "--set", &url]);
+    let out = s.run(&[
+        "run",
+        "--date",
+        "2026-11-30",
+        "--set",
+        &url,
+        "--set",
+        "exports.keep_daily=14",
+    ]);
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = scrape(g.1);
     assert_eq!(
