@@ -491,3 +491,121 @@ fn a_directory_remote_keeps_the_newest_days_only_when_asked() {
     // The exports keep every day: the stage never deletes there.
     assert_eq!(exported(&s, &days).len(), 9);
 }
+
+/// The production path: the exports on the S3 server, streamed through `rclone rcat` (nothing
+/// on disk) and through a command client's scratch copy, each checked against its `.sha256` on
+/// the way; a day whose archive in the exports was damaged is refused, never uploaded.
+#[test]
+fn exports_on_s3_are_streamed_and_checked_on_the_way() {
+    let Some(endpoint) = super::s3_endpoint() else {
+        return;
+    };
+    let s = Setup::new();
+    let prefix = format!(
+        "offsite-exports-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let bucket = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap();
+    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    let mut cfg = fs::read_to_string(&s.config).unwrap();
+    cfg = cfg.replace(
+        &format!("[exports]\npath = \"{}/exports\"\n", s.dir.path().display()),
+        &format!(
+            "[exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\npath_style = true\n"
+        ),
+    );
+    fs::write(&s.config, &cfg).unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    fs::write(s.src().join("images/photo.raw"), seeded(3 << 20, 9)).unwrap();
+    let out = s.run(&["run", "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let store = cairn_engine::store::S3Store::new(&cairn_engine::store::S3Config {
+        endpoint: Some(endpoint),
+        region,
+        bucket,
+        prefix,
+        path_style: true,
+        access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+        session_token: None,
+    })
+    .unwrap();
+    use cairn_engine::store::Store;
+    let archive = store.get("2026-11-05/shared-2026-11-05.tar.zst").unwrap();
+    let want = format!("{:x}", Sha256::digest(&archive));
+
+    for (kind, section) in [
+        (
+            "rclone",
+            format!(
+                "uploader = \"rclone\"\nremote = \":local:{}/r1\"\nretry_wait_secs = 0\n",
+                s.dir.path().display()
+            ),
+        ),
+        (
+            "command",
+            format!(
+                "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
+                script(
+                    &s,
+                    "cp.sh",
+                    &format!(
+                        "mkdir -p \"{r}/$(dirname \"$2\")\"; cat \"$1\" > \"{r}/$2\"",
+                        r = s.dir.path().join("r2").display()
+                    )
+                )
+                .display(),
+                list_script(&s, &s.dir.path().join("r2")).display(),
+                s.dir.path().join("scratch").display()
+            ),
+        ),
+    ] {
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(&s, &section);
+        let (code, r) = sync(&s);
+        assert_eq!(code, 0, "{kind}: {r}");
+        assert_eq!(
+            r["uploaded"],
+            serde_json::json!(["2026-11-05"]),
+            "{kind}: {r}"
+        );
+        let root = s
+            .dir
+            .path()
+            .join(if kind == "rclone" { "r1" } else { "r2" });
+        let got = sha256_file(&root.join("2026-11-05/shared-2026-11-05.tar.zst"));
+        assert_eq!(got, want, "{kind}: the remote copy differs");
+        // Statuses live in the exports, so the next kind starts afresh.
+        store.delete("_offsite/2026-11-05.json").unwrap();
+    }
+
+    // The archive in the exports damaged (one byte, same size): streamed, the SHA-256 check
+    // refuses it, and the day is failed, not uploaded.
+    let mut bad = archive.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    store
+        .put("2026-11-05/shared-2026-11-05.tar.zst", &bad)
+        .unwrap();
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"rclone\"\nremote = \":local:{}/r3\"\nretry_wait_secs = 0\n",
+            s.dir.path().display()
+        ),
+    );
+    let (code, r) = sync(&s);
+    assert_eq!(code, 5, "{r}");
+    assert!(
+        r["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match its SHA-256"),
+        "{r}"
+    );
+    for o in store.list("").unwrap() {
+        store.delete(&o.key).unwrap();
+    }
+}
