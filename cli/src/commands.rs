@@ -232,8 +232,8 @@ fn repo_lease(
     )?))
 }
 
-/// A shared lease for a command that only reads the store (a restore, an export): a key that may
-/// not write cannot take one, and reads on without it, with a warning.
+/// A shared lease for a command that only reads the store (a restore, an export, a check): a key
+/// that may not write cannot take one, and reads on without it, with a warning.
 fn read_lease(
     cfg: &Config,
     repo: &Repository,
@@ -911,8 +911,13 @@ fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
     };
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let repo = open_repo(cfg)?;
-    let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
-    let report = check::check(&repo, &catalog, &sync, read, a.repair)?;
+    // A shared lease where the key may write: a gc then does not delete packs under the check
+    // (which would report them missing); a read-only key checks without one.
+    let lease = read_lease(cfg, &repo, "check")?;
+    let report = holding(&lease, || -> Result<check::CheckReport> {
+        let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+        Ok(check::check(&repo, &catalog, &sync, read, a.repair)?)
+    })?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {

@@ -460,41 +460,43 @@ fn the_nightly_run_prunes_when_configured() {
     );
 }
 
-/// A backup that meets a gc deleting (an exclusive lease) waits for it instead of failing the
-/// night, and commits once the lease is gone.
+/// A backup (and a check) that meets a gc deleting (an exclusive lease) waits for it instead of
+/// failing the night, and goes on once the lease is gone.
 #[test]
-fn a_backup_waits_for_a_gc_that_is_deleting() {
+fn a_backup_and_a_check_wait_for_a_gc_that_is_deleting() {
     let s = Setup::new();
     assert_eq!(s.run(&["init"]).status.code(), Some(0));
     fs::write(s.src().join("notetaking/a.md"), "a\n").unwrap();
-    let store: std::sync::Arc<dyn cairn_engine::store::Store> = std::sync::Arc::new(
-        cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap(),
-    );
-    let deleting = cairn_engine::lease::repository(
-        store,
-        cairn_engine::lease::LeaseMode::Exclusive,
-        "garbage collection (deleting)",
-        Duration::from_secs(60),
-        Duration::ZERO,
-    )
-    .unwrap();
-    let mut child = s
-        .cmd(&["-v", "backup"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    for command in ["backup", "check"] {
+        let store: std::sync::Arc<dyn cairn_engine::store::Store> = std::sync::Arc::new(
+            cairn_engine::store::LocalStore::open(s.dir.path().join("store")).unwrap(),
+        );
+        let deleting = cairn_engine::lease::repository(
+            store,
+            cairn_engine::lease::LeaseMode::Exclusive,
+            "garbage collection (deleting)",
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
         .unwrap();
-    // Longer than the five quick attempts that end in exit 4 for other holders.
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(child.try_wait().unwrap().is_none(), "the backup gave up");
-    deleting.release();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("waiting for an exclusive lease"),
-        "{}",
-        stderr(&out)
-    );
+        let mut child = s
+            .cmd(&["-v", command])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Longer than the five quick attempts that end in exit 4 for other holders.
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(child.try_wait().unwrap().is_none(), "{command} gave up");
+        deleting.release();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("waiting for an exclusive lease"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
     let (_, list) = s.json(&["snapshots"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
