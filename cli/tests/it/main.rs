@@ -18,6 +18,7 @@ mod survey;
 mod metrics;
 mod offsite;
 mod prune;
+mod seekable;
 
 use seeded::seeded;
 use survey::{Kind, survey, temporaries};

@@ -75,11 +75,26 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
             keys.sha256
         )));
     }
+    // The seek table, when the archive has one: its frames' boundaries are checked as the
+    // archive streams past (a zstd frame starts at each, declaring the table's content size).
+    let table = match manifest.seek_table {
+        Some(_) => Some(super::extract::read_table(
+            exports,
+            &keys.archive,
+            &manifest,
+        )?),
+        None => None,
+    };
     let reader = crate::store::ObjectReader::open(exports, &keys.archive)?;
     let size = reader.size();
     let mut tee = HashingReader {
         inner: reader,
         sha: Sha256::new(),
+        pos: 0,
+        frames: table.as_ref().map(|t| t.frames.clone()).unwrap_or_default(),
+        next: 0,
+        head: Vec::new(),
+        bad: None,
     };
     let entries = {
         let mut dec = zstd::stream::read::Decoder::new(&mut tee)
@@ -102,6 +117,14 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
             } else {
                 m.path.0.clone()
             };
+            if m.offset.is_some_and(|o| o != item.raw_file_position()) {
+                return Err(Error::corrupt(format!(
+                    "archive entry {} starts at {} of the tar stream, the manifest says {:?}",
+                    String::from_utf8_lossy(&path),
+                    item.raw_file_position(),
+                    m.offset
+                )));
+            }
             if path != mpath || item.size() != m.size {
                 return Err(Error::corrupt(format!(
                     "archive entry {} does not match the manifest ({})",
@@ -134,6 +157,17 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
             rest.len()
         )));
     }
+    if let Some(why) = tee.bad.take() {
+        return Err(Error::corrupt(format!("{}: {why}", keys.archive)));
+    }
+    if tee.next < tee.frames.len() {
+        return Err(Error::corrupt(format!(
+            "{}: the seek table lists {} frames, the archive ended after {}",
+            keys.archive,
+            tee.frames.len(),
+            tee.next
+        )));
+    }
     let sha = hex(&tee.sha.finalize());
     if sha != manifest.archive.sha256 || size != manifest.archive.size {
         return Err(Error::corrupt(format!(
@@ -149,15 +183,64 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     })
 }
 
+/// Reads the archive through, hashing it and checking each seek-table frame's header as it
+/// passes: a zstd frame must start at each listed offset and declare the listed content size.
 pub(super) struct HashingReader<R> {
     inner: R,
     sha: Sha256,
+    pos: u64,
+    frames: Vec<super::seekable::FrameSpan>,
+    /// The next frame whose header is awaited.
+    next: usize,
+    /// The bytes of that header gathered so far.
+    head: Vec<u8>,
+    /// The first mismatch found.
+    bad: Option<String>,
+}
+
+impl<R> HashingReader<R> {
+    fn observe(&mut self, chunk: &[u8]) {
+        let mut at = 0usize;
+        while self.bad.is_none() && self.next < self.frames.len() {
+            let f = self.frames[self.next];
+            let want = (f.length as usize).min(18);
+            let here = self.pos + at as u64;
+            if here + (chunk.len() - at) as u64 <= f.offset {
+                break;
+            }
+            let skip = f.offset.saturating_sub(here) as usize;
+            at += skip;
+            let take = (want - self.head.len()).min(chunk.len() - at);
+            self.head.extend_from_slice(&chunk[at..at + take]);
+            at += take;
+            if self.head.len() < want {
+                break;
+            }
+            match zstd::zstd_safe::get_frame_content_size(&self.head) {
+                Ok(Some(n)) if n == u64::from(f.content_length) => {}
+                other => {
+                    self.bad = Some(format!(
+                        "the seek table's frame {} at {} does not match the frame there ({other:?})",
+                        self.next, f.offset
+                    ));
+                }
+            }
+            self.head.clear();
+            self.next += 1;
+            // Continue after this frame's header; later frames start further on.
+            at = at.min(chunk.len());
+        }
+        self.pos += chunk.len() as u64;
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(out)?;
         self.sha.update(&out[..n]);
+        if !self.frames.is_empty() {
+            self.observe(&out[..n]);
+        }
         Ok(n)
     }
 }

@@ -55,6 +55,17 @@ pub struct ArchiveInfo {
     pub sha256: String,
 }
 
+/// Where the archive's seek table is (see `seekable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeekTableInfo {
+    /// Its offset in the archive: the bytes before it are the frames.
+    pub offset: u64,
+    /// Its length (the whole skippable frame).
+    pub length: u64,
+    /// Frames it lists.
+    pub frames: u64,
+}
+
 /// One entry of the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -74,6 +85,10 @@ pub struct ManifestEntry {
     /// Symlink target, or for a hardlink the path of the first name of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<RawBytes>,
+    /// Where the file's content starts in the decompressed tar stream (files with content
+    /// only): with the seek table, a reader fetches just the frames that hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// An entry of the snapshot that the archive leaves out.
@@ -121,6 +136,9 @@ pub struct Manifest {
     /// The archive's runs of stored frames, for the next day's export to reuse.
     #[serde(default)]
     pub runs: Vec<FrameRun>,
+    /// The seek table at the end of the archive (absent in archives written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seek_table: Option<SeekTableInfo>,
 }
 
 /// Consecutive stored frames of one large file in an archive: up to

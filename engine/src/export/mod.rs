@@ -19,8 +19,10 @@
 //! the retention of days is `retention`'s.
 
 mod days;
+pub mod extract;
 mod groups;
 mod manifest;
+pub mod seekable;
 mod sink;
 mod walk;
 
@@ -29,7 +31,7 @@ use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
     ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, Manifest, ManifestEntry,
-    Published, Reused, read_manifest,
+    Published, Reused, SeekTableInfo, read_manifest,
 };
 use walk::{Written, write_archive};
 
@@ -194,6 +196,7 @@ fn publish(
         runs,
         reused_runs,
         checked_frames,
+        seek_table,
     } = written;
     lease.confirm()?;
     exports.put(
@@ -228,6 +231,7 @@ fn publish(
         warnings: snap.warnings.clone(),
         groups,
         runs,
+        seek_table: Some(seek_table),
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     // The manifest makes the day complete: only while the lease is still this writer's.

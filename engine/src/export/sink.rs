@@ -193,6 +193,8 @@ pub(super) struct Sunk {
     pub(super) runs: Vec<FrameRun>,
     /// How many of them were taken from the previous archive.
     pub(super) reused_runs: u64,
+    /// The seek table written after the last frame.
+    pub(super) seek_table: super::manifest::SeekTableInfo,
 }
 
 /// The writing end: puts frames into the object in order and passes them on to the hasher.
@@ -219,6 +221,8 @@ pub(super) struct Sink<'a, 'o> {
     pub(super) earlier: Option<&'a Prefetch<'a>>,
     /// The previous archive, when its frames can be copied inside the server.
     pub(super) earlier_src: Option<ServerObject>,
+    /// Every frame written, (compressed, decompressed) length, for the seek table.
+    pub(super) seek: Vec<(u32, u32)>,
 }
 
 impl Sink<'_, '_> {
@@ -234,6 +238,7 @@ impl Sink<'_, '_> {
                         blake3: Id::of(&frame.bytes),
                     });
                     self.reused += u64::from(frame.reused_at.is_some());
+                    self.seek.push((frame.bytes.len() as u32, charge as u32));
                     match frame.reused_at {
                         Some(at) => self.write_from(self.earlier_src.clone(), at, frame.bytes)?,
                         None => self.write_bytes(frame.bytes)?,
@@ -241,9 +246,11 @@ impl Sink<'_, '_> {
                     self.budget.give(charge);
                 }
                 Out::Stored(id, loc, FrameSource::Pack(ticket)) => {
+                    self.seek.push((loc.length, loc.raw_length));
                     self.stored_frame(id, &loc, ticket)?
                 }
                 Out::Stored(id, loc, FrameSource::Earlier(at, ticket)) => {
+                    self.seek.push((loc.length, loc.raw_length));
                     match self.earlier_bytes(at, loc.length, ticket) {
                         Some(frame) => self.earlier_frame(id, &loc, frame, at)?,
                         // Read alone from its pack: this is the rare case of an earlier
@@ -265,8 +272,17 @@ impl Sink<'_, '_> {
                 }
             }
         }
+        // The seek table last: decoders skip it, seekable readers start from it.
+        let table = super::seekable::encode(&self.seek);
+        let seek_table = super::manifest::SeekTableInfo {
+            offset: self.len,
+            length: table.len() as u64,
+            frames: self.seek.len() as u64,
+        };
+        self.write_bytes(table)?;
         self.out.flush().map_err(werr)?;
         Ok(Sunk {
+            seek_table,
             size: self.len,
             groups: self.groups,
             reused_groups: self.reused,

@@ -43,6 +43,8 @@ pub(crate) struct Written {
     pub reused_runs: u64,
     /// Stored frames checked against their chunk ids.
     pub checked_frames: u64,
+    /// The seek table written at the end.
+    pub seek_table: super::manifest::SeekTableInfo,
 }
 
 /// The walking end: builds tar bytes, groups them into frames and queues the output in order.
@@ -321,6 +323,7 @@ impl Walk<'_, '_> {
             mtime_ns: e.mtime_ns,
             mode: e.mode,
             link: None,
+            offset: None,
         };
         match e.kind {
             EntryKind::Dir => {
@@ -369,6 +372,9 @@ impl Walk<'_, '_> {
                         e.size,
                         None,
                     ))?;
+                    if e.size > 0 {
+                        m.offset = Some(self.w.tar_len);
+                    }
                     self.w.content(self.repo, self.catalog, e)?;
                     m.size = e.size;
                 }
@@ -457,6 +463,7 @@ pub(crate) fn write_archive(
             reuse,
             earlier,
             earlier_src,
+            seek: Vec::new(),
         };
         let budget_ref = &budget;
         let writer = scope.spawn(move || {
@@ -523,6 +530,7 @@ pub(crate) fn write_archive(
                 runs: sunk.runs,
                 reused_runs: sunk.reused_runs,
                 checked_frames,
+                seek_table: sunk.seek_table,
             }),
         }
     })

@@ -1,0 +1,163 @@
+//! The seekable daily archive: one file out of a day by the seek table, tools that read the
+//! zstd seekable format, and a damaged table that never yields a wrong file.
+
+use std::fs;
+use std::process::Command;
+
+use super::{Setup, seeded, stderr};
+
+/// Two nights with notes, photos and a large file, so that the archive has many frames.
+fn nights(s: &Setup) {
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    for i in 0..40 {
+        fs::write(
+            s.src().join(format!("notetaking/note-{i:02}.md")),
+            format!("note {i}\n").repeat(50 + i),
+        )
+        .unwrap();
+    }
+    fs::write(s.src().join("images/big.raw"), seeded(24 << 20, 3)).unwrap();
+    fs::write(s.src().join("backup/tail.bin"), seeded(300_000, 4)).unwrap();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+fn archive(s: &Setup) -> std::path::PathBuf {
+    s.dir
+        .path()
+        .join("exports/2026-11-29/shared-2026-11-29.tar.zst")
+}
+
+#[test]
+fn one_file_comes_out_of_the_archive_by_its_frames() {
+    let s = Setup::new();
+    nights(&s);
+    let size = fs::metadata(archive(&s)).unwrap().len();
+    for path in ["notetaking/note-17.md", "images/big.raw", "backup/tail.bin"] {
+        let out = s.run(&["-v", "exports", "cat", "2026-11-29", path]);
+        assert_eq!(out.status.code(), Some(0), "{path}: {}", stderr(&out));
+        assert!(
+            out.stdout == fs::read(s.src().join(path)).unwrap(),
+            "{path} differs"
+        );
+        let log = stderr(&out);
+        let bytes: u64 = log
+            .split("bytes: ")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: no seek route logged: {log}"));
+        // The frames holding the file and no more: at most its size and a group frame or two.
+        let len = fs::metadata(s.src().join(path)).unwrap().len();
+        assert!(
+            bytes <= len + (2 << 20),
+            "{path}: {bytes} bytes fetched for {len}"
+        );
+        if path == "notetaking/note-17.md" {
+            assert!(
+                bytes * 100 < size,
+                "{path}: {bytes} of {size} bytes fetched"
+            );
+        }
+    }
+    // Not in the day: one line naming the path and the day, exit 1.
+    let out = s.run(&["exports", "cat", "2026-11-29", "notetaking/nope.md"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("notetaking/nope.md") && err.contains("2026-11-29"),
+        "{err}"
+    );
+    // The tools people use still read it byte for byte.
+    let ok = Command::new("zstd")
+        .arg("-tq")
+        .arg(archive(&s))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = s.run(&["exports", "verify", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_damaged_seek_table_falls_back_to_reading_and_never_gives_a_wrong_file() {
+    let s = Setup::new();
+    nights(&s);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            s.dir
+                .path()
+                .join("exports/2026-11-29/shared-2026-11-29.manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let table_at = manifest["seek_table"]["offset"].as_u64().unwrap() as usize;
+    let good = fs::read(archive(&s)).unwrap();
+    // A frame size that no longer adds up, a wrong magic, a table cut short.
+    for (what, damage) in [
+        ("sizes", table_at + 8),
+        ("magic", good.len() - 1),
+        ("count", good.len() - 9),
+    ] {
+        let mut bad = good.clone();
+        bad[damage] ^= 0x40;
+        fs::write(archive(&s), &bad).unwrap();
+        let out = s.run(&["exports", "cat", "2026-11-29", "images/big.raw"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+        assert!(
+            out.stdout == fs::read(s.src().join("images/big.raw")).unwrap(),
+            "{what}: a wrong file"
+        );
+        assert!(
+            stderr(&out).contains("seek table"),
+            "{what}: no warning: {}",
+            stderr(&out)
+        );
+        let out = s.run(&["exports", "verify", "2026-11-29"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: verify passed a damaged table"
+        );
+    }
+    fs::write(archive(&s), &good).unwrap();
+}
+
+/// pyzstd's SeekableZstdFile and ratarmountcore (indexed_zstd) read the archive by its table.
+#[test]
+fn tools_that_read_the_zstd_seekable_format_read_the_archive() {
+    let have = Command::new("python3")
+        .args(["-c", "import pyzstd, ratarmountcore, indexed_zstd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but pyzstd, ratarmountcore or indexed_zstd is missing (scripts/setup.sh installs them)"
+        );
+        eprintln!("skipping: no pyzstd / ratarmountcore");
+        return;
+    }
+    let s = Setup::new();
+    nights(&s);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/archive-readers.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(archive(&s))
+        .arg(
+            s.dir
+                .path()
+                .join("exports/2026-11-29/shared-2026-11-29.manifest.json"),
+        )
+        .arg(s.src())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
