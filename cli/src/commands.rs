@@ -854,15 +854,32 @@ fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
             )
         } else {
             let exports = open_store(&cfg.exports, "exports", true)?;
-            let key = match export::DayKeys::new(src) {
-                Ok(day) => day.archive,
-                Err(_) => src.clone(),
-            };
-            let reader = cairn_engine::store::ObjectReader::open(exports.as_ref(), &key)
-                .with_context(|| {
-                    format!("{src} is neither a local file nor an archive in the exports location")
-                })?;
-            (restore::restore_archive(reader, &opts)?, key)
+            // A few paths of a day: only the frames that hold them, by the seek table.
+            if let Ok(day) = export::DayKeys::new(src)
+                && !opts.paths.is_empty()
+                && opts.overwrite == restore::Overwrite::Never
+                && !opts.verify
+                && let Some(report) = export::extract::restore_paths(
+                    exports.as_ref(),
+                    &day.date,
+                    &opts.paths,
+                    &opts.target,
+                )?
+            {
+                (report, day.archive)
+            } else {
+                let key = match export::DayKeys::new(src) {
+                    Ok(day) => day.archive,
+                    Err(_) => src.clone(),
+                };
+                let reader = cairn_engine::store::ObjectReader::open(exports.as_ref(), &key)
+                    .with_context(|| {
+                        format!(
+                            "{src} is neither a local file nor an archive in the exports location"
+                        )
+                    })?;
+                (restore::restore_archive(reader, &opts)?, key)
+            }
         }
     } else {
         let _lock = StateLock::acquire(&cfg.state.dir)?;

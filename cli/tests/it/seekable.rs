@@ -161,3 +161,63 @@ fn tools_that_read_the_zstd_seekable_format_read_the_archive() {
         stderr(&out)
     );
 }
+
+/// `restore --archive DATE --path P` takes only P's frames, with modes and times, and names a
+/// path the day does not have.
+#[test]
+fn restore_of_some_paths_from_a_day_reads_their_frames() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Setup::new();
+    nights(&s);
+    let target = s.dir.path().join("restored");
+    let out = s.run(&[
+        "restore",
+        "--archive",
+        "2026-11-29",
+        "--path",
+        "notetaking",
+        "--path",
+        "images/big.raw",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for i in 0..40 {
+        let p = format!("notetaking/note-{i:02}.md");
+        assert_eq!(
+            fs::read(target.join(&p)).unwrap(),
+            fs::read(s.src().join(&p)).unwrap(),
+            "{p}"
+        );
+    }
+    let (a, b) = (
+        target.join("images/big.raw"),
+        s.src().join("images/big.raw"),
+    );
+    assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap());
+    let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+    assert_eq!(
+        (ma.mtime(), ma.permissions().mode() & 0o7777),
+        (mb.mtime(), mb.permissions().mode() & 0o7777)
+    );
+    assert!(
+        !target.join("backup").exists(),
+        "more was restored than asked"
+    );
+
+    let out = s.run(&[
+        "restore",
+        "--archive",
+        "2026-11-29",
+        "--path",
+        "images/gone.raw",
+        "--target",
+        s.dir.path().join("t2").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("images/gone.raw") && err.contains("2026-11-29"),
+        "{err}"
+    );
+}

@@ -88,6 +88,93 @@ pub fn extract(exports: &dyn Store, date: &str, path: &[u8], out: &mut dyn Write
     let keys = DayKeys::new(date)?;
     let manifest = read_manifest(exports, &keys)?;
     let entry = find(&manifest, path, date)?.clone();
+    extract_entry(exports, &keys, &manifest, &entry, out)
+}
+
+/// Restores `paths` (files, or folders and everything below them) of the archive of `date` into
+/// `target`, fetching only their frames. `Ok(None)` when this way does not apply (an entry that
+/// is not a plain file or folder, or a target that is not a new or empty directory): the caller
+/// then streams the archive, whose restore handles everything.
+pub fn restore_paths(
+    exports: &dyn Store,
+    date: &str,
+    paths: &[String],
+    target: &std::path::Path,
+) -> Result<Option<crate::restore::RestoreReport>> {
+    let keys = DayKeys::new(date)?;
+    let manifest = read_manifest(exports, &keys)?;
+    let mut picked: Vec<&ManifestEntry> = Vec::new();
+    for p in paths {
+        let p = p.trim_matches('/').as_bytes();
+        let under = [p, b"/"].concat();
+        let before = picked.len();
+        picked.extend(
+            manifest
+                .entries
+                .iter()
+                .filter(|e| e.path.0 == p || e.path.0.starts_with(&under)),
+        );
+        if picked.len() == before {
+            return Err(Error::not_found(format!(
+                "{} is not in the archive of {date}",
+                String::from_utf8_lossy(p)
+            )));
+        }
+    }
+    let plain = picked.iter().all(|e| {
+        (e.kind == EntryKind::Dir || (e.kind == EntryKind::File && e.link.is_none()))
+            && e.path.0.split(|b| *b == b'/').all(crate::tree::valid_name)
+    });
+    let fresh = match std::fs::read_dir(target) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !plain || !fresh {
+        return Ok(None);
+    }
+    let mut report = crate::restore::RestoreReport::default();
+    for e in picked {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.path.0));
+        let dest = target.join(rel);
+        let io =
+            |what: &str, err: std::io::Error| Error::io(format!("{what} {}", dest.display()), err);
+        if e.kind == EntryKind::Dir {
+            std::fs::create_dir_all(&dest).map_err(|err| io("creating", err))?;
+            report.dirs += 1;
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|err| io("creating the folder of", err))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&dest)
+            .map_err(|err| io("creating", err))?;
+        extract_entry(exports, &keys, &manifest, e, &mut f)?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o7777))
+            .map_err(|err| io("setting the mode of", err))?;
+        let mtime = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::new(e.mtime.max(0) as u64, e.mtime_ns))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        f.set_modified(mtime)
+            .map_err(|err| io("setting the time of", err))?;
+        report.files += 1;
+        report.bytes += e.size;
+    }
+    Ok(Some(report))
+}
+
+/// [`extract`] of an entry already found in `manifest`.
+fn extract_entry(
+    exports: &dyn Store,
+    keys: &DayKeys,
+    manifest: &Manifest,
+    entry: &ManifestEntry,
+    out: &mut dyn Write,
+) -> Result<Route> {
     if entry.size == 0 {
         return Ok(Route::Seek {
             frames: 0,
@@ -98,7 +185,7 @@ pub fn extract(exports: &dyn Store, date: &str, path: &[u8], out: &mut dyn Write
         .offset
         .ok_or_else(|| Error::corrupt("the manifest gives no offset for the file"))
         .and_then(|start| {
-            let table = read_table(exports, &keys.archive, &manifest)?;
+            let table = read_table(exports, &keys.archive, manifest)?;
             Ok((start, table))
         });
     match seek {
@@ -115,7 +202,7 @@ pub fn extract(exports: &dyn Store, date: &str, path: &[u8], out: &mut dyn Write
         }
         Err(e) => {
             tracing::warn!(archive = %keys.archive, error = %e, "no usable seek table; reading the archive from its start");
-            scan(exports, &keys.archive, &entry, out)?;
+            scan(exports, &keys.archive, entry, out)?;
             Ok(Route::Scan)
         }
     }
