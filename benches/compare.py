@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite | --seek]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -565,6 +565,82 @@ def offsite_run(cairn, work, rounds=3):
     return r, "\n".join(lines)
 
 
+def seek_run(cairn, work, rounds=3):
+    """One file out of a day's archive on the Garage server: a ~10 KB note and a 50 MB file by
+    `cairn exports cat` (seek table, ranged reads), beside `cairn restore --archive` of the whole
+    day and `aws s3 cp - | zstd -d | tar -x PATH`. The corpus gets 50 MB and 200 MB of
+    incompressible files so that the archive exceeds 2 GB."""
+    corpus = fresh_corpus(work, "corpus-seek")
+    rng = random.Random(16)
+    (corpus / "images" / "video").mkdir(parents=True, exist_ok=True)
+    (corpus / "images" / "video" / "clip-50mb.mov").write_bytes(rng.randbytes(50 << 20))
+    (corpus / "backup" / "vm-disk.qcow2").write_bytes(rng.randbytes(200 << 20))
+    notes = sorted(p for p in (corpus / "notetaking").rglob("*") if p.is_file() and 8_000 <= p.stat().st_size <= 12_000)
+    note = notes[len(notes) // 2].relative_to(corpus).as_posix()
+    big = "images/video/clip-50mb.mov"
+    s3 = s3_server(work)
+    try:
+        ep = s3["CAIRN_S3_TEST_ENDPOINT"]
+        base = work / "cairn-seek"
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir()
+        cfg = base / "cairn.toml"
+        cfg.write_text(
+            f'[source]\nroot = "{corpus}"\n'
+            f'[store]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-store"\nprefix = "seek"\n'
+            f'[exports]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-exports"\nprefix = "seek"\n'
+            f'[state]\ndir = "{base}/state"\n')
+        creds = {"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+                 "AWS_DEFAULT_REGION": "garage", "AWS_REGION": "garage"}
+        cenv = {**creds, "CAIRN_CONFIG": str(cfg), "CAIRN_LOG": "error,cairn_engine::store::s3=debug"}
+        sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+        sh([str(cairn), "-q", "run", "--date", "2026-11-29"], env={**os.environ, **cenv})
+        key = "seek/2026-11-29/shared-2026-11-29.tar.zst"
+        out = subprocess.run(["aws", "s3api", "head-object", "--bucket", "cairn-exports", "--key", key,
+                              "--endpoint-url", ep], env={**os.environ, **creds}, capture_output=True, text=True, check=True)
+        size = json.loads(out.stdout)["ContentLength"]
+        garage = work / "garage"
+        r = []
+        for _ in range(rounds):
+            m = {}
+            for label, path in [("note", note), ("50MB", big)]:
+                settle(garage)
+                m[f"{label}/cairn cat"] = measure(["sh", "-c", f"{cairn} -q exports cat 2026-11-29 {path} > /dev/null"], cenv)
+                settle(garage)
+                target = work / "seek-restore"
+                shutil.rmtree(target, ignore_errors=True)
+                target.mkdir()
+                m[f"{label}/aws|zstd|tar"] = measure(["sh", "-c",
+                    f"aws s3 cp s3://cairn-exports/{key} - --endpoint-url {ep} --only-show-errors | zstd -dq | tar -xf - -C {target} {path}"],
+                    creds)
+            settle(garage)
+            target = work / "seek-restore"
+            shutil.rmtree(target, ignore_errors=True)
+            m["whole/cairn restore --archive"] = measure([str(cairn), "-q", "restore", "--archive", "2026-11-29",
+                                                         "--target", str(target)], cenv)
+            shutil.rmtree(target, ignore_errors=True)
+            r.append(m)
+    finally:
+        sh([str(ROOT / "scripts/s3-server.sh"), "stop"], env={**os.environ, "CAIRN_S3_DIR": s3["CAIRN_S3_DIR"]})
+    lines = [f"Archive: {size / 1e9:.2f} GB on Garage; note {note}; {rounds} rounds (medians).", "",
+             "| file | tool | wall s | bytes received | share of the archive |", "| --- | --- | ---: | ---: | ---: |"]
+    for k in r[0]:
+        label, tool = k.split("/", 1)
+        got = statistics.median(x[k].get("bytes_read", 0) for x in r)
+        share = f"{got / size * 100:.3f}%" if got else "—"
+        lines.append(f"| {label} | {tool} | {median_of(r, k, 'wall'):.3f} | {int(got):,} | {share} |")
+    whole = median_of(r, "whole/cairn restore --archive", "wall")
+    goals = []
+    for label in ["note", "50MB"]:
+        got = statistics.median(x[f"{label}/cairn cat"].get("bytes_read", 0) for x in r)
+        goals.append((f"{label}: bytes received / archive", got / size, 0.01))
+        goals.append((f"{label}: time / whole-archive restore", median_of(r, f"{label}/cairn cat", "wall") / whole, 0.05))
+    lines += ["", "| goal | ratio | target | met |", "| --- | ---: | ---: | :-: |"]
+    for name, value, target in goals:
+        lines.append(f"| {name} | {value:.4f} | ≤ {target} | {'yes' if value <= target else 'no'} |")
+    return r, "\n".join(lines)
+
+
 def median_of(rounds, key, field):
     return statistics.median(rd[key][field] for rd in rounds)
 
@@ -615,6 +691,8 @@ def main():
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--gc", action="store_true",
                     help="only the garbage-collection comparison: 14 days, keep 7, prune beside restic and borg")
+    ap.add_argument("--seek", action="store_true",
+                    help="only one file out of a >2 GB day's archive on Garage, beside aws | zstd | tar")
     ap.add_argument("--offsite", action="store_true",
                     help="only the offsite stage: one exported day through cairn offsite sync (rclone) beside rclone copy")
     ap.add_argument("--s3", action="store_true",
@@ -623,6 +701,14 @@ def main():
     install()
     cairn = build_cairn()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.seek:
+        install_aws()
+        make_corpus(args.work / "pristine")
+        r, text = seek_run(cairn, args.work)
+        (args.work / "results-seek.md").write_text(text + "\n")
+        (args.work / "results-seek.json").write_text(json.dumps(r, indent=1))
+        print(text)
+        return
     if args.offsite:
         r, text = offsite_run(cairn, args.work)
         (args.work / "results-offsite.md").write_text(text + "\n")
