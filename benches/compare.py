@@ -565,7 +565,7 @@ def offsite_run(cairn, work, rounds=3):
     return r, "\n".join(lines)
 
 
-def seek_run(cairn, work, rounds=3):
+def seek_run(cairn, work, rounds=3, extra_mb=200):
     """One file out of a day's archive on the Garage server: a ~10 KB note and a 50 MB file by
     `cairn exports cat` (seek table, ranged reads), beside `cairn restore --archive` of the whole
     day and `aws s3 cp - | zstd -d | tar -x PATH`. The corpus gets 50 MB and 200 MB of
@@ -574,7 +574,9 @@ def seek_run(cairn, work, rounds=3):
     rng = random.Random(16)
     (corpus / "images" / "video").mkdir(parents=True, exist_ok=True)
     (corpus / "images" / "video" / "clip-50mb.mov").write_bytes(rng.randbytes(50 << 20))
-    (corpus / "backup" / "vm-disk.qcow2").write_bytes(rng.randbytes(200 << 20))
+    with open(corpus / "backup" / "vm-disk.qcow2", "wb") as f:
+        for _ in range(extra_mb // 100):
+            f.write(rng.randbytes(100 << 20))
     notes = sorted(p for p in (corpus / "notetaking").rglob("*") if p.is_file() and 8_000 <= p.stat().st_size <= 12_000)
     note = notes[len(notes) // 2].relative_to(corpus).as_posix()
     big = "images/video/clip-50mb.mov"
@@ -691,6 +693,8 @@ def main():
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--gc", action="store_true",
                     help="only the garbage-collection comparison: 14 days, keep 7, prune beside restic and borg")
+    ap.add_argument("--seek-extra-mb", type=int, default=200,
+                    help="incompressible megabytes added to the corpus for --seek (the archive's size)")
     ap.add_argument("--seek", action="store_true",
                     help="only one file out of a >2 GB day's archive on Garage, beside aws | zstd | tar")
     ap.add_argument("--offsite", action="store_true",
@@ -704,7 +708,7 @@ def main():
     if args.seek:
         install_aws()
         make_corpus(args.work / "pristine")
-        r, text = seek_run(cairn, args.work)
+        r, text = seek_run(cairn, args.work, rounds=args.rounds, extra_mb=args.seek_extra_mb)
         (args.work / "results-seek.md").write_text(text + "\n")
         (args.work / "results-seek.json").write_text(json.dumps(r, indent=1))
         print(text)
