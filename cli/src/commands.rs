@@ -790,11 +790,7 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     let stage =
         cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
     let stage = match &result {
-        Ok(d) => stage.gauge(
-            "deleted_days",
-            "Daily archives deleted by this run.",
-            d.len() as f64,
-        ),
+        Ok(d) => run::deleted_days_gauge(stage, d.len()),
         Err(_) => stage,
     };
     cfg.metrics.sink().publish(&[stage]);
@@ -1159,22 +1155,7 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
         let stage =
             cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
         let stage = match &result {
-            Ok(g) => stage
-                .gauge(
-                    "forgotten_snapshots",
-                    "Snapshots forgotten by this run.",
-                    forgot["forgotten"].as_u64().unwrap_or(0) as f64,
-                )
-                .gauge(
-                    "freed_bytes",
-                    "Bytes of packs deleted by garbage collection.",
-                    g.bytes_freed as f64,
-                )
-                .gauge(
-                    "deleted_packs",
-                    "Packs deleted by garbage collection.",
-                    g.packs_deleted as f64,
-                ),
+            Ok(g) => run::prune_gauges(stage, forgot["forgotten"].as_u64().unwrap_or(0), Some(g)),
             Err(_) => stage,
         };
         cfg.metrics.sink().publish(&[stage]);

@@ -413,40 +413,55 @@ pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::S
             .gauge("entries", "Entries in the day's archive.", e.entries as f64);
     }
     let retained = report.export.is_some() && report.error.is_none();
-    let mut retention = Stage::new("retention", retained, at)
-        .gauge(
-            "kept_days",
-            "Complete daily archives kept.",
-            report.kept_days.len() as f64,
-        )
-        .gauge(
-            "deleted_days",
-            "Daily archives deleted by this run.",
-            report.deleted_days.len() as f64,
-        );
+    let mut retention = Stage::new("retention", retained, at).gauge(
+        "kept_days",
+        "Complete daily archives kept.",
+        report.kept_days.len() as f64,
+    );
+    retention = deleted_days_gauge(retention, report.deleted_days.len());
     if let Some(p) = &report.prune {
-        retention = retention.gauge(
-            "forgotten_snapshots",
-            "Snapshots forgotten by this run.",
-            p.snapshots_forgotten as f64,
-        );
-        if let Some(g) = &p.gc {
-            retention = retention
-                .gauge(
-                    "freed_bytes",
-                    "Bytes of packs deleted by garbage collection.",
-                    g.bytes_freed as f64,
-                )
-                .gauge(
-                    "deleted_packs",
-                    "Packs deleted by garbage collection.",
-                    g.packs_deleted as f64,
-                );
-        }
+        retention = prune_gauges(retention, p.snapshots_forgotten, p.gc.as_ref());
     }
     if with_retention {
         vec![backup, export, retention]
     } else {
         vec![backup, export]
+    }
+}
+
+/// Adds the daily archives a retention deleted to its stage (`cairn run`, `cairn exports prune`).
+pub fn deleted_days_gauge(stage: crate::metrics::Stage, days: usize) -> crate::metrics::Stage {
+    stage.gauge(
+        "deleted_days",
+        "Daily archives deleted by this run.",
+        days as f64,
+    )
+}
+
+/// Adds what a prune did to the retention stage (`cairn run` with `prune_in_run`, `cairn prune`):
+/// snapshots forgotten, and, when the gc finished, packs and bytes it deleted.
+pub fn prune_gauges(
+    stage: crate::metrics::Stage,
+    forgotten: u64,
+    gc: Option<&GcReport>,
+) -> crate::metrics::Stage {
+    let stage = stage.gauge(
+        "forgotten_snapshots",
+        "Snapshots forgotten by this run.",
+        forgotten as f64,
+    );
+    match gc {
+        Some(g) => stage
+            .gauge(
+                "freed_bytes",
+                "Bytes of packs deleted by garbage collection.",
+                g.bytes_freed as f64,
+            )
+            .gauge(
+                "deleted_packs",
+                "Packs deleted by garbage collection.",
+                g.packs_deleted as f64,
+            ),
+        None => stage,
     }
 }
