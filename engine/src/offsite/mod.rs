@@ -220,20 +220,25 @@ fn check_listed(
 fn upload_day(
     exports: &dyn Store,
     up: &dyn Uploader,
-    keys: &DayKeys,
+    date: &str,
+    parts: &[Part<'_>],
     opts: &SyncOptions,
     scratch: &std::path::Path,
 ) -> Result<u64> {
-    let parts = parts_of(exports, keys)?;
     let mut sent = 0;
-    for p in &parts {
-        let dest = format!("{}/{}", keys.date, p.name);
+    for p in parts {
+        let dest = format!("{date}/{}", p.name);
         put(exports, up, p, &dest, opts, scratch)?;
         sent += p.size;
     }
-    let listed = up.list(&keys.date, opts.timeout)?;
-    check_listed(exports, &keys.date, &parts, &listed)?;
+    let listed = up.list(date, opts.timeout)?;
+    check_listed(exports, date, parts, &listed)?;
     Ok(sent)
+}
+
+/// The same failure again, for a second use of one result (its message and kind).
+fn again(e: &Error) -> Error {
+    Error::new(e.kind(), e.to_string())
 }
 
 /// Puts one file. rclone gets the exports' own file when there is one (it reads it and checks a
@@ -384,8 +389,13 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         let keys = DayKeys::new(&day.date)?;
         let size = day.archive_size.expect("filtered");
         let prior = statuses.get(&day.date).cloned();
-        let sha = expected_sha256(exports, &keys)
-            .map(|(h, _)| h)
+        // The day's three files as the exports hold them (one read of its `.sha256`, one
+        // listing), for the check of an uploaded day and for every attempt of an upload.
+        let mut parts = parts_of(exports, &keys);
+        let sha = parts
+            .as_ref()
+            .ok()
+            .and_then(|p| p[0].sha256.clone())
             .unwrap_or_default();
         // A day marked uploaded is checked against the remote's listing (one call): each file
         // under its name with the exports' size, and the archive the same as when it went.
@@ -398,10 +408,12 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     "the day was exported again since its upload",
                 ))
             } else {
-                parts_of(exports, &keys).and_then(|parts| {
-                    let listed = up.list(&day.date, opts.timeout)?;
-                    check_listed(exports, &day.date, &parts, &listed)
-                })
+                match &parts {
+                    Ok(parts) => up
+                        .list(&day.date, opts.timeout)
+                        .and_then(|listed| check_listed(exports, &day.date, parts, &listed)),
+                    Err(e) => Err(again(e)),
+                }
             };
             match checked {
                 Ok(()) => {
@@ -426,7 +438,15 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match upload_day(exports, up, &keys, opts, &scratch.0) {
+            // The exports are read again only after reading them failed.
+            if parts.is_err() {
+                parts = parts_of(exports, &keys);
+            }
+            let tried = match &parts {
+                Ok(p) => upload_day(exports, up, &day.date, p, opts, &scratch.0),
+                Err(e) => Err(again(e)),
+            };
+            match tried {
                 Ok(sent) => break Ok(sent),
                 // Only what may pass is tried again: a missing client or damaged exports is not.
                 Err(e)
