@@ -645,6 +645,36 @@ fn s3_endpoint() -> Option<String> {
     endpoint
 }
 
+/// A key prefix on the S3 test server that no other test or run uses: `what-pid-nanos`.
+fn s3_prefix(what: &str) -> String {
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    )
+}
+
+/// The S3 test server's region.
+fn s3_region() -> String {
+    std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into())
+}
+
+/// A store on the S3 test server at `bucket`/`prefix`, with the test key: what a test reads
+/// back or lists independently of the run under test.
+fn s3_test_store(endpoint: &str, bucket: &str, prefix: &str) -> cairn_engine::store::S3Store {
+    cairn_engine::store::S3Store::new(&cairn_engine::store::S3Config {
+        endpoint: Some(endpoint.to_string()),
+        region: s3_region(),
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        path_style: true,
+        access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+        session_token: None,
+    })
+    .unwrap()
+}
+
 /// `cairn run` against the S3 test server (Garage): the archive, fetched with an independent
 /// S3 client (the aws CLI), passes sha256sum and tar, restores equal the source, and no secret
 /// appears in logs, output, the run report or any process's command line.
@@ -664,16 +694,12 @@ fn cairn_run_against_s3_with_an_independent_client() {
     );
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
     let s = Setup::new();
-    let prefix = format!(
-        "cli-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
+    let prefix = s3_prefix("cli");
     let (store_bucket, exports_bucket) = (
         std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
         std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap(),
     );
-    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    let region = s3_region();
     fs::write(
         &s.config,
         format!(
@@ -1227,12 +1253,8 @@ fn no_secret_at_trace_level_against_s3() {
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
     let token = "cairn-session-token-marker-5f2d9c";
     let s = Setup::new();
-    let prefix = format!(
-        "trace-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
-    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    let prefix = s3_prefix("trace");
+    let region = s3_region();
     fs::write(
         &s.config,
         format!(

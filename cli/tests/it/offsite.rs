@@ -153,11 +153,7 @@ fn rclone_to_the_s3_server_as_the_remote() {
     let s = Setup::new();
     let days = three_days(&s);
     let bucket = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap();
-    let prefix = format!(
-        "offsite-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
+    let prefix = super::s3_prefix("offsite");
     offsite(
         &s,
         &format!(
@@ -167,10 +163,7 @@ fn rclone_to_the_s3_server_as_the_remote() {
     let env = [
         ("RCLONE_S3_PROVIDER", "Other".to_string()),
         ("RCLONE_S3_ENDPOINT", endpoint),
-        (
-            "RCLONE_S3_REGION",
-            std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into()),
-        ),
+        ("RCLONE_S3_REGION", super::s3_region()),
         (
             "RCLONE_S3_ACCESS_KEY_ID",
             std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
@@ -501,13 +494,9 @@ fn exports_on_s3_are_streamed_and_checked_on_the_way() {
         return;
     };
     let s = Setup::new();
-    let prefix = format!(
-        "offsite-exports-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
+    let prefix = super::s3_prefix("offsite-exports");
     let bucket = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap();
-    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    let region = super::s3_region();
     let mut cfg = fs::read_to_string(&s.config).unwrap();
     cfg = cfg.replace(
         &format!("[exports]\npath = \"{}/exports\"\n", s.dir.path().display()),
@@ -520,17 +509,7 @@ fn exports_on_s3_are_streamed_and_checked_on_the_way() {
     fs::write(s.src().join("images/photo.raw"), seeded(3 << 20, 9)).unwrap();
     let out = s.run(&["run", "--date", "2026-11-05"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let store = cairn_engine::store::S3Store::new(&cairn_engine::store::S3Config {
-        endpoint: Some(endpoint),
-        region,
-        bucket,
-        prefix,
-        path_style: true,
-        access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-        secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
-        session_token: None,
-    })
-    .unwrap();
+    let store = super::s3_test_store(&endpoint, &bucket, &prefix);
     use cairn_engine::store::Store;
     let archive = store.get("2026-11-05/shared-2026-11-05.tar.zst").unwrap();
     let want = format!("{:x}", Sha256::digest(&archive));

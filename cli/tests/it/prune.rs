@@ -338,13 +338,9 @@ fn gc_with_a_key_that_may_not_delete_changes_nothing() {
         return;
     };
     let s = Setup::new();
-    let prefix = format!(
-        "gc-ro-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
+    let prefix = super::s3_prefix("gc-ro");
     let bucket = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap();
-    let region = std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into());
+    let region = super::s3_region();
     fs::write(
         &s.config,
         format!(
@@ -358,17 +354,7 @@ fn gc_with_a_key_that_may_not_delete_changes_nothing() {
     history(&s);
     let out = s.run(&[&["forget"][..], &KEEP2].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let store = cairn_engine::store::S3Store::new(&cairn_engine::store::S3Config {
-        endpoint: Some(endpoint),
-        region,
-        bucket,
-        prefix,
-        path_style: true,
-        access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-        secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
-        session_token: None,
-    })
-    .unwrap();
+    let store = super::s3_test_store(&endpoint, &bucket, &prefix);
     use cairn_engine::store::Store;
     let listing = || -> Vec<(String, u64)> {
         let mut v: Vec<_> = store
