@@ -286,6 +286,21 @@ def s3_server(work):
     return s3
 
 
+def s3_cairn(s3, base, corpus, prefix):
+    """cairn's config in `base` with its store and exports on the Garage server under `prefix`:
+    the S3 credentials, and cairn's environment (which logs its S3 requests and bytes)."""
+    ep = s3["CAIRN_S3_TEST_ENDPOINT"]
+    cfg = base / "cairn.toml"
+    cfg.write_text(
+        f'[source]\nroot = "{corpus}"\n'
+        f'[store]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-store"\nprefix = "{prefix}"\n'
+        f'[exports]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-exports"\nprefix = "{prefix}"\n'
+        f'[state]\ndir = "{base}/state"\n')
+    creds = {"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+             "AWS_DEFAULT_REGION": "garage", "AWS_REGION": "garage"}
+    return creds, {**creds, "CAIRN_CONFIG": str(cfg), "CAIRN_LOG": "error,cairn_engine::store::s3=debug"}
+
+
 def one_round_s3(cairn, work, rnd, s3):
     """The same operations with every repository and the exports on the Garage server, beside
     restic on the same server and the plan's `tar | zstd -3 -T2 | aws s3 cp -`."""
@@ -294,15 +309,7 @@ def one_round_s3(cairn, work, rnd, s3):
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "cairn-s3").mkdir()
     ep = s3["CAIRN_S3_TEST_ENDPOINT"]
-    cfg = work / "cairn-s3" / "cairn.toml"
-    cfg.write_text(
-        f'[source]\nroot = "{corpus}"\n'
-        f'[store]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-store"\nprefix = "bench-{rnd}"\n'
-        f'[exports]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-exports"\nprefix = "bench-{rnd}"\n'
-        f'[state]\ndir = "{work}/cairn-s3/state"\n')
-    creds = {"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
-             "AWS_DEFAULT_REGION": "garage", "AWS_REGION": "garage"}
-    cenv = {**creds, "CAIRN_CONFIG": str(cfg), "CAIRN_LOG": "error,cairn_engine::store::s3=debug"}
+    creds, cenv = s3_cairn(s3, work / "cairn-s3", corpus, f"bench-{rnd}")
     renv = {**creds, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": f"s3:{ep}/cairn-store/restic-{rnd}",
             "RESTIC_CACHE_DIR": str(work / "restic-cache")}
     region = ["-o", "s3.region=garage"]
@@ -586,15 +593,7 @@ def seek_run(cairn, work, rounds=3, extra_mb=200):
         base = work / "cairn-seek"
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir()
-        cfg = base / "cairn.toml"
-        cfg.write_text(
-            f'[source]\nroot = "{corpus}"\n'
-            f'[store]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-store"\nprefix = "seek"\n'
-            f'[exports]\nkind = "s3"\nendpoint = "{ep}"\nregion = "garage"\nbucket = "cairn-exports"\nprefix = "seek"\n'
-            f'[state]\ndir = "{base}/state"\n')
-        creds = {"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
-                 "AWS_DEFAULT_REGION": "garage", "AWS_REGION": "garage"}
-        cenv = {**creds, "CAIRN_CONFIG": str(cfg), "CAIRN_LOG": "error,cairn_engine::store::s3=debug"}
+        creds, cenv = s3_cairn(s3, base, corpus, "seek")
         sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
         sh([str(cairn), "-q", "run", "--date", "2026-11-29"], env={**os.environ, **cenv})
         key = "seek/2026-11-29/shared-2026-11-29.tar.zst"
