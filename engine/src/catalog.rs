@@ -749,11 +749,6 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Forgets packs a garbage collection condemned (see [`Catalog::forget_packs`]).
-    pub fn forget_collected(&self, packs: &HashSet<Id>) -> Result<()> {
-        self.forget_packs(packs)
-    }
-
     /// Adds to `batch` the location of the blob `e` in `pack`.
     fn put_location(&self, batch: &mut WriteBatch, pack: &Id, e: &PackEntry) {
         let loc = BlobLocation::of(*pack, e);

@@ -454,7 +454,7 @@ fn collect(
             );
         }
         if !opts.dry_run {
-            catalog.forget_collected(&condemned.iter().map(|(p, _)| *p).collect())?;
+            catalog.forget_packs(&condemned.iter().map(|(p, _)| *p).collect())?;
         }
         call(GcPoint::Condemned);
 
