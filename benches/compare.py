@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite | --seek]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite | --seek | --tiny]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -19,6 +19,12 @@ With --gc: fourteen simulated days backed up by cairn, restic and borg, then one
 (`keep_daily = 7`) and the removal of what is no longer needed, `cairn prune` beside
 `restic forget --prune` and `borg prune` + `borg compact`; and the gc of the 1,000,000-file
 repository beside `restic prune`.
+
+With --tiny: a share of nothing but tiny notes (200,000 of 10-400 bytes in folders of 500, and
+1,000,000 unless --skip-scale): cairn's first backup beside restic's; the daily export, the next
+day's after appends to whole folders, and the day after's with appends spread over every folder,
+each beside `tar | zstd -3 -T2`; and each export's floor (SHA-256 of its archive plus zstd -3 of
+what was compressed rather than reused).
 
 With --offsite: one exported day (from an earlier full run) through `cairn offsite sync` with the
 rclone uploader to a local remote, beside `rclone copy` of the same day alone.
@@ -175,11 +181,15 @@ def settle(*paths):
         sh(f"find {p} -type f -exec cat {{}} + > /dev/null")
 
 
-def measure(cmd, env=None, cwd=None):
+def measure(cmd, env=None, cwd=None, stdout=None):
+    """Wall, CPU and peak RSS of `cmd` (stdout into the file `stdout`, if given)."""
     out = Path("/tmp/cairn-bench-time")
     full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(out)] + cmd
+    sink = open(stdout, "w") if stdout else subprocess.DEVNULL
     r = subprocess.run(full, env={**os.environ, **(env or {})}, cwd=cwd,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                       stdout=sink, stderr=subprocess.PIPE, text=True)
+    if stdout:
+        sink.close()
     if r.returncode not in (0, 3):  # 3: cairn committed with warnings
         sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
     wall, user, sys_, rss = out.read_text().split()[-4:]
@@ -642,6 +652,164 @@ def seek_run(cairn, work, rounds=3, extra_mb=200):
     return r, "\n".join(lines)
 
 
+WORDS = ("note idea todo meeting plan draft read buy call write review fix the a of and to in for "
+         "with on project garden recipe book travel budget list week monday friday later maybe done").split()
+
+
+def make_tiny(corpus, files, per_folder=500, seed=17):
+    """`files` notes of 10-400 bytes of words, `per_folder` to a folder under notetaking/."""
+    marker = corpus / f".complete-{files}"
+    if marker.exists():
+        return
+    shutil.rmtree(corpus, ignore_errors=True)
+    rng = random.Random(seed)
+    for f in range(files // per_folder):
+        d = corpus / "notetaking" / f"folder-{f:04}"
+        d.mkdir(parents=True)
+        for n in range(per_folder):
+            size = rng.randint(10, 400)
+            text = []
+            while sum(len(w) + 1 for w in text) < size:
+                text.append(rng.choice(WORDS))
+            (d / f"n{n:03}.md").write_text(" ".join(text)[:size] + "\n")
+    marker.write_text("ok\n")
+
+
+def tiny_day(corpus, files, spread, per_folder=500):
+    """Appends a line to 1 % of the notes: whole folders one after another (a day's notes, how a
+    notes app writes), or with `spread`, every 100th note of every folder (the worst case for
+    reusing groups: every group holds a changed note). Returns a function that undoes it."""
+    folders = sorted((corpus / "notetaking").iterdir())
+    if spread:
+        notes = [d / f"n{n:03}.md" for d in folders for n in range(0, per_folder, 100)]
+    else:
+        notes = [p for d in folders[:max(1, files // 100 // per_folder)] for p in sorted(d.iterdir())]
+    before = {p: p.read_bytes() for p in notes}
+    for p in notes:
+        with open(p, "a") as f:
+            f.write("appended the next day\n")
+
+    def undo():
+        for p, b in before.items():
+            p.write_bytes(b)
+    return undo
+
+
+def export_floor(cairn_exports, date, work, before=None):
+    """The floor of one export: SHA-256 of its archive, and zstd -3 of the bytes of its groups
+    that were compressed rather than reused (from the manifest: all of them on a first export),
+    both timed here; the CPU floor is their sum, the wall floor that over 2 cores, and never less
+    than the SHA-256 alone (one stream)."""
+    day = cairn_exports / date
+    archive = day / f"shared-{date}.tar.zst"
+    manifest = json.loads((day / f"shared-{date}.manifest.json").read_text())
+    # Groups of the same recipe as one of the day before's were copied from its archive.
+    kept = set()
+    if before:
+        kept = {g["recipe"] for g in json.loads(
+            (cairn_exports / before / f"shared-{before}.manifest.json").read_text())["groups"]}
+    settle(archive)
+    sha = measure(["sha256sum", str(archive)])
+    groups = work / "floor-groups.tar"
+    with open(archive, "rb") as a, open(groups, "wb") as out:
+        for g in (g for g in manifest["groups"] if g["recipe"] not in kept):
+            a.seek(g["offset"])
+            out.write(subprocess.run(["zstd", "-dc"], input=a.read(g["length"]), capture_output=True, check=True).stdout)
+    settle(groups)
+    comp = measure(["zstd", "-3", "-T1", "-q", "-f", "-o", "/dev/null", str(groups)])
+    groups.unlink()
+    return {"sha256": sha["wall"], "compress": comp["cpu"]}
+
+
+def tiny_run(cairn, work, files):
+    """A share of tiny notes and nothing else: cairn's first backup beside restic's, the daily
+    export beside `tar | zstd`, then a day of appends in whole folders and a day of appends
+    spread over every folder, each exported beside `tar | zstd` again."""
+    corpus = work / f"tiny-{files}"
+    make_tiny(corpus, files)
+    base = work / f"tiny-{files}-cairn"
+    for d in [base, work / "tiny-restic"]:
+        shutil.rmtree(d, ignore_errors=True)
+    base.mkdir()
+    cfg = base / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{corpus}"\nfolders = ["notetaking"]\n[store]\npath = "{base}/store"\n'
+                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "tiny-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+    sh(["restic", "init", "-q"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+    r, sizes, floors = {}, {}, {}
+
+    def cairn_do(*a, stdout=None):
+        settle(base / "store", base / "state", base / "exports")
+        return measure([str(cairn), "-q"] + list(a), cenv, stdout=stdout)
+
+    def tar_zstd(out):
+        settle(corpus)
+        return measure(["sh", "-c", f"tar -cf - -C {corpus} notetaking | zstd -3 -T2 -q -f -o {out}"])
+
+    settle(corpus)
+    r["full/restic"] = measure(["restic", "-q", "backup", "--host", "bench", str(corpus / "notetaking")], renv)
+    undos, before = [], None
+    for day, change in [("2026-11-29", None), ("2026-11-30", "folders"), ("2026-12-01", "spread")]:
+        if change:
+            undos.append(tiny_day(corpus, files, spread=change == "spread"))
+        op = {None: "", "folders": "-folders", "spread": "-spread"}[change]
+        r[f"backup{op}/cairn"] = cairn_do("backup", "--date", day)
+        r[f"export{op}/cairn"] = cairn_do("export", "--json", "--date", day, stdout=work / "tiny-export.json")
+        r[f"export{op}/tar"] = tar_zstd(work / "tiny-ref.tar.zst")
+        sizes[f"archive{op}/cairn"] = (base / "exports" / day / f"shared-{day}.tar.zst").stat().st_size
+        sizes[f"archive{op}/tar"] = (work / "tiny-ref.tar.zst").stat().st_size
+        sizes[f"manifest{op}/cairn"] = (base / "exports" / day / f"shared-{day}.manifest.json").stat().st_size
+        floors[f"export{op}"] = export_floor(base / "exports", day, work, before)
+        before = day
+        floors[f"export{op}"]["reused"] = json.loads((work / "tiny-export.json").read_text()).get("reused")
+    for undo in reversed(undos):
+        undo()
+    return r, sizes, floors
+
+
+def report_tiny(runs):
+    lines = []
+    goals = []
+    for files, (r, sizes, floors) in runs.items():
+        lines += [f"{files:,} tiny files:", "", "| operation | tool | wall s | CPU s | peak RSS MiB |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for k, v in r.items():
+            op, tool = k.split("/")
+            lines.append(f"| {op} | {tool} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} |")
+        lines += ["", "| export | archive, cairn | archive, tar \\| zstd | manifest | groups reused | SHA-256 s | compress s | wall floor s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for op in ["export", "export-folders", "export-spread"]:
+            f = floors[op]
+            wall_floor = max(f["sha256"], (f["sha256"] + f["compress"]) / 2)
+            f["wall_floor"] = wall_floor
+            sfx = op[len("export"):]
+            ru = f.get("reused") or {}
+            reused = f"{ru.get('reused_groups', 0):,} of {ru.get('groups', 0):,}" if ru else "—"
+            lines.append(f"| {op} | {sizes['archive' + sfx + '/cairn']:,} | {sizes['archive' + sfx + '/tar']:,} | "
+                         f"{sizes['manifest' + sfx + '/cairn']:,} | {reused} | {f['sha256']:.3f} | {f['compress']:.3f} | {wall_floor:.3f} |")
+        lines.append("")
+        n = f"{files:,} files"
+        goals += [
+            (f"{n}: daily export / tar | zstd", r["export/cairn"]["wall"] / r["export/tar"]["wall"], 0.5),
+            (f"{n}: next day's export (whole folders) / tar | zstd",
+             r["export-folders/cairn"]["wall"] / r["export-folders/tar"]["wall"], 0.3),
+            (f"{n}: next day's export (spread) / tar | zstd",
+             r["export-spread/cairn"]["wall"] / r["export-spread/tar"]["wall"], 0.3),
+            (f"{n}: archive size / tar | zstd", sizes["archive-folders/cairn"] / sizes["archive-folders/tar"], 1.05),
+            (f"{n}: daily export / its wall floor", r["export/cairn"]["wall"] / floors["export"]["wall_floor"], 1.25),
+        ]
+        if files >= 1_000_000:
+            goals += [(f"{n}: full first backup / restic", r["backup/cairn"]["wall"] / r["full/restic"]["wall"], 0.5),
+                      (f"{n}: peak RSS of any cairn step, MiB / 256",
+                       max(v["rss_mb"] for k, v in r.items() if k.endswith("/cairn")) / 256, 1.0)]
+    lines += ["| goal | ratio | target | met |", "| --- | ---: | ---: | :-: |"]
+    for name, value, target in goals:
+        lines.append(f"| {name.replace('|', chr(92) + '|')} | {value:.3f} | ≤ {target} | {'yes' if value <= target else 'no'} |")
+    return "\n".join(lines)
+
+
 def median_of(rounds, key, field):
     return statistics.median(rd[key][field] for rd in rounds)
 
@@ -698,6 +866,9 @@ def main():
                     help="only one file out of a >2 GB day's archive on Garage, beside aws | zstd | tar")
     ap.add_argument("--offsite", action="store_true",
                     help="only the offsite stage: one exported day through cairn offsite sync (rclone) beside rclone copy")
+    ap.add_argument("--tiny", action="store_true",
+                    help="only a share of tiny notes (200,000, and 1,000,000 unless --skip-scale): "
+                         "backup beside restic, exports beside tar | zstd and their floors")
     ap.add_argument("--s3", action="store_true",
                     help="store and exports on a Garage server on loopback, beside restic on S3 and tar | zstd | aws s3 cp")
     args = ap.parse_args()
@@ -716,6 +887,16 @@ def main():
         r, text = offsite_run(cairn, args.work)
         (args.work / "results-offsite.md").write_text(text + "\n")
         (args.work / "results-offsite.json").write_text(json.dumps(r, indent=1))
+        print(text)
+        return
+    if args.tiny:
+        runs = {}
+        for files in [200_000] + ([] if args.skip_scale else [args.scale_files]):
+            print(f"tiny files: {files:,}", file=sys.stderr)
+            runs[files] = tiny_run(cairn, args.work, files)
+        text = report_tiny(runs)
+        (args.work / "results-tiny.md").write_text(text + "\n")
+        (args.work / "results-tiny.json").write_text(json.dumps({str(k): v for k, v in runs.items()}, indent=1))
         print(text)
         return
     make_corpus(args.work / "pristine")

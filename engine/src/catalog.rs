@@ -790,6 +790,19 @@ impl Catalog {
         }
     }
 
+    /// [`Catalog::locate`] for many blobs of one kind at once, in the order given: one batched
+    /// lookup costs a notes folder's walk far less than a lookup per file.
+    pub fn locate_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        self.db
+            .batched_multi_get_cf(self.cf(cf_of(kind)), ids.iter().map(Id::as_bytes), false)
+            .into_iter()
+            .map(|got| match got? {
+                Some(v) => Ok(Some(decode_location(&v)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// The tree-pack cache, when the repository's packs are read by requests.
     pub fn tree_cache(&self) -> Option<&crate::tree_cache::TreeCache> {
         self.tree_cache.as_ref()

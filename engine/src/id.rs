@@ -30,11 +30,17 @@ impl Id {
 
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Result<Id> {
-        let bytes =
-            unhex(s).ok_or_else(|| Error::usage(format!("not a 64-digit hex id: {s:?}")))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| Error::usage(format!("not a 64-digit hex id: {s:?}")))?;
+        let bad = || Error::usage(format!("not a 64-digit hex id: {s:?}"));
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
+            return Err(bad());
+        }
+        // Straight into the array: trees name every chunk in hex, and a notes tree's walk
+        // decoded ids through a vector each.
+        let mut arr = [0u8; 32];
+        for (b, pair) in arr.iter_mut().zip(digits.chunks_exact(2)) {
+            *b = hex_val(pair[0]).ok_or_else(bad)? << 4 | hex_val(pair[1]).ok_or_else(bad)?;
+        }
         Ok(Id(arr))
     }
 
@@ -79,8 +85,18 @@ impl Serialize for Id {
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Id, D::Error> {
-        let s = String::deserialize(d)?;
-        Id::from_hex(&s).map_err(serde::de::Error::custom)
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 64-digit hex id")
+            }
+            // Borrowed or not, the digits are read in place: no string is made per id.
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Id, E> {
+                Id::from_hex(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 
@@ -107,21 +123,23 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Decodes hex (either case); `None` on odd length or a non-hex digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
     let s = s.as_bytes();
     if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
-        .map(|p| Some(val(p[0])? << 4 | val(p[1])?))
+        .map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?))
         .collect()
+}
+
+/// The value of one hex digit (either case).
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -35,9 +35,10 @@ pub(super) const GROUP_BUDGET: usize = 64 << 20;
 pub(super) enum Seg {
     /// `raw[start..end]` of the group: headers and padding.
     Raw(usize, usize),
-    /// The content of a stored blob of a small file, with its planned read when the packs are
-    /// remote.
-    Blob(Id, BlobLocation, Option<Ticket>),
+    /// A chunk of a small file, named by the walk and located where its bytes are needed (by
+    /// the worker, or when the group is cut if reads are planned: a group taken from the
+    /// previous archive looks nothing up), with its planned read when the packs are remote.
+    Blob(Id, Option<BlobLocation>, Option<Ticket>),
 }
 
 /// The recipe of one frame of headers and small files; a worker reads the blobs it names,
@@ -52,39 +53,74 @@ pub(super) struct Group {
 
 impl Group {
     /// What determines the group's frame: its tar bytes, named by the blobs' ids rather than
-    /// read, and the compression level.
+    /// read, and the compression level. The pieces' layout is hashed first and the header and
+    /// padding bytes last in one piece: fed entry by entry, the hash of a notes tree's headers
+    /// (a third of the walk) ran one 64-byte block at a time; in one piece it runs on all lanes.
     pub(super) fn recipe(&self, level: i32) -> Id {
-        let mut h = blake3::Hasher::new();
-        h.update(b"cairn archive group v1");
-        h.update(&level.to_le_bytes());
+        let mut layout = Vec::with_capacity(self.segs.len() * 24);
         for seg in &self.segs {
             match seg {
                 Seg::Raw(a, b) => {
-                    h.update(&[0]);
-                    h.update(&((b - a) as u64).to_le_bytes());
-                    h.update(&self.raw[*a..*b]);
+                    layout.push(0);
+                    layout.extend_from_slice(&((b - a) as u64).to_le_bytes());
                 }
-                Seg::Blob(id, loc, _) => {
-                    h.update(&[1]);
-                    h.update(id.as_bytes());
-                    h.update(&loc.raw_length.to_le_bytes());
+                // The id names the chunk's bytes and so their length too.
+                Seg::Blob(id, _, _) => {
+                    layout.push(1);
+                    layout.extend_from_slice(id.as_bytes());
                 }
             }
         }
+        let mut h = blake3::Hasher::new();
+        h.update(b"cairn archive group v2");
+        h.update(&level.to_le_bytes());
+        h.update(&(layout.len() as u64).to_le_bytes());
+        h.update(&layout);
+        h.update(&self.raw);
         Id(*h.finalize().as_bytes())
     }
 
+    /// Looks up the chunks not located yet, together, and checks what the catalog claims of
+    /// each before anything is read by it.
+    pub(super) fn locate(&mut self, repo: &Repository, catalog: &Catalog) -> Result<()> {
+        let ids: Vec<Id> = self
+            .segs
+            .iter()
+            .filter_map(|seg| match seg {
+                Seg::Blob(id, None, _) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut found = catalog.locate_many(BlobKind::Data, &ids)?.into_iter();
+        for seg in &mut self.segs {
+            if let Seg::Blob(id, slot @ None, _) = seg {
+                let loc = found.next().flatten().ok_or_else(|| {
+                    Error::not_found(format!("chunk {} is in no known pack", id.short()))
+                })?;
+                repo.check_location(BlobKind::Data, id, &loc)?;
+                *slot = Some(loc);
+            }
+        }
+        Ok(())
+    }
+
     fn assemble(
-        self,
+        mut self,
         repo: &Repository,
         catalog: &Catalog,
         prefetch: Option<&Prefetch<'_>>,
     ) -> Result<Vec<u8>> {
+        self.locate(repo, catalog)?;
+        let spans = read_spans(repo, &self.segs);
         let mut tar = Vec::with_capacity(self.len);
-        for seg in self.segs {
+        for (i, seg) in self.segs.into_iter().enumerate() {
             match seg {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[a..b]),
                 Seg::Blob(id, loc, ticket) => {
+                    let loc = loc.expect("located above");
                     let data = match (prefetch, ticket) {
                         (Some(p), Some(t)) => {
                             let got = p.redeem(t);
@@ -102,7 +138,21 @@ impl Group {
                                 got,
                             )?
                         }
-                        _ => crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)?,
+                        // Read with its neighbours; a frame that fails is read again alone,
+                        // which tells a bad read from damage and records the latter.
+                        _ => match spans.frame(i, &loc) {
+                            Some(frame) => crate::heal::open_read_ahead(
+                                repo,
+                                catalog,
+                                BlobKind::Data,
+                                &id,
+                                &loc,
+                                frame,
+                            )?,
+                            None => {
+                                crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)?
+                            }
+                        },
                     };
                     if data.len() != loc.raw_length as usize {
                         return Err(Error::corrupt(format!(
@@ -116,8 +166,92 @@ impl Group {
                 }
             }
         }
+        // The walk sized the group by the files' sizes; their chunks must agree.
+        if tar.len() != self.len {
+            return Err(Error::corrupt(format!(
+                "small files' chunks come to {} bytes where the snapshot's sizes say {}",
+                tar.len(),
+                self.len
+            )));
+        }
         Ok(tar)
     }
+}
+
+/// Frames of a pack closer than this to each other are read in one range: a folder's small
+/// files are stored next to each other, and one read of them costs less than a read each. Small,
+/// so that what a group reads beyond its frames stays at most this much per blob.
+const SPAN_GAP: u64 = 4 << 10;
+/// The longest range read for a group's blobs (a group's blobs come to at most [`GROUP_MAX`]).
+const SPAN_MAX: u64 = 8 << 20;
+
+/// The frames of a group's unplanned blobs, read by coalesced ranges of their packs.
+struct Spans {
+    /// Each range read: its bytes, or the error that failed it (its blobs are read alone).
+    reads: Vec<Result<Vec<u8>>>,
+    /// Per piece of the group: the range holding its frame and the frame's offset in it.
+    at: Vec<Option<(usize, u64)>>,
+}
+
+impl Spans {
+    /// The frame of piece `i` at `loc`, if its range was planned; the range's error if it failed.
+    fn frame(&self, i: usize, loc: &BlobLocation) -> Option<Result<Vec<u8>>> {
+        let (read, off) = (*self.at.get(i)?)?;
+        Some(match &self.reads[read] {
+            Ok(bytes) => {
+                let (a, n) = (off as usize, loc.length as usize);
+                bytes
+                    .get(a..a + n)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| Error::corrupt("a range read came back short"))
+            }
+            Err(e) => Err(Error::new(e.kind(), e.to_string())),
+        })
+    }
+}
+
+/// Plans and makes the range reads of the blobs in `segs` that have no planned read: sorted by
+/// pack and offset, neighbours within [`SPAN_GAP`] joined, up to [`SPAN_MAX`] a range.
+fn read_spans(repo: &Repository, segs: &[Seg]) -> Spans {
+    let mut want: Vec<(Id, u64, u64, usize)> = segs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, seg)| match seg {
+            Seg::Blob(_, Some(loc), None) => {
+                Some((loc.pack, u64::from(loc.offset), u64::from(loc.length), i))
+            }
+            _ => None,
+        })
+        .collect();
+    want.sort_unstable_by_key(|w| (w.0, w.1));
+    let mut plan: Vec<(Id, u64, u64)> = Vec::new();
+    let mut at = vec![None; segs.len()];
+    for (pack, off, len, i) in want {
+        let last = plan.len().saturating_sub(1);
+        match plan.last_mut() {
+            Some((p, start, n))
+                if *p == pack
+                    && off >= *start
+                    && off <= *start + *n + SPAN_GAP
+                    && (off + len).saturating_sub(*start) <= SPAN_MAX =>
+            {
+                *n = (*n).max(off + len - *start);
+                at[i] = Some((last, off - *start));
+            }
+            _ => {
+                at[i] = Some((plan.len(), 0));
+                plan.push((pack, off, len));
+            }
+        }
+    }
+    let reads = plan
+        .iter()
+        .map(|(pack, off, n)| {
+            repo.store()
+                .get_range(&crate::repo::pack_key(pack), *off, *n)
+        })
+        .collect();
+    Spans { reads, at }
 }
 
 /// A finished group frame.
@@ -127,6 +261,22 @@ pub(super) struct Frame {
     /// Where the frame was in the previous archive, when it was taken from there rather than
     /// compressed.
     pub(super) reused_at: Option<u64>,
+    /// Why it was compressed rather than taken from the previous archive.
+    pub(super) missed: Option<Missed>,
+}
+
+/// Why a group frame was compressed instead of copied from the previous archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Missed {
+    /// There is no previous archive to draw on.
+    NoEarlier,
+    /// The previous archive has no group of the same recipe: one of the group's entries
+    /// changed (or came or went), or the group's bounds moved with one.
+    Changed,
+    /// The previous archive's frame could not be read whole.
+    Unreadable,
+    /// The previous archive's frame failed its BLAKE3 check.
+    Damaged,
 }
 
 /// A group to assemble and compress, and where its frame goes.
@@ -182,11 +332,26 @@ impl Reuse<'_> {
         (bytes.len() as u64 == len).then_some(bytes)
     }
 
-    /// The group frame `f` of the earlier archive, if it is still whole.
-    fn frame(&self, f: &GroupFrame, planned: Option<(&Prefetch<'_>, Ticket)>) -> Option<Vec<u8>> {
-        let bytes = self.read(f.offset, f.length, planned)?;
+    /// The group frame `f` of the earlier archive, if it is still whole; otherwise why not.
+    fn frame(
+        &self,
+        f: &GroupFrame,
+        planned: Option<(&Prefetch<'_>, Ticket)>,
+    ) -> std::result::Result<Vec<u8>, Missed> {
+        let bytes = self
+            .read(f.offset, f.length, planned)
+            .ok_or(Missed::Unreadable)?;
         // A damaged earlier archive must not leak into today's: such frames are compressed anew.
-        (Id::of(&bytes) == f.blake3).then_some(bytes)
+        if Id::of(&bytes) == f.blake3 {
+            Ok(bytes)
+        } else {
+            tracing::warn!(
+                "a group frame at {} of the archive of {} is damaged; compressing it anew",
+                f.offset,
+                self.date
+            );
+            Err(Missed::Damaged)
+        }
     }
 }
 
@@ -216,26 +381,30 @@ pub(super) fn compress_groups(
             (Some(r), Some((f, ticket))) => r
                 .frame(&f, earlier.zip(ticket))
                 .map(|bytes| (bytes, f.offset)),
-            _ => None,
+            (Some(_), None) => Err(Missed::Changed),
+            (None, _) => Err(Missed::NoEarlier),
         };
         let made = match old {
-            Some((bytes, at)) => Ok(Frame {
+            Ok((bytes, at)) => Ok(Frame {
                 bytes,
                 recipe,
                 reused_at: Some(at),
+                missed: None,
             }),
             // The writer stopped: reading the group's blobs one by one would only delay the
             // error (or the pass that writes the archive again).
-            None if earlier.is_some_and(|p| p.is_stopped()) => Err(stage_gone("writing")),
-            // A group whose earlier frame was damaged reads its blobs one by one: they were not
-            // planned, and asking for them now could wait behind reads planned after them.
-            None => group
+            Err(_) if earlier.is_some_and(|p| p.is_stopped()) => Err(stage_gone("writing")),
+            // A group whose earlier frame was damaged reads its blobs by their own ranges: they
+            // were not planned, and asking for them now could wait behind reads planned after
+            // them.
+            Err(missed) => group
                 .assemble(repo, catalog, prefetch)
                 .and_then(|tar| codec::encode(&tar, level))
                 .map(|bytes| Frame {
                     bytes,
                     recipe,
                     reused_at: None,
+                    missed: Some(missed),
                 }),
         };
         let _ = frame.send(made);

@@ -31,7 +31,7 @@ use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
     ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, Manifest, ManifestEntry,
-    Published, Reused, SeekTableInfo, read_manifest,
+    NotReused, Published, Reused, SeekTableInfo, read_manifest,
 };
 use walk::{Written, write_archive};
 
@@ -193,6 +193,7 @@ fn publish(
         skipped,
         groups,
         reused_groups,
+        not_reused,
         runs,
         reused_runs,
         checked_frames,
@@ -205,6 +206,7 @@ fn publish(
     )?;
     call(ExportPoint::BeforeManifest);
     let reused = Reused {
+        not_reused: reuse.is_some().then_some(not_reused),
         from: reuse.map(|r| r.date),
         groups: groups.len() as u64,
         reused_groups,
@@ -233,7 +235,7 @@ fn publish(
         runs,
         seek_table: Some(seek_table),
     };
-    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    let bytes = manifest.to_bytes();
     // The manifest makes the day complete: only while the lease is still this writer's.
     lease.confirm()?;
     exports.put(&keys.manifest, &bytes)?;
@@ -252,22 +254,22 @@ fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option
         return Ok(None);
     };
     let keys = DayKeys::new(&day.date)?;
-    let manifest = match read_manifest(exports, &keys) {
-        Ok(m) => m,
+    let (groups, runs) = match manifest::read_frame_lists(exports, &keys) {
+        Ok(lists) => lists,
         Err(e) => {
             tracing::warn!("not reusing frames of {}: {e}", day.date);
             return Ok(None);
         }
     };
-    if manifest.groups.is_empty() && manifest.runs.is_empty() {
+    if groups.is_empty() && runs.is_empty() {
         return Ok(None);
     }
     Ok(Some(Reuse {
         store: exports,
         key: keys.archive,
         date: day.date.clone(),
-        frames: manifest.groups.into_iter().map(|g| (g.recipe, g)).collect(),
-        runs: manifest.runs.into_iter().map(|r| (r.recipe, r)).collect(),
+        frames: groups.into_iter().map(|g| (g.recipe, g)).collect(),
+        runs: runs.into_iter().map(|r| (r.recipe, r)).collect(),
         damaged: Default::default(),
     }))
 }

@@ -7,8 +7,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use super::groups::{Budget, Frame, Reuse, stage_gone};
-use super::manifest::{FrameRun, GroupFrame};
+use super::groups::{Budget, Frame, Missed, Reuse, stage_gone};
+use super::manifest::{FrameRun, GroupFrame, NotReused};
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -189,6 +189,8 @@ pub(super) struct Sunk {
     pub(super) groups: Vec<GroupFrame>,
     /// How many of them were taken from the previous archive.
     pub(super) reused_groups: u64,
+    /// Why the others were not.
+    pub(super) not_reused: NotReused,
     /// The runs of stored frames, in archive order.
     pub(super) runs: Vec<FrameRun>,
     /// How many of them were taken from the previous archive.
@@ -211,6 +213,8 @@ pub(super) struct Sink<'a, 'o> {
     /// Where each group frame went, for the next day's reuse.
     pub(super) groups: Vec<GroupFrame>,
     pub(super) reused: u64,
+    /// Why the other group frames were compressed.
+    pub(super) missed: NotReused,
     /// Where each run of stored frames went, for the next day's reuse.
     pub(super) runs: Vec<FrameRun>,
     pub(super) reused_runs: u64,
@@ -238,6 +242,12 @@ impl Sink<'_, '_> {
                         blake3: Id::of(&frame.bytes),
                     });
                     self.reused += u64::from(frame.reused_at.is_some());
+                    match frame.missed {
+                        Some(Missed::Changed) => self.missed.changed += 1,
+                        Some(Missed::Unreadable) => self.missed.unreadable += 1,
+                        Some(Missed::Damaged) => self.missed.damaged += 1,
+                        Some(Missed::NoEarlier) | None => {}
+                    }
                     self.seek.push((frame.bytes.len() as u32, charge as u32));
                     match frame.reused_at {
                         Some(at) => self.write_from(self.earlier_src.clone(), at, frame.bytes)?,
@@ -286,6 +296,7 @@ impl Sink<'_, '_> {
             size: self.len,
             groups: self.groups,
             reused_groups: self.reused,
+            not_reused: self.missed,
             runs: self.runs,
             reused_runs: self.reused_runs,
         })

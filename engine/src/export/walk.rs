@@ -37,6 +37,8 @@ pub(crate) struct Written {
     pub groups: Vec<GroupFrame>,
     /// How many of them were taken from the previous archive.
     pub reused_groups: u64,
+    /// Why the others were not.
+    pub not_reused: super::manifest::NotReused,
     /// The runs of stored frames.
     pub runs: Vec<FrameRun>,
     /// How many of them were taken from the previous archive.
@@ -49,6 +51,8 @@ pub(crate) struct Written {
 
 /// The walking end: builds tar bytes, groups them into frames and queues the output in order.
 pub(super) struct TarAssembler<'a> {
+    repo: &'a Repository,
+    catalog: &'a Catalog,
     items: SyncSender<Out>,
     jobs: SyncSender<Job>,
     budget: &'a Budget,
@@ -93,13 +97,6 @@ impl TarAssembler<'_> {
             .transpose()
     }
 
-    /// A small file's blob: its read is planned when its group is cut, unless the group is
-    /// taken from the previous archive.
-    fn blob(&mut self, id: Id, loc: BlobLocation) -> Result<()> {
-        self.pending.segs.push(Seg::Blob(id, loc, None));
-        self.added(loc.raw_length as usize)
-    }
-
     fn added(&mut self, n: usize) -> Result<()> {
         self.pending.len += n;
         self.tar_len += n as u64;
@@ -138,14 +135,18 @@ impl TarAssembler<'_> {
                     let ticket = self.earlier.map(|p| p.submit(want())).transpose()?;
                     Some((f.clone(), ticket))
                 }
-                None => {
+                // Reads planned in archive order need the locations now; otherwise the worker
+                // looks them up.
+                None if self.prefetch.is_some() => {
+                    group.locate(self.repo, self.catalog)?;
                     for seg in &mut group.segs {
-                        if let Seg::Blob(_, loc, ticket) = seg {
+                        if let Seg::Blob(_, Some(loc), ticket) = seg {
                             *ticket = self.plan_read(loc)?;
                         }
                     }
                     None
                 }
+                None => None,
             };
             let (tx, rx) = sync_channel(1);
             let job = Job {
@@ -170,25 +171,27 @@ impl TarAssembler<'_> {
 
     /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
     /// the stored frames, in runs of at most [`RUN_CHUNKS`].
-    fn content(&mut self, repo: &Repository, catalog: &Catalog, e: &Entry) -> Result<()> {
-        let small = e.size <= SMALL_FILE;
+    fn content(&mut self, e: &Entry, locs: &[BlobLocation]) -> Result<()> {
+        if e.size <= SMALL_FILE {
+            // One piece of the file's size: its chunks are looked up and checked by the worker
+            // that reads them, and only if the group is not taken from the previous archive.
+            self.pending
+                .segs
+                .extend(e.chunks.iter().map(|id| Seg::Blob(*id, None, None)));
+            self.added(e.size as usize)?;
+            return self.pad();
+        }
+        let repo = self.repo;
         let mut written = 0u64;
         let mut run = Vec::new();
-        for id in &e.chunks {
-            let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
-                Error::not_found(format!("chunk {} is in no known pack", id.short()))
-            })?;
+        for (id, &loc) in e.chunks.iter().zip(locs) {
             // Large files' frames are copied without decoding: their claimed length is checked
             // here, before the tar stream is sized by it.
             repo.check_location(BlobKind::Data, id, &loc)?;
             written += u64::from(loc.raw_length);
-            if small {
-                self.blob(*id, loc)?;
-            } else {
-                run.push((*id, loc));
-                if run.len() == RUN_CHUNKS {
-                    self.frames(&mut run)?;
-                }
+            run.push((*id, loc));
+            if run.len() == RUN_CHUNKS {
+                self.frames(&mut run)?;
             }
         }
         self.frames(&mut run)?;
@@ -273,10 +276,16 @@ pub(super) fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     items
 }
 
+/// One directory of the walk: its items in archive order, and the locations of their chunks.
+type Level = (
+    std::vec::IntoIter<(Vec<u8>, Entry, bool)>,
+    std::vec::IntoIter<BlobLocation>,
+);
+
 pub(super) struct Walk<'a, 'b> {
     w: &'a mut TarAssembler<'b>,
-    repo: &'a Repository,
-    catalog: &'a Catalog,
+    /// The snapshot's trees, from [`read_levels`].
+    levels: std::sync::mpsc::Receiver<Result<Level>>,
     entries: Vec<ManifestEntry>,
     skipped: Vec<LeftOut>,
     /// The first name written of each hardlink group.
@@ -287,10 +296,12 @@ impl Walk<'_, '_> {
     /// Writes the tree `tree` at `prefix`, depth first in archive order. Walks with an explicit
     /// stack, and stops at a path longer than a snapshot may hold: a crafted chain of trees
     /// can neither overflow the stack nor make an archive no restore accepts.
-    fn dir(&mut self, tree: &Id, prefix: &[u8]) -> Result<()> {
-        let first = ordered(load_tree(self.repo, self.catalog, tree)?.entries).into_iter();
+    ///
+    /// The trees come from [`read_levels`] in the order this walk descends into them.
+    fn dir(&mut self, prefix: &[u8]) -> Result<()> {
+        let first = self.next_level()?;
         let mut stack = vec![(prefix.to_vec(), first)];
-        while let Some((prefix, items)) = stack.last_mut() {
+        while let Some((prefix, (items, locs))) = stack.last_mut() {
             let Some((_, e, subtree)) = items.next() else {
                 stack.pop();
                 continue;
@@ -302,19 +313,29 @@ impl Walk<'_, '_> {
             path.extend_from_slice(&e.name.0);
             check_path_len(&path)?;
             if subtree {
-                let sub = e
-                    .tree
-                    .ok_or_else(|| Error::corrupt("directory entry without a tree"))?;
-                let items = ordered(load_tree(self.repo, self.catalog, &sub)?.entries).into_iter();
-                stack.push((path, items));
+                if e.tree.is_none() {
+                    return Err(Error::corrupt("directory entry without a tree"));
+                }
+                let level = self.next_level()?;
+                stack.push((path, level));
             } else {
-                self.entry(path, &e)?;
+                let n = if located(&e, false) {
+                    e.chunks.len()
+                } else {
+                    0
+                };
+                let mine: Vec<_> = locs.by_ref().take(n).collect();
+                self.entry(path, &e, mine)?;
             }
         }
         Ok(())
     }
 
-    fn entry(&mut self, path: Vec<u8>, e: &Entry) -> Result<()> {
+    fn next_level(&mut self) -> Result<Level> {
+        self.levels.recv().map_err(|_| stage_gone("tree reading"))?
+    }
+
+    fn entry(&mut self, path: Vec<u8>, e: &Entry, locs: Vec<BlobLocation>) -> Result<()> {
         let mut m = ManifestEntry {
             path: RawBytes(path.clone()),
             kind: e.kind,
@@ -375,7 +396,7 @@ impl Walk<'_, '_> {
                     if e.size > 0 {
                         m.offset = Some(self.w.tar_len);
                     }
-                    self.w.content(self.repo, self.catalog, e)?;
+                    self.w.content(e, &locs)?;
                     m.size = e.size;
                 }
             }
@@ -397,6 +418,67 @@ impl Walk<'_, '_> {
         self.entries.push(m);
         Ok(())
     }
+}
+
+/// Trees read ahead of the walk: at most this many wait for it.
+const LEVELS_AHEAD: usize = 16;
+
+/// Reads the snapshot's trees in the order the walk descends into them (depth first, each
+/// directory's subtrees in archive order), each with its items ordered and its chunks located,
+/// on a thread of its own: loading and looking up were half of a notes tree's walk.
+///
+/// Stops at the first error, which the walk then reports, or when the walk stops taking trees
+/// (a crafted cycle of trees ends there, at the walk's path limit); at most [`LEVELS_AHEAD`]
+/// trees wait, so its stack is at most that much deeper than the walk's.
+fn read_levels(repo: &Repository, catalog: &Catalog, root: Id, out: SyncSender<Result<Level>>) {
+    let mut stack: Vec<std::vec::IntoIter<Id>> = vec![vec![root].into_iter()];
+    while let Some(next) = stack.last_mut() {
+        let Some(id) = next.next() else {
+            stack.pop();
+            continue;
+        };
+        let level = load_level(repo, catalog, &id);
+        let subtrees: Vec<Id> = match &level {
+            Ok((items, _)) => items
+                .as_slice()
+                .iter()
+                .filter(|(_, _, subtree)| *subtree)
+                .filter_map(|(_, e, _)| e.tree)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let failed = level.is_err();
+        if out.send(level).is_err() || failed {
+            return;
+        }
+        stack.push(subtrees.into_iter());
+    }
+}
+
+/// Whether the tree reader looks up the chunks of item `e`: those of files whose stored frames
+/// are copied. Small files' chunks are looked up only for groups that are compressed.
+fn located(e: &Entry, subtree: bool) -> bool {
+    !subtree && e.size > SMALL_FILE
+}
+
+/// The items of tree `id` in archive order, with the locations of their chunks looked up
+/// together, in item order.
+fn load_level(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Level> {
+    let items = ordered(load_tree(repo, catalog, id)?.entries);
+    let ids: Vec<Id> = items
+        .iter()
+        .filter(|(_, e, subtree)| located(e, *subtree))
+        .flat_map(|(_, e, _)| e.chunks.iter().copied())
+        .collect();
+    let locs = catalog.locate_many(BlobKind::Data, &ids)?;
+    let locs = ids
+        .iter()
+        .zip(locs)
+        .map(|(id, loc)| {
+            loc.ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((items.into_iter(), locs.into_iter()))
 }
 
 /// Runs its closure when dropped: on every way out of a thread, unwinding included.
@@ -457,6 +539,7 @@ pub(crate) fn write_archive(
             prefetch,
             groups: Vec::new(),
             reused: 0,
+            missed: Default::default(),
             runs: Vec::new(),
             reused_runs: 0,
             open: None,
@@ -484,6 +567,8 @@ pub(crate) fn write_archive(
             });
         }
         let mut w = TarAssembler {
+            repo,
+            catalog,
             items: items_tx,
             jobs: jobs_tx,
             budget: &budget,
@@ -495,16 +580,19 @@ pub(crate) fn write_archive(
             pending: Group::default(),
             tar_len: 0,
         };
+        let (levels_tx, levels_rx) = sync_channel(LEVELS_AHEAD);
+        let root = snap.root;
+        scope.spawn(move || read_levels(repo, catalog, root, levels_tx));
+        // The walk owns the trees' receiver: when it stops, early or not, the reader does too.
         let walked = (|| {
             let mut walk = Walk {
                 w: &mut w,
-                repo,
-                catalog,
+                levels: levels_rx,
                 entries: Vec::new(),
                 skipped: Vec::new(),
                 links: HardlinkGroups::new(),
             };
-            walk.dir(&snap.root, b"")?;
+            walk.dir(b"")?;
             let (entries, skipped) = (walk.entries, walk.skipped);
             w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
             w.flush_pending()?;
@@ -527,6 +615,7 @@ pub(crate) fn write_archive(
                 skipped,
                 groups: sunk.groups,
                 reused_groups: sunk.reused_groups,
+                not_reused: sunk.not_reused,
                 runs: sunk.runs,
                 reused_runs: sunk.reused_runs,
                 checked_frames,

@@ -295,6 +295,13 @@ fn restore_from_the_daily_archive_alone() {
     assert!(report.hardlinks >= 1);
     let mut want = fingerprint(&env.src);
     want.retain(|_, fp| fp.kind != Kind::Fifo); // archives leave FIFOs out
+    // The archive keeps whole seconds, as GNU tar does, except where a pax record is needed
+    // anyway (before 1970); the nanoseconds are in the manifest.
+    for fp in want.values_mut() {
+        if fp.mtime.0 >= 0 {
+            fp.mtime.1 = 0;
+        }
+    }
     assert_same(&want, &fingerprint(&target), "from the archive");
     // And a part of it.
     let part = env.dir.path().join("p");
