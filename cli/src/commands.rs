@@ -483,7 +483,7 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
     let written = reused.is_some();
     if cli.json {
         print_json(&serde_json::json!({
-            "date": m.date, "snapshot": m.snapshot, "archive": m.archive, "entries": m.entries.len(),
+            "date": m.date, "snapshot": m.snapshot, "archive": m.archive, "entries": m.entry_count,
             "skipped": m.skipped.len(), "written": written, "reused": reused,
             "checked_frames": reused.map(|r| r.checked_frames),
         }));
@@ -497,7 +497,7 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
             },
             m.archive.name,
             bytes(m.archive.size),
-            m.entries.len(),
+            m.entry_count,
             m.archive.sha256
         );
     }

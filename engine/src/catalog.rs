@@ -732,6 +732,18 @@ impl Catalog {
         )?)
     }
 
+    /// The index entries of one known pack (every blob in it, damaged copies included), without
+    /// a request.
+    pub fn pack_entries(&self, pack: &Id) -> Result<Option<Vec<PackEntry>>> {
+        match self
+            .db
+            .get_pinned_cf(self.cf("pack_index"), pack.as_bytes())?
+        {
+            Some(v) => Ok(Some(decode_entries(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every known pack with its size and index entries (all copies of all blobs in it).
     pub fn pack_indexes(&self) -> Result<Vec<(Id, u64, Vec<PackEntry>)>> {
         let sizes = self.pack_sizes()?;

@@ -283,7 +283,7 @@ fn night(
         size: m.archive.size,
         sha256: m.archive.sha256.clone(),
         written: matches!(published, Published::Written(..)),
-        entries: m.entries.len(),
+        entries: m.entry_count as usize,
         reused: match &published {
             Published::Written(_, r) => Some(r.clone()),
             Published::Unchanged(_) => None,

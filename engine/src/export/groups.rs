@@ -80,26 +80,27 @@ impl Group {
         Id(*h.finalize().as_bytes())
     }
 
-    /// Looks up the chunks not located yet, together, and checks what the catalog claims of
-    /// each before anything is read by it.
-    pub(super) fn locate(&mut self, repo: &Repository, catalog: &Catalog) -> Result<()> {
-        let ids: Vec<Id> = self
-            .segs
-            .iter()
-            .filter_map(|seg| match seg {
-                Seg::Blob(id, None, _) => Some(*id),
-                _ => None,
-            })
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut found = catalog.locate_many(BlobKind::Data, &ids)?.into_iter();
+    /// Locates the chunks not located yet — from the indexes of packs that held the chunks
+    /// before them, or by the catalog — and checks what is claimed of each before anything is
+    /// read by it.
+    pub(super) fn locate(
+        &mut self,
+        repo: &Repository,
+        catalog: &Catalog,
+        packs: &mut PackCache,
+    ) -> Result<()> {
         for seg in &mut self.segs {
             if let Seg::Blob(id, slot @ None, _) = seg {
-                let loc = found.next().flatten().ok_or_else(|| {
-                    Error::not_found(format!("chunk {} is in no known pack", id.short()))
-                })?;
+                let loc = match packs.find(id) {
+                    Some(loc) => loc,
+                    None => {
+                        let loc = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+                            Error::not_found(format!("chunk {} is in no known pack", id.short()))
+                        })?;
+                        packs.looked_up(catalog, &loc.pack)?;
+                        loc
+                    }
+                };
                 repo.check_location(BlobKind::Data, id, &loc)?;
                 *slot = Some(loc);
             }
@@ -112,8 +113,9 @@ impl Group {
         repo: &Repository,
         catalog: &Catalog,
         prefetch: Option<&Prefetch<'_>>,
+        packs: &mut PackCache,
     ) -> Result<Vec<u8>> {
-        self.locate(repo, catalog)?;
+        self.locate(repo, catalog, packs)?;
         let spans = read_spans(repo, &self.segs);
         let mut tar = Vec::with_capacity(self.len);
         for (i, seg) in self.segs.into_iter().enumerate() {
@@ -136,7 +138,7 @@ impl Group {
                                 &id,
                                 &loc,
                                 got,
-                            )?
+                            )
                         }
                         // Read with its neighbours; a frame that fails is read again alone,
                         // which tells a bad read from damage and records the latter.
@@ -148,10 +150,25 @@ impl Group {
                                 &id,
                                 &loc,
                                 frame,
-                            )?,
+                            ),
                             None => {
-                                crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)?
+                                crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)
                             }
+                        },
+                    };
+                    let data = match data {
+                        Ok(data) => data,
+                        // A copy found in a pack's index may be one the catalog knows to be
+                        // damaged: the catalog's own copy is the one to fall back on.
+                        Err(e) => match catalog.locate(BlobKind::Data, &id)? {
+                            Some(other) if other != loc => crate::heal::read_checked(
+                                repo,
+                                catalog,
+                                BlobKind::Data,
+                                &id,
+                                &other,
+                            )?,
+                            _ => return Err(e),
                         },
                     };
                     if data.len() != loc.raw_length as usize {
@@ -175,6 +192,78 @@ impl Group {
             )));
         }
         Ok(tar)
+    }
+}
+
+/// One data blob of an indexed pack: the first 8 bytes of its id, its offset, frame length and
+/// plaintext length.
+type PackSlot = (u64, u32, u32, u32);
+
+/// The index entries of the packs a thread found its recent chunks in: a folder's notes are
+/// stored side by side, so the next group's chunks are found there without a catalog lookup
+/// each (a lookup was a fifth of a notes share's export).
+#[derive(Default)]
+pub(super) struct PackCache {
+    /// Packs indexed, most recently loaded last: their data blobs by the first 8 bytes of their
+    /// id, sorted, with offset, frame length and plaintext length (20 bytes an entry). A blob
+    /// found by a prefix shared with another is caught by its BLAKE3 check like any damage.
+    packs: Vec<(Id, Vec<PackSlot>)>,
+    /// Chunks looked up in the catalog per pack not indexed here yet; `u32::MAX` for a pack
+    /// not to index (too large, or gone from the catalog).
+    misses: HashMap<Id, u32>,
+}
+
+impl PackCache {
+    /// Packs whose indexes one thread holds.
+    const PACKS: usize = 3;
+    /// A pack is indexed once this many chunks were looked up in it.
+    const LOAD_AFTER: u32 = 16;
+    /// Packs with more entries are never indexed: a 64 MiB pack of 128-byte frames has this many.
+    const ENTRIES_MAX: usize = 1 << 19;
+
+    fn prefix(id: &Id) -> u64 {
+        u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Where `id` is in one of the packs indexed here.
+    pub(super) fn find(&self, id: &Id) -> Option<BlobLocation> {
+        let key = Self::prefix(id);
+        self.packs.iter().rev().find_map(|(pack, entries)| {
+            let i = entries.binary_search_by_key(&key, |e| e.0).ok()?;
+            let (_, offset, length, raw_length) = entries[i];
+            Some(BlobLocation {
+                pack: *pack,
+                offset,
+                length,
+                raw_length,
+            })
+        })
+    }
+
+    /// Notes a chunk the catalog found in `pack`; the pack's index is loaded once enough were.
+    pub(super) fn looked_up(&mut self, catalog: &Catalog, pack: &Id) -> Result<()> {
+        let n = self.misses.entry(*pack).or_default();
+        *n = n.saturating_add(1);
+        if *n != Self::LOAD_AFTER {
+            return Ok(());
+        }
+        *n = u32::MAX;
+        let entries = match catalog.pack_entries(pack)? {
+            Some(entries) if entries.len() <= Self::ENTRIES_MAX => entries,
+            _ => return Ok(()),
+        };
+        self.misses.remove(pack);
+        let mut data: Vec<PackSlot> = entries
+            .iter()
+            .filter(|e| e.kind == BlobKind::Data)
+            .map(|e| (Self::prefix(&e.id), e.offset, e.length, e.raw_length))
+            .collect();
+        data.sort_unstable_by_key(|e| e.0);
+        if self.packs.len() == Self::PACKS {
+            self.packs.remove(0);
+        }
+        self.packs.push((*pack, data));
+        Ok(())
     }
 }
 
@@ -366,6 +455,7 @@ pub(super) fn compress_groups(
     earlier: Option<&Prefetch<'_>>,
     jobs: &std::sync::Mutex<Receiver<Job>>,
 ) {
+    let mut packs = PackCache::default();
     loop {
         let job = jobs.lock().expect("no worker panics").recv();
         let Ok(Job {
@@ -398,7 +488,7 @@ pub(super) fn compress_groups(
             // were not planned, and asking for them now could wait behind reads planned after
             // them.
             Err(missed) => group
-                .assemble(repo, catalog, prefetch)
+                .assemble(repo, catalog, prefetch, &mut packs)
                 .and_then(|tar| codec::encode(&tar, level))
                 .map(|bytes| Frame {
                     bytes,

@@ -227,7 +227,8 @@ fn publish(
             size,
             sha256,
         },
-        entries,
+        entries: Vec::new(),
+        entry_count: entries.count(),
         skipped,
         excluded: snap.skipped.clone(),
         warnings: snap.warnings.clone(),
@@ -235,10 +236,11 @@ fn publish(
         runs,
         seek_table: Some(seek_table),
     };
-    let bytes = manifest.to_bytes();
+    let mut out = exports.create(&keys.manifest)?;
+    manifest.write_with(entries, &mut out)?;
     // The manifest makes the day complete: only while the lease is still this writer's.
     lease.confirm()?;
-    exports.put(&keys.manifest, &bytes)?;
+    out.finish()?;
     Ok(Published::Written(manifest, reused))
 }
 

@@ -4,10 +4,10 @@
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use super::groups::{
-    Budget, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, Reuse, SMALL_FILE, Seg, compress_groups,
-    stage_gone,
+    Budget, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, PackCache, Reuse, SMALL_FILE, Seg,
+    compress_groups, stage_gone,
 };
-use super::manifest::{FrameRun, GroupFrame, LeftOut, ManifestEntry};
+use super::manifest::{EntryLines, FrameRun, GroupFrame, LeftOut, ManifestEntry};
 use super::sink::{FrameSource, Out, Sink, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -23,14 +23,13 @@ use crate::tar_format;
 use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
 
 /// What [`write_archive`] wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Written {
     /// Archive size.
     pub size: u64,
     /// Archive SHA-256, hex.
     pub sha256: String,
-    /// Manifest entries, in archive order.
-    pub entries: Vec<ManifestEntry>,
+    /// Manifest entries, in archive order, serialized as they were walked.
+    pub entries: EntryLines,
     /// Snapshot entries left out.
     pub skipped: Vec<LeftOut>,
     /// The group frames.
@@ -53,6 +52,8 @@ pub(crate) struct Written {
 pub(super) struct TarAssembler<'a> {
     repo: &'a Repository,
     catalog: &'a Catalog,
+    /// Pack indexes for locating small files' chunks when reads are planned here.
+    packs: PackCache,
     items: SyncSender<Out>,
     jobs: SyncSender<Job>,
     budget: &'a Budget,
@@ -138,7 +139,7 @@ impl TarAssembler<'_> {
                 // Reads planned in archive order need the locations now; otherwise the worker
                 // looks them up.
                 None if self.prefetch.is_some() => {
-                    group.locate(self.repo, self.catalog)?;
+                    group.locate(self.repo, self.catalog, &mut self.packs)?;
                     for seg in &mut group.segs {
                         if let Seg::Blob(_, Some(loc), ticket) = seg {
                             *ticket = self.plan_read(loc)?;
@@ -286,7 +287,7 @@ pub(super) struct Walk<'a, 'b> {
     w: &'a mut TarAssembler<'b>,
     /// The snapshot's trees, from [`read_levels`].
     levels: std::sync::mpsc::Receiver<Result<Level>>,
-    entries: Vec<ManifestEntry>,
+    entries: EntryLines,
     skipped: Vec<LeftOut>,
     /// The first name written of each hardlink group.
     links: HardlinkGroups<Vec<u8>>,
@@ -415,7 +416,7 @@ impl Walk<'_, '_> {
             }
         }
         self.w.entry_done(&m.path.0)?;
-        self.entries.push(m);
+        self.entries.push(&m)?;
         Ok(())
     }
 }
@@ -569,6 +570,7 @@ pub(crate) fn write_archive(
         let mut w = TarAssembler {
             repo,
             catalog,
+            packs: PackCache::default(),
             items: items_tx,
             jobs: jobs_tx,
             budget: &budget,
@@ -588,7 +590,7 @@ pub(crate) fn write_archive(
             let mut walk = Walk {
                 w: &mut w,
                 levels: levels_rx,
-                entries: Vec::new(),
+                entries: EntryLines::default(),
                 skipped: Vec::new(),
                 links: HardlinkGroups::new(),
             };
