@@ -28,6 +28,7 @@ fn fit(field: &mut [u8], bytes: &[u8]) {
 }
 
 /// The tar header blocks (pax extension first, when needed) for one entry.
+#[cfg(test)]
 pub(crate) fn header(
     path: &[u8],
     e: &Entry,
@@ -35,76 +36,140 @@ pub(crate) fn header(
     size: u64,
     link: Option<&[u8]>,
 ) -> Vec<u8> {
-    let mut pax = Vec::new();
-    let binary =
-        std::str::from_utf8(path).is_err() || link.is_some_and(|l| std::str::from_utf8(l).is_err());
-    if path.len() > 100 || link.is_some_and(|l| l.len() > 100) {
-        if binary {
-            pax_record(&mut pax, "hdrcharset", b"BINARY");
-        }
-        if path.len() > 100 {
-            pax_record(&mut pax, "path", path);
-        }
-        if let Some(l) = link.filter(|l| l.len() > 100) {
-            pax_record(&mut pax, "linkpath", l);
-        }
-    }
-    if size > USTAR_MAX {
-        pax_record(&mut pax, "size", size.to_string().as_bytes());
-    }
-    // Whole seconds, as GNU tar's default format and the plan's `tar | zstd` keep them: a pax
-    // record only for a time the ustar field cannot hold. Nanoseconds on every entry would cost
-    // a notes tree ~10 bytes of archive per file (its size goal is 1.05x `tar | zstd`); they are
-    // kept in the snapshot and in the day's manifest (docs/DECISIONS.md).
-    if e.mtime < 0 || e.mtime as u64 > USTAR_MAX {
-        // pax times are decimal seconds; a negative time with nanoseconds is -(|t| - ns).
-        let t = e.mtime_nanos();
-        let sign = if t < 0 { "-" } else { "" };
-        let a = t.unsigned_abs();
-        pax_record(
-            &mut pax,
-            "mtime",
-            format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000).as_bytes(),
-        );
-    }
-    if u64::from(e.uid) > 0o7777777 {
-        pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
-    }
-    if u64::from(e.gid) > 0o7777777 {
-        pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
-    }
-    let mut out = Vec::with_capacity(1024);
-    if !pax.is_empty() {
-        let mut h = tar::Header::new_ustar();
-        fit(&mut h.as_ustar_mut().expect("ustar").name, b"PaxHeader");
-        h.set_mode(0o644);
-        h.set_size(pax.len() as u64);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(&pax);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    let mut h = tar::Header::new_ustar();
-    {
-        let u = h.as_ustar_mut().expect("ustar");
-        fit(&mut u.name, path);
-        if let Some(l) = link {
-            fit(&mut u.linkname, l);
-        }
-    }
-    h.set_mode(e.mode & 0o7777);
-    h.set_uid(u64::from(e.uid).min(0o7777777));
-    h.set_gid(u64::from(e.gid).min(0o7777777));
-    h.set_size(size.min(USTAR_MAX));
-    h.set_mtime((e.mtime.max(0) as u64).min(USTAR_MAX));
-    h.set_entry_type(kind);
-    h.set_cksum();
-    out.extend_from_slice(h.as_bytes());
+    let mut out = Vec::with_capacity(512);
+    header_into(&mut out, path, e, kind, size, link);
     out
+}
+
+/// [`header`], appended to `out`: the walk writes every entry's header straight into its group.
+pub(crate) fn header_into(
+    out: &mut Vec<u8>,
+    path: &[u8],
+    e: &Entry,
+    kind: tar::EntryType,
+    size: u64,
+    link: Option<&[u8]>,
+) {
+    let long = path.len() > 100 || link.is_some_and(|l| l.len() > 100);
+    let time = e.mtime < 0 || e.mtime as u64 > USTAR_MAX;
+    let ids = u64::from(e.uid) > 0o7777777 || u64::from(e.gid) > 0o7777777;
+    if long || size > USTAR_MAX || time || ids {
+        let mut pax = Vec::new();
+        let binary = std::str::from_utf8(path).is_err()
+            || link.is_some_and(|l| std::str::from_utf8(l).is_err());
+        if long {
+            if binary {
+                pax_record(&mut pax, "hdrcharset", b"BINARY");
+            }
+            if path.len() > 100 {
+                pax_record(&mut pax, "path", path);
+            }
+            if let Some(l) = link.filter(|l| l.len() > 100) {
+                pax_record(&mut pax, "linkpath", l);
+            }
+        }
+        if size > USTAR_MAX {
+            pax_record(&mut pax, "size", size.to_string().as_bytes());
+        }
+        // Whole seconds, as GNU tar's default format and the plan's `tar | zstd` keep them: a
+        // pax record only for a time the ustar field cannot hold. Nanoseconds on every entry
+        // would cost a notes tree ~10 bytes of archive per file (its size goal is 1.05x
+        // `tar | zstd`); they are kept in the snapshot and in the day's manifest
+        // (docs/DECISIONS.md).
+        if time {
+            // pax times are decimal seconds; a negative time with nanoseconds is -(|t| - ns).
+            let t = e.mtime_nanos();
+            let sign = if t < 0 { "-" } else { "" };
+            let a = t.unsigned_abs();
+            pax_record(
+                &mut pax,
+                "mtime",
+                format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000).as_bytes(),
+            );
+        }
+        if u64::from(e.uid) > 0o7777777 {
+            pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
+        }
+        if u64::from(e.gid) > 0o7777777 {
+            pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
+        }
+        if !pax.is_empty() {
+            let mut h = [0u8; 512];
+            ustar(
+                &mut h,
+                b"PaxHeader",
+                None,
+                0o644,
+                0,
+                0,
+                pax.len() as u64,
+                0,
+                b'x',
+            );
+            out.extend_from_slice(&h);
+            out.extend_from_slice(&pax);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+    }
+    let mut h = [0u8; 512];
+    ustar(
+        &mut h,
+        path,
+        link,
+        e.mode & 0o7777,
+        u64::from(e.uid).min(0o7777777),
+        u64::from(e.gid).min(0o7777777),
+        size.min(USTAR_MAX),
+        (e.mtime.max(0) as u64).min(USTAR_MAX),
+        kind.as_byte(),
+    );
+    out.extend_from_slice(&h);
+}
+
+/// One ustar header block, byte for byte what the tar crate's `Header::new_ustar` and setters
+/// give for values that fit their fields (the callers clamp them; the property test
+/// `any_header_round_trips_through_the_tar_crate` holds the two together): numbers in zero-padded octal
+/// ending in a NUL, names cut at their field, `ustar\0` `00`, empty owner names and device
+/// numbers, and the checksum. Written by hand because the crate formats every number through a
+/// `String`, a tenth of a notes share's walk.
+#[allow(clippy::too_many_arguments)]
+fn ustar(
+    h: &mut [u8; 512],
+    name: &[u8],
+    link: Option<&[u8]>,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    typeflag: u8,
+) {
+    fit(&mut h[0..100], name);
+    octal(&mut h[100..108], u64::from(mode));
+    octal(&mut h[108..116], uid);
+    octal(&mut h[116..124], gid);
+    octal(&mut h[124..136], size);
+    octal(&mut h[136..148], mtime);
+    h[156] = typeflag;
+    if let Some(l) = link {
+        fit(&mut h[157..257], l);
+    }
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+    octal(&mut h[148..156], sum);
+}
+
+/// `v` in octal, right-aligned and zero-padded in all but the field's last byte, which is NUL.
+/// The callers keep `v` within the digits the field holds.
+fn octal(field: &mut [u8], mut v: u64) {
+    let (digits, end) = field.split_at_mut(field.len() - 1);
+    end[0] = 0;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v & 7) as u8;
+        v >>= 3;
+    }
 }
 
 /// The modification time of an archive entry, with the nanoseconds of a pax `mtime` record.
@@ -189,6 +254,56 @@ pub(crate) mod tests {
         }
     }
 
+    /// The header as the tar crate builds it: the reference the hand-written blocks must match.
+    fn crate_header(
+        path: &[u8],
+        e: &Entry,
+        kind: tar::EntryType,
+        size: u64,
+        link: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let mut ours = header(path, e, kind, size, link);
+        // The pax blocks are ours in both; only the ustar blocks are rebuilt by the crate.
+        let pax_len = ours.len() - 512;
+        let records = ours
+            .get(512..pax_len)
+            .and_then(|r| r.iter().rposition(|b| *b != 0))
+            .map_or(0, |i| i + 1);
+        let mut rebuilt =
+            |at: usize, name: &[u8], link: Option<&[u8]>, f: &dyn Fn(&mut tar::Header)| {
+                let mut h = tar::Header::new_ustar();
+                {
+                    let u = h.as_ustar_mut().expect("ustar");
+                    fit(&mut u.name, name);
+                    if let Some(l) = link {
+                        fit(&mut u.linkname, l);
+                    }
+                }
+                f(&mut h);
+                h.set_cksum();
+                ours[at..at + 512].copy_from_slice(h.as_bytes());
+            };
+        if pax_len > 0 {
+            rebuilt(0, b"PaxHeader", None, &|h| {
+                h.set_mode(0o644);
+                h.set_size(records as u64);
+                h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_entry_type(tar::EntryType::XHeader);
+            });
+        }
+        rebuilt(pax_len, path, link, &|h| {
+            h.set_mode(e.mode & 0o7777);
+            h.set_uid(u64::from(e.uid).min(0o7777777));
+            h.set_gid(u64::from(e.gid).min(0o7777777));
+            h.set_size(size.min(USTAR_MAX));
+            h.set_mtime((e.mtime.max(0) as u64).min(USTAR_MAX));
+            h.set_entry_type(kind);
+        });
+        ours
+    }
+
     use proptest::strategy::Strategy;
 
     proptest::proptest! {
@@ -219,6 +334,11 @@ pub(crate) mod tests {
                 None => (tar::EntryType::Regular, size),
             };
             let mut bytes = header(&path, &e, kind, size, link.as_deref());
+            // The hand-written blocks are the tar crate's.
+            proptest::prop_assert_eq!(
+                &bytes,
+                &crate_header(&path, &e, kind, size, link.as_deref())
+            );
             bytes.resize(bytes.len() + 1024, 0);
             let mut a = tar::Archive::new(&bytes[..]);
             let mut entries = a.entries().unwrap();

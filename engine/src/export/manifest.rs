@@ -406,7 +406,11 @@ pub(super) fn read_frame_lists(
         #[serde(default)]
         runs: Vec<FrameRun>,
     }
-    let m = read_as(exports, keys, |m: &FrameLists| m.format_version)?;
+    let bytes = exports.get(&keys.manifest)?;
+    if let Some(lists) = frame_lists_at_the_end(&bytes) {
+        return Ok(lists);
+    }
+    let m = parse_as(&bytes, keys, |m: &FrameLists| m.format_version)?;
     Ok((m.groups, m.runs))
 }
 
@@ -417,14 +421,50 @@ pub fn read_manifest(exports: &dyn Store, keys: &DayKeys) -> Result<Manifest> {
     Ok(m)
 }
 
+/// The frame lists of a manifest laid out as cairn writes them (and as serde_json pretty-prints):
+/// the top-level keys after the entries, each on a line of its own with a two-space indent, are
+/// parsed without reading the entries at all (a JSON string holds no raw newline, so the key's
+/// line cannot be inside one). `None` when the manifest is not laid out so: it is then parsed
+/// whole.
+fn frame_lists_at_the_end(bytes: &[u8]) -> Option<(Vec<GroupFrame>, Vec<FrameRun>)> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tail {
+        groups: Vec<GroupFrame>,
+        #[serde(default)]
+        runs: Vec<FrameRun>,
+        #[serde(default, rename = "seek_table")]
+        _seek_table: Option<SeekTableInfo>,
+    }
+    const GROUPS: &[u8] = b"\n  \"groups\": [";
+    let version = format!("{{\n  \"format_version\": {MANIFEST_VERSION},\n");
+    if !bytes.starts_with(version.as_bytes()) {
+        return None;
+    }
+    let at = bytes.windows(GROUPS.len()).rposition(|w| w == GROUPS)?;
+    let mut tail = Vec::with_capacity(bytes.len() - at + 1);
+    tail.push(b'{');
+    tail.extend_from_slice(&bytes[at..]);
+    let t: Tail = serde_json::from_slice(&tail).ok()?;
+    Some((t.groups, t.runs))
+}
+
 /// The day's manifest read as `T`, refused unless its `format_version` is this cairn's.
 fn read_as<T: serde::de::DeserializeOwned>(
     exports: &dyn Store,
     keys: &DayKeys,
     version: fn(&T) -> u32,
 ) -> Result<T> {
-    let bytes = exports.get(&keys.manifest)?;
-    let m: T = serde_json::from_slice(&bytes).map_err(|e| {
+    parse_as(&exports.get(&keys.manifest)?, keys, version)
+}
+
+/// [`read_as`] of bytes already read.
+fn parse_as<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    keys: &DayKeys,
+    version: fn(&T) -> u32,
+) -> Result<T> {
+    let m: T = serde_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(format!("{} is not a valid manifest", keys.manifest)).with_source(e)
     })?;
     if version(&m) != MANIFEST_VERSION {
@@ -510,6 +550,49 @@ mod tests {
             text.ends_with("  \"runs\": []\n}\n"),
             "{}",
             &text[text.len() - 200..]
+        );
+    }
+
+    /// The frame lists are read from the end of the manifest, without its entries, whether it
+    /// is laid out one entry a line or pretty-printed (as cairn wrote it before); any other
+    /// layout is parsed whole.
+    #[test]
+    fn frame_lists_are_read_from_the_end_in_either_layout() {
+        let mut m = manifest();
+        m.groups = (0..3)
+            .map(|i| GroupFrame {
+                recipe: Id::of(&[i]),
+                offset: u64::from(i) * 100,
+                length: 100,
+                blake3: Id::of(&[i, i]),
+            })
+            .collect();
+        m.runs = vec![FrameRun {
+            recipe: Id::of(b"run"),
+            offset: 300,
+            length: 5,
+        }];
+        m.seek_table = Some(SeekTableInfo {
+            offset: 305,
+            length: 41,
+            frames: 4,
+        });
+        let mut lines = EntryLines::default();
+        // A path that looks like the key, escaped as JSON escapes it.
+        let mut tricky = entry(1);
+        tricky.path = RawBytes(b"x\n  \"groups\": [".to_vec());
+        for e in [entry(0), tricky] {
+            lines.push(&e).unwrap();
+        }
+        let mut ours = Vec::new();
+        m.write_with(lines, &mut ours).unwrap();
+        let want = (m.groups.clone(), m.runs.clone());
+        assert_eq!(frame_lists_at_the_end(&ours), Some(want.clone()));
+        let pretty = serde_json::to_vec_pretty(&m).unwrap();
+        assert_eq!(frame_lists_at_the_end(&pretty), Some(want));
+        assert_eq!(
+            frame_lists_at_the_end(&serde_json::to_vec(&m).unwrap()),
+            None
         );
     }
 

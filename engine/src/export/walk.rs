@@ -75,14 +75,32 @@ impl TarAssembler<'_> {
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.raw_with(|raw| raw.extend_from_slice(bytes))
+    }
+
+    /// Header or padding bytes, appended by `write` straight into the group.
+    fn raw_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let g = &mut self.pending;
         let start = g.raw.len();
-        g.raw.extend_from_slice(bytes);
+        write(&mut g.raw);
         match g.segs.last_mut() {
             Some(Seg::Raw(_, end)) if *end == start => *end = g.raw.len(),
             _ => g.segs.push(Seg::Raw(start, g.raw.len())),
         }
-        self.added(bytes.len())
+        let n = g.raw.len() - start;
+        self.added(n)
+    }
+
+    /// An entry's header blocks (see [`tar_format::header`]).
+    fn header(
+        &mut self,
+        path: &[u8],
+        e: &Entry,
+        kind: tar::EntryType,
+        size: u64,
+        link: Option<&[u8]>,
+    ) -> Result<()> {
+        self.raw_with(|raw| tar_format::header_into(raw, path, e, kind, size, link))
     }
 
     /// Asks for the frame at `loc` ahead of the stage that will need it, if reads are planned.
@@ -351,13 +369,7 @@ impl Walk<'_, '_> {
             EntryKind::Dir => {
                 let mut p = path.clone();
                 p.push(b'/');
-                self.w.raw(&tar_format::header(
-                    &p,
-                    e,
-                    tar::EntryType::Directory,
-                    0,
-                    None,
-                ))?;
+                self.w.header(&p, e, tar::EntryType::Directory, 0, None)?;
             }
             EntryKind::Symlink => {
                 let target = e
@@ -365,35 +377,20 @@ impl Walk<'_, '_> {
                     .as_ref()
                     .map(|t| t.0.as_slice())
                     .unwrap_or_default();
-                self.w.raw(&tar_format::header(
-                    &path,
-                    e,
-                    tar::EntryType::Symlink,
-                    0,
-                    Some(target),
-                ))?;
+                self.w
+                    .header(&path, e, tar::EntryType::Symlink, 0, Some(target))?;
                 m.link = Some(RawBytes(target.to_vec()));
             }
             EntryKind::File => {
                 let folder = path.split(|b| *b == b'/').next().unwrap_or_default();
                 let first = self.links.link_to(folder, e, || path.clone());
                 if let Some(first) = first {
-                    self.w.raw(&tar_format::header(
-                        &path,
-                        e,
-                        tar::EntryType::Link,
-                        0,
-                        Some(&first),
-                    ))?;
+                    self.w
+                        .header(&path, e, tar::EntryType::Link, 0, Some(&first))?;
                     m.link = Some(RawBytes(first));
                 } else {
-                    self.w.raw(&tar_format::header(
-                        &path,
-                        e,
-                        tar::EntryType::Regular,
-                        e.size,
-                        None,
-                    ))?;
+                    self.w
+                        .header(&path, e, tar::EntryType::Regular, e.size, None)?;
                     if e.size > 0 {
                         m.offset = Some(self.w.tar_len);
                     }
