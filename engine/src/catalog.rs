@@ -741,14 +741,15 @@ impl Catalog {
     }
 
     /// The index entries of one known pack (every blob in it, damaged copies included), without
-    /// a request.
-    pub fn pack_entries(&self, pack: &Id) -> Result<Option<Vec<PackEntry>>> {
+    /// a request; `None` for an unknown pack or one of more than `max` entries (counted before
+    /// they are decoded).
+    pub fn pack_entries(&self, pack: &Id, max: usize) -> Result<Option<Vec<PackEntry>>> {
         match self
             .db
             .get_pinned_cf(self.cf("pack_index"), pack.as_bytes())?
         {
-            Some(v) => Ok(Some(decode_entries(&v)?)),
-            None => Ok(None),
+            Some(v) if v.len() / ENTRY_LEN <= max => Ok(Some(decode_entries(&v)?)),
+            _ => Ok(None),
         }
     }
 

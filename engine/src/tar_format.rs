@@ -107,8 +107,11 @@ pub(crate) fn header_into(
                 b'x',
             );
             out.extend_from_slice(&h);
+            // Padded from where the records start: `out` may hold anything before them (a
+            // group's earlier headers, without the small files' content between them).
+            let records = out.len();
             out.extend_from_slice(&pax);
-            out.resize(out.len().div_ceil(512) * 512, 0);
+            out.resize(records + pax.len().div_ceil(512) * 512, 0);
         }
     }
     let mut h = [0u8; 512];
@@ -326,6 +329,7 @@ pub(crate) mod tests {
             mode in 0u32..0o10000,
             uid in proptest::prelude::any::<u32>(),
             gid in proptest::prelude::any::<u32>(),
+            prefix in 0usize..1024,
         ) {
             let mut e = entry(mtime, ns);
             (e.mode, e.uid, e.gid) = (mode, uid, gid);
@@ -334,6 +338,11 @@ pub(crate) mod tests {
                 None => (tar::EntryType::Regular, size),
             };
             let mut bytes = header(&path, &e, kind, size, link.as_deref());
+            // Appended after bytes of any length (as into a group, whose small files' content
+            // is not in the buffer), the blocks are the same.
+            let mut after = vec![7u8; prefix];
+            header_into(&mut after, &path, &e, kind, size, link.as_deref());
+            proptest::prop_assert_eq!(&after[prefix..], &bytes[..]);
             // The hand-written blocks are the tar crate's.
             proptest::prop_assert_eq!(
                 &bytes,

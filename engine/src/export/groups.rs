@@ -105,6 +105,23 @@ impl Group {
                 *slot = Some(loc);
             }
         }
+        // The walk sized the group by the files' sizes: chunks that claim more (a crafted tree
+        // naming one large chunk many times for a small file) are refused before any is read.
+        let claimed = self.raw.len() as u64
+            + self
+                .segs
+                .iter()
+                .map(|seg| match seg {
+                    Seg::Blob(_, Some(loc), _) => u64::from(loc.raw_length),
+                    _ => 0,
+                })
+                .sum::<u64>();
+        if claimed != self.len as u64 {
+            return Err(Error::corrupt(format!(
+                "small files' chunks come to {claimed} bytes where the snapshot's sizes say {}",
+                self.len
+            )));
+        }
         Ok(())
     }
 
@@ -123,7 +140,7 @@ impl Group {
                 Seg::Raw(a, b) => tar.extend_from_slice(&self.raw[a..b]),
                 Seg::Blob(id, loc, ticket) => {
                     let loc = loc.expect("located above");
-                    let data = match (prefetch, ticket) {
+                    let frame = match (prefetch, ticket) {
                         (Some(p), Some(t)) => {
                             let got = p.redeem(t);
                             // The writer stopped: reading every blob alone would only delay
@@ -131,62 +148,22 @@ impl Group {
                             if got.is_err() && p.is_stopped() {
                                 return Err(stage_gone("writing"));
                             }
-                            crate::heal::open_read_ahead(
-                                repo,
-                                catalog,
-                                BlobKind::Data,
-                                &id,
-                                &loc,
-                                got,
-                            )
+                            Some(got)
                         }
-                        // Read with its neighbours; a frame that fails is read again alone,
-                        // which tells a bad read from damage and records the latter.
-                        _ => match spans.frame(i, &loc) {
-                            Some(frame) => crate::heal::open_read_ahead(
-                                repo,
-                                catalog,
-                                BlobKind::Data,
-                                &id,
-                                &loc,
-                                frame,
-                            ),
-                            None => {
-                                crate::heal::read_checked(repo, catalog, BlobKind::Data, &id, &loc)
-                            }
-                        },
+                        // Read with its neighbours.
+                        _ => spans.frame(i, &loc),
                     };
-                    let data = match data {
-                        Ok(data) => data,
-                        // A copy found in a pack's index may be one the catalog knows to be
-                        // damaged: the catalog's own copy is the one to fall back on.
-                        Err(e) => match catalog.locate(BlobKind::Data, &id)? {
-                            Some(other) if other != loc => crate::heal::read_checked(
-                                repo,
-                                catalog,
-                                BlobKind::Data,
-                                &id,
-                                &other,
-                            )?,
-                            _ => return Err(e),
-                        },
-                    };
-                    if data.len() != loc.raw_length as usize {
-                        return Err(Error::corrupt(format!(
-                            "chunk {} decoded to {} bytes, the catalog says {}",
-                            id.short(),
-                            data.len(),
-                            loc.raw_length
-                        )));
-                    }
+                    // Checked against its id (so its length too) by the read.
+                    let data = open_or_reread(repo, catalog, &id, &loc, frame)?;
                     tar.extend_from_slice(&data);
                 }
             }
         }
-        // The walk sized the group by the files' sizes; their chunks must agree.
+        // Every chunk was checked against its id, so its length too, and the lengths were
+        // checked against the sizes above; a group of another length must still never be written.
         if tar.len() != self.len {
             return Err(Error::corrupt(format!(
-                "small files' chunks come to {} bytes where the snapshot's sizes say {}",
+                "small files' chunks came to {} bytes where the snapshot's sizes say {}",
                 tar.len(),
                 self.len
             )));
@@ -195,18 +172,45 @@ impl Group {
     }
 }
 
-/// One data blob of an indexed pack: the first 8 bytes of its id, its offset, frame length and
-/// plaintext length.
-type PackSlot = (u64, u32, u32, u32);
+/// The chunk `id` from `frame`, the bytes read at `loc` (a location found in a pack's index or
+/// given by the catalog). A frame that is missing or fails its check is read again from the
+/// catalog's own copy by [`crate::heal::read_checked`], which tells a bad read from damage and
+/// records the latter: damage is only ever noted against the copy the catalog names, never
+/// against another copy a pack index offered (one the catalog may already know to be damaged).
+fn open_or_reread(
+    repo: &Repository,
+    catalog: &Catalog,
+    id: &Id,
+    loc: &BlobLocation,
+    frame: Option<Result<Vec<u8>>>,
+) -> Result<Vec<u8>> {
+    let first = match frame {
+        Some(Ok(frame)) => repo.open_frame(BlobKind::Data, id, loc, &frame),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::not_found("not read with its neighbours")),
+    };
+    match first {
+        Ok(data) => Ok(data),
+        Err(e) => {
+            tracing::debug!(blob = %id, pack = %loc.pack, error = %e, "a small file's chunk is read again from the catalog's copy");
+            let own = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
+                Error::not_found(format!("chunk {} is in no known pack", id.short()))
+            })?;
+            crate::heal::read_checked(repo, catalog, BlobKind::Data, id, &own)
+        }
+    }
+}
+
+/// One data blob of an indexed pack: its id, offset, frame length and plaintext length.
+type PackSlot = (Id, u32, u32, u32);
 
 /// The index entries of the packs a thread found its recent chunks in: a folder's notes are
 /// stored side by side, so the next group's chunks are found there without a catalog lookup
 /// each (a lookup was a fifth of a notes share's export).
 #[derive(Default)]
 pub(super) struct PackCache {
-    /// Packs indexed, most recently loaded last: their data blobs by the first 8 bytes of their
-    /// id, sorted, with offset, frame length and plaintext length (20 bytes an entry). A blob
-    /// found by a prefix shared with another is caught by its BLAKE3 check like any damage.
+    /// Packs indexed, most recently loaded last: their data blobs sorted by id (44 bytes an
+    /// entry: 7 MB for a 16 MiB pack of tiny notes).
     packs: Vec<(Id, Vec<PackSlot>)>,
     /// Chunks looked up in the catalog per pack not indexed here yet; `u32::MAX` for a pack
     /// not to index (too large, or gone from the catalog).
@@ -218,18 +222,14 @@ impl PackCache {
     const PACKS: usize = 3;
     /// A pack is indexed once this many chunks were looked up in it.
     const LOAD_AFTER: u32 = 16;
-    /// Packs with more entries are never indexed: a 64 MiB pack of 128-byte frames has this many.
-    const ENTRIES_MAX: usize = 1 << 19;
-
-    fn prefix(id: &Id) -> u64 {
-        u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
-    }
+    /// Packs with more entries are never indexed (a 16 MiB pack, the default, of 64-byte
+    /// frames has this many): at most 11.5 MB a pack, 35 MB a thread.
+    const ENTRIES_MAX: usize = 1 << 18;
 
     /// Where `id` is in one of the packs indexed here.
     pub(super) fn find(&self, id: &Id) -> Option<BlobLocation> {
-        let key = Self::prefix(id);
         self.packs.iter().rev().find_map(|(pack, entries)| {
-            let i = entries.binary_search_by_key(&key, |e| e.0).ok()?;
+            let i = entries.binary_search_by(|e| e.0.cmp(id)).ok()?;
             let (_, offset, length, raw_length) = entries[i];
             Some(BlobLocation {
                 pack: *pack,
@@ -248,15 +248,14 @@ impl PackCache {
             return Ok(());
         }
         *n = u32::MAX;
-        let entries = match catalog.pack_entries(pack)? {
-            Some(entries) if entries.len() <= Self::ENTRIES_MAX => entries,
-            _ => return Ok(()),
+        let Some(entries) = catalog.pack_entries(pack, Self::ENTRIES_MAX)? else {
+            return Ok(());
         };
         self.misses.remove(pack);
         let mut data: Vec<PackSlot> = entries
             .iter()
             .filter(|e| e.kind == BlobKind::Data)
-            .map(|e| (Self::prefix(&e.id), e.offset, e.length, e.raw_length))
+            .map(|e| (e.id, e.offset, e.length, e.raw_length))
             .collect();
         data.sort_unstable_by_key(|e| e.0);
         if self.packs.len() == Self::PACKS {
@@ -269,7 +268,8 @@ impl PackCache {
 
 /// Frames of a pack closer than this to each other are read in one range: a folder's small
 /// files are stored next to each other, and one read of them costs less than a read each. Small,
-/// so that what a group reads beyond its frames stays at most this much per blob.
+/// so that what a group reads beyond its frames stays at most this much per blob (a group of
+/// 2 MiB of tar holds at most 4,096 files, each with its 512-byte header: 16 MiB at worst).
 const SPAN_GAP: u64 = 4 << 10;
 /// The longest range read for a group's blobs (a group's blobs come to at most [`GROUP_MAX`]).
 const SPAN_MAX: u64 = 8 << 20;
@@ -501,18 +501,28 @@ pub(super) fn compress_groups(
     }
 }
 
-/// Tar bytes of the groups in flight, at most [`GROUP_BUDGET`] (one group always fits).
-#[derive(Default)]
+/// A quantity in flight between two stages, at most a limit (one item always fits): the tar
+/// bytes of groups being compressed ([`GROUP_BUDGET`]), the entries of trees read ahead of the
+/// walk.
 pub(super) struct Budget {
-    /// Bytes taken, and whether the writer has stopped.
+    limit: usize,
+    /// Taken, and whether the consumer has stopped.
     state: std::sync::Mutex<(usize, bool)>,
     changed: std::sync::Condvar,
 }
 
 impl Budget {
+    pub(super) fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            state: Default::default(),
+            changed: Default::default(),
+        }
+    }
+
     pub(super) fn take(&self, n: usize) -> Result<()> {
         let mut st = self.state.lock().expect("poisoned");
-        while st.0 > 0 && st.0 + n > GROUP_BUDGET && !st.1 {
+        while st.0 > 0 && st.0 + n > self.limit && !st.1 {
             st = self.changed.wait(st).expect("poisoned");
         }
         if st.1 {
@@ -527,7 +537,7 @@ impl Budget {
         self.changed.notify_all();
     }
 
-    /// The writer stopped: nobody will give bytes back.
+    /// The consumer stopped: nobody will give back.
     pub(super) fn close(&self) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
         self.changed.notify_all();

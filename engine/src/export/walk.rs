@@ -4,8 +4,8 @@
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use super::groups::{
-    Budget, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, PackCache, Reuse, SMALL_FILE, Seg,
-    compress_groups, stage_gone,
+    Budget, GROUP_BUDGET, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, PackCache, Reuse,
+    SMALL_FILE, Seg, compress_groups, stage_gone,
 };
 use super::manifest::{EntryLines, FrameRun, GroupFrame, LeftOut, ManifestEntry};
 use super::sink::{FrameSource, Out, Sink, check_frames, hash_pieces};
@@ -296,15 +296,19 @@ pub(super) fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
 }
 
 /// One directory of the walk: its items in archive order, and the locations of their chunks.
-type Level = (
-    std::vec::IntoIter<(Vec<u8>, Entry, bool)>,
-    std::vec::IntoIter<BlobLocation>,
-);
+struct Level {
+    items: std::vec::IntoIter<(Vec<u8>, Entry, bool)>,
+    locs: std::vec::IntoIter<BlobLocation>,
+    /// How many items it came with (what it is charged to the read-ahead [`Budget`]).
+    count: usize,
+}
 
 pub(super) struct Walk<'a, 'b> {
     w: &'a mut TarAssembler<'b>,
     /// The snapshot's trees, from [`read_levels`].
     levels: std::sync::mpsc::Receiver<Result<Level>>,
+    /// Entries of the trees read ahead and not yet taken.
+    ahead: &'a Budget,
     entries: EntryLines,
     skipped: Vec<LeftOut>,
     /// The first name written of each hardlink group.
@@ -312,15 +316,14 @@ pub(super) struct Walk<'a, 'b> {
 }
 
 impl Walk<'_, '_> {
-    /// Writes the tree `tree` at `prefix`, depth first in archive order. Walks with an explicit
-    /// stack, and stops at a path longer than a snapshot may hold: a crafted chain of trees
-    /// can neither overflow the stack nor make an archive no restore accepts.
-    ///
-    /// The trees come from [`read_levels`] in the order this walk descends into them.
+    /// Writes the snapshot's trees at `prefix`, depth first in archive order, as [`read_levels`]
+    /// delivers them in the order this walk descends into them. Walks with an explicit stack, and
+    /// stops at a path longer than a snapshot may hold: a crafted chain of trees can neither
+    /// overflow the stack nor make an archive no restore accepts.
     fn dir(&mut self, prefix: &[u8]) -> Result<()> {
         let first = self.next_level()?;
         let mut stack = vec![(prefix.to_vec(), first)];
-        while let Some((prefix, (items, locs))) = stack.last_mut() {
+        while let Some((prefix, Level { items, locs, .. })) = stack.last_mut() {
             let Some((_, e, subtree)) = items.next() else {
                 stack.pop();
                 continue;
@@ -351,7 +354,12 @@ impl Walk<'_, '_> {
     }
 
     fn next_level(&mut self) -> Result<Level> {
-        self.levels.recv().map_err(|_| stage_gone("tree reading"))?
+        let level = self
+            .levels
+            .recv()
+            .map_err(|_| stage_gone("tree reading"))??;
+        self.ahead.give(level.count);
+        Ok(level)
     }
 
     fn entry(&mut self, path: Vec<u8>, e: &Entry, locs: Vec<BlobLocation>) -> Result<()> {
@@ -420,6 +428,9 @@ impl Walk<'_, '_> {
 
 /// Trees read ahead of the walk: at most this many wait for it.
 const LEVELS_AHEAD: usize = 16;
+/// Entries of the trees read ahead of the walk: at most this many wait for it (a tree of more
+/// still goes, alone), so that sibling folders of a maildir's size are not all held at once.
+const ITEMS_AHEAD: usize = 1 << 16;
 
 /// Reads the snapshot's trees in the order the walk descends into them (depth first, each
 /// directory's subtrees in archive order), each with its items ordered and its chunks located,
@@ -428,7 +439,13 @@ const LEVELS_AHEAD: usize = 16;
 /// Stops at the first error, which the walk then reports, or when the walk stops taking trees
 /// (a crafted cycle of trees ends there, at the walk's path limit); at most [`LEVELS_AHEAD`]
 /// trees wait, so its stack is at most that much deeper than the walk's.
-fn read_levels(repo: &Repository, catalog: &Catalog, root: Id, out: SyncSender<Result<Level>>) {
+fn read_levels(
+    repo: &Repository,
+    catalog: &Catalog,
+    root: Id,
+    ahead: &Budget,
+    out: SyncSender<Result<Level>>,
+) {
     let mut stack: Vec<std::vec::IntoIter<Id>> = vec![vec![root].into_iter()];
     while let Some(next) = stack.last_mut() {
         let Some(id) = next.next() else {
@@ -437,7 +454,7 @@ fn read_levels(repo: &Repository, catalog: &Catalog, root: Id, out: SyncSender<R
         };
         let level = load_level(repo, catalog, &id);
         let subtrees: Vec<Id> = match &level {
-            Ok((items, _)) => items
+            Ok(Level { items, .. }) => items
                 .as_slice()
                 .iter()
                 .filter(|(_, _, subtree)| *subtree)
@@ -446,7 +463,9 @@ fn read_levels(repo: &Repository, catalog: &Catalog, root: Id, out: SyncSender<R
             Err(_) => Vec::new(),
         };
         let failed = level.is_err();
-        if out.send(level).is_err() || failed {
+        let count = level.as_ref().map_or(0, |l| l.count);
+        // The walk gave up: nothing more is taken.
+        if ahead.take(count).is_err() || out.send(level).is_err() || failed {
             return;
         }
         stack.push(subtrees.into_iter());
@@ -476,7 +495,11 @@ fn load_level(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Level> {
             loc.ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((items.into_iter(), locs.into_iter()))
+    Ok(Level {
+        count: items.len(),
+        items: items.into_iter(),
+        locs: locs.into_iter(),
+    })
 }
 
 /// Runs its closure when dropped: on every way out of a thread, unwinding included.
@@ -504,7 +527,8 @@ pub(crate) fn write_archive(
     // the writer, into the small files, while the writer copies large ones.
     let (items_tx, items_rx) = sync_channel(1 << 16);
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
-    let budget = Budget::default();
+    let budget = Budget::new(GROUP_BUDGET);
+    let ahead = Budget::new(ITEMS_AHEAD);
     let jobs_rx = std::sync::Mutex::new(jobs_rx);
     // Packs read by requests: every frame the archive needs is asked for by the walk, in
     // archive order, and read by pack ahead of the writer and the workers.
@@ -581,16 +605,20 @@ pub(crate) fn write_archive(
         };
         let (levels_tx, levels_rx) = sync_channel(LEVELS_AHEAD);
         let root = snap.root;
-        scope.spawn(move || read_levels(repo, catalog, root, levels_tx));
+        let ahead = &ahead;
+        scope.spawn(move || read_levels(repo, catalog, root, ahead, levels_tx));
         // The walk owns the trees' receiver: when it stops, early or not, the reader does too.
         let walked = (|| {
             let mut walk = Walk {
                 w: &mut w,
                 levels: levels_rx,
+                ahead,
                 entries: EntryLines::default(),
                 skipped: Vec::new(),
                 links: HardlinkGroups::new(),
             };
+            // Whatever the outcome, the reader stops waiting to send more.
+            let _stop = OnExit(|| ahead.close());
             walk.dir(b"")?;
             let (entries, skipped) = (walk.entries, walk.skipped);
             w.raw(&[0u8; 1024])?; // end of archive: two zero blocks

@@ -435,3 +435,70 @@ fn a_config_file_larger_than_1_mib_is_refused() {
         assert!(peak < 8 << 20, "reading the config allocated {peak} bytes");
     }
 }
+
+/// A crafted tree names one 1 MiB chunk 4,096 times for a file it says holds 10 bytes: the
+/// export sizes the file's group by its size, and refuses the chunks' claimed 4 GiB with one line
+/// before it reads any of them (it would have decoded them all, then found the group too long).
+#[test]
+fn a_small_file_naming_a_large_chunk_many_times_is_refused_before_reading() {
+    let env = Env::new();
+    let data = seeded(1 << 20, 5);
+    let chunk = Id::of(&data);
+    let mut pb = PackBuilder::default();
+    pb.add(
+        BlobKind::Data,
+        chunk,
+        &codec::encode(&data, 3).unwrap(),
+        data.len(),
+    );
+    let mut file = dir_entry(b"note.md", chunk);
+    (file.kind, file.tree, file.size, file.mode) =
+        (cairn_engine::tree::EntryKind::File, None, 10, 0o644);
+    file.chunks = vec![chunk; 4096];
+    let mut trees = PackBuilder::default();
+    let mut add = |t: &Tree| {
+        let (id, bytes) = t.encode();
+        trees.add(
+            BlobKind::Tree,
+            id,
+            &codec::encode(&bytes, 3).unwrap(),
+            bytes.len(),
+        );
+        id
+    };
+    let folder = add(&Tree {
+        entries: vec![file],
+    });
+    let root = add(&Tree {
+        entries: vec![dir_entry(b"notetaking", folder)],
+    });
+    for (pid, bytes, _) in [pb.finish(), trees.finish()] {
+        env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+    }
+    let snap = Snapshot {
+        version: 1,
+        time: "2026-11-29T00:00:00Z".into(),
+        date: "2026-11-29".into(),
+        source: "/shared".into(),
+        folders: vec!["notetaking".into()],
+        root,
+        summary: Summary::default(),
+        warnings: vec![],
+        skipped: vec![],
+    };
+    let sid = env.repo.put_snapshot(&snap).unwrap();
+    let cat = env.catalog();
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let opts = ExportOptions {
+        date: "2026-11-29".into(),
+        level: 3,
+        force: false,
+        hook: None,
+    };
+    let err = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_one_short_line(&err.to_string());
+    // "come to": the check made when the chunks are located, before any is read (the check
+    // after reading says "came to").
+    assert!(err.to_string().contains("chunks come to 4294"), "{err}");
+}

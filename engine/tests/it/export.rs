@@ -601,6 +601,9 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
     assert_eq!(reused.groups, day2.groups.len() as u64);
     let fresh = reused.groups - reused.reused_groups;
     assert!((2..=4).contains(&fresh), "{reused:?}");
+    // The report says why: the groups holding the edited notes changed.
+    let why = reused.not_reused.expect("an earlier day was drawn on");
+    assert_eq!((why.changed, why.unreadable, why.damaged), (fresh, 0, 0));
 
     // Reuse changes no byte: the same snapshot exported where there is nothing to reuse.
     let alone = LocalStore::open(env.dir.path().join("alone")).unwrap();
@@ -626,8 +629,126 @@ fn the_next_day_reuses_unchanged_frames_and_gives_the_same_bytes() {
     };
     assert_eq!(again.from.as_deref(), Some("2026-11-29"));
     assert_eq!(again.reused_groups, again.groups - 1);
+    let why = again.not_reused.expect("an earlier day was drawn on");
+    assert_eq!((why.changed, why.unreadable, why.damaged), (0, 0, 1));
     let day3 = DayKeys::new("2026-11-30").unwrap().archive;
     assert!(shared.get(&day3).unwrap() == alone.get(&key).unwrap());
+    export::verify(&shared, "2026-11-30").unwrap();
+}
+
+/// A share of tiny notes (3,000 of 10-400 bytes in 6 folders): the archive gives every note
+/// back through GNU tar, with its time in whole seconds; a day of appends to one whole folder
+/// compresses only the groups holding that folder, with the same bytes as an archive written
+/// with nothing to reuse; appends spread over every folder change every group, and the report
+/// says so. The notes' chunks are found through the packs' indexes (16 lookups into a pack index
+/// it), which must not change a byte either.
+#[test]
+fn tiny_notes_reuse_the_groups_of_untouched_folders() {
+    let env = Env::new();
+    let mut rng = 17u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let words = [
+        "note", "idea", "todo", "plan", "draft", "read", "call", "the", "of", "and",
+    ];
+    for f in 0..6 {
+        for n in 0..500 {
+            let size = 10 + next() % 391;
+            let mut text = String::new();
+            while (text.len() as u64) < size {
+                text.push_str(words[next() as usize % words.len()]);
+                text.push(' ');
+            }
+            text.truncate(size as usize);
+            write(
+                &env.src.join(format!("notetaking/f{f}/n{n:03}.md")),
+                text.as_bytes(),
+            );
+        }
+    }
+    env.backup();
+    let shared = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let Published::Written(day1, _) = export_latest(&env, &shared, "2026-11-28", false).unwrap()
+    else {
+        panic!("written")
+    };
+    assert!(day1.groups.len() >= 8, "{} groups", day1.groups.len());
+    let archive = env
+        .dir
+        .path()
+        .join("e")
+        .join(DayKeys::new("2026-11-28").unwrap().archive);
+    let out = env.dir.path().join("untar");
+    fs::create_dir_all(&out).unwrap();
+    run_tool(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&out),
+    );
+    let (a, b) = (
+        env.src.join("notetaking/f3/n250.md"),
+        out.join("notetaking/f3/n250.md"),
+    );
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (mb.mtime(), mb.mtime_nsec()),
+        (ma.mtime(), 0),
+        "whole seconds"
+    );
+
+    let append = |path: &Path| {
+        let mut text = fs::read(path).unwrap();
+        text.extend_from_slice(b"appended the next day\n");
+        write(path, &text);
+    };
+    for n in 0..500 {
+        append(&env.src.join(format!("notetaking/f2/n{n:03}.md")));
+    }
+    env.backup();
+    let Published::Written(day2, folder) =
+        export_latest(&env, &shared, "2026-11-29", false).unwrap()
+    else {
+        panic!("written")
+    };
+    let why = folder.not_reused.expect("an earlier day was drawn on");
+    assert!(folder.reused_groups * 2 >= folder.groups, "{folder:?}");
+    assert_eq!(why.changed, folder.groups - folder.reused_groups);
+    assert!((1..=4).contains(&why.changed), "{folder:?}");
+    let alone = LocalStore::open(env.dir.path().join("alone")).unwrap();
+    export_latest(&env, &alone, "2026-11-29", false).unwrap();
+    let key = DayKeys::new("2026-11-29").unwrap().archive;
+    assert!(shared.get(&key).unwrap() == alone.get(&key).unwrap());
+    assert_eq!(
+        export::read_manifest(&alone, &DayKeys::new("2026-11-29").unwrap())
+            .unwrap()
+            .groups,
+        day2.groups
+    );
+
+    for f in 0..6 {
+        for n in (0..500).step_by(100) {
+            append(&env.src.join(format!("notetaking/f{f}/n{n:03}.md")));
+        }
+    }
+    env.backup();
+    let Published::Written(_, spread) = export_latest(&env, &shared, "2026-11-30", false).unwrap()
+    else {
+        panic!("written")
+    };
+    let why = spread.not_reused.expect("an earlier day was drawn on");
+    assert_eq!(
+        (spread.reused_groups, why.changed),
+        (0, spread.groups),
+        "{spread:?}"
+    );
     export::verify(&shared, "2026-11-30").unwrap();
 }
 

@@ -943,3 +943,68 @@ fn confirm_ignores_contenders_and_sees_its_own_object() {
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
     assert!(err.to_string().contains("ended"), "{err}");
 }
+
+/// A folder of notes whose chunks the export finds through their pack's index (after 16 lookups
+/// into one pack, a worker indexes it): one note's copy in that pack is damaged, the export that
+/// finds it fails and notes it, the next backup stores the note again elsewhere, and the next
+/// export, offered the damaged copy by the pack's index, reads the catalog's good copy instead —
+/// it neither fails nor notes the damaged copy again.
+#[test]
+fn a_damaged_copy_offered_by_a_packs_index_costs_a_read_not_the_export() {
+    let env = Env::new();
+    for i in 0..80 {
+        write(
+            &env.src.join(format!("notetaking/n{i:02}.md")),
+            format!("note {i}: {}\n", "words ".repeat(i % 40 + 5)).as_bytes(),
+        );
+    }
+    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
+    let first = env.backup();
+    let entries = snapshot_entries(&env, &first.snapshot.root);
+    let victim = entries[&b"notetaking/n60.md"[..]].chunks[0];
+    let damaged_pack = flip_frame(&env, BlobKind::Data, &victim);
+
+    let err = export_day(&env, "2026-11-29", &exports).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    env.backup();
+    let moved = env
+        .catalog()
+        .locate(BlobKind::Data, &victim)
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        moved.pack, damaged_pack,
+        "the note was stored again elsewhere"
+    );
+    let notes = || {
+        let store = env.repo.store();
+        let keys = store.list("damaged/").unwrap();
+        keys.iter()
+            .map(|o| (o.key.clone(), store.get(&o.key).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let before = notes();
+    assert!(!before.is_empty(), "the first export noted the damage");
+
+    export_day(&env, "2026-11-30", &exports).unwrap();
+    export::verify(&exports, "2026-11-30").unwrap();
+    assert!(notes() == before, "the damaged copy was noted again");
+    let out = env.dir.path().join("untar");
+    fs::create_dir_all(&out).unwrap();
+    let archive = env
+        .dir
+        .path()
+        .join("exports/2026-11-30/shared-2026-11-30.tar.zst");
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        fs::read(out.join("notetaking/n60.md")).unwrap(),
+        fs::read(env.src.join("notetaking/n60.md")).unwrap()
+    );
+}
