@@ -711,7 +711,10 @@ def export_floor(cairn_exports, date, work, before=None):
         kept = {g["recipe"] for g in json.loads(
             (cairn_exports / before / f"shared-{before}.manifest.json").read_text())["groups"]}
     settle(archive)
-    sha = measure(["sha256sum", str(archive)])
+    # OpenSSL's SHA-256 uses the CPU's SHA extensions as cairn does (coreutils' sha256sum here
+    # does not: 3.5 s against 1.1 s for 1.9 GB).
+    sha = measure(["openssl", "dgst", "-sha256", str(archive)] if shutil.which("openssl")
+                  else ["sha256sum", str(archive)])
     groups = work / "floor-groups.tar"
     with open(archive, "rb") as a, open(groups, "wb") as out:
         for g in (g for g in manifest["groups"] if g["recipe"] not in kept):

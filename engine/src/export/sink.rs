@@ -118,11 +118,14 @@ pub(super) struct Copied {
 /// complete. A damaged frame
 /// is recorded in the damage register (the next backup stores the chunk again from the source)
 /// and fails the export.
+///
+/// Frames the writer read itself (from an object store) are charged to `held` until checked.
 pub(super) fn check_frames(
     repo: &Repository,
     catalog: &Catalog,
     reuse: Option<&Reuse<'_>>,
     frames: Receiver<Copied>,
+    held: &Budget,
 ) -> Result<u64> {
     let mut open = LastFile::default();
     let mut buf = Vec::new();
@@ -142,7 +145,11 @@ pub(super) fn check_frames(
             }
             (None, None) => unreachable!("a copied frame has bytes or a file"),
         };
-        if let Err(e) = codec::verify_frame(frame, c.loc.raw_length as usize, &c.id) {
+        let verified = codec::verify_frame(frame, c.loc.raw_length as usize, &c.id);
+        if let Some(bytes) = &c.bytes {
+            held.give(bytes.len());
+        }
+        if let Err(e) = verified {
             if let (true, Some(r)) = (c.earlier, reuse) {
                 // The earlier archive is damaged, not the pack: the export is written again
                 // without it, and the damage register is left alone.
@@ -204,6 +211,8 @@ pub(super) struct Sink<'a, 'o> {
     pub(super) out: &'o mut dyn ObjectWriter,
     pub(super) hash: SyncSender<Piece>,
     pub(super) check: SyncSender<Copied>,
+    /// Bytes of frames handed to the checking thread and not checked yet.
+    pub(super) check_held: &'a Budget,
     pub(super) len: u64,
     pub(super) repo: &'a Repository,
     /// Gives a group's bytes back once its frame is written.
@@ -324,6 +333,9 @@ impl Sink<'_, '_> {
         path: Option<PathBuf>,
         earlier: bool,
     ) -> Result<()> {
+        if let Some(b) = &bytes {
+            self.check_held.take(b.len())?;
+        }
         self.check
             .send(Copied {
                 id,

@@ -426,6 +426,9 @@ impl Walk<'_, '_> {
     }
 }
 
+/// Copied frames waiting for their check, at most.
+const CHECK_AHEAD: usize = 1 << 14;
+
 /// Trees read ahead of the walk: at most this many wait for it.
 const LEVELS_AHEAD: usize = 16;
 /// Entries of the trees read ahead of the walk: at most this many wait for it (a tree of more
@@ -521,8 +524,12 @@ pub(crate) fn write_archive(
     out: &mut dyn ObjectWriter,
 ) -> Result<Written> {
     let (hash_tx, hash_rx) = sync_channel(16);
-    // Frames to check: up to 8 MiB each when the writer read them (S3), a few bytes otherwise.
-    let (check_tx, check_rx) = sync_channel(4);
+    // Frames to check: a few bytes each when they are read back from local packs, so the copy
+    // runs far ahead of the check (which decodes and hashes every frame) and the SHA-256 thread
+    // never waits for it; up to 8 MiB each when the writer read them (S3), at most 32 MiB of
+    // those at once.
+    let (check_tx, check_rx) = sync_channel(CHECK_AHEAD);
+    let check_held = Budget::new(32 << 20);
     // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
     // the writer, into the small files, while the writer copies large ones.
     let (items_tx, items_rx) = sync_channel(1 << 16);
@@ -550,11 +557,17 @@ pub(crate) fn write_archive(
         let prefetch = prefetch.as_ref();
         let earlier = earlier.as_ref();
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
-        let checker = scope.spawn(move || check_frames(repo, catalog, reuse, check_rx));
+        let check_held = &check_held;
+        let checker = scope.spawn(move || {
+            // Whatever the outcome, the writer stops waiting for room to hand it frames.
+            let _exit = OnExit(|| check_held.close());
+            check_frames(repo, catalog, reuse, check_rx, check_held)
+        });
         let sink = Sink {
             out,
             hash: hash_tx,
             check: check_tx,
+            check_held,
             len: 0,
             repo,
             budget: &budget,

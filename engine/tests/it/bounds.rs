@@ -116,40 +116,57 @@ fn a_frame_is_checked_against_its_header_before_allocating() {
 fn deep_chain(levels: usize) -> (Env, Id, Snapshot) {
     let env = Env::new();
     let mut pb = PackBuilder::default();
-    let mut add = |t: &Tree| {
-        let (id, bytes) = t.encode();
-        pb.add(
-            BlobKind::Tree,
-            id,
-            &codec::encode(&bytes, 3).unwrap(),
-            bytes.len(),
-        );
-        id
-    };
-    let mut below = add(&Tree::default());
+    let mut below = add_tree(&mut pb, &Tree::default());
     for _ in 0..levels {
-        below = add(&Tree {
-            entries: vec![dir_entry(b"d", below)],
-        });
+        below = add_tree(
+            &mut pb,
+            &Tree {
+                entries: vec![dir_entry(b"d", below)],
+            },
+        );
     }
-    let root = add(&Tree {
-        entries: vec![dir_entry(b"deep", below)],
-    });
-    let (pid, bytes, _) = pb.finish();
-    env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+    let root = add_tree(
+        &mut pb,
+        &Tree {
+            entries: vec![dir_entry(b"deep", below)],
+        },
+    );
+    let (sid, snap) = crafted_snapshot(&env, vec![pb], "deep", root);
+    (env, sid, snap)
+}
+
+/// Adds tree `t` to the pack being built; its id.
+fn add_tree(pb: &mut PackBuilder, t: &Tree) -> Id {
+    let (id, bytes) = t.encode();
+    pb.add(
+        BlobKind::Tree,
+        id,
+        &codec::encode(&bytes, 3).unwrap(),
+        bytes.len(),
+    );
+    id
+}
+
+/// Stores the packs and a snapshot of `folder` with root tree `root`, as a crafted repository
+/// could hold them (the catalog learns the packs when it is opened).
+fn crafted_snapshot(env: &Env, packs: Vec<PackBuilder>, folder: &str, root: Id) -> (Id, Snapshot) {
+    for pb in packs {
+        let (pid, bytes, _) = pb.finish();
+        env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
+    }
     let snap = Snapshot {
         version: 1,
         time: "2026-11-29T00:00:00Z".into(),
         date: "2026-11-29".into(),
         source: "/shared".into(),
-        folders: vec!["deep".into()],
+        folders: vec![folder.into()],
         root,
         summary: Summary::default(),
         warnings: vec![],
         skipped: vec![],
     };
     let sid = env.repo.put_snapshot(&snap).unwrap();
-    (env, sid, snap)
+    (sid, snap)
 }
 
 /// The error of a walk that met the chain: names the path (shortened) and the limit.
@@ -456,37 +473,19 @@ fn a_small_file_naming_a_large_chunk_many_times_is_refused_before_reading() {
         (cairn_engine::tree::EntryKind::File, None, 10, 0o644);
     file.chunks = vec![chunk; 4096];
     let mut trees = PackBuilder::default();
-    let mut add = |t: &Tree| {
-        let (id, bytes) = t.encode();
-        trees.add(
-            BlobKind::Tree,
-            id,
-            &codec::encode(&bytes, 3).unwrap(),
-            bytes.len(),
-        );
-        id
-    };
-    let folder = add(&Tree {
-        entries: vec![file],
-    });
-    let root = add(&Tree {
-        entries: vec![dir_entry(b"notetaking", folder)],
-    });
-    for (pid, bytes, _) in [pb.finish(), trees.finish()] {
-        env.repo.store().put(&pack_key(&pid), &bytes).unwrap();
-    }
-    let snap = Snapshot {
-        version: 1,
-        time: "2026-11-29T00:00:00Z".into(),
-        date: "2026-11-29".into(),
-        source: "/shared".into(),
-        folders: vec!["notetaking".into()],
-        root,
-        summary: Summary::default(),
-        warnings: vec![],
-        skipped: vec![],
-    };
-    let sid = env.repo.put_snapshot(&snap).unwrap();
+    let folder = add_tree(
+        &mut trees,
+        &Tree {
+            entries: vec![file],
+        },
+    );
+    let root = add_tree(
+        &mut trees,
+        &Tree {
+            entries: vec![dir_entry(b"notetaking", folder)],
+        },
+    );
+    let (sid, snap) = crafted_snapshot(&env, vec![pb, trees], "notetaking", root);
     let cat = env.catalog();
     let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
     let opts = ExportOptions {
