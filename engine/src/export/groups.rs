@@ -453,11 +453,15 @@ pub(super) fn compress_groups(
     reuse: Option<&Reuse<'_>>,
     prefetch: Option<&Prefetch<'_>>,
     earlier: Option<&Prefetch<'_>>,
-    jobs: &std::sync::Mutex<Receiver<Job>>,
+    jobs: &std::sync::Mutex<Option<Receiver<Job>>>,
 ) {
     let mut packs = PackCache::default();
     loop {
-        let job = jobs.lock().expect("no worker panics").recv();
+        // A worker that panicked poisons the lock; the others still take jobs.
+        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(jobs) => jobs.recv(),
+            None => return,
+        };
         let Ok(Job {
             group,
             recipe,
@@ -506,15 +510,18 @@ pub(super) fn compress_groups(
 /// walk.
 pub(super) struct Budget {
     limit: usize,
+    /// The stage that gives back, named when it stopped.
+    giver: &'static str,
     /// Taken, and whether the consumer has stopped.
     state: std::sync::Mutex<(usize, bool)>,
     changed: std::sync::Condvar,
 }
 
 impl Budget {
-    pub(super) fn new(limit: usize) -> Budget {
+    pub(super) fn new(limit: usize, giver: &'static str) -> Budget {
         Budget {
             limit,
+            giver,
             state: Default::default(),
             changed: Default::default(),
         }
@@ -526,7 +533,7 @@ impl Budget {
             st = self.changed.wait(st).expect("poisoned");
         }
         if st.1 {
-            return Err(stage_gone("writing"));
+            return Err(stage_gone(self.giver));
         }
         st.0 += n;
         Ok(())

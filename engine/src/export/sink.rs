@@ -126,11 +126,17 @@ pub(super) fn check_frames(
     reuse: Option<&Reuse<'_>>,
     frames: Receiver<Copied>,
     held: &Budget,
+    writer_failed: &std::sync::atomic::AtomicBool,
 ) -> Result<u64> {
     let mut open = LastFile::default();
     let mut buf = Vec::new();
     let mut checked = 0;
     for c in frames {
+        // Up to 16,384 frames may wait here; once the archive cannot be published, checking
+        // them would only delay the writer's error.
+        if writer_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         checked += 1;
         let frame: &[u8] = match (&c.bytes, &c.path) {
             (Some(bytes), _) => bytes,

@@ -529,14 +529,19 @@ pub(crate) fn write_archive(
     // never waits for it; up to 8 MiB each when the writer read them (S3), at most 32 MiB of
     // those at once.
     let (check_tx, check_rx) = sync_channel(CHECK_AHEAD);
-    let check_held = Budget::new(32 << 20);
+    let check_held = Budget::new(32 << 20, "checking");
     // Stored frames are queued as locations, a few bytes each: the walk may run far ahead of
     // the writer, into the small files, while the writer copies large ones.
     let (items_tx, items_rx) = sync_channel(1 << 16);
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(64);
-    let budget = Budget::new(GROUP_BUDGET);
-    let ahead = Budget::new(ITEMS_AHEAD);
-    let jobs_rx = std::sync::Mutex::new(jobs_rx);
+    let budget = Budget::new(GROUP_BUDGET, "writing");
+    let ahead = Budget::new(ITEMS_AHEAD, "walking");
+    // Set when the writer fails: the frames still queued for their check need none.
+    let writer_failed = std::sync::atomic::AtomicBool::new(false);
+    let workers = rayon::current_num_threads().max(1);
+    // Compression workers still running.
+    let live = std::sync::atomic::AtomicUsize::new(workers);
+    let jobs_rx = std::sync::Mutex::new(Some(jobs_rx));
     // Packs read by requests: every frame the archive needs is asked for by the walk, in
     // archive order, and read by pack ahead of the writer and the workers.
     let prefetch =
@@ -558,10 +563,11 @@ pub(crate) fn write_archive(
         let earlier = earlier.as_ref();
         let hasher = scope.spawn(move || hash_pieces(hash_rx));
         let check_held = &check_held;
+        let writer_failed = &writer_failed;
         let checker = scope.spawn(move || {
             // Whatever the outcome, the writer stops waiting for room to hand it frames.
             let _exit = OnExit(|| check_held.close());
-            check_frames(repo, catalog, reuse, check_rx, check_held)
+            check_frames(repo, catalog, reuse, check_rx, check_held, writer_failed)
         });
         let sink = Sink {
             out,
@@ -593,11 +599,23 @@ pub(crate) fn write_archive(
                     p.stop();
                 }
             });
-            sink.run(items_rx)
+            let sunk = sink.run(items_rx);
+            if sunk.is_err() {
+                writer_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            sunk
         });
-        for _ in 0..rayon::current_num_threads().max(1) {
+        let live = &live;
+        for _ in 0..workers {
             let jobs = &jobs_rx;
             scope.spawn(move || {
+                // The last worker to stop, a panic included, drops the queue: a walk waiting to
+                // hand over a group then fails instead of waiting for ever.
+                let _last = OnExit(|| {
+                    if live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                        drop(jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+                    }
+                });
                 compress_groups(repo, catalog, level, reuse, prefetch, earlier, jobs)
             });
         }
