@@ -201,17 +201,52 @@ fn open_or_reread(
     }
 }
 
-/// One data blob of an indexed pack: its id, offset, frame length and plaintext length.
-type PackSlot = (Id, u32, u32, u32);
+/// The data blobs of one indexed pack: in pack order (id, offset, frame length, plaintext
+/// length), and by the first 8 bytes of their id (with their place in pack order), sorted.
+struct PackSlots {
+    pack: Id,
+    blobs: Vec<(Id, u32, u32, u32)>,
+    by_id: Vec<(u64, u32)>,
+}
+
+impl PackSlots {
+    fn location(&self, i: usize) -> BlobLocation {
+        let (_, offset, length, raw_length) = self.blobs[i];
+        BlobLocation {
+            pack: self.pack,
+            offset,
+            length,
+            raw_length,
+        }
+    }
+
+    /// The place in pack order of blob `id`, found by its prefix and checked whole.
+    fn position(&self, id: &Id) -> Option<usize> {
+        let key = prefix(id);
+        let first = self.by_id.partition_point(|e| e.0 < key);
+        self.by_id[first..]
+            .iter()
+            .take_while(|e| e.0 == key)
+            .map(|e| e.1 as usize)
+            .find(|&i| self.blobs[i].0 == *id)
+    }
+}
+
+fn prefix(id: &Id) -> u64 {
+    u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
+}
 
 /// The index entries of the packs a thread found its recent chunks in: a folder's notes are
 /// stored side by side, so the next group's chunks are found there without a catalog lookup
-/// each (a lookup was a fifth of a notes share's export).
+/// each (a lookup was a fifth of a notes share's export) — most often right after the chunk
+/// found before them, without a search.
 #[derive(Default)]
 pub(super) struct PackCache {
-    /// Packs indexed, most recently loaded last: their data blobs sorted by id (44 bytes an
-    /// entry: 7 MB for a 16 MiB pack of tiny notes).
-    packs: Vec<(Id, Vec<PackSlot>)>,
+    /// Packs indexed, most recently loaded last (56 bytes a blob: 7 MB for a 16 MiB pack of
+    /// tiny notes).
+    packs: Vec<PackSlots>,
+    /// Where the last chunk was found: a pack of `packs` and its place there.
+    last: Option<(usize, usize)>,
     /// Chunks looked up in the catalog per pack not indexed here yet; `u32::MAX` for a pack
     /// not to index (too large, or gone from the catalog).
     misses: HashMap<Id, u32>,
@@ -223,21 +258,23 @@ impl PackCache {
     /// A pack is indexed once this many chunks were looked up in it.
     const LOAD_AFTER: u32 = 16;
     /// Packs with more entries are never indexed (a 16 MiB pack, the default, of 64-byte
-    /// frames has this many): at most 11.5 MB a pack, 35 MB a thread.
+    /// frames has this many): at most 15 MB a pack, 45 MB a thread.
     const ENTRIES_MAX: usize = 1 << 18;
 
-    /// Where `id` is in one of the packs indexed here.
-    pub(super) fn find(&self, id: &Id) -> Option<BlobLocation> {
-        self.packs.iter().rev().find_map(|(pack, entries)| {
-            let i = entries.binary_search_by(|e| e.0.cmp(id)).ok()?;
-            let (_, offset, length, raw_length) = entries[i];
-            Some(BlobLocation {
-                pack: *pack,
-                offset,
-                length,
-                raw_length,
-            })
-        })
+    /// Where `id` is in one of the packs indexed here: first right after the chunk found last,
+    /// then by its id in each pack.
+    pub(super) fn find(&mut self, id: &Id) -> Option<BlobLocation> {
+        if let Some((p, i)) = self.last
+            && self.packs[p].blobs.get(i + 1).is_some_and(|b| b.0 == *id)
+        {
+            self.last = Some((p, i + 1));
+            return Some(self.packs[p].location(i + 1));
+        }
+        let (p, i) = (0..self.packs.len())
+            .rev()
+            .find_map(|p| Some((p, self.packs[p].position(id)?)))?;
+        self.last = Some((p, i));
+        Some(self.packs[p].location(i))
     }
 
     /// Notes a chunk the catalog found in `pack`; the pack's index is loaded once enough were.
@@ -252,16 +289,27 @@ impl PackCache {
             return Ok(());
         };
         self.misses.remove(pack);
-        let mut data: Vec<PackSlot> = entries
+        let mut blobs: Vec<(Id, u32, u32, u32)> = entries
             .iter()
             .filter(|e| e.kind == BlobKind::Data)
             .map(|e| (e.id, e.offset, e.length, e.raw_length))
             .collect();
-        data.sort_unstable_by_key(|e| e.0);
+        blobs.sort_unstable_by_key(|b| b.1);
+        let mut by_id: Vec<(u64, u32)> = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (prefix(&b.0), i as u32))
+            .collect();
+        by_id.sort_unstable();
         if self.packs.len() == Self::PACKS {
             self.packs.remove(0);
         }
-        self.packs.push((*pack, data));
+        self.last = None;
+        self.packs.push(PackSlots {
+            pack: *pack,
+            blobs,
+            by_id,
+        });
         Ok(())
     }
 }
