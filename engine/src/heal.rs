@@ -90,9 +90,12 @@ pub fn read_checked(
     }
 }
 
-/// A blob from a frame that was read ahead (by a planned read of many), checked against its id;
-/// a frame that fails, or whose read failed, is read again on its own by [`read_checked`],
-/// which tells a bad transfer from damage in the store and records the latter.
+/// A blob from a frame that was read ahead at `loc` (by a planned read of many, or with its
+/// neighbours), checked against its id; a frame that fails, or whose read failed, is read again
+/// on its own by [`read_checked`], which tells a bad transfer from damage in the store and
+/// records the latter. The read again is of the copy the catalog names (`loc` when it names
+/// none), so damage is noted only against that copy, never against another one `loc` may be
+/// (a pack's index offers every copy, also those the catalog knows to be damaged).
 pub fn open_read_ahead(
     repo: &Repository,
     catalog: &Catalog,
@@ -106,7 +109,8 @@ pub fn open_read_ahead(
         Ok(data) => Ok(data),
         Err(e) => {
             tracing::debug!(blob = %id, pack = %loc.pack, error = %e, "a blob read ahead failed; reading it on its own");
-            read_checked(repo, catalog, kind, id, loc)
+            let own = catalog.locate(kind, id)?.unwrap_or(*loc);
+            read_checked(repo, catalog, kind, id, &own)
         }
     }
 }

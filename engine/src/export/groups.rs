@@ -154,7 +154,16 @@ impl Group {
                         _ => spans.frame(i, &loc),
                     };
                     // Checked against its id (so its length too) by the read.
-                    let data = open_or_reread(repo, catalog, &id, &loc, frame)?;
+                    let frame = frame
+                        .unwrap_or_else(|| Err(Error::not_found("not read with its neighbours")));
+                    let data = crate::heal::open_read_ahead(
+                        repo,
+                        catalog,
+                        BlobKind::Data,
+                        &id,
+                        &loc,
+                        frame,
+                    )?;
                     tar.extend_from_slice(&data);
                 }
             }
@@ -169,35 +178,6 @@ impl Group {
             )));
         }
         Ok(tar)
-    }
-}
-
-/// The chunk `id` from `frame`, the bytes read at `loc` (a location found in a pack's index or
-/// given by the catalog). A frame that is missing or fails its check is read again from the
-/// catalog's own copy by [`crate::heal::read_checked`], which tells a bad read from damage and
-/// records the latter: damage is only ever noted against the copy the catalog names, never
-/// against another copy a pack index offered (one the catalog may already know to be damaged).
-fn open_or_reread(
-    repo: &Repository,
-    catalog: &Catalog,
-    id: &Id,
-    loc: &BlobLocation,
-    frame: Option<Result<Vec<u8>>>,
-) -> Result<Vec<u8>> {
-    let first = match frame {
-        Some(Ok(frame)) => repo.open_frame(BlobKind::Data, id, loc, &frame),
-        Some(Err(e)) => Err(e),
-        None => Err(Error::not_found("not read with its neighbours")),
-    };
-    match first {
-        Ok(data) => Ok(data),
-        Err(e) => {
-            tracing::debug!(blob = %id, pack = %loc.pack, error = %e, "a small file's chunk is read again from the catalog's copy");
-            let own = catalog.locate(BlobKind::Data, id)?.ok_or_else(|| {
-                Error::not_found(format!("chunk {} is in no known pack", id.short()))
-            })?;
-            crate::heal::read_checked(repo, catalog, BlobKind::Data, id, &own)
-        }
     }
 }
 

@@ -227,9 +227,8 @@ fn deep_chain_check_reports_a_problem() {
     assert!(report.trees > 2000);
 }
 
-#[test]
-fn deep_chain_export_stops_with_one_line() {
-    let (env, sid, snap) = deep_chain(5000);
+/// The error of exporting the crafted snapshot `sid` as 2026-11-29.
+fn export_fails(env: &Env, sid: &Id, snap: &Snapshot) -> cairn_engine::Error {
     let cat = env.catalog();
     let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
     let opts = ExportOptions {
@@ -238,7 +237,13 @@ fn deep_chain_export_stops_with_one_line() {
         force: false,
         hook: None,
     };
-    let err = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts).unwrap_err();
+    export::export(&env.repo, &cat, &exports, (sid, snap), &opts).unwrap_err()
+}
+
+#[test]
+fn deep_chain_export_stops_with_one_line() {
+    let (env, sid, snap) = deep_chain(5000);
+    let err = export_fails(&env, &sid, &snap);
     assert_names_long_path(&err.to_string());
 }
 
@@ -486,15 +491,7 @@ fn a_small_file_naming_a_large_chunk_many_times_is_refused_before_reading() {
         },
     );
     let (sid, snap) = crafted_snapshot(&env, vec![pb, trees], "notetaking", root);
-    let cat = env.catalog();
-    let exports = LocalStore::open(env.dir.path().join("exports")).unwrap();
-    let opts = ExportOptions {
-        date: "2026-11-29".into(),
-        level: 3,
-        force: false,
-        hook: None,
-    };
-    let err = export::export(&env.repo, &cat, &exports, (&sid, &snap), &opts).unwrap_err();
+    let err = export_fails(&env, &sid, &snap);
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert_one_short_line(&err.to_string());
     // "come to": the check made when the chunks are located, before any is read (the check
