@@ -474,7 +474,7 @@ def gc_run(cairn, work, days=14, keep=7):
     cfg = work / "gc-cairn" / "cairn.toml"
     cfg.write_text(f'[source]\nroot = "{corpus}"\n[store]\npath = "{work}/gc-cairn/store"\n'
                    f'[exports]\npath = "{work}/gc-cairn/exports"\n[state]\ndir = "{work}/gc-cairn/state"\n'
-                   f'[retention]\nkeep_daily = {keep}\n[gc]\ngrace = "0h"\n')
+                   f'[retention]\nkeep_daily = {keep}\n[gc]\ngrace = "0h"\nunsafe_short_grace = true\n')
     cenv = {"CAIRN_CONFIG": str(cfg)}
     renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "gc-restic"),
             "RESTIC_CACHE_DIR": str(work / "restic-cache-gc")}
@@ -518,7 +518,7 @@ def scale_gc(cairn, work):
     # Unmeasured: a repository made by an older cairn gets its catalog's pack index once.
     sh([str(cairn), "-q", "backup"], env={**os.environ, **cenv})
     settle(work / "scale-cairn")
-    r["scale-gc/cairn"] = measure([str(cairn), "-q", "gc", "--set", "gc.grace=0h"], cenv)
+    r["scale-gc/cairn"] = measure([str(cairn), "-q", "gc", "--set", "gc.grace=0h", "--set", "gc.unsafe_short_grace=true"], cenv)
     settle(work / "scale-restic", work / "restic-cache")
     r["scale-gc/restic"] = measure(["restic", "-q", "prune"], renv)
     return r

@@ -7,6 +7,8 @@ cairn_need=()
 command -v zstd >/dev/null || cairn_need+=(zstd)
 command -v bsdtar >/dev/null || cairn_need+=(libarchive-tools)
 command -v setpriv >/dev/null || cairn_need+=(util-linux)
+# libfaketime: the lease tests run a gc whose clock is two hours ahead.
+command -v faketime >/dev/null || cairn_need+=(faketime)
 # librocksdb-sys generates its bindings with bindgen, which loads libclang at build time.
 ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || cairn_need+=(libclang-dev)
 command -v c++ >/dev/null || cairn_need+=(g++)

@@ -80,8 +80,9 @@ pub enum ExportsCommand {
     Cat {
         /// The day (YYYY-MM-DD).
         date: String,
-        /// The file's path in the archive, e.g. `notetaking/todo.md`.
-        path: String,
+        /// The file's path in the archive, e.g. `notetaking/todo.md` (any bytes: names need not
+        /// be UTF-8).
+        path: std::ffi::OsString,
     },
     /// Delete all but the newest daily archives (for a separate key that may delete).
     Prune {
@@ -504,7 +505,26 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
     Ok(exit::OK)
 }
 
-fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
+/// Publishes `stages` as failed, now: for a command that stops before it has figures, so that
+/// the alerts see a failure however early it came.
+fn publish_failed(cfg: &Config, stages: &[&'static str]) {
+    let now = jiff::Timestamp::now();
+    let failed: Vec<_> = stages
+        .iter()
+        .map(|st| cairn_engine::metrics::Stage::new(st, false, now))
+        .collect();
+    cfg.metrics.sink().publish(&failed);
+}
+
+/// What a nightly run needs before it starts: the exports location, how it prunes, how it backs
+/// up (the day checked).
+type NightlyInputs = (
+    Arc<dyn cairn_engine::store::Store>,
+    Option<run::PruneOptions>,
+    BackupOptions,
+);
+
+fn nightly_inputs(cfg: &Config, a: &RunArgs) -> Result<NightlyInputs> {
     // The exports location first: from there on every failure ends up in the run report.
     let exports = open_store(&cfg.exports, "exports", true)?;
     let prune = if cfg.retention.prune_in_run {
@@ -523,8 +543,28 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     } else {
         None
     };
+    let backup = backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?;
+    Ok((exports, prune, backup))
+}
+
+fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
+    // The run publishes the retention stage only when it does retention itself; otherwise the
+    // retention job publishes it, and the run must not overwrite it.
+    let with_retention = cfg.exports.keep_daily > 0 || cfg.retention.prune_in_run;
+    let run_stages: &[&'static str] = if with_retention {
+        &["backup", "export", "retention"]
+    } else {
+        &["backup", "export"]
+    };
+    let (exports, prune, backup) = match nightly_inputs(cfg, a) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            publish_failed(cfg, run_stages);
+            return Err(e);
+        }
+    };
     let opts = run::RunOptions {
-        backup: backup_options(cfg, a.date.as_deref(), a.ignore_inode, a.ignore_ctime)?,
+        backup,
         exports: exports.as_ref(),
         keep_daily: cfg.exports.keep_daily as usize,
         force: a.force,
@@ -554,13 +594,14 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     drop(lock);
     bar.finish();
     // Published whatever happened, also when not even the run report could be written.
-    let stages = match &result {
-        Ok(report) => run::stages(report, opts.keep_daily > 0 || opts.prune.is_some()),
-        Err(_) => ["backup", "export"]
-            .map(|st| cairn_engine::metrics::Stage::new(st, false, jiff::Timestamp::now()))
-            .to_vec(),
-    };
-    cfg.metrics.sink().publish(&stages);
+    match &result {
+        Ok(report) => {
+            cfg.metrics
+                .sink()
+                .publish(&run::stages(report, with_retention));
+        }
+        Err(_) => publish_failed(cfg, run_stages),
+    }
     let report = result?;
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("reports serialize"));
@@ -634,26 +675,20 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
 
 fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
     // A stage that cannot even start is a failure the alerts must see.
-    let opened = cfg
-        .offsite
-        .uploader()
-        .and_then(|up| Ok((up, open_store(&cfg.exports, "exports", false)?)));
-    let (up, exports) = match opened {
+    let opened = cfg.offsite.uploader().and_then(|up| {
+        let exports = open_store(&cfg.exports, "exports", false)?;
+        Ok((up, exports, cfg.date_of(jiff::Timestamp::now())?))
+    });
+    let (up, exports, date) = match opened {
         Ok(o) => o,
         Err(e) => {
-            cfg.metrics
-                .sink()
-                .publish(&[cairn_engine::metrics::Stage::new(
-                    "offsite",
-                    false,
-                    jiff::Timestamp::now(),
-                )]);
+            publish_failed(cfg, &["offsite"]);
             return Err(e.into());
         }
     };
     let o = &cfg.offsite;
     let opts = cairn_engine::offsite::SyncOptions {
-        date: cfg.date_of(jiff::Timestamp::now())?,
+        date,
         timeout: std::time::Duration::from_secs(o.timeout_secs),
         budget: std::time::Duration::from_secs(o.budget_secs),
         attempts: o.attempts,
@@ -716,6 +751,9 @@ fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
                 report.deleted_remote.join(", ")
             );
         }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
     }
     Ok(report.exit_code)
 }
@@ -727,21 +765,23 @@ fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
         print_json(&serde_json::to_value(&days).expect("serializes"));
         return Ok(exit::OK);
     }
+    // `by`: how the remote copy was last checked, `sha256` or `size` (the remote gives no hash).
     println!(
-        "{:<10}  {:<10} {:>10}  {:<9} {:<20}  reason",
-        "date", "exports", "size", "offsite", "checked"
+        "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {:<6}  reason",
+        "date", "exports", "size", "offsite", "checked", "by"
     );
     for d in &days {
-        let (state, when, reason) = match &d.offsite {
+        let (state, when, by, reason) = match &d.offsite {
             Some(o) => (
                 o.state.as_str(),
                 o.uploaded.as_deref().unwrap_or("-"),
+                o.checked.map_or("-", |c| c.as_str()),
                 o.reason.as_deref().unwrap_or(""),
             ),
-            None => ("pending", "-", ""),
+            None => ("pending", "-", "-", ""),
         };
         println!(
-            "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {}",
+            "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {:<6}  {}",
             d.date,
             if d.in_exports {
                 "complete"
@@ -753,22 +793,23 @@ fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
             d.archive_size.map(bytes).unwrap_or_else(|| "-".into()),
             state,
             when.get(..19).unwrap_or(when),
+            by,
             reason
         );
     }
     Ok(exit::OK)
 }
 
-fn exports_cat(cfg: &Config, date: &str, path: &str) -> Result<u8> {
+fn exports_cat(cfg: &Config, date: &str, path: &std::ffi::OsStr) -> Result<u8> {
+    use std::os::unix::ffi::OsStrExt;
     let exports = open_store(&cfg.exports, "exports", false)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let route = export::extract::extract(
-        exports.as_ref(),
-        date,
-        path.trim_start_matches('/').as_bytes(),
-        &mut out,
-    )?;
+    let mut path = path.as_bytes();
+    while let Some(rest) = path.strip_prefix(b"/") {
+        path = rest;
+    }
+    let route = export::extract::extract(exports.as_ref(), date, path, &mut out)?;
     std::io::Write::flush(&mut out).context("writing to stdout")?;
     tracing::info!(?route, "file read from the archive");
     Ok(exit::OK)
@@ -776,17 +817,21 @@ fn exports_cat(cfg: &Config, date: &str, path: &str) -> Result<u8> {
 
 fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     let keep = keep.unwrap_or(cfg.exports.keep_daily as usize);
-    if keep == 0 {
-        return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
-    }
-    let exports = open_store(&cfg.exports, "exports", true)?;
-    // Days after today (a typo in --date, a pod with a wrong clock) are never counted or deleted.
-    let today = cfg.date_of(jiff::Timestamp::now())?;
-    let result = retention::prune_for(
-        exports.as_ref(),
-        keep,
-        retention::Retention::Manual(Some(&today)),
-    );
+    // Every way this fails is the retention stage's failure, the refusals included.
+    let result = (|| -> Result<Vec<String>> {
+        if keep == 0 {
+            return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
+        }
+        let exports = open_store(&cfg.exports, "exports", true)?;
+        // Days after today (a typo in --date, a pod with a wrong clock) are never counted or
+        // deleted.
+        let today = cfg.date_of(jiff::Timestamp::now())?;
+        Ok(retention::prune_for(
+            exports.as_ref(),
+            keep,
+            retention::Retention::Manual(Some(&today)),
+        )?)
+    })();
     let stage =
         cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
     let stage = match &result {
@@ -1130,6 +1175,36 @@ fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
 }
 
 fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
+    let result = prune_steps(cli, cfg, a);
+    // The retention stage, however the prune ended (a dry run changes nothing and publishes
+    // nothing): a prune that stops at its lock or its policy failed as much as a failed gc.
+    if !a.dry_run {
+        let stage =
+            cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
+        let stage = match &result {
+            Ok((forgot, g)) => {
+                run::prune_gauges(stage, forgot["forgotten"].as_u64().unwrap_or(0), Some(g))
+            }
+            Err(_) => stage,
+        };
+        cfg.metrics.sink().publish(&[stage]);
+    }
+    let (forgot, report) = result?;
+    if cli.json {
+        print_json(&serde_json::json!({ "forget": forgot, "gc": report }));
+    } else {
+        print_gc(cli, &report, a.dry_run);
+    }
+    Ok(gc_exit(&report))
+}
+
+/// Forgets, then collects garbage, under the state lock: what `cairn prune` did (the forget
+/// step's JSON and the gc's report).
+fn prune_steps(
+    cli: &Cli,
+    cfg: &Config,
+    a: &PruneArgs,
+) -> Result<(serde_json::Value, gc::GcReport)> {
     let policy = cfg.retention.policy()?;
     refuse_empty_policy(&policy, a.allow_empty)?;
     let mut opts = gc_options(cfg, a.dry_run)?;
@@ -1150,23 +1225,8 @@ fn run_prune(cli: &Cli, cfg: &Config, a: &PruneArgs) -> Result<u8> {
         // What gc would find once the plan's snapshots are gone.
         opts.assume_forgotten = forgotten;
     }
-    let result = gc::gc(&repo, &catalog, &opts);
-    if !a.dry_run {
-        let stage =
-            cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
-        let stage = match &result {
-            Ok(g) => run::prune_gauges(stage, forgot["forgotten"].as_u64().unwrap_or(0), Some(g)),
-            Err(_) => stage,
-        };
-        cfg.metrics.sink().publish(&[stage]);
-    }
-    let report = result?;
-    if cli.json {
-        print_json(&serde_json::json!({ "forget": forgot, "gc": report }));
-    } else {
-        print_gc(cli, &report, a.dry_run);
-    }
-    Ok(gc_exit(&report))
+    let report = gc::gc(&repo, &catalog, &opts)?;
+    Ok((forgot, report))
 }
 
 /// Exit 4 when due packs were left because the repository was in use: the operator (or the
@@ -1211,6 +1271,11 @@ fn print_gc(cli: &Cli, r: &gc::GcReport, dry_run: bool) {
         println!(
             "{} packs with a damaged blob were left alone (cairn check --read-data names them)",
             r.packs_damaged
+        );
+    }
+    if let Some(b) = &r.beside_backup {
+        println!(
+            "nothing was condemned or repacked: a backup was running ({b}); a gc that runs alone does it"
         );
     }
 }

@@ -74,15 +74,19 @@ pub enum HookPoint {
     PackStored,
     /// Every pack is stored; the snapshot is not written yet (the path is empty).
     BeforeCommit,
+    /// The packs were checked and the lease confirmed; the snapshot is written next (the path
+    /// is empty).
+    Confirmed,
 }
 
 impl HookPoint {
     /// Every point, for callers that name them.
-    pub const ALL: [HookPoint; 4] = [
+    pub const ALL: [HookPoint; 5] = [
         HookPoint::BeforeOpen,
         HookPoint::AfterRead,
         HookPoint::PackStored,
         HookPoint::BeforeCommit,
+        HookPoint::Confirmed,
     ];
 
     /// The point's name in kebab case (`pack-stored`).
@@ -92,6 +96,7 @@ impl HookPoint {
             HookPoint::AfterRead => "after-read",
             HookPoint::PackStored => "pack-stored",
             HookPoint::BeforeCommit => "before-commit",
+            HookPoint::Confirmed => "confirmed",
         }
     }
 }
@@ -202,6 +207,65 @@ impl Fs {
     }
 }
 
+/// Right before the commit: every pack this backup relies on (every pack its catalog knows) is
+/// in the store and none is condemned.
+///
+/// The catalog forgot the condemned packs when it synced, so a known pack that a marker names
+/// was condemned since (by a gc that listed the writers before this backup took its lease), or
+/// is one this backup stored again under the name of a condemned pack (packing is
+/// deterministic): it is taken back with a `.kept` object, which a key that may not delete can
+/// write. A known pack that is gone was deleted by a gc that judged this backup's lease lapsed:
+/// the backup fails and commits nothing; the next one stores that data again.
+fn secure_packs(repo: &Repository, catalog: &Catalog) -> Result<()> {
+    let store = repo.store().as_ref();
+    let known = catalog.pack_sizes()?;
+    for pack in crate::condemn::list(store)?
+        .keys()
+        .filter(|p| known.contains_key(p))
+    {
+        tracing::info!(pack = %pack, "a pack this backup relies on is condemned; taking it back");
+        crate::condemn::keep(store, pack)?;
+    }
+    let in_store: std::collections::HashSet<Id> =
+        repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
+    let mut missing: Vec<&Id> = known.keys().filter(|p| !in_store.contains(p)).collect();
+    missing.sort();
+    if let Some(first) = missing.first() {
+        return Err(Error::new(
+            crate::error::ErrorKind::Conflict,
+            format!(
+                "{} pack(s) this backup relies on are gone from the store (pack {} among them): \
+                 a gc deleted them while this backup's lease had lapsed; nothing was committed, \
+                 and the next backup stores their data again",
+                missing.len(),
+                first.short()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The error of a backup whose lease was lost while its snapshot `id` was written: the snapshot
+/// is deleted, or, with a key that may not delete, named for `cairn check`.
+fn withdraw(repo: &Repository, id: &Id, lost: Error) -> Error {
+    let what = match repo.delete_snapshot(id) {
+        Ok(()) => "it was withdrawn and nothing was committed".to_string(),
+        Err(e) => format!(
+            "it could not be withdrawn ({e}): cairn check names what it misses, and cairn forget {} \
+             removes it",
+            id.short()
+        ),
+    };
+    Error::new(
+        lost.kind(),
+        format!(
+            "the lease was lost while snapshot {} was written ({lost}), so a gc may have deleted \
+             packs it needs; {what}",
+            id.short()
+        ),
+    )
+}
+
 fn display(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).into_owned()
 }
@@ -296,11 +360,28 @@ pub fn backup(
         warnings,
         skipped,
     };
-    // The commit point: every pack above is durable, so the snapshot may now name them.
+    // The commit point: every pack above is durable, so the snapshot may now name them — once
+    // none of them is condemned or gone, and the lease is still this backup's.
     if let Some(lease) = &opts.lease {
         lease.confirm()?;
     }
+    secure_packs(repo, catalog)?;
+    if let Some(lease) = &opts.lease {
+        lease.confirm()?;
+    }
+    if let Some(h) = &opts.hook {
+        (h.0)(HookPoint::Confirmed, Path::new(""));
+    }
     let id = repo.put_snapshot(&snapshot)?;
+    // Confirmed again once the snapshot is there: a lease still this backup's means no gc took
+    // it over while the snapshot was written (a takeover removes or ends the object, and the
+    // expiry is on the store's clock). One that was lost means a gc may have deleted packs it
+    // needs after walking the snapshots: the snapshot is withdrawn, and the backup fails.
+    if let Some(lease) = &opts.lease
+        && let Err(lost) = lease.confirm()
+    {
+        return Err(withdraw(repo, &id, lost));
+    }
     catalog.add_snapshot(&id, &snapshot)?;
     catalog.flush()?;
     tracing::info!(snapshot = %id, files = snapshot.summary.files, bytes_read = snapshot.summary.bytes_read,

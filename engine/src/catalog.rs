@@ -9,6 +9,13 @@
 //! reconciles the catalog with the store's listing before every backup, rebuilding it from the
 //! pack trailers when it is missing or belongs to another repository, and forgetting packs that
 //! vanished, so a chunk is only ever deduplicated against a pack that is known to exist.
+//!
+//! Condemned packs (`condemned/` markers) are forgotten the same way, so that no backup
+//! deduplicates against a pack a gc may delete; but while one is still in the store, its index
+//! is kept aside (`meta`, `condemned-index/<pack>`) and [`Catalog::locate`] finds a blob there
+//! when no other pack has it. A snapshot that needs a condemned pack (a marker planted by a key
+//! that may write, a backup that ran beside the gc that condemned it) therefore still reads,
+//! and the gc that would delete the pack takes it back first.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +46,11 @@ const ENTRY_LEN: usize = 45;
 /// Prefix of damage markers in `meta`. Kept there rather than in a column family of their own:
 /// a catalog with a column family an older cairn does not know cannot be opened by it at all.
 const DAMAGED: &[u8] = b"damaged/";
+/// Prefix in `meta` of the index entries of condemned packs still in the store.
+const CONDEMNED_INDEX: &[u8] = b"condemned-index/";
+
+/// Where the blobs of condemned packs still in the store are, by kind code and id.
+type CondemnedMap = HashMap<(u8, Id), BlobLocation>;
 
 /// What the files cache remembers about a file that was backed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +126,13 @@ fn snapshot_record(v: &[u8]) -> Result<Snapshot> {
         )
         .with_source(e)
     })
+}
+
+/// Key in `meta` of a condemned pack's kept index entries.
+fn condemned_index_key(pack: &Id) -> Vec<u8> {
+    let mut k = CONDEMNED_INDEX.to_vec();
+    k.extend_from_slice(pack.as_bytes());
+    k
 }
 
 /// Key of a damage marker in `meta`: `damaged/`, kind code, blob id, pack id.
@@ -228,6 +247,9 @@ pub struct Catalog {
     any_damaged: std::sync::atomic::AtomicBool,
     /// Tree packs kept on the state volume, when the repository is read by requests.
     tree_cache: Option<crate::tree_cache::TreeCache>,
+    /// The blobs of condemned packs still in the store, read from `meta` at the first lookup
+    /// that misses (`None`: not read yet, or changed by a sync since).
+    condemned: std::sync::Mutex<Option<std::sync::Arc<CondemnedMap>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -296,6 +318,7 @@ impl Catalog {
             path,
             any_damaged: Default::default(),
             tree_cache: None,
+            condemned: Default::default(),
         };
         let any = cat
             .db
@@ -421,8 +444,17 @@ impl Catalog {
         // blob deduplicated against it now could be lost then.
         let condemned = crate::condemn::list(repo.store().as_ref())?;
         let mut in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
-        in_store.retain(|id, _| !condemned.contains_key(id));
         let known = self.pack_sizes()?;
+        // Before the known ones are forgotten below: their entries are kept from `pack_index`.
+        self.keep_condemned_index(
+            repo,
+            in_store
+                .iter()
+                .filter(|(id, _)| condemned.contains_key(id))
+                .map(|(id, size)| (*id, *size))
+                .collect(),
+        )?;
+        in_store.retain(|id, _| !condemned.contains_key(id));
         let collected: HashSet<Id> = known
             .keys()
             .filter(|id| condemned.contains_key(id))
@@ -577,7 +609,10 @@ impl Catalog {
                 continue;
             }
             batch.put_cf(self.cf("meta"), damaged_key(kind, &id, pack), []);
-            if self.locate(kind, &id)?.is_some_and(|l| l.pack == *pack) {
+            if self
+                .locate_known(kind, &id)?
+                .is_some_and(|l| l.pack == *pack)
+            {
                 n += 1;
             }
         }
@@ -787,7 +822,9 @@ impl Catalog {
     pub fn add_pack(&self, pack: &Id, size: u64, entries: &[PackEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for e in entries {
-            if self.is_damaged_in(e.kind, &e.id, pack)? && self.locate(e.kind, &e.id)?.is_some() {
+            if self.is_damaged_in(e.kind, &e.id, pack)?
+                && self.locate_known(e.kind, &e.id)?.is_some()
+            {
                 continue;
             }
             self.put_location(&mut batch, pack, e);
@@ -803,12 +840,105 @@ impl Catalog {
         Ok(self.db.write(batch)?)
     }
 
-    /// Where a blob of `kind` lives, if it is in a known pack.
+    /// Where a blob of `kind` lives, if it is in a known pack, or else in a condemned pack that
+    /// is still in the store (for readers; deduplication asks [`Catalog::contains`], which
+    /// never answers with a condemned pack).
     pub fn locate(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        match self.locate_known(kind, id)? {
+            Some(loc) => Ok(Some(loc)),
+            None => self.locate_condemned(kind, id),
+        }
+    }
+
+    /// Where a blob of `kind` lives, if it is in a known pack.
+    fn locate_known(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
         match self.db.get_pinned_cf(self.cf(cf_of(kind)), id.as_bytes())? {
             Some(v) => Ok(Some(decode_location(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Where a blob is in a condemned pack still in the store, if any is.
+    fn locate_condemned(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        let map = {
+            let mut cached = self.condemned.lock().expect("poisoned");
+            match &*cached {
+                Some(m) => m.clone(),
+                None => {
+                    let mut m = CondemnedMap::new();
+                    for item in self.db.prefix_iterator_cf(self.cf("meta"), CONDEMNED_INDEX) {
+                        let (k, v) = item?;
+                        if !k.starts_with(CONDEMNED_INDEX) {
+                            break;
+                        }
+                        let pack = Id::from_slice(&k[CONDEMNED_INDEX.len()..])?;
+                        for e in decode_entries(&v)? {
+                            m.entry((e.kind.code(), e.id))
+                                .or_insert_with(|| BlobLocation::of(pack, &e));
+                        }
+                    }
+                    let m = std::sync::Arc::new(m);
+                    *cached = Some(m.clone());
+                    m
+                }
+            }
+        };
+        Ok(map.get(&(kind.code(), *id)).copied())
+    }
+
+    /// Keeps aside the index entries of the condemned packs in the store (`present`, with their
+    /// sizes) and drops those of packs no longer condemned or gone. A pack the catalog knows
+    /// gives its entries from `pack_index`; another one's index is read once (a ranged read).
+    fn keep_condemned_index(&self, repo: &Repository, present: HashMap<Id, u64>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut have = HashSet::new();
+        for item in self.db.prefix_iterator_cf(self.cf("meta"), CONDEMNED_INDEX) {
+            let (k, _) = item?;
+            if !k.starts_with(CONDEMNED_INDEX) {
+                break;
+            }
+            let pack = Id::from_slice(&k[CONDEMNED_INDEX.len()..])?;
+            if present.contains_key(&pack) {
+                have.insert(pack);
+            } else {
+                batch.delete_cf(self.cf("meta"), &k);
+            }
+        }
+        let mut unread = Vec::new();
+        for (pack, size) in &present {
+            if have.contains(pack) {
+                continue;
+            }
+            match self
+                .db
+                .get_pinned_cf(self.cf("pack_index"), pack.as_bytes())?
+            {
+                Some(v) => batch.put_cf(self.cf("meta"), condemned_index_key(pack), &*v),
+                None => unread.push((*pack, *size)),
+            }
+        }
+        let read: Vec<(Id, Result<Vec<PackEntry>>)> = unread
+            .par_iter()
+            .map(|(id, size)| (*id, repo.read_pack_index(id, *size)))
+            .collect();
+        for (pack, entries) in read {
+            match entries {
+                Ok(e) => batch.put_cf(
+                    self.cf("meta"),
+                    condemned_index_key(&pack),
+                    encode_entries(&e),
+                ),
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(pack = %pack, error = %e, "the index of a condemned pack cannot be read")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !batch.is_empty() {
+            self.db.write(batch)?;
+            *self.condemned.lock().expect("poisoned") = None;
+        }
+        Ok(())
     }
 
     /// [`Catalog::locate`] for many blobs of one kind at once, in the order given: one batched
@@ -817,9 +947,10 @@ impl Catalog {
         self.db
             .batched_multi_get_cf(self.cf(cf_of(kind)), ids.iter().map(Id::as_bytes), false)
             .into_iter()
-            .map(|got| match got? {
+            .zip(ids)
+            .map(|(got, id)| match got? {
                 Some(v) => Ok(Some(decode_location(&v)?)),
-                None => Ok(None),
+                None => self.locate_condemned(kind, id),
             })
             .collect()
     }
@@ -833,7 +964,7 @@ impl Catalog {
     ///
     /// A blob whose only known copy is damaged is not: the caller stores it again.
     pub fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
-        match self.locate(kind, id)? {
+        match self.locate_known(kind, id)? {
             Some(loc) => Ok(!self.is_damaged_in(kind, id, &loc.pack)?),
             None => Ok(false),
         }

@@ -7,8 +7,14 @@
 //! on this machine or another, with whatever grace it was configured with — deletes a pack only
 //! once both `due` and its own grace after `since` have passed. The body is a small JSON note
 //! for people (reason, host). A marker outlives its pack by [`MARKER_KEPT`], so that a catalog
-//! that was not synced in that time learns the pack was collected, not lost. This module knows
-//! keys and times; what is condemned and when is `gc`'s.
+//! that was not synced in that time learns the pack was collected, not lost.
+//!
+//! A pack is taken back by deleting its markers, or, by a key that may not delete (the nightly
+//! key), by writing `condemned/<pack id>.kept`: while that object exists, no marker of the pack
+//! counts, for readers and for gc alike. A backup writes it for the packs its snapshot needs that
+//! were condemned while it ran (or that it stored again under a condemned name); the next gc,
+//! which may delete, removes the markers and then the `.kept` object. This module knows keys and
+//! times; what is condemned and when is `gc`'s.
 
 use std::collections::HashMap;
 
@@ -59,6 +65,19 @@ pub fn key(pack: &Id, since: i64, due: i64) -> String {
     format!("{CONDEMNED}{pack}.{since}.{due}")
 }
 
+/// The suffix of the object that takes a pack back (see the module's doc).
+const KEPT: &str = ".kept";
+
+/// The key of the object that takes `pack` back.
+pub fn kept_key(pack: &Id) -> String {
+    format!("{CONDEMNED}{pack}{KEPT}")
+}
+
+fn parse_kept(key: &str) -> Option<Id> {
+    let hex = key.strip_prefix(CONDEMNED)?.strip_suffix(KEPT)?;
+    (hex.len() == 64).then(|| Id::from_hex(hex).ok())?
+}
+
 fn parse(key: &str) -> Option<Marker> {
     let rest = key.strip_prefix(CONDEMNED)?;
     let mut parts = rest.split('.');
@@ -78,11 +97,23 @@ fn parse(key: &str) -> Option<Marker> {
     })
 }
 
-/// Every marker, by pack (the earliest, should a pack have two: a rerun after a kill).
+/// Every marker in force, by pack (the earliest, should a pack have two: a rerun after a
+/// kill); markers of packs taken back with a `.kept` object do not count.
 pub fn list(store: &dyn Store) -> Result<HashMap<Id, Marker>> {
+    Ok(list_all(store)?.0)
+}
+
+/// The markers in force (as [`list`]) and the packs taken back by a `.kept` object, from one
+/// listing.
+pub fn list_all(store: &dyn Store) -> Result<(HashMap<Id, Marker>, Vec<Id>)> {
     let mut out: HashMap<Id, Marker> = HashMap::new();
     let mut extra = Vec::new();
+    let mut kept = Vec::new();
     for o in store.list(CONDEMNED)? {
+        if let Some(pack) = parse_kept(&o.key) {
+            kept.push(pack);
+            continue;
+        }
         match parse(&o.key) {
             Some(m) => match out.get(&m.pack) {
                 Some(old) if old.since <= m.since => extra.push(m),
@@ -103,7 +134,39 @@ pub fn list(store: &dyn Store) -> Result<HashMap<Id, Marker>> {
             "packs with more than one marker; the earliest counts"
         );
     }
-    Ok(out)
+    for pack in &kept {
+        out.remove(pack);
+    }
+    Ok((out, kept))
+}
+
+/// Takes `pack` back with a key that may not delete: its markers stop counting.
+pub fn keep(store: &dyn Store, pack: &Id) -> Result<()> {
+    let note = serde_json::json!({
+        "pack": pack.to_hex(),
+        "host": crate::lease::hostname(),
+    });
+    store.put(
+        &kept_key(pack),
+        &serde_json::to_vec(&note).expect("serializes"),
+    )
+}
+
+/// Ends a `.kept` take-back, for a gc that may delete: the pack's markers first, then the
+/// object, so that a kill in between leaves nothing in force that was not.
+pub fn clear_kept(store: &dyn Store, pack: &Id) -> Result<()> {
+    for k in keys_of(store, pack)? {
+        if parse(&k).is_some() {
+            match store.delete(&k) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    match store.delete(&kept_key(pack)) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Every marker key of `pack` (there is one, or two after a killed run).
@@ -155,6 +218,9 @@ mod tests {
             !m.is_due(1_764_086_400, 2 * 86_400),
             "a longer grace of the deleting run counts"
         );
+        assert_eq!(parse_kept(&kept_key(&id)), Some(id));
+        assert!(parse(&kept_key(&id)).is_none());
+        assert!(parse_kept(&k).is_none());
         for bad in [
             format!("{CONDEMNED}{id}.1"),
             format!("{CONDEMNED}{id}.1.2.3"),

@@ -1,7 +1,9 @@
 //! Configuration: one TOML file, every key overridable from the environment
 //! (`CAIRN_<SECTION>_<KEY>`, e.g. `CAIRN_STORE_PATH`, `CAIRN_SOURCE_FOLDERS=a,b`) or the command
 //! line (`--set section.key=value`). Precedence: command line, environment, file, defaults.
-//! Secrets never live here: S3 credentials come from the standard AWS variables.
+//! Secrets never live here: S3 credentials come from the standard AWS variables, the
+//! Pushgateway's password from `CAIRN_PUSHGATEWAY_PASSWORD_FILE` (or `…_PASSWORD`), each into a
+//! [`Secret`] that no `Debug` or report shows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -370,6 +372,7 @@ impl OffsiteConfig {
                 program: self.rclone.clone(),
                 remote: self.remote.clone(),
                 config: self.rclone_config.clone(),
+                ..Rclone::default()
             }),
             Some(OffsiteKind::Command) => Box::new(CommandUploader {
                 upload: self.upload.clone(),
@@ -383,12 +386,60 @@ impl OffsiteConfig {
     }
 }
 
+/// A secret read from the environment or a mounted file: its `Debug` shows `[redacted]` and it
+/// is never serialized, so that a configuration printed or reported cannot hold it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The variable that holds the Pushgateway's password; `…_FILE` names a file holding it.
+pub const PUSHGATEWAY_PASSWORD: &str = "CAIRN_PUSHGATEWAY_PASSWORD";
+
+/// `name`'s value in `env`, or the trimmed content of the file `name_FILE` names (a mounted
+/// Secret), as `credential_from_env` reads the S3 keys. Errors name the variable and the path,
+/// never the content.
+fn secret_from(env: &[(String, String)], name: &str) -> Result<Option<Secret>> {
+    let var = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if let Some(v) = var(name) {
+        return Ok(Some(Secret(v)));
+    }
+    let Some(path) = var(&format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::config(format!("cannot read {name}_FILE ({path})")).with_source(e))?;
+    Ok(Some(Secret(text.trim().to_string())))
+}
+
 /// `[metrics]`: where each stage publishes its figures for Prometheus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `http://host:port` of a Pushgateway (pushed with POST on success and on failure).
     pub pushgateway: Option<String>,
+    /// The basic-auth user of a Pushgateway that asks for one; the password comes from
+    /// `CAIRN_PUSHGATEWAY_PASSWORD_FILE` (or `CAIRN_PUSHGATEWAY_PASSWORD`), never from here.
+    pub pushgateway_user: Option<String>,
+    /// The password, from the environment (skipped by serde: in the file it is an unknown key).
+    #[serde(skip)]
+    pub pushgateway_password: Option<Secret>,
     /// A node-exporter textfile collector directory (`cairn_<stage>.prom`).
     pub textfile_dir: Option<PathBuf>,
     /// The `job` grouping label.
@@ -401,6 +452,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             pushgateway: None,
+            pushgateway_user: None,
+            pushgateway_password: None,
             textfile_dir: None,
             job: "cairn".into(),
             instance: "shared-subfolders".into(),
@@ -413,6 +466,11 @@ impl MetricsConfig {
     pub fn sink(&self) -> crate::metrics::Sink {
         crate::metrics::Sink {
             pushgateway: self.pushgateway.clone(),
+            auth: self
+                .pushgateway_user
+                .clone()
+                .zip(self.pushgateway_password.clone())
+                .map(|(user, password)| crate::metrics::BasicAuth { user, password }),
             textfile_dir: self.textfile_dir.clone(),
             job: self.job.clone(),
             instance: self.instance.clone(),
@@ -423,7 +481,22 @@ impl MetricsConfig {
         if let Some(u) = &self.pushgateway {
             crate::metrics::check_url(u)?;
         }
-        Ok(())
+        match (&self.pushgateway_user, &self.pushgateway_password) {
+            // RFC 7617: the user ends at the first colon.
+            (Some(u), _) if u.is_empty() || u.contains(':') || u.chars().any(char::is_control) => {
+                Err(Error::config(format!(
+                    "metrics.pushgateway_user {u:?} must be a non-empty name without ':'"
+                )))
+            }
+            (Some(_), None) => Err(Error::config(format!(
+                "metrics.pushgateway_user is set but no password: set {PUSHGATEWAY_PASSWORD}_FILE \
+                 (a mounted secret) or {PUSHGATEWAY_PASSWORD}"
+            ))),
+            (None, Some(_)) => Err(Error::config(format!(
+                "{PUSHGATEWAY_PASSWORD} (or _FILE) is set but metrics.pushgateway_user is not"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -431,17 +504,27 @@ impl MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcConfig {
-    /// How long a condemned pack waits before it is deleted: `"24h"`, `"2d"`, `"0h"`.
+    /// How long a condemned pack waits before it is deleted: `"24h"`, `"2d"`; at least
+    /// [`MIN_GRACE`] unless `unsafe_short_grace`.
     pub grace: String,
     /// A pack whose unneeded bytes are at least this percentage of it is repacked (1 to 100).
     pub repack_dead_percent: u8,
+    /// Allows a grace below [`MIN_GRACE`] (`"0h"` deletes in the same run): only for a
+    /// repository no backup ever runs beside a gc of (tests, a one-off clean-up by hand).
+    pub unsafe_short_grace: bool,
 }
+
+/// The shortest `gc.grace`: the last line of defence for a backup whose lease lapsed while it
+/// was stalled (a paused pod), which may still commit a snapshot that needs what a gc
+/// condemned meanwhile; the grace must outlast any such stall.
+pub const MIN_GRACE: Duration = Duration::from_secs(3600);
 
 impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
             grace: "24h".into(),
             repack_dead_percent: 50,
+            unsafe_short_grace: false,
         }
     }
 }
@@ -450,7 +533,16 @@ impl GcConfig {
     /// The grace period.
     pub fn grace(&self) -> Result<Duration> {
         let d = crate::forget::parse_span("gc.grace", &self.grace, true)?;
-        Ok(Duration::from_secs(d.as_secs().unsigned_abs()))
+        let d = Duration::from_secs(d.as_secs().unsigned_abs());
+        if d < MIN_GRACE && !self.unsafe_short_grace {
+            return Err(Error::config(format!(
+                "gc.grace {} is shorter than the 1h minimum: a backup stalled past its lease \
+                 could commit a snapshot whose packs were deleted (gc.unsafe_short_grace = true \
+                 allows it where no backup ever runs beside a gc)",
+                self.grace
+            )));
+        }
+        Ok(d)
     }
 
     fn validate(&self) -> Result<()> {
@@ -647,14 +739,17 @@ impl Config {
             let (k, v) = s
                 .split_once('=')
                 .ok_or_else(|| Error::config(format!("--set {s:?}: expected section.key=value")))?;
+            // The key alone in the message: the value may be a URL with a password in it.
             set_dotted(&mut table, k.trim(), parse_value(k.trim(), v.trim()))
-                .map_err(|e| e.context(format!("--set {s}")))?;
+                .map_err(|e| e.context(format!("--set {}", k.trim())))?;
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::config(format!("invalid configuration: {}", e.message()))
-            })?;
+        let mut cfg: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::config(format!("invalid configuration: {}", e.message()))
+                })?;
+        cfg.metrics.pushgateway_password = secret_from(env, PUSHGATEWAY_PASSWORD)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -804,6 +899,99 @@ mod tests {
         assert!(e.to_string().contains("twice"), "{e}");
         let e = Config::load(None, &[], &["timezone=Mars/Olympus".into()]).unwrap_err();
         assert!(e.to_string().contains("Mars"), "{e}");
+    }
+
+    /// Credentials in the Pushgateway URL are refused, whatever the rest of the URL, in a
+    /// message that does not repeat them.
+    #[test]
+    fn credentials_in_the_pushgateway_url_are_refused_unprinted() {
+        let pw = "Zq9-url-secret";
+        for url in [
+            format!("http://cairn:{pw}@gw:9091"),
+            format!("http://cairn:{pw}@gw:9091/prefix"),
+            format!("https://cairn:{pw}@gw"),
+            format!("cairn:{pw}@gw:9091"),
+            format!("http://{pw}@gw"),
+        ] {
+            let set = format!("metrics.pushgateway={url}");
+            let e = Config::load(None, &[], &[set]).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{url}: {msg}");
+            assert!(msg.contains("metrics.pushgateway"), "{msg}");
+            assert!(!msg.contains(pw), "{url}: {msg}");
+        }
+        // An `@` in the path is no credential.
+        Config::load(
+            None,
+            &[],
+            &["metrics.pushgateway=http://gw:9091/a@b".into()],
+        )
+        .unwrap();
+        // A typo in the section must not echo the value either.
+        let set = format!("metric.pushgateway=http://cairn:{pw}@gw:9091");
+        let msg = Config::load(None, &[], &[set]).unwrap_err().to_string();
+        assert!(
+            msg.contains("metric.pushgateway") && !msg.contains(pw),
+            "{msg}"
+        );
+    }
+
+    /// The Pushgateway's password comes from `CAIRN_PUSHGATEWAY_PASSWORD_FILE` (or the variable)
+    /// with `metrics.pushgateway_user`, reaches the sink, and shows in no `Debug` or serialized
+    /// configuration; in the file or a `--set` it is an unknown key.
+    #[test]
+    fn the_pushgateway_password_comes_from_a_secret() {
+        let pw = "Zq9-file-secret";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, format!("{pw}\n")).unwrap();
+        let env = vec![(
+            "CAIRN_PUSHGATEWAY_PASSWORD_FILE".to_string(),
+            file.display().to_string(),
+        )];
+        let sets = [
+            "metrics.pushgateway=http://gw:9091".to_string(),
+            "metrics.pushgateway_user=cairn".to_string(),
+        ];
+        let cfg = Config::load(None, &env, &sets).unwrap();
+        let auth = cfg.metrics.sink().auth.unwrap();
+        assert_eq!((auth.user.as_str(), auth.password.expose()), ("cairn", pw));
+        assert!(!format!("{cfg:?} {:?}", cfg.metrics.sink()).contains(pw));
+        assert!(!serde_json::to_string(&cfg).unwrap().contains(pw));
+        // The variable wins over the file, as with the S3 keys.
+        let both = [
+            env[0].clone(),
+            (
+                "CAIRN_PUSHGATEWAY_PASSWORD".to_string(),
+                "other".to_string(),
+            ),
+        ];
+        let cfg = Config::load(None, &both, &sets).unwrap();
+        assert_eq!(cfg.metrics.sink().auth.unwrap().password.expose(), "other");
+
+        for (env, sets, named) in [
+            (vec![], sets.to_vec(), "CAIRN_PUSHGATEWAY_PASSWORD_FILE"),
+            (env.clone(), vec![], "metrics.pushgateway_user is not"),
+            (
+                vec![],
+                vec![format!("metrics.pushgateway_password={pw}")],
+                "pushgateway_password",
+            ),
+            (
+                env.clone(),
+                vec!["metrics.pushgateway_user=a:b".to_string()],
+                "without ':'",
+            ),
+        ] {
+            let msg = Config::load(None, &env, &sets).unwrap_err().to_string();
+            assert!(msg.contains(named) && !msg.contains(pw), "{msg}");
+        }
+        let missing = vec![(
+            "CAIRN_PUSHGATEWAY_PASSWORD_FILE".to_string(),
+            "/nonexistent/password".to_string(),
+        )];
+        let msg = Config::load(None, &missing, &sets).unwrap_err().to_string();
+        assert!(msg.contains("/nonexistent/password"), "{msg}");
     }
 
     /// The retry policy of each store is configurable, with per-backend defaults, and checked.

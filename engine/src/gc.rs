@@ -3,7 +3,12 @@
 //! The deletion protocol (docs/FORMAT.md, "Deleting packs") has two phases, so that no blob a
 //! snapshot needs is ever deleted, whatever runs beside it:
 //!
-//! 1. **Condemn**, under a shared repository lease (backups and restores go on). Every tree and
+//! 1. **Condemn**, under a shared repository lease (restores and exports go on). While another
+//!    writer (a backup) holds the repository, nothing is condemned or repacked: its packs are
+//!    unreferenced until its snapshot is committed, and condemning them would make every reader
+//!    treat the newest snapshot's data as gone. The writers are listed after the packs and
+//!    before the snapshots, so a backup whose pack was listed either still holds its lease then,
+//!    or committed before the snapshots are read. Otherwise every tree and
 //!    chunk reachable from the store's snapshots is marked live. A pack with no live blob that
 //!    the catalog relies on is condemned: a `condemned/` marker records when, and from when it
 //!    may go (now + grace). A pack whose dead bytes reach the repack threshold has its live
@@ -138,6 +143,12 @@ pub struct GcReport {
     /// Why the deleting phase did not run although packs were due (a lease in the way).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
+    /// The backup that was running beside this gc, which therefore condemned and repacked
+    /// nothing (a later gc that runs alone does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beside_backup: Option<String>,
+    /// Packs taken back by a `.kept` object (a backup needed them) whose markers were removed.
+    pub packs_kept: usize,
 }
 
 /// What is live: every tree and chunk reachable from the snapshots walked so far.
@@ -350,7 +361,21 @@ fn collect(
         }
     };
     let grace = i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
-    let now = || opts.now.unwrap_or_else(jiff::Timestamp::now).as_second();
+    // Markers are timed by the store's clock, like leases: a gc on a node whose clock runs
+    // ahead must not find packs due that another machine condemned a moment ago.
+    let skew = match (opts.now, opts.dry_run) {
+        (None, false) => lease::store_now(store.as_ref())?.duration_since(jiff::Timestamp::now()),
+        _ => jiff::SignedDuration::ZERO,
+    };
+    let now = || {
+        opts.now
+            .unwrap_or_else(|| {
+                jiff::Timestamp::now()
+                    .saturating_add(skew)
+                    .expect("a duration")
+            })
+            .as_second()
+    };
     {
         let mut report = GcReport::default();
         let mut live = Live {
@@ -360,10 +385,19 @@ fn collect(
         if !opts.dry_run {
             catalog.resync(repo)?;
         }
+        // After the packs were listed and before the snapshots are: see the module's doc.
+        let writer = backup_beside(store.as_ref(), opts.held.as_deref())?;
         refuse_unreadable_snapshots(repo, catalog)?;
         let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
         report.packs = in_store.len();
-        let mut markers = condemn::list(store.as_ref())?;
+        let (mut markers, kept) = condemn::list_all(store.as_ref())?;
+        if !opts.dry_run {
+            // A backup took these back with a key that may not delete: their markers go now.
+            for pack in &kept {
+                condemn::clear_kept(store.as_ref(), pack)?;
+            }
+        }
+        report.packs_kept = kept.len();
         let mut fallback = Condemned::new(repo, condemned_in(&markers, &in_store));
         live.mark(repo, catalog, &mut fallback)?;
         if !opts.dry_run {
@@ -378,10 +412,19 @@ fn collect(
         report.chunks = live.chunks.len();
         call(GcPoint::Marked);
 
-        // Weigh every pack the catalog relies on: bytes of live blobs located in it.
+        // Weigh every pack the catalog relies on: bytes of live blobs located in it. Not beside
+        // a backup: its new blobs look dead until its snapshot is committed.
         let mut unreferenced = Vec::new();
         let mut repack = Vec::new();
-        for (pack, _size, entries) in catalog.pack_indexes()? {
+        let weighed = match &writer {
+            Some(w) => {
+                tracing::warn!(backup = %w, "a backup is running: this gc condemns and repacks nothing (a gc that runs alone does)");
+                report.beside_backup = Some(w.clone());
+                Vec::new()
+            }
+            None => catalog.pack_indexes()?,
+        };
+        for (pack, _size, entries) in weighed {
             if markers.contains_key(&pack) {
                 continue;
             }
@@ -457,6 +500,20 @@ fn collect(
             catalog.forget_packs(&condemned.iter().map(|(p, _)| *p).collect())?;
         }
         call(GcPoint::Condemned);
+        if !opts.dry_run && !condemned.is_empty() {
+            // A backup that started after the writers were listed may have committed a snapshot
+            // that needs a pack condemned just now (it deduplicated against it): marked, and
+            // such packs taken back, before anything is judged due.
+            catalog.resync(repo)?;
+            refuse_unreadable_snapshots(repo, catalog)?;
+            let mut fallback = Condemned::new(repo, condemned_in(&markers, &in_store));
+            live.mark(repo, catalog, &mut fallback)?;
+            fallback.revive(store.as_ref(), catalog)?;
+            for pack in &fallback.revived {
+                markers.remove(pack);
+            }
+            report.packs_revived += fallback.revived.len();
+        }
 
         // Markers of packs that are gone: kept a while so that other catalogs learn the pack
         // was collected, then removed.
@@ -559,6 +616,20 @@ fn condemned_in(markers: &HashMap<Id, Marker>, in_store: &HashMap<Id, u64>) -> V
         .keys()
         .filter_map(|p| in_store.get(p).map(|s| (*p, *s)))
         .collect()
+}
+
+/// The backup (a live writer lease of the repository other than `held`, the caller's own) that
+/// runs beside this gc, described for the report.
+fn backup_beside(store: &dyn crate::store::Store, held: Option<&str>) -> Result<Option<String>> {
+    Ok(lease::live(store, lease::REPOSITORY)?
+        .into_iter()
+        .find(|(k, l)| l.mode == LeaseMode::Writer && Some(k.as_str()) != held)
+        .map(|(_, l)| {
+            format!(
+                "{} ({} pid {} since {})",
+                l.purpose, l.host, l.pid, l.started
+            )
+        }))
 }
 
 /// Refuses to collect beside a snapshot it cannot read: what it references is unknown.
@@ -677,9 +748,11 @@ fn delete_due(
     );
     live.mark(repo, catalog, &mut fallback)?;
     fallback.revive(store.as_ref(), catalog)?;
+    // Markers in force now: a backup that ran between the phases may have taken packs back.
+    let in_force = condemn::list(store.as_ref())?;
     let due: Vec<&Marker> = due
         .iter()
-        .filter(|m| !fallback.revived.contains(&m.pack))
+        .filter(|m| !fallback.revived.contains(&m.pack) && in_force.contains_key(&m.pack))
         .copied()
         .collect();
     let reviewed = review(repo, catalog, live, &due, in_store)?;

@@ -18,6 +18,10 @@
 //! not taken over (its object gone, replaced or ended, or its last successful write lapsed)
 //! before the holder does something irrevocable. A lease of this host whose
 //! process is gone is taken over at once, so a killed run does not block its own rerun.
+//!
+//! Every time a lease writes or judges is read off the store's clock ([`Store::clock`]: the S3
+//! server's `Date`, a local file system's times), not this machine's: a pod whose clock runs
+//! two hours ahead would otherwise judge every other holder's lease lapsed and take it over.
 
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
@@ -33,7 +37,8 @@ const ATTEMPTS: u32 = 5;
 /// The largest object read as a lease.
 const MAX_OBJECT: u64 = 64 * 1024;
 /// How long `cairn backup`, `run`, `export` and `restore` wait for exclusive leases of the
-/// repository (gc deleting) to end before they give up.
+/// repository (gc deleting) to end before they give up — or longer, until it lapses, for one
+/// whose holder stopped refreshing it (a gc killed while deleting).
 pub const EXCLUSIVE_PATIENCE: Duration = Duration::from_secs(10 * 60);
 /// The longest time-to-live a lease may be taken for.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
@@ -250,14 +255,18 @@ fn listed(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
     Ok(out)
 }
 
+/// The current time on the store's clock ([`Store::clock`]), or this machine's where the store
+/// keeps none.
+pub fn store_now(store: &dyn Store) -> Result<jiff::Timestamp> {
+    Ok(store.clock()?.unwrap_or_else(jiff::Timestamp::now))
+}
+
 /// The live leases below `prefix` (any depth) with their keys: not expired and not of a dead
 /// process of this machine.
 pub fn live(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
-    let now = jiff::Timestamp::now();
-    Ok(listed(store, prefix)?
-        .into_iter()
-        .filter(|(_, l)| l.live(now))
-        .collect())
+    let listed = listed(store, prefix)?;
+    let now = store_now(store)?;
+    Ok(listed.into_iter().filter(|(_, l)| l.live(now)).collect())
 }
 
 /// Takes the lease `prefix` (a store prefix ending in `/`, one per thing guarded) for `purpose`.
@@ -306,7 +315,7 @@ pub fn acquire_as<'s>(
     let store_ref = store_ref.get();
     let nonce = nonce()?;
     let key = format!("{prefix}{nonce}.json");
-    let started = jiff::Timestamp::now();
+    let started = store_now(store_ref)?;
     let mut info = LeaseInfo {
         purpose: purpose.to_string(),
         host: hostname(),
@@ -320,16 +329,20 @@ pub fn acquire_as<'s>(
     let mut holder;
     let began = std::time::Instant::now();
     let mut attempt = 0u32;
+    // The expiry each conflicting exclusive lease had when first seen: one that never moves
+    // is not being refreshed, and is waited out past the patience (its holder is gone).
+    let mut first_seen: std::collections::HashMap<String, String> = Default::default();
     loop {
-        let now = jiff::Timestamp::now();
+        let now = store_now(store_ref)?;
         info.expires = (now + ttl).to_string();
         store_ref.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
         if let Some(h) = hook {
             h(LeasePoint::Written);
         }
-        let now = jiff::Timestamp::now();
+        let listed_now = listed(store_ref, prefix)?;
+        let now = store_now(store_ref)?;
         let mut others = Vec::new();
-        for (k, other) in listed(store_ref, prefix)? {
+        for (k, other) in listed_now {
             if k == key || beside.contains(&k.as_str()) {
                 continue;
             }
@@ -365,9 +378,28 @@ pub fn acquire_as<'s>(
         // restore waits it out (up to `patience`) rather than fail the night.
         let only_deleting =
             mode != LeaseMode::Exclusive && others.iter().all(|o| o.mode == LeaseMode::Exclusive);
+        // Until when a holder that stopped refreshing is waited for: the latest expiry among
+        // the blocking leases, if none of them moved since first seen.
+        let stalled_until = if only_deleting && patience > Duration::ZERO {
+            let mut until = Some(now);
+            for o in &others {
+                let seen = first_seen
+                    .entry(o.nonce.clone())
+                    .or_insert_with(|| o.expires.clone());
+                match o.expires.parse::<jiff::Timestamp>() {
+                    Ok(t) if *seen == o.expires => until = until.map(|u| u.max(t)),
+                    _ => until = None,
+                }
+            }
+            until
+        } else {
+            None
+        };
         holder = others.into_iter().next();
         attempt += 1;
-        if attempt >= ATTEMPTS && !(only_deleting && began.elapsed() < patience) {
+        let waiting_out = stalled_until
+            .is_some_and(|u| u >= now && began.elapsed() < patience + MAX_TTL + CLOCK_SLACK);
+        if attempt >= ATTEMPTS && !(only_deleting && began.elapsed() < patience) && !waiting_out {
             break;
         }
         if attempt == ATTEMPTS {
@@ -461,7 +493,13 @@ impl Lease<'_> {
                 tracing::warn!(key = %self.key, why, "not refreshing the lease");
                 return;
             }
-            let expires = jiff::Timestamp::now() + self.ttl;
+            let expires = match store_now(self.store.get()) {
+                Ok(now) => now + self.ttl,
+                Err(e) => {
+                    tracing::warn!(key = %self.key, error = %e, "could not refresh a lease (the store's clock cannot be read)");
+                    continue;
+                }
+            };
             let bytes = {
                 let mut info = self.info.lock().expect("poisoned");
                 info.expires = expires.to_string();
@@ -501,7 +539,7 @@ impl Lease<'_> {
     pub fn confirm(&self) -> Result<()> {
         let purpose = self.info().purpose;
         let until = *self.written_until.lock().expect("poisoned");
-        if until <= jiff::Timestamp::now() {
+        if until <= store_now(self.store.get())? {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!("{purpose}: the lease expired (it was not refreshed in time)"),

@@ -6,6 +6,10 @@
 //! Pushgateway with POST, which replaces only the metrics it sends, so the last success stays; in a
 //! textfile by carrying the previous success line over. Publishing is best effort: a failure is
 //! logged, never raised, since the backup it describes already stands.
+//!
+//! A Pushgateway behind basic auth gets `metrics.pushgateway_user` and a password from a secret
+//! ([`crate::config::Secret`]); credentials in the URL are refused, since the URL is printed in
+//! errors and warnings.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -110,11 +114,22 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// Basic auth for the Pushgateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The user.
+    pub user: String,
+    /// The password (its `Debug` shows nothing).
+    pub password: crate::config::Secret,
+}
+
 /// Where metrics go (`[metrics]`).
 #[derive(Debug, Clone, Default)]
 pub struct Sink {
     /// `http://host:port` of a Pushgateway.
     pub pushgateway: Option<String>,
+    /// Basic auth for the Pushgateway, if it asks for it.
+    pub auth: Option<BasicAuth>,
     /// A node-exporter textfile collector directory: `cairn_<stage>.prom` there.
     pub textfile_dir: Option<PathBuf>,
     /// The `job` label (grouping key).
@@ -129,7 +144,7 @@ impl Sink {
         let mut errors = Vec::new();
         for st in stages {
             if let Some(url) = &self.pushgateway
-                && let Err(e) = push(url, &self.job, &self.instance, st)
+                && let Err(e) = push(url, self.auth.as_ref(), &self.job, &self.instance, st)
             {
                 tracing::warn!(stage = st.stage, error = %e, "could not push metrics");
                 errors.push(e.to_string());
@@ -145,8 +160,24 @@ impl Sink {
     }
 }
 
+/// Whether `url` holds credentials (`user[:password]@` before the host), with a scheme or without.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+}
+
 /// `http://host[:port][/prefix]` split into a socket address text and a path prefix.
 fn parse_http(url: &str) -> Result<(String, String, String)> {
+    // Before anything that quotes the URL: a password in it would be printed with the message
+    // (and, were it accepted, in a warning on every run, since it is no part of a host name).
+    if has_userinfo(url) {
+        return Err(Error::config(
+            "metrics.pushgateway must not hold credentials (user:password@host); set \
+             metrics.pushgateway_user and the password in CAIRN_PUSHGATEWAY_PASSWORD_FILE instead",
+        ));
+    }
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         Error::config(format!(
             "metrics.pushgateway {url:?} must be an http:// URL (in-cluster; use textfile_dir otherwise)"
@@ -175,8 +206,9 @@ pub fn check_url(url: &str) -> Result<()> {
     parse_http(url).map(|_| ())
 }
 
-/// POSTs a stage to `<url>/metrics/job/<job>/instance/<instance>/stage/<stage>`.
-fn push(url: &str, job: &str, instance: &str, st: &Stage) -> Result<()> {
+/// POSTs a stage to `<url>/metrics/job/<job>/instance/<instance>/stage/<stage>`, with basic
+/// auth when given. Errors name the address and the path, never the request's headers.
+fn push(url: &str, auth: Option<&BasicAuth>, job: &str, instance: &str, st: &Stage) -> Result<()> {
     let (addr, host, prefix) = parse_http(url)?;
     let path = format!(
         "{prefix}/metrics/job/{}/instance/{}/stage/{}",
@@ -185,8 +217,20 @@ fn push(url: &str, job: &str, instance: &str, st: &Stage) -> Result<()> {
         st.stage
     );
     let body = st.text();
+    let authorization = match auth {
+        Some(a) => {
+            use base64::Engine;
+            let pair = format!("{}:{}", a.user, a.password.expose());
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        }
+        None => String::new(),
+    };
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}\
+         Content-Type: text/plain; version=0.0.4\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

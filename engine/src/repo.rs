@@ -39,6 +39,59 @@ pub struct RepoConfig {
     pub created: String,
 }
 
+/// The pack sizes a repository may have: FORMAT.md's 4 to 64 MiB. A backup holds a pack's
+/// frames in memory up to this size, so the bound is what keeps a damaged or hand-edited
+/// `config` from making it allocate without limit (or close a pack after every blob at 0).
+pub const PACK_SIZES: std::ops::RangeInclusive<u64> = (4 << 20)..=(64 << 20);
+
+impl RepoConfig {
+    /// Refuses values outside what this cairn (and FORMAT.md) allows, in one line naming the
+    /// field and its range. The version is checked before, as it decides what the rest means.
+    fn validate(&self) -> Result<()> {
+        let bad = |what: String| {
+            Error::corrupt(format!(
+                "the repository config (store object `{CONFIG_KEY}`): {what}"
+            ))
+        };
+        if self.id.len() != 64
+            || !self
+                .id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(format!(
+                "id {:?} is not 64 lower-case hex digits",
+                self.id.chars().take(80).collect::<String>()
+            )));
+        }
+        if !PACK_SIZES.contains(&self.pack_size) {
+            return Err(bad(format!(
+                "pack_size {} is outside {}..={} (4 to 64 MiB)",
+                self.pack_size,
+                PACK_SIZES.start(),
+                PACK_SIZES.end()
+            )));
+        }
+        if self.chunker.validate().is_err() {
+            use fastcdc::v2020 as f;
+            let c = &self.chunker;
+            return Err(bad(format!(
+                "chunker min {}, avg {}, max {} must satisfy {}..={} for min, {}..={} and a power of two for avg, {}..={} for max, and min <= avg <= max",
+                c.min,
+                c.avg,
+                c.max,
+                f::MINIMUM_MIN,
+                f::MINIMUM_MAX,
+                f::AVERAGE_MIN,
+                f::AVERAGE_MAX,
+                f::MAXIMUM_MIN,
+                f::MAXIMUM_MAX
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// An open repository.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -76,6 +129,13 @@ impl Repository {
         pack_size: u64,
     ) -> Result<Repository> {
         chunker.validate()?;
+        if !PACK_SIZES.contains(&pack_size) {
+            return Err(Error::config(format!(
+                "pack size {pack_size} is outside {}..={} (4 to 64 MiB)",
+                PACK_SIZES.start(),
+                PACK_SIZES.end()
+            )));
+        }
         match store.get(CONFIG_KEY) {
             Ok(_) => {
                 return Err(Error::new(
@@ -116,7 +176,7 @@ impl Repository {
                 config.version
             )));
         }
-        config.chunker.validate()?;
+        config.validate()?;
         Ok(Repository { store, config })
     }
 
@@ -269,5 +329,72 @@ impl Repository {
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let bytes = self.store.get(&snapshot_key(id))?;
         Snapshot::decode(id, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A repository whose `config` object has `field` replaced by `value`.
+    fn with_config(field: &str, value: serde_json::Value) -> Arc<dyn Store> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        Repository::init(store.clone(), ChunkerParams::default(), 16 << 20).unwrap();
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&store.get(CONFIG_KEY).unwrap()).unwrap();
+        config[field] = value;
+        store
+            .put(CONFIG_KEY, &serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        store
+    }
+
+    /// A damaged or hand-edited config object is refused on open, in one line naming the object
+    /// and the allowed range, before a backup sizes a buffer by it.
+    #[test]
+    fn out_of_range_config_values_are_refused_on_open() {
+        for pack_size in [0u64, 1, (4 << 20) - 1, (64 << 20) + 1, 5 << 30, u64::MAX] {
+            let store = with_config("pack_size", pack_size.into());
+            let e = Repository::open(store).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{pack_size}: {msg}");
+            assert!(
+                msg.contains("repository config")
+                    && msg.contains(&format!("pack_size {pack_size}"))
+                    && msg.contains("4194304..=67108864")
+                    && !msg.contains('\n'),
+                "{msg}"
+            );
+        }
+        for ok in [4u64 << 20, 64 << 20] {
+            Repository::open(with_config("pack_size", ok.into())).unwrap();
+        }
+        let chunker = serde_json::json!({ "min": 1024, "avg": 1000, "max": 1 << 30 });
+        let msg = Repository::open(with_config("chunker", chunker))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("repository config")
+                && msg.contains("chunker")
+                && msg.contains("16777216"),
+            "{msg}"
+        );
+        for id in ["", "abc", "é"] {
+            let msg = Repository::open(with_config("id", id.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("repository config") && msg.contains("id"),
+                "{msg}"
+            );
+        }
+        let e = Repository::init(
+            Arc::new(MemoryStore::new()),
+            ChunkerParams::default(),
+            1 << 40,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("4194304..=67108864"), "{e}");
     }
 }

@@ -412,7 +412,10 @@ pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::S
             .gauge("archive_bytes", "Size of the day's archive.", e.size as f64)
             .gauge("entries", "Entries in the day's archive.", e.entries as f64);
     }
-    let retained = report.export.is_some() && report.error.is_none();
+    // A prune that failed (`prune_in_run`) leaves the night's backup and archive standing and
+    // the run's exit code alone, but it is the retention stage that failed.
+    let pruned = report.prune.as_ref().is_none_or(|p| p.error.is_none());
+    let retained = report.export.is_some() && report.error.is_none() && pruned;
     let mut retention = Stage::new("retention", retained, at).gauge(
         "kept_days",
         "Complete daily archives kept.",
@@ -463,5 +466,54 @@ pub fn prune_gauges(
                 g.packs_deleted as f64,
             ),
         None => stage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A night whose backup and archive stand but whose prune failed: the run succeeds, the
+    /// retention stage does not.
+    #[test]
+    fn a_failed_prune_is_a_failed_retention_stage() {
+        let mut report = RunReport {
+            version: 1,
+            date: "2026-11-29".into(),
+            started: "2026-11-29T01:00:00Z".into(),
+            finished: "2026-11-29T01:10:00Z".into(),
+            status: RunStatus::Ok,
+            exit_code: crate::error::exit::OK,
+            backup: None,
+            export: Some(ExportStage {
+                archive: "shared-2026-11-29.tar.zst".into(),
+                size: 1,
+                sha256: String::new(),
+                written: true,
+                entries: 1,
+                reused: None,
+                checked_frames: None,
+            }),
+            temporaries_removed: Cleaned::default(),
+            deleted_days: Vec::new(),
+            kept_days: vec!["2026-11-29".into()],
+            store_bytes: None,
+            prune: Some(PruneStage {
+                snapshots_forgotten: 0,
+                gc: None,
+                error: Some("deleting object snapshots/…: Is a directory".into()),
+            }),
+            error: None,
+        };
+        let retention = |r: &RunReport| {
+            stages(r, true)
+                .into_iter()
+                .find(|s| s.stage == "retention")
+                .unwrap()
+        };
+        assert!(!retention(&report).success);
+        assert!(stages(&report, true)[1].success, "the export stands");
+        report.prune.as_mut().unwrap().error = None;
+        assert!(retention(&report).success);
     }
 }

@@ -72,11 +72,13 @@ fn assert_days_restore(s: &Setup, days: &[(String, std::collections::BTreeMap<St
     }
 }
 
-const KEEP2: [&str; 6] = [
+const KEEP2: [&str; 8] = [
     "--set",
     "retention.keep_daily=2",
     "--set",
     "gc.grace=0h",
+    "--set",
+    "gc.unsafe_short_grace=true",
     "--set",
     "gc.repack_dead_percent=30",
 ];
@@ -304,6 +306,17 @@ fn bad_retention_and_gc_input_is_one_line_and_changes_nothing() {
         (vec!["forget", "2026-11-01", "feedface"], 1, "feedface"),
         (vec!["gc", "--set", "gc.grace=-1h"], 2, "gc.grace"),
         (vec!["gc", "--set", "gc.grace=soon"], 2, "gc.grace"),
+        // Below the minimum only with the explicit, unsafe override.
+        (
+            vec!["gc", "--set", "gc.grace=0h"],
+            2,
+            "gc.grace 0h is shorter than the 1h minimum",
+        ),
+        (
+            vec!["gc", "--set", "gc.grace=0d"],
+            2,
+            "gc.unsafe_short_grace",
+        ),
         (
             vec!["gc", "--set", "gc.repack_dead_percent=0"],
             2,
@@ -409,6 +422,8 @@ fn the_nightly_run_prunes_when_configured() {
         "retention.keep_daily=2",
         "--set",
         "gc.grace=0h",
+        "--set",
+        "gc.unsafe_short_grace=true",
     ];
     let mut freed = 0;
     for day in 1..=4u64 {
@@ -485,4 +500,188 @@ fn a_backup_and_a_check_wait_for_a_gc_that_is_deleting() {
     }
     let (_, list) = s.json(&["snapshots"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+/// Waits until `child` stopped itself (a `…:stop` failpoint).
+fn until_stopped(child: &mut std::process::Child) {
+    let pid = child.id();
+    loop {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('T')
+        {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "it ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The history, its first two days forgotten, and a new file for a backup that then stops at its
+/// commit point (SIGSTOP), holding its writer lease, with its new packs stored and unreferenced.
+fn backup_stopped_before_commit(s: &Setup, extra: &[&str]) -> std::process::Child {
+    backup_stopped_at(s, "before-commit", extra)
+}
+
+/// [`backup_stopped_before_commit`], stopped at the failpoint `point` instead.
+fn backup_stopped_at(s: &Setup, point: &str, extra: &[&str]) -> std::process::Child {
+    history(s);
+    let out = s.run(&[&["forget"][..], &KEEP2].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fs::write(s.src().join("images/new.raw"), seeded(4 << 20, 77)).unwrap();
+    let mut backup = s
+        .cmd(&[&["-q", "backup", "--date", "2026-11-05"][..], extra].concat())
+        .env("CAIRN_FAILPOINT", format!("{point}:1:stop"))
+        .env("HOSTNAME", "pod-nightly")
+        .spawn()
+        .unwrap();
+    until_stopped(&mut backup);
+    backup
+}
+
+/// What a disaster restore sees: a state volume that never saw the store restores the newest
+/// snapshot exactly as the source is, and `check --read-data` from it is clean.
+fn assert_newest_restores_from_a_fresh_state(s: &Setup, fresh: &str) {
+    let state = [
+        "--set",
+        &format!("state.dir={}/{fresh}", s.dir.path().display()),
+    ];
+    let target = s.dir.path().join(format!("restore-{fresh}"));
+    let out = s.run(
+        &[
+            &["restore", "--target", target.to_str().unwrap()][..],
+            &state,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        files(&target) == files(&s.src()),
+        "the newest snapshot restores as the source is"
+    );
+    let out = s.run(&[&["check", "--read-data"][..], &state].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+/// A gc on a pod whose clock runs two hours ahead (libfaketime), beside a backup that holds its
+/// writer lease: it judges the lease on the store's clock, so it neither takes the lease over nor
+/// condemns the backup's new packs, and the backup then commits a snapshot that a fresh state
+/// volume restores.
+#[test]
+fn a_gc_whose_clock_runs_ahead_leaves_a_running_backup_alone() {
+    let s = Setup::new();
+    let mut backup = backup_stopped_before_commit(&s, &[]);
+    let out = s
+        .cmd(&[
+            "--json",
+            "gc",
+            "--set",
+            "retention.keep_daily=2",
+            "--set",
+            &format!("state.dir={}/state-retention", s.dir.path().display()),
+        ])
+        .env("HOSTNAME", "pod-retention")
+        .env("FAKETIME", "+2h")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("LD_PRELOAD", faketime_lib())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("taking over"),
+        "the gc took the lease over: {err}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["packs_condemned"], 0, "{r}");
+    assert!(
+        r["beside_backup"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pod-nightly"),
+        "{r}"
+    );
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(backup.id() as i32, libc::SIGCONT);
+    }
+    let status = backup.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the backup after the gc: {status:?}"
+    );
+    assert_newest_restores_from_a_fresh_state(&s, "state-fresh");
+}
+
+/// A backup stalled past its lease (10 s TTL, stopped 12 s) right after it confirmed it, while a
+/// gc with no grace condemns and deletes what looked unreferenced: the backup must not leave a
+/// snapshot whose packs are gone. Either it fails with nothing committed, or what it commits
+/// restores.
+#[test]
+fn a_backup_stalled_past_its_lease_commits_nothing_a_gc_deleted() {
+    let s = Setup::new();
+    let ttl = ["--set", "store.lease_ttl_secs=10"];
+    let mut backup = backup_stopped_at(&s, "confirmed", &ttl);
+    let snapshots = || {
+        objects(&s)
+            .into_iter()
+            .filter(|k| k.starts_with("snapshots/"))
+            .count()
+    };
+    let before = snapshots();
+    std::thread::sleep(Duration::from_secs(12));
+    let out = s.run(
+        &[
+            &["gc"][..],
+            &KEEP2,
+            &ttl,
+            &[
+                "--set",
+                &format!("state.dir={}/state-retention", s.dir.path().display()),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(backup.id() as i32, libc::SIGCONT);
+    }
+    let status = backup.wait().unwrap();
+    let committed = snapshots() > before;
+    assert_eq!(
+        committed,
+        status.code() == Some(0),
+        "exit {status:?} and committed {committed}"
+    );
+    if committed {
+        assert_newest_restores_from_a_fresh_state(&s, "state-fresh");
+    } else {
+        let out = s.run(&["check", "--read-data"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+/// libfaketime's preload library (Debian's `faketime` package; scripts/setup.sh installs it).
+fn faketime_lib() -> String {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    found
+        .expect("libfaketime is installed (scripts/setup.sh)")
+        .to_string()
 }

@@ -236,6 +236,10 @@ impl<S: Store> Store for FaultStore<S> {
         }
     }
 
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        self.inner.clock()
+    }
+
     /// Passes through: the temporaries are the inner store's; `Delete` rules apply.
     fn request_stats(&self) -> Option<super::RequestStats> {
         self.inner.request_stats()

@@ -592,6 +592,26 @@ impl Store for LocalStore {
         sync_dir(dir)
     }
 
+    /// The file system's time: a temporary file is written in the root and its modification
+    /// time read back (on a network file system shared by several machines, the server's or
+    /// the writing client's clock, as that file system keeps times).
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        let tmp = temp_path(&self.root.join("clock"));
+        let read = || -> std::io::Result<std::time::SystemTime> {
+            let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.metadata()?.modified()
+        };
+        let t = read();
+        let _ = fs::remove_file(&tmp);
+        let t = t.map_err(|e| Error::io("reading the local store's clock", e))?;
+        jiff::Timestamp::try_from(t).map(Some).map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Io,
+                format!("the local store's clock: {e}"),
+            )
+        })
+    }
+
     fn size(&self, key: &str) -> Result<u64> {
         let f = open_existing(&self.path(key)?, key)?;
         Ok(f.metadata()

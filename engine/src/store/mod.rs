@@ -206,6 +206,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn request_stats(&self) -> Option<RequestStats> {
         None
     }
+
+    /// The store's own clock, where the backend has one: what leases and condemned markers are
+    /// timed by, so that machines whose clocks disagree (a pod on a node whose clock ran ahead)
+    /// still agree on when a lease lapses.
+    ///
+    /// Contract: the current time as the store's server keeps it, to within a few seconds (S3:
+    /// the `Date` of a response; a local directory: the modification time its file system gives
+    /// a file written now). `None` when the backend has no clock of its own (memory): callers
+    /// then use this machine's. Wrappers pass it on.
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        Ok(None)
+    }
 }
 
 /// A large object being written; see [`Store::create`].
@@ -291,6 +303,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn request_stats(&self) -> Option<RequestStats> {
         (**self).request_stats()
+    }
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        (**self).clock()
     }
     fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
         (**self).server_object(key, pin)

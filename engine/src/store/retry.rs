@@ -101,6 +101,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn size(&self, key: &str) -> Result<u64> {
         self.run("size", key, || self.inner.size(key))
     }
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        self.run("clock", "", || self.inner.clock())
+    }
     fn clean_temporaries(&self, prefix: &str, older_than: Duration) -> Result<Cleaned> {
         self.run("clean_temporaries", prefix, || {
             self.inner.clean_temporaries(prefix, older_than)

@@ -128,6 +128,8 @@ struct Counters {
     deletes: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
+    /// The `Date` of the last response, and when it arrived.
+    date: std::sync::Mutex<Option<(jiff::Timestamp, std::time::Instant)>>,
 }
 
 /// An SDK interceptor that counts what goes over the wire: one place sees every request
@@ -174,6 +176,16 @@ impl Intercept for Counting {
         // and nothing of it is sent.
         if let Some(n) = context.response().body().content_length() {
             self.0.bytes_read.fetch_add(n, Relaxed);
+        }
+        // The server's clock, for leases (see `Store::clock`).
+        if let Some(t) = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| jiff::fmt::rfc2822::parse(d).ok())
+        {
+            *self.0.date.lock().expect("poisoned") =
+                Some((t.timestamp(), std::time::Instant::now()));
         }
         Ok(())
     }
@@ -409,6 +421,30 @@ impl S3Store {
 }
 
 impl Store for S3Store {
+    /// The `Date` of the last response, if it came in the last minute, plus the time since;
+    /// else that of a listing of at most one key, sent for it.
+    fn clock(&self) -> Result<Option<jiff::Timestamp>> {
+        let recent = || {
+            let d = *self.counters.date.lock().expect("poisoned");
+            d.filter(|(_, at)| at.elapsed() < Duration::from_secs(60))
+                .and_then(|(t, at)| t.checked_add(at.elapsed()).ok())
+        };
+        if let Some(t) = recent() {
+            return Ok(Some(t));
+        }
+        self.rt.block_on(async {
+            self.client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.full(""))
+                .max_keys(1)
+                .send()
+                .await
+                .map_err(|e| classify_status(&format!("list {} (for its clock)", self.bucket), e))
+        })?;
+        Ok(recent())
+    }
+
     fn request_stats(&self) -> Option<RequestStats> {
         let c = &self.counters;
         Some(RequestStats {

@@ -353,6 +353,25 @@ fn interleaving(store: Arc<dyn Store>, sched: Schedule) {
     if let Err(e) = &backup_result {
         assert_eq!(e.kind(), ErrorKind::Locked, "{what}: backup failed: {e}");
     }
+    // Right away, before any later gc could take back what this one condemned: a fresh
+    // catalog (another pod, a disaster restore) restores every snapshot, the new one first, and
+    // `check --read-data` is clean.
+    let fresh_now = env.dir.path().join("state-fresh-now");
+    {
+        let (cat, _) = Catalog::open_for(&fresh_now, &env.repo).unwrap();
+        if let Ok(out) = &backup_result {
+            let snap = cat
+                .snapshot(&out.id)
+                .unwrap()
+                .expect("the committed snapshot is listed");
+            assert_eq!(
+                restored(&env, &env.repo, &cat, &snap),
+                expected,
+                "{what}: the new snapshot right after the gc"
+            );
+        }
+    }
+    assert_clean(&env.repo, &fresh_now, &format!("{what}, right after"));
     // Later gcs with nothing beside them, on either state directory: still nothing lost.
     for state in [&env.state, &other_state] {
         let (cat, _) = Catalog::open_for(state, &env.repo).unwrap();
@@ -476,4 +495,94 @@ fn a_repack_elsewhere_keeps_this_state_volumes_files_cache() {
     let (cat, _) = Catalog::open_for(&other, &env.repo).unwrap();
     let m = restored(&env, &env.repo, &cat, &again.snapshot);
     assert_eq!(m, manifest(&env.src));
+}
+
+/// Markers planted for the packs a snapshot needs (the nightly key may write `condemned/`)
+/// cost no restore: readers still find every blob in the condemned packs, which are there until
+/// a gc deletes them, and that gc takes them back first. The next backup, whose catalog forgot
+/// the condemned packs, stores the files again in packs of the same names (packing is
+/// deterministic) and takes those back before it commits.
+#[test]
+fn planted_markers_for_live_packs_cost_no_restore() {
+    let env = Env::new();
+    // One file in one folder: its packs come out byte for byte the same when it is stored again.
+    write(&env.src.join("notetaking/a.bin"), &seeded(1_500_000, 11));
+    let first = env.backup();
+    let expected = manifest(&env.src);
+    let now = jiff::Timestamp::now().as_second();
+    let packs = env.repo.list_packs().unwrap();
+    for (pack, _) in &packs {
+        env.repo
+            .store()
+            .put(&format!("condemned/{pack}.{now}.{}", now + 86_400), b"{}")
+            .unwrap();
+    }
+    let fresh = env.dir.path().join("state-fresh");
+    {
+        let (cat, _) = Catalog::open_for(&fresh, &env.repo).unwrap();
+        let snap = cat.snapshot(&first.id).unwrap().unwrap();
+        assert_eq!(restored(&env, &env.repo, &cat, &snap), expected);
+    }
+    assert_clean(&env.repo, &fresh, "planted markers");
+    let second = env.backup();
+    let mut again: Vec<_> = env.repo.list_packs().unwrap();
+    again.sort();
+    let mut before = packs.clone();
+    before.sort();
+    assert_eq!(again, before, "stored again under the same names");
+    let left: Vec<String> = cairn_engine::condemn::list(env.repo.store().as_ref())
+        .unwrap()
+        .into_values()
+        .map(|m| m.key)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the packs the new snapshot needs are still condemned: {left:?}"
+    );
+    let fresh2 = env.dir.path().join("state-fresh-2");
+    let (cat, _) = Catalog::open_for(&fresh2, &env.repo).unwrap();
+    let snap = cat.snapshot(&second.id).unwrap().unwrap();
+    assert_eq!(restored(&env, &env.repo, &cat, &snap), expected);
+    drop(cat);
+    assert_clean(&env.repo, &fresh2, "after the next backup");
+}
+
+/// A gc killed while deleting leaves its exclusive lease, which nobody refreshes any more: a
+/// backup that meets it waits until it lapses, even past its patience (here 1 s against 6 s
+/// left, as 600 s against a 900 s TTL in a pod), instead of giving up first.
+#[test]
+fn a_dead_deleters_lease_is_waited_out_past_the_patience() {
+    let env = Env::new();
+    let store = env.repo.store().clone();
+    let now = jiff::Timestamp::now();
+    let dead = lease::LeaseInfo {
+        purpose: "garbage collection (deleting)".into(),
+        host: "pod-retention-killed".into(),
+        pid: 4242,
+        machine: "another-machine".into(),
+        nonce: "de".repeat(16),
+        started: (now - Duration::from_secs(60)).to_string(),
+        expires: (now + Duration::from_secs(6)).to_string(),
+        mode: LeaseMode::Exclusive,
+    };
+    store
+        .put(
+            &format!("{}{}.json", lease::REPOSITORY, dead.nonce),
+            &serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
+    let began = std::time::Instant::now();
+    let got = lease::repository(
+        store,
+        LeaseMode::Writer,
+        "backup",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert!(got.is_ok(), "gave up on a dead deleter: {:?}", got.err());
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
 }
