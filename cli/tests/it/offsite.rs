@@ -588,3 +588,495 @@ fn exports_on_s3_are_streamed_and_checked_on_the_way() {
         store.delete(&o.key).unwrap();
     }
 }
+
+/// A command client over the directory `remote`: upload (fails while `OFFSITE_DOWN` is set, as
+/// a remote that cannot be reached), list (`0 DATE` per day folder at the root, `SIZE NAME` per
+/// file of a day) and delete.
+fn command_remote(s: &Setup, remote: &Path) -> String {
+    let r = remote.display();
+    let up = script(
+        s,
+        "up.sh",
+        &format!(
+            "[ -n \"$OFFSITE_DOWN\" ] && {{ echo 'remote unreachable' >&2; exit 1; }}\n\
+             mkdir -p \"{r}/$(dirname \"$2\")\"; cat \"$1\" > \"{r}/$2\""
+        ),
+    );
+    let ls = script(
+        s,
+        "ls.sh",
+        &format!(
+            "d=\"{r}/$1\"; [ -d \"$d\" ] || exit 0\n\
+             for f in \"$d\"/*; do\n\
+               if [ -z \"$1\" ]; then [ -d \"$f\" ] && echo \"0 $(basename \"$f\")\"\n\
+               else [ -f \"$f\" ] && echo \"$(stat -c %s \"$f\") $(basename \"$f\")\"; fi\n\
+             done; exit 0"
+        ),
+    );
+    let rm = script(s, "rm.sh", &format!("rm -rf \"{r}/$1\""));
+    format!(
+        "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\n\
+         delete = [\"{}\", \"{{dir}}\"]\nattempts = 1\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
+        up.display(),
+        ls.display(),
+        rm.display(),
+        s.dir.path().join("scratch").display()
+    )
+}
+
+/// The day folders on a directory remote, oldest first.
+fn remote_days(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `offsite.keep_daily` counts the remote's own complete, checked days: a pruned exports volume
+/// does not make it delete days the exports no longer hold, a night whose upload failed deletes
+/// nothing (the replaced, empty exports volume of a lost first copy), and a remote day goes only
+/// once `keep_daily` newer complete days are there.
+#[test]
+fn the_remote_keeps_its_own_newest_days_across_a_pruned_exports_volume_and_a_failing_night() {
+    let s = Setup::new();
+    three_days(&s);
+    let remote = s.dir.path().join("remote");
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let client = command_remote(&s, &remote);
+    let keep = |n: u32| {
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(&s, &format!("{client}keep_daily = {n}\n"));
+    };
+    keep(0);
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        remote_days(&remote),
+        ["2026-11-01", "2026-11-02", "2026-11-03"]
+    );
+
+    // The exports keep one day; the remote keeps its two newest.
+    let out = s.run(&["exports", "prune", "--keep", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    keep(2);
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        r["deleted_remote"],
+        serde_json::json!(["2026-11-01"]),
+        "{r}"
+    );
+    assert_eq!(remote_days(&remote), ["2026-11-02", "2026-11-03"], "{r}");
+
+    // The exports volume is replaced (empty), and the first night's upload fails: the remote
+    // is all there is, and nothing of it goes.
+    fs::remove_dir_all(s.dir.path().join("exports")).unwrap();
+    let out = s.run(&["run", "--date", "2026-11-04"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = s
+        .cmd(&["--json", "offsite", "sync"])
+        .env("OFFSITE_DOWN", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["deleted_remote"], serde_json::json!([]), "{r}");
+    assert_eq!(remote_days(&remote), ["2026-11-02", "2026-11-03"], "{r}");
+
+    // The next night uploads; the older days have no status on the new volume, so one checked
+    // day is not two, and nothing goes yet.
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["uploaded"], serde_json::json!(["2026-11-04"]), "{r}");
+    assert_eq!(r["deleted_remote"], serde_json::json!([]), "{r}");
+    assert_eq!(
+        remote_days(&remote),
+        ["2026-11-02", "2026-11-03", "2026-11-04"]
+    );
+    // Two checked days newer than them: now the older ones go.
+    fs::write(s.src().join("notetaking/diary.md"), "day 5\n").unwrap();
+    let out = s.run(&["run", "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        r["deleted_remote"],
+        serde_json::json!(["2026-11-02", "2026-11-03"]),
+        "{r}"
+    );
+    assert_eq!(remote_days(&remote), ["2026-11-04", "2026-11-05"]);
+}
+
+/// The directory remote never writes through a symlink planted in it: a `.NAME.part` link to a
+/// file outside is replaced, not written through, and a day folder that is a symlink is refused
+/// (the day fails with the reason), not followed.
+#[test]
+fn the_directory_remote_never_writes_through_a_symlink() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let remote = s.dir.path().join("nas");
+    let outside = s.dir.path().join("outside");
+    fs::create_dir_all(outside.join("dir")).unwrap();
+    fs::write(outside.join("victim"), "precious\n").unwrap();
+    fs::create_dir_all(remote.join("2026-11-03")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("victim"),
+        remote.join("2026-11-03/.shared-2026-11-03.tar.zst.part"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("dir"), remote.join("2026-11-02")).unwrap();
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\nattempts = 1\nretry_wait_secs = 0\n",
+            remote.display()
+        ),
+    );
+    let (code, r) = sync(&s);
+    assert!(
+        fs::read(outside.join("victim")).unwrap() == b"precious\n",
+        "a file outside the remote was overwritten: {r}"
+    );
+    assert!(
+        fs::read_dir(outside.join("dir")).unwrap().next().is_none(),
+        "a symlinked day folder was written into: {r}"
+    );
+    assert_eq!(code, 5, "{r}");
+    assert_eq!(
+        r["uploaded"],
+        serde_json::json!(["2026-11-03", "2026-11-01"]),
+        "{r}"
+    );
+    assert_eq!(r["failed"][0]["date"], "2026-11-02", "{r}");
+    assert!(
+        r["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("symlink"),
+        "{r}"
+    );
+    for d in [&days[0], &days[2]] {
+        let name = format!("shared-{d}.tar.zst");
+        let meta = fs::symlink_metadata(remote.join(d).join(&name)).unwrap();
+        assert!(meta.is_file(), "{d}: {meta:?}");
+        assert_eq!(
+            sha256_file(&remote.join(d).join(&name)),
+            sha256_file(&s.dir.path().join("exports").join(d).join(&name))
+        );
+    }
+}
+
+/// Parts of secrets are redacted too: one line of a multi-line `*_FILE` secret, and the
+/// percent-encoded and form-encoded forms of a secret, reach neither the status, the report nor
+/// the logs.
+#[test]
+fn a_line_of_a_secret_file_and_url_encoded_secrets_are_redacted() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let secret_file = s.dir.path().join("proton-credentials");
+    fs::write(
+        &secret_file,
+        "username: alice@example.org\npassword: Tr0ub4dor&3 x/y+z\nmailbox: 9f8e7d6c5b4a\n",
+    )
+    .unwrap();
+    let password = "p@ss w/rd+key&more";
+    let encoded = [
+        "p%40ss%20w%2Frd%2Bkey%26more",
+        "p%40ss+w%2Frd%2Bkey%26more",
+        "p%40ss%20w%2frd%2bkey%26more",
+        "password%3A%20Tr0ub4dor%263%20x%2Fy%2Bz",
+    ];
+    let leak = script(
+        &s,
+        "leak-parts.sh",
+        &format!(
+            "echo \"login as $(sed -n 2p \"$PROTON_CREDENTIALS_FILE\") url=https://x/?p={} form={} lower={} line={}\" >&2; exit 1",
+            encoded[0], encoded[1], encoded[2], encoded[3]
+        ),
+    );
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\n\
+             attempts = 1\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
+            leak.display(),
+            list_script(&s, &s.dir.path().join("remote")).display(),
+            s.dir.path().join("scratch").display()
+        ),
+    );
+    let out = s
+        .cmd(&["--json", "offsite", "sync"])
+        .env("PROTON_CREDENTIALS_FILE", &secret_file)
+        .env("PROTON_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[redacted]"),
+        "{r}"
+    );
+    let mut texts = vec![
+        (
+            "stdout".to_string(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ),
+        ("logs".to_string(), stderr(&out)),
+    ];
+    for d in &days {
+        let p = s.dir.path().join(format!("exports/_offsite/{d}.json"));
+        texts.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+    }
+    for e in fs::read_dir(s.dir.path().join("exports/_reports")).unwrap() {
+        for f in fs::read_dir(e.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            texts.push((p.display().to_string(), fs::read_to_string(&p).unwrap()));
+        }
+    }
+    for (what, text) in &texts {
+        for part in [
+            "Tr0ub4dor",
+            "Tr0ub4dor%26",
+            encoded[0],
+            encoded[1],
+            encoded[2],
+        ] {
+            assert!(!text.contains(part), "{what} holds {part:?}: {text}");
+        }
+    }
+}
+
+/// Whether the process `pid` is still running (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|st| {
+            let state = st.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+/// A sync that times out, or that is stopped with SIGTERM or SIGINT, takes every process its
+/// client started with it: a helper in the client's process group, and one that a
+/// job-control shell put in a group of its own.
+#[test]
+fn a_stopped_sync_takes_the_clients_helpers_with_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Setup::new();
+    three_days(&s);
+    let pids = s.dir.path().join("pids");
+    let marker = s.dir.path().join("started");
+    let helper = script(
+        &s,
+        "helper.sh",
+        &format!("echo $$ >> \"{}\"; sleep 120", pids.display()),
+    );
+    // bash's job control puts the second helper in a process group of its own.
+    let client = script(
+        &s,
+        "spawning.sh",
+        &format!(
+            "{h} &\nbash -c 'set -m; {h} & wait' &\nsleep 1; touch \"{m}\"; wait",
+            h = helper.display(),
+            m = marker.display()
+        ),
+    );
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let check_gone = |how: &str| {
+        std::thread::sleep(Duration::from_millis(500));
+        let text = fs::read_to_string(&pids).unwrap_or_default();
+        let started: Vec<i32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+        assert_eq!(started.len(), 2, "{how}: the helpers did not start: {text}");
+        let left: Vec<i32> = started.iter().copied().filter(|p| alive(*p)).collect();
+        for p in &left {
+            // SAFETY: the test's own helper, started above.
+            unsafe {
+                libc::kill(*p, libc::SIGKILL);
+            }
+        }
+        assert!(left.is_empty(), "{how}: helpers {left:?} outlived the sync");
+        fs::remove_file(&pids).unwrap();
+        let _ = fs::remove_file(&marker);
+    };
+    let with_timeout = |secs: u32| {
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(
+            &s,
+            &format!(
+                "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\n\
+                 timeout_secs = {secs}\nattempts = 1\nretry_wait_secs = 0\nbudget_secs = 1\nscratch_dir = \"{}\"\n",
+                client.display(),
+                list_script(&s, &s.dir.path().join("remote")).display(),
+                s.dir.path().join("scratch").display()
+            ),
+        );
+    };
+    with_timeout(2);
+    let out = s.run(&["offsite", "sync"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("killed"), "{}", stderr(&out));
+    check_gone("timeout");
+
+    with_timeout(600);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = s.cmd(&["-q", "offsite", "sync"]).spawn().unwrap();
+        while !marker.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "the sync ended early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: signals our own child.
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        check_gone(&format!("signal {sig}"));
+    }
+}
+
+/// A client that cannot be started is a configuration error: exit 2, one line naming it. A
+/// stray file named like a day on the remote is left alone with a warning; the sync goes on
+/// and writes its report.
+#[test]
+fn a_missing_client_exits_2_and_a_stray_file_named_like_a_day_is_skipped() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    for section in [
+        "uploader = \"command\"\nupload = [\"/nonexistent/proton-drive-sync\", \"{file}\", \"{dest}\"]\n\
+         list = [\"/nonexistent/proton-drive-sync\", \"ls\", \"{dir}\"]\n",
+        "uploader = \"rclone\"\nrclone = \"/nonexistent/proton-drive-sync\"\nremote = \"nas:x\"\n",
+    ] {
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(&s, section);
+        let out = s.run(&["-q", "offsite", "sync"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{section}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{section}: {err}");
+        assert!(
+            err.contains("/nonexistent/proton-drive-sync"),
+            "{section}: {err}"
+        );
+        let failed = days.iter().any(|d| {
+            fs::read_to_string(s.dir.path().join(format!("exports/_offsite/{d}.json")))
+                .is_ok_and(|t| t.contains("\"failed\""))
+        });
+        assert!(
+            !failed,
+            "{section}: a day was marked failed for a missing client"
+        );
+    }
+
+    let remote = s.dir.path().join("nas");
+    fs::create_dir_all(&remote).unwrap();
+    fs::write(remote.join("2026-10-01"), "not a day folder\n").unwrap();
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\nkeep_daily = 2\n",
+            remote.display()
+        ),
+    );
+    let out = s.run(&["--json", "offsite", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2026-10-01"),
+        "no warning: {}",
+        stderr(&out)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["uploaded"],
+        serde_json::json!(["2026-11-03", "2026-11-02"]),
+        "{r}"
+    );
+    assert_eq!(
+        fs::read_to_string(remote.join("2026-10-01")).unwrap(),
+        "not a day folder\n"
+    );
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    assert!(
+        s.dir
+            .path()
+            .join(format!("exports/_reports/{today}/offsite.json"))
+            .exists()
+    );
+}
+
+/// One byte changed on the remote, same size: found where the client gives a hash (rclone's
+/// SHA-256 of a local remote, the directory remote hashing its files) and the day uploaded
+/// again; where it gives none (a command client listing sizes), `offsite status` says the check
+/// was by size.
+#[test]
+fn same_size_damage_on_the_remote_is_found_where_a_hash_is_given() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let flip = |p: &Path| {
+        let mut b = fs::read(p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        fs::write(p, b).unwrap();
+    };
+    let checked_by = |s: &Setup| -> Vec<String> {
+        let (code, status) = s.json(&["offsite", "status"]);
+        assert_eq!(code, 0);
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["offsite"]["checked"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    for (kind, root) in [("rclone", "r1"), ("directory", "r2")] {
+        let root = s.dir.path().join(root);
+        fs::write(&s.config, &cfg).unwrap();
+        offsite(
+            &s,
+            &if kind == "rclone" {
+                format!(
+                    "uploader = \"rclone\"\nremote = \":local:{}\"\nretry_wait_secs = 0\n",
+                    root.display()
+                )
+            } else {
+                format!("uploader = \"directory\"\npath = \"{}\"\n", root.display())
+            },
+        );
+        let (code, r) = sync(&s);
+        assert_eq!(code, 0, "{kind}: {r}");
+        flip(&root.join("2026-11-02/shared-2026-11-02.tar.zst"));
+        let (code, r) = sync(&s);
+        assert_eq!(code, 0, "{kind}: {r}");
+        assert_eq!(
+            r["uploaded"],
+            serde_json::json!(["2026-11-02"]),
+            "{kind}: same-size damage went unseen: {r}"
+        );
+        assert_eq!(remote_files(&root), exported(&s, &days), "{kind}");
+        assert_eq!(checked_by(&s), ["sha256"; 3], "{kind}");
+        for d in &days {
+            fs::remove_file(s.dir.path().join(format!("exports/_offsite/{d}.json"))).unwrap();
+        }
+    }
+    let remote = s.dir.path().join("r3");
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(&s, &command_remote(&s, &remote));
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(checked_by(&s), ["size"; 3]);
+    let out = s.run(&["offsite", "status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("2026-11-01")).unwrap();
+    assert!(
+        row.split_whitespace().any(|w| w == "size"),
+        "the table does not say the check was by size: {table}"
+    );
+}

@@ -7,12 +7,18 @@
 //! manifest (last, as in the exports), then lists the day on the remote and checks names, sizes
 //! and any hash the remote gives; only then is the day `uploaded`. A per-archive timeout kills a
 //! hung client, a per-run budget stops starting new days, and failures are retried with a wait.
-//! Nothing is deleted on the remote unless `keep_daily` asks for it.
+//! A client that cannot be started is a configuration error that stops the sync.
+//!
+//! Nothing is deleted on the remote unless `keep_daily` asks for it, and then only from what the
+//! remote itself holds: a remote day goes once `keep_daily` newer days are complete and checked
+//! there, never on a night a day failed. The exports may have lost days (pruned, a replaced
+//! volume) on exactly the night the second copy is needed.
 
 pub mod process;
 pub mod status;
 pub mod uploader;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -22,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{DayKeys, list_days};
 use crate::store::{ObjectReader, Store};
-use status::{DayOffsite, State};
+use status::{Check, DayOffsite, State};
 use uploader::{Source, Uploader};
 
 /// How a sync runs.
@@ -38,7 +44,8 @@ pub struct SyncOptions {
     pub attempts: u32,
     /// The first wait before another attempt, doubled each time.
     pub retry_wait: Duration,
-    /// Keep this many newest days on the remote and delete older ones; 0 deletes nothing.
+    /// Keep this many newest complete, checked days on the remote and delete older ones; 0
+    /// deletes nothing.
     pub keep_daily: usize,
     /// Where a stream is copied for a client that needs a file (removed after each upload).
     pub scratch: std::path::PathBuf,
@@ -66,6 +73,9 @@ pub struct SyncReport {
     pub pending: Vec<String>,
     /// Remote days deleted by `keep_daily`.
     pub deleted_remote: Vec<String>,
+    /// What the sync passed over without failing a day (one line each, secrets redacted): a
+    /// remote day it could not check or delete, retention skipped after a failure.
+    pub warnings: Vec<String>,
     /// Bytes uploaded.
     pub bytes: u64,
     /// The process's exit code: 0, or 5 when some day failed or is left pending.
@@ -168,13 +178,15 @@ fn parts_of<'a>(exports: &dyn Store, keys: &'a DayKeys) -> Result<Vec<Part<'a>>>
 
 /// Whether the remote's listing of a day holds each part under its exact name and size (other
 /// names, a client's temporary files among them, do not count), and the same SHA-256 where the
-/// remote gives one. `Err` says what differs.
+/// remote gives one; `Ok` says whether every file's hash was compared or sizes only. `Err` says
+/// what differs.
 fn check_listed(
     exports: &dyn Store,
     date: &str,
     parts: &[Part<'_>],
     listed: &[uploader::RemoteFile],
-) -> Result<()> {
+) -> Result<Check> {
+    let mut check = Check::Sha256;
     for p in parts {
         let Some(r) = listed.iter().find(|r| r.name == p.name) else {
             return Err(Error::new(
@@ -190,6 +202,9 @@ fn check_listed(
                     p.name, r.size, p.size
                 ),
             ));
+        }
+        if r.sha256.is_none() {
+            check = Check::Size;
         }
         if let Some(h) = &r.sha256 {
             let ours = match &p.sha256 {
@@ -213,7 +228,7 @@ fn check_listed(
             }
         }
     }
-    Ok(())
+    Ok(check)
 }
 
 /// Copies the archive of `keys` and its two companions to the remote, then checks them there.
@@ -224,7 +239,7 @@ fn upload_day(
     parts: &[Part<'_>],
     opts: &SyncOptions,
     scratch: &std::path::Path,
-) -> Result<u64> {
+) -> Result<(u64, Check)> {
     let mut sent = 0;
     for p in parts {
         let dest = format!("{date}/{}", p.name);
@@ -232,8 +247,8 @@ fn upload_day(
         sent += p.size;
     }
     let listed = up.list(date, opts.timeout)?;
-    check_listed(exports, date, parts, &listed)?;
-    Ok(sent)
+    let check = check_listed(exports, date, parts, &listed)?;
+    Ok((sent, check))
 }
 
 /// The same failure again, for a second use of one result (its message and kind).
@@ -416,10 +431,18 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 }
             };
             match checked {
-                Ok(()) => {
+                Ok(check) => {
                     report.up_to_date.push(day.date.clone());
+                    if s.checked != Some(check) {
+                        let mut st = s.clone();
+                        st.checked = Some(check);
+                        st.updated = jiff::Timestamp::now().to_string();
+                        save(st, &mut statuses)?;
+                    }
                     continue;
                 }
+                // A client that cannot be started stops the sync (exit 2), marking nothing.
+                Err(e) if e.kind() == ErrorKind::Config => return Err(e),
                 Err(e) => {
                     let reason = process::redact(&e.to_string());
                     tracing::warn!(date = %day.date, %reason, "the remote copy is not as uploaded; uploading it again");
@@ -447,8 +470,9 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 Err(e) => Err(again(e)),
             };
             match tried {
-                Ok(sent) => break Ok(sent),
-                // Only what may pass is tried again: a missing client or damaged exports is not.
+                Ok(done) => break Ok(done),
+                Err(e) if e.kind() == ErrorKind::Config => return Err(e),
+                // Only what may pass is tried again: damaged exports are not.
                 Err(e)
                     if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Io)
                         && attempt < opts.attempts
@@ -467,7 +491,7 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         };
         let now = jiff::Timestamp::now().to_string();
         let st = match outcome {
-            Ok(sent) => {
+            Ok((sent, check)) => {
                 report.bytes += sent;
                 report.uploaded.push(day.date.clone());
                 tracing::info!(date = %day.date, bytes = sent, "archive copied offsite and checked");
@@ -480,6 +504,7 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     archive_sha256: sha,
                     attempts: 0,
                     uploaded: Some(now.clone()),
+                    checked: Some(check),
                     reason: None,
                     updated: now,
                 }
@@ -500,6 +525,7 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     archive_sha256: sha,
                     attempts: prior.map_or(0, |p| p.attempts) + attempt,
                     uploaded: None,
+                    checked: None,
                     reason: Some(reason),
                     updated: now,
                 }
@@ -507,24 +533,8 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         };
         save(st, &mut statuses)?;
     }
-    // Remote days older than every day kept are deleted; newer ones (or ones this run could not
-    // judge) never are.
-    if opts.keep_daily > 0
-        && let Some(oldest_kept) = days.last().map(|d| d.date.clone())
-    {
-        let mut remote = up.days(opts.timeout)?;
-        remote.sort();
-        for old in remote.iter().filter(|d| **d < oldest_kept) {
-            up.delete_day(old, opts.timeout)?;
-            tracing::info!(date = %old, "remote day deleted (offsite.keep_daily)");
-            report.deleted_remote.push(old.clone());
-            if let Some(mut st) = statuses.get(old).cloned() {
-                st.state = State::Pending;
-                st.reason = Some("deleted on the remote by offsite.keep_daily".into());
-                st.updated = jiff::Timestamp::now().to_string();
-                save(st, &mut statuses)?;
-            }
-        }
+    if opts.keep_daily > 0 {
+        prune_remote(exports, up, opts, &mut report, &mut statuses)?;
     }
     report.finished = jiff::Timestamp::now().to_string();
     report.exit_code = if report.failed.is_empty() && report.pending.is_empty() {
@@ -533,6 +543,124 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         crate::error::exit::OFFSITE_INCOMPLETE
     };
     Ok(report)
+}
+
+/// Whether the remote's copy of `date` is complete and checked, from the remote alone: its three
+/// files there, the archive with the size (and the SHA-256, where the remote gives one) that the
+/// day's status recorded when it was uploaded and checked. A day without such a status (a
+/// replaced exports volume lost them) is not counted: it cannot be told from a partial copy.
+fn complete_on_remote(
+    up: &dyn Uploader,
+    date: &str,
+    status: Option<&DayOffsite>,
+    timeout: Duration,
+) -> Result<bool> {
+    let Some(st) = status.filter(|s| s.state == State::Uploaded) else {
+        return Ok(false);
+    };
+    let keys = DayKeys::new(date)?;
+    let listed = up.list(date, timeout)?;
+    let find = |key: &str| {
+        let name = key.rsplit('/').next().expect("DATE/NAME");
+        listed.iter().find(|f| f.name == name)
+    };
+    let archive_ok = find(&keys.archive).is_some_and(|f| {
+        f.size == st.archive_size && f.sha256.as_ref().is_none_or(|h| *h == st.archive_sha256)
+    });
+    let others_ok = [&keys.sha256, &keys.manifest]
+        .iter()
+        .all(|k| find(k).is_some_and(|f| f.size > 0));
+    Ok(archive_ok && others_ok)
+}
+
+/// `offsite.keep_daily` on the remote: finds, newest first, the `keep_daily` newest days that
+/// are complete and checked there (checked by this sync, or by [`complete_on_remote`]), and
+/// deletes the remote days older than the last of them. Fewer such days, or a day failed
+/// tonight: nothing is deleted. A remote day that cannot be listed or deleted is a warning; a
+/// client that cannot be started stops the sync.
+fn prune_remote(
+    exports: &dyn Store,
+    up: &dyn Uploader,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+    statuses: &mut BTreeMap<String, DayOffsite>,
+) -> Result<()> {
+    fn warn(report: &mut SyncReport, e: &Error, what: String) -> Result<()> {
+        if e.kind() == ErrorKind::Config {
+            return Err(again(e));
+        }
+        let line = process::redact(&format!("{what}: {e}"));
+        tracing::warn!(warning = %line, "offsite.keep_daily");
+        report.warnings.push(line);
+        Ok(())
+    }
+    if !report.failed.is_empty() {
+        let line =
+            "a day failed to reach the remote: nothing deleted there tonight (offsite.keep_daily)";
+        tracing::warn!("{line}");
+        report.warnings.push(line.into());
+        return Ok(());
+    }
+    let mut remote = match up.days(opts.timeout) {
+        Ok(d) => d,
+        Err(e) => return warn(report, &e, "listing the remote's days".into()),
+    };
+    remote.sort();
+    remote.dedup();
+    if remote.len() <= opts.keep_daily {
+        return Ok(());
+    }
+    let checked_now: BTreeSet<String> = report
+        .uploaded
+        .iter()
+        .chain(&report.up_to_date)
+        .cloned()
+        .collect();
+    let mut complete = Vec::new();
+    for d in remote.iter().rev() {
+        if complete.len() == opts.keep_daily {
+            break;
+        }
+        let ok = checked_now.contains(d)
+            || match complete_on_remote(up, d, statuses.get(d), opts.timeout) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    warn(report, &e, format!("checking {d} on the remote"))?;
+                    false
+                }
+            };
+        if ok {
+            complete.push(d.clone());
+        }
+    }
+    let Some(oldest_kept) = complete
+        .last()
+        .filter(|_| complete.len() == opts.keep_daily)
+    else {
+        tracing::info!(
+            complete = complete.len(),
+            keep_daily = opts.keep_daily,
+            "fewer complete days on the remote than offsite.keep_daily: nothing deleted there"
+        );
+        return Ok(());
+    };
+    for old in remote.iter().filter(|d| *d < oldest_kept) {
+        if let Err(e) = up.delete_day(old, opts.timeout) {
+            warn(report, &e, format!("deleting {old} on the remote"))?;
+            continue;
+        }
+        tracing::info!(date = %old, "remote day deleted (offsite.keep_daily)");
+        report.deleted_remote.push(old.clone());
+        if let Some(mut st) = statuses.get(old).cloned() {
+            st.state = State::Pending;
+            st.checked = None;
+            st.reason = Some("deleted on the remote by offsite.keep_daily".into());
+            st.updated = jiff::Timestamp::now().to_string();
+            status::save(exports, &st)?;
+            statuses.insert(old.clone(), st);
+        }
+    }
+    Ok(())
 }
 
 /// One day as `cairn offsite status` shows it: in the exports, and on the remote as last checked.

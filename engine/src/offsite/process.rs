@@ -1,11 +1,13 @@
-//! Running an upload client: a child process in its own process group, fed from a reader, killed
-//! (the whole group) when it outlives its timeout, its output kept bounded and scrubbed of
-//! secrets before anything of it is shown.
+//! Running an upload client: a child process in a session of its own, fed from a reader, killed
+//! (its whole session: every process group in it) when it outlives its timeout, when it exits
+//! and when cairn is stopped by SIGTERM, SIGINT or SIGHUP; its output kept bounded and scrubbed
+//! of secrets before anything of it is shown.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -55,10 +57,16 @@ fn secret_name(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
+/// The shortest line (or `name = value` value) of a multi-line secret that is redacted on its
+/// own: shorter ones (`{`, `[default]`) say nothing and would blank ordinary words.
+const MIN_SECRET_LINE: usize = 8;
+
 /// The secrets this process knows: the values of secret-named environment variables, and the
-/// contents of the files that secret-named `…_FILE` variables point to (at most 4 KiB each).
+/// contents of the files that secret-named `…_FILE` variables point to (at most 4 KiB each);
+/// of a value of several lines, also each line, and the value of each `name = value` or
+/// `name: value` line, since a client may print only one of them.
 fn secrets() -> Vec<String> {
-    let mut out = Vec::new();
+    let mut values = Vec::new();
     for (k, v) in std::env::vars_os() {
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
             continue;
@@ -73,25 +81,89 @@ fn secrets() -> Vec<String> {
             if let Ok(f) = std::fs::File::open(v) {
                 let _ = f.take(4096).read_to_string(&mut text);
             }
-            out.push(text.trim().to_string());
+            values.push(text);
         }
-        out.push(v.to_string());
+        values.push(v.to_string());
     }
-    out.retain(|v| v.len() >= 4);
+    let mut out = Vec::new();
+    for v in values {
+        let whole = v.trim();
+        if whole.len() >= 4 {
+            out.push(whole.to_string());
+        }
+        if !whole.contains('\n') {
+            continue;
+        }
+        for line in whole.lines().map(str::trim) {
+            let value = line
+                .split_once(['=', ':'])
+                .map(|(_, v)| v.trim_matches(|c: char| c.is_whitespace() || "\"',;".contains(c)));
+            for part in std::iter::once(line).chain(value) {
+                if part.len() >= MIN_SECRET_LINE {
+                    out.push(part.to_string());
+                }
+            }
+        }
+    }
     // Longest first, so that a secret containing another is replaced whole.
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
     out
 }
 
-/// `text` with every secret of [`secrets`] (values of at least four characters) replaced by
-/// `[redacted]`: a client that prints what it was given must not put it in a log, a status or a
-/// report.
+/// The value of an ASCII hex digit.
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The end of `secret` in `text` starting at `at`, if it is there: each of its bytes either as
+/// itself or percent-encoded (`%2F` or `%2f`), a space also as `+` (form encoding). This
+/// matches every encoder's choice of what to escape. A `%` of the secret may be itself or
+/// `%25`, so both are tried (a secret holds few).
+fn encoded_match(text: &[u8], at: usize, secret: &[u8]) -> Option<usize> {
+    let Some((&b, rest)) = secret.split_first() else {
+        return Some(at);
+    };
+    let t = text.get(at).copied()?;
+    if (t == b || (t == b'+' && b == b' '))
+        && let Some(end) = encoded_match(text, at + 1, rest)
+    {
+        return Some(end);
+    }
+    let hex = |i: usize| text.get(i).copied().and_then(hex_value);
+    if t == b'%' && hex(at + 1) == Some(b >> 4) && hex(at + 2) == Some(b & 15) {
+        return encoded_match(text, at + 3, rest);
+    }
+    None
+}
+
+/// `text` with every occurrence of `secret`, plain or URL-encoded, replaced by `[redacted]`.
+fn redact_one(text: &str, secret: &str) -> String {
+    let (t, s) = (text.as_bytes(), secret.as_bytes());
+    let mut out = Vec::with_capacity(t.len());
+    let mut i = 0;
+    while i < t.len() {
+        match encoded_match(t, i, s) {
+            Some(end) => {
+                out.extend_from_slice(b"[redacted]");
+                i = end;
+            }
+            None => {
+                out.push(t[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with every secret of [`secrets`] replaced by `[redacted]`, as it is and in its
+/// percent-encoded and form-encoded forms (a client that prints a URL or a request body): a
+/// client that prints what it was given must not put it in a log, a status or a report.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_string();
     for v in secrets() {
-        if out.contains(&v) {
-            out = out.replace(&v, "[redacted]");
-        }
+        out = redact_one(&out, &v);
     }
     out
 }
@@ -136,13 +208,125 @@ fn drain(mut pipe: impl Read + Send + 'static, keep: usize, tail: bool) -> mpsc:
     rx
 }
 
-/// Kills the process group `pid` leads.
-fn kill_group(pid: libc::pid_t) {
-    // SAFETY: signals only the group this module created for the client, whose leader is not
-    // reaped yet when this is called (see `run`), so the id cannot name another group.
+/// Kills every process of the session `sid`, which a client leads (see `run`): its own process
+/// group at once, then each process the scan of `/proc` finds in the session, in other groups
+/// too (a job-control shell gives each job one), until none is left. Its leader is not reaped
+/// yet when this is called, so the id cannot name another session or group.
+fn kill_session(sid: libc::pid_t) {
+    // SAFETY: signals only the group this module created for the client.
     unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(-sid, libc::SIGKILL);
     }
+    // Helpers may still be forking while they are found: a few rounds catch their children.
+    for _ in 0..10 {
+        let mut found = false;
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid pgrp session …`; comm may hold anything but the last `)`.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map_or("", |(_, f)| f)
+                .split_whitespace();
+            let (state, session) = (fields.next(), fields.nth(2));
+            if session == Some(sid.to_string().as_str()) && state != Some("Z") && pid != sid {
+                found = true;
+                // SAFETY: a process of the client's session (see above).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if !found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The sessions of the clients running now, by their leaders' pids. Held while a client is
+/// started and registered, and while it is deregistered and reaped, so that the stopping thread
+/// never signals an id that no longer names a client of ours.
+static CLIENTS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+/// Set once cairn is being stopped by a signal: a client that ends now was killed for that, and
+/// its caller must not record it as a failed upload.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The write end of the pipe the signal handler wakes the stopping thread through.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    let b = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
+    unsafe {
+        libc::write(fd, (&raw const b).cast(), 1);
+    }
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP kill every client's session before cairn dies of them (the
+/// kernel's `PR_SET_PDEATHSIG` reaches only the client itself, not the helpers it started). The
+/// handler only wakes a thread: the killing reads `/proc`, which a handler must not.
+fn stop_clients_on_signals() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid out-array of two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            tracing::warn!("no pipe for signal handling: a stopped sync may leave client helpers");
+            return;
+        }
+        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+        let read_end = fds[0];
+        std::thread::spawn(move || {
+            let mut b = 0u8;
+            loop {
+                // SAFETY: reads one byte into a valid buffer from our own pipe.
+                let n = unsafe { libc::read(read_end, (&raw mut b).cast(), 1) };
+                if n == 1 {
+                    break;
+                }
+                if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    return;
+                }
+            }
+            STOPPING.store(true, Ordering::SeqCst);
+            // Kept locked until the process ends: no client is started or reaped meanwhile.
+            let clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+            for &sid in clients.iter() {
+                kill_session(sid);
+            }
+            let sig = libc::c_int::from(b);
+            // SAFETY: back to the default action, then the signal again: cairn ends as it would
+            // have without the handler, with the signal as its status.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::kill(libc::getpid(), sig);
+            }
+            drop(clients);
+        });
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            // SAFETY: a zeroed sigaction with a handler and an empty mask is valid; the handler
+            // only calls write(2).
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    });
 }
 
 /// Waits until the child `pid` has exited, without reaping it (the group id stays ours).
@@ -165,12 +349,13 @@ fn wait_exited(pid: libc::pid_t) {
     }
 }
 
-/// Runs `cmd` with `input` on its standard input (none: empty), in a process group of its own
-/// that is killed when it outlives `timeout`, and whatever of it is left once the client exits
-/// (helpers it started). The client dies with this process (`PR_SET_PDEATHSIG`), and gets no
-/// store or exports credentials. `what` names it in errors. Fails when the client cannot be
-/// started, was killed, or left its output open past the deadline; a non-zero exit is the
-/// caller's to judge.
+/// Runs `cmd` with `input` on its standard input (none: empty), in a session of its own that is
+/// killed whole when it outlives `timeout`, once the client exits (helpers it left), and when
+/// cairn is stopped by a signal. The client itself also dies with this process
+/// (`PR_SET_PDEATHSIG`), and gets no store or exports credentials. `what` names it in errors.
+/// Fails when the client cannot be started (a configuration error when the program is missing,
+/// not executable or not a program), was killed, or left its output open past the deadline; a
+/// non-zero exit is the caller's to judge.
 pub fn run(
     cmd: &mut Command,
     input: Option<&mut dyn Read>,
@@ -180,26 +365,35 @@ pub fn run(
     for k in WITHHELD {
         cmd.env_remove(k);
     }
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child when the
-    // thread that spawned it ends.
+    stop_clients_on_signals();
+    // SAFETY: setsid and prctl are async-signal-safe. A session of its own makes the client the
+    // leader of a group and a session that every helper it starts stays in (unless it calls
+    // setsid itself); the death signal kills the client when the thread that spawned it ends.
     unsafe {
         cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    cmd.process_group(0)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let started = Instant::now();
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = cmd.spawn().map_err(|e| {
+        let config = matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ) || e.raw_os_error() == Some(libc::ENOEXEC);
         Error::new(
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if config {
                 ErrorKind::Config
             } else {
                 ErrorKind::Io
@@ -208,20 +402,22 @@ pub fn run(
         )
     })?;
     let pid = child.id() as libc::pid_t;
+    clients.push(pid);
+    drop(clients);
     let out = drain(child.stdout.take().expect("piped"), MAX_STDOUT, false);
     let err = drain(child.stderr.take().expect("piped"), MAX_STDERR, true);
     let stdin = child.stdin.take();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let (killed_tx, killed_rx) = mpsc::channel::<bool>();
-    // The watchdog kills the group at the deadline; it is told the client exited only before
-    // the client is reaped, so the group id it signals is still the client's.
+    // The watchdog kills the session at the deadline; it is told the client exited only before
+    // the client is reaped, so the ids it signals are still the client's.
     std::thread::spawn(move || {
         let killed = matches!(
             done_rx.recv_timeout(timeout),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
         if killed {
-            kill_group(pid);
+            kill_session(pid);
         }
         let _ = killed_tx.send(killed);
     });
@@ -234,9 +430,20 @@ pub fn run(
     wait_exited(pid);
     let _ = done_tx.send(());
     let killed = killed_rx.recv().unwrap_or(false);
-    // Helpers the client left in its group go with it, so they cannot hold its output open.
-    kill_group(pid);
+    // Helpers the client left in its session go with it, so they cannot hold its output open
+    // or go on uploading.
+    kill_session(pid);
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    clients.retain(|p| *p != pid);
     let status = child.wait();
+    drop(clients);
+    if STOPPING.load(Ordering::SeqCst) {
+        // Killed because cairn is being stopped, which the stopping thread finishes: this is
+        // no failed upload to record.
+        loop {
+            std::thread::park();
+        }
+    }
     let left = timeout
         .saturating_sub(started.elapsed())
         .max(Duration::from_secs(5));
@@ -256,7 +463,7 @@ pub fn run(
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "{what} exited but a process it started outside its group kept its output open"
+                "{what} exited but a process it started outside its session kept its output open"
             ),
         ));
     };
@@ -277,6 +484,20 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_forms_of_a_secret_are_redacted() {
+        let secret = "p@ss w/rd+key&m%re";
+        for text in [
+            "x=p@ss w/rd+key&m%re;",
+            "x=p%40ss%20w%2Frd%2Bkey%26m%25re;",
+            "x=p%40ss+w%2frd%2bkey%26m%25re;",
+            "x=p@ss%20w/rd%2Bkey&m%re;",
+        ] {
+            assert_eq!(redact_one(text, secret), "x=[redacted];", "{text}");
+        }
+        assert_eq!(redact_one("p@ss w/rd", secret), "p@ss w/rd");
+    }
 
     #[test]
     fn a_hung_client_is_killed_with_its_children_and_output_is_scrubbed() {

@@ -38,6 +38,27 @@ impl State {
     }
 }
 
+/// How a day's copy on the remote was last checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// Every file's SHA-256, as the remote gave it, against the exports'.
+    Sha256,
+    /// Names and sizes only: the remote gives no SHA-256, so a same-size change there is not
+    /// seen.
+    Size,
+}
+
+impl Check {
+    /// The check's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Sha256 => "sha256",
+            Check::Size => "size",
+        }
+    }
+}
+
 /// `_offsite/DATE.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayOffsite {
@@ -58,6 +79,9 @@ pub struct DayOffsite {
     /// When the copy was checked on the remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded: Option<String>,
+    /// How it was last checked there (absent in statuses written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Check>,
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
