@@ -12,6 +12,13 @@
 //! long name, long link or pax header, GNU sparse extension blocks), and it refuses — never
 //! passes unchecked — anything it cannot follow: an archive that two parsers could read two
 //! ways is not worth restoring from.
+//!
+//! One such way it can follow: a pax `path` or `linkpath` value with a newline (a long name
+//! with a line break, which cairn archives hold when the share does). The crate splits records
+//! at newlines and falls back to the truncated ustar name; a reader made with
+//! [`TarGuard::with_names`] gets the names read by their record length instead, as POSIX and
+//! GNU tar read them, in a [`NameSlot`] it consults for each entry. Without one such an archive
+//! is refused, and so is any newline that would change what the crate reads as the size.
 
 use std::io::{self, Read};
 
@@ -30,6 +37,20 @@ enum Block {
     End,
 }
 
+/// A path and link name with a newline, read from the pax header of the entry the tar crate
+/// yields next, where the crate reads them wrong; `None` where the crate reads them right.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PaxNames {
+    /// The `path` record, when its value holds a newline.
+    pub path: Option<Vec<u8>>,
+    /// The `linkpath` record, when its value holds a newline.
+    pub linkpath: Option<Vec<u8>>,
+}
+
+/// Where a [`TarGuard`] leaves the [`PaxNames`] of the entry whose header it read last: the tar
+/// crate reads an entry's header, through the guard, before it yields the entry.
+pub type NameSlot = std::rc::Rc<std::cell::RefCell<PaxNames>>;
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct TarGuard<R> {
@@ -47,6 +68,10 @@ pub struct TarGuard<R> {
     pending: Option<Option<u64>>,
     /// The data of the sparse entry whose extension blocks are being read.
     sparse_size: u64,
+    /// Where names with a newline go; without it they are refused.
+    names: Option<NameSlot>,
+    /// The names of the pax header waiting for its entry.
+    pending_names: Option<PaxNames>,
 }
 
 fn refuse(what: impl Into<String>) -> io::Error {
@@ -65,7 +90,18 @@ impl<R: Read> TarGuard<R> {
             pax: None,
             pending: None,
             sparse_size: 0,
+            names: None,
+            pending_names: None,
         }
+    }
+
+    /// Guards `inner` and accepts pax names with a newline, which it leaves in the returned slot
+    /// for each entry: the caller must take an entry's path and link name from there when set.
+    pub fn with_names(inner: R) -> (Self, NameSlot) {
+        let slot = NameSlot::default();
+        let mut g = TarGuard::new(inner);
+        g.names = Some(slot.clone());
+        (g, slot)
     }
 
     /// Follows `bytes`, which were just read from the stream.
@@ -105,15 +141,40 @@ impl<R: Read> TarGuard<R> {
     /// The current entry's data has passed.
     fn entry_done(&mut self) -> io::Result<()> {
         if let Some(pax) = self.pax.take() {
+            let mut names = PaxNames::default();
             if pax_value_with_newline(&pax) {
                 // The tar crate splits pax records at newlines, so it would drop this record
-                // and use the truncated ustar name instead: a wrong path, silently.
-                return Err(refuse(
-                    "a pax record's value holds a newline (a long path or link name with a line \
-                     break), which this reader would misread; extract the archive with GNU tar",
-                ));
+                // and use the truncated ustar name instead: a wrong path, silently, unless the
+                // reader takes the names from here. Any other record it would misread is the
+                // size's, which would put the crate out of step with the stream.
+                let by_length = pax_records_by_length(&pax);
+                let size = by_length
+                    .iter()
+                    .find(|(k, _)| *k == b"size")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+                let newline_in = |key: &[u8]| {
+                    by_length
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| *k == key)
+                        .filter(|(_, v)| v.contains(&b'\n'))
+                        .map(|(_, v)| v.to_vec())
+                };
+                names.path = newline_in(b"path");
+                names.linkpath = newline_in(b"linkpath");
+                let only_names = by_length
+                    .iter()
+                    .all(|(k, v)| !v.contains(&b'\n') || *k == b"path" || *k == b"linkpath");
+                if self.names.is_none() || !only_names || size != pax_size(&pax) {
+                    return Err(refuse(
+                        "a pax record's value holds a newline (a long path or link name with a \
+                         line break), which this reader would misread; extract the archive with \
+                         GNU tar",
+                    ));
+                }
             }
             self.pending = Some(pax_size(&pax));
+            self.pending_names = Some(names);
         }
         Ok(())
     }
@@ -148,6 +209,11 @@ impl<R: Read> TarGuard<R> {
         let size = if absorbed {
             field
         } else {
+            // The entry the crate yields next: the names of its pax header, if any.
+            let names = self.pending_names.take().unwrap_or_default();
+            if let Some(slot) = &self.names {
+                *slot.borrow_mut() = names;
+            }
             match self.pending.take() {
                 Some(Some(pax)) if !extension => pax,
                 _ => field,
@@ -253,6 +319,33 @@ fn pax_value_with_newline(data: &[u8]) -> bool {
     false
 }
 
+/// The records of a pax header read by their length prefix, as POSIX defines them (a value may
+/// hold a newline), up to the first that does not parse.
+fn pax_records_by_length(data: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let rest = &data[at..];
+        let Some(sp) = rest.iter().position(|b| *b == b' ') else {
+            break;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= rest.len() && rest[*l - 1] == b'\n')
+        else {
+            break;
+        };
+        let kv = &rest[sp + 1..len - 1];
+        let Some(eq) = kv.iter().position(|b| *b == b'=') else {
+            break;
+        };
+        records.push((&kv[..eq], &kv[eq + 1..]));
+        at += len;
+    }
+    records
+}
+
 /// The `size` a pax header sets, as the `tar` crate finds it: records split at newlines, the
 /// first `size` record wins, and any malformed record before it ends the search.
 fn pax_size(data: &[u8]) -> Option<u64> {
@@ -333,6 +426,51 @@ mod tests {
         assert!(err.to_string().contains("GNU tar"), "{err}");
         assert!(pax_value_with_newline(b"11 path=a\nb\n"));
         assert!(!pax_value_with_newline(b"11 path=abc\n12 size=100\n"));
+    }
+
+    /// With a name slot, a long path with a line break is read by its record's length, as GNU
+    /// tar reads it, where the crate alone reads the truncated ustar name; a newline in any other
+    /// record (which could move the size the crate reads) is still refused.
+    #[test]
+    fn names_with_a_newline_come_from_the_slot() {
+        let e = crate::tar_format::tests::entry(0, 0);
+        let path = [&b"notes/"[..], &[b'a'; 120], b"\nsecond line.md"].concat();
+        let mut bytes = crate::tar_format::header(&path, &e, tar::EntryType::Regular, 0, None);
+        bytes.resize(bytes.len() + 1024, 0);
+        let (g, names) = TarGuard::with_names(&bytes[..]);
+        let mut a = tar::Archive::new(g);
+        let mut entries = a.entries().unwrap();
+        let item = entries.next().unwrap().unwrap();
+        assert_eq!(names.borrow().path.as_deref(), Some(&path[..]));
+        assert_ne!(
+            &*item.path_bytes(),
+            &path[..],
+            "the crate alone misreads it"
+        );
+        drop(item);
+        assert!(entries.next().is_none());
+
+        let rec = b"19 comment=one\ntwo\n";
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("PaxHeader").unwrap();
+        h.set_size(rec.len() as u64);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(rec);
+        bytes.resize(1024, 0);
+        let mut f = tar::Header::new_ustar();
+        f.set_path("x.md").unwrap();
+        f.set_size(0);
+        f.set_cksum();
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.resize(bytes.len() + 1024, 0);
+        let (g, _names) = TarGuard::with_names(&bytes[..]);
+        let mut a = tar::Archive::new(g);
+        let Some(Err(err)) = a.entries().unwrap().next() else {
+            panic!("a newline in a comment record passed");
+        };
+        assert!(err.to_string().contains("newline"), "{err}");
     }
 
     #[test]

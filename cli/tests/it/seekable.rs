@@ -269,3 +269,25 @@ fn restore_of_some_paths_from_a_day_reads_their_frames() {
         "{err}"
     );
 }
+
+/// `exports cat` takes a path that is not UTF-8 (the manifest holds it as base64), as the
+/// archive and restore do.
+#[test]
+fn cat_takes_a_file_name_that_is_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let s = Setup::new();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    let name = OsStr::from_bytes(b"notetaking/caf\xe9 \xff.md");
+    fs::create_dir_all(s.src().join("notetaking")).unwrap();
+    fs::write(s.src().join(name), b"latin-1 name\n").unwrap();
+    let out = s.run(&["run", "--date", "2026-11-29"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = s
+        .cmd(&["exports", "cat", "2026-11-29"])
+        .arg(name)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"latin-1 name\n");
+}

@@ -78,11 +78,7 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     // The seek table, when the archive has one: its frames' boundaries are checked as the
     // archive streams past (a zstd frame starts at each, declaring the table's content size).
     let table = match manifest.seek_table {
-        Some(_) => Some(super::extract::read_table(
-            exports,
-            &keys.archive,
-            &manifest,
-        )?),
+        Some(_) => Some(super::extract::read_table(exports, &keys, &manifest)?),
         None => None,
     };
     let reader = crate::store::ObjectReader::open(exports, &keys.archive)?;
@@ -91,7 +87,7 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
         inner: reader,
         sha: Sha256::new(),
         pos: 0,
-        frames: table.as_ref().map(|t| t.frames.clone()).unwrap_or_default(),
+        frames: table.map(|t| t.frames).unwrap_or_default(),
         next: 0,
         head: Vec::new(),
         bad: None,
@@ -99,7 +95,9 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     let entries = {
         let mut dec = zstd::stream::read::Decoder::new(&mut tee)
             .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-        let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(&mut dec));
+        // Names with a newline are read from the guard: the tar crate would misread them.
+        let (guard, names) = crate::tar_guard::TarGuard::with_names(&mut dec);
+        let mut archive = tar::Archive::new(guard);
         let mut n = 0u64;
         let mut want = manifest.entries.iter();
         for item in archive
@@ -108,7 +106,11 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
         {
             let mut item = item
                 .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
-            let path = item.path_bytes().into_owned();
+            let path = names
+                .borrow()
+                .path
+                .clone()
+                .unwrap_or_else(|| item.path_bytes().into_owned());
             let m = want
                 .next()
                 .ok_or_else(|| Error::corrupt("archive has more entries than its manifest"))?;

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::manifest::{DayKeys, Manifest, ManifestEntry, read_manifest};
+use super::manifest::{DayKeys, Manifest, ManifestEntry, read_manifest_filtered};
 use super::seekable::{self, SeekTable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Store;
@@ -26,19 +26,68 @@ pub enum Route {
     Scan,
 }
 
-/// The manifest entry of `path` in `manifest`, following a hardlink to its first name.
-pub fn find<'m>(manifest: &'m Manifest, path: &[u8], date: &str) -> Result<&'m ManifestEntry> {
+/// The most frames a seek table may list before cairn refuses to read it: 2²² frames are a
+/// 32 MiB table and about 100 MiB parsed, the table of an archive of some 4 TiB of 1 MiB
+/// chunks. A table is 17 + 8 bytes a frame, all of which a reader holds.
+pub const MAX_TABLE_FRAMES: u64 = 1 << 22;
+
+/// Refuses a manifest whose `seek_table` is not a table that ends the archive: its length must
+/// be 17 + 8 bytes a frame, its offset the archive's size less that length, and its frames at
+/// most [`MAX_TABLE_FRAMES`]. Checked before the table is read, so that what a manifest says
+/// never decides how much is read (an offset of 0 once read the whole archive into memory).
+pub fn check_seek_table(keys: &DayKeys, manifest: &Manifest) -> Result<()> {
+    let Some(t) = manifest.seek_table else {
+        return Ok(());
+    };
+    let size = manifest.archive.size;
+    if t.frames > MAX_TABLE_FRAMES {
+        return Err(Error::corrupt(format!(
+            "{}: its seek table lists {} frames, more than the {MAX_TABLE_FRAMES} cairn reads",
+            keys.manifest, t.frames
+        )));
+    }
+    let want = 17 + 8 * t.frames;
+    if t.length != want || size.checked_sub(want) != Some(t.offset) {
+        return Err(Error::corrupt(format!(
+            "{}: its seek table (offset {}, {} bytes) is not the {want}-byte table of {} frames \
+             that ends the {size}-byte archive",
+            keys.manifest, t.offset, t.length, t.frames
+        )));
+    }
+    Ok(())
+}
+
+/// The day's manifest with the first entry `pick` accepts (none when it accepts none), read as
+/// a stream: memory stays bounded whatever the manifest's size.
+fn first_entry(
+    exports: &dyn Store,
+    keys: &DayKeys,
+    pick: &dyn Fn(&ManifestEntry) -> bool,
+) -> Result<Manifest> {
+    let mut found = false;
+    read_manifest_filtered(exports, keys, &mut |e| {
+        let take = !found && pick(e);
+        found |= take;
+        take
+    })
+}
+
+/// The manifest of the day of `keys` (without its lists) and the entry of the file `path`,
+/// following a hardlink to its first name.
+fn find_file(
+    exports: &dyn Store,
+    keys: &DayKeys,
+    path: &[u8],
+) -> Result<(Manifest, ManifestEntry)> {
     let path = path.strip_suffix(b"/").unwrap_or(path);
-    let e = manifest
-        .entries
-        .iter()
-        .find(|e| e.path.0 == path)
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "{} is not in the archive of {date}",
-                String::from_utf8_lossy(path)
-            ))
-        })?;
+    let date = &keys.date;
+    let mut manifest = first_entry(exports, keys, &|e| e.path.0 == path)?;
+    let e = manifest.entries.pop().ok_or_else(|| {
+        Error::not_found(format!(
+            "{} is not in the archive of {date}",
+            String::from_utf8_lossy(path)
+        ))
+    })?;
     if e.kind != EntryKind::File {
         return Err(Error::usage(format!(
             "{} is a {:?} in the archive of {date}, not a file",
@@ -46,33 +95,29 @@ pub fn find<'m>(manifest: &'m Manifest, path: &[u8], date: &str) -> Result<&'m M
             e.kind
         )));
     }
-    match &e.link {
-        Some(first) => manifest
-            .entries
-            .iter()
-            .find(|x| x.path == *first && x.link.is_none())
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "the manifest of {date} names a hardlink to a missing file"
-                ))
-            }),
-        None => Ok(e),
-    }
+    let Some(first) = &e.link else {
+        return Ok((manifest, e));
+    };
+    // The first name comes earlier in the manifest; one more pass finds it.
+    let mut again = first_entry(exports, keys, &|x| x.path == *first && x.link.is_none())?;
+    let target = again.entries.pop().ok_or_else(|| {
+        Error::corrupt(format!(
+            "the manifest of {date} names a hardlink {} to a missing file",
+            String::from_utf8_lossy(path)
+        ))
+    })?;
+    Ok((manifest, target))
 }
 
-/// Reads the seek table of the archive at `key` (two ranged reads of its tail), checked against
-/// what the manifest recorded.
-pub fn read_table(exports: &dyn Store, key: &str, manifest: &Manifest) -> Result<SeekTable> {
+/// Reads the seek table of the archive at `key` (one ranged read of its tail), checked against
+/// what the manifest recorded, which [`check_seek_table`] bounds.
+pub fn read_table(exports: &dyn Store, keys: &DayKeys, manifest: &Manifest) -> Result<SeekTable> {
+    check_seek_table(keys, manifest)?;
     let size = manifest.archive.size;
     let info = manifest.seek_table.ok_or_else(|| {
         Error::corrupt("the manifest names no seek table (an archive written before them)")
     })?;
-    if info.offset.checked_add(info.length) != Some(size) || info.length > size {
-        return Err(Error::corrupt(
-            "the manifest's seek table does not end the archive",
-        ));
-    }
-    let tail = exports.get_range(key, info.offset, info.length)?;
+    let tail = exports.get_range(&keys.archive, info.offset, info.length)?;
     let table = seekable::parse(&tail, size)?;
     if table.frames.len() as u64 != info.frames {
         return Err(Error::corrupt(
@@ -86,44 +131,66 @@ pub fn read_table(exports: &dyn Store, key: &str, manifest: &Manifest) -> Result
 /// The path must be a file in the day's manifest. Returns how it was read.
 pub fn extract(exports: &dyn Store, date: &str, path: &[u8], out: &mut dyn Write) -> Result<Route> {
     let keys = DayKeys::new(date)?;
-    let manifest = read_manifest(exports, &keys)?;
-    let entry = find(&manifest, path, date)?.clone();
+    let (manifest, entry) = find_file(exports, &keys, path)?;
+    // A manifest that misplaces its table is refused, not worked around.
+    check_seek_table(&keys, &manifest)?;
     extract_entry(exports, &keys, &manifest, &entry, out)
 }
 
 /// Restores `paths` (files, or folders and everything below them) of the archive of `date` into
-/// `target`, fetching only their frames. `Ok(None)` when this way does not apply (an entry that
-/// is not a plain file or folder, or a target that is not a new or empty directory): the caller
-/// then streams the archive, whose restore handles everything.
+/// `target`, fetching only their frames, through the descriptor-based target every restore
+/// writes through (`O_NOFOLLOW` from the target down: a symlink planted in it is refused, never
+/// followed, and no path is ever joined into one longer than PATH_MAX). `Ok(None)` when this way
+/// does not apply (no usable manifest or seek table, an entry that is not a plain file or
+/// folder, or a target that is not a new or empty directory): the caller then streams the
+/// archive, whose restore handles everything.
 pub fn restore_paths(
     exports: &dyn Store,
     date: &str,
     paths: &[String],
     target: &std::path::Path,
 ) -> Result<Option<crate::restore::RestoreReport>> {
+    use crate::restore::{Meta, Overwrite, Target, components, unlink_in_way};
     let keys = DayKeys::new(date)?;
-    let Ok(manifest) = read_manifest(exports, &keys) else {
-        return Ok(None);
-    };
-    let mut picked: Vec<&ManifestEntry> = Vec::new();
-    for p in paths {
-        let p = p.trim_start_matches("./").trim_matches('/').as_bytes();
-        let under = [p, b"/"].concat();
-        let before = picked.len();
-        picked.extend(
-            manifest
-                .entries
-                .iter()
-                .filter(|e| e.path.0 == p || e.path.0.starts_with(&under)),
-        );
-        if picked.len() == before {
-            return Err(Error::not_found(format!(
-                "{} is not in the archive of {date}",
-                String::from_utf8_lossy(p)
-            )));
+    let wanted: Vec<(&[u8], Vec<u8>)> = paths
+        .iter()
+        .map(|p| {
+            let p = p.trim_start_matches("./").trim_matches('/').as_bytes();
+            (p, [p, b"/"].concat())
+        })
+        .collect();
+    let mut found = vec![false; wanted.len()];
+    let manifest = read_manifest_filtered(exports, &keys, &mut |e| {
+        let mut keep = false;
+        for (i, (p, under)) in wanted.iter().enumerate() {
+            if e.path.0 == *p || e.path.0.starts_with(under) {
+                found[i] = true;
+                keep = true;
+            }
         }
+        keep
+    });
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // The manifest only speeds the restore up: the archive is streamed without it.
+        Err(e) => {
+            tracing::warn!(archive = %keys.archive, error = %e, "reading the archive from its start");
+            return Ok(None);
+        }
+    };
+    if let Err(e) = check_seek_table(&keys, &manifest) {
+        tracing::warn!(archive = %keys.archive, error = %e, "reading the archive from its start");
+        return Ok(None);
     }
-    // Overlapping paths name some entries twice; archive order is kept.
+    if let Some(i) = found.iter().position(|f| !f) {
+        return Err(Error::not_found(format!(
+            "{} is not in the archive of {date}",
+            String::from_utf8_lossy(wanted[i].0)
+        )));
+    }
+    let mut picked = manifest.entries.iter().collect::<Vec<_>>();
+    // A manifest naming one path twice would restore it twice; archive order is kept.
     let mut seen = std::collections::HashSet::new();
     picked.retain(|e| seen.insert(e.path.0.clone()));
     picked.sort_by_key(|e| e.offset);
@@ -132,7 +199,7 @@ pub fn restore_paths(
             || (e.kind == EntryKind::File
                 && e.link.is_none()
                 && (e.size == 0 || e.offset.is_some())))
-            && e.path.0.split(|b| *b == b'/').all(crate::tree::valid_name)
+            && components(&e.path.0).is_ok()
     });
     // Only into a new or empty directory. As root, files only: their owners come from their tar
     // headers (read anyway), a folder's would need its header too, so folders stream.
@@ -159,68 +226,80 @@ pub fn restore_paths(
             return Ok(None);
         }
     };
+    let t = Target::open(target, Overwrite::Never)?;
     let mut report = crate::restore::RestoreReport::default();
     let mut dirs = Vec::new();
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
-    let time_of = |e: &ManifestEntry| {
-        std::time::UNIX_EPOCH
-            .checked_add(std::time::Duration::new(e.mtime.max(0) as u64, e.mtime_ns))
-            .unwrap_or(std::time::UNIX_EPOCH)
-    };
     for e in picked {
-        let dest = target.join(std::path::Path::new(std::ffi::OsStr::from_bytes(&e.path.0)));
-        let io =
-            |what: &str, err: std::io::Error| Error::io(format!("{what} {}", dest.display()), err);
+        let parts = components(&e.path.0)?;
+        let path = e.path.lossy().into_owned();
+        let mut meta = Meta {
+            mode: e.mode & 0o7777,
+            // No owner but as root, and then from the file's tar header.
+            uid: u32::MAX,
+            gid: u32::MAX,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+        };
         if e.kind == EntryKind::Dir {
-            std::fs::create_dir_all(&dest).map_err(|err| io("creating", err))?;
-            dirs.push((dest, e));
+            t.dir(&parts, true)?;
+            dirs.push((parts, meta));
             continue;
         }
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| io("creating the folder of", err))?;
+        let (name, parent) = parts.split_last().expect("components are never empty");
+        let dir = t.dir(parent, true)?;
+        if e.size > 0 {
+            // The header is checked (and its owner read) before the file is created.
+            let (uid, gid) = reader
+                .check(e)
+                .map_err(|err| err.context(format!("restoring {path}")))?;
+            if root {
+                (meta.uid, meta.gid) = (uid, gid);
+            }
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&dest)
-            .map_err(|err| io("creating", err))?;
-        // A file that fails its checks is removed, never left cut short under its name.
-        let copied = if e.size == 0 {
-            Ok(0)
-        } else {
-            reader.copy(e, &mut f)
-        };
-        if let Err(err) = copied {
-            drop(f);
-            let _ = std::fs::remove_file(&dest);
-            return Err(err.context(format!("restoring {}", e.path.lossy())));
+        let mut created = false;
+        let written = t.file(&dir, name, &path, e.size, &meta, &mut |w| {
+            created = true;
+            if e.size > 0 {
+                reader.copy(e, &mut ToSparse(w))?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(true) => {
+                report.files += 1;
+                report.bytes += e.size;
+            }
+            Ok(false) => report.unchanged += 1,
+            Err(err) => {
+                // A file that fails its checks is removed, never left cut short under its name.
+                if created {
+                    let _ = unlink_in_way(&dir, name, &path);
+                }
+                return Err(err.context(format!("restoring {path}")));
+            }
         }
-        if root && let Some((uid, gid)) = reader.owner {
-            // Before the mode: chown clears setuid and setgid.
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                .map_err(|err| io("setting the owner of", err))?;
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o7777))
-            .map_err(|err| io("setting the mode of", err))?;
-        f.set_modified(time_of(e))
-            .map_err(|err| io("setting the time of", err))?;
-        report.files += 1;
-        report.bytes += e.size;
     }
     // Folders last, deepest first: writing into them changed their times.
-    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
-    for (d, e) in dirs {
-        let f = std::fs::File::open(&d)
-            .map_err(|err| Error::io(format!("opening {}", d.display()), err))?;
-        f.set_modified(time_of(e))
-            .map_err(|err| Error::io(format!("setting the time of {}", d.display()), err))?;
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(e.mode & 0o7777))
-            .map_err(|err| Error::io(format!("setting the mode of {}", d.display()), err))?;
+    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
+    for (parts, meta) in &dirs {
+        t.dir_meta(parts, meta)?;
         report.dirs += 1;
     }
     tracing::info!(bytes = reader.fetched, "paths restored by the seek table");
     Ok(Some(report))
+}
+
+/// The restore target's sparse writer as a `Write`.
+struct ToSparse<'a>(&'a mut crate::sparse::SparseWriter);
+
+impl Write for ToSparse<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// [`extract`] of an entry already found in `manifest`.
@@ -270,6 +349,9 @@ pub struct FrameReader<'a> {
     pub fetched: u64,
     /// The owner (uid, gid) the last copied file's tar header names.
     pub owner: Option<(u32, u32)>,
+    /// The entry whose header [`FrameReader::check`] found last: a copy right after the check
+    /// does not read the header again.
+    checked: Option<Checked>,
 }
 
 impl std::fmt::Debug for FrameReader<'_> {
@@ -278,6 +360,15 @@ impl std::fmt::Debug for FrameReader<'_> {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
+}
+
+/// An entry whose header was checked: its offset, path and size, and the owner its header names.
+#[derive(Debug)]
+struct Checked {
+    offset: u64,
+    path: Vec<u8>,
+    size: u64,
+    owner: (u32, u32),
 }
 
 /// The largest frame content the table may claim: a group frame holds at most a little over
@@ -292,7 +383,7 @@ impl<'a> FrameReader<'a> {
         keys: &DayKeys,
         manifest: &Manifest,
     ) -> Result<FrameReader<'a>> {
-        let table = read_table(exports, &keys.archive, manifest)?;
+        let table = read_table(exports, keys, manifest)?;
         if let Some(f) = table
             .frames
             .iter()
@@ -310,6 +401,7 @@ impl<'a> FrameReader<'a> {
             table,
             cached: None,
             owner: None,
+            checked: None,
         })
     }
 
@@ -371,84 +463,196 @@ impl<'a> FrameReader<'a> {
         Ok(())
     }
 
-    /// Writes the content of `entry` to `out`, after checking the tar header before it: a valid
-    /// ustar header of a regular file of the entry's size (a wrong offset, from a damaged table
-    /// or manifest, lands on bytes that are not one). Nothing is written before that check.
-    pub fn copy(&mut self, entry: &ManifestEntry, out: &mut dyn Write) -> Result<usize> {
-        let (start, len) = match entry.offset {
-            Some(o) if o >= 512 => (o, entry.size),
-            _ => {
-                return Err(Error::corrupt(
-                    "the manifest gives no usable offset for the file",
-                ));
-            }
-        };
-        let from = start - 512;
-        if start
-            .checked_add(len)
-            .is_none_or(|end| end > self.table.content_length())
-        {
-            return Err(Error::corrupt("the file lies beyond the archive's content"));
-        }
-        let range = self.table.covering(from, len + 512);
-        let frames = range.len();
-        let mut header = Vec::with_capacity(512);
-        let mut written = 0u64;
-        let mut checked = false;
-        let mut owner = None;
+    /// The bytes `from..from + len` of the tar stream (at most a few KiB: headers).
+    fn gather(&mut self, from: u64, len: u64) -> Result<Vec<u8>> {
+        let mut got = Vec::with_capacity(len as usize);
+        let range = self.table.covering(from, len);
         self.frames(range, &mut |f, content| {
             let f_end = f.content_offset + u64::from(f.content_length);
-            if header.len() < 512 {
-                let lo = from.saturating_sub(f.content_offset) as usize;
-                let hi = ((from + 512).min(f_end) - f.content_offset) as usize;
-                if lo < hi {
-                    header.extend_from_slice(&content[lo..hi]);
-                }
-            }
-            if !checked && header.len() == 512 {
-                owner = Some(check_header(&header, entry)?);
-                checked = true;
-            }
-            if checked && f_end > start {
-                let lo = start.saturating_sub(f.content_offset) as usize;
-                let hi = ((start + len).min(f_end) - f.content_offset) as usize;
-                if lo < hi {
-                    out.write_all(&content[lo..hi])
-                        .map_err(|e| Error::io("writing the file".to_string(), e))?;
-                    written += (hi - lo) as u64;
-                }
+            let lo = from.saturating_sub(f.content_offset) as usize;
+            let hi = ((from + len).min(f_end) - f.content_offset) as usize;
+            if lo < hi {
+                got.extend_from_slice(&content[lo..hi]);
             }
             Ok(())
         })?;
-        if !checked || written != len {
+        if got.len() as u64 != len {
             return Err(Error::corrupt(format!(
-                "read {written} bytes of a {len}-byte file"
+                "the archive's tar stream ends before {}",
+                from + len
             )));
         }
-        self.owner = owner;
+        Ok(got)
+    }
+
+    /// Checks what precedes the content of `entry`: a valid ustar header of a regular file
+    /// whose name (with its pax `path` record or GNU long name, for a path over 100 bytes) is
+    /// the entry's path and whose size is the entry's. A wrong offset, from a damaged or crafted
+    /// manifest or table, lands on bytes that are not that header: two files' offsets exchanged
+    /// would otherwise give each other's content. Returns the owner the header names.
+    pub fn check(&mut self, entry: &ManifestEntry) -> Result<(u32, u32)> {
+        let start = match entry.offset {
+            Some(o) if o >= 512 => o,
+            _ => {
+                return Err(Error::corrupt(format!(
+                    "the manifest gives no usable offset for {}",
+                    entry.path.lossy()
+                )));
+            }
+        };
+        if start
+            .checked_add(entry.size)
+            .is_none_or(|end| end > self.table.content_length())
+        {
+            return Err(Error::corrupt(format!(
+                "{} lies beyond the archive's content",
+                entry.path.lossy()
+            )));
+        }
+        if start % 512 != 0 {
+            return Err(not_the_header(entry, "its offset is not on a tar block"));
+        }
+        let at = start - 512;
+        let header = self.gather(at, 512)?;
+        let h = Ustar::parse(&header).map_err(|why| not_the_header(entry, why))?;
+        let path = entry.path.0.as_slice();
+        let mut ext = Extension::default();
+        if path.len() > 100 || h.size == USTAR_SIZE_MAX || h.clamped_owner() {
+            // The ustar fields cannot say it all: the extension header before this one does.
+            let back = extension_window(path.len()).min(at / 512 * 512);
+            let before = self.gather(at - back, back)?;
+            ext = Extension::nearest(&before).map_err(|why| not_the_header(entry, why))?;
+        }
+        let name = match (&ext.path, path.len() > 100) {
+            (Some(p), _) => p.as_slice(),
+            // A long path must come whole from an extension header.
+            (None, true) => return Err(not_the_header(entry, "no extension header names it")),
+            (None, false) => h.name.as_slice(),
+        };
+        // The ustar name holds the path's first 100 bytes, unterminated when it fills the field.
+        let truncated = &path[..path.len().min(100)];
+        if name != path || (h.name != truncated && h.name != path) {
+            return Err(not_the_header(
+                entry,
+                &format!("the archive has {} there", String::from_utf8_lossy(name)),
+            ));
+        }
+        // A ustar field that is not at its largest value is the value itself: a pax record
+        // only counts where the field could not hold it (as cairn writes them), so that what
+        // sits before a header without one cannot change what the header says.
+        let size = if h.size == USTAR_SIZE_MAX {
+            ext.size.unwrap_or(h.size)
+        } else {
+            h.size
+        };
+        if size != entry.size || ext.size.is_some_and(|s| s != entry.size) {
+            return Err(not_the_header(entry, "another size"));
+        }
+        let owner = |pax: Option<u64>, field: u64| {
+            let id = if field == USTAR_ID_MAX {
+                pax.unwrap_or(field)
+            } else {
+                field
+            };
+            // An id beyond 32 bits keeps the restoring user's owner (`chown` leaves -1 alone).
+            u32::try_from(id).unwrap_or(u32::MAX)
+        };
+        let owner = (owner(ext.uid, h.uid), owner(ext.gid, h.gid));
+        self.checked = Some(Checked {
+            offset: start,
+            path: entry.path.0.clone(),
+            size: entry.size,
+            owner,
+        });
+        Ok(owner)
+    }
+
+    /// Writes the content of `entry` to `out`, after [`FrameReader::check`]: nothing is written
+    /// before the header is found to be the entry's. Returns the frames read for its content.
+    pub fn copy(&mut self, entry: &ManifestEntry, out: &mut dyn Write) -> Result<usize> {
+        let owner = match &self.checked {
+            Some(c)
+                if Some(c.offset) == entry.offset
+                    && c.path == entry.path.0
+                    && c.size == entry.size =>
+            {
+                c.owner
+            }
+            _ => self.check(entry)?,
+        };
+        self.owner = Some(owner);
+        let (start, len) = (entry.offset.expect("checked"), entry.size);
+        let range = self.table.covering(start, len);
+        let frames = range.len();
+        let mut written = 0u64;
+        self.frames(range, &mut |f, content| {
+            let f_end = f.content_offset + u64::from(f.content_length);
+            let lo = start.saturating_sub(f.content_offset) as usize;
+            let hi = ((start + len).min(f_end) - f.content_offset) as usize;
+            if lo < hi {
+                out.write_all(&content[lo..hi])
+                    .map_err(|e| Error::io("writing the file".to_string(), e))?;
+                written += (hi - lo) as u64;
+            }
+            Ok(())
+        })?;
+        if written != len {
+            return Err(Error::corrupt(format!(
+                "read {written} bytes of the {len}-byte file {}",
+                entry.path.lossy()
+            )));
+        }
         Ok(frames)
     }
 }
 
-/// The ustar header before a file's content must be intact and say what the manifest says.
-/// Returns the owner it names (uid, gid; 0 where a pax record holds a larger id).
-fn check_header(h: &[u8], entry: &ManifestEntry) -> Result<(u32, u32)> {
-    let bad = |why: &str| {
-        Error::corrupt(format!(
-            "the archive holds no header of {} at the manifest's offset ({why})",
-            entry.path.lossy()
-        ))
-    };
-    let octal = |field: &[u8]| -> Option<u64> {
-        let s = std::str::from_utf8(field).ok()?;
-        let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
-        if s.is_empty() {
-            Some(0)
-        } else {
-            u64::from_str_radix(s, 8).ok()
-        }
-    };
-    let stored = octal(&h[148..156]).ok_or_else(|| bad("no checksum"))?;
+/// The largest size and owner id the ustar fields hold (11 and 7 octal digits); cairn writes
+/// these and a pax record for anything larger.
+const USTAR_SIZE_MAX: u64 = 0o77777777777;
+const USTAR_ID_MAX: u64 = 0o7777777;
+
+/// How far before a file's ustar header its extension header is looked for: the blocks of a
+/// pax header whose records are the path and a few hundred bytes of others (`hdrcharset`,
+/// `size`, `mtime`, `uid`, `gid`), or of a GNU long name, with the header block itself.
+fn extension_window(path_len: usize) -> u64 {
+    let records = path_len as u64 + 512;
+    (records.div_ceil(512) + 1) * 512
+}
+
+fn not_the_header(entry: &ManifestEntry, why: &str) -> Error {
+    Error::corrupt(format!(
+        "the archive holds no header of {} at the manifest's offset ({why})",
+        entry.path.lossy()
+    ))
+}
+
+/// The fields of a ustar header block that reading a file needs.
+struct Ustar {
+    /// The name field up to its first NUL, after the prefix field and a `/` when it has one.
+    name: Vec<u8>,
+    size: u64,
+    uid: u64,
+    gid: u64,
+    kind: u8,
+}
+
+/// An octal field as tar writes it, or base-256 when its first byte's high bit is set.
+fn number(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let tail = &field[field.len().saturating_sub(8)..];
+        return Some(tail.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)));
+    }
+    let s = std::str::from_utf8(field.split(|b| *b == 0).next().unwrap_or_default()).ok()?;
+    let s = s.trim_matches(' ');
+    if s.is_empty() {
+        Some(0)
+    } else {
+        u64::from_str_radix(s, 8).ok()
+    }
+}
+
+/// Whether a header block's checksum field is the sum of its bytes, the field counted as spaces.
+fn checksum_holds(h: &[u8]) -> bool {
     let sum: u64 = h
         .iter()
         .enumerate()
@@ -460,22 +664,127 @@ fn check_header(h: &[u8], entry: &ManifestEntry) -> Result<(u32, u32)> {
             }
         })
         .sum();
-    if stored != sum {
-        return Err(bad("its checksum does not match"));
+    number(&h[148..156]) == Some(sum)
+}
+
+fn until_nul(field: &[u8]) -> &[u8] {
+    field.split(|b| *b == 0).next().unwrap_or_default()
+}
+
+impl Ustar {
+    /// A header block whose checksum holds; refused otherwise.
+    fn parse(h: &[u8]) -> std::result::Result<Ustar, &'static str> {
+        if !checksum_holds(h) {
+            return Err("its checksum does not match");
+        }
+        let mut name = until_nul(&h[..100]).to_vec();
+        let prefix = until_nul(&h[345..500]);
+        if &h[257..263] == b"ustar\0" && !prefix.is_empty() {
+            name = [prefix, b"/", &name].concat();
+        }
+        Ok(Ustar {
+            name,
+            size: number(&h[124..136]).ok_or("an unreadable size")?,
+            uid: number(&h[108..116]).ok_or("an unreadable uid")?,
+            gid: number(&h[116..124]).ok_or("an unreadable gid")?,
+            kind: h[156],
+        })
+        .and_then(|u| {
+            if matches!(u.kind, b'0' | 0) {
+                Ok(u)
+            } else {
+                Err("not a regular file")
+            }
+        })
     }
-    if !matches!(h[156], b'0' | 0) {
-        return Err(bad("not a regular file"));
+
+    /// Whether an owner id was too large for its field (cairn then writes 7777777 and a pax
+    /// record).
+    fn clamped_owner(&self) -> bool {
+        self.uid == USTAR_ID_MAX || self.gid == USTAR_ID_MAX
     }
-    // Sizes of 8 GiB and more are in a pax record; below that the ustar field must agree.
-    if entry.size < (1 << 33) && octal(&h[124..136]) != Some(entry.size) {
-        return Err(bad("another size"));
+}
+
+/// What an extension header before a file's ustar header says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Extension {
+    path: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+}
+
+impl Extension {
+    /// The extension header that ends exactly where `before` ends (which is where the ustar
+    /// header starts): the nearest block, going back, that is a valid tar header. When it is a
+    /// pax header (`x`) or a GNU long name (`L`) whose data fills the blocks up to the end, it
+    /// is read; any other header (the previous entry's) means there is none. The blocks between
+    /// a real pax header and its entry hold record text, which has no NUL where a header's
+    /// magic needs one, so the nearest header found is the entry's own.
+    fn nearest(before: &[u8]) -> std::result::Result<Extension, &'static str> {
+        let blocks = before.len() / 512;
+        // The block right before the ustar header is data of any extension header.
+        for k in 1..blocks {
+            let at = before.len() - 512 * (k + 1);
+            let h = &before[at..at + 512];
+            let magic = &h[257..263] == b"ustar\0" || &h[257..263] == b"ustar ";
+            if !magic || !checksum_holds(h) {
+                continue;
+            }
+            let size = number(&h[124..136]).ok_or("an unreadable extension header")?;
+            if !matches!(h[156], b'x' | b'L') || size.div_ceil(512) != k as u64 {
+                return Ok(Extension::default());
+            }
+            let data = &before[at + 512..at + 512 + size as usize];
+            return if h[156] == b'L' {
+                Ok(Extension {
+                    path: Some(until_nul(data).to_vec()),
+                    ..Extension::default()
+                })
+            } else {
+                pax_records(data)
+            };
+        }
+        Ok(Extension::default())
     }
-    let id = |field: &[u8]| {
-        octal(field)
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0)
+}
+
+/// The records of a pax header, read by their length as POSIX defines them (a value may hold a
+/// newline); the last of a key wins.
+fn pax_records(mut data: &[u8]) -> std::result::Result<Extension, &'static str> {
+    let mut ext = Extension::default();
+    let num = |v: &[u8]| -> std::result::Result<u64, &'static str> {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("an unreadable pax record")
     };
-    Ok((id(&h[108..116]), id(&h[116..124])))
+    while !data.is_empty() {
+        let sp = data
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or("a damaged pax record")?;
+        let len = std::str::from_utf8(&data[..sp])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= data.len() && data[*l - 1] == b'\n')
+            .ok_or("a damaged pax record")?;
+        let kv = &data[sp + 1..len - 1];
+        let eq = kv
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or("a damaged pax record")?;
+        let (key, value) = (&kv[..eq], &kv[eq + 1..]);
+        match key {
+            b"path" => ext.path = Some(value.to_vec()),
+            b"size" => ext.size = Some(num(value)?),
+            b"uid" => ext.uid = Some(num(value)?),
+            b"gid" => ext.gid = Some(num(value)?),
+            _ => {}
+        }
+        data = &data[len..];
+    }
+    Ok(ext)
 }
 
 /// Reads the archive from its start and copies the entry's content: the fallback.
@@ -483,14 +792,20 @@ fn scan(exports: &dyn Store, key: &str, entry: &ManifestEntry, out: &mut dyn Wri
     let reader = crate::store::ObjectReader::open(exports, key)?;
     let dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-    let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(dec));
+    let (guard, names) = crate::tar_guard::TarGuard::with_names(dec);
+    let mut archive = tar::Archive::new(guard);
     for item in archive
         .entries()
         .map_err(|e| Error::corrupt(format!("{key}: not a tar")).with_source(e))?
     {
         let mut item =
             item.map_err(|e| Error::corrupt(format!("{key}: damaged")).with_source(e))?;
-        if item.path_bytes().as_ref() == entry.path.0.as_slice()
+        let path = names
+            .borrow()
+            .path
+            .clone()
+            .unwrap_or_else(|| item.path_bytes().into_owned());
+        if path == entry.path.0
             && item.header().entry_type().is_file()
             && entry.offset.is_none_or(|o| o == item.raw_file_position())
         {

@@ -46,8 +46,10 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         .collect::<Result<_>>()?;
     let dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-    // Guarded: the tar crate reads long names and pax headers whole before we see them.
-    let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(dec));
+    // Guarded: the tar crate reads long names and pax headers whole before we see them. Names
+    // with a newline come from the guard, which reads pax records by length as tar does.
+    let (guard, names) = crate::tar_guard::TarGuard::with_names(dec);
+    let mut archive = tar::Archive::new(guard);
     let mut report = RestoreReport::default();
     let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
     let mut symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)> = Vec::new();
@@ -55,7 +57,8 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
     let bad = |e: std::io::Error| Error::corrupt("the archive is damaged").with_source(e);
     for item in archive.entries().map_err(bad)? {
         let mut item = item.map_err(bad)?;
-        let raw = item.path_bytes().into_owned();
+        let posix = names.borrow().clone();
+        let raw = posix.path.unwrap_or_else(|| item.path_bytes().into_owned());
         if raw == b"." || raw == b"./" {
             continue; // the archive root of `tar -C dir .`
         }
@@ -75,7 +78,9 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
             _ => None,
         };
         let kind = h.entry_type();
-        let link = item.link_name_bytes().map(|l| l.into_owned());
+        let link = posix
+            .linkpath
+            .or_else(|| item.link_name_bytes().map(|l| l.into_owned()));
         let (mtime, mtime_ns) = crate::tar_format::archive_mtime(&mut item)?;
         let meta = Meta {
             mode,

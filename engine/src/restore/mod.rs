@@ -21,11 +21,13 @@ mod archive;
 mod file;
 mod remote;
 mod snapshot;
-mod target;
+pub(crate) mod target;
 
 pub use archive::restore_archive;
 pub use snapshot::restore;
 pub use target::components;
+// The descriptor-based target, for restoring a day's paths by its seek table (`export::extract`).
+pub(crate) use target::{Meta, Target, unlink_in_way};
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sparse::SparseWriter;
 use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, shorten, valid_name};
 
-pub(super) fn cstr(name: &[u8]) -> Result<CString> {
+pub(crate) fn cstr(name: &[u8]) -> Result<CString> {
     CString::new(name).map_err(|_| Error::usage("a name contains NUL"))
 }
 
@@ -21,7 +21,7 @@ pub(super) fn os_err(what: impl std::fmt::Display) -> Error {
 
 /// Removes the entry `name` in `dir` to make way for a restored one; `unlinkat` removes a link
 /// or file itself and never follows it.
-pub(super) fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
+pub(crate) fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
     let c = cstr(name)?;
     // SAFETY: valid descriptor and C string.
     if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {

@@ -1,6 +1,7 @@
 //! Integration tests of cairn-engine: one binary, one module per concern.
 
 mod alloc;
+mod archive_read;
 mod backup;
 mod bounds;
 mod common;
