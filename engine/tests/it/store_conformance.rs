@@ -47,7 +47,31 @@ const CASES: &[Case] = &[
     ),
     ("50 random ranged reads", random_ranges),
     ("the size of an object, without reading it", sizes),
+    (
+        "the store's clock, if it keeps one, leaves nothing behind",
+        clock,
+    ),
 ];
+
+/// A store's clock ([`Store::clock`]) is within a minute of this machine's (the servers here
+/// share it), moves forward, and reading it leaves no object; a store without one says `None`.
+fn clock(store: &dyn Store) {
+    let Some(first) = store.clock().unwrap() else {
+        return;
+    };
+    let local = jiff::Timestamp::now();
+    assert!(
+        first.duration_since(local).abs() < jiff::SignedDuration::from_secs(60),
+        "{first} against {local}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = store.clock().unwrap().expect("a clock stays a clock");
+    assert!(second > first, "{second} after {first}");
+    assert!(
+        store.list("").unwrap().is_empty(),
+        "reading the clock left objects"
+    );
+}
 
 /// Runs every case against `store`, which must be empty. A failing case does not stop the
 /// others: the failure names every case that failed.
