@@ -386,28 +386,7 @@ impl OffsiteConfig {
     }
 }
 
-/// A secret read from the environment or a mounted file: its `Debug` shows `[redacted]` and it
-/// is never serialized, so that a configuration printed or reported cannot hold it.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
 
 /// The variable that holds the Pushgateway's password; `…_FILE` names a file holding it.
 pub const PUSHGATEWAY_PASSWORD: &str = "CAIRN_PUSHGATEWAY_PASSWORD";
@@ -418,14 +397,14 @@ pub const PUSHGATEWAY_PASSWORD: &str = "CAIRN_PUSHGATEWAY_PASSWORD";
 fn secret_from(env: &[(String, String)], name: &str) -> Result<Option<Secret>> {
     let var = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     if let Some(v) = var(name) {
-        return Ok(Some(Secret(v)));
+        return Ok(Some(Secret::new(v)));
     }
     let Some(path) = var(&format!("{name}_FILE")) else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::config(format!("cannot read {name}_FILE ({path})")).with_source(e))?;
-    Ok(Some(Secret(text.trim().to_string())))
+    Ok(Some(Secret::new(text.trim())))
 }
 
 /// `[metrics]`: where each stage publishes its figures for Prometheus.

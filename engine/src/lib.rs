@@ -33,6 +33,7 @@ pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod scan;
+pub mod secret;
 pub mod snapshot;
 pub mod sparse;
 pub mod store;

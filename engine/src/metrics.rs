@@ -8,7 +8,7 @@
 //! logged, never raised, since the backup it describes already stands.
 //!
 //! A Pushgateway behind basic auth gets `metrics.pushgateway_user` and a password from a secret
-//! ([`crate::config::Secret`]); credentials in the URL are refused, since the URL is printed in
+//! ([`crate::secret::Secret`]); credentials in the URL are refused, since the URL is printed in
 //! errors and warnings.
 
 use std::io::{Read, Write};
@@ -120,7 +120,7 @@ pub struct BasicAuth {
     /// The user.
     pub user: String,
     /// The password (its `Debug` shows nothing).
-    pub password: crate::config::Secret,
+    pub password: crate::secret::Secret,
 }
 
 /// Where metrics go (`[metrics]`).

@@ -169,14 +169,17 @@ pub fn redact(text: &str) -> String {
 }
 
 /// Credentials of the store and the exports, which no upload client gets: an unofficial client
-/// must not be able to touch the first copy.
-const WITHHELD: [&str; 6] = [
+/// must not be able to touch the first copy; nor the Pushgateway's password, which it has no use
+/// for.
+const WITHHELD: [&str; 8] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_ACCESS_KEY_ID_FILE",
     "AWS_SECRET_ACCESS_KEY_FILE",
     "AWS_SESSION_TOKEN_FILE",
+    "CAIRN_PUSHGATEWAY_PASSWORD",
+    "CAIRN_PUSHGATEWAY_PASSWORD_FILE",
 ];
 
 /// Reads a pipe to its end on a thread of its own, keeping at most `keep` bytes (the first ones,
@@ -497,6 +500,31 @@ mod tests {
             assert_eq!(redact_one(text, secret), "x=[redacted];", "{text}");
         }
         assert_eq!(redact_one("p@ss w/rd", secret), "p@ss w/rd");
+    }
+
+    #[test]
+    fn clients_get_no_credentials_of_cairn_s_own() {
+        // Named here, not taken from WITHHELD: the test says what must be withheld.
+        let own = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECRET_ACCESS_KEY_FILE",
+            "CAIRN_PUSHGATEWAY_PASSWORD",
+            "CAIRN_PUSHGATEWAY_PASSWORD_FILE",
+        ];
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "env"]);
+        for k in own {
+            cmd.env(k, "given");
+        }
+        cmd.env("RCLONE_CONFIG_PASS_NOT_WITHHELD", "kept");
+        let done = run(&mut cmd, None, Duration::from_secs(10), "test client").unwrap();
+        let env = String::from_utf8(done.stdout).unwrap();
+        for k in own {
+            assert!(!env.contains(&format!("{k}=")), "{k} reached the client");
+        }
+        assert!(env.contains("RCLONE_CONFIG_PASS_NOT_WITHHELD="), "{env}");
     }
 
     #[test]
