@@ -424,7 +424,9 @@ fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> {
         backup::backup(&repo, &catalog, sync, &opts, &progress)
     });
     bar.finish();
-    let out = result.context("backup failed; no snapshot was committed")?;
+    // Every failure commits nothing, except a snapshot written after the lease was lost that
+    // could not be withdrawn, whose error says so.
+    let out = result.context("backup failed")?;
     let code = if out.snapshot.warnings.is_empty() {
         exit::OK
     } else {

@@ -207,8 +207,8 @@ impl Fs {
     }
 }
 
-/// Right before the commit: every pack this backup relies on (every pack its catalog knows) is
-/// in the store and none is condemned.
+/// Right before the commit: no pack this backup relies on (every pack its catalog knows) is
+/// condemned, or was deleted by a gc.
 ///
 /// The catalog forgot the condemned packs when it synced, so a known pack that a marker names
 /// was condemned since (by a gc that listed the writers before this backup took its lease), or
@@ -219,16 +219,22 @@ impl Fs {
 fn secure_packs(repo: &Repository, catalog: &Catalog) -> Result<()> {
     let store = repo.store().as_ref();
     let known = catalog.pack_sizes()?;
+    // A gc deletes only packs whose marker is in force, and the marker outlives the pack: the
+    // condemned packs the catalog knows are the only ones to look for.
+    let mut missing = Vec::new();
     for pack in crate::condemn::list(store)?
         .keys()
         .filter(|p| known.contains_key(p))
     {
-        tracing::info!(pack = %pack, "a pack this backup relies on is condemned; taking it back");
-        crate::condemn::keep(store, pack)?;
+        match store.size(&crate::repo::pack_key(pack)) {
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => missing.push(*pack),
+            Err(e) => return Err(e),
+            Ok(_) => {
+                tracing::info!(pack = %pack, "a pack this backup relies on is condemned; taking it back");
+                crate::condemn::keep(store, pack)?;
+            }
+        }
     }
-    let in_store: std::collections::HashSet<Id> =
-        repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
-    let mut missing: Vec<&Id> = known.keys().filter(|p| !in_store.contains(p)).collect();
     missing.sort();
     if let Some(first) = missing.first() {
         return Err(Error::new(
@@ -251,8 +257,8 @@ fn withdraw(repo: &Repository, id: &Id, lost: Error) -> Error {
     let what = match repo.delete_snapshot(id) {
         Ok(()) => "it was withdrawn and nothing was committed".to_string(),
         Err(e) => format!(
-            "it could not be withdrawn ({e}): cairn check names what it misses, and cairn forget {} \
-             removes it",
+            "it stays in the store, as this key may not delete it ({e}): cairn check names what \
+             it misses, and cairn forget {} (with a key that may delete) removes it",
             id.short()
         ),
     };

@@ -886,6 +886,23 @@ impl Catalog {
         Ok(map.get(&(kind.code(), *id)).copied())
     }
 
+    /// Forgets packs a gc just condemned, keeping their index entries aside for readers (as the
+    /// next sync would, without reading them from the store again).
+    pub(crate) fn forget_condemned(&self, packs: &HashSet<Id>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for pack in packs {
+            if let Some(v) = self
+                .db
+                .get_pinned_cf(self.cf("pack_index"), pack.as_bytes())?
+            {
+                batch.put_cf(self.cf("meta"), condemned_index_key(pack), &*v);
+            }
+        }
+        self.db.write(batch)?;
+        *self.condemned.lock().expect("poisoned") = None;
+        self.forget_packs(packs)
+    }
+
     /// Keeps aside the index entries of the condemned packs in the store (`present`, with their
     /// sizes) and drops those of packs no longer condemned or gone. A pack the catalog knows
     /// gives its entries from `pack_index`; another one's index is read once (a ranged read).
@@ -928,10 +945,11 @@ impl Catalog {
                     condemned_index_key(&pack),
                     encode_entries(&e),
                 ),
-                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                // Only readers of a damaged snapshot need these entries: no failure here may
+                // stop a sync.
+                Err(e) => {
                     tracing::warn!(pack = %pack, error = %e, "the index of a condemned pack cannot be read")
                 }
-                Err(e) => return Err(e),
             }
         }
         if !batch.is_empty() {

@@ -73,16 +73,22 @@ pub fn kept_key(pack: &Id) -> String {
     format!("{CONDEMNED}{pack}{KEPT}")
 }
 
+/// Whether `hex` is an id as keys spell it: 64 lower-case hex digits (another spelling would name
+/// the same pack under a key nothing deletes).
+fn canonical_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn parse_kept(key: &str) -> Option<Id> {
     let hex = key.strip_prefix(CONDEMNED)?.strip_suffix(KEPT)?;
-    (hex.len() == 64).then(|| Id::from_hex(hex).ok())?
+    canonical_hex(hex).then(|| Id::from_hex(hex).ok())?
 }
 
 fn parse(key: &str) -> Option<Marker> {
     let rest = key.strip_prefix(CONDEMNED)?;
     let mut parts = rest.split('.');
     let (hex, since, due) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || hex.len() != 64 {
+    if parts.next().is_some() || !canonical_hex(hex) {
         return None;
     }
     let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
@@ -221,6 +227,7 @@ mod tests {
         assert_eq!(parse_kept(&kept_key(&id)), Some(id));
         assert!(parse(&kept_key(&id)).is_none());
         assert!(parse_kept(&k).is_none());
+        assert!(parse_kept(&format!("{CONDEMNED}{}.kept", id.to_hex().to_uppercase())).is_none());
         for bad in [
             format!("{CONDEMNED}{id}.1"),
             format!("{CONDEMNED}{id}.1.2.3"),
@@ -228,6 +235,7 @@ mod tests {
             format!("{CONDEMNED}{id}.1.9999999999999999999"),
             format!("{CONDEMNED}abc.1.2"),
             format!("{CONDEMNED}{id}..2"),
+            format!("{CONDEMNED}{}.1.2", id.to_hex().to_uppercase()),
         ] {
             assert!(parse(&bad).is_none(), "{bad}");
         }

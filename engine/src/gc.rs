@@ -386,7 +386,7 @@ fn collect(
             catalog.resync(repo)?;
         }
         // After the packs were listed and before the snapshots are: see the module's doc.
-        let writer = backup_beside(store.as_ref(), opts.held.as_deref())?;
+        let writer = backup_beside(store.as_ref(), opts.held.as_deref(), opts.dry_run)?;
         refuse_unreadable_snapshots(repo, catalog)?;
         let in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
         report.packs = in_store.len();
@@ -475,6 +475,17 @@ fn collect(
         }
         call(GcPoint::Repacked);
 
+        // The writers again, right before the markers: a backup that started during a long walk
+        // synced before them, and may be deduplicating against what would be condemned. The
+        // repacked packs' new copies stay, as extra copies.
+        if !opts.dry_run
+            && !condemned.is_empty()
+            && let Some(w) = backup_beside(store.as_ref(), opts.held.as_deref(), false)?
+        {
+            tracing::warn!(backup = %w, "a backup started beside this gc: it condemns nothing (a gc that runs alone does)");
+            report.beside_backup = Some(w);
+            condemned.clear();
+        }
         report.packs_condemned = condemned.len();
         for (pack, reason) in &condemned {
             let since = now();
@@ -497,7 +508,7 @@ fn collect(
             );
         }
         if !opts.dry_run {
-            catalog.forget_packs(&condemned.iter().map(|(p, _)| *p).collect())?;
+            catalog.forget_condemned(&condemned.iter().map(|(p, _)| *p).collect())?;
         }
         call(GcPoint::Condemned);
         if !opts.dry_run && !condemned.is_empty() {
@@ -620,8 +631,17 @@ fn condemned_in(markers: &HashMap<Id, Marker>, in_store: &HashMap<Id, u64>) -> V
 
 /// The backup (a live writer lease of the repository other than `held`, the caller's own) that
 /// runs beside this gc, described for the report.
-fn backup_beside(store: &dyn crate::store::Store, held: Option<&str>) -> Result<Option<String>> {
-    Ok(lease::live(store, lease::REPOSITORY)?
+fn backup_beside(
+    store: &dyn crate::store::Store,
+    held: Option<&str>,
+    dry_run: bool,
+) -> Result<Option<String>> {
+    let live = if dry_run {
+        lease::live_by_this_clock(store, lease::REPOSITORY)?
+    } else {
+        lease::live(store, lease::REPOSITORY)?
+    };
+    Ok(live
         .into_iter()
         .find(|(k, l)| l.mode == LeaseMode::Writer && Some(k.as_str()) != held)
         .map(|(_, l)| {

@@ -184,6 +184,9 @@ pub struct Lease<'s> {
     /// Set when the holder is done: the refresher stops.
     stopped: (Mutex<bool>, Condvar),
     deleted: bool,
+    /// Set when a refresh may have put back an object another holder had already taken over
+    /// (it landed after the lease lapsed): `confirm` fails from then on.
+    lost: std::sync::atomic::AtomicBool,
 }
 
 /// This machine's name: `HOSTNAME` (set in every Kubernetes pod), else the kernel's.
@@ -267,6 +270,16 @@ pub fn live(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>>
     let listed = listed(store, prefix)?;
     let now = store_now(store)?;
     Ok(listed.into_iter().filter(|(_, l)| l.live(now)).collect())
+}
+
+/// [`live`], judged by this machine's clock: for a caller that must write nothing (a dry run),
+/// where reading a local store's clock would create a file.
+pub fn live_by_this_clock(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
+    let now = jiff::Timestamp::now();
+    Ok(listed(store, prefix)?
+        .into_iter()
+        .filter(|(_, l)| l.live(now))
+        .collect())
 }
 
 /// Takes the lease `prefix` (a store prefix ending in `/`, one per thing guarded) for `purpose`.
@@ -371,6 +384,7 @@ pub fn acquire_as<'s>(
                 ttl,
                 stopped: (Mutex::new(false), Condvar::new()),
                 deleted: false,
+                lost: Default::default(),
             });
         }
         retire(store_ref, &key, &info);
@@ -493,7 +507,15 @@ impl Lease<'_> {
                 tracing::warn!(key = %self.key, why, "not refreshing the lease");
                 return;
             }
+            let until = *self.written_until.lock().expect("poisoned");
             let expires = match store_now(self.store.get()) {
+                // Lapsed already: another holder may have taken it over since the check above,
+                // and a write now could put it back under them.
+                Ok(now) if now >= until => {
+                    tracing::warn!(key = %self.key, "the lease lapsed before it could be refreshed; it is lost");
+                    self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
                 Ok(now) => now + self.ttl,
                 Err(e) => {
                     tracing::warn!(key = %self.key, error = %e, "could not refresh a lease (the store's clock cannot be read)");
@@ -506,7 +528,16 @@ impl Lease<'_> {
                 serde_json::to_vec(&*info).expect("leases serialize")
             };
             match self.store.get().put(&self.key, &bytes) {
-                Ok(()) => *self.written_until.lock().expect("poisoned") = expires,
+                // A write that landed after the lease lapsed (retried for a while) may have put
+                // back an object a contender had retired: the lease counts as lost.
+                Ok(()) if store_now(self.store.get()).is_ok_and(|now| now < until) => {
+                    *self.written_until.lock().expect("poisoned") = expires
+                }
+                Ok(()) => {
+                    tracing::warn!(key = %self.key, "a lease refresh landed after the lease lapsed; it is lost");
+                    self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
                 Err(e) => tracing::warn!(key = %self.key, error = %e, "could not refresh a lease"),
             }
         }
@@ -538,6 +569,12 @@ impl Lease<'_> {
     /// taken over, which removes or ends its object.
     pub fn confirm(&self) -> Result<()> {
         let purpose = self.info().purpose;
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("{purpose}: the lease lapsed before it was refreshed"),
+            ));
+        }
         let until = *self.written_until.lock().expect("poisoned");
         if until <= store_now(self.store.get())? {
             return Err(Error::new(

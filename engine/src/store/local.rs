@@ -596,12 +596,18 @@ impl Store for LocalStore {
     /// time read back (on a network file system shared by several machines, the server's or
     /// the writing client's clock, as that file system keeps times).
     fn clock(&self) -> Result<Option<jiff::Timestamp>> {
-        let tmp = temp_path(&self.root.join("clock"));
-        let read = || -> std::io::Result<std::time::SystemTime> {
-            let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.metadata()?.modified()
-        };
-        let t = read();
+        // A random name: two machines sharing the directory may run cairn under one pid.
+        let tmp = temp_path(
+            &self
+                .root
+                .join(format!("clock-{}", crate::id::random_hex(8)?)),
+        );
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("reading the local store's clock", e))?;
+        let t = f.metadata().and_then(|m| m.modified());
         let _ = fs::remove_file(&tmp);
         let t = t.map_err(|e| Error::io("reading the local store's clock", e))?;
         jiff::Timestamp::try_from(t).map(Some).map_err(|e| {

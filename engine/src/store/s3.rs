@@ -442,7 +442,14 @@ impl Store for S3Store {
                 .await
                 .map_err(|e| classify_status(&format!("list {} (for its clock)", self.bucket), e))
         })?;
-        Ok(recent())
+        let t = recent();
+        if t.is_none() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(bucket = %self.bucket, "the S3 server sends no Date header: leases are timed by this machine's clock");
+            });
+        }
+        Ok(t)
     }
 
     fn request_stats(&self) -> Option<RequestStats> {

@@ -586,3 +586,55 @@ fn a_dead_deleters_lease_is_waited_out_past_the_patience() {
         began.elapsed()
     );
 }
+
+/// A refresh that lands after its lease lapsed (a slow, retried write) must not bring the lease
+/// back under the holder that took it over meanwhile: the late writer counts its lease as lost.
+#[test]
+fn a_refresh_landing_after_a_takeover_does_not_bring_the_lease_back() {
+    use cairn_engine::store::{Fault, FaultStore, MemoryStore, Op};
+    let store = Arc::new(FaultStore::new(MemoryStore::new()));
+    let shared: Arc<dyn Store> = store.clone();
+    let ttl = Duration::from_secs(3);
+    let began = std::time::Instant::now();
+    let at = |secs: f64| {
+        let t = Duration::from_secs_f64(secs);
+        if let Some(left) = t.checked_sub(began.elapsed()) {
+            std::thread::sleep(left);
+        }
+    };
+    let a = lease::repository(
+        shared.clone(),
+        LeaseMode::Writer,
+        "backup",
+        ttl,
+        Duration::ZERO,
+    )
+    .unwrap();
+    // The first refresh (after 1 s) takes 3 s to land, past the lease's expiry at 3 s.
+    store.inject(
+        Some(Op::Put),
+        "_leases/",
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    a.hold(|| {
+        at(1.5);
+        store.clear();
+        // A deleting gc finds the lease lapsed and takes over.
+        at(3.5);
+        let b = lease::repository(
+            shared.clone(),
+            LeaseMode::Exclusive,
+            "garbage collection (deleting)",
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .expect("the lapsed lease is taken over");
+        // The late write landed at 4 s; the next refresh would come at 5 s.
+        at(6.5);
+        assert!(
+            a.confirm().is_err(),
+            "the late refresh brought the lease back beside the exclusive one"
+        );
+        b.release();
+    });
+}
