@@ -1080,3 +1080,213 @@ fn same_size_damage_on_the_remote_is_found_where_a_hash_is_given() {
         "the table does not say the check was by size: {table}"
     );
 }
+
+/// The directory remote reads only the day's three files, and only at their expected size: a
+/// huge sparse file planted in a day folder, or put at an expected name, is never read (it was
+/// hashed in full at every check). The day with the wrong-size file is uploaded again.
+#[test]
+fn the_directory_remote_reads_no_planted_or_oversized_file() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let remote = s.dir.path().join("nas");
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\nretry_wait_secs = 0\n",
+            remote.display()
+        ),
+    );
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    // 32 GiB each, holes only: reading one takes tens of seconds, listing it none.
+    let huge = 32u64 << 30;
+    let planted = remote.join("2026-11-03/planted.bin");
+    fs::File::create(&planted).unwrap().set_len(huge).unwrap();
+    let manifest = remote.join("2026-11-02/shared-2026-11-02.manifest.json");
+    fs::remove_file(&manifest).unwrap();
+    fs::File::create(&manifest).unwrap().set_len(huge).unwrap();
+    let t = std::time::Instant::now();
+    let (code, r) = sync(&s);
+    let took = t.elapsed();
+    assert_eq!(code, 0, "{r}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the sync read the planted files: {took:?}"
+    );
+    assert_eq!(r["uploaded"], serde_json::json!(["2026-11-02"]), "{r}");
+    assert_eq!(
+        r["up_to_date"],
+        serde_json::json!(["2026-11-03", "2026-11-01"]),
+        "{r}"
+    );
+    fs::remove_file(&planted).unwrap();
+    assert_eq!(remote_files(&remote), exported(&s, &days));
+}
+
+/// A sync that loses its lease while it deletes remote days (`keep_daily`) stops deleting,
+/// says so in its report, writes no status after that, and exits 4.
+#[test]
+fn a_sync_that_loses_its_lease_stops_deleting_remote_days() {
+    let s = Setup::new();
+    three_days(&s);
+    let remote = s.dir.path().join("remote");
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let client = command_remote(&s, &remote);
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(&s, &client);
+    let (code, r) = sync(&s);
+    assert_eq!(code, 0, "{r}");
+    // The delete command takes the sync's lease away (as another sync judging it lapsed).
+    script(
+        &s,
+        "rm.sh",
+        &format!(
+            "rm -rf \"{}/$1\"; rm -f \"{}\"/*.json",
+            remote.display(),
+            s.dir.path().join("exports/_offsite/leases").display()
+        ),
+    );
+    let before = fs::read_to_string(s.dir.path().join("exports/_offsite/2026-11-01.json")).unwrap();
+    fs::write(&s.config, &cfg).unwrap();
+    offsite(&s, &format!("{client}keep_daily = 1\n"));
+    let (code, r) = sync(&s);
+    assert_eq!(
+        r["deleted_remote"],
+        serde_json::json!(["2026-11-01"]),
+        "{r}"
+    );
+    assert_eq!(remote_days(&remote), ["2026-11-02", "2026-11-03"], "{r}");
+    assert_eq!(code, 4, "{r}");
+    assert!(
+        r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("lease")),
+        "{r}"
+    );
+    assert_eq!(r["exit_code"], 4, "{r}");
+    assert_eq!(
+        fs::read_to_string(s.dir.path().join("exports/_offsite/2026-11-01.json")).unwrap(),
+        before,
+        "a status was written after the lease was lost"
+    );
+}
+
+/// A command client that runs until it is killed, and an `[offsite]` section for it; the client
+/// touches the returned marker once it runs.
+fn hanging_client(s: &Setup) -> PathBuf {
+    let marker = s.dir.path().join("started");
+    let client = script(
+        s,
+        "hang.sh",
+        &format!("touch \"{}\"; sleep 120", marker.display()),
+    );
+    offsite(
+        s,
+        &format!(
+            "uploader = \"command\"\nupload = [\"{}\", \"{{file}}\", \"{{dest}}\"]\nlist = [\"{}\", \"{{dir}}\"]\n\
+             timeout_secs = 600\nattempts = 1\nretry_wait_secs = 0\nscratch_dir = \"{}\"\n",
+            client.display(),
+            list_script(s, &s.dir.path().join("remote")).display(),
+            s.dir.path().join("scratch").display()
+        ),
+    );
+    marker
+}
+
+/// Waits up to `secs` for `child` to end.
+fn wait_ended(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Waits until the client ran (its marker is there), while `child` runs.
+fn wait_marker(child: &mut std::process::Child, marker: &Path) {
+    while !marker.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the sync ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stopped by SIGTERM as PID 1 (a container without an init, where the signal's default action
+/// does nothing), the sync still ends, with 128 + the signal.
+#[test]
+fn a_stopped_sync_ends_as_pid_1() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Setup::new();
+    three_days(&s);
+    let marker = hanging_client(&s);
+    // `unshare --fork` makes cairn PID 1 of a new pid namespace, as a container's ENTRYPOINT.
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(["-q", "offsite", "sync"])
+        .env_remove("CAIRN_CONFIG");
+    let mut unshare = c.spawn().unwrap();
+    wait_marker(&mut unshare, &marker);
+    let children =
+        fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let cairn: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: signals the test's own cairn (PID 1 of its namespace).
+    unsafe {
+        libc::kill(cairn, libc::SIGTERM);
+    }
+    let ended = wait_ended(&mut unshare, 20);
+    if ended.is_none() {
+        // `--kill-child`: cairn goes with it.
+        let _ = unshare.kill();
+        let _ = unshare.wait();
+    }
+    let status = ended.expect("cairn as PID 1 did not end after SIGTERM");
+    assert!(
+        status.code() == Some(128 + libc::SIGTERM) || status.signal() == Some(libc::SIGTERM),
+        "{status:?}"
+    );
+}
+
+/// Started with SIGHUP ignored (`nohup`), the sync keeps ignoring it; SIGTERM still stops it.
+#[test]
+fn an_ignored_sighup_stays_ignored() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let s = Setup::new();
+    three_days(&s);
+    let marker = hanging_client(&s);
+    let mut c = s.cmd(&["-q", "offsite", "sync"]);
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    wait_marker(&mut child, &marker);
+    // SAFETY: signals our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    let hup = wait_ended(&mut child, 2);
+    if hup.is_none() {
+        // SAFETY: signals our own child.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    let status = hup
+        .or_else(|| wait_ended(&mut child, 20))
+        .expect("the sync did not end");
+    assert!(
+        hup.is_none(),
+        "an ignored SIGHUP stopped the sync: {status:?}"
+    );
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}

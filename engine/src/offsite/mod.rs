@@ -9,6 +9,9 @@
 //! hung client, a per-run budget stops starting new days, and failures are retried with a wait.
 //! A client that cannot be started is a configuration error that stops the sync.
 //!
+//! The lease is confirmed before every status written and every remote day deleted: a sync that
+//! lost it stops there (exit 4).
+//!
 //! Nothing is deleted on the remote unless `keep_daily` asks for it, and then only from what the
 //! remote itself holds: a remote day goes once `keep_daily` newer days are complete and checked
 //! there, never on a night a day failed. The exports may have lost days (pruned, a replaced
@@ -29,7 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::export::{DayKeys, list_days};
 use crate::store::{ObjectReader, Store};
 use status::{Check, DayOffsite, State};
-use uploader::{Source, Uploader};
+use uploader::{Source, Uploader, Wanted};
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -69,16 +72,19 @@ pub struct SyncReport {
     pub up_to_date: Vec<String>,
     /// Days that failed, with the reason.
     pub failed: Vec<DayFailure>,
-    /// Days not tried because the run's budget was spent.
+    /// Days not tried: the run's budget was spent, the day was being written, or the lease was
+    /// lost.
     pub pending: Vec<String>,
     /// Remote days deleted by `keep_daily`.
     pub deleted_remote: Vec<String>,
     /// What the sync passed over without failing a day (one line each, secrets redacted): a
-    /// remote day it could not check or delete, retention skipped after a failure.
+    /// remote day it could not check or delete, a day whose `.sha256` could not be read for its
+    /// check, retention skipped after a failure, the lease lost.
     pub warnings: Vec<String>,
     /// Bytes uploaded.
     pub bytes: u64,
-    /// The process's exit code: 0, or 5 when some day failed or is left pending.
+    /// The process's exit code: 0; 5 when some day failed or is left pending; 4 when the lease
+    /// was lost midway.
     pub exit_code: u8,
 }
 
@@ -246,7 +252,7 @@ fn upload_day(
         put(exports, up, p, &dest, opts, scratch)?;
         sent += p.size;
     }
-    let listed = up.list(date, opts.timeout)?;
+    let listed = up.list(date, &wanted(parts), opts.timeout)?;
     let check = check_listed(exports, date, parts, &listed)?;
     Ok((sent, check))
 }
@@ -355,7 +361,7 @@ pub fn sync(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Resul
         None,
     )?;
     let report = lease.hold(|| -> Result<SyncReport> {
-        let report = sync_leased(exports, up, opts)?;
+        let report = sync_leased(exports, up, opts, &|| lease.confirm())?;
         let key = format!("_reports/{}/offsite.json", opts.date);
         exports.put(
             &key,
@@ -367,7 +373,45 @@ pub fn sync(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Resul
     Ok(report)
 }
 
-fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Result<SyncReport> {
+/// Whether the sync still holds its lease, confirmed right before a status is written or a
+/// remote day deleted: a sync that lost it (stalled past its TTL, taken over) must neither
+/// overwrite what the sync that took over writes nor delete what that one counts on. The first
+/// failure is kept in `lost` (one line, redacted) and every later call says no.
+fn held(confirm: &dyn Fn() -> Result<()>, lost: &mut Option<String>) -> bool {
+    if lost.is_some() {
+        return false;
+    }
+    match confirm() {
+        Ok(()) => true,
+        Err(e) => {
+            *lost = Some(process::redact(&e.to_string()));
+            false
+        }
+    }
+}
+
+/// The report's line for a lease lost before `what`.
+fn lost_line(why: &str, what: &str) -> String {
+    format!("the offsite lease was lost ({why}): stopped before {what}")
+}
+
+/// The files of a day as a listing asks for them.
+fn wanted<'p>(parts: &'p [Part<'_>]) -> Vec<Wanted<'p>> {
+    parts
+        .iter()
+        .map(|p| Wanted {
+            name: &p.name,
+            size: Some(p.size),
+        })
+        .collect()
+}
+
+fn sync_leased(
+    exports: &dyn Store,
+    up: &dyn Uploader,
+    opts: &SyncOptions,
+    confirm: &dyn Fn() -> Result<()>,
+) -> Result<SyncReport> {
     let began = Instant::now();
     let mut report = SyncReport {
         version: 1,
@@ -389,14 +433,32 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
     // A day being written or pruned right now (its day lease is live) is left for the next run.
     let busy = crate::retention::days_in_use(exports)?;
     let scratch = Scratch::new(&opts.scratch)?;
-    let save = |st: DayOffsite,
-                statuses: &mut std::collections::BTreeMap<String, DayOffsite>|
-     -> Result<()> {
+    let mut lost: Option<String> = None;
+    // Writes a day's status if the lease still holds; `Ok(false)`: it does not, nothing written.
+    let mut save = |st: DayOffsite,
+                    statuses: &mut BTreeMap<String, DayOffsite>,
+                    report: &mut SyncReport|
+     -> Result<bool> {
+        if !held(confirm, &mut lost) {
+            let why = lost.as_deref().unwrap_or_default();
+            let line = lost_line(why, &format!("writing the status of {}", st.date));
+            tracing::warn!("{line}");
+            report.warnings.push(line);
+            return Ok(false);
+        }
         status::save(exports, &st)?;
         statuses.insert(st.date.clone(), st);
-        Ok(())
+        Ok(true)
     };
-    for day in &days {
+    for (i, day) in days.iter().enumerate() {
+        // Once the lease is lost nothing more is written: the days not done are left.
+        let stop = |report: &mut SyncReport| {
+            for d in &days[i..] {
+                if !report.uploaded.contains(&d.date) && !report.up_to_date.contains(&d.date) {
+                    report.pending.push(d.date.clone());
+                }
+            }
+        };
         if busy.contains(&day.date) {
             report.pending.push(day.date.clone());
             continue;
@@ -407,37 +469,52 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
         // The day's three files as the exports hold them (one read of its `.sha256`, one
         // listing), for the check of an uploaded day and for every attempt of an upload.
         let mut parts = parts_of(exports, &keys);
-        let sha = parts
-            .as_ref()
-            .ok()
-            .and_then(|p| p[0].sha256.clone())
-            .unwrap_or_default();
         // A day marked uploaded is checked against the remote's listing (one call): each file
         // under its name with the exports' size, and the archive the same as when it went.
         if let Some(s) = &prior
             && s.state == State::Uploaded
         {
-            let checked = if s.archive_sha256 != sha || s.archive_size != size {
-                Err(Error::new(
-                    ErrorKind::Io,
-                    "the day was exported again since its upload",
-                ))
-            } else {
-                match &parts {
-                    Ok(parts) => up
-                        .list(&day.date, opts.timeout)
-                        .and_then(|listed| check_listed(exports, &day.date, parts, &listed)),
-                    Err(e) => Err(again(e)),
+            let checked = match &parts {
+                // The exports could not be read just now: that says nothing about the day or its
+                // copy, so the day stays as it is and is checked again next run.
+                Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Io) => {
+                    let line = process::redact(&format!(
+                        "could not check {} (it is checked again next run): {e}",
+                        day.date
+                    ));
+                    tracing::warn!(date = %day.date, warning = %line, "offsite");
+                    report.warnings.push(line);
+                    continue;
                 }
+                Err(e) => Err(again(e)),
+                Ok(p)
+                    if p[0].sha256.as_ref() != Some(&s.archive_sha256)
+                        || s.archive_size != size =>
+                {
+                    Err(Error::new(
+                        ErrorKind::Io,
+                        "the day was exported again since its upload",
+                    ))
+                }
+                Ok(p) => up
+                    .list(&day.date, &wanted(p), opts.timeout)
+                    .and_then(|listed| check_listed(exports, &day.date, p, &listed)),
             };
             match checked {
                 Ok(check) => {
                     report.up_to_date.push(day.date.clone());
-                    if s.checked != Some(check) {
+                    let p = parts.as_ref().expect("checked");
+                    let sizes = (Some(p[1].size), Some(p[2].size));
+                    // Sizes of statuses written before they were recorded are filled in.
+                    if s.checked != Some(check) || (s.sha256_file_size, s.manifest_size) != sizes {
                         let mut st = s.clone();
                         st.checked = Some(check);
+                        (st.sha256_file_size, st.manifest_size) = sizes;
                         st.updated = jiff::Timestamp::now().to_string();
-                        save(st, &mut statuses)?;
+                        if !save(st, &mut statuses, &mut report)? {
+                            stop(&mut report);
+                            break;
+                        }
                     }
                     continue;
                 }
@@ -450,7 +527,10 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     st.state = State::Pending;
                     st.reason = Some(reason);
                     st.updated = jiff::Timestamp::now().to_string();
-                    save(st, &mut statuses)?;
+                    if !save(st, &mut statuses, &mut report)? {
+                        stop(&mut report);
+                        break;
+                    }
                 }
             }
         }
@@ -489,6 +569,15 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 Err(e) => break Err(e),
             }
         };
+        // As read by the attempt that ended the loop (an upload needs them read).
+        let sha = parts
+            .as_ref()
+            .ok()
+            .and_then(|p| p[0].sha256.clone())
+            .unwrap_or_default();
+        let sizes = parts
+            .as_ref()
+            .map_or((None, None), |p| (Some(p[1].size), Some(p[2].size)));
         let now = jiff::Timestamp::now().to_string();
         let st = match outcome {
             Ok((sent, check)) => {
@@ -502,6 +591,8 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     remote: up.describe(),
                     archive_size: size,
                     archive_sha256: sha,
+                    sha256_file_size: sizes.0,
+                    manifest_size: sizes.1,
                     attempts: 0,
                     uploaded: Some(now.clone()),
                     checked: Some(check),
@@ -523,6 +614,8 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                     remote: up.describe(),
                     archive_size: size,
                     archive_sha256: sha,
+                    sha256_file_size: None,
+                    manifest_size: None,
                     attempts: prior.map_or(0, |p| p.attempts) + attempt,
                     uploaded: None,
                     checked: None,
@@ -531,13 +624,26 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
                 }
             }
         };
-        save(st, &mut statuses)?;
+        if !save(st, &mut statuses, &mut report)? {
+            stop(&mut report);
+            break;
+        }
     }
-    if opts.keep_daily > 0 {
-        prune_remote(exports, up, opts, &mut report, &mut statuses)?;
+    if opts.keep_daily > 0 && lost.is_none() {
+        prune_remote(
+            exports,
+            up,
+            opts,
+            &mut report,
+            &mut statuses,
+            confirm,
+            &mut lost,
+        )?;
     }
     report.finished = jiff::Timestamp::now().to_string();
-    report.exit_code = if report.failed.is_empty() && report.pending.is_empty() {
+    report.exit_code = if lost.is_some() {
+        crate::error::exit::LOCKED
+    } else if report.failed.is_empty() && report.pending.is_empty() {
         crate::error::exit::OK
     } else {
         crate::error::exit::OFFSITE_INCOMPLETE
@@ -546,9 +652,11 @@ fn sync_leased(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Re
 }
 
 /// Whether the remote's copy of `date` is complete and checked, from the remote alone: its three
-/// files there, the archive with the size (and the SHA-256, where the remote gives one) that the
-/// day's status recorded when it was uploaded and checked. A day without such a status (a
-/// replaced exports volume lost them) is not counted: it cannot be told from a partial copy.
+/// files there with the sizes the day's status recorded when it was uploaded and checked (and the
+/// archive's SHA-256, where the remote gives one). A status written before the companions' sizes
+/// were recorded has only the archive's: the other two must then merely not be empty. A day
+/// without such a status (a replaced exports volume lost them) is not counted: it cannot be told
+/// from a partial copy.
 fn complete_on_remote(
     up: &dyn Uploader,
     date: &str,
@@ -559,17 +667,24 @@ fn complete_on_remote(
         return Ok(false);
     };
     let keys = DayKeys::new(date)?;
-    let listed = up.list(date, timeout)?;
-    let find = |key: &str| {
-        let name = key.rsplit('/').next().expect("DATE/NAME");
-        listed.iter().find(|f| f.name == name)
-    };
-    let archive_ok = find(&keys.archive).is_some_and(|f| {
+    let name = |key: &str| key.rsplit('/').next().expect("DATE/NAME").to_string();
+    let files = [
+        (name(&keys.archive), Some(st.archive_size)),
+        (name(&keys.sha256), st.sha256_file_size),
+        (name(&keys.manifest), st.manifest_size),
+    ];
+    let want: Vec<Wanted<'_>> = files
+        .iter()
+        .map(|(name, size)| Wanted { name, size: *size })
+        .collect();
+    let listed = up.list(date, &want, timeout)?;
+    let find = |name: &str| listed.iter().find(|f| f.name == name);
+    let archive_ok = find(&files[0].0).is_some_and(|f| {
         f.size == st.archive_size && f.sha256.as_ref().is_none_or(|h| *h == st.archive_sha256)
     });
-    let others_ok = [&keys.sha256, &keys.manifest]
+    let others_ok = files[1..]
         .iter()
-        .all(|k| find(k).is_some_and(|f| f.size > 0));
+        .all(|(name, size)| find(name).is_some_and(|f| size.map_or(f.size > 0, |s| f.size == s)));
     Ok(archive_ok && others_ok)
 }
 
@@ -577,13 +692,16 @@ fn complete_on_remote(
 /// are complete and checked there (checked by this sync, or by [`complete_on_remote`]), and
 /// deletes the remote days older than the last of them. Fewer such days, or a day failed
 /// tonight: nothing is deleted. A remote day that cannot be listed or deleted is a warning; a
-/// client that cannot be started stops the sync.
+/// client that cannot be started stops the sync. The lease is confirmed before each deletion
+/// and each status written after one: once it is lost (kept in `lost`), nothing more is done.
 fn prune_remote(
     exports: &dyn Store,
     up: &dyn Uploader,
     opts: &SyncOptions,
     report: &mut SyncReport,
     statuses: &mut BTreeMap<String, DayOffsite>,
+    confirm: &dyn Fn() -> Result<()>,
+    lost: &mut Option<String>,
 ) -> Result<()> {
     fn warn(report: &mut SyncReport, e: &Error, what: String) -> Result<()> {
         if e.kind() == ErrorKind::Config {
@@ -593,6 +711,11 @@ fn prune_remote(
         tracing::warn!(warning = %line, "offsite.keep_daily");
         report.warnings.push(line);
         Ok(())
+    }
+    fn stopped(report: &mut SyncReport, lost: &Option<String>, what: String) {
+        let line = lost_line(lost.as_deref().unwrap_or_default(), &what);
+        tracing::warn!(warning = %line, "offsite.keep_daily");
+        report.warnings.push(line);
     }
     if !report.failed.is_empty() {
         let line =
@@ -645,6 +768,11 @@ fn prune_remote(
         return Ok(());
     };
     for old in remote.iter().filter(|d| *d < oldest_kept) {
+        // Irrevocable: only while the lease is still this sync's.
+        if !held(confirm, lost) {
+            stopped(report, lost, format!("deleting {old} on the remote"));
+            return Ok(());
+        }
         if let Err(e) = up.delete_day(old, opts.timeout) {
             warn(report, &e, format!("deleting {old} on the remote"))?;
             continue;
@@ -652,6 +780,14 @@ fn prune_remote(
         tracing::info!(date = %old, "remote day deleted (offsite.keep_daily)");
         report.deleted_remote.push(old.clone());
         if let Some(mut st) = statuses.get(old).cloned() {
+            if !held(confirm, lost) {
+                stopped(
+                    report,
+                    lost,
+                    format!("writing the status of {old}, deleted on the remote"),
+                );
+                return Ok(());
+            }
             st.state = State::Pending;
             st.checked = None;
             st.reason = Some("deleted on the remote by offsite.keep_daily".into());
@@ -696,4 +832,81 @@ pub fn overview(exports: &dyn Store) -> Result<Vec<DayView>> {
     }));
     out.sort_by(|a, b| a.date.cmp(&b.date));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Fault, FaultStore, MemoryStore, Op};
+
+    /// A complete day in `exports`, as an export leaves it.
+    fn day(exports: &dyn Store, date: &str, archive: &[u8]) {
+        let keys = DayKeys::new(date).unwrap();
+        exports.put(&keys.archive, archive).unwrap();
+        let line = format!("{}  {}\n", sha256_hex(archive), keys.archive_name());
+        exports.put(&keys.sha256, line.as_bytes()).unwrap();
+        exports.put(&keys.manifest, b"{\"version\": 1}\n").unwrap();
+    }
+
+    fn options(scratch: &std::path::Path) -> SyncOptions {
+        SyncOptions {
+            date: "2026-11-04".into(),
+            timeout: Duration::from_secs(30),
+            budget: Duration::from_secs(300),
+            attempts: 1,
+            retry_wait: Duration::ZERO,
+            keep_daily: 0,
+            scratch: scratch.to_path_buf(),
+        }
+    }
+
+    /// A `.sha256` that cannot be read for a moment says nothing about the day: it stays
+    /// `uploaded`, with a warning, and is not uploaded again.
+    #[test]
+    fn a_transient_failure_reading_the_sha256_is_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = FaultStore::new(MemoryStore::new());
+        day(&exports, "2026-11-03", b"the archive of the day");
+        let up = uploader::Directory {
+            root: dir.path().join("remote"),
+        };
+        let opts = options(&dir.path().join("scratch"));
+        let r = sync(&exports, &up, &opts).unwrap();
+        assert_eq!(r.uploaded, ["2026-11-03"], "{r:?}");
+
+        exports.inject(Some(Op::Get), ".sha256", Fault::FailOncePerKey);
+        let r = sync(&exports, &up, &opts).unwrap();
+        assert!(r.uploaded.is_empty(), "uploaded again: {r:?}");
+        assert!(r.failed.is_empty(), "{r:?}");
+        assert!(
+            r.warnings.iter().any(|w| w.contains("2026-11-03")),
+            "no warning: {r:?}"
+        );
+        let st = status::load_all(&exports).unwrap()["2026-11-03"].clone();
+        assert_eq!(st.state, State::Uploaded, "{st:?}");
+        assert_eq!(st.reason, None, "{st:?}");
+        // The next night checks it as before.
+        let r = sync(&exports, &up, &opts).unwrap();
+        assert_eq!(r.up_to_date, ["2026-11-03"], "{r:?}");
+    }
+
+    /// A lease that cannot be confirmed before a status is written stops the sync there: no
+    /// status written, the days not done left pending, exit 4.
+    #[test]
+    fn a_lost_lease_stops_the_sync_before_its_first_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = MemoryStore::new();
+        day(&exports, "2026-11-02", b"the second day");
+        day(&exports, "2026-11-03", b"the third day");
+        let up = uploader::Directory {
+            root: dir.path().join("remote"),
+        };
+        let lost = || Err(Error::new(ErrorKind::Locked, "offsite sync: taken away"));
+        let r = sync_leased(&exports, &up, &options(&dir.path().join("scratch")), &lost).unwrap();
+        assert_eq!(r.exit_code, crate::error::exit::LOCKED, "{r:?}");
+        assert_eq!(r.uploaded, ["2026-11-03"], "{r:?}");
+        assert_eq!(r.pending, ["2026-11-02"], "{r:?}");
+        assert!(r.warnings.iter().any(|w| w.contains("taken away")), "{r:?}");
+        assert!(status::load_all(&exports).unwrap().is_empty());
+    }
 }

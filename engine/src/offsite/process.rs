@@ -61,13 +61,24 @@ fn secret_name(name: &str) -> bool {
 /// own: shorter ones (`{`, `[default]`) say nothing and would blank ordinary words.
 const MIN_SECRET_LINE: usize = 8;
 
+/// The most of a `…_FILE` secret read: more than any credentials file holds.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 /// The secrets this process knows: the values of secret-named environment variables, and the
-/// contents of the files that secret-named `…_FILE` variables point to (at most 4 KiB each);
+/// contents of the files that secret-named `…_FILE` variables point to (at most 64 KiB each, as
+/// text where it is not UTF-8);
 /// of a value of several lines, also each line, and the value of each `name = value` or
 /// `name: value` line, since a client may print only one of them.
 fn secrets() -> Vec<String> {
+    secrets_in(std::env::vars_os())
+}
+
+/// [`secrets`] of the environment `vars`.
+fn secrets_in(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
     let mut values = Vec::new();
-    for (k, v) in std::env::vars_os() {
+    for (k, v) in vars {
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
             continue;
         };
@@ -77,11 +88,13 @@ fn secrets() -> Vec<String> {
         if let Some(base) = k.strip_suffix("_FILE")
             && secret_name(base)
         {
-            let mut text = String::new();
+            // Bytes, not text: a file with one byte that is not UTF-8 (or a character cut at the
+            // limit) would otherwise read as empty, and its every line would go unredacted.
+            let mut bytes = Vec::new();
             if let Ok(f) = std::fs::File::open(v) {
-                let _ = f.take(4096).read_to_string(&mut text);
+                let _ = f.take(MAX_SECRET_FILE).read_to_end(&mut bytes);
             }
-            values.push(text);
+            values.push(String::from_utf8_lossy(&bytes).into_owned());
         }
         values.push(v.to_string());
     }
@@ -269,11 +282,15 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    // The interrupted code may be about to read errno, which write(2) can change.
+    // SAFETY: __errno_location is this thread's errno, valid for the thread's life.
+    let errno = unsafe { *libc::__errno_location() };
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     let b = sig as u8;
     // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
     unsafe {
         libc::write(fd, (&raw const b).cast(), 1);
+        *libc::__errno_location() = errno;
     }
 }
 
@@ -311,17 +328,28 @@ fn stop_clients_on_signals() {
             }
             let sig = libc::c_int::from(b);
             // SAFETY: back to the default action, then the signal again: cairn ends as it would
-            // have without the handler, with the signal as its status.
+            // have without the handler, with the signal as its status. As PID 1 of a pid
+            // namespace (a container's ENTRYPOINT without an init) the kernel drops a signal
+            // whose action is the default, so the exit a shell would report follows.
             unsafe {
                 libc::signal(sig, libc::SIG_DFL);
                 libc::kill(libc::getpid(), sig);
+                libc::_exit(128 + sig);
             }
-            drop(clients);
         });
         for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             // SAFETY: a zeroed sigaction with a handler and an empty mask is valid; the handler
-            // only calls write(2).
+            // only calls write(2) and keeps errno. The old action is read first.
             unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                // Started under `nohup` (SIGHUP ignored), the caller asked cairn to outlive its
+                // terminal: that stays so.
+                if sig == libc::SIGHUP
+                    && libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+                {
+                    continue;
+                }
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
                 sa.sa_flags = libc::SA_RESTART;
@@ -500,6 +528,35 @@ mod tests {
             assert_eq!(redact_one(text, secret), "x=[redacted];", "{text}");
         }
         assert_eq!(redact_one("p@ss w/rd", secret), "p@ss w/rd");
+    }
+
+    /// A `*_FILE` secret with a byte that is not UTF-8, or with a character cut by the old 4 KiB
+    /// limit, is still redacted (it was read as empty before).
+    #[test]
+    fn a_secret_file_that_is_not_utf8_is_still_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad");
+        std::fs::write(
+            &bad,
+            b"user: alice\npassword: Zq9-very-secret-1\nsalt: \xff\xfe\n".as_slice(),
+        )
+        .unwrap();
+        // 4095 bytes, then a two-byte character across byte 4096, then the secret.
+        let cut = dir.path().join("cut");
+        let mut text = format!("comment: {}\n", "x".repeat(4095 - 10)).into_bytes();
+        assert_eq!(text.len(), 4095);
+        text.extend_from_slice("\u{e9}\npassword: Zq9-very-secret-2\n".as_bytes());
+        std::fs::write(&cut, text).unwrap();
+        let found = secrets_in([
+            ("PROTON_TOKEN_FILE".into(), bad.into_os_string()),
+            ("RCLONE_SESSION_FILE".into(), cut.into_os_string()),
+        ]);
+        for s in ["Zq9-very-secret-1", "Zq9-very-secret-2"] {
+            assert!(
+                found.iter().any(|f| f == s),
+                "{s} is not redacted: {found:?}"
+            );
+        }
     }
 
     #[test]

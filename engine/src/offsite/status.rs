@@ -74,6 +74,12 @@ pub struct DayOffsite {
     pub archive_size: u64,
     /// The archive's SHA-256 (from its `.sha256`).
     pub archive_sha256: String,
+    /// The `.sha256`'s size as uploaded (absent in statuses written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_file_size: Option<u64>,
+    /// The manifest's size as uploaded (absent likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_size: Option<u64>,
     /// Failed attempts since the last success.
     pub attempts: u32,
     /// When the copy was checked on the remote.

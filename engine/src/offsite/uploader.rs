@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -35,6 +34,15 @@ pub struct RemoteFile {
     pub sha256: Option<String>,
 }
 
+/// A file of a day folder that a listing is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    /// Its name in the day's folder.
+    pub name: &'a str,
+    /// The size it should have, where known.
+    pub size: Option<u64>,
+}
+
 /// What to upload: a local file, or a stream of known length.
 #[allow(missing_debug_implementations)]
 pub enum Source<'a> {
@@ -49,7 +57,9 @@ pub enum Source<'a> {
 /// Contract: `upload` returns once `dest` holds the whole file or fails; a failed upload may
 /// leave a partial file at `dest`, which the next upload replaces. `list` shows only complete
 /// files (a client's temporary names are not `shared-*`), and an empty list for a missing
-/// folder. Every call ends within its timeout or fails.
+/// folder; it may show more than the files asked for (they are ignored), and may leave out the
+/// SHA-256 of a file whose size is not the one asked for. Every call ends within its timeout or
+/// fails.
 pub trait Uploader: Send + Sync {
     /// Names the remote in reports and logs (no secrets).
     fn describe(&self) -> String;
@@ -59,17 +69,30 @@ pub trait Uploader: Send + Sync {
     fn needs_file(&self) -> bool {
         false
     }
-    /// The files in the day folder `dir`.
-    fn list(&self, dir: &str, timeout: Duration) -> Result<Vec<RemoteFile>>;
+    /// The files `want` of the day folder `dir`, as they are there.
+    fn list(&self, dir: &str, want: &[Wanted<'_>], timeout: Duration) -> Result<Vec<RemoteFile>>;
     /// The day folders at the remote's root.
     fn days(&self, timeout: Duration) -> Result<Vec<String>>;
     /// Deletes a day folder and everything in it.
     fn delete_day(&self, dir: &str, timeout: Duration) -> Result<()>;
 }
 
-/// Whether `name` is a day folder's name (`YYYY-MM-DD`).
+/// Whether `name` is a day folder's name, exactly `YYYY-MM-DD`: the parser alone also takes a
+/// sign, one-digit fields and surrounding whitespace, and such a name, listed by a remote, would
+/// be handed to a delete command that means another folder by it.
 pub fn is_day(name: &str) -> bool {
-    jiff::civil::Date::strptime("%Y-%m-%d", name).is_ok()
+    name.len() == 10
+        && jiff::civil::Date::strptime("%Y-%m-%d", name)
+            .is_ok_and(|d| d.strftime("%Y-%m-%d").to_string() == name)
+}
+
+/// Refuses a `dir` that is not a day folder's name, before a client is asked to delete it.
+fn day_to_delete(dir: &str) -> Result<()> {
+    if is_day(dir) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("{dir:?} is not a day folder")))
+    }
 }
 
 /// Whether `h` is a SHA-256 in hex; lowercased.
@@ -209,7 +232,7 @@ impl Uploader for Rclone {
         self.checked(f, "rclone upload").map(|_| ())
     }
 
-    fn list(&self, dir: &str, timeout: Duration) -> Result<Vec<RemoteFile>> {
+    fn list(&self, dir: &str, _want: &[Wanted<'_>], timeout: Duration) -> Result<Vec<RemoteFile>> {
         Ok(self
             .lsjson(dir, false, timeout)?
             .into_iter()
@@ -235,6 +258,7 @@ impl Uploader for Rclone {
     }
 
     fn delete_day(&self, dir: &str, timeout: Duration) -> Result<()> {
+        day_to_delete(dir)?;
         let mut c = self.cmd();
         c.arg("purge").arg(self.path(dir));
         let f = process::run(&mut c, None, timeout, "rclone purge")?;
@@ -335,7 +359,7 @@ impl Uploader for CommandUploader {
         .map(|_| ())
     }
 
-    fn list(&self, dir: &str, timeout: Duration) -> Result<Vec<RemoteFile>> {
+    fn list(&self, dir: &str, _want: &[Wanted<'_>], timeout: Duration) -> Result<Vec<RemoteFile>> {
         self.lines(dir, timeout)
     }
 
@@ -349,6 +373,7 @@ impl Uploader for CommandUploader {
     }
 
     fn delete_day(&self, dir: &str, timeout: Duration) -> Result<()> {
+        day_to_delete(dir)?;
         if self.delete.is_empty() {
             return Err(Error::config(
                 "offsite.delete is not set: the command uploader cannot delete remote days",
@@ -384,28 +409,86 @@ impl Directory {
         }
     }
 
-    /// `name` in the folder `dir`, opened for reading without following a symlink: through the
-    /// folder's own descriptor (`/proc/self/fd/N` is the opened folder, not a path looked up
-    /// again).
-    fn open_in(dir: &OwnedFd, name: &str) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+    /// `name` in the folder `dir`, as the entry itself (a symlink is not followed).
+    fn stat_in(dir: &OwnedFd, name: &str) -> std::io::Result<libc::stat> {
+        let c_name = cstr(name.as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: a zeroed stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, C string and out-pointer.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// `name` in the folder `dir`, opened for reading with its size, if it is a regular file.
+    /// The name may have been swapped since it was looked at: a symlink is not followed
+    /// (`O_NOFOLLOW`), a FIFO does not block the open (`O_NONBLOCK`, which changes nothing for a
+    /// regular file), and what was opened is judged by its descriptor. `NotFound` when the name
+    /// is missing or is not a regular file.
+    fn open_in(dir: &OwnedFd, name: &str) -> std::io::Result<(std::fs::File, u64)> {
+        let c_name = cstr(name.as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: valid descriptor and C string; the descriptor is owned below.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        let not_a_file = || {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{name} is not a regular file"),
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            // ELOOP: a symlink; ENXIO: a socket, or a FIFO with no writer.
+            return Err(match e.raw_os_error() {
+                Some(libc::ELOOP | libc::ENXIO) => not_a_file(),
+                _ => e,
+            });
+        }
+        // SAFETY: a fresh descriptor we own.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(not_a_file());
+        }
+        Ok((file, meta.len()))
     }
 }
 
-/// The SHA-256 of what `r` reads, in hex.
-fn hash_reader(mut r: impl Read) -> std::io::Result<String> {
+/// The SHA-256 of what `r` reads, at most `limit` bytes, in hex, with the count read; fails
+/// once `deadline` is past.
+fn hash_reader(mut r: impl Read, limit: u64, deadline: Instant) -> std::io::Result<(u64, String)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(crate::id::hex(&h.finalize()));
+    let mut read = 0u64;
+    while read < limit {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
         }
+        let want = (limit - read).min(buf.len() as u64) as usize;
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         h.update(&buf[..n]);
+        read += n as u64;
     }
+    Ok((read, crate::id::hex(&h.finalize())))
 }
 
 impl Uploader for Directory {
@@ -486,36 +569,66 @@ impl Uploader for Directory {
         })
     }
 
-    /// Lists the regular files of the day folder with their SHA-256, read back from the files
-    /// (a same-size change on the remote is found); symlinks and hidden names are left out.
-    fn list(&self, dir: &str, _timeout: Duration) -> Result<Vec<RemoteFile>> {
+    /// The files asked for that are regular files in the day folder (symlinks and anything
+    /// else are left out), each with its SHA-256 read back from it (a same-size change on the
+    /// remote is found) — only when it has the size asked for, and reading no further than that:
+    /// any other name in the folder, or a file of another size (a huge sparse one planted
+    /// there), is never read.
+    fn list(&self, dir: &str, want: &[Wanted<'_>], timeout: Duration) -> Result<Vec<RemoteFile>> {
+        let deadline = Instant::now() + timeout;
         let Some(fd) = self.day(dir, false)? else {
             return Ok(Vec::new());
         };
         let path = self.root.join(dir);
-        let entries = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
         let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+        for w in want {
+            let shown = format!("{}/{}", path.display(), w.name);
+            let failed = |e: std::io::Error| {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    Error::new(
+                        ErrorKind::Transient,
+                        format!(
+                            "reading {shown} did not finish within {} s",
+                            timeout.as_secs()
+                        ),
+                    )
+                } else {
+                    Error::io(format!("reading {shown}"), e)
+                }
+            };
+            let st = match Self::stat_in(&fd, w.name) {
+                Ok(st) => st,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(e)),
+            };
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
                 continue;
             }
-            // The entry itself, not what a symlink points to.
-            let meta = e
-                .metadata()
-                .map_err(|err| Error::io(format!("reading {}/{name}", path.display()), err))?;
-            if !meta.is_file() {
+            let listed = |size: u64| RemoteFile {
+                name: w.name.to_string(),
+                size,
+                sha256: None,
+            };
+            let Some(size) = w.size.filter(|s| *s == st.st_size as u64) else {
+                out.push(listed(st.st_size as u64));
+                continue;
+            };
+            let (file, now) = match Self::open_in(&fd, w.name) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(e)),
+            };
+            // Swapped since the stat: its own size, unread.
+            if now != size {
+                out.push(listed(now));
                 continue;
             }
-            let sha256 = Self::open_in(&fd, &name)
-                .and_then(hash_reader)
-                .map_err(|err| Error::io(format!("reading {}/{name}", path.display()), err))?;
+            // One byte more than asked for shows a file that grew while it was read.
+            let (read, sha256) =
+                hash_reader(file, size.saturating_add(1), deadline).map_err(failed)?;
             out.push(RemoteFile {
-                name,
-                size: meta.len(),
-                sha256: Some(sha256),
+                sha256: (read == size).then_some(sha256),
+                ..listed(read)
             });
         }
         Ok(out)
@@ -556,5 +669,143 @@ impl Uploader for Directory {
         let path = self.root.join(dir);
         std::fs::remove_dir_all(&path)
             .map_err(|e| Error::io(format!("deleting {}", path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_dates_are_day_folders() {
+        assert!(is_day("2026-01-01"));
+        for name in [
+            "+2026-01-01",
+            "2026-1-1",
+            "2026-01-1",
+            " 2026-01-01",
+            "2026-01-01 ",
+            "2026-01-01\n",
+            "\n2026-01-01",
+            "02026-01-01",
+            "2026-02-30",
+            "",
+        ] {
+            assert!(!is_day(name), "{name:?} was taken for a day folder");
+        }
+    }
+
+    /// A command client's listing of non-canonical names yields no day, and none reaches its
+    /// delete command.
+    #[test]
+    fn a_command_client_never_deletes_a_name_that_is_not_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let deleted = dir.path().join("deleted");
+        let up = CommandUploader {
+            upload: vec!["true".into()],
+            list: vec![
+                "sh".into(),
+                "-c".into(),
+                "printf '0 2026-1-1\\n0 +2026-01-01\\n0 2026-01-01\\n'".into(),
+            ],
+            delete: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo \"$0\" >> {}", deleted.display()),
+                "{dir}".into(),
+            ],
+        };
+        let timeout = Duration::from_secs(10);
+        assert_eq!(up.days(timeout).unwrap(), ["2026-01-01"]);
+        for name in ["2026-1-1", "+2026-01-01", "2026-01-01 "] {
+            assert!(up.delete_day(name, timeout).is_err(), "{name:?}");
+        }
+        assert!(!deleted.exists(), "{:?}", std::fs::read_to_string(&deleted));
+    }
+
+    /// The directory remote reads only the files asked for, only at the size asked for, and
+    /// not past its timeout.
+    #[test]
+    fn the_directory_remote_reads_only_wanted_files_of_the_wanted_size() {
+        let root = tempfile::tempdir().unwrap();
+        let remote = Directory {
+            root: root.path().to_path_buf(),
+        };
+        let day = root.path().join("2026-01-01");
+        std::fs::create_dir(&day).unwrap();
+        std::fs::write(day.join("a"), b"abc").unwrap();
+        std::fs::write(day.join("b"), b"abcd").unwrap();
+        std::fs::write(day.join("other"), b"x").unwrap();
+        std::os::unix::fs::symlink(day.join("a"), day.join("link")).unwrap();
+        let want = [
+            Wanted {
+                name: "a",
+                size: Some(3),
+            },
+            Wanted {
+                name: "b",
+                size: Some(3),
+            },
+            Wanted {
+                name: "link",
+                size: Some(3),
+            },
+            Wanted {
+                name: "missing",
+                size: None,
+            },
+        ];
+        let listed = remote
+            .list("2026-01-01", &want, Duration::from_secs(10))
+            .unwrap();
+        let sha_abc = crate::id::hex(&Sha256::digest(b"abc"));
+        assert_eq!(
+            listed,
+            [
+                RemoteFile {
+                    name: "a".into(),
+                    size: 3,
+                    sha256: Some(sha_abc),
+                },
+                RemoteFile {
+                    name: "b".into(),
+                    size: 4,
+                    sha256: None,
+                },
+            ]
+        );
+        let err = remote
+            .list("2026-01-01", &want, Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+        assert!(err.to_string().contains("did not finish"), "{err}");
+    }
+
+    /// A name swapped for a FIFO between the stat and the open is opened without blocking and
+    /// refused as not a regular file.
+    #[test]
+    fn a_fifo_in_a_day_folder_is_refused_without_blocking() {
+        let root = tempfile::tempdir().unwrap();
+        let remote = Directory {
+            root: root.path().to_path_buf(),
+        };
+        let fd = remote.day("2026-01-01", true).unwrap().unwrap();
+        let fifo = cstr(
+            root.path()
+                .join("2026-01-01/x.tar.zst")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Directory::open_in(&fd, "x.tar.zst").map(|_| ()));
+        });
+        let opened = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        assert!(opened.is_err(), "a FIFO was opened as a remote file");
     }
 }
