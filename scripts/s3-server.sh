@@ -3,7 +3,10 @@
 #   scripts/s3-server.sh start   build Garage once (cached), start it, create a key and buckets
 #   scripts/s3-server.sh env     print the environment the S3 tests read (eval "$(... env)")
 #   scripts/s3-server.sh stop    stop it and delete its data
-# Everything lives under $CAIRN_S3_DIR (default: $TMPDIR/cairn-garage).
+#   scripts/s3-server.sh kill    kill it with SIGKILL, keeping its data (a server that lost power)
+#   scripts/s3-server.sh resume  start it again on the data it has (after kill)
+# Everything lives under $CAIRN_S3_DIR (default: $TMPDIR/cairn-garage), on ports $CAIRN_S3_PORT
+# and $CAIRN_S3_RPC_PORT (default: 3900, 3901): a test may run a private server beside the shared one.
 set -euo pipefail
 
 cache="${CAIRN_CI_CACHE:-$HOME/.cache/cairn-ci}"
@@ -47,13 +50,7 @@ api_bind_addr = "127.0.0.1:$s3_port"
 root_domain = ".s3.garage.localhost"
 TOML
   chmod 600 "$conf"
-  nohup "$garage" -c "$conf" server >"$dir/server.log" 2>&1 &
-  echo $! >"$dir/pid"
-  for _ in $(seq 1 100); do
-    g status >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-  g status >/dev/null 2>&1 || { cat "$dir/server.log" >&2; echo "s3-server: Garage did not start" >&2; exit 1; }
+  serve
   node=$(g node id -q 2>/dev/null | cut -d@ -f1)
   g layout assign -z dc1 -c 1G "$node" >/dev/null
   g layout apply --version 1 >/dev/null
@@ -86,6 +83,32 @@ ENV
   echo "s3-server: Garage ready on 127.0.0.1:$s3_port (pid $(cat "$dir/pid"))" >&2
 }
 
+serve() {
+  nohup "$garage" -c "$conf" server >>"$dir/server.log" 2>&1 &
+  echo $! >"$dir/pid"
+  for _ in $(seq 1 100); do
+    g status >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  cat "$dir/server.log" >&2; echo "s3-server: Garage did not start" >&2; exit 1
+}
+
+kill_server() {
+  [ -f "$dir/pid" ] && kill -9 "$(cat "$dir/pid")" 2>/dev/null || true
+  rm -f "$dir/pid"
+}
+
+resume() {
+  [ -f "$conf" ] || { echo "s3-server: nothing to resume in $dir" >&2; exit 1; }
+  serve
+  # The API answers once the node has its layout again.
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
+    sleep 0.2
+  done
+  echo "s3-server: Garage resumed on 127.0.0.1:$s3_port (pid $(cat "$dir/pid"))" >&2
+}
+
 stop() {
   if [ -f "$dir/pid" ]; then
     kill "$(cat "$dir/pid")" 2>/dev/null || true
@@ -99,5 +122,7 @@ case "${1:-}" in
   stop) stop ;;
   env) cat "$dir/env" ;;
   build) build ;;
-  *) echo "usage: $0 start|stop|env|build" >&2; exit 2 ;;
+  kill) kill_server ;;
+  resume) resume ;;
+  *) echo "usage: $0 start|stop|env|build|kill|resume" >&2; exit 2 ;;
 esac

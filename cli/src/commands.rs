@@ -474,7 +474,7 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
         date,
         level: cfg.backup.compression,
         force: a.force,
-        hook: None,
+        hook: crate::failpoint::export_hook(),
     };
     let published = export::export(&repo, &catalog, exports.as_ref(), (&id, &snap), &opts)
         .with_context(|| format!("exporting snapshot {} as {}", id.short(), opts.date))?;
@@ -572,6 +572,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         force: a.force,
         stale_after: std::time::Duration::from_secs(cfg.backup.stale_temp_secs),
         prune,
+        export_hook: crate::failpoint::export_hook(),
     };
     let progress = Arc::new(Progress::default());
     let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);

@@ -21,7 +21,7 @@ pub fn backup_hook() -> Option<Hook> {
         None => (spec, libc::SIGKILL),
     };
     let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
-    if name.starts_with("gc-") {
+    if name.starts_with("gc-") || EXPORT_POINTS.contains(&name) {
         return None;
     }
     let point = HookPoint::ALL
@@ -77,5 +77,61 @@ pub fn gc_hook() -> Option<cairn_engine::gc::GcHook> {
 /// Release builds have no failpoints.
 #[cfg(not(debug_assertions))]
 pub fn gc_hook() -> Option<cairn_engine::gc::GcHook> {
+    None
+}
+
+/// The names of the export's points, in [`cairn_engine::export::ExportPoint`]'s order.
+const EXPORT_POINTS: [&str; 5] = [
+    "lease-written",
+    "leased",
+    "archive-built",
+    "archive-written",
+    "before-manifest",
+];
+
+/// The export hook that `CAIRN_FAILPOINT=archive-built` (an [`ExportPoint`] name in kebab case,
+/// with an optional `:N` and `:stop`) asks for: SIGKILL, or SIGSTOP, at that point (debug
+/// builds only).
+///
+/// [`ExportPoint`]: cairn_engine::export::ExportPoint
+#[cfg(debug_assertions)]
+pub fn export_hook() -> Option<cairn_engine::export::ExportHook> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use cairn_engine::export::ExportPoint;
+
+    let spec = std::env::var("CAIRN_FAILPOINT").ok()?;
+    let (spec, signal) = match spec.strip_suffix(":stop") {
+        Some(s) => (s.to_string(), libc::SIGSTOP),
+        None => (spec, libc::SIGKILL),
+    };
+    let (name, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+    let at = EXPORT_POINTS.iter().position(|n| *n == name)?;
+    let point = [
+        ExportPoint::LeaseWritten,
+        ExportPoint::Leased,
+        ExportPoint::ArchiveBuilt,
+        ExportPoint::ArchiveWritten,
+        ExportPoint::BeforeManifest,
+    ][at];
+    let nth: u64 = nth
+        .parse()
+        .unwrap_or_else(|_| panic!("CAIRN_FAILPOINT: {nth:?} is not a count"));
+    let seen = AtomicU64::new(0);
+    Some(cairn_engine::export::ExportHook(std::sync::Arc::new(
+        move |p| {
+            if p == point && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                // SAFETY: kill(2) on our own pid, as in `backup_hook`.
+                unsafe {
+                    libc::kill(libc::getpid(), signal);
+                }
+            }
+        },
+    )))
+}
+
+/// Release builds have no failpoints.
+#[cfg(not(debug_assertions))]
+pub fn export_hook() -> Option<cairn_engine::export::ExportHook> {
     None
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{LocalStore, RetryStore, S3Config, S3Store, Store, credential_from_env};
+use crate::store::{
+    LocalStore, RetryPolicy, RetryStore, S3Config, S3Store, Store, credential_from_env,
+};
 
 /// `[source]`: what to back up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,39 +72,74 @@ pub struct StoreConfig {
     pub path_style: bool,
     /// Daily exports to keep (only meaningful in `[exports]`).
     pub keep_daily: u32,
-    /// Tries of a store operation that fails transiently, the first included (default: 4 for
-    /// a local directory, 5 for S3).
+    /// Tries of a store request that fails transiently, the first included (default: as many
+    /// as `retry_budget_secs` allows).
     pub retry_attempts: Option<u32>,
     /// The first wait before a retry, in milliseconds, doubled for each further one (default:
     /// 100 local, 200 S3).
     pub retry_base_ms: Option<u64>,
     /// The longest wait before a retry, in milliseconds (default: 5,000 local, 10,000 S3).
     pub retry_max_ms: Option<u64>,
+    /// How long one request keeps being retried, in seconds (default: 30 local; 300 S3, which
+    /// outlasts the reboot of a small server such as a MinIO on a Raspberry Pi).
+    pub retry_budget_secs: Option<u64>,
     /// How long a repository lease lives without a refresh (only meaningful in `[store]`): a
     /// holder that died on another machine blocks others at most this long.
     pub lease_ttl_secs: u64,
 }
 
 impl StoreConfig {
-    /// Tries, first wait and longest wait for transient failures: the configured values, or
-    /// the backend's defaults (an object store over a network deserves more patience).
-    pub fn retry_policy(&self) -> (u32, Duration, Duration) {
-        let (attempts, base, max) = match self.kind {
-            StoreKind::Local => (4, 100, 5_000),
-            StoreKind::S3 => (5, 200, 10_000),
+    /// How transient failures of every request to this location are retried: the configured
+    /// values, or the backend's defaults (an object store over a network deserves more
+    /// patience: a few minutes, so that a night survives its server's reboot).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let (base, max, budget) = match self.kind {
+            StoreKind::Local => (100, 5_000, 30),
+            StoreKind::S3 => (200, 10_000, 300),
         };
-        (
-            self.retry_attempts.unwrap_or(attempts),
-            Duration::from_millis(self.retry_base_ms.unwrap_or(base)),
-            Duration::from_millis(self.retry_max_ms.unwrap_or(max)),
-        )
+        RetryPolicy {
+            attempts: self.retry_attempts.unwrap_or(u32::MAX),
+            base: Duration::from_millis(self.retry_base_ms.unwrap_or(base)),
+            cap: Duration::from_millis(self.retry_max_ms.unwrap_or(max)),
+            budget: Duration::from_secs(self.retry_budget_secs.unwrap_or(budget)),
+        }
+    }
+
+    /// The location as errors name it: `S3 server http://10.10.10.209:9000 (bucket b)`, or the
+    /// local directory.
+    pub fn server_name(&self) -> String {
+        match self.kind {
+            StoreKind::S3 => format!(
+                "S3 server {} (bucket {})",
+                self.endpoint.as_deref().unwrap_or("(AWS default)"),
+                self.bucket.as_deref().unwrap_or("")
+            ),
+            StoreKind::Local => match &self.path {
+                Some(p) => format!("store directory {}", p.display()),
+                None => "store directory".into(),
+            },
+        }
     }
 
     fn validate(&self, section: &str) -> Result<()> {
-        let (attempts, base, max) = self.retry_policy();
-        if !(1..=20).contains(&attempts) {
+        let RetryPolicy {
+            attempts,
+            base,
+            cap: max,
+            budget,
+        } = self.retry_policy();
+        if let Some(attempts) = self.retry_attempts
+            && !(1..=1000).contains(&attempts)
+        {
             return Err(Error::config(format!(
-                "{section}.retry_attempts {attempts} is outside 1..=20"
+                "{section}.retry_attempts {attempts} is outside 1..=1000"
+            )));
+        }
+        let _ = attempts;
+        if budget > Duration::from_secs(3600) {
+            return Err(Error::config(format!(
+                "{section}.retry_budget_secs {} is above 3600",
+                budget.as_secs()
             )));
         }
         if !(10..=3600).contains(&self.lease_ttl_secs) {
@@ -136,6 +173,7 @@ impl Default for StoreConfig {
             retry_attempts: None,
             retry_base_ms: None,
             retry_max_ms: None,
+            retry_budget_secs: None,
             lease_ttl_secs: 900,
         }
     }
@@ -805,8 +843,11 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
                 LocalStore::open_existing(path)
             }
             .map_err(|e| e.context(format!("{section}.path")))?;
-            let (attempts, base, max) = cfg.retry_policy();
-            Ok(Arc::new(RetryStore::new(store, attempts, base, max)))
+            Ok(Arc::new(RetryStore::with_policy(
+                store,
+                cfg.retry_policy(),
+                cfg.server_name(),
+            )))
         }
         StoreKind::S3 => {
             let bucket = cfg.bucket.clone().ok_or_else(|| {
@@ -829,10 +870,15 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
                 access_key: credential_from_env("AWS_ACCESS_KEY_ID")?.ok_or_else(missing)?,
                 secret_key: credential_from_env("AWS_SECRET_ACCESS_KEY")?.ok_or_else(missing)?,
                 session_token: credential_from_env("AWS_SESSION_TOKEN")?,
+                retry: cfg.retry_policy(),
+                server_name: cfg.server_name(),
             };
             let store = S3Store::new(&s3)?;
-            let (attempts, base, max) = cfg.retry_policy();
-            Ok(Arc::new(RetryStore::new(store, attempts, base, max)))
+            Ok(Arc::new(RetryStore::with_policy(
+                store,
+                cfg.retry_policy(),
+                cfg.server_name(),
+            )))
         }
     }
 }
@@ -991,15 +1037,29 @@ mod tests {
         .unwrap();
         assert_eq!(
             cfg.store.retry_policy(),
-            (9, Duration::from_millis(50), Duration::from_secs(5))
+            RetryPolicy {
+                attempts: 9,
+                base: Duration::from_millis(50),
+                cap: Duration::from_secs(5),
+                budget: Duration::from_secs(30),
+            }
         );
         assert_eq!(
             cfg.exports.retry_policy(),
-            (5, Duration::from_millis(200), Duration::from_secs(10))
+            RetryPolicy {
+                attempts: u32::MAX,
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(10),
+                budget: Duration::from_secs(300),
+            }
         );
         for (bad, named) in [
             ("store.retry_attempts=0", "store.retry_attempts"),
-            ("exports.retry_attempts=21", "exports.retry_attempts"),
+            ("exports.retry_attempts=1001", "exports.retry_attempts"),
+            (
+                "exports.retry_budget_secs=3601",
+                "exports.retry_budget_secs",
+            ),
             ("store.retry_base_ms=0", "store.retry_base_ms"),
             ("store.retry_base_ms=6000", "store.retry_base_ms"),
             ("exports.retry_max_ms=300001", "exports.retry_base_ms"),

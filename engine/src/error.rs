@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// Intact data of a format version this cairn does not read (written by a newer one): to be
     /// refused, never treated as damage.
     Unsupported,
+    /// The store did not answer within its retry budget (a server down for longer than that):
+    /// already retried, so never retried again by an outer layer.
+    Unavailable,
 }
 
 /// The process exit codes of the `cairn` command, in one place for the CLI and the run report.
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
             ErrorKind::Catalog => "catalog",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Unavailable => "unavailable",
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct RunOptions<'a> {
     pub stale_after: Duration,
     /// Forget and collect garbage after the export (`[retention] prune_in_run`).
     pub prune: Option<PruneOptions>,
+    /// Called at the export's commit points (tests).
+    pub export_hook: Option<export::ExportHook>,
 }
 
 /// How the run prunes.
@@ -255,7 +257,7 @@ fn night(
         date: date.clone(),
         level: opts.backup.compression,
         force: opts.force,
-        hook: None,
+        hook: opts.export_hook.clone(),
     };
     // Retention first: a volume with room for exactly `keep_daily` archives must have room
     // for today's before it is written. A failure here is left to the retention below.

@@ -17,6 +17,7 @@ mod survey;
 
 mod metrics;
 mod offsite;
+mod outage;
 mod prune;
 mod seekable;
 
@@ -671,6 +672,12 @@ fn s3_test_store(endpoint: &str, bucket: &str, prefix: &str) -> cairn_engine::st
         access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
         secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
         session_token: None,
+        retry: cairn_engine::store::RetryPolicy::attempts(
+            5,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        ),
+        server_name: "the S3 test server".into(),
     })
     .unwrap()
 }

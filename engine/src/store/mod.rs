@@ -25,7 +25,7 @@ pub use local::LocalStore;
 pub(crate) use local::{LastFile, PIECE, read_pieces};
 pub use memory::MemoryStore;
 pub use reader::ObjectReader;
-pub use retry::RetryStore;
+pub use retry::{RetryPolicy, RetryStore};
 pub use s3::{S3Config, S3Store, credential_from_env};
 
 use crate::error::{Error, Result};

@@ -29,7 +29,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{
-    Cleaned, ObjectInfo, ObjectWriter, RequestStats, ServerObject, Store, check_key, check_prefix,
+    Cleaned, ObjectInfo, ObjectWriter, RequestStats, RetryPolicy, ServerObject, Store, check_key,
+    check_prefix,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -52,6 +53,11 @@ pub struct S3Config {
     pub secret_key: String,
     /// Session token, if any.
     pub session_token: Option<String>,
+    /// How the steps of a multipart upload (and a pinning HEAD) are retried: the policy the
+    /// [`RetryStore`](super::RetryStore) around this store applies to every other request.
+    pub retry: RetryPolicy,
+    /// The server as errors name it.
+    pub server_name: String,
 }
 
 impl fmt::Debug for S3Config {
@@ -83,8 +89,9 @@ const COPIES_UNTIL: usize = MAX_PARTS / 2;
 const PREALLOC_MAX: u64 = 64 << 20;
 /// Parts uploaded at once by one writer.
 const PARTS_IN_FLIGHT: usize = 3;
-/// Attempts for one part.
-const PART_ATTEMPTS: u32 = 5;
+/// The longest an unfinished writer tries to abort its upload: past it the upload is left to
+/// the next run's `clean_temporaries` rather than hold a failing night for another budget.
+const ABORT_BUDGET: Duration = Duration::from_secs(30);
 
 /// Objects in an S3 bucket below a prefix.
 pub struct S3Store {
@@ -95,6 +102,8 @@ pub struct S3Store {
     prefix: String,
     endpoint: Option<String>,
     region: String,
+    retry: RetryPolicy,
+    server_name: String,
 }
 
 /// What the store cost, for the logs: a run's requests per store at debug level.
@@ -256,25 +265,6 @@ fn classify_status<E: ProvideErrorMetadata + std::error::Error + Send + Sync + '
     err
 }
 
-async fn retry_part<T, F, Fut>(mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(e) if e.is_retryable() && attempt + 1 < PART_ATTEMPTS => {
-                let wait = Duration::from_millis(200u64 << attempt.min(6));
-                tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %e, "retrying S3 part upload");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
 impl S3Store {
     /// Connects (lazily: no request is made until the first operation).
     pub fn new(cfg: &S3Config) -> Result<S3Store> {
@@ -327,7 +317,18 @@ impl S3Store {
             prefix,
             endpoint: cfg.endpoint.clone(),
             region: cfg.region.clone(),
+            retry: cfg.retry,
+            server_name: cfg.server_name.clone(),
         })
+    }
+
+    /// Runs one request of a multipart upload (or a pinning HEAD) under the store's policy.
+    async fn retried<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retry.run_async(&self.server_name, what, f).await
     }
 
     fn full(&self, key: &str) -> String {
@@ -468,7 +469,7 @@ impl Store for S3Store {
     fn server_object(&self, key: &str, pin: bool) -> Option<ServerObject> {
         let version = if pin {
             let what = format!("version of {}", self.named(key));
-            let etag = self.rt.block_on(retry_part(|| async {
+            let etag = self.rt.block_on(self.retried(&what, || async {
                 self.head(key, &what)
                     .await?
                     .e_tag()
@@ -693,6 +694,7 @@ impl Store for S3Store {
             parts: Vec::new(),
             inflight: Vec::new(),
             refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            sent: 0,
             done: false,
             broken: false,
         }))
@@ -719,42 +721,53 @@ struct S3Writer<'a> {
     inflight: Vec<tokio::task::JoinHandle<Result<CompletedPart>>>,
     /// Set once the server refused a copy: the rest is sent.
     refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes handed to parts so far: the object's size once the upload is complete.
+    sent: u64,
     done: bool,
     /// Set when a part was lost (its upload failed after its own retries): the object can no
     /// longer be completed, whatever a caller retries.
     broken: bool,
 }
 
+/// Where one part goes, and how it is retried.
+struct PartTarget {
+    client: Client,
+    bucket: String,
+    key: String,
+    id: String,
+    retry: RetryPolicy,
+    server: String,
+}
+
 /// Uploads one part's bytes, retried.
 async fn send_part(
-    client: &Client,
-    bucket: &str,
-    key: &str,
-    id: &str,
+    t: &PartTarget,
     number: i32,
     data: bytes::Bytes,
     what: &str,
 ) -> Result<CompletedPart> {
-    retry_part(|| {
-        let data = data.clone();
-        async move {
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(id)
-                .part_number(number)
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map_err(|e| classify_status(what, e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .build())
-        }
-    })
-    .await
+    let (client, bucket, key, id) = (&t.client, &t.bucket, &t.key, &t.id);
+    t.retry
+        .run_async(&t.server, what, || {
+            let data = data.clone();
+            async move {
+                let out = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .part_number(number)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(what, e))?;
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build())
+            }
+        })
+        .await
 }
 
 /// Contiguous bytes of one object on the server, held until they are copied or sent.
@@ -782,19 +795,20 @@ impl S3Writer<'_> {
         let s = self.store;
         if self.upload_id.is_none() {
             let what = format!("create multipart upload {}", s.named(&self.key));
-            let out = s.rt.block_on(
-                s.client
+            let id = s.rt.block_on(s.retried(&what, || async {
+                let out = s
+                    .client
                     .create_multipart_upload()
                     .bucket(&s.bucket)
                     .key(s.full(&self.key))
-                    .send(),
-            );
-            let out = out.map_err(|e| classify_status(&what, e))?;
-            self.upload_id = Some(
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(&what, e))?;
                 out.upload_id()
-                    .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no upload id")))?
-                    .to_string(),
-            );
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no upload id")))
+            }))?;
+            self.upload_id = Some(id);
         }
         let number = self.parts_started() + 1;
         if number > MAX_PARTS {
@@ -808,17 +822,21 @@ impl S3Writer<'_> {
         }
         let number = number as i32;
         let dest = s.named(&self.key);
-        let (client, bucket, key, id) = (
-            s.client.clone(),
-            s.bucket.clone(),
-            s.full(&self.key),
-            self.upload_id.clone().expect("set above"),
-        );
+        self.sent += match &part {
+            Part::Upload(data) | Part::Copy { data, .. } => data.len() as u64,
+        };
+        let target = PartTarget {
+            client: s.client.clone(),
+            bucket: s.bucket.clone(),
+            key: s.full(&self.key),
+            id: self.upload_id.clone().expect("set above"),
+            retry: s.retry,
+            server: s.server_name.clone(),
+        };
         let what = format!("upload part {number} of {}", s.named(&self.key));
         let refused = self.refused.clone();
         self.inflight.push(s.rt.spawn(async move {
-            let upload =
-                |data| send_part(&client, &bucket, &key, &id, number, data, &what);
+            let upload = |data| send_part(&target, number, data, &what);
             let (source, if_match, offset, data) = match part {
                 Part::Upload(data) => return upload(data).await,
                 Part::Copy {
@@ -830,8 +848,10 @@ impl S3Writer<'_> {
             };
             if !refused.load(Relaxed) {
                 let range = format!("bytes={offset}-{}", offset + data.len() as u64 - 1);
-                let copied = retry_part(|| {
-                    let (client, bucket, key, id, what) = (&client, &bucket, &key, &id, &what);
+                let what = format!("copy part {number} of {dest}");
+                let copied = target.retry.run_async(&target.server, &what, || {
+                    let (client, bucket, key, id, what) =
+                        (&target.client, &target.bucket, &target.key, &target.id, &what);
                     let (source, range, if_match) = (&source, &range, &if_match);
                     async move {
                         let out = client
@@ -862,6 +882,8 @@ impl S3Writer<'_> {
                 .await;
                 match copied {
                     Ok(part) => return Ok(part),
+                    // A server that did not answer within the budget is not one that refused.
+                    Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
                     // The caller's bytes are here: a server that cannot copy gets them sent.
                     Err(e) => {
                         if !refused.swap(true, Relaxed) {
@@ -1041,17 +1063,39 @@ impl ObjectWriter for S3Writer<'_> {
         let done = CompletedMultipartUpload::builder()
             .set_parts(Some(self.parts.clone()))
             .build();
-        // A failure here leaves every part uploaded: a retried finish completes the same upload.
-        s.rt.block_on(
-            s.client
-                .complete_multipart_upload()
-                .bucket(&s.bucket)
-                .key(s.full(&self.key))
-                .upload_id(self.upload_id.clone().expect("multipart"))
-                .multipart_upload(done)
-                .send(),
-        )
-        .map_err(|e| classify_status(&what, e))?;
+        // A failure here leaves every part uploaded: a retry completes the same upload. An
+        // answer lost on the way (a server restarted right after completing) makes the retry
+        // find no such upload: the object is there if it has every byte sent.
+        let id = self.upload_id.clone().expect("multipart");
+        let (key, sent_bytes) = (self.key.clone(), self.sent);
+        let mut tried = false;
+        let completed = s.rt.block_on(s.retried(&what, || {
+            let again = std::mem::replace(&mut tried, true);
+            let (done, id, what, key) = (done.clone(), id.clone(), &what, &key);
+            async move {
+                let sent = s
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&s.bucket)
+                    .key(s.full(key))
+                    .upload_id(id)
+                    .multipart_upload(done)
+                    .send()
+                    .await
+                    .map_err(|e| classify_status(what, e));
+                match sent {
+                    Err(e) if again && e.kind() == ErrorKind::NotFound => {
+                        let head = s.head(key, what).await;
+                        match head.map(|h| h.content_length()) {
+                            Ok(Some(n)) if n >= 0 && n as u64 == sent_bytes => Ok(()),
+                            _ => Err(e),
+                        }
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+        }));
+        completed?;
         self.done = true;
         Ok(())
     }
@@ -1066,18 +1110,32 @@ impl Drop for S3Writer<'_> {
             h.abort();
         }
         if let Some(id) = self.upload_id.take() {
-            // Without this the parts would linger, invisible but billed, until a lifecycle rule.
+            // Without this the parts would linger, invisible but billed, until a lifecycle rule
+            // or the next run's clean-up.
             let s = self.store;
-            let r = s.rt.block_on(
-                s.client
-                    .abort_multipart_upload()
-                    .bucket(&s.bucket)
-                    .key(s.full(&self.key))
-                    .upload_id(id)
-                    .send(),
-            );
+            let what = format!("abort multipart upload {}", s.named(&self.key));
+            let policy = RetryPolicy {
+                budget: s.retry.budget.min(ABORT_BUDGET),
+                ..s.retry
+            };
+            let r =
+                s.rt.block_on(policy.run_async(&s.server_name, &what, || async {
+                    match s
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&s.bucket)
+                        .key(s.full(&self.key))
+                        .upload_id(&id)
+                        .send()
+                        .await
+                        .map_err(|e| classify_status(&what, e))
+                    {
+                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                        other => other.map(|_| ()),
+                    }
+                }));
             if let Err(e) = r {
-                tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort an unfinished multipart upload");
+                tracing::warn!(key = %self.key, error = %e, "could not abort an unfinished multipart upload; the next run removes it");
             }
         }
     }

@@ -889,6 +889,7 @@ fn a_full_exports_store_frees_itself_by_retention_first() {
             force: false,
             stale_after: std::time::Duration::from_secs(3600),
             prune: None,
+            export_hook: None,
         };
         let open = || {
             let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;
@@ -917,6 +918,7 @@ fn night(env: &Env, exports: &dyn Store, date: &str, keep: usize) -> cairn_engin
         force: false,
         stale_after: std::time::Duration::from_secs(3600),
         prune: None,
+        export_hook: None,
     };
     let open = || {
         let (cat, sync) = Catalog::open_for(&env.state, &env.repo)?;

@@ -8,6 +8,7 @@ mod common;
 mod delay_proxy;
 mod docs;
 mod export;
+mod fault_proxy;
 mod forget;
 mod gc;
 mod golden;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use cairn_engine::ErrorKind;
 use cairn_engine::export;
 use cairn_engine::restore::{self, Overwrite, RestoreOptions};
-use cairn_engine::store::{Fault, FaultStore, Op, RetryStore, S3Config, S3Store, Store};
+use cairn_engine::store::{
+    Fault, FaultStore, Op, RetryPolicy, RetryStore, S3Config, S3Store, Store,
+};
 
 use crate::common::*;
 use crate::store_conformance::conformance;
@@ -39,6 +41,8 @@ pub(crate) fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
         access_key: std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID"),
         secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY"),
         session_token: None,
+        retry: RetryPolicy::attempts(5, Duration::from_millis(20), Duration::from_millis(200)),
+        server_name: "the S3 test server".into(),
     })
 }
 
@@ -555,5 +559,87 @@ fn s3_latency_costs_per_request_not_per_blob() {
     }
     for o in s3.list("").unwrap() {
         s3.delete(&o.key).unwrap();
+    }
+}
+
+/// One retry policy for every step of a multipart upload: a server that refuses each step a
+/// few times (create, part, copy part, complete) costs retries, not the object; one that never
+/// completes within the budget gives one `Unavailable` error naming it, not retried again by
+/// the wrapper around the store (the budget does not multiply).
+#[test]
+fn the_retry_policy_covers_every_step_of_a_multipart_upload() {
+    use crate::fault_proxy::{FaultProxy, Step};
+    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "multipart-faults") else {
+        return;
+    };
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(
+        cfg.endpoint
+            .as_deref()
+            .unwrap()
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+    )
+    .unwrap()
+    .next()
+    .unwrap();
+    let proxy = FaultProxy::start(upstream);
+    let policy = RetryPolicy {
+        attempts: u32::MAX,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(100),
+        budget: Duration::from_secs(20),
+    };
+    let open = |policy: RetryPolicy| {
+        let s3 = S3Store::new(&S3Config {
+            endpoint: Some(proxy.url()),
+            retry: policy,
+            server_name: "the proxied S3 server".into(),
+            ..cfg.clone()
+        })
+        .unwrap();
+        RetryStore::with_policy(s3, policy, "the proxied S3 server")
+    };
+    let store = open(policy);
+    let src = crate::seeded::seeded(6 << 20, 1);
+    store.put("src", &src).unwrap();
+    let head = crate::seeded::seeded(16 << 20, 2);
+    let mut expected = head.clone();
+    expected.extend_from_slice(&src);
+    let write = |store: &RetryStore<S3Store>, key: &str| -> cairn_engine::Result<()> {
+        let mut w = store.create(key)?;
+        w.write_all(&head).unwrap();
+        let from = store.server_object("src", false).expect("same server");
+        // A run of 6 MiB from an object of the same server: a part copied inside it.
+        w.write_copy(&from, 0, &src).unwrap();
+        w.finish()
+    };
+    for step in [Step::Create, Step::Part, Step::CopyPart, Step::Complete] {
+        proxy.refuse(step, 3);
+        let key = format!("dst-{step:?}");
+        write(&store, &key).unwrap_or_else(|e| panic!("{step:?}: {e}"));
+        assert_eq!(proxy.refused(step), 3, "{step:?} was not asked again");
+        assert!(store.get(&key).unwrap() == expected, "{step:?}: the object");
+    }
+    let short = open(RetryPolicy {
+        budget: Duration::from_secs(2),
+        ..policy
+    });
+    proxy.refuse(Step::Complete, u64::MAX);
+    let began = std::time::Instant::now();
+    let err = write(&short, "never").unwrap_err();
+    assert_eq!(err.kind(), cairn_engine::ErrorKind::Unavailable, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the proxied S3 server did not answer for") && msg.contains("tries"),
+        "{msg}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    proxy.refuse(Step::Complete, 0);
+    for o in store.list("").unwrap() {
+        store.delete(&o.key).unwrap();
     }
 }
