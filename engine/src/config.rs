@@ -830,6 +830,7 @@ impl Config {
 /// failures. A local directory is created if missing only with `create` (`cairn init`, the
 /// exports); otherwise a missing one is a configuration error naming `section.path`.
 pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<dyn Store>> {
+    warn_about_retries(cfg, section);
     match cfg.kind {
         StoreKind::Local => {
             let path = cfg.path.as_ref().ok_or_else(|| {
@@ -880,6 +881,40 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
                 cfg.server_name(),
             )))
         }
+    }
+}
+
+/// Warns about retry settings that defeat the budget: a `retry_attempts` cap left from older
+/// configurations (`retry_attempts = 5` gives up after about 3 s of waiting), or a budget that a
+/// lease does not outlive (a refresh retried that long lands after the lease lapsed, and the run
+/// loses it while only waiting).
+fn warn_about_retries(cfg: &StoreConfig, section: &str) {
+    let p = cfg.retry_policy();
+    if cfg.retry_attempts.is_some() {
+        let reach: Duration = (0..p.attempts.saturating_sub(1).min(64))
+            .map(|i| p.base.saturating_mul(1 << i.min(20)).min(p.cap))
+            .sum();
+        if reach < p.budget / 2 {
+            tracing::warn!(
+                "{section}.retry_attempts = {} gives up after about {} s of waiting, long before \
+                 {section}.retry_budget_secs ({} s): remove it to let the budget decide",
+                p.attempts,
+                reach.as_secs(),
+                p.budget.as_secs()
+            );
+        }
+    }
+    let ttl = match section {
+        "store" => Duration::from_secs(cfg.lease_ttl_secs),
+        _ => crate::export::DAY_LEASE_TTL,
+    };
+    if p.budget > ttl / 2 {
+        tracing::warn!(
+            "{section}.retry_budget_secs ({} s) is more than half the lease's time to live ({} s): \
+             an outage that long can cost the run its lease",
+            p.budget.as_secs(),
+            ttl.as_secs()
+        );
     }
 }
 

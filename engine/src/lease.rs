@@ -503,9 +503,18 @@ impl Lease<'_> {
             }
             // A lease object someone else removed or ended (they judged it expired) is not put
             // back: the lease is lost, and `confirm` says so before the next irrevocable step.
-            if let Err(why) = self.still_mine() {
-                tracing::warn!(key = %self.key, why, "not refreshing the lease");
-                return;
+            match self.still_mine() {
+                Ok(()) => {}
+                // The store did not answer (a server restarting): nothing says the lease is
+                // gone, so the next round tries again; `confirm` fails meanwhile if it lapses.
+                Err(why @ UNREADABLE) => {
+                    tracing::warn!(key = %self.key, why, "could not check the lease; trying again at the next refresh");
+                    continue;
+                }
+                Err(why) => {
+                    tracing::warn!(key = %self.key, why, "not refreshing the lease");
+                    return;
+                }
             }
             let until = *self.written_until.lock().expect("poisoned");
             let expires = match store_now(self.store.get()) {
@@ -547,7 +556,7 @@ impl Lease<'_> {
     fn still_mine(&self) -> std::result::Result<(), &'static str> {
         match self.store.get().get(&self.key) {
             Err(e) if e.kind() == ErrorKind::NotFound => Err("the lease was taken away"),
-            Err(_) => Err("the lease object cannot be read"),
+            Err(_) => Err(UNREADABLE),
             Ok(bytes) => match serde_json::from_slice::<LeaseInfo>(&bytes) {
                 Ok(l) if l.nonce != self.info().nonce => Err("the lease object was replaced"),
                 // Ended by someone whose key may not delete: rewritten to expire at the epoch.
@@ -609,6 +618,9 @@ impl Drop for Lease<'_> {
         }
     }
 }
+
+/// Why [`Lease::still_mine`] could not tell: the store did not answer.
+const UNREADABLE: &str = "the lease object cannot be read";
 
 /// The store prefix of the repository's leases (see [`LeaseMode`]).
 pub const REPOSITORY: &str = "_leases/repository/";

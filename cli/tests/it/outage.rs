@@ -22,12 +22,16 @@ struct Garage {
     env: Vec<(String, String)>,
 }
 
+/// A free port below the ephemeral range, so that no outgoing connection of another test takes
+/// it while the server is down.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let seed = std::process::id() as u64 ^ jiff::Timestamp::now().as_nanosecond() as u64;
+    (0..1000u64)
+        .map(|i| {
+            20_000 + ((seed.wrapping_mul(2_654_435_761).wrapping_add(i * 7919)) % 10_000) as u16
+        })
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port")
 }
 
 fn script() -> PathBuf {
@@ -38,10 +42,13 @@ impl Garage {
     /// Starts one, or `None` where no S3 test server is set up (never under CI=true).
     fn start() -> Option<Garage> {
         super::s3_endpoint()?;
+        let port = free_port();
         let mut g = Garage {
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            rpc: free_port(),
+            port,
+            rpc: std::iter::repeat_with(free_port)
+                .find(|p| *p != port)
+                .unwrap(),
             env: Vec::new(),
         };
         g.script("start");

@@ -127,6 +127,10 @@ pub struct RetryStore<S> {
     policy: RetryPolicy,
     /// The location, as errors and logs name it.
     server: String,
+    /// When a request last gave up on this location. For one budget after that, requests get
+    /// one try each: a night whose server stays down fails within one budget, not one budget
+    /// per request still to come (the lease's release, the run report).
+    gave_up: std::sync::Mutex<Option<Instant>>,
 }
 
 impl<S: Store> RetryStore<S> {
@@ -145,6 +149,7 @@ impl<S: Store> RetryStore<S> {
             inner,
             policy,
             server: server.into(),
+            gave_up: Default::default(),
         }
     }
 
@@ -154,7 +159,28 @@ impl<S: Store> RetryStore<S> {
     }
 
     fn run<T>(&self, what: &str, key: &str, f: impl FnMut() -> Result<T>) -> Result<T> {
-        self.policy.run(&self.server, &format!("{what} {key}"), f)
+        let recent = self
+            .gave_up
+            .lock()
+            .expect("poisoned")
+            .is_some_and(|t| t.elapsed() < self.policy.budget);
+        let policy = if recent {
+            RetryPolicy {
+                attempts: 1,
+                ..self.policy
+            }
+        } else {
+            self.policy
+        };
+        let result = policy.run(&self.server, &format!("{what} {key}"), f);
+        let mut gave_up = self.gave_up.lock().expect("poisoned");
+        match &result {
+            Err(e) if e.kind() == ErrorKind::Unavailable => *gave_up = Some(Instant::now()),
+            // Still down: the one try failed as the last request's did.
+            Err(e) if recent && e.is_retryable() => {}
+            _ => *gave_up = None,
+        }
+        result
     }
 }
 

@@ -221,6 +221,11 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     e: SdkError<E, R>,
 ) -> Error {
     let (kind, detail) = match &e {
+        // A connector error the client made itself (a bad TLS setup, a malformed endpoint) is
+        // not going away by asking again; a refused or reset connection, a timeout is.
+        SdkError::DispatchFailure(d) if d.is_user() => {
+            (ErrorKind::Io, format!("{}", DisplayErrorContext(&e)))
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             (ErrorKind::Transient, format!("{}", DisplayErrorContext(&e)))
         }
@@ -259,7 +264,11 @@ fn classify_status<E: ProvideErrorMetadata + std::error::Error + Send + Sync + '
     match status {
         Some(404) => err = Error::new(ErrorKind::NotFound, err.message().to_string()),
         Some(416) => err = Error::new(ErrorKind::Corrupt, err.message().to_string()),
-        Some(429 | 500..=599) => err = Error::new(ErrorKind::Transient, err.message().to_string()),
+        // 501: the server does not do this (a copy of a part): asking again changes nothing.
+        Some(501) => err = Error::new(ErrorKind::Io, err.message().to_string()),
+        Some(408 | 429 | 500..=599) => {
+            err = Error::new(ErrorKind::Transient, err.message().to_string())
+        }
         _ => {}
     }
     err
@@ -300,6 +309,10 @@ impl S3Store {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
+                    // A request whose server went away mid-answer (a power cut: no reset ever
+                    // arrives) must end well inside the retry budget, so that a retry can reach
+                    // the server once it is back.
+                    .read_timeout(Duration::from_secs(60))
                     .operation_attempt_timeout(Duration::from_secs(300))
                     .build(),
             );
@@ -695,6 +708,7 @@ impl Store for S3Store {
             inflight: Vec::new(),
             refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             sent: 0,
+            created: None,
             done: false,
             broken: false,
         }))
@@ -723,6 +737,8 @@ struct S3Writer<'a> {
     refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Bytes handed to parts so far: the object's size once the upload is complete.
     sent: u64,
+    /// When the upload was created, on the server's clock.
+    created: Option<jiff::Timestamp>,
     done: bool,
     /// Set when a part was lost (its upload failed after its own retries): the object can no
     /// longer be completed, whatever a caller retries.
@@ -809,6 +825,9 @@ impl S3Writer<'_> {
                     .ok_or_else(|| Error::new(ErrorKind::Io, format!("S3 {what}: no upload id")))
             }))?;
             self.upload_id = Some(id);
+            // On the server's clock (the `Date` of the answer just received), to recognise the
+            // object if the answer to its completion is lost.
+            self.created = s.clock().ok().flatten();
         }
         let number = self.parts_started() + 1;
         if number > MAX_PARTS {
@@ -1067,7 +1086,8 @@ impl ObjectWriter for S3Writer<'_> {
         // answer lost on the way (a server restarted right after completing) makes the retry
         // find no such upload: the object is there if it has every byte sent.
         let id = self.upload_id.clone().expect("multipart");
-        let (key, sent_bytes) = (self.key.clone(), self.sent);
+        let (key, sent_bytes, parts) = (self.key.clone(), self.sent, self.parts.len());
+        let created = self.created;
         let mut tried = false;
         let completed = s.rt.block_on(s.retried(&what, || {
             let again = std::mem::replace(&mut tried, true);
@@ -1085,11 +1105,18 @@ impl ObjectWriter for S3Writer<'_> {
                     .map_err(|e| classify_status(what, e));
                 match sent {
                     Err(e) if again && e.kind() == ErrorKind::NotFound => {
-                        let head = s.head(key, what).await;
-                        match head.map(|h| h.content_length()) {
-                            Ok(Some(n)) if n >= 0 && n as u64 == sent_bytes => Ok(()),
-                            _ => Err(e),
-                        }
+                        // Ours only if it is a multipart object of as many parts and as many
+                        // bytes, written since the upload began: not an older object of the
+                        // same size under the same key (a rerun of the day).
+                        let h = s.head(key, what).await?;
+                        let ours = h.content_length() == Some(sent_bytes as i64)
+                            && h.e_tag().is_some_and(|t| {
+                                t.trim_matches('"').ends_with(&format!("-{parts}"))
+                            })
+                            && h.last_modified().is_some_and(|t| {
+                                created.is_some_and(|c| t.secs() + 1 >= c.as_second())
+                            });
+                        if ours { Ok(()) } else { Err(e) }
                     }
                     other => other.map(|_| ()),
                 }
