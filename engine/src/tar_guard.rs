@@ -11,7 +11,9 @@
 //! the first valid `size` winning, a pax header consumed by the next entry that is not itself a
 //! long name, long link or pax header, GNU sparse extension blocks), and it refuses — never
 //! passes unchecked — anything it cannot follow: an archive that two parsers could read two
-//! ways is not worth restoring from.
+//! ways is not worth restoring from. So a pax header's records must parse by their lengths to
+//! the end of its data, and `path`, `linkpath` and `size` may each appear once (the crate takes
+//! the first, GNU tar the last).
 //!
 //! One such way it can follow: a pax `path` or `linkpath` value with a newline (a long name
 //! with a line break, which cairn archives hold when the share does). The crate splits records
@@ -142,12 +144,27 @@ impl<R: Read> TarGuard<R> {
     fn entry_done(&mut self) -> io::Result<()> {
         if let Some(pax) = self.pax.take() {
             let mut names = PaxNames::default();
-            if pax_value_with_newline(&pax) {
+            // Read by length, as POSIX and GNU tar read them, the records must take the data
+            // exactly: a record that is not `LEN key=value\n` (GNU tar stops there) or bytes
+            // after the last one would let the crate, which splits at newlines, read other
+            // records than the checks below see.
+            let by_length = pax_records_by_length(&pax).ok_or_else(|| {
+                refuse("a pax header whose records do not parse by their lengths to its end")
+            })?;
+            // The crate takes the first of a key, GNU tar the last: two readers, two names.
+            for key in [&b"path"[..], b"linkpath", b"size"] {
+                if by_length.iter().filter(|(k, _)| *k == key).count() > 1 {
+                    return Err(refuse(format!(
+                        "a pax header with two {} records",
+                        String::from_utf8_lossy(key)
+                    )));
+                }
+            }
+            if by_length.iter().any(|(_, v)| v.contains(&b'\n')) {
                 // The tar crate splits pax records at newlines, so it would drop this record
                 // and use the truncated ustar name instead: a wrong path, silently, unless the
                 // reader takes the names from here. Any other record it would misread is the
                 // size's, which would put the crate out of step with the stream.
-                let by_length = pax_records_by_length(&pax);
                 let size = by_length
                     .iter()
                     .find(|(k, _)| *k == b"size")
@@ -294,56 +311,25 @@ fn size_field(f: &[u8]) -> Option<u64> {
     octal(f)
 }
 
-/// Whether a record of a pax header, read by its length prefix as POSIX defines it, has a newline
-/// inside its value.
-fn pax_value_with_newline(data: &[u8]) -> bool {
-    let mut at = 0;
-    while at < data.len() {
-        let rest = &data[at..];
-        let Some(sp) = rest.iter().position(|b| *b == b' ') else {
-            return false;
-        };
-        let Some(len) = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > sp + 1 && *l <= rest.len())
-        else {
-            return false;
-        };
-        // `key=value\n`: the record's own final newline is not part of the value.
-        if rest[sp + 1..len - 1].contains(&b'\n') {
-            return true;
-        }
-        at += len;
-    }
-    false
-}
-
 /// The records of a pax header read by their length prefix, as POSIX defines them (a value may
-/// hold a newline), up to the first that does not parse.
-fn pax_records_by_length(data: &[u8]) -> Vec<(&[u8], &[u8])> {
+/// hold a newline; the record's own final newline is not part of it); `None` unless every
+/// record parses and together they take the data exactly.
+fn pax_records_by_length(data: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let mut records = Vec::new();
     let mut at = 0;
     while at < data.len() {
         let rest = &data[at..];
-        let Some(sp) = rest.iter().position(|b| *b == b' ') else {
-            break;
-        };
-        let Some(len) = std::str::from_utf8(&rest[..sp])
+        let sp = rest.iter().position(|b| *b == b' ')?;
+        let len = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > sp + 1 && *l <= rest.len() && rest[*l - 1] == b'\n')
-        else {
-            break;
-        };
+            .filter(|l| *l > sp + 1 && *l <= rest.len() && rest[*l - 1] == b'\n')?;
         let kv = &rest[sp + 1..len - 1];
-        let Some(eq) = kv.iter().position(|b| *b == b'=') else {
-            break;
-        };
+        let eq = kv.iter().position(|b| *b == b'=')?;
         records.push((&kv[..eq], &kv[eq + 1..]));
         at += len;
     }
-    records
+    Some(records)
 }
 
 /// The `size` a pax header sets, as the `tar` crate finds it: records split at newlines, the
@@ -424,8 +410,14 @@ mod tests {
         bytes.resize(bytes.len() + 1024, 0);
         let err = through(&bytes, 512).unwrap_err();
         assert!(err.to_string().contains("GNU tar"), "{err}");
-        assert!(pax_value_with_newline(b"11 path=a\nb\n"));
-        assert!(!pax_value_with_newline(b"11 path=abc\n12 size=100\n"));
+        let newline = |data: &[u8]| {
+            pax_records_by_length(data)
+                .unwrap()
+                .iter()
+                .any(|(_, v)| v.contains(&b'\n'))
+        };
+        assert!(newline(b"12 path=a\nb\n"));
+        assert!(!newline(b"12 path=abc\n12 size=100\n"));
     }
 
     /// With a name slot, a long path with a line break is read by its record's length, as GNU
@@ -495,6 +487,51 @@ mod tests {
         big[1] = 0xff; // ignored: only the last 8 bytes count
         big[11] = 5;
         assert_eq!(size_field(&big), Some(5));
+    }
+
+    /// A pax header with `records` before an empty file `x.md`, read through a guard with a
+    /// name slot (the way every cairn reader of archives reads them).
+    fn through_named(records: &[u8]) -> io::Result<Vec<u8>> {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("PaxHeader").unwrap();
+        h.set_size(records.len() as u64);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(records);
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        let mut f = tar::Header::new_ustar();
+        f.set_path("x.md").unwrap();
+        f.set_size(0);
+        f.set_cksum();
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.resize(bytes.len() + 1024, 0);
+        let (mut g, _names) = TarGuard::with_names(&bytes[..]);
+        let mut out = Vec::new();
+        g.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Review 8, defect 3: the newline check did not require a record to end in `\n` where the
+    /// by-length parse does, so a crafted record stopped that parse with no records and the
+    /// archive passed, though GNU tar fails on it and the crate reads another path; records
+    /// after the last that parses, and repeated `path`, `linkpath` or `size` records (the crate
+    /// takes the first, GNU tar the last), passed too. Each is refused.
+    #[test]
+    fn pax_data_must_parse_by_length_to_its_end_without_repeats() {
+        through_named(b"13 path=x.md\n").unwrap();
+        for (what, records) in [
+            ("a record cut short of its newline", &b"13 path=a\nbcd"[..]),
+            ("bytes after the last record", b"10 path=a\nXX"),
+            ("two path records", b"10 path=a\n10 path=b\n"),
+            ("two linkpath records", b"14 linkpath=a\n14 linkpath=b\n"),
+            ("two size records", b"10 size=0\n10 size=0\n"),
+        ] {
+            let Err(err) = through_named(records) else {
+                panic!("{what}: passed");
+            };
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+        }
     }
 
     /// Python's tarfile and GNU tar write pax headers padded to 512 bytes; a file of 8 GiB and

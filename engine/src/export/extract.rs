@@ -106,6 +106,16 @@ fn find_file(
             String::from_utf8_lossy(path)
         ))
     })?;
+    // A link's content is its first name's: a folder there (whose size is 0) would print
+    // nothing and pass, and no tar header of a file is there to check.
+    if target.kind != EntryKind::File {
+        return Err(Error::corrupt(format!(
+            "the manifest of {date} names a hardlink {} to {}, a {:?}, not a file",
+            String::from_utf8_lossy(path),
+            target.path.lossy(),
+            target.kind
+        )));
+    }
     Ok((manifest, target))
 }
 
@@ -152,13 +162,16 @@ pub fn restore_paths(
 ) -> Result<Option<crate::restore::RestoreReport>> {
     use crate::restore::{Meta, Overwrite, Target, components, unlink_in_way};
     let keys = DayKeys::new(date)?;
-    let wanted: Vec<(&[u8], Vec<u8>)> = paths
+    // Read as the streaming restore reads them (one leading `./`, one trailing `/`, no `.` or
+    // `..`): a path that one way restores and the other refuses would depend on the route.
+    let wanted: Vec<(Vec<u8>, Vec<u8>)> = paths
         .iter()
         .map(|p| {
-            let p = p.trim_start_matches("./").trim_matches('/').as_bytes();
-            (p, [p, b"/"].concat())
+            let p = components(p.as_bytes())?.join(&b'/');
+            let under = [&p[..], b"/"].concat();
+            Ok((p, under))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut found = vec![false; wanted.len()];
     let manifest = read_manifest_filtered(exports, &keys, &mut |e| {
         let mut keep = false;
@@ -186,7 +199,7 @@ pub fn restore_paths(
     if let Some(i) = found.iter().position(|f| !f) {
         return Err(Error::not_found(format!(
             "{} is not in the archive of {date}",
-            String::from_utf8_lossy(wanted[i].0)
+            String::from_utf8_lossy(&wanted[i].0)
         )));
     }
     let mut picked = manifest.entries.iter().collect::<Vec<_>>();
@@ -201,8 +214,10 @@ pub fn restore_paths(
                 && (e.size == 0 || e.offset.is_some())))
             && components(&e.path.0).is_ok()
     });
-    // Only into a new or empty directory. As root, files only: their owners come from their tar
-    // headers (read anyway), a folder's would need its header too, so folders stream.
+    // Only into a new or empty directory. As root, files with an offset only: their owners
+    // and modes come from their tar headers (read anyway); a folder's would need its header
+    // too, and an empty file without an offset (an older manifest) has none to read, so those
+    // stream.
     let fresh = match std::fs::read_dir(target) {
         Ok(mut d) => d.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
@@ -215,7 +230,7 @@ pub fn restore_paths(
         || (root
             && picked
                 .iter()
-                .any(|e| e.kind == EntryKind::Dir || e.size == 0))
+                .any(|e| e.kind == EntryKind::Dir || e.offset.is_none()))
     {
         return Ok(None);
     }
@@ -247,13 +262,16 @@ pub fn restore_paths(
         }
         let (name, parent) = parts.split_last().expect("components are never empty");
         let dir = t.dir(parent, true)?;
-        if e.size > 0 {
-            // The header is checked (and its owner read) before the file is created.
-            let (uid, gid) = reader
+        if e.offset.is_some() {
+            // The header is checked (and its owner and mode read) before the file is created.
+            let h = reader
                 .check(e)
                 .map_err(|err| err.context(format!("restoring {path}")))?;
             if root {
-                (meta.uid, meta.gid) = (uid, gid);
+                // All from the header, which `check` found to have the manifest's mode: the
+                // set-uid bits of a file owned by another user are the header's, never only
+                // the manifest's.
+                (meta.uid, meta.gid, meta.mode) = (h.uid, h.gid, h.mode);
             }
         }
         let mut created = false;
@@ -269,7 +287,17 @@ pub fn restore_paths(
                 report.files += 1;
                 report.bytes += e.size;
             }
-            Ok(false) => report.unchanged += 1,
+            // The target was empty when looked at: a file there now appeared during the
+            // restore, which then did not give it; not an "unchanged" file and exit 0.
+            Ok(false) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{path} appeared in {} during the restore and was left as it was",
+                        target.display()
+                    ),
+                ));
+            }
             Err(err) => {
                 // A file that fails its checks is removed, never left cut short under its name.
                 if created {
@@ -310,7 +338,9 @@ fn extract_entry(
     entry: &ManifestEntry,
     out: &mut dyn Write,
 ) -> Result<Route> {
-    if entry.size == 0 {
+    if entry.size == 0 && entry.offset.is_none() {
+        // An empty file of a manifest written before empty files had an offset: nothing says
+        // where its header is, so it is taken from the manifest as it is (documented).
         return Ok(Route::Seek {
             frames: 0,
             bytes: 0,
@@ -362,13 +392,24 @@ impl std::fmt::Debug for FrameReader<'_> {
     }
 }
 
-/// An entry whose header was checked: its offset, path and size, and the owner its header names.
+/// An entry whose header was checked: its offset, path and size, and what its header says.
 #[derive(Debug)]
 struct Checked {
     offset: u64,
     path: Vec<u8>,
     size: u64,
-    owner: (u32, u32),
+    header: HeaderMeta,
+}
+
+/// What a file's checked tar header says of its owner and mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderMeta {
+    /// The owner's uid (`u32::MAX`, which `chown` leaves alone, for one beyond 32 bits).
+    pub uid: u32,
+    /// The owner's gid (likewise).
+    pub gid: u32,
+    /// The permission bits, which are the manifest's.
+    pub mode: u32,
 }
 
 /// The largest frame content the table may claim: a group frame holds at most a little over
@@ -486,11 +527,12 @@ impl<'a> FrameReader<'a> {
     }
 
     /// Checks what precedes the content of `entry`: a valid ustar header of a regular file
-    /// whose name (with its pax `path` record or GNU long name, for a path over 100 bytes) is
-    /// the entry's path and whose size is the entry's. A wrong offset, from a damaged or crafted
-    /// manifest or table, lands on bytes that are not that header: two files' offsets exchanged
-    /// would otherwise give each other's content. Returns the owner the header names.
-    pub fn check(&mut self, entry: &ManifestEntry) -> Result<(u32, u32)> {
+    /// whose name (with the pax `path` record or GNU long name that ends right before it, which
+    /// a path over 100 bytes needs and any path may have) is the entry's path, and whose size
+    /// and mode are the entry's. A wrong offset, from a damaged or crafted manifest or table,
+    /// lands on bytes that are not that header: two files' offsets exchanged would otherwise
+    /// give each other's content. Returns the owner and mode the header names.
+    pub fn check(&mut self, entry: &ManifestEntry) -> Result<HeaderMeta> {
         let start = match entry.offset {
             Some(o) if o >= 512 => o,
             _ => {
@@ -516,13 +558,12 @@ impl<'a> FrameReader<'a> {
         let header = self.gather(at, 512)?;
         let h = Ustar::parse(&header).map_err(|why| not_the_header(entry, why))?;
         let path = entry.path.0.as_slice();
-        let mut ext = Extension::default();
-        if path.len() > 100 || h.size == USTAR_SIZE_MAX || h.clamped_owner() {
-            // The ustar fields cannot say it all: the extension header before this one does.
-            let back = extension_window(path.len()).min(at / 512 * 512);
-            let before = self.gather(at - back, back)?;
-            ext = Extension::nearest(&before).map_err(|why| not_the_header(entry, why))?;
-        }
+        // Looked for before every header, not only where the ustar fields cannot say it all
+        // (a long path, a large size or owner): GNU tar and the tar crate read a pax `path`
+        // wherever it is, so a short ustar name `a` after `path=b` is `b` to them.
+        let back = EXTENSION_WINDOW.min(at);
+        let before = self.gather(at - back, back)?;
+        let ext = Extension::nearest(&before).map_err(|why| not_the_header(entry, why))?;
         let name = match (&ext.path, path.len() > 100) {
             (Some(p), _) => p.as_slice(),
             // A long path must come whole from an extension header.
@@ -548,6 +589,14 @@ impl<'a> FrameReader<'a> {
         if size != entry.size || ext.size.is_some_and(|s| s != entry.size) {
             return Err(not_the_header(entry, "another size"));
         }
+        // The manifest's mode is what a restore sets, set-uid bits included: it must be the
+        // header's, which every other reader of the archive sets.
+        if h.mode != u64::from(entry.mode) {
+            return Err(not_the_header(
+                entry,
+                &format!("mode {:o} there, {:o} in the manifest", h.mode, entry.mode),
+            ));
+        }
         let owner = |pax: Option<u64>, field: u64| {
             let id = if field == USTAR_ID_MAX {
                 pax.unwrap_or(field)
@@ -557,30 +606,34 @@ impl<'a> FrameReader<'a> {
             // An id beyond 32 bits keeps the restoring user's owner (`chown` leaves -1 alone).
             u32::try_from(id).unwrap_or(u32::MAX)
         };
-        let owner = (owner(ext.uid, h.uid), owner(ext.gid, h.gid));
+        let header = HeaderMeta {
+            uid: owner(ext.uid, h.uid),
+            gid: owner(ext.gid, h.gid),
+            mode: entry.mode,
+        };
         self.checked = Some(Checked {
             offset: start,
             path: entry.path.0.clone(),
             size: entry.size,
-            owner,
+            header,
         });
-        Ok(owner)
+        Ok(header)
     }
 
     /// Writes the content of `entry` to `out`, after [`FrameReader::check`]: nothing is written
     /// before the header is found to be the entry's. Returns the frames read for its content.
     pub fn copy(&mut self, entry: &ManifestEntry, out: &mut dyn Write) -> Result<usize> {
-        let owner = match &self.checked {
+        let header = match &self.checked {
             Some(c)
                 if Some(c.offset) == entry.offset
                     && c.path == entry.path.0
                     && c.size == entry.size =>
             {
-                c.owner
+                c.header
             }
             _ => self.check(entry)?,
         };
-        self.owner = Some(owner);
+        self.owner = Some((header.uid, header.gid));
         let (start, len) = (entry.offset.expect("checked"), entry.size);
         let range = self.table.covering(start, len);
         let frames = range.len();
@@ -611,13 +664,13 @@ impl<'a> FrameReader<'a> {
 const USTAR_SIZE_MAX: u64 = 0o77777777777;
 const USTAR_ID_MAX: u64 = 0o7777777;
 
-/// How far before a file's ustar header its extension header is looked for: the blocks of a
-/// pax header whose records are the path and a few hundred bytes of others (`hdrcharset`,
-/// `size`, `mtime`, `uid`, `gid`), or of a GNU long name, with the header block itself.
-fn extension_window(path_len: usize) -> u64 {
-    let records = path_len as u64 + 512;
-    (records.div_ceil(512) + 1) * 512
-}
+/// How far before a file's ustar header its extension header is looked for: the largest pax
+/// header or GNU long name the streaming readers accept ([`MAX_META_ENTRY`] of data), with its
+/// header block. A smaller window would let a larger extension header, which they read,
+/// go unseen.
+///
+/// [`MAX_META_ENTRY`]: crate::tar_guard::MAX_META_ENTRY
+const EXTENSION_WINDOW: u64 = (crate::tar_guard::MAX_META_ENTRY.div_ceil(512) + 1) * 512;
 
 fn not_the_header(entry: &ManifestEntry, why: &str) -> Error {
     Error::corrupt(format!(
@@ -630,6 +683,7 @@ fn not_the_header(entry: &ManifestEntry, why: &str) -> Error {
 struct Ustar {
     /// The name field up to its first NUL, after the prefix field and a `/` when it has one.
     name: Vec<u8>,
+    mode: u64,
     size: u64,
     uid: u64,
     gid: u64,
@@ -684,6 +738,7 @@ impl Ustar {
         }
         Ok(Ustar {
             name,
+            mode: number(&h[100..108]).ok_or("an unreadable mode")?,
             size: number(&h[124..136]).ok_or("an unreadable size")?,
             uid: number(&h[108..116]).ok_or("an unreadable uid")?,
             gid: number(&h[116..124]).ok_or("an unreadable gid")?,
@@ -696,12 +751,6 @@ impl Ustar {
                 Err("not a regular file")
             }
         })
-    }
-
-    /// Whether an owner id was too large for its field (cairn then writes 7777777 and a pax
-    /// record).
-    fn clamped_owner(&self) -> bool {
-        self.uid == USTAR_ID_MAX || self.gid == USTAR_ID_MAX
     }
 }
 
@@ -716,43 +765,69 @@ struct Extension {
 
 impl Extension {
     /// The extension header that ends exactly where `before` ends (which is where the ustar
-    /// header starts): the nearest block, going back, that is a valid tar header. When it is a
-    /// pax header (`x`) or a GNU long name (`L`) whose data fills the blocks up to the end, it
-    /// is read; any other header (the previous entry's) means there is none. The blocks between
-    /// a real pax header and its entry hold record text, which has no NUL where a header's
-    /// magic needs one, so the nearest header found is the entry's own.
+    /// header starts): a block that is a valid tar header of a pax header (`x`) or a GNU long
+    /// name (`L`) whose data fills the blocks up to the end. Every block is looked at, not only
+    /// the nearest header: a crafted pax header may hold a header-like block in its records.
+    /// Two such headers (one inside the other's data, or one right before the other, which the
+    /// tar crate and GNU tar combine differently) are refused, as is a long name with a NUL
+    /// inside (GNU tar cuts it there, the tar crate does not).
     fn nearest(before: &[u8]) -> std::result::Result<Extension, &'static str> {
-        let blocks = before.len() / 512;
-        // The block right before the ustar header is data of any extension header.
-        for k in 1..blocks {
-            let at = before.len() - 512 * (k + 1);
-            let h = &before[at..at + 512];
-            let magic = &h[257..263] == b"ustar\0" || &h[257..263] == b"ustar ";
-            if !magic || !checksum_holds(h) {
-                continue;
-            }
-            let size = number(&h[124..136]).ok_or("an unreadable extension header")?;
-            if !matches!(h[156], b'x' | b'L') || size.div_ceil(512) != k as u64 {
-                return Ok(Extension::default());
-            }
-            let data = &before[at + 512..at + 512 + size as usize];
-            return if h[156] == b'L' {
-                Ok(Extension {
-                    path: Some(until_nul(data).to_vec()),
-                    ..Extension::default()
-                })
-            } else {
-                pax_records(data)
-            };
+        let Some((at, size)) = extension_ending_at(before, before.len())? else {
+            return Ok(Extension::default());
+        };
+        if extension_ending_at(before, at)?.is_some() {
+            return Err("two extension headers before it");
         }
-        Ok(Extension::default())
+        let h = &before[at..at + 512];
+        let data = &before[at + 512..at + 512 + size];
+        if h[156] == b'L' {
+            // The tar crate drops one final NUL, GNU tar reads up to the first: the same name
+            // only when no other NUL is left.
+            let name = data.strip_suffix(b"\0").unwrap_or(data);
+            if name.contains(&0) {
+                return Err("a GNU long name with a NUL inside");
+            }
+            return Ok(Extension {
+                path: Some(name.to_vec()),
+                ..Extension::default()
+            });
+        }
+        pax_records(data)
     }
 }
 
+/// Where the one pax header or GNU long name whose data ends exactly at `end` of `before`
+/// starts, and its data's size; `None` when there is none, refused when there are two.
+fn extension_ending_at(
+    before: &[u8],
+    end: usize,
+) -> std::result::Result<Option<(usize, usize)>, &'static str> {
+    let mut found = None;
+    for k in 0..end / 512 {
+        let at = end - 512 * (k + 1);
+        let h = &before[at..at + 512];
+        let magic = &h[257..263] == b"ustar\0" || &h[257..263] == b"ustar ";
+        if !magic || !matches!(h[156], b'x' | b'L') || !checksum_holds(h) {
+            continue;
+        }
+        let size = number(&h[124..136]).ok_or("an unreadable extension header")?;
+        if size.div_ceil(512) != k as u64 {
+            continue;
+        }
+        // The data fits the blocks before `end`, so the size is below `end`.
+        if found.replace((at, size as usize)).is_some() {
+            return Err("two extension headers before it");
+        }
+    }
+    Ok(found)
+}
+
 /// The records of a pax header, read by their length as POSIX defines them (a value may hold a
-/// newline); the last of a key wins.
+/// newline), which must take the data exactly. A key given twice is refused: the tar crate
+/// takes the first, GNU tar the last.
 fn pax_records(mut data: &[u8]) -> std::result::Result<Extension, &'static str> {
     let mut ext = Extension::default();
+    let mut keys: Vec<&[u8]> = Vec::new();
     let num = |v: &[u8]| -> std::result::Result<u64, &'static str> {
         std::str::from_utf8(v)
             .ok()
@@ -775,6 +850,10 @@ fn pax_records(mut data: &[u8]) -> std::result::Result<Extension, &'static str> 
             .position(|b| *b == b'=')
             .ok_or("a damaged pax record")?;
         let (key, value) = (&kv[..eq], &kv[eq + 1..]);
+        if keys.contains(&key) {
+            return Err("a pax record given twice");
+        }
+        keys.push(key);
         match key {
             b"path" => ext.path = Some(value.to_vec()),
             b"size" => ext.size = Some(num(value)?),

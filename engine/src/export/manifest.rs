@@ -85,8 +85,9 @@ pub struct ManifestEntry {
     /// Symlink target, or for a hardlink the path of the first name of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<RawBytes>,
-    /// Where the file's content starts in the decompressed tar stream (files with content
-    /// only): with the seek table, a reader fetches just the frames that hold it.
+    /// Where the file's content starts in the decompressed tar stream (regular files; empty
+    /// ones too since 2026-12-07, absent for them in older manifests): with the seek table, a
+    /// reader fetches just the frames that hold it, and checks the header before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
 }
@@ -406,7 +407,7 @@ pub(super) fn read_frame_lists(
         #[serde(default)]
         runs: Vec<FrameRun>,
     }
-    let bytes = exports.get(&keys.manifest)?;
+    let bytes = read_whole(exports, keys)?;
     if let Some(lists) = frame_lists_at_the_end(&bytes) {
         return Ok(lists);
     }
@@ -414,7 +415,13 @@ pub(super) fn read_frame_lists(
     Ok((m.groups, m.runs))
 }
 
-/// The day's manifest, whole.
+/// The largest manifest read whole (`exports verify`, the rerun check, the frame lists of the
+/// day an export draws on): 1 GiB of JSON is some 7,000,000 entries and parses into about
+/// 2 GiB; a larger object (a planted one: the nightly key may write the exports) is refused by
+/// its size before a byte of it is read.
+pub const MAX_MANIFEST: u64 = 1 << 30;
+
+/// The day's manifest, whole; refused unread beyond [`MAX_MANIFEST`] bytes.
 pub fn read_manifest(exports: &dyn Store, keys: &DayKeys) -> Result<Manifest> {
     let mut m = read_as(exports, keys, |m: &Manifest| m.format_version)?;
     m.entry_count = m.entries.len() as u64;
@@ -563,8 +570,9 @@ struct Streamed<'a> {
     keep: &'a mut dyn FnMut(&ManifestEntry) -> bool,
 }
 
-/// The manifest's top-level keys; the lists a streamed read does not need are `Other`.
-#[derive(Deserialize)]
+/// The manifest's top-level keys; the lists a streamed read does not need are passed over, and
+/// keys cairn does not know are `Other`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum Field {
     FormatVersion,
@@ -576,9 +584,38 @@ enum Field {
     Folders,
     Archive,
     Entries,
+    Skipped,
+    Excluded,
+    Warnings,
+    Groups,
+    Runs,
     SeekTable,
     #[serde(other)]
     Other,
+}
+
+impl Field {
+    /// The key as the manifest spells it (`Other` has none: unknown keys are not checked).
+    fn key(self) -> &'static str {
+        match self {
+            Field::FormatVersion => "format_version",
+            Field::Date => "date",
+            Field::Snapshot => "snapshot",
+            Field::Root => "root",
+            Field::SnapshotTime => "snapshot_time",
+            Field::Source => "source",
+            Field::Folders => "folders",
+            Field::Archive => "archive",
+            Field::Entries => "entries",
+            Field::Skipped => "skipped",
+            Field::Excluded => "excluded",
+            Field::Warnings => "warnings",
+            Field::Groups => "groups",
+            Field::Runs => "runs",
+            Field::SeekTable => "seek_table",
+            Field::Other => "",
+        }
+    }
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Streamed<'_> {
@@ -609,11 +646,20 @@ impl<'de> serde::de::Visitor<'de> for Streamed<'_> {
         let (mut source, mut folders, mut archive, mut seek_table) = (None, None, None, None);
         let mut entries = Vec::new();
         let mut count = 0u64;
+        let mut seen = Vec::new();
         loop {
             budget.reset(MAX_VALUE);
             let Some(field) = map.next_key::<Field>()? else {
                 break;
             };
+            // As `read_manifest` (serde's derive) does: a key given twice would let the last
+            // win here and count the entries twice, where the whole read refuses it.
+            if field != Field::Other {
+                if seen.contains(&field) {
+                    return Err(A::Error::duplicate_field(field.key()));
+                }
+                seen.push(field);
+            }
             budget.reset(MAX_VALUE);
             match field {
                 Field::FormatVersion => {
@@ -638,7 +684,12 @@ impl<'de> serde::de::Visitor<'de> for Streamed<'_> {
                     kept: &mut entries,
                     count: &mut count,
                 })?,
-                Field::Other => {
+                Field::Skipped
+                | Field::Excluded
+                | Field::Warnings
+                | Field::Groups
+                | Field::Runs
+                | Field::Other => {
                     // Passed over without keeping anything: serde_json skips strings unbuffered.
                     budget.reset(u64::MAX);
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -739,7 +790,32 @@ fn read_as<T: serde::de::DeserializeOwned>(
     keys: &DayKeys,
     version: fn(&T) -> u32,
 ) -> Result<T> {
-    parse_as(&exports.get(&keys.manifest)?, keys, version)
+    parse_as(&read_whole(exports, keys)?, keys, version)
+}
+
+/// The bytes of the day's manifest, refused by its size beyond [`MAX_MANIFEST`] before any is
+/// read. The object is read by ranged reads up to the size found first, so one replaced in
+/// between cannot make the read larger either.
+fn read_whole(exports: &dyn Store, keys: &DayKeys) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut reader = crate::store::ObjectReader::open(exports, &keys.manifest)?;
+    let size = reader.size();
+    if size > MAX_MANIFEST {
+        return Err(Error::corrupt(format!(
+            "{} is {size} bytes, more than the {MAX_MANIFEST} bytes a manifest may take",
+            keys.manifest
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader.read_to_end(&mut bytes).map_err(|e| {
+        let message = format!("reading {}: {e}", keys.manifest);
+        // The store's own error, kind and all (a transient failure stays one).
+        match e.into_inner().and_then(|i| i.downcast::<Error>().ok()) {
+            Some(err) => err.context(format!("reading {}", keys.manifest)),
+            None => Error::new(crate::ErrorKind::Io, message),
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// [`read_as`] of bytes already read.

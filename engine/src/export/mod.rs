@@ -30,8 +30,8 @@ pub use days::{DayStatus, VerifyReport, list_days, verify};
 use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
-    ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, Manifest, ManifestEntry,
-    NotReused, Published, Reused, SeekTableInfo, read_manifest,
+    ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, MAX_MANIFEST, Manifest,
+    ManifestEntry, NotReused, Published, Reused, SeekTableInfo, read_manifest,
 };
 use walk::{Written, write_archive};
 
@@ -244,14 +244,18 @@ fn publish(
     Ok(Published::Written(manifest, reused))
 }
 
-/// The group frames of the newest complete archive of another day, if there is one whose
-/// manifest lists them. An unreadable earlier day only costs the reuse, never the export.
+/// The group frames of the newest complete archive of a day before this one, if there is one
+/// whose manifest lists them. An unreadable earlier day only costs the reuse, never the export.
 fn earlier_archive<'a>(exports: &'a dyn Store, today: &DayKeys) -> Result<Option<Reuse<'a>>> {
     let days = list_days(exports)?;
+    let date = |d: &str| jiff::civil::Date::strptime("%Y-%m-%d", d).ok();
+    let today_date = date(&today.date);
+    // Only days before this one: a day after it (planted, or a clock that was ahead) would
+    // otherwise be drawn on by every night until then.
     let Some(day) = days
         .iter()
         .rev()
-        .find(|d| d.complete && d.date != today.date)
+        .find(|d| d.complete && date(&d.date).is_some_and(|d| Some(d) < today_date))
     else {
         return Ok(None);
     };

@@ -399,9 +399,9 @@ impl Walk<'_, '_> {
                 } else {
                     self.w
                         .header(&path, e, tar::EntryType::Regular, e.size, None)?;
-                    if e.size > 0 {
-                        m.offset = Some(self.w.tar_len);
-                    }
+                    // Empty files too: a reader then checks their header like any file's
+                    // instead of taking them from the manifest unseen.
+                    m.offset = Some(self.w.tar_len);
                     self.w.content(e, &locs)?;
                     m.size = e.size;
                 }
