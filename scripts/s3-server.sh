@@ -69,6 +69,12 @@ TOML
   ro_secret=$(printf '%s\n' "$ro_out" | awk -F': *' '/Secret key/ {print $2; exit}')
   [ -n "$ro_id" ] && [ -n "$ro_secret" ] || { echo "s3-server: could not parse the read-only key" >&2; exit 1; }
   g bucket allow --read cairn-store --key cairn-readonly >/dev/null
+  # A key that may create buckets (S3's CreateBucket), for `cairn init` on a server without one.
+  cr_out=$(g key create cairn-creator)
+  cr_id=$(printf '%s\n' "$cr_out" | awk -F': *' '/Key ID/ {print $2; exit}')
+  cr_secret=$(printf '%s\n' "$cr_out" | awk -F': *' '/Secret key/ {print $2; exit}')
+  [ -n "$cr_id" ] && [ -n "$cr_secret" ] || { echo "s3-server: could not parse the creating key" >&2; exit 1; }
+  g key allow --create-bucket cairn-creator >/dev/null
   umask 077
   cat >"$dir/env" <<ENV
 export CAIRN_S3_TEST_ENDPOINT=http://127.0.0.1:$s3_port
@@ -79,6 +85,8 @@ export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret
 export CAIRN_S3_TEST_RO_KEY_ID=$ro_id
 export CAIRN_S3_TEST_RO_SECRET=$ro_secret
+export CAIRN_S3_TEST_CREATE_KEY_ID=$cr_id
+export CAIRN_S3_TEST_CREATE_SECRET=$cr_secret
 ENV
   echo "s3-server: Garage ready on 127.0.0.1:$s3_port (pid $(cat "$dir/pid"))" >&2
 }

@@ -316,6 +316,16 @@ pub fn run(cli: &Cli) -> Result<u8> {
 }
 
 fn init(cli: &Cli, cfg: &Config, a: &InitArgs) -> Result<u8> {
+    // The buckets first: a missing one is made where the key may, or named with the command
+    // that makes it, before anything is written.
+    for (loc, section) in [(&cfg.store, "store"), (&cfg.exports, "exports")] {
+        if cairn_engine::config::ensure_bucket(loc, section).context("cairn init")? == Some(true)
+            && !cli.quiet
+            && !cli.json
+        {
+            println!("created bucket {}", loc.bucket.as_deref().unwrap_or(""));
+        }
+    }
     let store = open_store(&cfg.store, "store", true)?;
     let params = cairn_engine::chunk::ChunkerParams::default();
     let repo = match Repository::init(store.clone(), params, cfg.backup.pack_size_mib << 20) {

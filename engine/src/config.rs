@@ -829,6 +829,45 @@ impl Config {
 /// Opens the object store a `[store]`-like section describes, with retries for transient
 /// failures. A local directory is created if missing only with `create` (`cairn init`, the
 /// exports); otherwise a missing one is a configuration error naming `section.path`.
+/// Makes sure the bucket of an S3 location exists, creating it where the key may (`cairn
+/// init`): `Some(true)` when it was created, `Some(false)` when it existed, `None` for a local
+/// location.
+pub fn ensure_bucket(cfg: &StoreConfig, section: &str) -> Result<Option<bool>> {
+    match cfg.kind {
+        StoreKind::Local => Ok(None),
+        StoreKind::S3 => S3Store::new(&s3_config(cfg, section)?)?
+            .ensure_bucket(true)
+            .map(Some),
+    }
+}
+
+/// The S3 connection of a location, with the credentials from the environment.
+fn s3_config(cfg: &StoreConfig, section: &str) -> Result<S3Config> {
+    let bucket = cfg.bucket.clone().ok_or_else(|| {
+        Error::config(format!(
+            "{section}.bucket is required when {section}.kind = \"s3\""
+        ))
+    })?;
+    let missing = || {
+        Error::config(
+            "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (or AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE)",
+        )
+    };
+    Ok(S3Config {
+        endpoint: cfg.endpoint.clone(),
+        region: cfg.region.clone(),
+        bucket,
+        prefix: cfg.prefix.clone(),
+        path_style: cfg.path_style,
+        access_key: credential_from_env("AWS_ACCESS_KEY_ID")?.ok_or_else(missing)?,
+        secret_key: credential_from_env("AWS_SECRET_ACCESS_KEY")?.ok_or_else(missing)?,
+        session_token: credential_from_env("AWS_SESSION_TOKEN")?,
+        retry: cfg.retry_policy(),
+        server_name: cfg.server_name(),
+    })
+}
+
 pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<dyn Store>> {
     warn_about_retries(cfg, section);
     match cfg.kind {
@@ -851,30 +890,7 @@ pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<
             )))
         }
         StoreKind::S3 => {
-            let bucket = cfg.bucket.clone().ok_or_else(|| {
-                Error::config(format!(
-                    "{section}.bucket is required when {section}.kind = \"s3\""
-                ))
-            })?;
-            let missing = || {
-                Error::config(
-                    "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-                     (or AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE)",
-                )
-            };
-            let s3 = S3Config {
-                endpoint: cfg.endpoint.clone(),
-                region: cfg.region.clone(),
-                bucket,
-                prefix: cfg.prefix.clone(),
-                path_style: cfg.path_style,
-                access_key: credential_from_env("AWS_ACCESS_KEY_ID")?.ok_or_else(missing)?,
-                secret_key: credential_from_env("AWS_SECRET_ACCESS_KEY")?.ok_or_else(missing)?,
-                session_token: credential_from_env("AWS_SESSION_TOKEN")?,
-                retry: cfg.retry_policy(),
-                server_name: cfg.server_name(),
-            };
-            let store = S3Store::new(&s3)?;
+            let store = S3Store::new(&s3_config(cfg, section)?)?;
             Ok(Arc::new(RetryStore::with_policy(
                 store,
                 cfg.retry_policy(),

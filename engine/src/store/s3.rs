@@ -335,6 +335,57 @@ impl S3Store {
         })
     }
 
+    /// Makes sure the bucket exists: `Ok(false)` when it did, `Ok(true)` when it was created
+    /// (with `create`, by a key that may: S3's CreateBucket). A missing bucket this key may not
+    /// create fails in one line naming the bucket and the `mc mb` command that makes it.
+    pub fn ensure_bucket(&self, create: bool) -> Result<bool> {
+        let what = format!("bucket {}", self.bucket);
+        let head = self.rt.block_on(self.retried(&what, || async {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify_status(&format!("head {what}"), e))
+        }));
+        match head {
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let missing = |why: &str| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "bucket {b} does not exist on {s}{why}: create it with `mc mb ALIAS/{b}` \
+                     (ALIAS: mc's name for this server), then run cairn init again",
+                    b = self.bucket,
+                    s = self.server_name
+                ),
+            )
+        };
+        if !create {
+            return Err(missing(""));
+        }
+        let made = self.rt.block_on(self.retried(&what, || async {
+            self.client
+                .create_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify_status(&format!("create {what}"), e))
+        }));
+        match made {
+            Ok(()) => Ok(true),
+            // Made meanwhile by another pod: it exists, which is all that was asked.
+            Err(e) if e.message().contains("BucketAlreadyOwnedByYou") => Ok(false),
+            Err(e) if e.kind() == ErrorKind::Io => Err(missing(" and this key may not create it")),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs one request of a multipart upload (or a pinning HEAD) under the store's policy.
     async fn retried<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
