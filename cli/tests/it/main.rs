@@ -1094,7 +1094,9 @@ fn run_writes_a_report_when_it_fails_before_the_backup() {
             "[store]\nkind = \"local\"\npath = \"{}/store\"",
             s.dir.path().display()
         ),
-        "[store]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"",
+        // A short budget: a refused connection is retried for as long as it allows (300 s by
+        // default, which this test is not about).
+        "[store]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\nretry_budget_secs = 2",
     );
     fs::write(&s.config, text).unwrap();
     let out = s
