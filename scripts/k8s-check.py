@@ -87,6 +87,60 @@ def check_secrets():
     print("k8s-check: no literal secret or placeholder in the manifests")
 
 
+# The homelab plan's names (shared/plan): what its operator creates and scripts against.
+PLAN = {
+    "endpoint": "http://10.10.10.209:9000",
+    "bucket": "homelab-backup-shared-archives",
+    "claim": "cephfs-shared-storage-root",
+    "nightly_secret": "shared-subfolders-backup-s3-credentials",
+    "retention_secret": "shared-subfolders-backup-retention-s3-credentials",
+    "keys": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+    "taken": "shared-subfolders-backup-config",  # the plan's encrypted Secret manifest
+}
+
+
+def plan_problems(docs):
+    """Where the manifests depart from the plan's names: the list of what is wrong."""
+    problems = []
+    configs = [d for d in docs if d.get("kind") == "ConfigMap"]
+    text = "".join(v for d in configs for v in d.get("data", {}).values())
+    for what in ("endpoint", "bucket"):
+        if f'{what} = "{PLAN[what]}"' not in text:
+            problems.append(f"cairn.toml has no {what} = {PLAN[what]!r}")
+    if any(d["metadata"]["name"] == PLAN["taken"] for d in configs):
+        problems.append(f"a ConfigMap is named {PLAN['taken']}, the plan's Secret manifest")
+    refs = []
+    for d in docs:
+        pod = d.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+        for c in pod.get("initContainers", []) + pod.get("containers", []):
+            refs += [e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v]
+        if d.get("metadata", {}).get("name") == "shared-subfolders-backup" and PLAN["claim"] not in claims:
+            problems.append(f"the backup CronJob does not mount {PLAN['claim']}")
+    names = {r["name"] for r in refs}
+    for want in ("nightly_secret", "retention_secret"):
+        if PLAN[want] not in names:
+            problems.append(f"no container takes its key from the Secret {PLAN[want]}")
+    for r in refs:
+        if r["name"] not in (PLAN["nightly_secret"], PLAN["retention_secret"]) or r["key"] not in PLAN["keys"]:
+            problems.append(f"a container reads {r['name']}/{r['key']}, not a Secret and key of the plan")
+    return problems
+
+
+def check_plan_names():
+    docs = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
+    # The check must be able to fail: an old Secret name, key and endpoint are all caught.
+    bad = yaml.safe_load_all(MANIFEST.read_text().replace(PLAN["nightly_secret"], "shared-subfolders-backup-s3")
+                             .replace("key: AWS_ACCESS_KEY_ID", "key: access-key-id")
+                             .replace(PLAN["endpoint"], "http://minio.minio.svc:9000"))
+    caught = plan_problems([d for d in bad if d])
+    assert len(caught) >= 3, caught
+    problems = plan_problems(docs)
+    if problems:
+        sys.exit("k8s-check: " + "; ".join(problems))
+    print("k8s-check: the manifests use the homelab plan's endpoint, bucket, claim, Secrets and keys")
+
+
 def check_rules():
     mon = K8S / "monitoring"
     run(["promtool", "check", "rules", str(mon / "rules.yaml")])
@@ -143,7 +197,7 @@ def check_cronjob(cairn):
     cron = docs[("CronJob", "shared-subfolders-backup")]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    config = docs[("ConfigMap", "shared-subfolders-backup-config")]["data"]["cairn.toml"]
+    config = docs[("ConfigMap", "shared-subfolders-backup-cairn")]["data"]["cairn.toml"]
     work = Path(tempfile.mkdtemp(prefix="cairn-k8s-"))
     port = free_port()
     gw = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
@@ -188,7 +242,7 @@ def check_cronjob(cairn):
                     return str(mounts[mount]) + value[len(mount):]
             return value
 
-        secrets = {"access-key-id": os.environ["AWS_ACCESS_KEY_ID"], "secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+        secrets = {"AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
         cpu = container["resources"]["limits"]["cpu"]
         for e in container["env"]:
             if "value" in e:
@@ -264,6 +318,7 @@ def main():
         run(["kubernetes-validate", "--strict", "--quiet", "-k", v, str(MANIFEST)])
     print(f"k8s-check: kubernetes-validate --strict passes for {', '.join(VERSIONS)}")
     check_secrets()
+    check_plan_names()
     check_rules()
     check_image()
     if cairn:

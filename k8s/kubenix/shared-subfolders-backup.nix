@@ -14,7 +14,8 @@ let
     schedule = "0 1 * * *";
     offsiteSchedule = "0 5 * * *";
     retentionSchedule = "30 4 * * *";
-    minioEndpoint = "http://minio.minio.svc:9000";
+    # The homelab plan's MinIO, on a Raspberry Pi off the cluster (plain HTTP on the LAN).
+    minioEndpoint = "http://10.10.10.209:9000";
     pushgateway = "http://prometheus-pushgateway.monitoring.svc:9091";
     # The user the pods run as. The share must be readable by it: set runAsUser, or add the
     # share's group to supplementalGroups (an unreadable file is a warning, exit 3, a failed Job).
@@ -50,16 +51,20 @@ let
     supplementalGroups = settings.supplementalGroups;
     seccompProfile = { type = "RuntimeDefault"; };
   };
+  # The plan's Secrets: `…-s3-credentials` (the nightly key) and `…-retention-s3-credentials`
+  # (the key that may delete), each with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
   secretEnv = secret: [
-    { name = "AWS_ACCESS_KEY_ID"; valueFrom.secretKeyRef = { name = secret; key = "access-key-id"; }; }
-    { name = "AWS_SECRET_ACCESS_KEY"; valueFrom.secretKeyRef = { name = secret; key = "secret-access-key"; }; }
+    { name = "AWS_ACCESS_KEY_ID"; valueFrom.secretKeyRef = { name = secret; key = "AWS_ACCESS_KEY_ID"; }; }
+    { name = "AWS_SECRET_ACCESS_KEY"; valueFrom.secretKeyRef = { name = secret; key = "AWS_SECRET_ACCESS_KEY"; }; }
   ];
+  # Not `…-config`: the plan gives that name to its encrypted Secret manifest.
+  configName = "${name}-cairn";
   # rayon's pool follows the CPU limit (the downward API rounds it up to whole cores).
   threads = {
     name = "RAYON_NUM_THREADS";
     valueFrom.resourceFieldRef = { resource = "limits.cpu"; divisor = "1"; };
   };
-  configVolume = { name = "config"; configMap.name = "${name}-config"; };
+  configVolume = { name = "config"; configMap.name = configName; };
   configMount = { name = "config"; mountPath = "/etc/cairn"; readOnly = true; };
   tmp = { name = "tmp"; emptyDir = { sizeLimit = "4Gi"; }; };
   tmpMount = { name = "tmp"; mountPath = "/tmp"; };
@@ -150,10 +155,10 @@ let
 in
 {
   kubernetes.resources = {
-    configMaps."${name}-config" = {
+    configMaps.${configName} = {
       apiVersion = "v1";
       kind = "ConfigMap";
-      metadata = { name = "${name}-config"; inherit namespace labels; };
+      metadata = { name = configName; inherit namespace labels; };
       data."cairn.toml" = config;
     };
     persistentVolumeClaims."${name}-state" = pvc "${name}-state" "5Gi";
@@ -168,7 +173,7 @@ in
           (container {
             cname = "init";
             args = [ "init" "--exists-ok" ];
-            env = secretEnv "${name}-s3";
+            env = secretEnv "${name}-s3-credentials";
             mounts = [ ];
           })
         ];
@@ -176,7 +181,7 @@ in
           (container {
             cname = "cairn";
             args = [ "run" ];
-            env = secretEnv "${name}-s3";
+            env = secretEnv "${name}-s3-credentials";
             mounts = [
               { name = "shared"; mountPath = "/shared"; readOnly = true; }
               { name = "state"; mountPath = "/state"; }
@@ -200,7 +205,7 @@ in
           (container {
             cname = "cairn";
             args = [ "offsite" "sync" ];
-            env = secretEnv "${name}-s3";
+            env = secretEnv "${name}-s3-credentials";
             mounts = [ { name = "session"; mountPath = "/session"; } ];
           })
         ];
@@ -222,7 +227,7 @@ in
           (container {
             cname = "exports-prune";
             args = [ "exports" "prune" "--keep" "14" ];
-            env = secretEnv "${name}-retention-s3";
+            env = secretEnv "${name}-retention-s3-credentials";
             mounts = [ ];
           })
         ];
@@ -230,7 +235,7 @@ in
           (container {
             cname = "cairn";
             args = [ "prune" ];
-            env = secretEnv "${name}-retention-s3";
+            env = secretEnv "${name}-retention-s3-credentials";
             mounts = [ { name = "state"; mountPath = "/state"; } ];
           })
         ];
@@ -254,7 +259,7 @@ in
           (container {
             cname = "restore";
             args = [ "restore" "--target" "/restore" "--verify" ];
-            env = secretEnv "${name}-s3";
+            env = secretEnv "${name}-s3-credentials";
             mounts = [
               { name = "state"; mountPath = "/state"; }
               { name = "restore"; mountPath = "/restore"; }
@@ -265,7 +270,7 @@ in
           (container {
             cname = "check";
             args = [ "check" "--read-data-subset" "10%" ];
-            env = secretEnv "${name}-s3";
+            env = secretEnv "${name}-s3-credentials";
             mounts = [ { name = "state"; mountPath = "/state"; } ];
           })
         ];
