@@ -655,6 +655,32 @@ fn s3_prefix(what: &str) -> String {
     )
 }
 
+/// Waits until `child` stopped itself (SIGSTOP at a `…:stop` failpoint); if it ended first,
+/// fails with what it said on stderr, where that is piped.
+fn until_stopped(child: &mut std::process::Child) {
+    let pid = child.id();
+    loop {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('T')
+        {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut said = String::new();
+            if let Some(err) = child.stderr.as_mut() {
+                let _ = std::io::Read::read_to_string(err, &mut said);
+            }
+            panic!("it ended ({status}) before its failpoint: {said}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The S3 test server's region.
 fn s3_region() -> String {
     std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into())

@@ -254,25 +254,6 @@ fn every_early_failure_publishes_the_stages_failure() {
     }
 }
 
-/// Waits until `child` is stopped (SIGSTOP at a failpoint).
-fn wait_stopped(child: &mut Child) {
-    let pid = child.id();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        if stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim_start()
-            .starts_with('T')
-        {
-            return;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "it ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A run whose prune fails after the night's backup and archive (`prune_in_run`) exits 0, as the
 /// report says, but publishes the retention stage as failed.
 #[test]
@@ -306,7 +287,7 @@ fn a_run_whose_prune_fails_publishes_retention_failure() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_stopped(&mut night);
+    super::until_stopped(&mut night);
     let obj = s.dir.path().join("store/snapshots").join(&first);
     std::fs::remove_file(&obj).unwrap();
     std::fs::create_dir_all(obj.join("undeletable")).unwrap();

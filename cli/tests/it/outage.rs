@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::{Setup, seeded, stderr};
+use super::{Setup, seeded, stderr, until_stopped};
 
 /// How long the server stays down in the tests that survive it.
 const DOWN: Duration = Duration::from_secs(40);
@@ -166,24 +166,8 @@ fn run_stopped_at(s: &Setup, g: &Garage, date: &str, point: &str, extra: &[&str]
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let pid = child.id();
-    loop {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        if stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim_start()
-            .starts_with('T')
-        {
-            return child;
-        }
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            panic!("the run ended before {point}: {}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_stopped(&mut child);
+    child
 }
 
 fn cont(child: &Child) {

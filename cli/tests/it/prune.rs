@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Setup, killed_at, seeded, stderr};
+use super::{Setup, killed_at, seeded, stderr, until_stopped};
 
 /// Every file below `dir` with its bytes, by path.
 fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -209,23 +209,7 @@ fn a_second_run_against_the_same_store_exits_4_naming_the_holder() {
         .unwrap();
     // Stopped at its commit point, holding its lease.
     let pid = first.id() as i32;
-    loop {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        if stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim_start()
-            .starts_with('T')
-        {
-            break;
-        }
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the first run ended early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_stopped(&mut first);
     let before = objects(&s);
     let out = s
         .cmd(&[
@@ -500,25 +484,6 @@ fn a_backup_and_a_check_wait_for_a_gc_that_is_deleting() {
     }
     let (_, list) = s.json(&["snapshots"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
-}
-
-/// Waits until `child` stopped itself (a `…:stop` failpoint).
-fn until_stopped(child: &mut std::process::Child) {
-    let pid = child.id();
-    loop {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        if stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim_start()
-            .starts_with('T')
-        {
-            return;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "it ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The history, its first two days forgotten, and a new file for a backup that then stops at its
