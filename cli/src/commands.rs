@@ -293,6 +293,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
     let cfg = load_config(cli)?;
     match &cli.command {
         Command::Init(a) => init(cli, &cfg, a),
+        Command::Preflight(a) => crate::preflight::run(cli, &cfg, a),
         Command::Backup(a) => run_backup(cli, &cfg, a),
         Command::Export(a) => run_export(cli, &cfg, a),
         Command::Run(a) => run_nightly(cli, &cfg, a),
@@ -319,7 +320,8 @@ fn init(cli: &Cli, cfg: &Config, a: &InitArgs) -> Result<u8> {
     // The buckets first: a missing one is made where the key may, or named with the command
     // that makes it, before anything is written.
     for (loc, section) in [(&cfg.store, "store"), (&cfg.exports, "exports")] {
-        if cairn_engine::config::ensure_bucket(loc, section).context("cairn init")? == Some(true)
+        if cairn_engine::config::ensure_bucket(loc, section, true).context("cairn init")?
+            == Some(true)
             && !cli.quiet
             && !cli.json
         {
@@ -519,7 +521,7 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
 
 /// Publishes `stages` as failed, now: for a command that stops before it has figures, so that
 /// the alerts see a failure however early it came.
-fn publish_failed(cfg: &Config, stages: &[&'static str]) {
+pub(crate) fn publish_failed(cfg: &Config, stages: &[&'static str]) {
     let now = jiff::Timestamp::now();
     let failed: Vec<_> = stages
         .iter()

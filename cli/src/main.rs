@@ -5,6 +5,7 @@
 mod commands;
 mod failpoint;
 mod output;
+mod preflight;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ struct Cli {
 enum Command {
     /// Create a repository in the configured store.
     Init(commands::InitArgs),
+    /// Check what a job needs before it runs: the share readable, buckets, keys, clock, state
+    /// space, Pushgateway, offsite session; one line each, exit 1 if one failed.
+    Preflight(preflight::PreflightArgs),
     /// Back up the configured folders and commit a snapshot.
     Backup(commands::BackupArgs),
     /// Write the daily archive of a snapshot: shared-DATE.tar.zst, .sha256, manifest.json.

@@ -826,17 +826,15 @@ impl Config {
     }
 }
 
-/// Opens the object store a `[store]`-like section describes, with retries for transient
-/// failures. A local directory is created if missing only with `create` (`cairn init`, the
-/// exports); otherwise a missing one is a configuration error naming `section.path`.
-/// Makes sure the bucket of an S3 location exists, creating it where the key may (`cairn
-/// init`): `Some(true)` when it was created, `Some(false)` when it existed, `None` for a local
-/// location.
-pub fn ensure_bucket(cfg: &StoreConfig, section: &str) -> Result<Option<bool>> {
+/// Makes sure the bucket of an S3 location exists, creating it with `create` where the key may
+/// (`cairn init`; `cairn preflight` only looks): `Some(true)` when it was created,
+/// `Some(false)` when it existed, `None` for a local location. A missing bucket that is not
+/// made fails in one line naming it and the `mc mb` command.
+pub fn ensure_bucket(cfg: &StoreConfig, section: &str, create: bool) -> Result<Option<bool>> {
     match cfg.kind {
         StoreKind::Local => Ok(None),
         StoreKind::S3 => S3Store::new(&s3_config(cfg, section)?)?
-            .ensure_bucket(true)
+            .ensure_bucket(create)
             .map(Some),
     }
 }
@@ -868,6 +866,9 @@ fn s3_config(cfg: &StoreConfig, section: &str) -> Result<S3Config> {
     })
 }
 
+/// Opens the object store a `[store]`-like section describes, with retries for transient
+/// failures. A local directory is created if missing only with `create` (`cairn init`, the
+/// exports); otherwise a missing one is a configuration error naming `section.path`.
 pub fn open_store(cfg: &StoreConfig, section: &str, create: bool) -> Result<Arc<dyn Store>> {
     warn_about_retries(cfg, section);
     match cfg.kind {

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod offsite;
 pub mod pack;
 pub mod packer;
+pub mod preflight;
 pub mod query;
 pub mod read;
 pub mod repo;

@@ -209,14 +209,33 @@ pub fn check_url(url: &str) -> Result<()> {
 /// POSTs a stage to `<url>/metrics/job/<job>/instance/<instance>/stage/<stage>`, with basic
 /// auth when given. Errors name the address and the path, never the request's headers.
 fn push(url: &str, auth: Option<&BasicAuth>, job: &str, instance: &str, st: &Stage) -> Result<()> {
-    let (addr, host, prefix) = parse_http(url)?;
     let path = format!(
-        "{prefix}/metrics/job/{}/instance/{}/stage/{}",
+        "/metrics/job/{}/instance/{}/stage/{}",
         label(job),
         label(instance),
         st.stage
     );
-    let body = st.text();
+    request(url, auth, "POST", &path, &st.text(), "pushing to")
+}
+
+/// Asks the Pushgateway whether it is ready (`GET <url>/-/ready`, with the push's auth): what
+/// `cairn preflight` checks before a night depends on it.
+pub fn probe(url: &str, auth: Option<&BasicAuth>) -> Result<()> {
+    request(url, auth, "GET", "/-/ready", "", "asking")
+}
+
+/// One HTTP/1.1 request to the Pushgateway at `url` (its path prefix before `path`); a 2xx
+/// answer is `Ok`. Errors name the address and the path, never the request's headers.
+fn request(
+    url: &str,
+    auth: Option<&BasicAuth>,
+    method: &str,
+    path: &str,
+    body: &str,
+    doing: &str,
+) -> Result<()> {
+    let (addr, host, prefix) = parse_http(url)?;
+    let path = format!("{prefix}{path}");
     let authorization = match auth {
         Some(a) => {
             use base64::Engine;
@@ -229,7 +248,7 @@ fn push(url: &str, auth: Option<&BasicAuth>, job: &str, instance: &str, st: &Sta
         None => String::new(),
     };
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}\
          Content-Type: text/plain; version=0.0.4\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -245,7 +264,7 @@ fn push(url: &str, auth: Option<&BasicAuth>, job: &str, instance: &str, st: &Sta
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
     s.write_all(request.as_bytes())
-        .map_err(|e| Error::io(format!("pushing to {addr}"), e))?;
+        .map_err(|e| Error::io(format!("{doing} {addr}"), e))?;
     let mut answer = Vec::new();
     let _ = s.take(64 * 1024).read_to_end(&mut answer);
     let status = String::from_utf8_lossy(&answer)

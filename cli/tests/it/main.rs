@@ -18,6 +18,7 @@ mod survey;
 mod metrics;
 mod offsite;
 mod outage;
+mod preflight;
 mod prune;
 mod seekable;
 
@@ -77,6 +78,10 @@ impl Setup {
         });
         (out.status.code().unwrap(), v)
     }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn stderr(o: &Output) -> String {
@@ -679,6 +684,18 @@ fn until_stopped(child: &mut std::process::Child) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `cmd` with the S3 test server's read-only key (scripts/s3-server.sh makes it).
+fn with_read_only_key(cmd: &mut Command) -> &mut Command {
+    cmd.env(
+        "AWS_ACCESS_KEY_ID",
+        std::env::var("CAIRN_S3_TEST_RO_KEY_ID").unwrap(),
+    )
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        std::env::var("CAIRN_S3_TEST_RO_SECRET").unwrap(),
+    )
 }
 
 /// The S3 test server's region.

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Setup, killed_at, seeded, stderr, until_stopped};
+use super::{Setup, killed_at, seeded, stderr, until_stopped, with_read_only_key};
 
 /// Every file below `dir` with its bytes, by path.
 fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -364,16 +364,7 @@ fn gc_with_a_key_that_may_not_delete_changes_nothing() {
         v
     };
     let before = listing();
-    let out = s
-        .cmd(&[&["gc"][..], &KEEP2].concat())
-        .env(
-            "AWS_ACCESS_KEY_ID",
-            std::env::var("CAIRN_S3_TEST_RO_KEY_ID").unwrap(),
-        )
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            std::env::var("CAIRN_S3_TEST_RO_SECRET").unwrap(),
-        )
+    let out = with_read_only_key(&mut s.cmd(&[&["gc"][..], &KEEP2].concat()))
         .output()
         .unwrap();
     let err = stderr(&out);

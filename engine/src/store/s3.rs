@@ -261,6 +261,19 @@ fn classify_status<E: ProvideErrorMetadata + std::error::Error + Send + Sync + '
         _ => None,
     };
     let mut err = classify(what, e);
+    // A HEAD's error has no body: without its status the message would end in nothing.
+    if let Some(code) = status
+        && err.message().trim_end().ends_with(':')
+    {
+        let why = match code {
+            403 => "HTTP 403 Forbidden: the key was refused or may not use this bucket (check \
+                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the key's policy)"
+                .to_string(),
+            400 => "HTTP 400 Bad Request (a region the server does not answer to?)".to_string(),
+            other => format!("HTTP {other}"),
+        };
+        err = Error::new(err.kind(), format!("{} {why}", err.message().trim_end()));
+    }
     match status {
         Some(404) => err = Error::new(ErrorKind::NotFound, err.message().to_string()),
         Some(416) => err = Error::new(ErrorKind::Corrupt, err.message().to_string()),

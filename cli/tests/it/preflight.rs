@@ -1,0 +1,268 @@
+//! `cairn preflight`, as the CronJobs' first init container runs it: a share the pod's user
+//! cannot read, a key that may delete, a wrong key, a missing bucket, a Pushgateway nobody
+//! listens on, an offsite remote that is not there: each one line, and exit 1 only for what
+//! would fail the night.
+
+use super::*;
+
+/// The lines of the command's stdout that start with `mark` (`ok`, `warn`, `FAIL`).
+fn lines_marked(out: &Output, mark: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(mark))
+        .map(str::to_string)
+        .collect()
+}
+
+fn chown_to(p: &Path, uid: u32, gid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { chown(c.as_ptr(), uid, gid) }, 0);
+}
+
+/// The pod's situation: uid 65534 (not root), the share's notes owned by another service's user
+/// (uid 1000, group 2000), 0600. Preflight fails naming the file, its owner and mode, and
+/// pushes the night's stages as failed; once the file is group-readable and the pod has the
+/// group (the module's supplementalGroups), it passes.
+#[test]
+fn preflight_names_the_file_the_pods_user_cannot_read_and_passes_with_the_shares_group() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc_geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but not root: setpriv cannot switch to another user"
+        );
+        eprintln!("skipping: switching users needs root");
+        return;
+    }
+    let s = Setup::new();
+    let root = s.dir.path();
+    let metrics = root.join("metrics");
+    let mut cfg = fs::read_to_string(&s.config).unwrap();
+    cfg.push_str(&format!(
+        "[metrics]\ntextfile_dir = \"{}\"\n",
+        metrics.display()
+    ));
+    fs::write(&s.config, cfg).unwrap();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["store", "state", "exports", "metrics"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+        chown_nobody(&root.join(d));
+    }
+    fs::write(s.src().join("notetaking/todo.md"), "- call the plumber\n").unwrap();
+    fs::create_dir(s.src().join("notetaking/private")).unwrap();
+    let private = s.src().join("notetaking/private/diary.md");
+    fs::write(&private, "dear diary\n").unwrap();
+    chown_to(&private, 1000, 2000);
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+    let as_pod = |groups: &str| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534"]);
+        if groups.is_empty() {
+            c.arg("--clear-groups");
+        } else {
+            c.arg(format!("--groups={groups}"));
+        }
+        c.arg("--")
+            .arg(env!("CARGO_BIN_EXE_cairn"))
+            .arg("--config")
+            .arg(&s.config)
+            .env_remove("CAIRN_CONFIG")
+            .args(["preflight", "--role", "nightly"]);
+        c.output().unwrap()
+    };
+
+    let out = as_pod("");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let failed = lines_marked(&out, "FAIL");
+    assert_eq!(failed.len(), 1, "one failure, one line: {}", stdout(&out));
+    assert!(
+        failed[0].starts_with(
+            "FAIL source notetaking: notetaking/private/diary.md is not readable by uid 65534"
+        ) && failed[0].contains("owner uid 1000 gid 2000, mode 0600"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        stdout(&out).contains("ok   source images:"),
+        "{}",
+        stdout(&out)
+    );
+    // The night's stages are published as failed, so the alerts see a night that never began.
+    let prom = fs::read_to_string(metrics.join("cairn_backup.prom")).unwrap();
+    assert!(prom.contains("cairn_backup_success 0"), "{prom}");
+
+    // The share's group may read it, and the pod has the group: the night may run.
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = as_pod("2000");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(lines_marked(&out, "FAIL").is_empty(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok   source notetaking: 3 entries sampled, all readable by uid 65534 (gid 65534, groups 2000)"),
+        "{}",
+        stdout(&out)
+    );
+    // Without the group it is the same file again.
+    let out = as_pod("");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+/// On the S3 test server: the test key may delete (a warning for a nightly key), a wrong secret
+/// and a missing bucket fail in one line each, a read-only key cannot put, a stopped
+/// Pushgateway is a warning line; the JSON form carries the same findings.
+#[test]
+fn preflight_on_s3_says_each_problem_in_one_line() {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let s = Setup::new();
+    let prefix = s3_prefix("preflight");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cfg = format!(
+        "[source]\nroot = \"{root}/src\"\n\
+         [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{store}\"\nprefix = \"{prefix}/store\"\npath_style = true\nretry_budget_secs = 2\n\
+         [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{exports}\"\nprefix = \"{prefix}\"\npath_style = true\nretry_budget_secs = 2\n\
+         [state]\ndir = \"{root}/state\"\n\
+         [metrics]\npushgateway = \"http://127.0.0.1:{port}\"\n",
+        root = s.dir.path().display(),
+        region = s3_region(),
+        store = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
+        exports = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap(),
+    );
+    fs::write(&s.config, cfg).unwrap();
+    fs::write(s.src().join("notetaking/todo.md"), "- milk\n").unwrap();
+
+    let out = s.run(&["preflight"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(lines_marked(&out, "FAIL").is_empty(), "{}", stdout(&out));
+    let warned = lines_marked(&out, "warn");
+    assert!(
+        warned.iter().any(
+            |l| l.starts_with("warn store delete:") && l.contains("the nightly key may delete")
+        ),
+        "{warned:?}"
+    );
+    assert!(
+        warned.iter().any(|l| l.starts_with("warn pushgateway:") && l.contains(&format!("127.0.0.1:{port}"))),
+        "{warned:?}"
+    );
+    for ok in [
+        "ok   store bucket:",
+        "ok   store access:",
+        "ok   exports access:",
+        "ok   clock:",
+        "ok   state:",
+    ] {
+        assert!(stdout(&out).contains(ok), "{ok}: {}", stdout(&out));
+    }
+    // Retention expects the deleting key: no warning for it there.
+    let out = s.run(&["preflight", "--role", "retention"]);
+    assert!(
+        stdout(&out).contains("ok   store delete:"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A wrong secret: both locations say so, a line each, naming the variables to check.
+    let out = s
+        .cmd(&["preflight"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let failed = lines_marked(&out, "FAIL");
+    assert_eq!(failed.len(), 2, "{}", stdout(&out));
+    assert!(
+        failed[0].starts_with("FAIL store bucket:") && failed[0].contains("AWS_SECRET_ACCESS_KEY"),
+        "{failed:?}"
+    );
+    assert!(failed[1].starts_with("FAIL exports bucket:"), "{failed:?}");
+
+    // A bucket nobody made: one line naming it and `mc mb`.
+    let missing = format!("cairn-missing-{}", std::process::id());
+    let out = s.run(&["--set", &format!("store.bucket={missing}"), "preflight"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let failed = lines_marked(&out, "FAIL");
+    assert_eq!(failed.len(), 1, "{}", stdout(&out));
+    assert!(
+        failed[0].contains(&format!("mc mb ALIAS/{missing}")),
+        "{}",
+        failed[0]
+    );
+
+    // A key that may only read: it cannot put.
+    let out = with_read_only_key(&mut s.cmd(&["preflight"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        lines_marked(&out, "FAIL")
+            .iter()
+            .any(|l| l.starts_with("FAIL store access:") && l.contains("put failed")),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same findings as JSON.
+    let (code, v) = s.json(&["preflight"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["role"], "nightly");
+    assert_eq!(v["passed"], true);
+    let checks = v["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["check"] == "store delete" && c["status"] == "warn"),
+        "{v}"
+    );
+}
+
+/// The offsite job's checks: the client's remote listed (here a directory), the scratch
+/// directory; a remote that cannot be listed (a file where its folder should be) fails in one
+/// line.
+#[test]
+fn preflight_for_offsite_lists_the_remote() {
+    let s = Setup::new();
+    let remote = s.dir.path().join("remote");
+    fs::create_dir(&remote).unwrap();
+    let mut cfg = fs::read_to_string(&s.config).unwrap();
+    cfg.push_str(&format!(
+        "[offsite]\nuploader = \"directory\"\npath = \"{}\"\nscratch_dir = \"{}/scratch\"\n",
+        remote.display(),
+        s.dir.path().display()
+    ));
+    fs::write(&s.config, cfg).unwrap();
+    let out = s.run(&["preflight", "--role", "offsite"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("ok   offsite session:"),
+        "{}",
+        stdout(&out)
+    );
+    fs::remove_dir(&remote).unwrap();
+    fs::write(&remote, "not a folder").unwrap();
+    let out = s.run(&["preflight", "--role", "offsite"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let failed = lines_marked(&out, "FAIL");
+    assert_eq!(failed.len(), 1, "{}", stdout(&out));
+    assert!(
+        failed[0].starts_with("FAIL offsite session:"),
+        "{}",
+        failed[0]
+    );
+}
