@@ -20,6 +20,7 @@ mod offsite;
 mod outage;
 mod preflight;
 mod prune;
+mod resume;
 mod seekable;
 
 use seeded::seeded;
