@@ -112,6 +112,10 @@ pub struct RunReport {
     /// Bytes of the packs in the store after the backup (for the store-growth alert).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_bytes: Option<u64>,
+    /// Bytes of everything in the exports location after the export and its retention (for
+    /// the space alert: 14 dailies on a small server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exports_bytes: Option<u64>,
     /// Snapshot retention and garbage collection, when the run does them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneStage>,
@@ -176,6 +180,7 @@ pub fn nightly(
         deleted_days: Vec::new(),
         kept_days: Vec::new(),
         store_bytes: None,
+        exports_bytes: None,
         prune: None,
         error: None,
     };
@@ -308,6 +313,7 @@ fn night(
         .filter(|d| d.complete)
         .map(|d| d.date)
         .collect();
+    report.exports_bytes = Some(export::total_bytes(opts.exports)?);
     if let Some(p) = &opts.prune {
         report.prune = Some(prune(repo, catalog, lease, p));
     }
@@ -413,6 +419,13 @@ pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::S
         export = export
             .gauge("archive_bytes", "Size of the day's archive.", e.size as f64)
             .gauge("entries", "Entries in the day's archive.", e.entries as f64);
+    }
+    if let Some(b) = report.exports_bytes {
+        export = export.gauge(
+            "total_bytes",
+            "Bytes of everything in the exports location after the run.",
+            b as f64,
+        );
     }
     // A prune that failed (`prune_in_run`) leaves the night's backup and archive standing and
     // the run's exit code alone, but it is the retention stage that failed.

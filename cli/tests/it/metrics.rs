@@ -125,6 +125,11 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
     assert!(value(&text, "cairn_backup_read_bytes", "backup").unwrap() >= (3 << 20) as f64);
     assert!(value(&text, "cairn_export_archive_bytes", "export").unwrap() > 0.0);
     assert!(value(&text, "cairn_backup_store_bytes", "backup").unwrap() > 0.0);
+    // Everything in the exports location: at least the day's archive.
+    assert!(
+        value(&text, "cairn_export_total_bytes", "export").unwrap()
+            > value(&text, "cairn_export_archive_bytes", "export").unwrap()
+    );
 
     // A night that fails before its backup (the store is gone).
     std::thread::sleep(Duration::from_millis(1100));

@@ -47,6 +47,13 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
     Ok(days.into_values().collect())
 }
 
+/// Bytes of every object in the exports location: the daily archives with their checksums and
+/// manifests, the run reports, the offsite status. What the exports cost the server, for the
+/// run report and the space alert.
+pub fn total_bytes(exports: &dyn Store) -> Result<u64> {
+    Ok(exports.list("")?.iter().map(|o| o.size).sum())
+}
+
 /// What [`verify`] checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {

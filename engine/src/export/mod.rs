@@ -26,7 +26,7 @@ pub mod seekable;
 mod sink;
 mod walk;
 
-pub use days::{DayStatus, VerifyReport, list_days, verify};
+pub use days::{DayStatus, VerifyReport, list_days, total_bytes, verify};
 use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
