@@ -513,6 +513,7 @@ mod tests {
             deleted_days: Vec::new(),
             kept_days: vec!["2026-11-29".into()],
             store_bytes: None,
+            exports_bytes: None,
             prune: Some(PruneStage {
                 snapshots_forgotten: 0,
                 gc: None,
