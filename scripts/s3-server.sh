@@ -69,6 +69,8 @@ TOML
   ro_secret=$(printf '%s\n' "$ro_out" | awk -F': *' '/Secret key/ {print $2; exit}')
   [ -n "$ro_id" ] && [ -n "$ro_secret" ] || { echo "s3-server: could not parse the read-only key" >&2; exit 1; }
   g bucket allow --read cairn-store --key cairn-readonly >/dev/null
+  # ... and read the exports: the restore drill of docs/OPERATIONS.md runs with it (k8s-check).
+  g bucket allow --read cairn-exports --key cairn-readonly >/dev/null
   # A key that may create buckets (S3's CreateBucket), for `cairn init` on a server without one.
   cr_out=$(g key create cairn-creator)
   cr_id=$(printf '%s\n' "$cr_out" | awk -F': *' '/Key ID/ {print $2; exit}')
