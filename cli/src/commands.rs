@@ -385,6 +385,7 @@ fn backup_options(
     Ok(BackupOptions {
         source_root: cfg.source.root.clone(),
         folders: cfg.source.folders.clone(),
+        optional_folders: cfg.source.optional_folders.clone(),
         excludes: cfg.source.exclude.clone(),
         one_file_system: cfg.source.one_file_system,
         ignore_inode: ignore_inode || cfg.backup.ignore_inode,
@@ -613,7 +614,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         Ok(report) => {
             cfg.metrics
                 .sink()
-                .publish(&run::stages(report, with_retention));
+                .publish(&run::stages(report, with_retention, &cfg.source.folders));
         }
         Err(_) => publish_failed(cfg, run_stages),
     }
@@ -670,19 +671,14 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
 
 fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
     let exports = open_store(&cfg.exports, "exports", true)?;
-    let days = export::list_days(exports.as_ref())?;
+    let days = export::list_days_with_status(exports.as_ref())?;
     if cli.json {
         print_json(&serde_json::to_value(&days).expect("serializes"));
     } else {
-        println!("{:<10} {:<10} {:>10}", "date", "status", "size");
+        println!("{:<10} {:<14} {:>10}", "date", "status", "size");
         for d in &days {
             let size = d.archive_size.map(bytes).unwrap_or_else(|| "-".into());
-            println!(
-                "{:<10} {:<10} {:>10}",
-                d.date,
-                if d.complete { "complete" } else { "partial" },
-                size
-            );
+            println!("{:<10} {:<14} {:>10}", d.date, d.state(), size);
         }
     }
     Ok(exit::OK)
@@ -782,7 +778,7 @@ fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
     }
     // `by`: how the remote copy was last checked, `sha256` or `size` (the remote gives no hash).
     println!(
-        "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {:<6}  reason",
+        "{:<10}  {:<14} {:>10}  {:<9} {:<20}  {:<6}  reason",
         "date", "exports", "size", "offsite", "checked", "by"
     );
     for d in &days {
@@ -796,15 +792,9 @@ fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
             None => ("pending", "-", "-", ""),
         };
         println!(
-            "{:<10}  {:<10} {:>10}  {:<9} {:<20}  {:<6}  {}",
+            "{:<10}  {:<14} {:>10}  {:<9} {:<20}  {:<6}  {}",
             d.date,
-            if d.in_exports {
-                "complete"
-            } else if d.archive_size.is_some() {
-                "partial"
-            } else {
-                "gone"
-            },
+            d.exports_state,
             d.archive_size.map(bytes).unwrap_or_else(|| "-".into()),
             state,
             when.get(..19).unwrap_or(when),

@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, FileRecord, SyncReport};
 use crate::chunk::Chunker;
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::pack::BlobKind;
 use crate::packer::Packer;
@@ -40,6 +41,8 @@ pub struct BackupOptions {
     pub source_root: PathBuf,
     /// Folders below the root to back up; nothing else under the root is read.
     pub folders: Vec<String>,
+    /// Folders of `folders` that may be absent (see [`SourceConfig`](crate::config::SourceConfig)).
+    pub optional_folders: Vec<String>,
     /// Exclude patterns (see [`Excludes`]).
     pub excludes: Vec<String>,
     /// Do not descend into directories on another filesystem than their folder.
@@ -276,6 +279,60 @@ fn display(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).into_owned()
 }
 
+/// A configured folder that cannot be backed up at all, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderFailure {
+    /// The folder, as configured.
+    pub folder: String,
+    /// The system's error, or what the path is instead of a directory.
+    pub error: String,
+}
+
+/// The configured folders that cannot be opened and listed (missing, not a directory, no
+/// permission), checked before anything is read or stored: a night without one of them would
+/// publish an archive that looks complete and is not. An absent folder in `optional` is fine.
+pub fn unreadable_folders(
+    root: &Path,
+    folders: &[String],
+    optional: &[String],
+) -> Vec<FolderFailure> {
+    let mut out = Vec::new();
+    for name in folders {
+        let path = root.join(name);
+        let problem = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == IoKind::NotFound && optional.contains(name) => None,
+            Err(e) => Some(e.to_string()),
+            Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", path.display())),
+            Ok(_) => std::fs::read_dir(&path).err().map(|e| e.to_string()),
+        };
+        if let Some(error) = problem {
+            out.push(FolderFailure {
+                folder: name.clone(),
+                error,
+            });
+        }
+    }
+    out
+}
+
+/// The one-line error of a night whose folders cannot all be read.
+pub fn folders_error(failed: &[FolderFailure]) -> Error {
+    let each: Vec<String> = failed
+        .iter()
+        .map(|f| format!("{} ({})", f.folder, f.error))
+        .collect();
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "source folder{} {} cannot be read: nothing was backed up or published; run as a \
+             user that may read the share (the pods' runAsUser or supplementalGroups), or name \
+             a folder that may be absent in source.optional_folders",
+            if failed.len() == 1 { "" } else { "s" },
+            each.join(", ")
+        ),
+    )
+}
+
 /// Runs one backup of `opts.folders` into `repo`, using and updating `catalog`, which must have
 /// been opened with [`Catalog::open_for`] on the same repository.
 pub fn backup(
@@ -292,6 +349,10 @@ pub fn backup(
                 "folder {f:?} must be a single name below the source root"
             )));
         }
+    }
+    let failed = unreadable_folders(&opts.source_root, &opts.folders, &opts.optional_folders);
+    if !failed.is_empty() {
+        return Err(folders_error(&failed));
     }
     let pack_size = repo.config().pack_size as usize;
     let ctx = Ctx {
@@ -470,6 +531,14 @@ impl Ctx<'_> {
         let rel = name.as_bytes();
         let st = match lstat(&path) {
             Ok(st) => st,
+            // Allowed to be absent (checked before the walk; gone since, it is left out too).
+            Err(e)
+                if e.kind() == IoKind::NotFound
+                    && self.opts.optional_folders.iter().any(|f| f == name) =>
+            {
+                return Ok(None);
+            }
+            // Readable when the walk began (`unreadable_folders`): it went away since.
             Err(e) => {
                 self.warn(rel, WarningKind::MissingFolder, e);
                 return Ok(None);
@@ -479,7 +548,7 @@ impl Ctx<'_> {
             self.warn(
                 rel,
                 WarningKind::NotADirectory,
-                format!("{} is a {:?}, not a directory", path.display(), st.kind),
+                format!("{} is not a directory", path.display()),
             );
             return Ok(None);
         }

@@ -52,7 +52,10 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::config(format!("invalid chunker sizes {self:?}")))
+            Err(Error::config(format!(
+                "invalid chunker sizes: min {}, avg {}, max {} (min <= avg <= max, avg a power of two, within fastcdc's bounds)",
+                self.min, self.avg, self.max
+            )))
         }
     }
 

@@ -22,8 +22,12 @@ use crate::store::{
 pub struct SourceConfig {
     /// The share's mount point.
     pub root: PathBuf,
-    /// Folders below the root to back up.
+    /// Folders below the root to back up. Each must exist and be readable: a configured folder
+    /// that cannot be opened or listed fails the night (nothing is published).
     pub folders: Vec<String>,
+    /// Folders of `folders` that may be absent: one that does not exist is left out of the
+    /// snapshot without a warning (one that exists and cannot be read still fails the night).
+    pub optional_folders: Vec<String>,
     /// Exclude patterns: a bare name matches at any depth, a pattern with `/` matches the path
     /// relative to the root.
     pub exclude: Vec<String>,
@@ -36,6 +40,7 @@ impl Default for SourceConfig {
         SourceConfig {
             root: PathBuf::from("/shared"),
             folders: vec!["notetaking".into(), "images".into(), "backup".into()],
+            optional_folders: Vec::new(),
             exclude: vec![".DS_Store".into(), "Thumbs.db".into()],
             one_file_system: true,
         }
@@ -636,7 +641,11 @@ const SECTIONS: [&str; 9] = [
     "offsite",
     "metrics",
 ];
-const LIST_KEYS: [&str; 2] = ["source.folders", "source.exclude"];
+const LIST_KEYS: [&str; 3] = [
+    "source.folders",
+    "source.optional_folders",
+    "source.exclude",
+];
 
 /// Parses an override value: TOML when it is a valid TOML value, a comma list for list keys,
 /// otherwise a plain string (so `CAIRN_STATE_DIR=/state` needs no quotes).
@@ -787,6 +796,13 @@ impl Config {
             if self.source.folders[..i].contains(f) {
                 return Err(Error::config(format!(
                     "source.folders: {f:?} is listed twice"
+                )));
+            }
+        }
+        for f in &self.source.optional_folders {
+            if !self.source.folders.contains(f) {
+                return Err(Error::config(format!(
+                    "source.optional_folders: {f:?} is not one of source.folders"
                 )));
             }
         }

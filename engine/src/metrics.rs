@@ -27,6 +27,8 @@ pub struct Gauge {
     pub help: &'static str,
     /// Its value.
     pub value: f64,
+    /// Labels beside the grouping key (`folder="images"`), none for most.
+    pub labels: Vec<(&'static str, String)>,
 }
 
 /// What one stage publishes.
@@ -59,6 +61,25 @@ impl Stage {
             name: format!("cairn_{}_{what}", self.stage),
             help,
             value,
+            labels: Vec::new(),
+        });
+        self
+    }
+
+    /// Adds `cairn_<stage>_<what>{label="value"}` with `help`: one series of several under one
+    /// name (one per folder, say).
+    pub fn labeled(
+        mut self,
+        what: &str,
+        help: &'static str,
+        label: (&'static str, &str),
+        value: f64,
+    ) -> Stage {
+        self.gauges.push(Gauge {
+            name: format!("cairn_{}_{what}", self.stage),
+            help,
+            value,
+            labels: vec![(label.0, label.1.to_string())],
         });
         self
     }
@@ -69,11 +90,13 @@ impl Stage {
                 name: format!("cairn_{}_last_attempt_timestamp_seconds", self.stage),
                 help: "When the stage last ran (Unix time).",
                 value: self.at,
+                labels: Vec::new(),
             },
             Gauge {
                 name: format!("cairn_{}_success", self.stage),
                 help: "1 if the stage's last run succeeded, 0 if it failed.",
                 value: if self.success { 1.0 } else { 0.0 },
+                labels: Vec::new(),
             },
         ];
         if self.success {
@@ -81,6 +104,7 @@ impl Stage {
                 name: self.success_name(),
                 help: "When the stage last succeeded (Unix time).",
                 value: self.at,
+                labels: Vec::new(),
             });
         }
         out.extend(self.gauges.iter().cloned());
@@ -94,16 +118,36 @@ impl Stage {
     /// The stage in the Prometheus text format (version 0.0.4).
     pub fn text(&self) -> String {
         let mut s = String::new();
+        let mut described = std::collections::HashSet::new();
         for g in self.all() {
-            s.push_str(&format!(
-                "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n",
-                g.name,
-                g.help,
-                fmt_value(g.value)
-            ));
+            // One HELP and TYPE per name, before its first series.
+            if described.insert(g.name.clone()) {
+                s.push_str(&format!(
+                    "# HELP {0} {1}\n# TYPE {0} gauge\n",
+                    g.name, g.help
+                ));
+            }
+            let labels: Vec<String> = g
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            s.push_str(&format!("{}{labels} {}\n", g.name, fmt_value(g.value)));
         }
         s
     }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn fmt_value(v: f64) -> String {

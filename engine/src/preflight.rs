@@ -105,6 +105,15 @@ pub fn run(cfg: &Config, role: Role) -> Vec<Finding> {
         let who = Identity::current();
         let excludes = crate::scan::Excludes::new(&cfg.source.exclude);
         for folder in &cfg.source.folders {
+            let optional = cfg.source.optional_folders.contains(folder);
+            if optional && !cfg.source.root.join(folder).exists() {
+                out.push(finding(
+                    format!("source {folder}"),
+                    Status::Ok,
+                    "absent, and source.optional_folders allows it",
+                ));
+                continue;
+            }
             out.push(match &excludes {
                 Ok(ex) => source_folder(&cfg.source.root, folder, ex, &who),
                 Err(e) => finding(format!("source {folder}"), Status::Fail, e.to_string()),

@@ -3,7 +3,7 @@
 //! deletes the run's own day, a later one, or a day someone is writing (a live lease).
 
 use crate::error::Result;
-use crate::export::{DayKeys, DayStatus, LEASES, day_lease_prefix, list_days};
+use crate::export::{DayKeys, DayStatus, LEASES, day_lease_prefix, list_days_with_status};
 use crate::store::Store;
 
 /// When retention runs, relative to the run's own export.
@@ -21,7 +21,7 @@ pub enum Retention<'a> {
 /// The days retention deletes, from `days` (oldest first); `in_use` holds days someone is
 /// writing (a live lease), which are never deleted.
 ///
-/// The `keep` newest **complete** days are kept (before an export: `keep - 1` of the days before
+/// The `keep` newest **complete** days whose night read every configured folder are kept (before an export: `keep - 1` of the days before
 /// today, and never fewer than one, since the export may still fail), older complete days go,
 /// and so do incomplete days (what a killed export left) that nobody is writing. A run
 /// never deletes its own day or a day after it: a day dated in the future (a pod with a wrong
@@ -52,12 +52,15 @@ pub fn retention_plan(
         })
         .collect();
     // Before the export, today is not there yet (or incomplete): the kept days are older ones.
-    let complete: Vec<&str> = eligible
+    // Only days whose night read every configured folder count: a day that lacks a folder (an
+    // older cairn published such nights) must not push a whole one out.
+    let counted: Vec<&str> = eligible
         .iter()
-        .filter(|d| d.complete)
+        .filter(|d| d.counts())
         .map(|d| d.date.as_str())
         .collect();
-    let kept: Vec<&str> = complete[complete.len().saturating_sub(keep)..].to_vec();
+    let kept: Vec<&str> = counted[counted.len().saturating_sub(keep)..].to_vec();
+    let oldest_kept = kept.first().copied();
     eligible
         .iter()
         .filter(|d| Some(d.date.as_str()) != own)
@@ -65,7 +68,10 @@ pub fn retention_plan(
         .filter(|d| {
             // An incomplete day nobody is writing is what a killed export left: no reader may
             // use it, and on a volume sized for `keep` archives it holds one archive's room.
-            !d.complete || !kept.contains(&d.date.as_str())
+            // A complete day that does not count goes once it is older than every kept day.
+            !d.complete
+                || (d.counts() && !kept.contains(&d.date.as_str()))
+                || (!d.counts() && oldest_kept.is_some_and(|o| d.date.as_str() < o))
         })
         .map(|d| d.date.clone())
         .collect()
@@ -91,7 +97,7 @@ pub fn prune(exports: &dyn Store, keep: usize) -> Result<Vec<String>> {
 /// Applies [`retention_plan`]: each deleted day goes whole (manifest first, so that a day being
 /// deleted never looks complete), with its reports and ended leases. Returns the deleted dates.
 pub fn prune_for(exports: &dyn Store, keep: usize, when: Retention<'_>) -> Result<Vec<String>> {
-    let days = list_days(exports)?;
+    let days = list_days_with_status(exports)?;
     let plan = retention_plan(&days, keep, when, &days_in_use(exports)?);
     let mut deleted = Vec::new();
     for date in &plan {

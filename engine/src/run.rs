@@ -119,6 +119,10 @@ pub struct RunReport {
     /// Snapshot retention and garbage collection, when the run does them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneStage>,
+    /// The configured folders that could not be read, which failed the night before anything
+    /// was stored (absent when every folder could be read).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub failed_folders: Vec<crate::backup::FolderFailure>,
     /// The error that stopped the run.
     pub error: Option<String>,
 }
@@ -182,9 +186,18 @@ pub fn nightly(
         store_bytes: None,
         exports_bytes: None,
         prune: None,
+        failed_folders: Vec::new(),
         error: None,
     };
     let outcome = (|| -> Result<()> {
+        // The share first: a night that cannot read a configured folder publishes nothing, and
+        // says so before it takes a lease or reads the store.
+        let b = &opts.backup;
+        report.failed_folders =
+            crate::backup::unreadable_folders(&b.source_root, &b.folders, &b.optional_folders);
+        if !report.failed_folders.is_empty() {
+            return Err(crate::backup::folders_error(&report.failed_folders));
+        }
         let (repo, catalog, sync, lease) = open()?;
         match &lease {
             Some(l) => l.hold(|| night(&repo, &catalog, sync, &lease, opts, progress, &mut report)),
@@ -203,8 +216,11 @@ pub fn nightly(
         Error::new(
             e.kind(),
             format!(
-                "writing the run report {key} failed: {e}; the run itself: {:?}",
-                report.error
+                "writing the run report {key} failed: {e}; the run itself {}",
+                match &report.error {
+                    Some(err) => format!("failed: {err}"),
+                    None => "succeeded".to_string(),
+                }
             ),
         )
     })?;
@@ -365,7 +381,14 @@ fn prune(
 /// retention stage when the run does retention (`with_retention`: `exports.keep_daily` > 0 or
 /// `prune_in_run`; otherwise the retention job publishes that stage, and the run must not
 /// overwrite it).
-pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::Stage> {
+///
+/// `folders` are the configured source folders: each gets `cairn_backup_folder_failed{folder}`,
+/// 1 when it could not be read (the night failed for it), else 0.
+pub fn stages(
+    report: &RunReport,
+    with_retention: bool,
+    folders: &[String],
+) -> Vec<crate::metrics::Stage> {
     use crate::metrics::Stage;
     let at = report
         .finished
@@ -412,6 +435,15 @@ pub fn stages(report: &RunReport, with_retention: bool) -> Vec<crate::metrics::S
             "store_bytes",
             "Bytes of all packs in the store after the backup.",
             sb as f64,
+        );
+    }
+    for f in folders {
+        let failed = report.failed_folders.iter().any(|x| &x.folder == f);
+        backup = backup.labeled(
+            "folder_failed",
+            "1 if the configured folder could not be read, which fails the night.",
+            ("folder", f),
+            if failed { 1.0 } else { 0.0 },
         );
     }
     let mut export = Stage::new("export", report.export.is_some(), at);
@@ -514,6 +546,7 @@ mod tests {
             kept_days: vec!["2026-11-29".into()],
             store_bytes: None,
             exports_bytes: None,
+            failed_folders: Vec::new(),
             prune: Some(PruneStage {
                 snapshots_forgotten: 0,
                 gc: None,
@@ -522,13 +555,13 @@ mod tests {
             error: None,
         };
         let retention = |r: &RunReport| {
-            stages(r, true)
+            stages(r, true, &[])
                 .into_iter()
                 .find(|s| s.stage == "retention")
                 .unwrap()
         };
         assert!(!retention(&report).success);
-        assert!(stages(&report, true)[1].success, "the export stands");
+        assert!(stages(&report, true, &[])[1].success, "the export stands");
         report.prune.as_mut().unwrap().error = None;
         assert!(retention(&report).success);
     }

@@ -95,6 +95,8 @@ let
     storePrefix = { type = t.str; default = "store"; };
     exportsPrefix = { type = t.str; default = ""; };
     folders = { type = t.listOf t.strs; default = [ "notetaking" "images" "backup" ]; };
+    # Folders of `folders` that may be absent; any other that cannot be read fails the night.
+    optionalFolders = { type = t.listOf t.strs; default = [ ]; };
     shareClaim = { type = t.str; default = "cephfs-shared-storage-root"; };
     keepDaily = { type = t.int; default = 14; };
     secretsFrom = { type = t.enum [ "sops" "existing" ]; default = "sops"; };
@@ -121,8 +123,9 @@ let
     offsiteDeadlineSeconds = { type = t.int; default = 5 * 3600; };
     retentionDeadlineSeconds = { type = t.int; default = 2 * 3600; };
     # The user the pods run as. The share must be readable by it: set runAsUser, or add the
-    # share's group to supplementalGroups (an unreadable file is a warning, exit 3, a failed Job;
-    # the preflight init container names it before the night starts).
+    # share's group to supplementalGroups (an unreadable folder fails the night, exit 1; an
+    # unreadable file is a warning, exit 3, a failed Job; the preflight init container names
+    # either before the night starts).
     runAsUser = { type = t.int; default = 65532; };
     runAsGroup = { type = t.int; default = 65532; };
     fsGroup = { type = t.int; default = 65532; };
@@ -239,6 +242,8 @@ let
       else null)
       (if merged.namespace == "" then "${setting "namespace"} must not be empty" else null)
       (if merged.folders == [ ] then "${setting "folders"} must name at least one folder of the share" else null)
+      (let stray = filter (f: !(elem f merged.folders)) merged.optionalFolders; in
+        if stray != [ ] then "${setting "optionalFolders"} names ${toJSON (head stray)}, which is not one of folders" else null)
       (if merged.keepDaily < 1 then "${setting "keepDaily"} must be at least 1, not ${toString merged.keepDaily}" else null)
     ]
     ++ map (n: if merged.${n} < 1 then "${setting n} must be a positive number of seconds, not ${toString merged.${n}}" else null)
@@ -411,6 +416,9 @@ let
     [source]
     root = "/shared"
     folders = [${concatStringsSep ", " (map q settings.folders)}]
+  '' + (if settings.optionalFolders == [ ] then "" else ''
+    optional_folders = [${concatStringsSep ", " (map q settings.optionalFolders)}]
+  '') + ''
 
     [store]
     kind = "s3"

@@ -15,9 +15,12 @@ mod seeded;
 #[allow(dead_code)]
 mod survey;
 
+mod errors;
+mod first_night;
 mod metrics;
 mod offsite;
 mod outage;
+mod pod;
 mod preflight;
 mod prune;
 mod resume;
@@ -83,6 +86,12 @@ impl Setup {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts that `o` exited with `code`, showing what it printed if not.
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}{}", stdout(o), stderr(o));
 }
 
 fn stderr(o: &Output) -> String {
@@ -225,22 +234,28 @@ fn environment_overrides_the_file() {
     assert_eq!(v["summary"]["files"], 1);
 }
 
+/// A configured folder that is missing fails the backup (exit 1, nothing committed), naming it;
+/// named in `source.optional_folders` it may be absent (exit 0, no warning).
 #[test]
-fn missing_folder_commits_with_exit_code_3() {
+fn a_missing_folder_fails_unless_it_is_optional() {
     let s = Setup::new();
     fs::remove_dir(s.src().join("backup")).unwrap();
     fs::write(s.src().join("notetaking/a"), "a").unwrap();
     s.run(&["init"]);
-    let (code, v) = s.json(&["backup"]);
-    assert_eq!(code, 3);
-    assert_eq!(v["warnings"][0]["kind"], "missing_folder");
-    assert_eq!(v["exit_code"], 3);
-    let (_, list) = s.json(&["snapshots"]);
-    assert_eq!(
-        list.as_array().unwrap().len(),
-        1,
-        "the snapshot is committed"
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "source folder backup (No such file or directory (os error 2)) cannot be read"
+        ),
+        "{}",
+        stderr(&out)
     );
+    let (_, list) = s.json(&["snapshots"]);
+    assert!(list.as_array().unwrap().is_empty(), "nothing is committed");
+    let (code, v) = s.json(&["--set", "source.optional_folders=backup", "backup"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 0, "{v}");
 }
 
 #[test]
@@ -331,6 +346,13 @@ unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
     fn chown(path: *const std::ffi::c_char, uid: u32, gid: u32) -> i32;
+}
+
+fn chown_to(p: &Path, uid: u32, gid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { chown(c.as_ptr(), uid, gid) }, 0);
 }
 
 fn chown_nobody(p: &Path) {

@@ -3,6 +3,7 @@
 //! listens on, an offsite remote that is not there: each one line, and exit 1 only for what
 //! would fail the night.
 
+use super::pod::{as_pod, may_switch_users, pods_setup};
 use super::*;
 
 /// The lines of the command's stdout that start with `mark` (`ok`, `warn`, `FAIL`).
@@ -14,72 +15,33 @@ fn lines_marked(out: &Output, mark: &str) -> Vec<String> {
         .collect()
 }
 
-fn chown_to(p: &Path, uid: u32, gid: u32) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { chown(c.as_ptr(), uid, gid) }, 0);
-}
-
-/// The pod's situation: uid 65534 (not root), the share's notes owned by another service's user
+/// The pod's situation: uid 65532 (not root), the share's notes owned by another service's user
 /// (uid 1000, group 2000), 0600. Preflight fails naming the file, its owner and mode, and
 /// pushes the night's stages as failed; once the file is group-readable and the pod has the
 /// group (the module's supplementalGroups), it passes.
 #[test]
 fn preflight_names_the_file_the_pods_user_cannot_read_and_passes_with_the_shares_group() {
     use std::os::unix::fs::PermissionsExt;
-    if unsafe { libc_geteuid() } != 0 {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but not root: setpriv cannot switch to another user"
-        );
-        eprintln!("skipping: switching users needs root");
+    if !may_switch_users() {
         return;
     }
     let s = Setup::new();
-    let root = s.dir.path();
-    let metrics = root.join("metrics");
-    let mut cfg = fs::read_to_string(&s.config).unwrap();
-    cfg.push_str(&format!(
-        "[metrics]\ntextfile_dir = \"{}\"\n",
-        metrics.display()
-    ));
-    fs::write(&s.config, cfg).unwrap();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
-    for d in ["store", "state", "exports", "metrics"] {
-        fs::create_dir_all(root.join(d)).unwrap();
-        chown_nobody(&root.join(d));
-    }
+    let metrics = pods_setup(&s);
     fs::write(s.src().join("notetaking/todo.md"), "- call the plumber\n").unwrap();
     fs::create_dir(s.src().join("notetaking/private")).unwrap();
     let private = s.src().join("notetaking/private/diary.md");
     fs::write(&private, "dear diary\n").unwrap();
     chown_to(&private, 1000, 2000);
     fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
-    let as_pod = |groups: &str| {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534"]);
-        if groups.is_empty() {
-            c.arg("--clear-groups");
-        } else {
-            c.arg(format!("--groups={groups}"));
-        }
-        c.arg("--")
-            .arg(env!("CARGO_BIN_EXE_cairn"))
-            .arg("--config")
-            .arg(&s.config)
-            .env_remove("CAIRN_CONFIG")
-            .args(["preflight", "--role", "nightly"]);
-        c.output().unwrap()
-    };
+    let preflight = |groups: &str| as_pod(&s, groups, &["preflight", "--role", "nightly"]);
 
-    let out = as_pod("");
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = preflight("");
+    assert_exit(&out, 1);
     let failed = lines_marked(&out, "FAIL");
     assert_eq!(failed.len(), 1, "one failure, one line: {}", stdout(&out));
     assert!(
         failed[0].starts_with(
-            "FAIL source notetaking: notetaking/private/diary.md is not readable by uid 65534"
+            "FAIL source notetaking: notetaking/private/diary.md is not readable by uid 65532"
         ) && failed[0].contains("owner uid 1000 gid 2000, mode 0600"),
         "{}",
         failed[0]
@@ -95,17 +57,17 @@ fn preflight_names_the_file_the_pods_user_cannot_read_and_passes_with_the_shares
 
     // The share's group may read it, and the pod has the group: the night may run.
     fs::set_permissions(&private, fs::Permissions::from_mode(0o640)).unwrap();
-    let out = as_pod("2000");
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = preflight("2000");
+    assert_exit(&out, 0);
     assert!(lines_marked(&out, "FAIL").is_empty(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("ok   source notetaking: 3 entries sampled, all readable by uid 65534 (gid 65534, groups 2000)"),
+        stdout(&out).contains("ok   source notetaking: 3 entries sampled, all readable by uid 65532 (gid 65532, groups 2000)"),
         "{}",
         stdout(&out)
     );
     // Without the group it is the same file again.
-    let out = as_pod("");
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = preflight("");
+    assert_exit(&out, 1);
 }
 
 /// On the S3 test server: the test key may delete (a warning for a nightly key), a wrong secret
@@ -136,13 +98,7 @@ fn preflight_on_s3_says_each_problem_in_one_line() {
     fs::write(s.src().join("notetaking/todo.md"), "- milk\n").unwrap();
 
     let out = s.run(&["preflight"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(lines_marked(&out, "FAIL").is_empty(), "{}", stdout(&out));
     let warned = lines_marked(&out, "warn");
     assert!(
@@ -178,7 +134,7 @@ fn preflight_on_s3_says_each_problem_in_one_line() {
         .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_exit(&out, 1);
     let failed = lines_marked(&out, "FAIL");
     assert_eq!(failed.len(), 2, "{}", stdout(&out));
     assert!(
@@ -190,7 +146,7 @@ fn preflight_on_s3_says_each_problem_in_one_line() {
     // A bucket nobody made: one line naming it and `mc mb`.
     let missing = format!("cairn-missing-{}", std::process::id());
     let out = s.run(&["--set", &format!("store.bucket={missing}"), "preflight"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_exit(&out, 1);
     let failed = lines_marked(&out, "FAIL");
     assert_eq!(failed.len(), 1, "{}", stdout(&out));
     assert!(
@@ -203,7 +159,7 @@ fn preflight_on_s3_says_each_problem_in_one_line() {
     let out = with_read_only_key(&mut s.cmd(&["preflight"]))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_exit(&out, 1);
     assert!(
         lines_marked(&out, "FAIL")
             .iter()
@@ -242,13 +198,7 @@ fn preflight_for_offsite_lists_the_remote() {
     ));
     fs::write(&s.config, cfg).unwrap();
     let out = s.run(&["preflight", "--role", "offsite"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(
         stdout(&out).contains("ok   offsite session:"),
         "{}",
@@ -257,7 +207,7 @@ fn preflight_for_offsite_lists_the_remote() {
     fs::remove_dir(&remote).unwrap();
     fs::write(&remote, "not a folder").unwrap();
     let out = s.run(&["preflight", "--role", "offsite"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_exit(&out, 1);
     let failed = lines_marked(&out, "FAIL");
     assert_eq!(failed.len(), 1, "{}", stdout(&out));
     assert!(

@@ -21,6 +21,32 @@ pub struct DayStatus {
     pub complete: bool,
     /// Archive size, if the archive object exists.
     pub archive_size: Option<u64>,
+    /// From the day's `archive.json` (filled by [`list_days_with_status`] for complete days
+    /// that have one): how many warnings its night had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<u64>,
+    /// From the day's `archive.json`: configured folders its snapshot could not read (a day of
+    /// an older cairn); such a day is not counted by retention.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_folders: Vec<String>,
+}
+
+impl DayStatus {
+    /// Complete, and its night read every configured folder: what retention counts.
+    pub fn counts(&self) -> bool {
+        self.complete && self.failed_folders.is_empty()
+    }
+
+    /// `complete`, `warnings` (complete, its night had warnings), `failed folders` (complete,
+    /// but a configured folder is missing from it) or `partial`.
+    pub fn state(&self) -> &'static str {
+        match (self.complete, self.failed_folders.is_empty(), self.warnings) {
+            (false, _, _) => "partial",
+            (true, false, _) => "failed folders",
+            (true, true, Some(w)) if w > 0 => "warnings",
+            (true, true, _) => "complete",
+        }
+    }
 }
 
 /// The days found in the exports location, oldest first (report folders excluded).
@@ -37,6 +63,8 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
             date: date.to_string(),
             complete: false,
             archive_size: None,
+            warnings: None,
+            failed_folders: Vec::new(),
         });
         if o.key == keys.manifest {
             d.complete = true;
@@ -45,6 +73,26 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
         }
     }
     Ok(days.into_values().collect())
+}
+
+/// [`list_days`], with each complete day's `archive.json` read (one small request a day): its
+/// warnings and failed folders. A status that does not read is a warning and leaves the day as
+/// it is (counted, as a day of an older cairn is).
+pub fn list_days_with_status(exports: &dyn Store) -> Result<Vec<DayStatus>> {
+    let mut days = list_days(exports)?;
+    for d in days.iter_mut().filter(|d| d.complete) {
+        match super::status::read_status(exports, &d.date) {
+            Ok(Some(st)) => {
+                d.warnings = Some(st.warnings);
+                d.failed_folders = st.failed_folders;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(day = %d.date, error = %e, "the day's archive status does not read")
+            }
+        }
+    }
+    Ok(days)
 }
 
 /// Bytes of every object in the exports location: the daily archives with their checksums and

@@ -15,7 +15,8 @@
 //! archive order into tar bytes and groups, and the stages joined by `write_archive`), `groups`
 //! (the group cut rule, compression under a memory budget, reuse of yesterday's frames), `sink`
 //! (the ordered writer, the SHA-256 thread and the frame checker), `days` (which days exist, and
-//! `verify`); this file publishes a day under its lease. Tar header bytes are `tar_format`'s, and
+//! `verify`), `status` (the day's `archive.json`: whose snapshot, with what warnings); this file
+//! publishes a day under its lease. Tar header bytes are `tar_format`'s, and
 //! the retention of days is `retention`'s.
 
 mod days;
@@ -24,15 +25,17 @@ mod groups;
 mod manifest;
 pub mod seekable;
 mod sink;
+mod status;
 mod walk;
 
-pub use days::{DayStatus, VerifyReport, list_days, total_bytes, verify};
+pub use days::{DayStatus, VerifyReport, list_days, list_days_with_status, total_bytes, verify};
 use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
     ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, MAX_MANIFEST, Manifest,
     ManifestEntry, NotReused, Published, Reused, SeekTableInfo, read_manifest,
 };
+pub use status::{ArchiveStatus, read_status, status_key};
 use walk::{Written, write_archive};
 
 use crate::catalog::Catalog;
@@ -151,7 +154,7 @@ fn publish(
         Ok(m) if m.root == snap.root => {
             return Ok(Published::Unchanged(m));
         }
-        Ok(m) if !force => {
+        Ok(m) if !force && !own_rerun(repo, exports, keys, &m)? => {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -162,8 +165,19 @@ fn publish(
                 ),
             ));
         }
-        // Forced: the day stops looking complete before its archive is replaced.
-        Ok(_) => exports.delete(&keys.manifest)?,
+        // Forced, or a rerun of a night of this repository that had warnings or failed: the day
+        // stops looking complete before its archive is replaced.
+        Ok(m) => {
+            if !force {
+                tracing::warn!(
+                    day = %keys.date,
+                    old = %m.snapshot.short(),
+                    new = %snap_id.short(),
+                    "replacing the day's archive: its night, of this repository, had warnings or failed"
+                );
+            }
+            exports.delete(&keys.manifest)?
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -204,6 +218,11 @@ fn publish(
         &keys.sha256,
         format!("{sha256}  {}\n", keys.archive_name()).as_bytes(),
     )?;
+    lease.confirm()?;
+    status::write_status(
+        exports,
+        &ArchiveStatus::of(&keys.date, snap_id, snap, &repo.config().id),
+    )?;
     call(ExportPoint::BeforeManifest);
     let reused = Reused {
         not_reused: reuse.is_some().then_some(not_reused),
@@ -242,6 +261,58 @@ fn publish(
     lease.confirm()?;
     out.finish()?;
     Ok(Published::Written(manifest, reused))
+}
+
+/// Whether the day's complete archive `m` may be replaced without `--force`: its night was this
+/// repository's own and had warnings (the manifest lists them) or failed after publishing (the
+/// day's run report says so). An operator who fixed a permission reruns the Job and gets the
+/// night's backup; an archive of another repository (another writer of the same exports) or of
+/// a clean night is refused as before. Two writers at once are kept apart by the day's lease.
+fn own_rerun(repo: &Repository, exports: &dyn Store, keys: &DayKeys, m: &Manifest) -> Result<bool> {
+    let own = match status::read_status(exports, &keys.date) {
+        Ok(Some(st)) => st.repository == repo.config().id && st.snapshot == m.snapshot,
+        // A day of an older cairn: its snapshot is in this repository, or it is not its own.
+        Ok(None) | Err(_) => match repo.load_snapshot(&m.snapshot) {
+            Ok(_) => true,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => false,
+            Err(e) => return Err(e),
+        },
+    };
+    if !own {
+        return Ok(false);
+    }
+    if !m.warnings.is_empty() {
+        return Ok(true);
+    }
+    Ok(matches!(
+        run_status(exports, &keys.date)?.as_deref(),
+        Some("warnings" | "failed")
+    ))
+}
+
+/// The `status` of the day's run report, if it has one that reads.
+fn run_status(exports: &dyn Store, date: &str) -> Result<Option<String>> {
+    /// A report lists the night's warnings; beyond this it is not read for its status.
+    const MAX_REPORT: u64 = 64 << 20;
+    let key = format!("_reports/{date}/run.json");
+    match exports.size(&key) {
+        Ok(size) if size <= MAX_REPORT => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let bytes = match exports.get(&key) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    #[derive(serde::Deserialize)]
+    struct Head {
+        status: String,
+    }
+    Ok(serde_json::from_slice::<Head>(&bytes)
+        .ok()
+        .map(|h| h.status))
 }
 
 /// The group frames of the newest complete archive of a day before this one, if there is one

@@ -808,6 +808,9 @@ pub struct DayView {
     pub in_exports: bool,
     /// Archive size in the exports.
     pub archive_size: Option<u64>,
+    /// The day in the exports: `complete`, `warnings`, `failed folders`, `partial`, or `gone`
+    /// (only the offsite status is left).
+    pub exports_state: String,
     /// The offsite status, if any was written.
     pub offsite: Option<DayOffsite>,
 }
@@ -815,12 +818,13 @@ pub struct DayView {
 /// Every day found in the exports or in the offsite statuses, oldest first.
 pub fn overview(exports: &dyn Store) -> Result<Vec<DayView>> {
     let mut statuses = status::load_all(exports)?;
-    let mut out: Vec<DayView> = list_days(exports)?
+    let mut out: Vec<DayView> = crate::export::list_days_with_status(exports)?
         .into_iter()
         .map(|d| DayView {
             offsite: statuses.remove(&d.date),
             in_exports: d.complete,
             archive_size: d.archive_size,
+            exports_state: d.state().to_string(),
             date: d.date,
         })
         .collect();
@@ -828,6 +832,7 @@ pub fn overview(exports: &dyn Store) -> Result<Vec<DayView>> {
         date: s.date.clone(),
         in_exports: false,
         archive_size: None,
+        exports_state: "gone".to_string(),
         offsite: Some(s),
     }));
     out.sort_by(|a, b| a.date.cmp(&b.date));

@@ -161,15 +161,38 @@ fn a_vanished_pack_is_forgotten_and_its_chunks_stored_again() {
     assert_snapshot_matches(&env, &out.snapshot.root, &env.src, &["backup"]);
 }
 
+/// A configured folder that is missing (or a file, or unlistable) fails the backup before
+/// anything is stored: a snapshot without it would be published as a complete day.
 #[test]
-fn missing_folder_is_a_warning_and_the_rest_is_committed() {
+fn a_missing_configured_folder_fails_the_backup_and_stores_nothing() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.txt"), &seeded(300_000, 3));
+    write(&env.src.join("backup"), b"a file where a folder should be");
+    let mut opts = env.opts();
+    opts.optional_folders.clear();
+    let err = env.backup_with(&opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("source folders images (No such file or directory"),
+        "{msg}"
+    );
+    assert!(msg.contains("src/backup is not a directory)"), "{msg}");
+    assert!(!msg.contains("notetaking"), "{msg}");
+    assert!(env.repo.list_snapshot_ids().unwrap().is_empty());
+    assert!(env.repo.list_packs().unwrap().is_empty(), "nothing stored");
+}
+
+/// A folder named in `optional_folders` may be absent: left out, without a warning.
+#[test]
+fn an_optional_folder_may_be_absent() {
     let env = Env::new();
     write(&env.src.join("notetaking/a.txt"), b"a");
     let out = env.backup();
-    let kinds = warning_kinds(&out.snapshot);
-    assert_eq!(
-        kinds,
-        [("backup", "missing_folder"), ("images", "missing_folder")]
+    assert!(
+        out.snapshot.warnings.is_empty(),
+        "{:?}",
+        out.snapshot.warnings
     );
     assert_snapshot_matches(&env, &out.snapshot.root, &env.src, &["notetaking"]);
 }
@@ -214,11 +237,9 @@ fn files_that_vanish_or_change_during_the_scan_are_reported() {
     let again = env.backup();
     assert_eq!(again.snapshot.summary.files_read, 1);
     assert!(
-        again
-            .snapshot
-            .warnings
-            .iter()
-            .all(|w| w.kind == cairn_engine::snapshot::WarningKind::MissingFolder)
+        again.snapshot.warnings.is_empty(),
+        "{:?}",
+        again.snapshot.warnings
     );
 }
 

@@ -313,6 +313,123 @@ fn verify_finds_a_flipped_bit_and_a_truncated_archive() {
     export::verify(&exports, "2026-11-29").unwrap();
 }
 
+/// A backup of `env` whose one note grows while it is read: committed with a `changed`
+/// warning, as a night with an unreadable file is.
+fn backup_with_a_warning(env: &Env) {
+    use cairn_engine::backup::{Hook, HookPoint};
+    let mut opts = env.opts();
+    opts.hook = Some(Hook(std::sync::Arc::new(|point, p: &Path| {
+        if point == HookPoint::AfterRead && p.ends_with("notetaking/grows.log") {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(b"more\n").unwrap();
+        }
+    })));
+    let out = env.backup_with(&opts).unwrap();
+    assert!(!out.snapshot.warnings.is_empty());
+}
+
+/// A day whose night had warnings is replaced by a rerun of the same repository without
+/// `--force` (the operator fixed a permission and reran the Job); the day's `archive.json`
+/// says which snapshot and how many warnings. Another repository's day with warnings is still
+/// refused.
+#[test]
+fn a_rerun_of_a_night_with_warnings_replaces_its_day_without_force() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/grows.log"), b"line\n");
+    backup_with_a_warning(&env);
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let day = "2026-12-07";
+    let first = export_latest(&env, &exports, day, false)
+        .unwrap()
+        .manifest()
+        .clone();
+    let status = export::read_status(&exports, day).unwrap().unwrap();
+    assert_eq!(status.snapshot, first.snapshot);
+    assert_eq!(status.repository, env.repo.config().id);
+    assert_eq!(status.warnings, 1);
+    let listed = export::list_days_with_status(&exports).unwrap();
+    assert_eq!(listed[0].state(), "warnings");
+
+    // The fixed night: a clean snapshot of other content, exported without --force.
+    write(&env.src.join("notetaking/fixed.md"), b"fixed");
+    env.backup();
+    let second = export_latest(&env, &exports, day, false)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_ne!(second.snapshot, first.snapshot);
+    assert!(second.warnings.is_empty());
+    assert_eq!(
+        export::list_days_with_status(&exports).unwrap()[0].state(),
+        "complete"
+    );
+    export::verify(&exports, day).unwrap();
+
+    // Now the day is clean: a changed tree needs --force again.
+    write(&env.src.join("notetaking/fixed.md"), b"changed again");
+    env.backup();
+    let err = export_latest(&env, &exports, day, false).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+
+    // Another repository's night with warnings, for another day: this repository may not
+    // replace it without --force.
+    let other = Env::new();
+    write(&other.src.join("notetaking/grows.log"), b"line\n");
+    backup_with_a_warning(&other);
+    let theirs = "2026-12-08";
+    export_latest(&other, &exports, theirs, false).unwrap();
+    let err = export_latest(&env, &exports, theirs, false).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}
+
+/// Retention counts only days whose night read every configured folder: a day whose
+/// `archive.json` names a failed folder (what an older cairn published) is kept while it is
+/// newer than the oldest kept day, and never pushes a whole day out.
+#[test]
+fn retention_does_not_count_a_day_that_lacks_a_folder() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    env.backup();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    for day in 1..=5 {
+        export_latest(&env, &exports, &format!("2026-11-{day:02}"), false).unwrap();
+    }
+    // Day 4 lacks a folder (as a night of an older cairn with an unreadable folder did).
+    let mut st = export::read_status(&exports, "2026-11-04")
+        .unwrap()
+        .unwrap();
+    st.failed_folders = vec!["images".into()];
+    exports
+        .put(
+            &export::status_key("2026-11-04"),
+            &serde_json::to_vec(&st).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        export::list_days_with_status(&exports).unwrap()[3].state(),
+        "failed folders"
+    );
+    let deleted = cairn_engine::retention::prune(&exports, 3).unwrap();
+    // Kept: 2, 3 and 5 (three whole days); 4 stays between them, uncounted; 1 goes.
+    assert_eq!(deleted, ["2026-11-01"]);
+    let kept: Vec<_> = export::list_days(&exports)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.date)
+        .collect();
+    assert_eq!(
+        kept,
+        ["2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
+    );
+    // Two more whole days: the uncounted day 4 goes once it is older than every kept day.
+    for day in 6..=7 {
+        export_latest(&env, &exports, &format!("2026-11-{day:02}"), false).unwrap();
+    }
+    let deleted = cairn_engine::retention::prune(&exports, 3).unwrap();
+    assert_eq!(deleted, ["2026-11-02", "2026-11-03", "2026-11-04"]);
+}
+
 #[test]
 fn retention_keeps_the_newest_days_by_date() {
     let env = Env::new();
@@ -342,6 +459,7 @@ fn retention_keeps_the_newest_days_by_date() {
         .unwrap()
         .into_iter()
         .map(|o| o.key)
+        .filter(|k| k.ends_with("/run.json"))
         .collect();
     assert_eq!(
         reports,
