@@ -68,7 +68,11 @@ def run(cmd, **kw):
 SECRET_NAME = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL)", re.I)
 PLACEHOLDER = re.compile(r"(?i)(changeme|change[-_ ]me|replace[-_ ]?me|placeholder|\btodo\b|\bxxx+\b|<[a-z_-]+>|secret_access_key\s*=|password\s*=)")
 # A vals reference (`make manifests` pipes the manifests through `vals eval`): ref+sops://FILE#/PATH.
-VALS_REF = re.compile(r"^ref\+[a-z0-9]+://[^\s#]+(#/\S+)?$")
+# Only sops: another provider (`ref+echo://…`) would turn the reference itself into the secret.
+VALS_REF = re.compile(r"^ref\+sops://[^\s#]+#/\S+$")
+# A URL with a password in it, or a connection string's `pass=…` (rclone's `:protondrive,pass=…:`).
+URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)
+INLINE_SECRET = re.compile(r"(?i)(?:^|[,:;\s])(pass|password|token|secret|otp)=[^,\s:;]+")
 
 
 def secret_problems(docs):
@@ -86,6 +90,10 @@ def secret_problems(docs):
                 walk(v, f"{path}[{i}]")
         elif isinstance(obj, str) and PLACEHOLDER.search(obj):
             problems.append(f"{path}: placeholder or secret text {PLACEHOLDER.search(obj).group(0)!r}")
+        elif isinstance(obj, str) and URL_USERINFO.search(obj):
+            problems.append(f"{path}: a URL with a password in it")
+        elif isinstance(obj, str) and INLINE_SECRET.search(obj):
+            problems.append(f"{path}: a connection string with {INLINE_SECRET.search(obj).group(1)}=")
 
     for d in docs:
         where = f"{d.get('kind')}/{d.get('metadata', {}).get('name')}"
@@ -114,9 +122,19 @@ def check_secrets(variants):
     secrets[0]["stringData"]["AWS_SECRET_ACCESS_KEY"] = "hunter2hunter2"
     secrets[1]["data"] = {"AWS_SECRET_ACCESS_KEY": "aHVudGVyMg=="}
     bad.append({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "password = changeme"}})
+    bad.append({"kind": "ConfigMap", "metadata": {"name": "y"}, "data": {
+        "b": 'pushgateway = "http://cairn:hunter2@pgw.monitoring.svc:9091"',
+        "c": 'remote = ":protondrive,username=me,pass=S3cr3tS3cr3t:Backups"'}})
+    echo = json.loads(json.dumps(secrets[0]))
+    echo["metadata"]["name"] = "echoed"
+    echo["stringData"] = {"AWS_SECRET_ACCESS_KEY": "ref+echo://wJalrXUtnFEMI"}
+    echo.pop("data", None)
+    bad.append(echo)
     caught = secret_problems(bad)
     for want in ("has a literal value", "stringData.AWS_SECRET_ACCESS_KEY is a literal value",
-                 "data.AWS_SECRET_ACCESS_KEY holds a literal value", "placeholder"):
+                 "data.AWS_SECRET_ACCESS_KEY holds a literal value", "placeholder",
+                 "a URL with a password in it", "a connection string with pass=",
+                 "Secret/echoed: stringData.AWS_SECRET_ACCESS_KEY is a literal value"):
         assert any(want in p for p in caught), (want, caught)
     for name, variant in variants.items():
         problems = secret_problems(variant)
@@ -176,7 +194,9 @@ MC_VALUE_FLAGS = {"--api", "--path", "--lookup", "--config-dir", "-C"}
 SECRET_FLAG = re.compile(r"^--(secret|secret-key|password|from-literal)(=|$)")
 # NAME=value with a secret's name and a value that is not a $variable or $(command): a `_FILE`
 # name holds a path, not a secret.
-SECRET_ASSIGN = re.compile(r"(?<![A-Za-z0-9_])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN)[A-Z0-9_]*)=(?![\"']?\$)[\"']?[^\s\"'$]")
+SECRET_ASSIGN = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_]*(?:PASSWORD|SECRET|TOKEN|password|secret|token)[A-Za-z0-9_]*)=(?![\"']?\$)[\"']?[^\s\"'$]")
+# `pass=…` and the like as an argument (rclone config create REMOTE protondrive pass=…).
+SECRET_ARG = re.compile(r"(?i)^(pass|password|token|secret|otp|[a-z_]*secret[a-z_]*)=(?![\"']?\$)\S")
 
 
 def code_spans(text):
@@ -234,6 +254,16 @@ def command_problems(cmd, line):
     for a in cmd:
         if SECRET_FLAG.match(a):
             problems.append(f"a secret as an option ({a.split('=')[0]}): {line.strip()[:80]!r}")
+        elif SECRET_ARG.match(a):
+            problems.append(f"a secret as an argument ({a.split('=')[0]}=): {line.strip()[:80]!r}")
+        elif URL_USERINFO.search(a):
+            problems.append(f"a URL with a password as an argument: {line.strip()[:80]!r}")
+    if cmd[:1] == ["curl"]:
+        for i, a in enumerate(cmd[:-1]):
+            if a in ("-u", "--user") and ":" in cmd[i + 1] and "$" not in cmd[i + 1]:
+                problems.append(f"curl with a password as an argument: {line.strip()[:80]!r}")
+    if cmd[:1] == ["printf"] and "mc admin user add" in line and "$" not in " ".join(cmd[1:]):
+        problems.append(f"printf of literal keys for mc admin user add: {line.strip()[:80]!r}")
     return problems
 
 
@@ -249,6 +279,10 @@ def check_docs_secrets():
         "export AWS_SECRET_ACCESS_KEY='abcdef'",
         "mc admin user svcacct add pi cairn-backup --secret-key abcdef",
         "kubectl -n apps create secret generic s3 --from-file=AWS_SECRET_ACCESS_KEY=./secret",
+        "rclone config create proton protondrive username=me pass=hunter2hunter2",
+        "curl -u admin:hunter2 http://pgw.monitoring.svc:9091/metrics",
+        "printf 'cairn-backup\\nhunter2hunter2\\n' | mc admin user add pi",
+        "aws_secret_access_key=abcdef aws s3 ls",
     ]
     for cmd in bad:
         assert command_line_secrets(f"```bash\n{cmd}\n```"), f"not caught: {cmd}"
@@ -478,6 +512,10 @@ ERROR_CASES = [
     (dict(cairn={"image": IMAGE, "extraEnv": [{"name": "CAIRN_LOG", "value": 1}]}), '"extraEnv"', "must be a string, not an integer"),
     (dict(cairn={"schedule": "0 2 * * *"}), '"image"', "k8s/Dockerfile"),
     (dict(cairn={"image": IMAGE, "networkPolicy": True, "endpoint": "http://minio.lan:9000"}), '"minioCidr"', "is required"),
+    (dict(cairn={"image": IMAGE, "pushgateway": "https://pgw.monitoring.svc:9091"}), '"pushgateway"', "must be an http:// URL"),
+    (dict(cairn={"image": IMAGE, "pushgateway": "http://u:hunter2@pgw.monitoring.svc:9091"}), '"pushgateway"', "the value is not repeated"),
+    (dict(cairn={"image": IMAGE, "pushgateway": "http://pgw.obs.svc:80", "pushgatewayNamespace": "monitoring"}), '"pushgatewayNamespace"', "names the namespace"),
+    (dict(cairn={"image": IMAGE, "optionalFolders": ["bkup"]}), '"optionalFolders"', "not one of folders"),
 ]
 ERROR_LINE = re.compile(r"^(error: )?cairn: ")
 
@@ -496,6 +534,8 @@ def check_settings(ev, label):
         lines = [line.strip() for line in err.splitlines() if ERROR_LINE.match(line.strip())]
         if rc == 0 or len(lines) != 1 or name not in lines[0] or want not in lines[0]:
             sys.exit(f"k8s-check: {label}: {kw} did not fail with one line naming {name} ({want!r}):\n{err}")
+        if "hunter2" in err:
+            sys.exit(f"k8s-check: {label}: the error for {kw} repeats a credential:\n{err}")
     return base
 
 

@@ -612,9 +612,12 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
     // Published whatever happened, also when not even the run report could be written.
     match &result {
         Ok(report) => {
-            cfg.metrics
-                .sink()
-                .publish(&run::stages(report, with_retention, &cfg.source.folders));
+            cfg.metrics.sink().publish(&run::stages(
+                report,
+                with_retention,
+                &cfg.source.folders,
+                cfg.exports.keep_daily as usize,
+            ));
         }
         Err(_) => publish_failed(cfg, run_stages),
     }
@@ -823,7 +826,7 @@ fn exports_cat(cfg: &Config, date: &str, path: &std::ffi::OsStr) -> Result<u8> {
 fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
     let keep = keep.unwrap_or(cfg.exports.keep_daily as usize);
     // Every way this fails is the retention stage's failure, the refusals included.
-    let result = (|| -> Result<Vec<String>> {
+    let result = (|| -> Result<(Vec<String>, usize)> {
         if keep == 0 {
             return Err(cairn_engine::Error::usage("refusing to keep 0 daily archives").into());
         }
@@ -831,20 +834,27 @@ fn exports_prune(cli: &Cli, cfg: &Config, keep: Option<usize>) -> Result<u8> {
         // Days after today (a typo in --date, a pod with a wrong clock) are never counted or
         // deleted.
         let today = cfg.date_of(jiff::Timestamp::now())?;
-        Ok(retention::prune_for(
+        let deleted = retention::prune_for(
             exports.as_ref(),
             keep,
             retention::Retention::Manual(Some(&today)),
-        )?)
+        )?;
+        let kept = export::list_days_with_status(exports.as_ref())?
+            .iter()
+            .filter(|d| d.counts())
+            .count();
+        Ok((deleted, kept))
     })();
     let stage =
         cairn_engine::metrics::Stage::new("retention", result.is_ok(), jiff::Timestamp::now());
     let stage = match &result {
-        Ok(d) => run::deleted_days_gauge(stage, d.len()),
+        Ok((d, kept)) => {
+            run::kept_days_gauges(run::deleted_days_gauge(stage, d.len()), *kept, keep)
+        }
         Err(_) => stage,
     };
     cfg.metrics.sink().publish(&[stage]);
-    let deleted = result?;
+    let (deleted, _) = result?;
     if cli.json {
         print_json(&serde_json::json!({ "deleted": deleted, "kept": keep }));
     } else if !cli.quiet {

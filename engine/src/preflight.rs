@@ -18,9 +18,15 @@ use crate::config::{Config, StoreConfig, StoreKind};
 use crate::error::ErrorKind;
 use crate::store::Store;
 
-/// Entries of each source folder looked at (files opened, directories listed), breadth first:
-/// enough to find a share whose files belong to another user, bounded whatever its size.
-pub const SAMPLE_PER_FOLDER: usize = 2000;
+/// Directories of each source folder listed, breadth first: enough to find a share whose files
+/// belong to another user, bounded whatever its size.
+pub const DIRS_PER_FOLDER: usize = 1000;
+/// Regular files opened in each listed directory (the first by name).
+pub const FILES_PER_DIR: usize = 8;
+/// Files opened in each source folder in all.
+pub const OPENS_PER_FOLDER: usize = 4000;
+/// Names read of one directory: a directory of millions costs no more than this.
+const MAX_LISTING: usize = 100_000;
 
 /// Below this much free space on the state volume the night fails: the catalog cannot grow.
 const STATE_FAIL_BYTES: u64 = 64 << 20;
@@ -134,9 +140,8 @@ pub fn run(cfg: &Config, role: Role) -> Vec<Finding> {
             clock_from = store;
         }
     }
-    if let Some(store) = clock_from {
-        out.push(clock(store.as_ref()));
-    }
+    let first = locations[0].0;
+    out.push(clock(first, clock_from.as_deref()));
     if let Some(url) = &cfg.metrics.pushgateway {
         let sink = cfg.metrics.sink();
         out.push(match crate::metrics::probe(url, sink.auth.as_ref()) {
@@ -189,8 +194,12 @@ impl Identity {
     }
 }
 
-/// A bounded breadth-first sample of `folder`: each directory listed, each regular file opened
-/// for reading, as the backup would; the first that cannot be is named with its owner and mode.
+/// A bounded breadth-first sample of `folder`, as the backup would read it: up to
+/// [`DIRS_PER_FOLDER`] directories listed (every subdirectory of a listed one is queued, so a
+/// top level of thousands of photos does not hide the folders below it), in each the first
+/// [`FILES_PER_DIR`] regular files opened for reading (by name), at most [`OPENS_PER_FOLDER`] in
+/// all. The first that cannot be is named with its owner and mode, or, when not even its
+/// metadata can be read, the directory that may not be entered.
 fn source_folder(
     root: &Path,
     folder: &str,
@@ -219,87 +228,97 @@ fn source_folder(
             );
         }
     }
-    let unreadable = |path: &Path, e: &std::io::Error| {
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .display()
-            .to_string();
-        let owner = match std::fs::symlink_metadata(path) {
-            Ok(m) => format!(
+    let owner = |path: &Path| {
+        std::fs::symlink_metadata(path).ok().map(|m| {
+            format!(
                 "owner uid {} gid {}, mode {:04o}",
                 m.uid(),
                 m.gid(),
                 m.mode() & 0o7777
+            )
+        })
+    };
+    let unreadable = |path: &Path, e: &std::io::Error| {
+        let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+        let detail = match (owner(path), path.parent()) {
+            (Some(o), _) => format!(
+                "{} is not readable by {} ({}): {o}",
+                rel(path),
+                who.describe(),
+                e.kind()
             ),
-            Err(_) => "its owner and mode cannot be read either".to_string(),
+            // Not even its metadata: the directory above may be listed but not entered.
+            (None, Some(dir)) => format!(
+                "{} may be listed but not entered by {} ({}): {}",
+                rel(dir),
+                who.describe(),
+                e.kind(),
+                owner(dir).unwrap_or_else(|| "its owner and mode cannot be read".into())
+            ),
+            (None, None) => format!("{} is not readable ({})", rel(path), e.kind()),
         };
         finding(
             check.clone(),
             Status::Fail,
             format!(
-                "{rel} is not readable by {} ({}): {owner}; run the pods as a user that can \
-                 read the share (runAsUser) or add its group (supplementalGroups)",
-                who.describe(),
-                e.kind()
+                "{detail}; run the pods as a user that can read the share (runAsUser) or add \
+                 its group (supplementalGroups)"
             ),
         )
     };
     let mut queue = std::collections::VecDeque::from([top]);
-    let mut seen = 0usize;
+    let (mut dirs, mut opened, mut queued) = (0usize, 0usize, 1usize);
     while let Some(dir) = queue.pop_front() {
+        dirs += 1;
+        // One directory's names, bounded: a directory of millions costs no more than this.
         let mut names: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir) {
-            Ok(entries) => match entries.collect::<std::io::Result<_>>() {
+            Ok(entries) => match entries.take(MAX_LISTING).collect::<std::io::Result<_>>() {
                 Ok(v) => v,
                 Err(e) => return unreadable(&dir, &e),
             },
             Err(e) => return unreadable(&dir, &e),
         };
         names.sort_by_key(|e| e.file_name());
+        let mut files_here = 0usize;
         for entry in names {
-            if seen >= SAMPLE_PER_FOLDER {
-                break;
-            }
             let path = entry.path();
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            let name = entry.file_name();
-            if excludes.is_excluded(name.as_encoded_bytes(), rel.as_os_str().as_encoded_bytes()) {
+            if excludes.is_excluded(
+                entry.file_name().as_encoded_bytes(),
+                rel.as_os_str().as_encoded_bytes(),
+            ) {
                 continue;
             }
-            seen += 1;
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
             if kind.is_dir() {
-                queue.push_back(path);
-            } else if kind.is_file() {
+                if queued < DIRS_PER_FOLDER {
+                    queued += 1;
+                    queue.push_back(path);
+                }
+            } else if kind.is_file() && files_here < FILES_PER_DIR && opened < OPENS_PER_FOLDER {
+                files_here += 1;
+                opened += 1;
                 // Non-blocking and without following links: opening must not hang or leave.
-                let opened = std::fs::OpenOptions::new()
+                let result = std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                    .open(&path);
-                match opened {
-                    Ok(mut f) => {
-                        let mut byte = [0u8; 1];
-                        if let Err(e) = f.read(&mut byte) {
-                            return unreadable(&path, &e);
-                        }
-                    }
-                    Err(e) => return unreadable(&path, &e),
+                    .open(&path)
+                    .and_then(|mut f| f.read(&mut [0u8; 1]));
+                if let Err(e) = result {
+                    return unreadable(&path, &e);
                 }
             }
-        }
-        if seen >= SAMPLE_PER_FOLDER {
-            break;
         }
     }
     finding(
         check,
         Status::Ok,
         format!(
-            "{seen} entries sampled{}, all readable by {}",
-            if seen >= SAMPLE_PER_FOLDER {
-                " (the first, breadth first)"
+            "{dirs} directories listed and {opened} files opened{}, all readable by {}",
+            if queued >= DIRS_PER_FOLDER || opened >= OPENS_PER_FOLDER {
+                " (a sample: the first, breadth first)"
             } else {
                 ""
             },
@@ -522,13 +541,42 @@ fn delete_rights(store: &dyn Store, section: &str, place: &str, key: &str, role:
             Status::Ok,
             format!("{place}: the key may not delete, as it need not"),
         ),
-        (Role::Offsite, true) => finding(check, Status::Ok, format!("{place}: the key may delete")),
+        // The offsite job uses the nightly key: the same least-privilege warning.
+        (Role::Offsite, true) => finding(
+            check,
+            Status::Warn,
+            format!(
+                "{place}: the offsite job's key may delete: a compromised pod could destroy \
+                 history; give it the policy without s3:DeleteObject (docs/OPERATIONS.md, \
+                 Least-privilege keys)"
+            ),
+        ),
     }
 }
 
-/// This machine's clock against the server's `Date`.
-fn clock(store: &dyn Store) -> Finding {
-    match store.clock() {
+/// This machine's clock against the server's `Date`. For an `http://` S3 endpoint the `Date`
+/// of an unsigned request is read first: a server that refuses signed requests because the
+/// clocks are too far apart (MinIO: 403 `RequestTimeTooSkewed`, no body on a HEAD) still says
+/// its time, so the line names the clock rather than only the key.
+fn clock(loc: &StoreConfig, store: Option<&dyn Store>) -> Finding {
+    let unsigned = match (&loc.kind, &loc.endpoint) {
+        (StoreKind::S3, Some(ep)) => server_date(ep),
+        _ => None,
+    };
+    let server = match unsigned {
+        Some(t) => Ok(Some(t)),
+        None => match store {
+            Some(st) => st.clock(),
+            None => {
+                return finding(
+                    "clock",
+                    Status::Warn,
+                    "the server's time is unknown: it could not be reached",
+                );
+            }
+        },
+    };
+    match server {
         Ok(Some(server)) => {
             let skew = jiff::Timestamp::now().as_second() - server.as_second();
             let text = format!("this machine's clock is {skew:+} s from the store's");
@@ -559,6 +607,45 @@ fn clock(store: &dyn Store) -> Finding {
             format!("the server's time is unknown: {e}"),
         ),
     }
+}
+
+/// The `Date` header of an unsigned `HEAD /` to an `http://host[:port]` endpoint, if it answers
+/// within a few seconds with one that parses.
+fn server_date(endpoint: &str) -> Option<jiff::Timestamp> {
+    use std::io::Write;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let rest = endpoint.strip_prefix("http://")?;
+    let hostport = rest.split('/').next()?;
+    if hostport.is_empty() || hostport.contains('@') {
+        return None;
+    }
+    let addr = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    let sock = addr.to_socket_addrs().ok()?.next()?;
+    let mut s = TcpStream::connect_timeout(&sock, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(
+        format!("HEAD / HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut head = Vec::new();
+    let _ = s.take(16 * 1024).read_to_end(&mut head);
+    let text = String::from_utf8_lossy(&head);
+    let date = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("date")
+            .then(|| value.trim().to_string())
+    })?;
+    jiff::fmt::rfc2822::parse(&date).ok().map(|z| z.timestamp())
 }
 
 /// The offsite client: configured, runnable, and with a session that can list the remote.
@@ -623,20 +710,23 @@ mod tests {
         assert!(f.detail.contains("notetaking"), "{}", f.detail);
     }
 
+    /// A top level of many files does not hide the folders below it, and the work is bounded.
     #[test]
-    fn the_sample_is_bounded() {
+    fn the_sample_reaches_below_a_crowded_top_level_and_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let top = dir.path().join("images");
         std::fs::create_dir(&top).unwrap();
-        for i in 0..(SAMPLE_PER_FOLDER + 10) {
+        for i in 0..2100 {
             std::fs::write(top.join(format!("{i:05}")), b"x").unwrap();
         }
+        std::fs::create_dir(top.join("zz")).unwrap();
+        std::fs::write(top.join("zz/notes.md"), b"x").unwrap();
         let ex = crate::scan::Excludes::new(&[]).unwrap();
         let f = source_folder(dir.path(), "images", &ex, &Identity::current());
         assert_eq!(f.status, Status::Ok, "{}", f.detail);
         assert!(
             f.detail
-                .starts_with(&format!("{SAMPLE_PER_FOLDER} entries")),
+                .starts_with("2 directories listed and 9 files opened"),
             "{}",
             f.detail
         );

@@ -383,11 +383,13 @@ fn prune(
 /// overwrite it).
 ///
 /// `folders` are the configured source folders: each gets `cairn_backup_folder_failed{folder}`,
-/// 1 when it could not be read (the night failed for it), else 0.
+/// 1 when it could not be read (the night failed for it), else 0. `keep` is how many daily
+/// archives retention keeps (for the retention stage's `keep_days`).
 pub fn stages(
     report: &RunReport,
     with_retention: bool,
     folders: &[String],
+    keep: usize,
 ) -> Vec<crate::metrics::Stage> {
     use crate::metrics::Stage;
     let at = report
@@ -463,10 +465,10 @@ pub fn stages(
     // the run's exit code alone, but it is the retention stage that failed.
     let pruned = report.prune.as_ref().is_none_or(|p| p.error.is_none());
     let retained = report.export.is_some() && report.error.is_none() && pruned;
-    let mut retention = Stage::new("retention", retained, at).gauge(
-        "kept_days",
-        "Complete daily archives kept.",
-        report.kept_days.len() as f64,
+    let mut retention = kept_days_gauges(
+        Stage::new("retention", retained, at),
+        report.kept_days.len(),
+        keep,
     );
     retention = deleted_days_gauge(retention, report.deleted_days.len());
     if let Some(p) = &report.prune {
@@ -477,6 +479,22 @@ pub fn stages(
     } else {
         vec![backup, export]
     }
+}
+
+/// Adds the daily archives kept after a retention (`kept`) and how many it keeps (`keep`) to its
+/// stage: the exports' growth alert fires only once the kept days reach the target.
+pub fn kept_days_gauges(
+    stage: crate::metrics::Stage,
+    kept: usize,
+    keep: usize,
+) -> crate::metrics::Stage {
+    stage
+        .gauge("kept_days", "Complete daily archives kept.", kept as f64)
+        .gauge(
+            "keep_days",
+            "Daily archives retention keeps (its target).",
+            keep as f64,
+        )
 }
 
 /// Adds the daily archives a retention deleted to its stage (`cairn run`, `cairn exports prune`).
@@ -555,13 +573,16 @@ mod tests {
             error: None,
         };
         let retention = |r: &RunReport| {
-            stages(r, true, &[])
+            stages(r, true, &[], 14)
                 .into_iter()
                 .find(|s| s.stage == "retention")
                 .unwrap()
         };
         assert!(!retention(&report).success);
-        assert!(stages(&report, true, &[])[1].success, "the export stands");
+        assert!(
+            stages(&report, true, &[], 14)[1].success,
+            "the export stands"
+        );
         report.prune.as_mut().unwrap().error = None;
         assert!(retention(&report).success);
     }

@@ -136,7 +136,8 @@ let
     networkPolicy = { type = t.bool; default = false; };
     # null: the endpoint's host with /32 when it is an IPv4 address.
     minioCidr = { type = t.nullOr t.str; default = null; };
-    pushgatewayNamespace = { type = t.str; default = "monitoring"; };
+    # null: the namespace in the Pushgateway's URL (`NAME.NAMESPACE.svc`), else "monitoring".
+    pushgatewayNamespace = { type = t.nullOr t.str; default = null; };
     restoreDrillPath = { type = t.str; default = "notetaking"; };
   };
   known = attrNames spec;
@@ -240,6 +241,13 @@ let
       else if minioCidr != null && match "[0-9A-Fa-f:.]+/[0-9]{1,3}" minioCidr == null then
         "${setting "minioCidr"} must be an address range like \"10.10.10.209/32\", not ${toJSON minioCidr}"
       else null)
+      # cairn refuses anything else at start (exit 2, nothing pushed): say it here instead.
+      (if merged.pushgateway != null && match "http://[^@/?#]+(/[^@?#]*)?" merged.pushgateway == null then
+        "${setting "pushgateway"} must be an http:// URL without credentials (cairn speaks only plain HTTP to an in-cluster Pushgateway; basic auth goes in metrics.pushgateway_user and a Secret)${if match ".*@.*" merged.pushgateway != null then " (the value is not repeated: it holds credentials)" else ", not ${toJSON merged.pushgateway}"}"
+      else if merged.pushgatewayNamespace != null && pushgatewayUrlNamespace != null
+        && merged.pushgatewayNamespace != pushgatewayUrlNamespace then
+        "${setting "pushgatewayNamespace"} is ${toJSON merged.pushgatewayNamespace} but the pushgateway URL names the namespace ${toJSON pushgatewayUrlNamespace}"
+      else null)
       (if merged.namespace == "" then "${setting "namespace"} must not be empty" else null)
       (if merged.folders == [ ] then "${setting "folders"} must name at least one folder of the share" else null)
       (let stray = filter (f: !(elem f merged.folders)) merged.optionalFolders; in
@@ -248,6 +256,15 @@ let
     ]
     ++ map (n: if merged.${n} < 1 then "${setting n} must be a positive number of seconds, not ${toString merged.${n}}" else null)
       [ "backupDeadlineSeconds" "offsiteDeadlineSeconds" "retentionDeadlineSeconds" ];
+  # `http://NAME.NAMESPACE.svc[.cluster.local][:PORT]`: the Pushgateway's namespace, if the URL says.
+  pushgatewayUrlNamespace =
+    let m = if merged.pushgateway == null then null
+      else match "http://[^./:@]+\\.([^./:@]+)\\.svc(\\.cluster\\.local)?(:[0-9]+)?(/.*)?" merged.pushgateway;
+    in if m == null then null else head m;
+  pushgatewayNamespace =
+    if merged.pushgatewayNamespace != null then merged.pushgatewayNamespace
+    else if pushgatewayUrlNamespace != null then pushgatewayUrlNamespace
+    else "monitoring";
   error = firstProblem checks;
   # Every use of a setting goes through here: evaluating anything first runs the checks.
   settings = if error != null then throw "cairn: ${error}" else merged;
@@ -403,7 +420,7 @@ let
         ports = [ { protocol = "TCP"; port = endpointPort; } ];
       } ] else [ ])
       ++ (if minio && settings.pushgateway != null then [ {
-        to = [ { namespaceSelector.matchLabels."kubernetes.io/metadata.name" = settings.pushgatewayNamespace; } ];
+        to = [ { namespaceSelector.matchLabels."kubernetes.io/metadata.name" = pushgatewayNamespace; } ];
         ports = [ { protocol = "TCP"; port = 9091; } ];
       } ] else [ ])
       ++ (if proton then [ { ports = [ { protocol = "TCP"; port = 443; } ]; } ] else [ ]);
@@ -556,7 +573,7 @@ in
         volumes = [
           configVolume
           tmp
-          { name = "state"; emptyDir = { sizeLimit = "4Gi"; }; }
+          { name = "state"; emptyDir = { sizeLimit = settings.stateSize; }; }
         ];
       };
     };
@@ -590,7 +607,7 @@ in
         volumes = [
           configVolume
           tmp
-          { name = "state"; emptyDir = { sizeLimit = "4Gi"; }; }
+          { name = "state"; emptyDir = { sizeLimit = settings.stateSize; }; }
           { name = "restore"; persistentVolumeClaim.claimName = "${name}-restore"; }
         ];
       };

@@ -131,6 +131,22 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
             > value(&text, "cairn_export_archive_bytes", "export").unwrap()
     );
 
+    // The retention job's `exports prune` publishes how many days it kept and its target:
+    // what the exports' growth alert compares.
+    let out = s.run(&["exports", "prune", "--keep", "3", "--set", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = scrape(g.1);
+    assert_eq!(
+        value(&text, "cairn_retention_kept_days", "retention"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "cairn_retention_keep_days", "retention"),
+        Some(3.0),
+        "{text}"
+    );
+
     // A night that fails before its backup (the store is gone).
     std::thread::sleep(Duration::from_millis(1100));
     let moved = s.dir.path().join("store-away");

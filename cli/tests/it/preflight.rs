@@ -61,13 +61,44 @@ fn preflight_names_the_file_the_pods_user_cannot_read_and_passes_with_the_shares
     assert_exit(&out, 0);
     assert!(lines_marked(&out, "FAIL").is_empty(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("ok   source notetaking: 3 entries sampled, all readable by uid 65532 (gid 65532, groups 2000)"),
+        stdout(&out).contains("ok   source notetaking: 2 directories listed and 2 files opened, all readable by uid 65532 (gid 65532, groups 2000)"),
         "{}",
         stdout(&out)
     );
     // Without the group it is the same file again.
     let out = preflight("");
     assert_exit(&out, 1);
+
+    // A top level of 2,100 readable photos does not hide an unreadable file below it.
+    for i in 0..2100 {
+        fs::write(s.src().join(format!("images/{i:05}.jpg")), "jpeg").unwrap();
+    }
+    fs::create_dir(s.src().join("images/zz")).unwrap();
+    let hidden = s.src().join("images/zz/notes.md");
+    fs::write(&hidden, "private").unwrap();
+    fs::set_permissions(&hidden, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = preflight("2000");
+    assert_exit(&out, 1);
+    let failed = lines_marked(&out, "FAIL");
+    assert!(
+        failed.len() == 1
+            && failed[0].contains("images/zz/notes.md is not readable")
+            && failed[0].contains("owner uid 0 gid 0, mode 0600"),
+        "{failed:?}"
+    );
+    // A directory that may be listed but not entered is named, not the file inside it.
+    fs::remove_file(&hidden).unwrap();
+    fs::write(s.src().join("images/zz/a.md"), "a").unwrap();
+    fs::set_permissions(s.src().join("images/zz"), fs::Permissions::from_mode(0o744)).unwrap();
+    let out = preflight("2000");
+    assert_exit(&out, 1);
+    let failed = lines_marked(&out, "FAIL");
+    assert!(
+        failed.len() == 1
+            && failed[0].contains("images/zz may be listed but not entered")
+            && failed[0].contains("mode 0744"),
+        "{failed:?}"
+    );
 }
 
 /// On the S3 test server: the test key may delete (a warning for a nightly key), a wrong secret
@@ -214,5 +245,63 @@ fn preflight_for_offsite_lists_the_remote() {
         failed[0].starts_with("FAIL offsite session:"),
         "{}",
         failed[0]
+    );
+}
+
+/// A server that refuses every request with 403 and no body, as MinIO answers a HEAD signed by a
+/// clock 30 minutes behind, saying its own time in `Date`: preflight names the clock, not only
+/// the key.
+#[test]
+fn preflight_names_a_clock_the_server_refuses() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let ahead = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_mins(30))
+                .unwrap()
+                .to_zoned(jiff::tz::TimeZone::UTC);
+            let date = jiff::fmt::rfc2822::to_string(&ahead).unwrap();
+            let _ = c.write_all(
+                format!("HTTP/1.1 403 Forbidden\r\nDate: {date}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    let s = Setup::new();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = s
+        .cmd(&[
+            "--set",
+            "store.kind=s3",
+            "--set",
+            "store.bucket=b",
+            "--set",
+            &format!("store.endpoint={endpoint}"),
+            "--set",
+            "store.retry_budget_secs=1",
+            "preflight",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "id")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let failed = lines_marked(&out, "FAIL");
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAIL store bucket:") && l.contains("clock")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAIL clock: this machine's clock is -18")),
+        "{failed:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! A first night longer than the CronJob's `activeDeadlineSeconds`: the kubelet kills the pod
-//! (SIGKILL once the grace is over) mid-upload, and the next night resumes. What the killed
-//! night made durable in the store is found again and not uploaded a second time.
+//! (SIGKILL once the grace is over) between packs (the uploads in flight then are lost), and the
+//! next night resumes. What the killed night made durable in the store is found again and not
+//! uploaded a second time.
 
 use std::fs;
 
@@ -87,4 +88,12 @@ fn a_night_killed_at_its_deadline_is_resumed_without_uploading_its_packs_again()
         "{total} bytes of packs for {data} bytes of data"
     );
     assert_eq!(v["backup"]["summary"]["files"], 25, "{v}");
+    // What night three's packer wrote, whether or not a pack came out byte-identical to one
+    // already there (the store's growth alone would not show such a re-upload).
+    let written = v["backup"]["summary"]["stored_bytes"].as_u64().unwrap();
+    assert!(
+        written * 10 < first + second,
+        "the resumed night wrote {written} bytes of packs, the killed nights {}",
+        first + second
+    );
 }

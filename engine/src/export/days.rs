@@ -95,11 +95,22 @@ pub fn list_days_with_status(exports: &dyn Store) -> Result<Vec<DayStatus>> {
     Ok(days)
 }
 
-/// Bytes of every object in the exports location: the daily archives with their checksums and
-/// manifests, the run reports, the offsite status. What the exports cost the server, for the
-/// run report and the space alert.
+/// Bytes of the exports' own objects: the day folders (archives, checksums, manifests), the
+/// reports, the offsite status, the leases and the preflight probe. What the exports cost the
+/// server, for the run report and the space alert. Other keys are left out: with the plan's
+/// layout the store lives in the same bucket (`store/`, below the exports' empty prefix), and
+/// its packs are the store's figure.
 pub fn total_bytes(exports: &dyn Store) -> Result<u64> {
-    Ok(exports.list("")?.iter().map(|o| o.size).sum())
+    const OWN: [&str; 4] = ["_reports", "_offsite", "_leases", "_preflight"];
+    Ok(exports
+        .list("")?
+        .iter()
+        .filter(|o| {
+            let first = o.key.split('/').next().unwrap_or("");
+            OWN.contains(&first) || DayKeys::new(first).is_ok()
+        })
+        .map(|o| o.size)
+        .sum())
 }
 
 /// What [`verify`] checked.

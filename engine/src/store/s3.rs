@@ -267,7 +267,8 @@ fn classify_status<E: ProvideErrorMetadata + std::error::Error + Send + Sync + '
     {
         let why = match code {
             403 => "HTTP 403 Forbidden: the key was refused or may not use this bucket (check \
-                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the key's policy)"
+                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the key's policy), or this \
+                    machine's clock is 15 minutes or more from the server's"
                 .to_string(),
             400 => "HTTP 400 Bad Request (a region the server does not answer to?)".to_string(),
             other => format!("HTTP {other}"),

@@ -430,6 +430,24 @@ fn retention_does_not_count_a_day_that_lacks_a_folder() {
     assert_eq!(deleted, ["2026-11-02", "2026-11-03", "2026-11-04"]);
 }
 
+/// The exports' total counts their own objects only: with the plan's layout (exports at the
+/// bucket's root, the store below `store/`) the packs are the store's figure, not theirs.
+#[test]
+fn the_exports_total_leaves_out_a_store_in_the_same_bucket() {
+    let env = Env::new();
+    write(&env.src.join("notetaking/a.md"), b"a");
+    env.backup();
+    let bucket = cairn_engine::store::MemoryStore::new();
+    export_latest(&env, &bucket, "2026-12-07", false).unwrap();
+    let own = export::total_bytes(&bucket).unwrap();
+    assert!(own > 0);
+    bucket.put("store/packs/ab/abcd", &[0u8; 5000]).unwrap();
+    bucket.put("store/config", b"{}").unwrap();
+    assert_eq!(export::total_bytes(&bucket).unwrap(), own);
+    bucket.put("_reports/2026-12-07/run.json", b"{}").unwrap();
+    assert_eq!(export::total_bytes(&bucket).unwrap(), own + 2);
+}
+
 #[test]
 fn retention_keeps_the_newest_days_by_date() {
     let env = Env::new();
