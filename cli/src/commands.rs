@@ -676,7 +676,16 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
     let exports = open_store(&cfg.exports, "exports", true)?;
     let days = export::list_days_with_status(exports.as_ref())?;
     if cli.json {
-        print_json(&serde_json::to_value(&days).expect("serializes"));
+        // Each day with its state spelled out, as the table shows it.
+        let days: Vec<serde_json::Value> = days
+            .iter()
+            .map(|d| {
+                let mut v = serde_json::to_value(d).expect("serializes");
+                v["state"] = d.state().into();
+                v
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(days));
     } else {
         println!("{:<10} {:<14} {:>10}", "date", "status", "size");
         for d in &days {

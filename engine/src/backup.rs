@@ -288,9 +288,43 @@ pub struct FolderFailure {
     pub error: String,
 }
 
-/// The configured folders that cannot be opened and listed (missing, not a directory, no
-/// permission), checked before anything is read or stored: a night without one of them would
-/// publish an archive that looks complete and is not. An absent folder in `optional` is fine.
+/// The folders that failed a backup, as the cause of its error: the run reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldersUnreadable(pub Vec<FolderFailure>);
+
+impl std::fmt::Display for FoldersUnreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let each: Vec<String> = self
+            .0
+            .iter()
+            .map(|x| format!("{} ({})", x.folder, x.error))
+            .collect();
+        write!(
+            f,
+            "source folder{} {} cannot be read: nothing was backed up or published; run as a \
+             user that may read the share (the pods' runAsUser or supplementalGroups), or name \
+             a folder that may be absent in source.optional_folders",
+            if self.0.len() == 1 { "" } else { "s" },
+            each.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for FoldersUnreadable {}
+
+impl FoldersUnreadable {
+    /// The folders of `err`, if a backup failed for them.
+    pub fn of(err: &Error) -> Option<&[FolderFailure]> {
+        std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<FoldersUnreadable>())
+            .map(|f| f.0.as_slice())
+    }
+}
+
+/// The configured folders that cannot be opened, entered and listed (missing, not a directory,
+/// no permission, a listing that fails), checked before anything is read or stored: a night
+/// without one of them would publish an archive that looks complete and is not. An absent folder
+/// in `optional` is fine.
 pub fn unreadable_folders(
     root: &Path,
     folders: &[String],
@@ -303,7 +337,7 @@ pub fn unreadable_folders(
             Err(e) if e.kind() == IoKind::NotFound && optional.contains(name) => None,
             Err(e) => Some(e.to_string()),
             Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", path.display())),
-            Ok(_) => std::fs::read_dir(&path).err().map(|e| e.to_string()),
+            Ok(_) => listing_problem(&path),
         };
         if let Some(error) = problem {
             out.push(FolderFailure {
@@ -315,22 +349,36 @@ pub fn unreadable_folders(
     out
 }
 
-/// The one-line error of a night whose folders cannot all be read.
+/// Why the directory at `path` cannot be backed up, if it cannot: it must be searchable (its
+/// entries stat-able) and readable by this process's effective ids, and its listing must start.
+fn listing_problem(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid C string; faccessat only reads it.
+    let ok = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::R_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if ok != 0 {
+        return Some(std::io::Error::last_os_error().to_string());
+    }
+    match std::fs::read_dir(path) {
+        Err(e) => Some(e.to_string()),
+        Ok(mut entries) => match entries.next() {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// The one-line error of a night whose folders cannot all be read (the folders are its cause:
+/// [`FoldersUnreadable::of`]).
 pub fn folders_error(failed: &[FolderFailure]) -> Error {
-    let each: Vec<String> = failed
-        .iter()
-        .map(|f| format!("{} ({})", f.folder, f.error))
-        .collect();
-    Error::new(
-        ErrorKind::Io,
-        format!(
-            "source folder{} {} cannot be read: nothing was backed up or published; run as a \
-             user that may read the share (the pods' runAsUser or supplementalGroups), or name \
-             a folder that may be absent in source.optional_folders",
-            if failed.len() == 1 { "" } else { "s" },
-            each.join(", ")
-        ),
-    )
+    Error::new(ErrorKind::Io, "").with_source(FoldersUnreadable(failed.to_vec()))
 }
 
 /// Runs one backup of `opts.folders` into `repo`, using and updating `catalog`, which must have
@@ -392,6 +440,34 @@ pub fn backup(
     ctx.data.finish()?;
     ctx.records.finish()?;
     ctx.trees.finish()?;
+    // A configured folder that could not be walked after all (gone since the check, a listing
+    // that failed): the snapshot would lack it, so nothing is committed.
+    let lost: Vec<FolderFailure> = {
+        let warnings = ctx.warnings.lock().expect("poisoned");
+        opts.folders
+            .iter()
+            .filter_map(|f| {
+                warnings
+                    .iter()
+                    .find(|w| {
+                        &w.path == f
+                            && matches!(
+                                w.kind,
+                                WarningKind::MissingFolder
+                                    | WarningKind::NotADirectory
+                                    | WarningKind::Unreadable
+                            )
+                    })
+                    .map(|w| FolderFailure {
+                        folder: f.clone(),
+                        error: w.message.clone(),
+                    })
+            })
+            .collect()
+    };
+    if !lost.is_empty() {
+        return Err(folders_error(&lost));
+    }
     ctx.call_hook(HookPoint::BeforeCommit, Path::new(""));
 
     let (dp, ds) = ctx.data.written();

@@ -91,7 +91,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            // An error that is all cause (its message empty) reads as the cause alone.
+            if self.message.is_empty() {
+                write!(f, "{source}")?;
+            } else {
+                write!(f, ": {source}")?;
+            }
         }
         Ok(())
     }

@@ -112,7 +112,9 @@ pub fn run(cfg: &Config, role: Role) -> Vec<Finding> {
         let excludes = crate::scan::Excludes::new(&cfg.source.exclude);
         for folder in &cfg.source.folders {
             let optional = cfg.source.optional_folders.contains(folder);
-            if optional && !cfg.source.root.join(folder).exists() {
+            let absent = std::fs::symlink_metadata(cfg.source.root.join(folder))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            if optional && absent {
                 out.push(finding(
                     format!("source {folder}"),
                     Status::Ok,

@@ -206,6 +206,10 @@ pub fn nightly(
     })();
 
     if let Err(e) = &outcome {
+        // Folders the backup found unreadable during its walk (the check before it passed).
+        if let Some(f) = crate::backup::FoldersUnreadable::of(e) {
+            report.failed_folders = f.to_vec();
+        }
         report.error = Some(e.to_string());
         report.exit_code = e.kind().exit_code();
     }
@@ -324,9 +328,9 @@ fn night(
             retention::Retention::AfterExport(&date),
         )?);
     }
-    report.kept_days = export::list_days(opts.exports)?
+    report.kept_days = export::list_days_with_status(opts.exports)?
         .into_iter()
-        .filter(|d| d.complete)
+        .filter(|d| d.counts())
         .map(|d| d.date)
         .collect();
     report.exports_bytes = Some(export::total_bytes(opts.exports)?);

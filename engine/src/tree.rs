@@ -77,6 +77,21 @@ pub enum EntryKind {
     Blockdev,
 }
 
+/// What a person reads: "directory", "symbolic link", … (the serialized names are the format's).
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "directory",
+            EntryKind::Symlink => "symbolic link",
+            EntryKind::Fifo => "named pipe",
+            EntryKind::Socket => "socket",
+            EntryKind::Chardev => "character device",
+            EntryKind::Blockdev => "block device",
+        })
+    }
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }

@@ -11,7 +11,8 @@ fn debug_forms(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for line in text.lines() {
         for word in [
-            "Some(", "Ok(", "Err(", "None", "PathBuf", "Os {", " { kind:",
+            "Some(", "Ok(", "Err(", "None", "PathBuf", "Os {", " { kind:", "Dir", "Symlink",
+            "Chardev", "Blockdev", "Fifo",
         ] {
             let wordy = |c: char| c.is_alphanumeric() || c == '_';
             let hit = line.match_indices(word).any(|(i, _)| {
@@ -54,6 +55,8 @@ fn the_scan_finds_debug_forms() {
     );
     assert_eq!(debug_forms("got None").len(), 1);
     assert!(debug_forms("Nonexistent folder; a note (Some words)").is_empty());
+    assert_eq!(debug_forms("notetaking is a Dir in the archive").len(), 1);
+    assert_eq!(debug_forms("the manifest says Some(2560)").len(), 1);
     assert!(debug_forms("--date \"2026-13-45\" is not YYYY-MM-DD").is_empty());
 }
 
@@ -151,8 +154,29 @@ fn error_messages_hold_no_debug_forms() {
     run_all(&early, &s);
     assert_eq!(s.run(&["init"]).status.code(), Some(0));
     run_all(&later, &s);
+    // With a published day: a folder asked for as a file, and a manifest whose offset is off.
+    fs::write(dir.join("src/notetaking/a.md"), "a\n".repeat(5000)).unwrap();
+    let day = "2026-11-02";
+    assert_eq!(s.run(&["run", "--date", day]).status.code(), Some(0));
+    let manifest = dir.join(format!("exports/{day}/shared-{day}.manifest.json"));
+    let text = fs::read_to_string(&manifest).unwrap();
+    let at = text.find("\"offset\": ").expect("the manifest has offsets") + "\"offset\": ".len();
+    let end = at + text[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    let off: u64 = text[at..end].parse().unwrap();
+    fs::write(
+        &manifest,
+        format!("{}{}{}", &text[..at], off + 512, &text[end..]),
+    )
+    .unwrap();
+    run_all(
+        &[
+            (args(&["exports", "cat", day, "notetaking"]), None),
+            (args(&["exports", "verify", day]), None),
+        ],
+        &s,
+    );
     // A run that fails and whose report cannot be written either (`_reports` is a file).
-    fs::create_dir_all(dir.join("exports")).unwrap();
+    fs::remove_dir_all(dir.join("exports/_reports")).unwrap();
     fs::write(dir.join("exports/_reports"), "in the way").unwrap();
     fs::remove_dir_all(dir.join("src/images")).unwrap();
     run_all(&[(vec!["run".into()], None)], &s);

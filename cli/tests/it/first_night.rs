@@ -159,18 +159,35 @@ fn a_share_the_pod_cannot_read_fails_the_night_and_the_rerun_after_the_fix_publi
         stdout(&list)
     );
 
-    // A clean day is still refused without --force when its content changed.
+    // A top folder the pod may list but not enter fails the night too (nothing published).
+    let third = "2026-12-05";
+    fs::set_permissions(s.src().join("images"), fs::Permissions::from_mode(0o744)).unwrap();
+    let out = as_pod(&s, "3000", &["run", "--date", third]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out)
+            .contains("source folder images (Permission denied (os error 13)) cannot be read"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!root.join(format!("exports/{third}")).exists());
+    fs::set_permissions(s.src().join("images"), fs::Permissions::from_mode(0o750)).unwrap();
+
+    // A clean day is still refused without --force when its content changed, however often
+    // the rerun is tried (a refused run's failed report is not the published night's).
     fs::write(
         s.src().join("images/2026/cat.jpg"),
         super::seeded(1 << 20, 28),
     )
     .unwrap();
     chown_to(&s.src().join("images/2026/cat.jpg"), 3000, 3000);
-    let out = as_pod(&s, "3000", &["run", "--date", next]);
-    assert_exit(&out, 1);
-    assert!(
-        stderr(&out).contains("refusing to replace it (use --force)"),
-        "{}",
-        stderr(&out)
-    );
+    for _ in 0..2 {
+        let out = as_pod(&s, "3000", &["run", "--date", next]);
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("refusing to replace it (use --force)"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

@@ -187,10 +187,11 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
             };
             if m.offset.is_some_and(|o| o != item.raw_file_position()) {
                 return Err(Error::corrupt(format!(
-                    "archive entry {} starts at {} of the tar stream, the manifest says {:?}",
+                    "archive entry {} starts at {} of the tar stream, the manifest says {}",
                     String::from_utf8_lossy(&path),
                     item.raw_file_position(),
                     m.offset
+                        .map_or_else(|| "nothing".to_string(), |o| o.to_string())
                 )));
             }
             if path != mpath || item.size() != m.size {
@@ -287,9 +288,14 @@ impl<R> HashingReader<R> {
             match zstd::zstd_safe::get_frame_content_size(&self.head) {
                 Ok(Some(n)) if n == u64::from(f.content_length) => {}
                 other => {
+                    let there = match other {
+                        Ok(Some(n)) => format!("a frame of {n} bytes"),
+                        Ok(None) => "a frame that does not say its size".to_string(),
+                        Err(_) => "no zstd frame".to_string(),
+                    };
                     self.bad = Some(format!(
-                        "the seek table's frame {} at {} does not match the frame there ({other:?})",
-                        self.next, f.offset
+                        "the seek table's frame {} at {} says {} bytes, and the archive has {there} there",
+                        self.next, f.offset, f.content_length
                     ));
                 }
             }

@@ -90,7 +90,7 @@ fn find_file(
     })?;
     if e.kind != EntryKind::File {
         return Err(Error::usage(format!(
-            "{} is a {:?} in the archive of {date}, not a file",
+            "{} is a {} in the archive of {date}, not a file",
             String::from_utf8_lossy(path),
             e.kind
         )));
@@ -110,7 +110,7 @@ fn find_file(
     // nothing and pass, and no tar header of a file is there to check.
     if target.kind != EntryKind::File {
         return Err(Error::corrupt(format!(
-            "the manifest of {date} names a hardlink {} to {}, a {:?}, not a file",
+            "the manifest of {date} names a hardlink {} to {}, a {}, not a file",
             String::from_utf8_lossy(path),
             target.path.lossy(),
             target.kind

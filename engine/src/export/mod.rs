@@ -149,6 +149,7 @@ fn publish(
         }
     };
     let (level, force) = (opts.level, opts.force);
+    let mut replacing = false;
     match read_manifest(exports, keys) {
         // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
         Ok(m) if m.root == snap.root => {
@@ -165,8 +166,9 @@ fn publish(
                 ),
             ));
         }
-        // Forced, or a rerun of a night of this repository that had warnings or failed: the day
-        // stops looking complete before its archive is replaced.
+        // Forced, or a rerun of a night of this repository that had warnings or failed: the
+        // day stops looking complete just before its archive is replaced (below), so that a
+        // failed or killed build leaves the old day whole.
         Ok(m) => {
             if !force {
                 tracing::warn!(
@@ -176,7 +178,7 @@ fn publish(
                     "replacing the day's archive: its night, of this repository, had warnings or failed"
                 );
             }
-            exports.delete(&keys.manifest)?
+            replacing = true;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -198,6 +200,11 @@ fn publish(
     // Each object of the day is published only while the lease is still this writer's: one that
     // lost it (stalled longer than the lease's TTL) must not replace another writer's archive.
     lease.confirm()?;
+    // The day stops looking complete before its archive is replaced: a reader never finds a
+    // manifest beside an archive it does not describe.
+    if replacing {
+        exports.delete(&keys.manifest)?;
+    }
     writer.finish()?;
     call(ExportPoint::ArchiveWritten);
     let Written {
@@ -269,14 +276,19 @@ fn publish(
 /// night's backup; an archive of another repository (another writer of the same exports) or of
 /// a clean night is refused as before. Two writers at once are kept apart by the day's lease.
 fn own_rerun(repo: &Repository, exports: &dyn Store, keys: &DayKeys, m: &Manifest) -> Result<bool> {
+    let by_snapshot = || match repo.load_snapshot(&m.snapshot) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => Ok(false),
+        Err(e) => Err(e),
+    };
     let own = match status::read_status(exports, &keys.date) {
         Ok(Some(st)) => st.repository == repo.config().id && st.snapshot == m.snapshot,
         // A day of an older cairn: its snapshot is in this repository, or it is not its own.
-        Ok(None) | Err(_) => match repo.load_snapshot(&m.snapshot) {
-            Ok(_) => true,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => false,
-            Err(e) => return Err(e),
-        },
+        Ok(None) => by_snapshot()?,
+        Err(e) => {
+            tracing::warn!(day = %keys.date, error = %e, "the day's archive status does not read; asking the repository for its snapshot");
+            by_snapshot()?
+        }
     };
     if !own {
         return Ok(false);
@@ -284,14 +296,18 @@ fn own_rerun(repo: &Repository, exports: &dyn Store, keys: &DayKeys, m: &Manifes
     if !m.warnings.is_empty() {
         return Ok(true);
     }
+    // The day's run report counts only if it is the night that published this archive (its
+    // backup committed the manifest's snapshot and it exported): a later run of the day that
+    // failed, a refused rerun among them, says nothing about this archive.
     Ok(matches!(
-        run_status(exports, &keys.date)?.as_deref(),
-        Some("warnings" | "failed")
+        run_status(exports, &keys.date)?,
+        Some((status, Some(snap), true)) if snap == m.snapshot && (status == "warnings" || status == "failed")
     ))
 }
 
-/// The `status` of the day's run report, if it has one that reads.
-fn run_status(exports: &dyn Store, date: &str) -> Result<Option<String>> {
+/// The day's run report, if it has one that reads: its `status`, the snapshot its backup
+/// committed, and whether it has an export stage.
+fn run_status(exports: &dyn Store, date: &str) -> Result<Option<(String, Option<Id>, bool)>> {
     /// A report lists the night's warnings; beyond this it is not read for its status.
     const MAX_REPORT: u64 = 64 << 20;
     let key = format!("_reports/{date}/run.json");
@@ -307,12 +323,18 @@ fn run_status(exports: &dyn Store, date: &str) -> Result<Option<String>> {
         Err(e) => return Err(e),
     };
     #[derive(serde::Deserialize)]
+    struct Backup {
+        snapshot: Id,
+    }
+    #[derive(serde::Deserialize)]
     struct Head {
         status: String,
+        backup: Option<Backup>,
+        export: Option<serde::de::IgnoredAny>,
     }
     Ok(serde_json::from_slice::<Head>(&bytes)
         .ok()
-        .map(|h| h.status))
+        .map(|h| (h.status, h.backup.map(|b| b.snapshot), h.export.is_some())))
 }
 
 /// The group frames of the newest complete archive of a day before this one, if there is one

@@ -283,6 +283,36 @@ fn failures_while_publishing_leave_no_complete_looking_day() {
     export::verify(&faulty, "2026-11-29").unwrap();
 }
 
+/// A replace whose new archive cannot be built (a pack of the store does not read) leaves the
+/// day's previous archive complete: the manifest goes only right before the new archive is
+/// published.
+#[test]
+fn a_replace_that_fails_leaves_the_old_day_whole() {
+    let (env, faulty) = Env::faulty();
+    write(&env.src.join("images/p.raw"), &seeded(3 << 20, 41));
+    env.backup();
+    let exports = LocalStore::open(env.dir.path().join("e")).unwrap();
+    let day = "2026-11-28";
+    let first = export_latest(&env, &exports, day, false)
+        .unwrap()
+        .manifest()
+        .clone();
+    write(&env.src.join("images/q.raw"), &seeded(3 << 20, 42));
+    env.backup();
+    faulty.inject(
+        Some(Op::GetRange),
+        "packs/",
+        Fault::FailAlways(ErrorKind::Io),
+    );
+    assert!(export_latest(&env, &exports, day, true).is_err());
+    faulty.clear();
+    let days = export::list_days(&exports).unwrap();
+    assert!(days[0].complete, "the old day is still complete");
+    let now = export::read_manifest(&exports, &DayKeys::new(day).unwrap()).unwrap();
+    assert_eq!(now.snapshot, first.snapshot);
+    export::verify(&exports, day).unwrap();
+}
+
 #[test]
 fn verify_finds_a_flipped_bit_and_a_truncated_archive() {
     let env = Env::new();
