@@ -99,6 +99,14 @@ pub enum OffsiteCommand {
     Sync,
     /// Each day in the exports and on the remote, as last checked.
     Status,
+    /// The one-time Proton login (uploader = "proton-drive"): prints the sign-in URL to open on
+    /// any device, waits for the sign-in, keeps only the client's session (0600) in
+    /// offsite.session_dir and lists the remote with it.
+    Login {
+        /// How long to wait for the sign-in.
+        #[arg(long, default_value_t = 10)]
+        timeout_mins: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -301,8 +309,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Exports(ExportsCommand::Verify { date }) => exports_verify(cli, &cfg, date),
         Command::Exports(ExportsCommand::Prune { keep }) => exports_prune(cli, &cfg, *keep),
         Command::Exports(ExportsCommand::Cat { date, path }) => exports_cat(&cfg, date, path),
-        Command::Offsite(OffsiteCommand::Sync) => offsite_sync(cli, &cfg),
-        Command::Offsite(OffsiteCommand::Status) => offsite_status(cli, &cfg),
+        Command::Offsite(OffsiteCommand::Sync) => crate::offsite::sync(cli, &cfg),
+        Command::Offsite(OffsiteCommand::Status) => crate::offsite::status(cli, &cfg),
+        Command::Offsite(OffsiteCommand::Login { timeout_mins }) => {
+            crate::offsite::login(cli, &cfg, *timeout_mins)
+        }
         Command::Restore(a) => run_restore(cli, &cfg, a),
         Command::Check(a) => run_check(cli, &cfg, a),
         Command::Diff { a, b } => run_diff(cli, &cfg, a, b),
@@ -692,127 +703,6 @@ fn exports_list(cli: &Cli, cfg: &Config) -> Result<u8> {
             let size = d.archive_size.map(bytes).unwrap_or_else(|| "-".into());
             println!("{:<10} {:<14} {:>10}", d.date, d.state(), size);
         }
-    }
-    Ok(exit::OK)
-}
-
-fn offsite_sync(cli: &Cli, cfg: &Config) -> Result<u8> {
-    // A stage that cannot even start is a failure the alerts must see.
-    let opened = cfg.offsite.uploader().and_then(|up| {
-        let exports = open_store(&cfg.exports, "exports", false)?;
-        Ok((up, exports, cfg.date_of(jiff::Timestamp::now())?))
-    });
-    let (up, exports, date) = match opened {
-        Ok(o) => o,
-        Err(e) => {
-            publish_failed(cfg, &["offsite"]);
-            return Err(e.into());
-        }
-    };
-    let o = &cfg.offsite;
-    let opts = cairn_engine::offsite::SyncOptions {
-        date,
-        timeout: std::time::Duration::from_secs(o.timeout_secs),
-        budget: std::time::Duration::from_secs(o.budget_secs),
-        attempts: o.attempts,
-        retry_wait: std::time::Duration::from_secs(o.retry_wait_secs),
-        keep_daily: o.keep_daily as usize,
-        scratch: o.scratch_dir.clone(),
-    };
-    // An error may quote a client: scrubbed like its output.
-    let result = cairn_engine::offsite::sync(exports.as_ref(), up.as_ref(), &opts).map_err(|e| {
-        cairn_engine::Error::new(
-            e.kind(),
-            cairn_engine::offsite::process::redact(&e.to_string()),
-        )
-    });
-    let now = jiff::Timestamp::now();
-    let stage = match &result {
-        Ok(r) => cairn_engine::metrics::Stage::new("offsite", r.exit_code == exit::OK, now)
-            .gauge(
-                "uploaded_archives",
-                "Days uploaded by this run.",
-                r.uploaded.len() as f64,
-            )
-            .gauge(
-                "uploaded_bytes",
-                "Bytes uploaded by this run.",
-                r.bytes as f64,
-            )
-            .gauge(
-                "pending_archives",
-                "Days left for the next run.",
-                r.pending.len() as f64,
-            )
-            .gauge(
-                "failed_archives",
-                "Days that failed in this run.",
-                r.failed.len() as f64,
-            ),
-        Err(_) => cairn_engine::metrics::Stage::new("offsite", false, now),
-    };
-    cfg.metrics.sink().publish(&[stage]);
-    let report = result?;
-    if cli.json {
-        print_json(&serde_json::to_value(&report).expect("serializes"));
-    } else if !cli.quiet {
-        println!(
-            "offsite {}: {} uploaded ({}), {} already there, {} failed, {} left for the next run",
-            report.remote,
-            report.uploaded.len(),
-            bytes(report.bytes),
-            report.up_to_date.len(),
-            report.failed.len(),
-            report.pending.len()
-        );
-        for f in &report.failed {
-            println!("failed {}: {}", f.date, f.reason);
-        }
-        if !report.deleted_remote.is_empty() {
-            println!(
-                "deleted on the remote: {}",
-                report.deleted_remote.join(", ")
-            );
-        }
-        for w in &report.warnings {
-            println!("warning: {w}");
-        }
-    }
-    Ok(report.exit_code)
-}
-
-fn offsite_status(cli: &Cli, cfg: &Config) -> Result<u8> {
-    let exports = open_store(&cfg.exports, "exports", false)?;
-    let days = cairn_engine::offsite::overview(exports.as_ref())?;
-    if cli.json {
-        print_json(&serde_json::to_value(&days).expect("serializes"));
-        return Ok(exit::OK);
-    }
-    // `by`: how the remote copy was last checked, `sha256` or `size` (the remote gives no hash).
-    println!(
-        "{:<10}  {:<14} {:>10}  {:<9} {:<20}  {:<6}  reason",
-        "date", "exports", "size", "offsite", "checked", "by"
-    );
-    for d in &days {
-        let (state, when, by, reason) = match &d.offsite {
-            Some(o) => (
-                o.state.as_str(),
-                o.uploaded.as_deref().unwrap_or("-"),
-                o.checked.map_or("-", |c| c.as_str()),
-                o.reason.as_deref().unwrap_or(""),
-            ),
-            None => ("pending", "-", "-", ""),
-        };
-        println!(
-            "{:<10}  {:<14} {:>10}  {:<9} {:<20}  {:<6}  {}",
-            d.date,
-            d.exports_state,
-            d.archive_size.map(bytes).unwrap_or_else(|| "-".into()),
-            state,
-            when.get(..19).unwrap_or(when),
-            by,
-            reason
-        );
     }
     Ok(exit::OK)
 }

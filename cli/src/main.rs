@@ -4,6 +4,7 @@
 
 mod commands;
 mod failpoint;
+mod offsite;
 mod output;
 mod preflight;
 

@@ -280,7 +280,10 @@ impl RetentionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OffsiteKind {
-    /// Any rclone remote (`protondrive:` in production).
+    /// Proton's official Drive CLI, `proton-drive` (the default for Proton Drive).
+    #[serde(rename = "proton-drive")]
+    ProtonDrive,
+    /// Any rclone remote (`protondrive:` among them).
     Rclone,
     /// A client run from argument templates.
     Command,
@@ -294,8 +297,16 @@ pub enum OffsiteKind {
 pub struct OffsiteConfig {
     /// The client; unset, `cairn offsite sync` refuses to run.
     pub uploader: Option<OffsiteKind>,
-    /// rclone: `remote:path` the days go below.
+    /// rclone: `remote:path` the days go below; proton-drive: the folder, `/my-files/…`.
     pub remote: String,
+    /// proton-drive: the binary.
+    pub proton_drive: PathBuf,
+    /// proton-drive: its state directory (`PROTON_DRIVE_CACHE_DIR`), where its session lives:
+    /// the session volume.
+    pub session_dir: PathBuf,
+    /// The remote's storage quota in bytes, if known: published, so that an alert warns before
+    /// the copies fill it.
+    pub quota_bytes: Option<u64>,
     /// rclone: the binary.
     pub rclone: PathBuf,
     /// rclone: a config file (the session volume's) instead of rclone's default.
@@ -328,6 +339,9 @@ impl Default for OffsiteConfig {
             uploader: None,
             remote: "protondrive:Backups/homelab/shared-archives".into(),
             rclone: "rclone".into(),
+            proton_drive: "proton-drive".into(),
+            session_dir: "/session".into(),
+            quota_bytes: None,
             rclone_config: None,
             path: None,
             upload: Vec::new(),
@@ -382,7 +396,16 @@ impl OffsiteConfig {
                 && n.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b))
         });
+        // A folder of the Proton Drive CLI: `/section/name/...`, no empty or dot segment.
+        let folder_ok = self.remote.starts_with('/')
+            && self.remote.trim_end_matches('/')[1..]
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
         match self.uploader {
+            Some(OffsiteKind::ProtonDrive) if !folder_ok => Err(Error::config(format!(
+                "offsite.remote must be a Proton Drive folder like \"/my-files/Backups/homelab/shared-archives\" with uploader = \"proton-drive\", not {:?}",
+                self.remote.split(',').next().unwrap_or("")
+            ))),
             Some(OffsiteKind::Rclone) if !remote_ok => Err(Error::config(format!(
                 "offsite.remote must be an rclone remote, name:path (options and credentials belong in the rclone config or RCLONE_* variables), not {:?}",
                 self.remote.split(',').next().unwrap_or("")
@@ -408,9 +431,14 @@ impl OffsiteConfig {
         Ok(match self.uploader {
             None => {
                 return Err(Error::config(
-                    "offsite.uploader is not set (rclone, command or directory): there is no remote to copy to",
+                    "offsite.uploader is not set (proton-drive, rclone, command or directory): there is no remote to copy to",
                 ));
             }
+            Some(OffsiteKind::ProtonDrive) => Box::new(crate::offsite::proton::ProtonDrive::new(
+                self.proton_drive.clone(),
+                self.remote.clone(),
+                self.session_dir.clone(),
+            )),
             Some(OffsiteKind::Rclone) => Box::new(Rclone {
                 program: self.rclone.clone(),
                 remote: self.remote.clone(),

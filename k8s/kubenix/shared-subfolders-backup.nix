@@ -131,7 +131,13 @@ let
     fsGroup = { type = t.int; default = 65532; };
     supplementalGroups = { type = t.listOf t.ints; default = [ ]; };
     pushgateway = { type = t.nullOr t.str; default = "http://prometheus-pushgateway.monitoring.svc:9091"; };
-    protonRemote = { type = t.str; default = "protondrive:Backups/homelab/shared-archives"; };
+    # The Proton client: Proton's official Drive CLI (the default), or rclone's protondrive backend.
+    protonClient = { type = t.enum [ "proton-drive" "rclone" ]; default = "proton-drive"; };
+    # null: "/my-files/Backups/homelab/shared-archives" (proton-drive) or
+    # "protondrive:Backups/homelab/shared-archives" (rclone).
+    protonRemote = { type = t.nullOr t.str; default = null; };
+    # The Proton plan's storage in bytes, for the quota alert; null: none.
+    protonQuotaBytes = { type = t.nullOr t.int; default = null; };
     extraEnv = { type = t.listOf (t.attrs // { plural = "{ name = \"…\"; value = \"…\"; } sets"; }); default = [ ]; };
     networkPolicy = { type = t.bool; default = false; };
     # null: the endpoint's host with /32 when it is an IPv4 address.
@@ -248,6 +254,11 @@ let
         && merged.pushgatewayNamespace != pushgatewayUrlNamespace then
         "${setting "pushgatewayNamespace"} is ${toJSON merged.pushgatewayNamespace} but the pushgateway URL names the namespace ${toJSON pushgatewayUrlNamespace}"
       else null)
+      (if merged.protonClient == "proton-drive" && match "(/[^/]+)+/?" protonRemote == null then
+        "${setting "protonRemote"} must be a Proton Drive folder like \"/my-files/Backups/homelab/shared-archives\" with protonClient = \"proton-drive\", not ${toJSON protonRemote}"
+      else if merged.protonClient == "rclone" && match "[A-Za-z0-9_. -]+:.*" protonRemote == null then
+        "${setting "protonRemote"} must be an rclone remote like \"protondrive:Backups/homelab/shared-archives\" with protonClient = \"rclone\", not ${toJSON protonRemote}"
+      else null)
       (if merged.namespace == "" then "${setting "namespace"} must not be empty" else null)
       (if merged.folders == [ ] then "${setting "folders"} must name at least one folder of the share" else null)
       (let stray = filter (f: !(elem f merged.folders)) merged.optionalFolders; in
@@ -265,6 +276,10 @@ let
     if merged.pushgatewayNamespace != null then merged.pushgatewayNamespace
     else if pushgatewayUrlNamespace != null then pushgatewayUrlNamespace
     else "monitoring";
+  protonRemote =
+    if merged.protonRemote != null then merged.protonRemote
+    else if merged.protonClient == "rclone" then "protondrive:Backups/homelab/shared-archives"
+    else "/my-files/Backups/homelab/shared-archives";
   error = firstProblem checks;
   # Every use of a setting goes through here: evaluating anything first runs the checks.
   settings = if error != null then throw "cairn: ${error}" else merged;
@@ -461,9 +476,15 @@ let
     keep_daily = ${toString settings.keepDaily}
 
     [offsite]
-    uploader = "rclone"
-    remote = ${q settings.protonRemote}
+    uploader = ${q settings.protonClient}
+    remote = ${q protonRemote}
+  '' + (if settings.protonClient == "rclone" then ''
     rclone_config = "/session/rclone.conf"
+  '' else ''
+    session_dir = "/session"
+  '') + (if settings.protonQuotaBytes == null then "" else ''
+    quota_bytes = ${toString settings.protonQuotaBytes}
+  '') + ''
     scratch_dir = "/tmp/cairn-offsite"
   '' + (if settings.pushgateway == null then "" else ''
 
@@ -622,7 +643,17 @@ in
       deadline = 3600;
       pod = {
         containers = [
-          {
+          (if settings.protonClient == "proton-drive" then
+            # `cairn offsite login`: prints the sign-in URL (open it on any device), waits for
+            # the sign-in, keeps only the client's session (0600) on the session volume.
+            (container {
+              cname = "login";
+              args = [ "offsite" "login" ];
+              env = [ ];
+              mounts = [ sessionMount ];
+            })
+          else {
+            # rclone: a pod that waits, for `kubectl exec -it … -- rclone config`.
             name = "login";
             inherit image resources securityContext;
             imagePullPolicy = settings.imagePullPolicy;
@@ -630,10 +661,11 @@ in
             args = [ "3600" ];
             env = [ { name = "HOME"; value = "/tmp"; } ];
             volumeMounts = [ tmpMount sessionMount ];
-          }
+          })
         ];
         volumes = [
           tmp
+          configVolume
           { name = "session"; persistentVolumeClaim.claimName = "${name}-proton-session"; }
         ];
       };

@@ -22,6 +22,7 @@ mod offsite;
 mod outage;
 mod pod;
 mod preflight;
+mod proton;
 mod prune;
 mod resume;
 mod seekable;

@@ -112,7 +112,7 @@ fn rclone_to_a_local_remote_uploads_each_day_once() {
     );
     let (code, status) = s.json(&["offsite", "status"]);
     assert_eq!(code, 0);
-    let states: Vec<(&str, bool, &str)> = status
+    let states: Vec<(&str, bool, &str)> = status["days"]
         .as_array()
         .unwrap()
         .iter()
@@ -255,7 +255,7 @@ fn failing_command_clients_leave_failed_days_and_no_secret() {
     let list = list_script(&s, &remote);
     let before = exported(&s, &days);
     for (name, body, says) in [
-        ("exit1.sh", "echo 'quota exceeded' >&2; exit 1".to_string(), "quota exceeded"),
+        ("exit1.sh", "echo 'upload refused' >&2; exit 1".to_string(), "upload refused"),
         ("hang.sh", "sleep 60".to_string(), "killed"),
         (
             "truncate.sh",
@@ -1029,7 +1029,7 @@ fn same_size_damage_on_the_remote_is_found_where_a_hash_is_given() {
     let checked_by = |s: &Setup| -> Vec<String> {
         let (code, status) = s.json(&["offsite", "status"]);
         assert_eq!(code, 0);
-        status
+        status["days"]
             .as_array()
             .unwrap()
             .iter()

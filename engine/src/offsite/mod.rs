@@ -17,7 +17,9 @@
 //! there, never on a night a day failed. The exports may have lost days (pruned, a replaced
 //! volume) on exactly the night the second copy is needed.
 
+pub mod failure;
 pub mod process;
+pub mod proton;
 pub mod status;
 pub mod uploader;
 
@@ -31,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{DayKeys, list_days};
 use crate::store::{ObjectReader, Store};
+use failure::Failure;
 use status::{Check, DayOffsite, State};
 use uploader::{Source, Uploader, Wanted};
 
@@ -83,6 +86,14 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// The client and its version, as it says them (absent where it does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Bytes of the days the remote holds as uploaded and checked (their three files, as the
+    /// statuses record them): what the copy costs the remote's quota.
+    pub remote_bytes: u64,
+    /// How many days failed for each kind of failure (only kinds that occurred).
+    pub failures: BTreeMap<String, u64>,
     /// The process's exit code: 0; 5 when some day failed or is left pending; 4 when the lease
     /// was lost midway.
     pub exit_code: u8,
@@ -95,6 +106,10 @@ pub struct DayFailure {
     pub date: String,
     /// Why (one line, secrets redacted).
     pub reason: String,
+    /// What kind of failure the reason shows.
+    pub kind: Failure,
+    /// What to do about it.
+    pub fix: String,
 }
 
 /// The SHA-256 a day's `.sha256` object names, checked to be 64 hex digits.
@@ -418,6 +433,7 @@ fn sync_leased(
         date: opts.date.clone(),
         remote: up.describe(),
         started: jiff::Timestamp::now().to_string(),
+        client: up.client(opts.timeout.min(Duration::from_secs(60))),
         ..SyncReport::default()
     };
     let mut statuses = status::load_all(exports)?;
@@ -496,9 +512,23 @@ fn sync_leased(
                         "the day was exported again since its upload",
                     ))
                 }
-                Ok(p) => up
-                    .list(&day.date, &wanted(p), opts.timeout)
-                    .and_then(|listed| check_listed(exports, &day.date, p, &listed)),
+                Ok(p) => match up.list(&day.date, &wanted(p), opts.timeout) {
+                    Ok(listed) => check_listed(exports, &day.date, p, &listed),
+                    // The client could not list (no session, the service refusing it): that says
+                    // nothing about the copy there, so the day stays as it is and is checked
+                    // again next run; a client that cannot start still stops the sync.
+                    Err(e) if e.kind() != ErrorKind::Config => {
+                        let line = process::redact(&format!(
+                            "could not check {} on the remote (it stays {}, checked again next run): {e}",
+                            day.date,
+                            s.state.as_str()
+                        ));
+                        tracing::warn!(date = %day.date, warning = %line, "offsite");
+                        report.warnings.push(line);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
             };
             match checked {
                 Ok(check) => {
@@ -525,6 +555,7 @@ fn sync_leased(
                     tracing::warn!(date = %day.date, %reason, "the remote copy is not as uploaded; uploading it again");
                     let mut st = s.clone();
                     st.state = State::Pending;
+                    st.failure = Some(Failure::of(&reason));
                     st.reason = Some(reason);
                     st.updated = jiff::Timestamp::now().to_string();
                     if !save(st, &mut statuses, &mut report)? {
@@ -597,16 +628,25 @@ fn sync_leased(
                     uploaded: Some(now.clone()),
                     checked: Some(check),
                     reason: None,
+                    failure: None,
+                    client: report.client.clone(),
                     updated: now,
                 }
             }
             Err(e) => {
                 let reason = process::redact(&e.to_string());
-                tracing::error!(date = %day.date, error = %reason, "offsite copy failed");
+                let kind = Failure::of(&reason);
+                tracing::error!(date = %day.date, error = %reason, kind = kind.as_str(), fix = kind.fix(), "offsite copy failed");
                 report.failed.push(DayFailure {
                     date: day.date.clone(),
                     reason: reason.clone(),
+                    kind,
+                    fix: kind.fix().to_string(),
                 });
+                *report
+                    .failures
+                    .entry(kind.as_str().to_string())
+                    .or_default() += 1;
                 DayOffsite {
                     version: 1,
                     date: day.date.clone(),
@@ -620,12 +660,43 @@ fn sync_leased(
                     uploaded: None,
                     checked: None,
                     reason: Some(reason),
+                    failure: Some(kind),
+                    client: report.client.clone(),
                     updated: now,
                 }
             }
         };
+        let failed_for = if st.state == State::Failed {
+            st.failure
+        } else {
+            None
+        };
         if !save(st, &mut statuses, &mut report)? {
             stop(&mut report);
+            break;
+        }
+        // A failure of the client or the account, not of this day: every further day would
+        // meet it too, so they wait for the next run instead of spending the budget.
+        if let Some(kind) = failed_for.filter(|k| {
+            matches!(
+                k,
+                Failure::SessionExpired | Failure::ClientTooOld | Failure::QuotaExceeded
+            )
+        }) {
+            let rest: Vec<String> = days[i + 1..]
+                .iter()
+                .map(|d| d.date.clone())
+                .filter(|d| !report.uploaded.contains(d) && !report.up_to_date.contains(d))
+                .collect();
+            if !rest.is_empty() {
+                report.warnings.push(format!(
+                    "stopped after a {} failure: {} left for the next run ({})",
+                    kind.as_str(),
+                    rest.len(),
+                    kind.fix()
+                ));
+                report.pending.extend(rest);
+            }
             break;
         }
     }
@@ -640,6 +711,7 @@ fn sync_leased(
             &mut lost,
         )?;
     }
+    report.remote_bytes = remote_bytes(&statuses);
     report.finished = jiff::Timestamp::now().to_string();
     report.exit_code = if lost.is_some() {
         crate::error::exit::LOCKED
@@ -649,6 +721,16 @@ fn sync_leased(
         crate::error::exit::OFFSITE_INCOMPLETE
     };
     Ok(report)
+}
+
+/// Bytes of the days `statuses` record as uploaded and checked: the archive and its two
+/// companions each.
+pub fn remote_bytes(statuses: &BTreeMap<String, DayOffsite>) -> u64 {
+    statuses
+        .values()
+        .filter(|s| s.state == State::Uploaded)
+        .map(|s| s.archive_size + s.sha256_file_size.unwrap_or(0) + s.manifest_size.unwrap_or(0))
+        .sum()
 }
 
 /// Whether the remote's copy of `date` is complete and checked, from the remote alone: its three
@@ -790,6 +872,7 @@ fn prune_remote(
             }
             st.state = State::Pending;
             st.checked = None;
+            st.failure = None;
             st.reason = Some("deleted on the remote by offsite.keep_daily".into());
             st.updated = jiff::Timestamp::now().to_string();
             status::save(exports, &st)?;

@@ -70,7 +70,30 @@ const MAX_SECRET_FILE: u64 = 64 << 10;
 /// of a value of several lines, also each line, and the value of each `name = value` or
 /// `name: value` line, since a client may print only one of them.
 fn secrets() -> Vec<String> {
-    secrets_in(std::env::vars_os())
+    let mut out = secrets_in(std::env::vars_os());
+    out.extend(
+        EXTRA
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
+    out
+}
+
+/// Secrets that are in no environment variable: a client's session tokens, read from its
+/// session file (`proton-drive`'s), which it could print.
+static EXTRA: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Redacts `values` too from now on, wherever [`redact`] is applied (short values, which would
+/// blank out common words, are left out as for the environment's).
+pub fn also_redact(values: Vec<String>) {
+    let mut extra = EXTRA.lock().unwrap_or_else(|e| e.into_inner());
+    for v in values {
+        if v.len() >= 8 && !extra.contains(&v) {
+            extra.push(v);
+        }
+    }
 }
 
 /// [`secrets`] of the environment `vars`.

@@ -91,6 +91,12 @@ pub struct DayOffsite {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What kind of failure that was (its fix is [`super::failure::Failure::fix`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<super::failure::Failure>,
+    /// The client and its version that wrote this status, where it says them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// When this object was written.
     pub updated: String,
 }

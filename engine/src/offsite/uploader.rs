@@ -1,6 +1,7 @@
-//! The uploaders: one small trait over whatever client puts files on the remote — rclone (any
-//! rclone remote, `protondrive:` in production), a command template (`proton-drive-sync` or
-//! another client) and a plain directory (tests, a NAS mirror).
+//! The uploaders: one small trait over whatever client puts files on the remote — Proton's
+//! official Drive CLI (`proton.rs`, the default for Proton Drive), rclone (any rclone remote,
+//! `protondrive:` among them), a command template (another client) and a plain directory
+//! (tests, a NAS mirror).
 //!
 //! Paths on the remote are relative to its root and are `DATE` (a day's folder) or
 //! `DATE/NAME`. Secrets never pass through here: clients take them from their environment or
@@ -75,6 +76,12 @@ pub trait Uploader: Send + Sync {
     fn days(&self, timeout: Duration) -> Result<Vec<String>>;
     /// Deletes a day folder and everything in it.
     fn delete_day(&self, dir: &str, timeout: Duration) -> Result<()>;
+    /// The client and its version (`proton-drive cli-drive@0.8.0+…`, `rclone v1.71.2`), for
+    /// statuses and a metric label, so that an outdated client shows before it fails; `None`
+    /// where there is no client or it does not say.
+    fn client(&self, _timeout: Duration) -> Option<String> {
+        None
+    }
 }
 
 /// Whether `name` is a day folder's name, exactly `YYYY-MM-DD`: the parser alone also takes a
@@ -263,6 +270,15 @@ impl Uploader for Rclone {
         c.arg("purge").arg(self.path(dir));
         let f = process::run(&mut c, None, timeout, "rclone purge")?;
         self.checked(f, "rclone purge").map(|_| ())
+    }
+
+    fn client(&self, timeout: Duration) -> Option<String> {
+        let mut c = self.cmd();
+        c.arg("version");
+        let f = process::run(&mut c, None, timeout, "rclone version").ok()?;
+        let text = String::from_utf8_lossy(&f.stdout);
+        let line = text.lines().next()?.trim().to_string();
+        (f.status.success() && !line.is_empty()).then_some(line)
     }
 }
 
