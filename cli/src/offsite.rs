@@ -41,15 +41,7 @@ fn stage(cfg: &Config, r: &engine::SyncReport, now: jiff::Timestamp) -> Stage {
             "Bytes of the days on the remote, as uploaded and checked.",
             r.remote_bytes as f64,
         );
-    // Every kind, 0 where none occurred: a fixed failure's series must fall back to 0.
-    for kind in Failure::ALL {
-        st = st.labeled(
-            "failures",
-            "Days that failed in this run, by kind of failure.",
-            ("reason", kind.as_str()),
-            r.failures.get(kind.as_str()).copied().unwrap_or(0) as f64,
-        );
-    }
+    st = failure_gauges(st, &r.failures);
     if let Some(q) = cfg.offsite.quota_bytes {
         st = st.gauge(
             "quota_bytes",
@@ -63,6 +55,20 @@ fn stage(cfg: &Config, r: &engine::SyncReport, now: jiff::Timestamp) -> Stage {
             "The offsite client and its version, as it says them (the value is 1).",
             ("client", c),
             1.0,
+        );
+    }
+    st
+}
+
+/// `cairn_offsite_failures{reason}` for every kind, 0 where none occurred: a fixed failure's
+/// series must fall back to 0.
+pub fn failure_gauges(mut st: Stage, counts: &std::collections::BTreeMap<String, u64>) -> Stage {
+    for kind in Failure::ALL {
+        st = st.labeled(
+            "failures",
+            "Days that failed in this run, by kind of failure.",
+            ("reason", kind.as_str()),
+            counts.get(kind.as_str()).copied().unwrap_or(0) as f64,
         );
     }
     st

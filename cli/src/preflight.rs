@@ -59,6 +59,20 @@ pub fn run(cli: &Cli, cfg: &Config, a: &PreflightArgs) -> Result<u8> {
     }
     if passed {
         Ok(exit::OK)
+    } else if role == Role::Offsite {
+        // The offsite stage failed before its sync, with the kind of failure its session or
+        // client check shows: the alert that says a person must act sees it too.
+        let mut counts = std::collections::BTreeMap::new();
+        for f in findings.iter().filter(|f| f.status == Status::Fail) {
+            let kind = cairn_engine::offsite::failure::Failure::of(&f.detail);
+            *counts.entry(kind.as_str().to_string()).or_insert(0u64) += 1;
+        }
+        let stage = crate::offsite::failure_gauges(
+            cairn_engine::metrics::Stage::new("offsite", false, jiff::Timestamp::now()),
+            &counts,
+        );
+        cfg.metrics.sink().publish(&[stage]);
+        Ok(exit::FAILURE)
     } else {
         // The alerts must see a night that never started: its stages, failed.
         crate::commands::publish_failed(cfg, role.stages());

@@ -397,13 +397,23 @@ impl OffsiteConfig {
                     .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b))
         });
         // A folder of the Proton Drive CLI: `/section/name/...`, no empty or dot segment.
+        // At least one folder below the section (`/my-files` itself is the user's whole drive,
+        // whose date-named folders keep_daily would take for days).
+        let segments: Vec<&str> = self
+            .remote
+            .strip_prefix('/')
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .split('/')
+            .collect();
         let folder_ok = self.remote.starts_with('/')
-            && self.remote.trim_end_matches('/')[1..]
-                .split('/')
-                .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            && segments.len() >= 2
+            && segments
+                .iter()
+                .all(|seg| !seg.is_empty() && *seg != "." && *seg != "..");
         match self.uploader {
             Some(OffsiteKind::ProtonDrive) if !folder_ok => Err(Error::config(format!(
-                "offsite.remote must be a Proton Drive folder like \"/my-files/Backups/homelab/shared-archives\" with uploader = \"proton-drive\", not {:?}",
+                "offsite.remote must be a Proton Drive folder below a section, like \"/my-files/Backups/homelab/shared-archives\", with uploader = \"proton-drive\", not {:?}",
                 self.remote.split(',').next().unwrap_or("")
             ))),
             Some(OffsiteKind::Rclone) if !remote_ok => Err(Error::config(format!(
@@ -1007,6 +1017,42 @@ mod tests {
         assert!(!cfg.store.path_style);
         assert_eq!(cfg.store.path, Some(PathBuf::from("/s")));
         assert_eq!(cfg.timezone, "Europe/Berlin");
+    }
+
+    /// An offsite remote of `/` (or of a section alone) is a configuration error, never a panic,
+    /// whatever the uploader (every command loads the configuration).
+    #[test]
+    fn a_root_offsite_remote_is_refused_in_one_line() {
+        for (uploader, remote) in [
+            ("rclone", "/"),
+            ("proton-drive", "/"),
+            ("proton-drive", "/my-files"),
+            ("proton-drive", "/my-files/../x"),
+        ] {
+            let e = Config::load(
+                None,
+                &[],
+                &[
+                    format!("offsite.uploader={uploader}"),
+                    format!("offsite.remote={remote}"),
+                ],
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.kind(),
+                crate::error::ErrorKind::Config,
+                "{uploader} {remote}: {e}"
+            );
+        }
+        Config::load(
+            None,
+            &[],
+            &[
+                "offsite.uploader=proton-drive".into(),
+                "offsite.remote=/my-files/Backups/x".into(),
+            ],
+        )
+        .unwrap();
     }
 
     #[test]

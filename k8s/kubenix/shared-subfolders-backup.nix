@@ -254,8 +254,9 @@ let
         && merged.pushgatewayNamespace != pushgatewayUrlNamespace then
         "${setting "pushgatewayNamespace"} is ${toJSON merged.pushgatewayNamespace} but the pushgateway URL names the namespace ${toJSON pushgatewayUrlNamespace}"
       else null)
-      (if merged.protonClient == "proton-drive" && match "(/[^/]+)+/?" protonRemote == null then
-        "${setting "protonRemote"} must be a Proton Drive folder like \"/my-files/Backups/homelab/shared-archives\" with protonClient = \"proton-drive\", not ${toJSON protonRemote}"
+      (if merged.protonClient == "proton-drive"
+          && (match "/[^/]+(/[^/]+)+/?" protonRemote == null || match "(.*/)?\\.{1,2}(/.*)?" protonRemote != null) then
+        "${setting "protonRemote"} must be a Proton Drive folder below a section (no . or .. segments), like \"/my-files/Backups/homelab/shared-archives\", with protonClient = \"proton-drive\", not ${toJSON protonRemote}"
       else if merged.protonClient == "rclone" && match "[A-Za-z0-9_. -]+:.*" protonRemote == null then
         "${setting "protonRemote"} must be an rclone remote like \"protondrive:Backups/homelab/shared-archives\" with protonClient = \"rclone\", not ${toJSON protonRemote}"
       else null)
@@ -633,8 +634,9 @@ in
         ];
       };
     };
-    # The one-time Proton login: a pod that waits with the session volume mounted, for
-    # `kubectl exec -it job/NAME -- rclone config --config /session/rclone.conf`.
+    # The one-time Proton login: `cairn offsite login` prints the sign-in URL and keeps the
+    # client's session on the session volume (proton-drive); with rclone, a pod that waits with
+    # the volume mounted, for `kubectl exec -it job/NAME -- rclone config --config /session/rclone.conf`.
     cronJobs."shared-subfolders-proton-bootstrap" = cronJob {
       jname = "shared-subfolders-proton-bootstrap";
       component = "proton-bootstrap";

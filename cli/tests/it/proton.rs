@@ -249,6 +249,17 @@ fn a_login_then_three_nights_upload_each_day_once() {
         "{}",
         stdout(&out)
     );
+    // Pushed with its kind, so the alert that says a person must act fires (the preflight is
+    // the offsite job's first init container: the sync never runs that night).
+    assert_eq!(
+        metric(&s, "cairn_offsite_failures{reason=\"session_expired\"}"),
+        Some(1.0)
+    );
+    // A sync anyway, with no new day: it cannot check the days there, fails and says why.
+    let (out, r) = sync(&s);
+    outputs.push_str(&format!("{}{}", stdout(&out), stderr(&out)));
+    assert_exit(&out, 5);
+    assert_eq!(r["failures"]["session_expired"], 1, "{r}");
     // No secret of the session anywhere.
     let written = written_text(&s);
     for secret in secrets.iter().filter(|x| x.len() >= 8) {
@@ -401,4 +412,44 @@ fn a_short_rate_limit_is_retried_within_the_run() {
     let (out, r) = sync(&s);
     assert_exit(&out, 0);
     assert_eq!(r["uploaded"].as_array().unwrap().len(), 1, "{r}");
+}
+
+/// `keep_daily` on Proton Drive deletes only the days cairn put there: a folder of the user's
+/// named like a date stays, and a day whose name the trash already holds is not deleted for
+/// good (the CLI would delete the first trashed item of that name, maybe the user's).
+#[test]
+fn keep_daily_deletes_only_cairns_days_and_never_a_users_trashed_item() {
+    let s = proton_setup();
+    let mut cfg = fs::read_to_string(&s.config).unwrap();
+    cfg = cfg.replace("attempts = 2\n", "attempts = 2\nkeep_daily = 1\n");
+    fs::write(&s.config, cfg).unwrap();
+    assert_exit(&s.run(&["init"]), 0);
+    login(&s);
+    let remote = session(&s).join(format!("fake-remote{ROOT}"));
+    // The user's own: a dated folder beside the days, and a trashed item named like day 1.
+    fs::create_dir_all(remote.join("2020-01-01")).unwrap();
+    fs::write(remote.join("2020-01-01/holiday.jpg"), "photo").unwrap();
+    let trash = session(&s).join("fake-remote/trash");
+    fs::create_dir_all(trash.join("2026-11-01")).unwrap();
+    fs::write(trash.join("2026-11-01/keep-me.txt"), "mine").unwrap();
+    night(&s, 1);
+    let (out, _) = sync(&s);
+    assert_exit(&out, 0);
+    night(&s, 2);
+    let (out, r) = sync(&s);
+    assert_exit(&out, 0);
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("left on the remote, holding no archive of cairn's: 2020-01-01"),
+        "{r}"
+    );
+    assert!(
+        remote.join("2020-01-01/holiday.jpg").exists(),
+        "the user's folder was deleted"
+    );
+    assert!(warnings.contains("items of that name"), "{r}");
+    let kept = fs::read_dir(&trash)
+        .unwrap()
+        .any(|e| e.unwrap().path().join("keep-me.txt").exists());
+    assert!(kept, "the user's trashed item was deleted for good");
 }

@@ -48,11 +48,29 @@ impl Failure {
         Failure::Other,
     ];
 
-    /// The kind a failure's one-line message shows. Order matters: a session refused for a
-    /// too-old client is the client's fault, and a quota message may mention a name.
+    /// The kind a failure's one-line message shows. cairn's own findings (a file missing or of
+    /// another size on the remote, a client killed at its timeout) are read from cairn's words;
+    /// everything else only from the client's own line — what follows the last `): ` of
+    /// "`what` failed (exit status): LINE" — so that a remote path or a size in cairn's part of
+    /// the message (a folder named `quota-and-drafts`, 4290208 bytes) never picks the kind.
     pub fn of(message: &str) -> Failure {
         let m = message.to_ascii_lowercase();
-        let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
+        if [
+            "is not on the remote",
+            "bytes on the remote",
+            "another sha-256 on the remote",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
+        {
+            return Failure::NotAsUploaded;
+        }
+        if m.contains("did not finish within") {
+            return Failure::Timeout;
+        }
+        let client = m.rsplit_once("): ").map_or(m.as_str(), |(_, line)| line);
+        let any = |words: &[&str]| words.iter().any(|w| client.contains(w));
+        // Order matters: a session refused for a too-old client is the client's fault.
         if any(&[
             "update required",
             "no longer supported",
@@ -73,7 +91,9 @@ impl Failure {
         ]) {
             Failure::SessionExpired
         } else if any(&[
-            "quota",
+            "storage quota",
+            "quota exceeded",
+            "quota is exceeded",
             "run out of storage",
             "storage is full",
             "insufficient storage",
@@ -81,23 +101,33 @@ impl Failure {
             "code=200002",
         ]) {
             Failure::QuotaExceeded
-        } else if any(&["draft"]) {
+        } else if any(&["a draft exist", "draft for", "draft already exists"]) {
             Failure::StaleDraft
-        } else if any(&["too many server requests", "429", "rate limit"]) {
+        } else if any(&[
+            "too many server requests",
+            "too many requests",
+            "http 429",
+            "status 429",
+            "429 too many",
+            "rate limit",
+        ]) {
             Failure::RateLimited
         } else if any(&["name conflict", "already exists"]) {
             Failure::NameConflict
-        } else if any(&[
-            "is not on the remote",
-            "bytes on the remote",
-            "another sha-256 on the remote",
-        ]) {
-            Failure::NotAsUploaded
-        } else if any(&["timed out", "timeout", "did not finish within"]) {
+        } else if any(&["timed out", "timeout"]) {
             Failure::Timeout
         } else {
             Failure::Other
         }
+    }
+
+    /// A failure of the account or the client, not of one day: every further day would meet
+    /// it, and nothing uploads until a person acts (log in, update the image, free space).
+    pub fn needs_person(self) -> bool {
+        matches!(
+            self,
+            Failure::SessionExpired | Failure::ClientTooOld | Failure::QuotaExceeded
+        )
     }
 
     /// The snake_case name, as in statuses, reports and metric labels.
@@ -191,6 +221,19 @@ mod tests {
                 Failure::NameConflict,
             ),
             ("something else entirely", Failure::Other),
+            // cairn's own words, with paths and sizes that name other kinds.
+            (
+                "proton-drive filesystem list /my-files/Backups/quota-and-drafts/2026-12-07 printed no listing cairn reads (EOF): has the client's output format changed?",
+                Failure::Other,
+            ),
+            (
+                "2026-12-07/shared-2026-12-07.tar.zst is 4290208 bytes on the remote, 4290209 in the exports",
+                Failure::NotAsUploaded,
+            ),
+            (
+                "proton-drive filesystem upload failed (exit status: 1): Too many server requests, please try again later",
+                Failure::RateLimited,
+            ),
         ] {
             assert_eq!(Failure::of(msg), kind, "{msg}");
         }

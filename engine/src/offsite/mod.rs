@@ -524,7 +524,19 @@ fn sync_leased(
                             s.state.as_str()
                         ));
                         tracing::warn!(date = %day.date, warning = %line, "offsite");
+                        let kind = Failure::of(&process::redact(&e.to_string()));
                         report.warnings.push(line);
+                        // No session, a client the service refuses: the sync fails (exit 5, the
+                        // kind counted for the alert) and starts no further day.
+                        if kind.needs_person() {
+                            *report
+                                .failures
+                                .entry(kind.as_str().to_string())
+                                .or_default() += 1;
+                            let rest = days[i + 1..].iter().map(|d| d.date.clone()).collect();
+                            stop_after(&mut report, kind, rest);
+                            break;
+                        }
                         continue;
                     }
                     Err(e) => Err(e),
@@ -677,26 +689,13 @@ fn sync_leased(
         }
         // A failure of the client or the account, not of this day: every further day would
         // meet it too, so they wait for the next run instead of spending the budget.
-        if let Some(kind) = failed_for.filter(|k| {
-            matches!(
-                k,
-                Failure::SessionExpired | Failure::ClientTooOld | Failure::QuotaExceeded
-            )
-        }) {
-            let rest: Vec<String> = days[i + 1..]
+        if let Some(kind) = failed_for.filter(|k| k.needs_person()) {
+            let rest = days[i + 1..]
                 .iter()
                 .map(|d| d.date.clone())
                 .filter(|d| !report.uploaded.contains(d) && !report.up_to_date.contains(d))
                 .collect();
-            if !rest.is_empty() {
-                report.warnings.push(format!(
-                    "stopped after a {} failure: {} left for the next run ({})",
-                    kind.as_str(),
-                    rest.len(),
-                    kind.fix()
-                ));
-                report.pending.extend(rest);
-            }
+            stop_after(&mut report, kind, rest);
             break;
         }
     }
@@ -715,12 +714,26 @@ fn sync_leased(
     report.finished = jiff::Timestamp::now().to_string();
     report.exit_code = if lost.is_some() {
         crate::error::exit::LOCKED
-    } else if report.failed.is_empty() && report.pending.is_empty() {
+    } else if report.failed.is_empty() && report.pending.is_empty() && report.failures.is_empty() {
         crate::error::exit::OK
     } else {
         crate::error::exit::OFFSITE_INCOMPLETE
     };
     Ok(report)
+}
+
+/// A failure only a person can fix (no session, a client too old, no space): the days not done
+/// are left `pending` for the next run, with one warning line saying why.
+fn stop_after(report: &mut SyncReport, kind: Failure, rest: Vec<String>) {
+    if !rest.is_empty() {
+        report.warnings.push(format!(
+            "stopped after a {} failure: {} left for the next run ({})",
+            kind.as_str(),
+            rest.len(),
+            kind.fix()
+        ));
+        report.pending.extend(rest);
+    }
 }
 
 /// Bytes of the days `statuses` record as uploaded and checked: the archive and its two
@@ -849,7 +862,34 @@ fn prune_remote(
         );
         return Ok(());
     };
-    for old in remote.iter().filter(|d| *d < oldest_kept) {
+    // Only days cairn put there: those with a status, and those whose folder holds the day's
+    // archive under its name (a day whose status a replaced exports volume lost). A folder of
+    // the user's that is merely named like a date is left alone.
+    let mut ours: Vec<String> = Vec::new();
+    let mut strangers: Vec<&str> = Vec::new();
+    for d in remote.iter().filter(|d| *d < oldest_kept) {
+        if statuses.contains_key(d) {
+            ours.push(d.clone());
+            continue;
+        }
+        let archive = DayKeys::new(d)?.archive_name();
+        let want = [Wanted {
+            name: &archive,
+            size: None,
+        }];
+        match up.list(d, &want, opts.timeout) {
+            Ok(files) if files.iter().any(|f| f.name == archive) => ours.push(d.clone()),
+            Ok(_) => strangers.push(d),
+            Err(e) => warn(report, &e, format!("checking {d} on the remote"))?,
+        }
+    }
+    if !strangers.is_empty() {
+        report.warnings.push(format!(
+            "left on the remote, holding no archive of cairn's: {}",
+            strangers.join(", ")
+        ));
+    }
+    for old in &ours {
         // Irrevocable: only while the lease is still this sync's.
         if !held(confirm, lost) {
             stopped(report, lost, format!("deleting {old} on the remote"));

@@ -34,13 +34,15 @@ impl Finished {
         if self.status.success() {
             return None;
         }
+        // The last line that says something: not a stack frame (`at f (file:1:2)`), which a
+        // client that reports an unexpected error with a trace prints last.
         let last = self
             .stderr
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("at "))
+            .unwrap_or("");
         Some(if last.is_empty() {
             format!("{what} failed ({})", self.status)
         } else {
@@ -429,6 +431,8 @@ pub fn run(
                 return Err(std::io::Error::last_os_error());
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // What a client writes (a session, caches of keys) is its owner's alone.
+            libc::umask(0o077);
             Ok(())
         });
     }
@@ -538,6 +542,20 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client that reports an unexpected error with a stack trace: the reason is the error's
+    /// line, not the last frame.
+    #[test]
+    fn the_reason_is_the_error_line_not_a_stack_frame() {
+        use std::os::unix::process::ExitStatusExt;
+        let f = Finished {
+            status: ExitStatus::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: "==========\nTrace: TypeError: fetch failed\n    at upload (src/upload.ts:10:3)\n    at processTicksAndRejections (native:7:39)\n".into(),
+        };
+        let why = f.failure("proton-drive filesystem upload").unwrap();
+        assert!(why.ends_with("Trace: TypeError: fetch failed"), "{why}");
+    }
 
     #[test]
     fn encoded_forms_of_a_secret_are_redacted() {

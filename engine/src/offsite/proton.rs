@@ -64,6 +64,12 @@ impl ProtonDrive {
         }
     }
 
+    /// Redacts the session's current values too: the client refreshes its tokens as it runs,
+    /// and a new token must not be printable either.
+    fn learn_secrets(&self) {
+        process::also_redact(session_secrets(&self.session_dir.join(SESSION_FILE)));
+    }
+
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.env("PROTON_DRIVE_CACHE_DIR", &self.session_dir)
@@ -87,6 +93,7 @@ impl ProtonDrive {
 
     /// Runs `proton-drive ARGS`; a failure is one line with the client's last words.
     fn run(&self, args: &[&str], timeout: Duration, what: &str) -> Result<Finished> {
+        self.learn_secrets();
         let mut c = self.cmd();
         c.args(args);
         let f = process::run(&mut c, None, timeout, what)?;
@@ -99,6 +106,7 @@ impl ProtonDrive {
     /// The nodes of the folder at `path`, `None` when it does not exist.
     fn list_path(&self, path: &str, timeout: Duration) -> Result<Option<Vec<Node>>> {
         let what = "proton-drive filesystem list";
+        self.learn_secrets();
         let mut c = self.cmd();
         c.args(["filesystem", "list", "--json", path]);
         let f = process::run(&mut c, None, timeout, what)?;
@@ -173,10 +181,11 @@ impl ProtonDrive {
 
     /// The one-time login: runs `proton-drive auth login`, prints the sign-in URL it gives (to
     /// open on any device: a pod has no browser), waits up to `timeout` for the sign-in, then
-    /// makes sure only the session's owner may read it (0600) and that it lists the remote.
-    /// Returns the number of days already there.
+    /// makes sure only the session's owner may read it (0600, the directory 0700) and that it
+    /// lists the remote. Returns the number of days already there.
     pub fn login(&self, timeout: Duration, out: &mut dyn std::io::Write) -> Result<usize> {
-        use std::io::BufRead;
+        use std::io::{BufRead, Read};
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&self.session_dir).map_err(|e| {
             Error::io(
                 format!(
@@ -186,6 +195,8 @@ impl ProtonDrive {
                 e,
             )
         })?;
+        std::fs::set_permissions(&self.session_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("making {} private", self.session_dir.display()), e))?;
         let mut c = self.cmd();
         c.args(["auth", "login", "--json"])
             .stdin(std::process::Stdio::null())
@@ -194,31 +205,62 @@ impl ProtonDrive {
         let mut child = c
             .spawn()
             .map_err(|e| Error::config(format!("cannot start {}: {e}", self.program.display())))?;
+        // Both pipes are read on threads of their own, so that neither can fill and stall the
+        // client, and the deadline holds whatever it prints (or does not).
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("piped");
+        let lines = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped");
+        let errs = std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 64 << 10 {
+                    tail.drain(..tail.len() - (64 << 10));
+                }
+            }
+            String::from_utf8_lossy(&tail).into_owned()
+        });
         let deadline = std::time::Instant::now() + timeout;
-        // The URL comes first, as one JSON line; then the client waits for the sign-in.
-        let mut first = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut first);
-        match serde_json::from_str::<Value>(first.trim())
-            .ok()
-            .and_then(|v| {
-                v.get("signInUrl")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            }) {
-            Some(url) => {
-                let _ = writeln!(
-                    out,
-                    "Open this URL on any device (a laptop, a phone) and sign in to Proton; this waits up to {} minutes:\n{url}",
-                    timeout.as_secs() / 60
-                );
-                let _ = out.flush();
-            }
-            None => {
-                let _ = writeln!(out, "{}", process::redact(first.trim()));
-            }
-        }
+        let mut shown = false;
         let status = loop {
+            while let Ok(line) = rx.try_recv() {
+                // The URL, from `{"signInUrl": …}` or a line of its own (older clients).
+                let url = serde_json::from_str::<Value>(line.trim())
+                    .ok()
+                    .and_then(|v| {
+                        v.get("signInUrl")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .or_else(|| {
+                        line.split_whitespace()
+                            .find(|w| w.starts_with("https://"))
+                            .map(str::to_string)
+                    });
+                if let (Some(url), false) = (url, shown) {
+                    shown = true;
+                    let _ = writeln!(
+                        out,
+                        "Open this URL on any device (a laptop, a phone) and sign in to Proton; this waits up to {} minutes:\n{url}",
+                        timeout.as_secs().div_ceil(60)
+                    );
+                    let _ = out.flush();
+                }
+            }
             if let Some(s) = child
                 .try_wait()
                 .map_err(|e| Error::io("waiting for proton-drive", e))?
@@ -231,35 +273,38 @@ impl ProtonDrive {
                 return Err(Error::new(
                     ErrorKind::Io,
                     format!(
-                        "proton-drive auth login did not finish within {} s and was killed",
-                        timeout.as_secs()
+                        "proton-drive auth login did not finish within {} s and was killed{}",
+                        timeout.as_secs(),
+                        if shown {
+                            ""
+                        } else {
+                            " (it printed no sign-in URL)"
+                        }
                     ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.by_ref().take(64 << 10).read_to_string(&mut err);
-        }
+        let _ = lines.join();
+        let err = errs.join().unwrap_or_default();
         if !status.success() {
             let last = err
                 .lines()
                 .rev()
-                .find(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("at "))
                 .unwrap_or("");
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
                     "proton-drive auth login failed ({status}): {}",
-                    process::redact(last.trim())
+                    process::redact(last)
                 ),
             ));
         }
         let session = self.session_dir.join(SESSION_FILE);
         secure_session(&session)?;
-        process::also_redact(session_secrets(&session));
+        self.learn_secrets();
         let days = self.days(Duration::from_secs(120))?;
         Ok(days.len())
     }
@@ -441,6 +486,7 @@ impl Uploader for ProtonDrive {
         }
         self.ensure_folder(dir, timeout)?;
         let what = "proton-drive filesystem upload";
+        self.learn_secrets();
         let parent = self.path(dir);
         let file_arg = file.to_string_lossy();
         // `-f replace`: a file of the name that is not whole (a failed earlier upload) or not
@@ -532,6 +578,22 @@ impl Uploader for ProtonDrive {
             "proton-drive filesystem trash",
         )?;
         all_ok(&f, "proton-drive filesystem trash")?;
+        // The CLI deletes the first trashed item of the name it finds: only when cairn's day is
+        // the one item of that name there does it delete, never a user's item named alike.
+        let alike = self
+            .list_path("/trash", timeout)?
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| n.name == dir)
+            .count();
+        if alike != 1 {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{dir} was moved to Proton Drive's trash, which holds {alike} items of that name: cairn deletes none of them for good (empty the trash by hand)"
+                ),
+            ));
+        }
         let f = self.run(
             &["filesystem", "delete", "--json", &format!("/trash/{dir}")],
             timeout,
