@@ -19,6 +19,13 @@ command -v rclone >/dev/null || cairn_need+=(rclone)
 command -v prometheus-pushgateway >/dev/null || cairn_need+=(prometheus-pushgateway)
 command -v promtool >/dev/null || cairn_need+=(prometheus)
 command -v nix-instantiate >/dev/null || cairn_need+=(nix-bin)
+# The pods in a real container runtime (scripts/pod-check.py): podman with runc (crun refuses
+# this kernel's cgroups), a base image made with mmdebstrap (no registry is reachable).
+command -v podman >/dev/null || cairn_need+=(podman)
+command -v runc >/dev/null || cairn_need+=(runc)
+command -v mmdebstrap >/dev/null || cairn_need+=(mmdebstrap)
+command -v catatonit >/dev/null || cairn_need+=(catatonit)
+[ -e /usr/bin/newuidmap ] || cairn_need+=(uidmap)
 if ((${#cairn_need[@]})); then
   cairn_sudo=""
   [ "$(id -u)" -ne 0 ] && cairn_sudo=sudo
