@@ -125,6 +125,57 @@ def build_image(env, cairn):
         shutil.rmtree(ctx, ignore_errors=True)
 
 
+class Prometheus:
+    """A real Prometheus (Debian's) scraping the test's Pushgateway with honor_labels, loaded
+    with k8s/monitoring/rules.yaml as it ships but for `for:` (0 s here: the test cannot wait
+    minutes), evaluating every second."""
+
+    def __init__(self, work, gateway_port):
+        import yaml
+        self.dir = work / "prometheus"
+        self.dir.mkdir()
+        rules = yaml.safe_load((ROOT / "k8s" / "monitoring" / "rules.yaml").read_text())
+        for g in rules["groups"]:
+            for r in g["rules"]:
+                r.pop("for", None)
+        (self.dir / "rules.yaml").write_text(yaml.safe_dump(rules))
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(self.dir / "rules.yaml")],
+            "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
+                                "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}],
+        }))
+        self.port = pushgateway.free_port()
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def api(self, path):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/{path}", timeout=10) as r:
+            return json.loads(r.read())["data"]
+
+    def firing(self):
+        """The names of the alerts firing now."""
+        try:
+            return {a["labels"]["alertname"] for a in self.api("alerts")["alerts"] if a["state"] == "firing"}
+        except OSError:
+            return set()
+
+    def wait(self, cond, what, timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.5)
+        fail(f"Prometheus: {what} (firing: {sorted(self.firing())})")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 class Pods:
     """Runs a CronJob's pod template as podman containers, as the kubelet would."""
 
@@ -166,7 +217,8 @@ class Pods:
                 fail(f"a volume of a kind this test does not know: {v}")
         return args
 
-    def env_args(self, container):
+    def env_args(self, container, secrets=None):
+        secrets = secrets or self.secrets
         args = []
         cpu = container["resources"]["limits"]["cpu"]
         for e in container.get("env", []):
@@ -174,7 +226,7 @@ class Pods:
                 val = e["value"]
             elif "secretKeyRef" in e["valueFrom"]:
                 ref = e["valueFrom"]["secretKeyRef"]
-                val = self.secrets[ref["name"]][ref["key"]]
+                val = secrets[ref["name"]][ref["key"]]
             elif "resourceFieldRef" in e["valueFrom"]:
                 millis = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
                 val = str(math.ceil(millis / 1000))
@@ -201,7 +253,7 @@ class Pods:
         # seccompProfile RuntimeDefault: podman's default profile, which it applies unless told not to.
         return args
 
-    def job(self, cron_name, extra_args=None, before_main=None):
+    def job(self, cron_name, extra_args=None, before_main=None, secrets=None):
         """Runs the CronJob's pod: init containers in order, then its container. Returns the
         list of (container name, exit code, output)."""
         cron = self.objs[f"CronJob/{cron_name}"]
@@ -216,7 +268,7 @@ class Pods:
             if kind == "main" and extra_args:
                 args += extra_args
             cmd = (["podman", "run", "--rm", "--network", "host", "--name", f"{cron_name}-{c['name']}-{os.getpid()}"]
-                   + self.security_args(pod, c) + self.volume_args(pod, c) + self.env_args(c)
+                   + self.security_args(pod, c) + self.volume_args(pod, c) + self.env_args(c, secrets)
                    + ["--entrypoint", c["command"][0], c["image"]] + c["command"][1:] + args)
             r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=900)
             results.append((c["name"], r.returncode, r.stdout + r.stderr))
@@ -262,7 +314,12 @@ def main():
         secrets = {o["metadata"]["name"]: key for o in objs.values() if o["kind"] == "Secret"}
         pods = Pods(objs, work, env, secrets)
         share = prepare_volumes(pods, objs)
-        nights(pods, share, port, prefix)
+        prom = Prometheus(work, port)
+        try:
+            nights(pods, share, port, prefix)
+            alerts(pods, prom)
+        finally:
+            prom.stop()
         print(f"pod-check: done in {time.time() - started:.0f} s")
     finally:
         gw.kill()
@@ -406,6 +463,33 @@ def nights(pods, share, port, prefix):
         if (restore / rel).read_bytes() != (share / rel).read_bytes():
             fail(f"the restore drill restored {rel} with other content")
     print("pod-check: the restore drill's pod restored notetaking/ onto its volume as the share holds it, then checked a tenth of the packs")
+
+
+
+def alerts(pods, prom):
+    """The shipped rules, evaluated by a real Prometheus on what the pods pushed: a night with a
+    wrong key fires CairnBackupFailed and a good night resolves it; a retention with a key that
+    may not delete fires CairnRetentionFailed and a good one resolves it."""
+    prom.wait(lambda: prom.api("query?query=cairn_backup_success")["result"], "no cairn_backup_success scraped")
+    if prom.firing() & {"CairnBackupFailed", "CairnRetentionFailed"}:
+        fail(f"alerts fire after good nights: {sorted(prom.firing())}")
+    wrong = {name: dict(v, AWS_SECRET_ACCESS_KEY="not-the-key") for name, v in pods.secrets.items()}
+    results = pods.job(NAME, extra_args=["--date", "2026-12-07"], secrets=wrong)
+    if results[-1][1] == 0:
+        fail("a night with a wrong key succeeded")
+    prom.wait(lambda: "CairnBackupFailed" in prom.firing(), "CairnBackupFailed did not fire after a failing night")
+    expect_ok(pods.job(NAME, extra_args=["--date", "2026-12-07"]), "the night after the failing one")
+    prom.wait(lambda: "CairnBackupFailed" not in prom.firing(), "CairnBackupFailed did not resolve after a good night")
+    print("pod-check: a real Prometheus, loaded with the shipped rules: a night with a wrong key fired CairnBackupFailed, the next good night resolved it")
+    ro = {name: {"AWS_ACCESS_KEY_ID": os.environ["CAIRN_S3_TEST_RO_KEY_ID"],
+                 "AWS_SECRET_ACCESS_KEY": os.environ["CAIRN_S3_TEST_RO_SECRET"]} for name in pods.secrets}
+    results = pods.job("shared-subfolders-retention", secrets=ro)
+    if results[-1][1] == 0:
+        fail("a retention with a read-only key succeeded")
+    prom.wait(lambda: "CairnRetentionFailed" in prom.firing(), "CairnRetentionFailed did not fire after a failing retention")
+    expect_ok(pods.job("shared-subfolders-retention"), "the retention after the failing one")
+    prom.wait(lambda: "CairnRetentionFailed" not in prom.firing(), "CairnRetentionFailed did not resolve after a good retention")
+    print("pod-check: a retention with a read-only key fired CairnRetentionFailed, the next good one resolved it")
 
 
 if __name__ == "__main__":

@@ -628,6 +628,7 @@ fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
                 with_retention,
                 &cfg.source.folders,
                 cfg.exports.keep_daily as usize,
+                cfg.exports.capacity_bytes,
             ));
         }
         Err(_) => publish_failed(cfg, run_stages),

@@ -77,6 +77,10 @@ pub struct StoreConfig {
     pub path_style: bool,
     /// Daily exports to keep (only meaningful in `[exports]`).
     pub keep_daily: u32,
+    /// The bytes the server holding the exports (and the store, if it shares it) has: published
+    /// with the export stage, so that an alert warns before the daily archives fill it (only
+    /// meaningful in `[exports]`).
+    pub capacity_bytes: Option<u64>,
     /// Tries of a store request that fails transiently, the first included (default: as many
     /// as `retry_budget_secs` allows).
     pub retry_attempts: Option<u32>,
@@ -175,6 +179,7 @@ impl Default for StoreConfig {
             prefix: String::new(),
             path_style: true,
             keep_daily: 14,
+            capacity_bytes: None,
             retry_attempts: None,
             retry_base_ms: None,
             retry_max_ms: None,

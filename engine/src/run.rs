@@ -388,12 +388,14 @@ fn prune(
 ///
 /// `folders` are the configured source folders: each gets `cairn_backup_folder_failed{folder}`,
 /// 1 when it could not be read (the night failed for it), else 0. `keep` is how many daily
-/// archives retention keeps (for the retention stage's `keep_days`).
+/// archives retention keeps (for the retention stage's `keep_days`); `capacity` the server's
+/// bytes (`exports.capacity_bytes`, for the space alert).
 pub fn stages(
     report: &RunReport,
     with_retention: bool,
     folders: &[String],
     keep: usize,
+    capacity: Option<u64>,
 ) -> Vec<crate::metrics::Stage> {
     use crate::metrics::Stage;
     let at = report
@@ -463,6 +465,13 @@ pub fn stages(
             "total_bytes",
             "Bytes of everything in the exports location after the run.",
             b as f64,
+        );
+    }
+    if let Some(c) = capacity {
+        export = export.gauge(
+            "capacity_bytes",
+            "The bytes the server of the exports has (exports.capacity_bytes).",
+            c as f64,
         );
     }
     // A prune that failed (`prune_in_run`) leaves the night's backup and archive standing and
@@ -577,14 +586,14 @@ mod tests {
             error: None,
         };
         let retention = |r: &RunReport| {
-            stages(r, true, &[], 14)
+            stages(r, true, &[], 14, None)
                 .into_iter()
                 .find(|s| s.stage == "retention")
                 .unwrap()
         };
         assert!(!retention(&report).success);
         assert!(
-            stages(&report, true, &[], 14)[1].success,
+            stages(&report, true, &[], 14, None)[1].success,
             "the export stands"
         );
         report.prune.as_mut().unwrap().error = None;

@@ -136,6 +136,8 @@ let
     # null: "/my-files/Backups/homelab/shared-archives" (proton-drive) or
     # "protondrive:Backups/homelab/shared-archives" (rclone).
     protonRemote = { type = t.nullOr t.str; default = null; };
+    # The bytes of the server the exports (and the store) live on, for the space alert; null: none.
+    serverCapacityBytes = { type = t.nullOr t.int; default = null; };
     # The Proton plan's storage in bytes, for the quota alert; null: none.
     protonQuotaBytes = { type = t.nullOr t.int; default = null; };
     extraEnv = { type = t.listOf (t.attrs // { plural = "{ name = \"…\"; value = \"…\"; } sets"; }); default = [ ]; };
@@ -469,6 +471,9 @@ let
     prefix = ${q settings.exportsPrefix}
     path_style = true
     keep_daily = 0
+  '' + (if settings.serverCapacityBytes == null then "" else ''
+    capacity_bytes = ${toString settings.serverCapacityBytes}
+  '') + ''
 
     [state]
     dir = "/state"

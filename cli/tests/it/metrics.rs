@@ -106,6 +106,8 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
         &url,
         "--set",
         "exports.keep_daily=14",
+        "--set",
+        "exports.capacity_bytes=64000000000",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = scrape(g.1);
@@ -125,6 +127,11 @@ fn stages_push_successes_and_failures_to_a_pushgateway() {
     assert!(value(&text, "cairn_backup_read_bytes", "backup").unwrap() >= (3 << 20) as f64);
     assert!(value(&text, "cairn_export_archive_bytes", "export").unwrap() > 0.0);
     assert!(value(&text, "cairn_backup_store_bytes", "backup").unwrap() > 0.0);
+    // The server's capacity, for the space alert.
+    assert_eq!(
+        value(&text, "cairn_export_capacity_bytes", "export"),
+        Some(64e9)
+    );
     // Everything in the exports location: at least the day's archive.
     assert!(
         value(&text, "cairn_export_total_bytes", "export").unwrap()
