@@ -678,7 +678,16 @@ def check_rules():
         yaml.safe_dump(rules, f)
         f.flush()
         run(["promtool", "check", "rules", f.name])
-    print("k8s-check: promtool check and test rules pass; the Grafana alerts match the rules")
+    # The rules as a Nix value (for a kubenix monitoring module) and as a PrometheusRule: the same.
+    source = yaml.safe_load((mon / "rules.yaml").read_text())
+    rc, as_nix, err = nix_eval(f"import {mon / 'rules.nix'}")
+    if rc != 0 or as_nix != source:
+        sys.exit(f"k8s-check: k8s/monitoring/rules.nix does not evaluate to rules.yaml:\n{err}")
+    prom_rule = yaml.safe_load((mon / "prometheusrule.yaml").read_text())
+    if prom_rule.get("kind") != "PrometheusRule" or prom_rule.get("spec") != source:
+        sys.exit("k8s-check: k8s/monitoring/prometheusrule.yaml is not rules.yaml as a PrometheusRule")
+    print("k8s-check: promtool check and test rules pass; the Grafana alerts, the PrometheusRule and "
+          "rules.nix (nix-instantiate) match the rules")
 
 
 def check_image():
