@@ -471,6 +471,19 @@ def alerts(pods, prom):
     wrong key fires CairnBackupFailed and a good night resolves it; a retention with a key that
     may not delete fires CairnRetentionFailed and a good one resolves it."""
     prom.wait(lambda: prom.api("query?query=cairn_backup_success")["result"], "no cairn_backup_success scraped")
+    # Every panel of the dashboard has data after these nights.
+    import urllib.parse
+    import yaml
+    board = json.loads((ROOT / "k8s" / "monitoring" / "dashboard.json").read_text())
+    empty = []
+    for panel in board["panels"]:
+        for t in panel["targets"]:
+            if not prom.api("query?query=" + urllib.parse.quote(t["expr"]))["result"]:
+                empty.append(f"{panel['title']}: {t['expr']}")
+    if empty:
+        fail("dashboard queries without data:\n" + "\n".join(empty))
+    panels = yaml.safe_load((ROOT / "k8s" / "monitoring" / "panels.yaml").read_text())["panels"]
+    print(f"pod-check: every query of the dashboard's {len(panels)} panels returns data from the real Prometheus")
     if prom.firing() & {"CairnBackupFailed", "CairnRetentionFailed"}:
         fail(f"alerts fire after good nights: {sorted(prom.firing())}")
     wrong = {name: dict(v, AWS_SECRET_ACCESS_KEY="not-the-key") for name, v in pods.secrets.items()}

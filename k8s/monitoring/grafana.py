@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Grafana alert provisioning generated from the Prometheus rules, so that both page on the same
-expressions; also the rules as a PrometheusRule object and as a Nix value.
+expressions; also the rules as a PrometheusRule object and as a Nix value, and the dashboard
+(dashboard.json) from panels.yaml.
 Usage: grafana.py            writes grafana-alerts.json, prometheusrule.yaml and rules.nix here
        grafana.py --check    exits 1 if one of them is not what rules.yaml gives
 
@@ -77,6 +78,37 @@ def nix(v, indent=""):
     return '"' + s.replace("\n", "\\n") + '"'
 
 
+def dashboard(panels):
+    """The Grafana dashboard: one time-series panel per entry of panels.yaml, on a datasource
+    chosen by the `datasource` variable (no fixed uid)."""
+    out = []
+    for i, p in enumerate(panels["panels"]):
+        out.append({
+            "id": i + 1,
+            "type": "timeseries",
+            "title": p["title"],
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+            "fieldConfig": {"defaults": {"unit": p["unit"]}, "overrides": []},
+            "targets": [
+                {"refId": chr(ord("A") + j), "expr": t["expr"], "legendFormat": t["legend"],
+                 "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+                for j, t in enumerate(p["targets"])
+            ],
+        })
+    return {
+        "title": "cairn",
+        "uid": "cairn",
+        "tags": ["cairn", "backup"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "time": {"from": "now-14d", "to": "now"},
+        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus",
+                                 "label": "Prometheus"}]},
+        "panels": out,
+    }
+
+
 def outputs(rules):
     """Every file generated from rules.yaml, by name: Grafana's alert provisioning, a
     PrometheusRule for prometheus-operator, and the rules as a Nix value that a kubenix
@@ -93,6 +125,9 @@ def outputs(rules):
         "grafana-alerts.json": json.dumps(convert(rules), indent=2, sort_keys=True) + "\n",
         "prometheusrule.yaml": head + yaml.safe_dump(prometheus_rule, sort_keys=False, width=200),
         "rules.nix": head + nix(rules) + "\n",
+        "dashboard.json": json.dumps(
+            dashboard(yaml.safe_load((HERE / "panels.yaml").read_text())), indent=2, sort_keys=True
+        ) + "\n",
     }
 
 
