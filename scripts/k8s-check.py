@@ -678,6 +678,15 @@ def check_rules():
         yaml.safe_dump(rules, f)
         f.flush()
         run(["promtool", "check", "rules", f.name])
+    # Every runbook link leads somewhere: an "### Alert: NAME" heading of docs/OPERATIONS.md,
+    # whose anchor GitHub and other renderers make as `#alert-name`.
+    anchors = {"alert-" + re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+               for h in re.findall(r"^### Alert: (.+)$", (ROOT / "docs" / "OPERATIONS.md").read_text(), re.M)}
+    for g in yaml.safe_load((mon / "rules.yaml").read_text())["groups"]:
+        for r in g["rules"]:
+            link = r["annotations"]["runbook"]
+            if not link.startswith("docs/OPERATIONS.md#") or link.split("#", 1)[1] not in anchors:
+                sys.exit(f"k8s-check: {r['alert']}'s runbook {link} has no heading in docs/OPERATIONS.md")
     # The rules as a Nix value (for a kubenix monitoring module) and as a PrometheusRule: the same.
     source = yaml.safe_load((mon / "rules.yaml").read_text())
     rc, as_nix, err = nix_eval(f"import {mon / 'rules.nix'}")
