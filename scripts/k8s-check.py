@@ -43,8 +43,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pushgateway  # noqa: E402
-from pushgateway import metric, scrape  # noqa: E402
+import deploy_test  # noqa: E402
+from deploy_test import metric, point_at_test_server, scrape  # noqa: E402
 
 sys.dont_write_bytecode = True  # no __pycache__ in k8s/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "k8s"))
@@ -717,7 +717,7 @@ def check_cronjob(cairn):
     (container,) = pod["containers"]
     config = docs[("ConfigMap", "shared-subfolders-backup-cairn")]["data"]["cairn.toml"]
     work = Path(tempfile.mkdtemp(prefix="cairn-k8s-"))
-    gw, port = pushgateway.start()
+    gw, port = deploy_test.start_pushgateway()
     try:
         # The manifest's volumes, as directories: the share, the state volume, /tmp.
         mounts = {m["mountPath"]: work / m["name"] for m in container["volumeMounts"]}
@@ -731,12 +731,7 @@ def check_cronjob(cairn):
         (share / "backup" / "router.json").write_text('{"ssid": "home"}\n')
         prefix = f"k8s-{os.getpid()}-{time.time_ns()}"
         # The ConfigMap's file, pointed at the test server, the directories and the Pushgateway.
-        cfg = (config.replace(re.search(r'endpoint = "([^"]+)"', config).group(1), os.environ["CAIRN_S3_TEST_ENDPOINT"])
-               .replace('region = "us-east-1"', f'region = "{os.environ.get("CAIRN_S3_TEST_REGION", "garage")}"')
-               .replace('bucket = "homelab-backup-shared-archives"\nprefix = "store"',
-                        f'bucket = "{os.environ["CAIRN_S3_TEST_BUCKET"]}"\nprefix = "{prefix}/store"')
-               .replace('bucket = "homelab-backup-shared-archives"\nprefix = ""',
-                        f'bucket = "{os.environ["CAIRN_S3_TEST_EXPORTS_BUCKET"]}"\nprefix = "{prefix}"')
+        cfg = (point_at_test_server(config, prefix)
                .replace('root = "/shared"', f'root = "{share}"')
                .replace('dir = "/state"', f'dir = "{mounts["/state"]}"')
                .replace(re.search(r'pushgateway = "([^"]+)"', config).group(1), f"http://127.0.0.1:{port}"))

@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT / "k8s"))
 import render  # noqa: E402  (k8s/render.py: the module's evaluation)
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import pushgateway  # noqa: E402
-from pushgateway import metric, scrape  # noqa: E402
+import deploy_test  # noqa: E402
+from deploy_test import metric, point_at_test_server, scrape  # noqa: E402
 
 CACHE = Path(os.environ.get("CAIRN_CI_CACHE", Path.home() / ".cache" / "cairn-ci"))
 # What the base holds: the tarball's and the image's names change with it, so a cached base is
@@ -150,7 +150,7 @@ class Prometheus:
             config["scrape_configs"] = [{"job_name": "pushgateway", "honor_labels": True,
                                          "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}]
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.port = pushgateway.free_port()
+        self.port = deploy_test.free_port()
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}",
              f"--storage.tsdb.path={data or self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
@@ -305,7 +305,7 @@ def main():
     build_image(env, cairn)
     work = Path(tempfile.mkdtemp(prefix="cairn-pods-"))
     os.chmod(work, 0o755)
-    gw, port = pushgateway.start()
+    gw, port = deploy_test.start_pushgateway()
     try:
         settings = {"image": IMAGE, "supplementalGroups": [SHARE_GROUP],
                     "pushgateway": f"http://127.0.0.1:{port}"}
@@ -313,7 +313,10 @@ def main():
         objs = {f"{o['kind']}/{o['metadata']['name']}": o for kind in raw.values() for o in kind.values()}
         prefix = f"pods-{os.getpid()}-{time.time_ns()}"
         cm = objs[f"ConfigMap/{NAME}-cairn"]
-        cm["data"]["cairn.toml"] = point_at_test_server(cm["data"]["cairn.toml"], prefix)
+        try:
+            cm["data"]["cairn.toml"] = point_at_test_server(cm["data"]["cairn.toml"], prefix)
+        except ValueError as e:
+            fail(str(e))
         key = {"AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
                "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
         secrets = {o["metadata"]["name"]: key for o in objs.values() if o["kind"] == "Secret"}
@@ -332,21 +335,6 @@ def main():
         gw.wait()
         subprocess.run(["chmod", "-R", "u+rwX", str(work)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def point_at_test_server(cfg, prefix):
-    """The ConfigMap's `cairn.toml` with the S3 locations on the test server."""
-    endpoint = re.search(r'endpoint = "([^"]+)"', cfg).group(1)
-    region = os.environ.get("CAIRN_S3_TEST_REGION", "garage")
-    cfg = cfg.replace(f'endpoint = "{endpoint}"', f'endpoint = "{os.environ["CAIRN_S3_TEST_ENDPOINT"]}"')
-    cfg = re.sub(r'region = "[^"]*"', f'region = "{region}"', cfg)
-    cfg = cfg.replace('bucket = "homelab-backup-shared-archives"\nprefix = "store"',
-                      f'bucket = "{os.environ["CAIRN_S3_TEST_BUCKET"]}"\nprefix = "{prefix}/store"')
-    cfg = cfg.replace('bucket = "homelab-backup-shared-archives"\nprefix = ""',
-                      f'bucket = "{os.environ["CAIRN_S3_TEST_EXPORTS_BUCKET"]}"\nprefix = "{prefix}"')
-    if prefix not in cfg:
-        fail(f"the ConfigMap's S3 locations are not where this test expects them:\n{cfg}")
-    return cfg
 
 
 def prepare_volumes(pods, objs):

@@ -328,12 +328,14 @@ fn night(
             retention::Retention::AfterExport(&date),
         )?);
     }
-    report.kept_days = export::list_days_with_status(opts.exports)?
+    // One listing of the exports for both: in the plan's layout it lists the store too.
+    let (days, exports_bytes) = export::survey(opts.exports)?;
+    report.kept_days = days
         .into_iter()
         .filter(|d| d.counts())
         .map(|d| d.date)
         .collect();
-    report.exports_bytes = Some(export::total_bytes(opts.exports)?);
+    report.exports_bytes = Some(exports_bytes);
     if let Some(p) = &opts.prune {
         report.prune = Some(prune(repo, catalog, lease, p));
     }

@@ -722,6 +722,26 @@ fn with_read_only_key(cmd: &mut Command) -> &mut Command {
     )
 }
 
+/// A configuration for `s` on the S3 test server at `endpoint`: the store and the exports in the
+/// test buckets below `prefix` (`extra` lines added to both sections), the source and the state
+/// in `s`'s directory.
+fn s3_config(s: &Setup, endpoint: &str, prefix: &str, extra: &str) -> String {
+    let location = |bucket: &str, prefix: &str| {
+        format!(
+            "kind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{}\"\nbucket = \"{}\"\n\
+             prefix = \"{prefix}\"\npath_style = true\n{extra}",
+            s3_region(),
+            std::env::var(bucket).unwrap()
+        )
+    };
+    format!(
+        "[source]\nroot = \"{root}/src\"\n[store]\n{}[exports]\n{}[state]\ndir = \"{root}/state\"\n",
+        location("CAIRN_S3_TEST_BUCKET", &format!("{prefix}/store")),
+        location("CAIRN_S3_TEST_EXPORTS_BUCKET", prefix),
+        root = s.dir.path().display()
+    )
+}
+
 /// The S3 test server's region.
 fn s3_region() -> String {
     std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into())
@@ -769,22 +789,8 @@ fn cairn_run_against_s3_with_an_independent_client() {
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
     let s = Setup::new();
     let prefix = s3_prefix("cli");
-    let (store_bucket, exports_bucket) = (
-        std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
-        std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap(),
-    );
-    let region = s3_region();
-    fs::write(
-        &s.config,
-        format!(
-            "[source]\nroot = \"{root}/src\"\n\
-             [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{store_bucket}\"\nprefix = \"{prefix}/store\"\npath_style = true\n\
-             [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{exports_bucket}\"\nprefix = \"{prefix}\"\npath_style = true\n\
-             [state]\ndir = \"{root}/state\"\n",
-            root = s.dir.path().display()
-        ),
-    )
-    .unwrap();
+    let exports_bucket = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap();
+    fs::write(&s.config, s3_config(&s, &endpoint, &prefix, "")).unwrap();
     fs::write(
         s.src().join("notetaking/todo.md"),
         "- back up\n".repeat(100),
@@ -837,7 +843,7 @@ fn cairn_run_against_s3_with_an_independent_client() {
             "--endpoint-url",
             &endpoint,
             "--region",
-            &region,
+            &s3_region(),
             "s3",
             "cp",
             "--recursive",

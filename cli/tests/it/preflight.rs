@@ -114,17 +114,10 @@ fn preflight_on_s3_says_each_problem_in_one_line() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let cfg = format!(
-        "[source]\nroot = \"{root}/src\"\n\
-         [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{store}\"\nprefix = \"{prefix}/store\"\npath_style = true\nretry_budget_secs = 2\n\
-         [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{exports}\"\nprefix = \"{prefix}\"\npath_style = true\nretry_budget_secs = 2\n\
-         [state]\ndir = \"{root}/state\"\n\
-         [metrics]\npushgateway = \"http://127.0.0.1:{port}\"\n",
-        root = s.dir.path().display(),
-        region = s3_region(),
-        store = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap(),
-        exports = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap(),
-    );
+    let mut cfg = s3_config(&s, &endpoint, &prefix, "retry_budget_secs = 2\n");
+    cfg.push_str(&format!(
+        "[metrics]\npushgateway = \"http://127.0.0.1:{port}\"\n"
+    ));
     fs::write(&s.config, cfg).unwrap();
     fs::write(s.src().join("notetaking/todo.md"), "- milk\n").unwrap();
 

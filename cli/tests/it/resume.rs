@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use super::{Setup, killed_at, s3_endpoint, s3_prefix, s3_region, s3_test_store, seeded};
+use super::{Setup, killed_at, s3_config, s3_endpoint, s3_prefix, s3_test_store, seeded};
 use cairn_engine::store::Store;
 
 /// The bytes of every pack in the store.
@@ -27,20 +27,9 @@ fn a_night_killed_at_its_deadline_is_resumed_without_uploading_its_packs_again()
     let s = Setup::new();
     let prefix = s3_prefix("resume");
     let bucket = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap();
-    let exports = std::env::var("CAIRN_S3_TEST_EXPORTS_BUCKET").unwrap();
-    fs::write(
-        &s.config,
-        format!(
-            "[source]\nroot = \"{root}/src\"\n\
-             [store]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{bucket}\"\nprefix = \"{prefix}/store\"\npath_style = true\n\
-             [exports]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\nbucket = \"{exports}\"\nprefix = \"{prefix}\"\npath_style = true\n\
-             [backup]\npack_size_mib = 4\n\
-             [state]\ndir = \"{root}/state\"\n",
-            root = s.dir.path().display(),
-            region = s3_region(),
-        ),
-    )
-    .unwrap();
+    let mut cfg = s3_config(&s, &endpoint, &prefix, "");
+    cfg.push_str("[backup]\npack_size_mib = 4\n");
+    fs::write(&s.config, cfg).unwrap();
     // 48 MiB that does not compress: about a dozen 4 MiB packs.
     let data: u64 = 24 * (2 << 20);
     for i in 0..24 {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{DayKeys, read_manifest};
 use crate::error::{Error, Result};
 use crate::id::hex;
-use crate::store::Store;
+use crate::store::{ObjectInfo, Store};
 use crate::tree::EntryKind;
 
 /// One day in the exports location.
@@ -51,8 +51,13 @@ impl DayStatus {
 
 /// The days found in the exports location, oldest first (report folders excluded).
 pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
+    Ok(days_of(&exports.list("")?))
+}
+
+/// The days among a listing of the exports location's root.
+fn days_of(listed: &[ObjectInfo]) -> Vec<DayStatus> {
     let mut days: std::collections::BTreeMap<String, DayStatus> = Default::default();
-    for o in exports.list("")? {
+    for o in listed {
         let Some((date, _)) = o.key.split_once('/') else {
             continue;
         };
@@ -72,7 +77,7 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
             d.archive_size = Some(o.size);
         }
     }
-    Ok(days.into_values().collect())
+    days.into_values().collect()
 }
 
 /// [`list_days`], with each complete day's `archive.json` read (one small request a day): its
@@ -80,6 +85,19 @@ pub fn list_days(exports: &dyn Store) -> Result<Vec<DayStatus>> {
 /// it is (counted, as a day of an older cairn is).
 pub fn list_days_with_status(exports: &dyn Store) -> Result<Vec<DayStatus>> {
     let mut days = list_days(exports)?;
+    add_statuses(exports, &mut days);
+    Ok(days)
+}
+
+/// [`list_days_with_status`] and [`total_bytes`] from one listing: what a nightly run reports.
+pub fn survey(exports: &dyn Store) -> Result<(Vec<DayStatus>, u64)> {
+    let listed = exports.list("")?;
+    let mut days = days_of(&listed);
+    add_statuses(exports, &mut days);
+    Ok((days, own_bytes(&listed)))
+}
+
+fn add_statuses(exports: &dyn Store, days: &mut [DayStatus]) {
     for d in days.iter_mut().filter(|d| d.complete) {
         match super::status::read_status(exports, &d.date) {
             Ok(Some(st)) => {
@@ -92,7 +110,6 @@ pub fn list_days_with_status(exports: &dyn Store) -> Result<Vec<DayStatus>> {
             }
         }
     }
-    Ok(days)
 }
 
 /// Bytes of the exports' own objects: the day folders (archives, checksums, manifests), the
@@ -101,16 +118,19 @@ pub fn list_days_with_status(exports: &dyn Store) -> Result<Vec<DayStatus>> {
 /// layout the store lives in the same bucket (`store/`, below the exports' empty prefix), and
 /// its packs are the store's figure.
 pub fn total_bytes(exports: &dyn Store) -> Result<u64> {
+    Ok(own_bytes(&exports.list("")?))
+}
+
+fn own_bytes(listed: &[ObjectInfo]) -> u64 {
     const OWN: [&str; 4] = ["_reports", "_offsite", "_leases", "_preflight"];
-    Ok(exports
-        .list("")?
+    listed
         .iter()
         .filter(|o| {
             let first = o.key.split('/').next().unwrap_or("");
             OWN.contains(&first) || DayKeys::new(first).is_ok()
         })
         .map(|o| o.size)
-        .sum())
+        .sum()
 }
 
 /// What [`verify`] checked.

@@ -28,7 +28,9 @@ mod sink;
 mod status;
 mod walk;
 
-pub use days::{DayStatus, VerifyReport, list_days, list_days_with_status, total_bytes, verify};
+pub use days::{
+    DayStatus, VerifyReport, list_days, list_days_with_status, survey, total_bytes, verify,
+};
 use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
@@ -311,16 +313,8 @@ fn run_status(exports: &dyn Store, date: &str) -> Result<Option<(String, Option<
     /// A report lists the night's warnings; beyond this it is not read for its status.
     const MAX_REPORT: u64 = 64 << 20;
     let key = format!("_reports/{date}/run.json");
-    match exports.size(&key) {
-        Ok(size) if size <= MAX_REPORT => {}
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let bytes = match exports.get(&key) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let status::Small::Bytes(bytes) = status::get_small(exports, &key, MAX_REPORT)? else {
+        return Ok(None);
     };
     #[derive(serde::Deserialize)]
     struct Backup {

@@ -67,20 +67,14 @@ const MAX_STATUS: u64 = 64 << 10;
 /// one whose export was killed before it).
 pub fn read_status(exports: &dyn Store, date: &str) -> Result<Option<ArchiveStatus>> {
     let key = status_key(date);
-    let size = match exports.size(&key) {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if size > MAX_STATUS {
-        return Err(Error::corrupt(format!(
-            "{key} is {size} bytes, more than an archive status can be"
-        )));
-    }
-    let bytes = match exports.get(&key) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let bytes = match get_small(exports, &key, MAX_STATUS)? {
+        Small::Bytes(b) => b,
+        Small::Absent => return Ok(None),
+        Small::TooLarge(size) => {
+            return Err(Error::corrupt(format!(
+                "{key} is {size} bytes, more than an archive status can be"
+            )));
+        }
     };
     let status: ArchiveStatus = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("{key} is not an archive status")).with_source(e))?;
@@ -91,6 +85,32 @@ pub fn read_status(exports: &dyn Store, date: &str) -> Result<Option<ArchiveStat
         )));
     }
     Ok(Some(status))
+}
+
+/// A small object of the exports location, read only when it is no larger than a bound.
+pub(super) enum Small {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// There is no such object (or it went between the size and the read).
+    Absent,
+    /// It is this many bytes, more than the bound: not read.
+    TooLarge(u64),
+}
+
+/// Reads `key` if it is at most `max` bytes (its size asked first: a crafted object of
+/// gigabytes must not be loaded to find out).
+pub(super) fn get_small(store: &dyn Store, key: &str, max: u64) -> Result<Small> {
+    match store.size(key) {
+        Ok(size) if size > max => return Ok(Small::TooLarge(size)),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Small::Absent),
+        Err(e) => return Err(e),
+    }
+    match store.get(key) {
+        Ok(b) => Ok(Small::Bytes(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Small::Absent),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes the day's status (before its manifest).

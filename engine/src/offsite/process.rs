@@ -34,21 +34,24 @@ impl Finished {
         if self.status.success() {
             return None;
         }
-        // The last line that says something: not a stack frame (`at f (file:1:2)`), which a
-        // client that reports an unexpected error with a trace prints last.
-        let last = self
-            .stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("at "))
-            .unwrap_or("");
+        let last = last_words(&self.stderr);
         Some(if last.is_empty() {
             format!("{what} failed ({})", self.status)
         } else {
             format!("{what} failed ({}): {last}", self.status)
         })
     }
+}
+
+/// A client's last line that says something: not empty, not a stack frame (`at f (file:1:2)`),
+/// which a client that reports an unexpected error with a trace prints last.
+pub fn last_words(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("at "))
+        .unwrap_or("")
 }
 
 /// Whether an environment variable's name says it holds a secret.

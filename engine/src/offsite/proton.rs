@@ -53,9 +53,6 @@ struct Node {
 impl ProtonDrive {
     /// The client at `program`, uploading below `root`, with its state in `session_dir`.
     pub fn new(program: PathBuf, root: String, session_dir: PathBuf) -> ProtonDrive {
-        // Whatever the session holds must never reach a log, a status or a report, even if the
-        // client prints it.
-        process::also_redact(session_secrets(&session_dir.join(SESSION_FILE)));
         ProtonDrive {
             program,
             root: root.trim_end_matches('/').to_string(),
@@ -64,13 +61,17 @@ impl ProtonDrive {
         }
     }
 
-    /// Redacts the session's current values too: the client refreshes its tokens as it runs,
-    /// and a new token must not be printable either.
+    /// Redacts the session's current values too, so that whatever the session holds never
+    /// reaches a log, a status or a report, even if the client prints it; read again before each
+    /// command, since the client refreshes its tokens as it runs.
     fn learn_secrets(&self) {
         process::also_redact(session_secrets(&self.session_dir.join(SESSION_FILE)));
     }
 
+    /// The client's command, its environment set; the session's current values are learnt for
+    /// redaction first, whatever the command.
     fn cmd(&self) -> Command {
+        self.learn_secrets();
         let mut c = Command::new(&self.program);
         c.env("PROTON_DRIVE_CACHE_DIR", &self.session_dir)
             // The session as a file on the session volume (0600), not a desktop keychain:
@@ -93,7 +94,6 @@ impl ProtonDrive {
 
     /// Runs `proton-drive ARGS`; a failure is one line with the client's last words.
     fn run(&self, args: &[&str], timeout: Duration, what: &str) -> Result<Finished> {
-        self.learn_secrets();
         let mut c = self.cmd();
         c.args(args);
         let f = process::run(&mut c, None, timeout, what)?;
@@ -106,7 +106,6 @@ impl ProtonDrive {
     /// The nodes of the folder at `path`, `None` when it does not exist.
     fn list_path(&self, path: &str, timeout: Duration) -> Result<Option<Vec<Node>>> {
         let what = "proton-drive filesystem list";
-        self.learn_secrets();
         let mut c = self.cmd();
         c.args(["filesystem", "list", "--json", path]);
         let f = process::run(&mut c, None, timeout, what)?;
@@ -288,12 +287,7 @@ impl ProtonDrive {
         let _ = lines.join();
         let err = errs.join().unwrap_or_default();
         if !status.success() {
-            let last = err
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with("at "))
-                .unwrap_or("");
+            let last = process::last_words(&err);
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
@@ -304,7 +298,7 @@ impl ProtonDrive {
         }
         let session = self.session_dir.join(SESSION_FILE);
         secure_session(&session)?;
-        self.learn_secrets();
+        // Listed with the new session (whose values the listing's command learns first).
         let days = self.days(Duration::from_secs(120))?;
         Ok(days.len())
     }
@@ -486,7 +480,6 @@ impl Uploader for ProtonDrive {
         }
         self.ensure_folder(dir, timeout)?;
         let what = "proton-drive filesystem upload";
-        self.learn_secrets();
         let parent = self.path(dir);
         let file_arg = file.to_string_lossy();
         // `-f replace`: a file of the name that is not whole (a failed earlier upload) or not
