@@ -235,7 +235,7 @@ impl Default for BackupConfig {
     }
 }
 
-/// `[retention]`: which snapshots `cairn forget` keeps (see [`crate::forget::Policy`]).
+/// `[retention]`: which snapshots `cairn forget` keeps (see [`crate::prune::forget::Policy`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
@@ -267,15 +267,15 @@ impl Default for RetentionConfig {
 
 impl RetentionConfig {
     /// The policy these keys describe.
-    pub fn policy(&self) -> Result<crate::forget::Policy> {
-        Ok(crate::forget::Policy {
+    pub fn policy(&self) -> Result<crate::prune::forget::Policy> {
+        Ok(crate::prune::forget::Policy {
             daily: self.keep_daily,
             weekly: self.keep_weekly,
             monthly: self.keep_monthly,
             within: self
                 .keep_within
                 .as_deref()
-                .map(crate::forget::parse_within)
+                .map(crate::prune::forget::parse_within)
                 .transpose()?,
         })
     }
@@ -528,14 +528,14 @@ impl Default for MetricsConfig {
 
 impl MetricsConfig {
     /// The sink these keys describe.
-    pub fn sink(&self) -> crate::metrics::Sink {
-        crate::metrics::Sink {
+    pub fn sink(&self) -> crate::nightly::metrics::Sink {
+        crate::nightly::metrics::Sink {
             pushgateway: self.pushgateway.clone(),
             auth: self
                 .pushgateway_user
                 .clone()
                 .zip(self.pushgateway_password.clone())
-                .map(|(user, password)| crate::metrics::BasicAuth { user, password }),
+                .map(|(user, password)| crate::nightly::metrics::BasicAuth { user, password }),
             textfile_dir: self.textfile_dir.clone(),
             job: self.job.clone(),
             instance: self.instance.clone(),
@@ -544,7 +544,7 @@ impl MetricsConfig {
 
     fn validate(&self) -> Result<()> {
         if let Some(u) = &self.pushgateway {
-            crate::metrics::check_url(u)?;
+            crate::nightly::metrics::check_url(u)?;
         }
         match (&self.pushgateway_user, &self.pushgateway_password) {
             // RFC 7617: the user ends at the first colon.
@@ -597,7 +597,7 @@ impl Default for GcConfig {
 impl GcConfig {
     /// The grace period.
     pub fn grace(&self) -> Result<Duration> {
-        let d = crate::forget::parse_span("gc.grace", &self.grace, true)?;
+        let d = crate::prune::forget::parse_span("gc.grace", &self.grace, true)?;
         let d = Duration::from_secs(d.as_secs().unsigned_abs());
         if d < MIN_GRACE && !self.unsafe_short_grace {
             return Err(Error::config(format!(
@@ -613,7 +613,7 @@ impl GcConfig {
     fn validate(&self) -> Result<()> {
         // Only the spelling here: the minimum is gc's and prune's to enforce, so that a grace
         // set too short never stops a restore.
-        crate::forget::parse_span("gc.grace", &self.grace, true)?;
+        crate::prune::forget::parse_span("gc.grace", &self.grace, true)?;
         if !(1..=100).contains(&self.repack_dead_percent) {
             return Err(Error::config(format!(
                 "gc.repack_dead_percent {} is outside 1..=100",
@@ -830,7 +830,7 @@ impl Config {
             return Err(Error::config("source.folders is empty: nothing to back up"));
         }
         for (i, f) in self.source.folders.iter().enumerate() {
-            if !crate::tree::valid_name(f.as_bytes()) {
+            if !crate::format::tree::valid_name(f.as_bytes()) {
                 return Err(Error::config(format!(
                     "source.folders: {f:?} must be a single folder name"
                 )));
@@ -868,7 +868,7 @@ impl Config {
         self.gc.validate()?;
         self.offsite.validate()?;
         self.metrics.validate()?;
-        crate::scan::Excludes::new(&self.source.exclude)?;
+        crate::backup::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }
 

@@ -1,47 +1,46 @@
 //! cairn-engine: every behaviour of the cairn backup tool, with no printing and no process exit.
 //!
-//! Data flows `scan` → `chunk` (FastCDC + BLAKE3) → dedup against the `catalog` → `codec`
-//! (zstd frames) → `pack` → `store`, with `tree` blobs per directory and a `snapshot` object as
-//! the commit point. docs/FORMAT.md specifies every byte that reaches the store.
+//! Data flows `backup` (scan, FastCDC + BLAKE3 chunks, dedup against the `catalog`) → `format`
+//! (zstd frames, packs, trees, the snapshot as commit point) → `repo` (packer, leases) → `store`.
+//! `read` is the one way back; `restore`, `export` (the daily archive, with `tar`), `check`,
+//! `prune` (forget and gc) and `offsite` build on it, and `nightly` runs a night in one call.
+//! docs/FORMAT.md specifies every byte that reaches the store.
+//!
+//! Layers only point down: a module may use the ones listed before it in docs/DECISIONS.md's
+//! layering, never one that uses it back (`scripts/module-cycles.py` checks it file by file).
 
+// Foundations used by every layer.
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod secret;
+pub mod sparse;
+
+// Bottom to top.
 pub mod backup;
 pub mod catalog;
 pub mod check;
-pub mod chunk;
-pub mod codec;
-pub mod condemn;
-pub mod config;
-pub mod damage;
-pub mod error;
 pub mod export;
-pub mod fetch;
-pub mod forget;
-pub mod gc;
-pub mod heal;
-pub mod id;
-pub mod index;
-pub mod lease;
-pub mod lock;
-pub mod metrics;
+pub mod format;
+pub mod nightly;
 pub mod offsite;
-pub mod pack;
-pub mod packer;
-pub mod preflight;
-pub mod query;
+pub mod prune;
 pub mod read;
 pub mod repo;
 pub mod restore;
-pub mod retention;
-pub mod run;
-pub mod scan;
-pub mod secret;
-pub mod snapshot;
-pub mod sparse;
 pub mod store;
-pub mod tar_format;
-pub mod tar_guard;
-pub mod tree;
-pub mod tree_cache;
+pub mod tar;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;
+
+// The paths callers (the CLI, tests, benches) used before the engine was grouped by concern.
+pub use backup::scan;
+pub use catalog::{heal, lock, tree_cache};
+pub use export::retention;
+pub use format::{chunk, codec, pack, snapshot, tree};
+pub use nightly::{metrics, preflight, run};
+pub use prune::{forget, gc};
+pub use read::query;
+pub use repo::{condemn, damage, index, lease, packer};
+pub use store::fetch;

@@ -147,7 +147,7 @@ impl SparseWriter {
     /// seek (leaving a hole), runs of other blocks are written with one write.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
-        let zero = crate::chunk::all_zero;
+        let zero = crate::format::chunk::all_zero;
         let mut at = 0;
         while at < data.len() {
             let first_zero = zero(&data[at..(at + 4096).min(data.len())]);

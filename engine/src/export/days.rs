@@ -8,9 +8,9 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{DayKeys, read_manifest};
 use crate::error::{Error, Result};
+use crate::format::tree::EntryKind;
 use crate::id::hex;
 use crate::store::{ObjectInfo, Store};
-use crate::tree::EntryKind;
 
 /// One day in the exports location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,7 +182,7 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
         let mut dec = zstd::stream::read::Decoder::new(&mut tee)
             .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
         // Names with a newline are read from the guard: the tar crate would misread them.
-        let (guard, names) = crate::tar_guard::TarGuard::with_names(&mut dec);
+        let (guard, names) = crate::tar::guard::TarGuard::with_names(&mut dec);
         let mut archive = tar::Archive::new(guard);
         let mut n = 0u64;
         let mut want = manifest.entries.iter();
@@ -278,7 +278,7 @@ pub(super) struct HashingReader<R> {
     inner: R,
     sha: Sha256,
     pos: u64,
-    frames: Vec<super::seekable::FrameSpan>,
+    frames: Vec<crate::tar::seek_table::FrameSpan>,
     /// The next frame whose header is awaited.
     next: usize,
     /// The bytes of that header gathered so far.

@@ -7,10 +7,10 @@
 use std::io::Write;
 
 use super::manifest::{DayKeys, Manifest, ManifestEntry, read_manifest_filtered};
-use super::seekable::{self, SeekTable};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::EntryKind;
 use crate::store::Store;
-use crate::tree::EntryKind;
+use crate::tar::seek_table::{self as seekable, SeekTable};
 
 /// How a file was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,7 +486,7 @@ impl<'a> FrameReader<'a> {
                 let f = self.table.frames[k];
                 let frame = &bytes[at..at + f.length as usize];
                 at += f.length as usize;
-                let content = crate::codec::decode(frame, f.content_length as usize)
+                let content = crate::format::codec::decode(frame, f.content_length as usize)
                     .map_err(|e| e.context(format!("the frame at {} of the archive", f.offset)))?;
                 if content.len() != f.content_length as usize {
                     return Err(Error::corrupt(format!(
@@ -669,8 +669,8 @@ const USTAR_ID_MAX: u64 = 0o7777777;
 /// header block. A smaller window would let a larger extension header, which they read,
 /// go unseen.
 ///
-/// [`MAX_META_ENTRY`]: crate::tar_guard::MAX_META_ENTRY
-const EXTENSION_WINDOW: u64 = (crate::tar_guard::MAX_META_ENTRY.div_ceil(512) + 1) * 512;
+/// [`MAX_META_ENTRY`]: crate::tar::guard::MAX_META_ENTRY
+const EXTENSION_WINDOW: u64 = (crate::tar::guard::MAX_META_ENTRY.div_ceil(512) + 1) * 512;
 
 fn not_the_header(entry: &ManifestEntry, why: &str) -> Error {
     Error::corrupt(format!(
@@ -871,7 +871,7 @@ fn scan(exports: &dyn Store, key: &str, entry: &ManifestEntry, out: &mut dyn Wri
     let reader = crate::store::ObjectReader::open(exports, key)?;
     let dec = zstd::stream::read::Decoder::new(reader)
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-    let (guard, names) = crate::tar_guard::TarGuard::with_names(dec);
+    let (guard, names) = crate::tar::guard::TarGuard::with_names(dec);
     let mut archive = tar::Archive::new(guard);
     for item in archive
         .entries()

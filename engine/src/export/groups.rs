@@ -8,14 +8,14 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::manifest::{FrameRun, GroupFrame};
 use crate::catalog::Catalog;
-use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Prefetch, Ticket};
+use crate::format::codec;
+use crate::format::pack::BlobKind;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
 use crate::repo::Repository;
+use crate::repo::index::BlobLocation;
 use crate::store::Store;
+use crate::store::fetch::{Prefetch, Ticket};
 
 /// have their stored frames copied.
 pub const SMALL_FILE: u64 = 64 * 1024;
@@ -156,7 +156,7 @@ impl Group {
                     // Checked against its id (so its length too) by the read.
                     let frame = frame
                         .unwrap_or_else(|| Err(Error::not_found("not read with its neighbours")));
-                    let data = crate::heal::open_read_ahead(
+                    let data = crate::catalog::heal::open_read_ahead(
                         repo,
                         catalog,
                         BlobKind::Data,

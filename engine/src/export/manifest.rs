@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::format::snapshot::{Skipped, Warning};
+use crate::format::tree::{EntryKind, RawBytes};
 use crate::id::Id;
-use crate::snapshot::{Skipped, Warning};
 use crate::store::Store;
-use crate::tree::{EntryKind, RawBytes};
 
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;

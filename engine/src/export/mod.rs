@@ -23,7 +23,7 @@ mod days;
 pub mod extract;
 mod groups;
 mod manifest;
-pub mod seekable;
+pub mod retention;
 mod sink;
 mod status;
 mod walk;
@@ -42,9 +42,9 @@ use walk::{Written, write_archive};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
 use crate::store::Store;
 
 /// How to publish one day's archive.
@@ -104,7 +104,7 @@ pub const LEASES: &str = "_leases/";
 /// call fails with kind `Conflict` unless `force` is set.
 ///
 /// Two writers of one day (two pods, each with its own state volume) are kept apart by a lease
-/// in the exports location (see [`crate::lease`]): the second fails with kind `Locked`, naming
+/// in the exports location (see [`crate::repo::lease`]): the second fails with kind `Locked`, naming
 /// the first, and the check above is made while the lease is held, so it holds under
 /// concurrency too.
 pub fn export(
@@ -120,8 +120,8 @@ pub fn export(
             (h.0)(p);
         }
     };
-    let lease_hook = |_: crate::lease::LeasePoint| call(ExportPoint::LeaseWritten);
-    let lease = crate::lease::acquire(
+    let lease_hook = |_: crate::repo::lease::LeasePoint| call(ExportPoint::LeaseWritten);
+    let lease = crate::repo::lease::acquire(
         exports,
         &day_lease_prefix(&keys.date),
         &format!("publishing {}", keys.date),
@@ -143,7 +143,7 @@ fn publish(
     (snap_id, snap): (&Id, &Snapshot),
     opts: &ExportOptions,
     keys: &DayKeys,
-    lease: &crate::lease::Lease<'_>,
+    lease: &crate::repo::lease::Lease<'_>,
 ) -> Result<Published> {
     let call = |p: ExportPoint| {
         if let Some(h) = &opts.hook {

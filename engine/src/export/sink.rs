@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 use super::groups::{Budget, Frame, Missed, Reuse, stage_gone};
 use super::manifest::{FrameRun, GroupFrame, NotReused};
 use crate::catalog::Catalog;
-use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{Prefetch, Ticket};
+use crate::format::codec;
+use crate::format::pack::BlobKind;
 use crate::id::{Id, hex};
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
+use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, pack_key};
+use crate::store::fetch::{Prefetch, Ticket};
 use crate::store::{LastFile, ObjectWriter, PIECE, ServerObject, Store, read_pieces};
 
 /// A piece of the archive, in archive order, for the thread that computes its SHA-256.
@@ -183,7 +183,7 @@ pub(super) fn check_frames(
                     ),
                 ));
             }
-            crate::heal::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
+            crate::catalog::heal::note_failure(repo, catalog, BlobKind::Data, &c.id, &c.loc, &e);
             return Err(Error::corrupt(format!(
                 "chunk {} in pack {} is damaged ({e}); nothing was published, and the next backup stores the chunk again from the source",
                 c.id.short(),
@@ -298,7 +298,7 @@ impl Sink<'_, '_> {
             }
         }
         // The seek table last: decoders skip it, seekable readers start from it.
-        let table = super::seekable::encode(&self.seek);
+        let table = crate::tar::seek_table::encode(&self.seek);
         let seek_table = super::manifest::SeekTableInfo {
             offset: self.len,
             length: table.len() as u64,

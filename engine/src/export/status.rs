@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{Snapshot, WarningKind};
 use crate::id::Id;
-use crate::snapshot::{Snapshot, WarningKind};
 use crate::store::Store;
 
 /// `_reports/DATE/archive.json`.

@@ -11,16 +11,16 @@ use super::manifest::{EntryLines, FrameRun, GroupFrame, LeftOut, ManifestEntry};
 use super::sink::{FrameSource, Out, Sink, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, Prefetch, Ticket, Want};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Entry, EntryKind, RawBytes, check_path_len};
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
 use crate::read::{HardlinkGroups, load_tree};
+use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, pack_key};
-use crate::snapshot::Snapshot;
 use crate::store::ObjectWriter;
-use crate::tar_format;
-use crate::tree::{Entry, EntryKind, RawBytes, check_path_len};
+use crate::store::fetch::{FetchOptions, Prefetch, Ticket, Want};
+use crate::tar::header as tar_header;
 
 /// What [`write_archive`] wrote.
 pub(crate) struct Written {
@@ -91,7 +91,7 @@ impl TarAssembler<'_> {
         self.added(n)
     }
 
-    /// An entry's header blocks (see [`tar_format::header`]).
+    /// An entry's header blocks (see [`tar_header::header`]).
     fn header(
         &mut self,
         path: &[u8],
@@ -100,7 +100,7 @@ impl TarAssembler<'_> {
         size: u64,
         link: Option<&[u8]>,
     ) -> Result<()> {
-        self.raw_with(|raw| tar_format::header_into(raw, path, e, kind, size, link))
+        self.raw_with(|raw| tar_header::header_into(raw, path, e, kind, size, link))
     }
 
     /// Asks for the frame at `loc` ahead of the stage that will need it, if reads are planned.

@@ -368,7 +368,7 @@ impl Drop for Scratch {
 /// Copies every complete day not yet on the remote, newest first. Holds the offsite lease in
 /// the exports location (a second sync exits 4). Writes each day's status and the run's report.
 pub fn sync(exports: &dyn Store, up: &dyn Uploader, opts: &SyncOptions) -> Result<SyncReport> {
-    let lease = crate::lease::acquire(
+    let lease = crate::repo::lease::acquire(
         exports,
         status::LEASES,
         "offsite sync",
@@ -447,7 +447,7 @@ fn sync_leased(
         days.truncate(opts.keep_daily);
     }
     // A day being written or pruned right now (its day lease is live) is left for the next run.
-    let busy = crate::retention::days_in_use(exports)?;
+    let busy = crate::export::retention::days_in_use(exports)?;
     let scratch = Scratch::new(&opts.scratch)?;
     let mut lost: Option<String> = None;
     // Writes a day's status if the lease still holds; `Ok(false)`: it does not, nothing written.

@@ -6,7 +6,7 @@ use std::io::Read;
 use super::target::{Meta, Target, components, show, wanted};
 use super::{RestoreOptions, RestoreReport};
 use crate::error::{Error, Result};
-use crate::tree::EntryKind;
+use crate::format::tree::EntryKind;
 
 /// An owner id from an archive as a `uid_t`: ids that do not fit 32 bits (a crafted pax record
 /// of 99999999999 would otherwise become 1215752191, someone else's id) become `u32::MAX`,
@@ -48,7 +48,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
     // Guarded: the tar crate reads long names and pax headers whole before we see them. Names
     // with a newline come from the guard, which reads pax records by length as tar does.
-    let (guard, names) = crate::tar_guard::TarGuard::with_names(dec);
+    let (guard, names) = crate::tar::guard::TarGuard::with_names(dec);
     let mut archive = tar::Archive::new(guard);
     let mut report = RestoreReport::default();
     let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
@@ -81,7 +81,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         let link = posix
             .linkpath
             .or_else(|| item.link_name_bytes().map(|l| l.into_owned()));
-        let (mtime, mtime_ns) = crate::tar_format::archive_mtime(&mut item)?;
+        let (mtime, mtime_ns) = crate::tar::header::archive_mtime(&mut item)?;
         let meta = Meta {
             mode,
             uid,

@@ -9,10 +9,10 @@ use super::Counters;
 use super::target::{Meta, Target, cstr, os_err, show};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::pack::BlobKind;
+use crate::format::tree::Entry;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
-use crate::tree::Entry;
+use crate::repo::index::BlobLocation;
 
 /// A file to write: its parent's path and its entry.
 pub(super) struct FileJob {

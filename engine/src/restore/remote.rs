@@ -9,7 +9,7 @@
 //! written in parallel from memory. A file larger than a batch streams on its own through
 //! [`fetch_in_order`], so memory stays bounded by the batch and the read-ahead window whatever
 //! the snapshot holds. Every frame is still checked against its chunk id, and one that fails is
-//! read again on its own, which records real damage ([`crate::heal::read_checked`]).
+//! read again on its own, which records real damage ([`crate::catalog::heal::read_checked`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,11 +21,11 @@ use super::file::{FileJob, job_path, locate_chunks, restore_file};
 use super::target::Target;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, Want, fetch_all, fetch_in_order};
+use crate::format::pack::BlobKind;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
+use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, pack_key};
+use crate::store::fetch::{FetchOptions, Want, fetch_all, fetch_in_order};
 
 /// Bytes of frames read for one batch of files.
 const BATCH: u64 = 32 << 20;
@@ -146,7 +146,7 @@ fn restore_batch(
                 Ok(frame) => Ok(frame.clone()),
                 Err(e) => Err(Error::new(e.kind(), e.to_string())),
             };
-            crate::heal::open_read_ahead(repo, catalog, BlobKind::Data, id, loc, got)
+            crate::catalog::heal::open_read_ahead(repo, catalog, BlobKind::Data, id, loc, got)
         };
         if let Err(e) = restore_file(target, f.job, &f.locations, &mut source, verify, counters) {
             fail(f.job, e);
@@ -188,7 +188,7 @@ fn stream_file(
             let got = rx
                 .recv()
                 .map_err(|_| Error::new(crate::ErrorKind::Io, "the read-ahead thread stopped"))?;
-            crate::heal::open_read_ahead(repo, catalog, BlobKind::Data, id, loc, got)
+            crate::catalog::heal::open_read_ahead(repo, catalog, BlobKind::Data, id, loc, got)
         };
         // Returning drops the receiver, so a read-ahead thread blocked on a full channel
         // (the writer stopped early) wakes up and ends before the scope joins it.

@@ -10,13 +10,13 @@ use super::target::{Meta, Target, components, show};
 use super::{Counters, RestoreOptions, RestoreReport};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Entry, EntryKind, check_path_len_of};
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
 use crate::read::{HardlinkGroups, find_entry, load_tree};
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{Entry, EntryKind, check_path_len_of};
+use crate::repo::index::BlobLocation;
 
 /// A path as checked components.
 pub(super) type Parts = Vec<Vec<u8>>;
@@ -129,7 +129,7 @@ pub fn restore(
         plan.files.par_iter().for_each(|job| {
             let restored = locate_chunks(catalog, job).and_then(|locations| {
                 let mut source = |id: &Id, loc: &BlobLocation| {
-                    crate::heal::read_checked(repo, catalog, BlobKind::Data, id, loc)
+                    crate::catalog::heal::read_checked(repo, catalog, BlobKind::Data, id, loc)
                 };
                 restore_file(
                     &target,

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::{Overwrite, RestoreReport};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{Entry, EntryKind, MAX_PATH_LEN, shorten, valid_name};
 use crate::sparse::SparseWriter;
-use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, shorten, valid_name};
 
 pub(crate) fn cstr(name: &[u8]) -> Result<CString> {
     CString::new(name).map_err(|_| Error::usage("a name contains NUL"))

@@ -531,7 +531,7 @@ fn tar_file(before: &[u8], name: &[u8], content: &[u8]) -> (Vec<u8>, u64) {
 /// by hand, as a holder of the exports' key could write one.
 fn plant_archive(env: &Env, tar: &[u8], path: &[u8], size: u64, offset: u64) {
     let frame = cairn_engine::codec::encode(tar, 3).unwrap();
-    let table = export::seekable::encode(&[(frame.len() as u32, tar.len() as u32)]);
+    let table = cairn_engine::tar::seek_table::encode(&[(frame.len() as u32, tar.len() as u32)]);
     let mut bytes = frame;
     let at = bytes.len();
     bytes.extend_from_slice(&table);

@@ -404,9 +404,9 @@ mod tests {
     /// guard refuses the archive instead, naming the way out.
     #[test]
     fn a_pax_value_with_a_newline_is_refused() {
-        let e = crate::tar_format::tests::entry(0, 0);
+        let e = crate::tar::header::tests::entry(0, 0);
         let path = [&b"notes/"[..], &[b'a'; 120], b"\nsecond line.md"].concat();
-        let mut bytes = crate::tar_format::header(&path, &e, tar::EntryType::Regular, 0, None);
+        let mut bytes = crate::tar::header::header(&path, &e, tar::EntryType::Regular, 0, None);
         bytes.resize(bytes.len() + 1024, 0);
         let err = through(&bytes, 512).unwrap_err();
         assert!(err.to_string().contains("GNU tar"), "{err}");
@@ -425,9 +425,9 @@ mod tests {
     /// record (which could move the size the crate reads) is still refused.
     #[test]
     fn names_with_a_newline_come_from_the_slot() {
-        let e = crate::tar_format::tests::entry(0, 0);
+        let e = crate::tar::header::tests::entry(0, 0);
         let path = [&b"notes/"[..], &[b'a'; 120], b"\nsecond line.md"].concat();
-        let mut bytes = crate::tar_format::header(&path, &e, tar::EntryType::Regular, 0, None);
+        let mut bytes = crate::tar::header::header(&path, &e, tar::EntryType::Regular, 0, None);
         bytes.resize(bytes.len() + 1024, 0);
         let (g, names) = TarGuard::with_names(&bytes[..]);
         let mut a = tar::Archive::new(g);

@@ -6,7 +6,7 @@
 //! hash to its name, and every blob in it must decode to its id. Problems name the pack or blob
 //! and the snapshots and paths they affect.
 //!
-//! Damaged blobs that are found are recorded in the damage register ([`crate::damage`]), so the
+//! Damaged blobs that are found are recorded in the damage register ([`crate::repo::damage`]), so the
 //! next backup stores them again from the source; a blob whose damaged copy is noted and that has
 //! a good copy elsewhere is healed, not a problem. `--repair` also puts back snapshot objects that
 //! the catalog still holds intact and moves the others aside (`quarantine/snapshots/<id>`).
@@ -17,14 +17,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, SyncReport};
-use crate::damage::DamagedBlob;
 use crate::error::{Error, Result};
-use crate::fetch::FetchOptions;
+use crate::format::pack::{self, BlobKind};
+use crate::format::tree::{check_path_len_of, shorten};
 use crate::id::Id;
-use crate::pack::{self, BlobKind};
 use crate::read::load_tree_through;
+use crate::repo::damage::DamagedBlob;
 use crate::repo::{Repository, pack_key};
-use crate::tree::{check_path_len_of, shorten};
+use crate::store::fetch::FetchOptions;
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +245,7 @@ pub fn check(
         packs: HashMap::new(),
         blobs: HashMap::new(),
     };
-    let notes = crate::damage::load_all(repo)?;
+    let notes = crate::repo::damage::load_all(repo)?;
     for (pack, note) in &notes {
         for b in &note.blobs {
             damage.blobs.insert((*pack, b.kind, b.id), b.detail.clone());
@@ -320,14 +320,14 @@ pub fn check(
             Ok(()) => {
                 // Read whole: whatever a note said about it is no longer true.
                 if let Some(note) = notes.get(&id) {
-                    crate::heal::clear(repo, catalog, note)?;
+                    crate::catalog::heal::clear(repo, catalog, note)?;
                     damage.blobs.retain(|(pack, ..), _| *pack != id);
                 }
             }
             Err(PackFailure::Blobs(blobs)) => {
                 // Recorded: the catalog forgets these copies and the next backup stores the
                 // chunks again from the source.
-                crate::heal::record(repo, catalog, &id, &blobs)?;
+                crate::catalog::heal::record(repo, catalog, &id, &blobs)?;
                 for b in blobs {
                     damage.blobs.insert((id, b.kind, b.id), b.detail);
                 }
@@ -456,7 +456,7 @@ struct Walker<'a> {
     snap: String,
     seen: &'a mut HashSet<Id>,
     /// Whole tree packs read from the store for this check, when it is remote.
-    trees: Option<&'a crate::tree_cache::TreeCache>,
+    trees: Option<&'a crate::catalog::tree_cache::TreeCache>,
 }
 
 impl Walker<'_> {
@@ -505,7 +505,7 @@ impl Walker<'_> {
 
     /// Returns whether everything below `id` is intact. Walks with an explicit stack, one frame
     /// per open tree: a crafted chain of thousands of trees costs heap, not stack, and a path
-    /// longer than [`crate::tree::MAX_PATH_LEN`] is reported as a damaged tree instead of followed.
+    /// longer than [`crate::format::tree::MAX_PATH_LEN`] is reported as a damaged tree instead of followed.
     fn tree(&mut self, id: &Id, path: &str) -> Result<bool> {
         let mut stack = match self.open(id, path, path.len())? {
             Opened::Done(ok) => return Ok(ok),
@@ -654,7 +654,7 @@ struct Frame {
     path: String,
     /// Length of the raw path (`path` is its lossy rendering).
     len: usize,
-    entries: std::vec::IntoIter<crate::tree::Entry>,
+    entries: std::vec::IntoIter<crate::format::tree::Entry>,
     /// Whether everything seen below it so far is intact.
     ok: bool,
 }

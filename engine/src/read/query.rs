@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::tree::{Entry, EntryKind};
 use crate::id::Id;
 use crate::read::load_tree;
 use crate::repo::Repository;
-use crate::tree::{Entry, EntryKind};
 
 /// One difference between two snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,7 +48,7 @@ impl TreePath {
     };
 
     /// The path of `name` inside this one; refuses one longer than a snapshot path may be.
-    fn child(&self, name: &crate::tree::RawBytes) -> Result<TreePath> {
+    fn child(&self, name: &crate::format::tree::RawBytes) -> Result<TreePath> {
         let (shown, len) = if self.len == 0 {
             (name.lossy().into_owned(), name.0.len())
         } else {
@@ -57,7 +57,7 @@ impl TreePath {
                 self.len + 1 + name.0.len(),
             )
         };
-        crate::tree::check_path_len_of(shown.as_bytes(), len)?;
+        crate::format::tree::check_path_len_of(shown.as_bytes(), len)?;
         Ok(TreePath { shown, len })
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::Result;
+use crate::format::pack::{BlobKind, PackBuilder};
 use crate::id::Id;
-use crate::index::BlobIndex;
-use crate::pack::{BlobKind, PackBuilder};
+use crate::repo::index::BlobIndex;
 use crate::store::Store;
 
 /// What [`Packer::add`] did.
@@ -161,8 +161,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::index::BlobLocation;
-    use crate::pack::PackEntry;
+    use crate::format::pack::PackEntry;
+    use crate::repo::index::BlobLocation;
     use crate::store::{Fault, FaultStore, MemoryStore, Op};
 
     /// An index in a map, which also records the order of what it was told.
@@ -191,7 +191,10 @@ mod tests {
 
     fn blob(i: u32) -> (Id, Vec<u8>) {
         let data = format!("blob number {i}").repeat(50).into_bytes();
-        (Id::of(&data), crate::codec::encode(&data, 3).unwrap())
+        (
+            Id::of(&data),
+            crate::format::codec::encode(&data, 3).unwrap(),
+        )
     }
 
     #[test]
@@ -283,7 +286,7 @@ mod tests {
             .iter()
             .map(|o| {
                 let bytes = store.get(&o.key).unwrap();
-                crate::pack::parse_trailer(&bytes, bytes.len() as u64)
+                crate::format::pack::parse_trailer(&bytes, bytes.len() as u64)
                     .unwrap()
                     .len()
             })

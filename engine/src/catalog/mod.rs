@@ -17,6 +17,10 @@
 //! that may write, a backup that ran beside the gc that condemned it) therefore still reads,
 //! and the gc that would delete the pack takes it back first.
 
+pub mod heal;
+pub mod lock;
+pub mod tree_cache;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -24,11 +28,11 @@ use rayon::prelude::*;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{BlobKind, PackEntry};
+use crate::format::snapshot::Snapshot;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::{BlobKind, PackEntry};
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
+use crate::repo::index::BlobLocation;
 
 /// Bump when the catalog's encoding changes; an old catalog is then rebuilt, not misread.
 pub const SCHEMA_VERSION: &str = "1";
@@ -246,7 +250,7 @@ pub struct Catalog {
     /// Whether any damage marker exists: while none does, deduplication needs no second lookup.
     any_damaged: std::sync::atomic::AtomicBool,
     /// Tree packs kept on the state volume, when the repository is read by requests.
-    tree_cache: Option<crate::tree_cache::TreeCache>,
+    tree_cache: Option<crate::catalog::tree_cache::TreeCache>,
     /// The blobs of condemned packs still in the store, read from `meta` at the first lookup
     /// that misses (`None`: not read yet, or changed by a sync since).
     condemned: std::sync::Mutex<Option<std::sync::Arc<CondemnedMap>>>,
@@ -358,7 +362,7 @@ impl Catalog {
         let fits = cat.meta("schema_version")?.as_deref() == Some(SCHEMA_VERSION.as_bytes())
             && cat.meta("repo_id")?.as_deref() == Some(repo.config().id.as_bytes());
         cat.tree_cache =
-            (!repo.reads_locally()).then(|| crate::tree_cache::TreeCache::at(state_dir));
+            (!repo.reads_locally()).then(|| crate::catalog::tree_cache::TreeCache::at(state_dir));
         Ok(fits.then_some(cat))
     }
 
@@ -386,7 +390,7 @@ impl Catalog {
             "catalog matched to the store"
         );
         if !repo.reads_locally() {
-            let cache = crate::tree_cache::TreeCache::at(state_dir);
+            let cache = crate::catalog::tree_cache::TreeCache::at(state_dir);
             let packs = cat.pack_sizes()?;
             // The cache only saves requests: a folder that cannot be cleaned stops nothing.
             match cache.retain(|id| packs.contains_key(id)) {
@@ -442,7 +446,7 @@ impl Catalog {
     fn sync(&self, repo: &Repository, report: &mut SyncReport) -> Result<()> {
         // A condemned pack is treated as gone: gc deletes it once its grace has passed, and a
         // blob deduplicated against it now could be lost then.
-        let condemned = crate::condemn::list(repo.store().as_ref())?;
+        let condemned = crate::repo::condemn::list(repo.store().as_ref())?;
         let mut in_store: HashMap<Id, u64> = repo.list_packs()?.into_iter().collect();
         let known = self.pack_sizes()?;
         // Before the known ones are forgotten below: their entries are kept from `pack_index`.
@@ -527,7 +531,7 @@ impl Catalog {
         }
         // Damage found by another machine, or before this catalog was rebuilt: marked before
         // packs are indexed, so that a damaged copy never replaces a good one.
-        for (pack, note) in crate::damage::load_all(repo)? {
+        for (pack, note) in crate::repo::damage::load_all(repo)? {
             report.blobs_damaged +=
                 self.mark_damaged(&pack, note.blobs.iter().map(|b| (b.kind, b.id)))?;
         }
@@ -653,7 +657,7 @@ impl Catalog {
     /// Drops every files cache record, in one range deletion (no batch as large as the cache).
     fn drop_files_cache(&self) -> Result<()> {
         // Keys are paths of at most MAX_PATH_LEN bytes, all below this bound.
-        let end = vec![0xffu8; crate::tree::MAX_PATH_LEN + 2];
+        let end = vec![0xffu8; crate::format::tree::MAX_PATH_LEN + 2];
         Ok(self
             .db
             .delete_range_cf(self.cf("files"), &b""[..], &end[..])?)
@@ -974,7 +978,7 @@ impl Catalog {
     }
 
     /// The tree-pack cache, when the repository's packs are read by requests.
-    pub fn tree_cache(&self) -> Option<&crate::tree_cache::TreeCache> {
+    pub fn tree_cache(&self) -> Option<&crate::catalog::tree_cache::TreeCache> {
         self.tree_cache.as_ref()
     }
 
@@ -1157,7 +1161,7 @@ impl Catalog {
 }
 
 /// The catalog is the index a backup's packers dedup against and report packs to.
-impl crate::index::BlobIndex for Catalog {
+impl crate::repo::index::BlobIndex for Catalog {
     fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
         Catalog::contains(self, kind, id)
     }

@@ -1,14 +1,14 @@
 //! Healing: what cairn does when it finds a damaged blob. It extends the pack's note in the
-//! damage register ([`crate::damage`], in the store) and marks the copy in the catalog, so that
+//! damage register ([`crate::repo::damage`], in the store) and marks the copy in the catalog, so that
 //! the next backup stores the blob again from the source; readers go through [`read_checked`].
 
 use crate::catalog::Catalog;
-use crate::damage::{DamageNote, DamagedBlob, NOTE_VERSION, note_key};
 use crate::error::{ErrorKind, Result};
+use crate::format::pack::BlobKind;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
 use crate::repo::Repository;
+use crate::repo::damage::{DamageNote, DamagedBlob, NOTE_VERSION, note_key};
+use crate::repo::index::BlobLocation;
 
 /// Records damaged blobs of `pack`: extends its note in the store, then marks them in the
 /// catalog, so that the next backup stores them again from the source.

@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::tree::Entry;
+use crate::format::tree::Entry;
 
 /// The largest size an ustar numeric field of 11 octal digits holds.
 pub(crate) const USTAR_MAX: u64 = 0o77777777777;
@@ -221,7 +221,7 @@ pub(crate) fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::tree::{EntryKind, RawBytes};
+    use crate::format::tree::{EntryKind, RawBytes};
 
     #[test]
     fn pax_times_parse() {

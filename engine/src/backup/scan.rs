@@ -11,7 +11,7 @@ use std::path::Path;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
-use crate::tree::EntryKind;
+use crate::format::tree::EntryKind;
 
 /// What `lstat` said about an entry, in the fields cairn uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::chunk::ChunkerParams;
+use crate::format::pack::{self, FOOTER_LEN, PackEntry};
+use crate::format::snapshot::Snapshot;
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::{self, FOOTER_LEN, PackEntry};
-use crate::snapshot::Snapshot;
+use crate::repo::index::BlobLocation;
 use crate::store::Store;
 
 /// Current repository format version.
@@ -234,7 +234,7 @@ impl Repository {
     pub fn check_location(&self, kind: pack::BlobKind, id: &Id, loc: &BlobLocation) -> Result<()> {
         let max = match kind {
             pack::BlobKind::Data => self.config.chunker.max as usize,
-            pack::BlobKind::Tree => crate::tree::MAX_TREE_LEN,
+            pack::BlobKind::Tree => crate::format::tree::MAX_TREE_LEN,
         };
         // A frame is never much larger than its plaintext (zstd's bound); a location that says
         // otherwise is damaged, and must not make a reader allocate or wait for it.
@@ -262,7 +262,7 @@ impl Repository {
     }
 
     /// Whether packs are local files (a local directory store) rather than objects read by
-    /// requests: readers plan their reads by pack when they are not ([`crate::fetch`]).
+    /// requests: readers plan their reads by pack when they are not ([`crate::store::fetch`]).
     pub fn reads_locally(&self) -> bool {
         self.store.local_file(CONFIG_KEY).is_some()
     }

@@ -150,7 +150,7 @@ pub fn list_all(store: &dyn Store) -> Result<(HashMap<Id, Marker>, Vec<Id>)> {
 pub fn keep(store: &dyn Store, pack: &Id) -> Result<()> {
     let note = serde_json::json!({
         "pack": pack.to_hex(),
-        "host": crate::lease::hostname(),
+        "host": crate::repo::lease::hostname(),
     });
     store.put(
         &kept_key(pack),
@@ -191,7 +191,7 @@ pub fn write(store: &dyn Store, pack: &Id, since: i64, due: i64, reason: Reason)
     let note = serde_json::json!({
         "pack": pack.to_hex(),
         "reason": reason,
-        "host": crate::lease::hostname(),
+        "host": crate::repo::lease::hostname(),
     });
     store.put(&key, &serde_json::to_vec(&note).expect("serializes"))?;
     Ok(key)

@@ -11,13 +11,13 @@ use serde::Serialize;
 use crate::backup::{BackupOptions, Progress, backup};
 use crate::catalog::{Catalog, SyncReport};
 use crate::error::{Error, Result};
+use crate::export::retention;
 use crate::export::{self, Published};
-use crate::gc::{GcOptions, GcReport};
+use crate::format::snapshot::{Summary, Warning};
 use crate::id::Id;
-use crate::lease::Lease;
+use crate::prune::gc::{GcOptions, GcReport};
 use crate::repo::Repository;
-use crate::retention;
-use crate::snapshot::{Summary, Warning};
+use crate::repo::lease::Lease;
 use crate::store::{Cleaned, Store};
 
 /// What the backup stage did.
@@ -150,7 +150,7 @@ pub struct RunOptions<'a> {
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// Which snapshots to keep.
-    pub policy: crate::forget::Policy,
+    pub policy: crate::prune::forget::Policy,
     /// The zone the policy's days are counted in.
     pub time_zone: jiff::tz::TimeZone,
     /// How to collect garbage (its `held` is set to the run's lease).
@@ -361,11 +361,11 @@ fn prune(
         error: None,
     };
     let result = (|| -> Result<()> {
-        let plan = crate::forget::plan(&catalog.snapshots()?, &p.policy, &p.time_zone);
-        stage.snapshots_forgotten = crate::forget::forget(repo, catalog, &plan)?.snapshots;
+        let plan = crate::prune::forget::plan(&catalog.snapshots()?, &p.policy, &p.time_zone);
+        stage.snapshots_forgotten = crate::prune::forget::forget(repo, catalog, &plan)?.snapshots;
         let mut gc = p.gc.clone();
         gc.held = lease.as_ref().map(|l| l.key().to_string());
-        let report = crate::gc::gc(repo, catalog, &gc)?;
+        let report = crate::prune::gc::gc(repo, catalog, &gc)?;
         tracing::info!(
             snapshots = stage.snapshots_forgotten,
             packs_deleted = report.packs_deleted,
@@ -398,8 +398,8 @@ pub fn stages(
     folders: &[String],
     keep: usize,
     capacity: Option<u64>,
-) -> Vec<crate::metrics::Stage> {
-    use crate::metrics::Stage;
+) -> Vec<crate::nightly::metrics::Stage> {
+    use crate::nightly::metrics::Stage;
     let at = report
         .finished
         .parse()
@@ -499,10 +499,10 @@ pub fn stages(
 /// Adds the daily archives kept after a retention (`kept`) and how many it keeps (`keep`) to its
 /// stage: the exports' growth alert fires only once the kept days reach the target.
 pub fn kept_days_gauges(
-    stage: crate::metrics::Stage,
+    stage: crate::nightly::metrics::Stage,
     kept: usize,
     keep: usize,
-) -> crate::metrics::Stage {
+) -> crate::nightly::metrics::Stage {
     stage
         .gauge("kept_days", "Complete daily archives kept.", kept as f64)
         .gauge(
@@ -513,7 +513,10 @@ pub fn kept_days_gauges(
 }
 
 /// Adds the daily archives a retention deleted to its stage (`cairn run`, `cairn exports prune`).
-pub fn deleted_days_gauge(stage: crate::metrics::Stage, days: usize) -> crate::metrics::Stage {
+pub fn deleted_days_gauge(
+    stage: crate::nightly::metrics::Stage,
+    days: usize,
+) -> crate::nightly::metrics::Stage {
     stage.gauge(
         "deleted_days",
         "Daily archives deleted by this run.",
@@ -524,10 +527,10 @@ pub fn deleted_days_gauge(stage: crate::metrics::Stage, days: usize) -> crate::m
 /// Adds what a prune did to the retention stage (`cairn run` with `prune_in_run`, `cairn prune`):
 /// snapshots forgotten, and, when the gc finished, packs and bytes it deleted.
 pub fn prune_gauges(
-    stage: crate::metrics::Stage,
+    stage: crate::nightly::metrics::Stage,
     forgotten: u64,
     gc: Option<&GcReport>,
-) -> crate::metrics::Stage {
+) -> crate::nightly::metrics::Stage {
     let stage = stage.gauge(
         "forgotten_snapshots",
         "Snapshots forgotten by this run.",

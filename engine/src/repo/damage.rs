@@ -1,5 +1,5 @@
 //! The damage register: blobs found damaged inside a pack, recorded in the store so that the
-//! store heals. This module is the register's format and reading; [`crate::heal`] writes it.
+//! store heals. This module is the register's format and reading; [`crate::catalog::heal`] writes it.
 //!
 //! Blob ids are content hashes, so healing a damaged blob means storing a good copy of the same
 //! id in a new pack, after which every snapshot that names the id reads the good copy. A note
@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, Result};
+use crate::format::pack::BlobKind;
 use crate::id::Id;
-use crate::pack::BlobKind;
 use crate::repo::Repository;
 
 /// Prefix of damage notes in the store.

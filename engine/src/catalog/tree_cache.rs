@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::BlobLocation;
+use crate::repo::index::BlobLocation;
 use crate::store::Store;
 
 /// The tree-pack cache of one state directory.
@@ -187,7 +187,7 @@ impl TreeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{BlobKind, PackBuilder};
+    use crate::format::pack::{BlobKind, PackBuilder};
     use crate::store::{FaultStore, MemoryStore, Op};
 
     #[test]

@@ -31,15 +31,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::condemn::{self, Marker, Reason};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{BlobKind, PackEntry};
+use crate::format::tree::EntryKind;
 use crate::id::Id;
-use crate::index::{BlobIndex, BlobLocation};
-use crate::lease::{self, Lease, LeaseMode, LeaseStore};
-use crate::pack::{BlobKind, PackEntry};
-use crate::packer::Packer;
+use crate::repo::condemn::{self, Marker, Reason};
+use crate::repo::index::{BlobIndex, BlobLocation};
+use crate::repo::lease::{self, Lease, LeaseMode, LeaseStore};
+use crate::repo::packer::Packer;
 use crate::repo::{Repository, pack_key};
-use crate::tree::EntryKind;
 
 /// The commit points of a gc, in order; a [`GcHook`] is called at each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ impl Live {
                 let t = match crate::read::load_tree(repo, catalog, &tree) {
                     Err(e) if e.kind() == ErrorKind::NotFound => {
                         match condemned.find(BlobKind::Tree, &tree)? {
-                            Some(loc) => crate::tree::Tree::decode(&repo.read_blob(
+                            Some(loc) => crate::format::tree::Tree::decode(&repo.read_blob(
                                 BlobKind::Tree,
                                 &tree,
                                 &loc,
@@ -812,7 +812,7 @@ fn delete_due(
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e.context(format!("deleting pack {}", m.pack.short()))),
         }
-        match store.delete(&crate::damage::note_key(&m.pack)) {
+        match store.delete(&crate::repo::damage::note_key(&m.pack)) {
             Err(e) if e.kind() != ErrorKind::NotFound => {
                 tracing::warn!(pack = %m.pack, error = %e, "could not delete the damage note of a deleted pack")
             }
@@ -867,11 +867,11 @@ fn repack_packs(
                     if err.kind() == ErrorKind::Corrupt {
                         // Recorded like check's finding: the catalog stops relying on this
                         // copy and the next backup stores the blob again from the source.
-                        crate::heal::record(
+                        crate::catalog::heal::record(
                             repo,
                             catalog,
                             pack,
-                            &[crate::damage::DamagedBlob {
+                            &[crate::repo::damage::DamagedBlob {
                                 kind: e.kind,
                                 id: e.id,
                                 detail: err.to_string(),

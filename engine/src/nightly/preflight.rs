@@ -109,7 +109,7 @@ pub fn run(cfg: &Config, role: Role) -> Vec<Finding> {
     let mut out = Vec::new();
     if role == Role::Nightly {
         let who = Identity::current();
-        let excludes = crate::scan::Excludes::new(&cfg.source.exclude);
+        let excludes = crate::backup::scan::Excludes::new(&cfg.source.exclude);
         for folder in &cfg.source.folders {
             let optional = cfg.source.optional_folders.contains(folder);
             let absent = std::fs::symlink_metadata(cfg.source.root.join(folder))
@@ -146,16 +146,18 @@ pub fn run(cfg: &Config, role: Role) -> Vec<Finding> {
     out.push(clock(first, clock_from.as_deref()));
     if let Some(url) = &cfg.metrics.pushgateway {
         let sink = cfg.metrics.sink();
-        out.push(match crate::metrics::probe(url, sink.auth.as_ref()) {
-            Ok(()) => finding("pushgateway", Status::Ok, format!("{url} is ready")),
-            // A night without metrics still backs up; the alerts on the Pushgateway's own
-            // `up` say it is down, and the failed push is a warning in the run's log.
-            Err(e) => finding(
-                "pushgateway",
-                Status::Warn,
-                format!("{e}: tonight's metrics will not arrive (metrics.pushgateway)"),
-            ),
-        });
+        out.push(
+            match crate::nightly::metrics::probe(url, sink.auth.as_ref()) {
+                Ok(()) => finding("pushgateway", Status::Ok, format!("{url} is ready")),
+                // A night without metrics still backs up; the alerts on the Pushgateway's own
+                // `up` say it is down, and the failed push is a warning in the run's log.
+                Err(e) => finding(
+                    "pushgateway",
+                    Status::Warn,
+                    format!("{e}: tonight's metrics will not arrive (metrics.pushgateway)"),
+                ),
+            },
+        );
     }
     if role == Role::Offsite {
         out.extend(offsite(cfg));
@@ -205,7 +207,7 @@ impl Identity {
 fn source_folder(
     root: &Path,
     folder: &str,
-    excludes: &crate::scan::Excludes,
+    excludes: &crate::backup::scan::Excludes,
     who: &Identity,
 ) -> Finding {
     let check = format!("source {folder}");
@@ -706,7 +708,7 @@ mod tests {
     #[test]
     fn a_missing_folder_fails_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let ex = crate::scan::Excludes::new(&[]).unwrap();
+        let ex = crate::backup::scan::Excludes::new(&[]).unwrap();
         let f = source_folder(dir.path(), "notetaking", &ex, &Identity::current());
         assert_eq!(f.status, Status::Fail);
         assert!(f.detail.contains("notetaking"), "{}", f.detail);
@@ -723,7 +725,7 @@ mod tests {
         }
         std::fs::create_dir(top.join("zz")).unwrap();
         std::fs::write(top.join("zz/notes.md"), b"x").unwrap();
-        let ex = crate::scan::Excludes::new(&[]).unwrap();
+        let ex = crate::backup::scan::Excludes::new(&[]).unwrap();
         let f = source_folder(dir.path(), "images", &ex, &Identity::current());
         assert_eq!(f.status, Status::Ok, "{}", f.detail);
         assert!(

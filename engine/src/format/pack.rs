@@ -53,8 +53,8 @@ impl BlobKind {
     /// FastCDC's largest chunk, or the format's tree limit.
     pub fn max_raw_len(self) -> usize {
         match self {
-            BlobKind::Data => crate::chunk::MAX_CHUNK_LEN,
-            BlobKind::Tree => crate::tree::MAX_TREE_LEN,
+            BlobKind::Data => crate::format::chunk::MAX_CHUNK_LEN,
+            BlobKind::Tree => crate::format::tree::MAX_TREE_LEN,
         }
     }
 
@@ -254,7 +254,7 @@ fn check_raw_len(e: &PackEntry) -> Result<()> {
 /// Decodes the blob `e` from `frame` (its exact bytes) and checks its id.
 pub fn open_blob(e: &PackEntry, frame: &[u8]) -> Result<Vec<u8>> {
     check_raw_len(e)?;
-    let data = crate::codec::decode(frame, e.raw_length as usize)?;
+    let data = crate::format::codec::decode(frame, e.raw_length as usize)?;
     if Id::of(&data) != e.id {
         return Err(Error::corrupt(format!(
             "blob {} does not hash to its id",
@@ -281,7 +281,7 @@ mod tests {
             b.add(
                 kind,
                 Id::of(blob),
-                &crate::codec::encode(blob, 3).unwrap(),
+                &crate::format::codec::encode(blob, 3).unwrap(),
                 blob.len(),
             );
         }
@@ -310,7 +310,7 @@ mod tests {
             b.add(
                 BlobKind::Data,
                 Id::of(blob),
-                &crate::codec::raw_frame(blob),
+                &crate::format::codec::raw_frame(blob),
                 blob.len(),
             );
         }
@@ -335,7 +335,7 @@ mod tests {
         b.add(
             BlobKind::Data,
             Id::of(b"x"),
-            &crate::codec::encode(b"x", 3).unwrap(),
+            &crate::format::codec::encode(b"x", 3).unwrap(),
             1,
         );
         let (_, bytes, _) = b.finish();

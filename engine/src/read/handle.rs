@@ -4,11 +4,11 @@
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::pack::BlobKind;
+use crate::format::tree::{Entry, Tree, check_path_len};
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::pack::BlobKind;
 use crate::repo::Repository;
-use crate::tree::{Entry, Tree, check_path_len};
+use crate::repo::index::BlobLocation;
 
 /// `parent/name`, as raw bytes.
 pub(crate) fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -70,7 +70,7 @@ pub fn read_file_content(
         let loc = catalog
             .locate(BlobKind::Data, id)?
             .ok_or_else(|| Error::not_found(format!("chunk {} is in no known pack", id.short())))?;
-        let data = crate::heal::read_checked(repo, catalog, BlobKind::Data, id, &loc)?;
+        let data = crate::catalog::heal::read_checked(repo, catalog, BlobKind::Data, id, &loc)?;
         out.write_all(&data)
             .map_err(|e| Error::io("writing file content", e))?;
         n += data.len() as u64;
@@ -93,7 +93,7 @@ pub fn load_tree_from_store(repo: &Repository, catalog: &Catalog, id: &Id) -> Re
 
 /// The tree at `loc`, read from the store and checked.
 fn tree_at(repo: &Repository, catalog: &Catalog, id: &Id, loc: &BlobLocation) -> Result<Tree> {
-    Tree::decode(&crate::heal::read_checked(
+    Tree::decode(&crate::catalog::heal::read_checked(
         repo,
         catalog,
         BlobKind::Tree,
@@ -113,7 +113,7 @@ pub fn load_tree(repo: &Repository, catalog: &Catalog, id: &Id) -> Result<Tree> 
 pub fn load_tree_through(
     repo: &Repository,
     catalog: &Catalog,
-    cache: Option<&crate::tree_cache::TreeCache>,
+    cache: Option<&crate::catalog::tree_cache::TreeCache>,
     id: &Id,
 ) -> Result<Tree> {
     let Some(cache) = cache else {
@@ -140,7 +140,7 @@ pub fn load_tree_through(
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to
 /// the source root. Walks with an explicit stack, and stops (kind `Corrupt`) at a path longer
-/// than [`crate::tree::MAX_PATH_LEN`]: a crafted chain of trees can neither overflow the stack nor make paths
+/// than [`crate::format::tree::MAX_PATH_LEN`]: a crafted chain of trees can neither overflow the stack nor make paths
 /// of quadratic size.
 pub fn walk_tree(
     repo: &Repository,
@@ -165,7 +165,7 @@ pub fn walk_tree(
         check_path_len(&path)?;
         visit(&path, &e)?;
         // Only a directory has a listing; a `tree` field on anything else is not followed.
-        if e.kind == crate::tree::EntryKind::Dir
+        if e.kind == crate::format::tree::EntryKind::Dir
             && let Some(sub) = &e.tree
         {
             let children = load_tree(repo, catalog, sub)?.entries.into_iter();

@@ -130,7 +130,7 @@ fn block_header(last: bool, size: usize) -> [u8; 3] {
 
 /// The most bytes any stored blob decodes to: a tree's limit, which is above a chunk's. A
 /// reader refuses to allocate for more whatever an index or a catalog claims.
-pub const MAX_BLOB_LEN: usize = crate::tree::MAX_TREE_LEN;
+pub const MAX_BLOB_LEN: usize = crate::format::tree::MAX_TREE_LEN;
 
 /// Decodes one frame that must expand to exactly `raw_len` bytes.
 ///
@@ -320,7 +320,7 @@ mod tests {
         assert!(f.len() < text.len() / 10);
         assert_eq!(decode(&f, text.len()).unwrap(), text);
 
-        let noise = crate::chunk::tests_support::seeded(1 << 20, 3);
+        let noise = crate::format::chunk::tests_support::seeded(1 << 20, 3);
         let f = encode(&noise, 3).unwrap();
         assert_eq!(
             f.len(),
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn verify_frame_agrees_with_decoding() {
         let text = b"the quick brown fox jumps over the lazy dog\n".repeat(5_000);
-        let noise = crate::chunk::tests_support::seeded(300_000, 9);
+        let noise = crate::format::chunk::tests_support::seeded(300_000, 9);
         for (data, frame) in [
             (&text[..], encode(&text, 3).unwrap()),
             (&noise[..], raw_frame(&noise)),

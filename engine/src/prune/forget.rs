@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
 
 /// How many snapshots to keep, by calendar in the configured time zone.
 ///

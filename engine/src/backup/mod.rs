@@ -5,6 +5,8 @@
 //! the snapshot and never abort the run; problems with the store or the catalog abort it before
 //! the snapshot is written, so nothing half-done is ever committed.
 
+pub mod scan;
+
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind as IoKind;
@@ -18,21 +20,23 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::scan::{Excludes, Stat, list_dir, lstat};
 use crate::catalog::{Catalog, FileRecord, SyncReport};
-use crate::chunk::Chunker;
-use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::Id;
-use crate::pack::BlobKind;
-use crate::packer::Packer;
-use crate::read::join_rel;
-use crate::repo::Repository;
-use crate::scan::{Excludes, Stat, list_dir, lstat};
-use crate::snapshot::{
+use crate::format::chunk::Chunker;
+use crate::format::codec;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{
     SNAPSHOT_VERSION, SkipReason, Skipped, Snapshot, Summary, Warning, WarningKind,
 };
+use crate::format::tree::{
+    Entry, EntryKind, MAX_PATH_LEN, MAX_TREE_LEN, RawBytes, Tree, valid_name,
+};
+use crate::id::Id;
+use crate::read::join_rel;
+use crate::repo::Repository;
+use crate::repo::packer::Packer;
 use crate::sparse::SparseReader;
-use crate::tree::{Entry, EntryKind, MAX_PATH_LEN, MAX_TREE_LEN, RawBytes, Tree, valid_name};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -63,7 +67,7 @@ pub struct BackupOptions {
     /// The repository lease the backup runs under: confirmed right before the snapshot is
     /// written, so that a backup whose lease was taken over (a gc may have deleted what it
     /// deduplicated against) commits nothing.
-    pub lease: Option<std::sync::Arc<crate::lease::Lease<'static>>>,
+    pub lease: Option<std::sync::Arc<crate::repo::lease::Lease<'static>>>,
 }
 
 /// Where in a backup a [`Hook`] is called.
@@ -158,7 +162,7 @@ struct Ctx<'a> {
     trees: Packer<'a>,
     records: DeferredRecords<'a>,
     excludes: Excludes,
-    chunker: crate::chunk::ChunkerParams,
+    chunker: crate::format::chunk::ChunkerParams,
     progress: &'a Progress,
     warnings: Mutex<Vec<Warning>>,
     skipped: Mutex<Vec<Skipped>>,
@@ -225,7 +229,7 @@ fn secure_packs(repo: &Repository, catalog: &Catalog) -> Result<()> {
     // A gc deletes only packs whose marker is in force, and the marker outlives the pack: the
     // condemned packs the catalog knows are the only ones to look for.
     let mut missing = Vec::new();
-    for pack in crate::condemn::list(store)?
+    for pack in crate::repo::condemn::list(store)?
         .keys()
         .filter(|p| known.contains_key(p))
     {
@@ -234,7 +238,7 @@ fn secure_packs(repo: &Repository, catalog: &Catalog) -> Result<()> {
             Err(e) => return Err(e),
             Ok(_) => {
                 tracing::info!(pack = %pack, "a pack this backup relies on is condemned; taking it back");
-                crate::condemn::keep(store, pack)?;
+                crate::repo::condemn::keep(store, pack)?;
             }
         }
     }

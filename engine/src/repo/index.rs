@@ -7,8 +7,8 @@
 //! of RocksDB or of the store.
 
 use crate::error::Result;
+use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::Id;
-use crate::pack::{BlobKind, PackEntry};
 
 /// Where a blob lives: one frame of one pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -80,7 +80,7 @@ pub fn retention_plan(
 /// Days of the exports location that a live lease says someone is writing now.
 pub fn days_in_use(exports: &dyn Store) -> Result<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
-    for (key, _) in crate::lease::live(exports, LEASES)? {
+    for (key, _) in crate::repo::lease::live(exports, LEASES)? {
         if let Some(day) = key.strip_prefix(LEASES).and_then(|k| k.split('/').next()) {
             out.insert(day.to_string());
         }
