@@ -4,9 +4,7 @@
 
 mod commands;
 mod failpoint;
-mod offsite;
 mod output;
-mod preflight;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes (see README): 0 success, 1 failure, 2 usage or configuration error,
-/// 3 committed with warnings, 4 another cairn holds the state directory.
+/// Exit codes (see README and docs/DECISIONS.md, "Exit code 4"): 0 success, 1 failure, 2 usage
+/// or configuration error, 3 committed with warnings, 4 held or lost (the state directory, a
+/// lease in the store, or due packs left by gc), 5 `offsite sync` incomplete.
 pub use cairn_engine::error::exit;
 
 #[derive(Debug, Parser)]
@@ -47,26 +46,26 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a repository in the configured store.
-    Init(commands::InitArgs),
+    Init(commands::init::InitArgs),
     /// Check what a job needs before it runs: the share readable, buckets, keys, clock, state
     /// space, Pushgateway, offsite session; one line each, exit 1 if one failed.
-    Preflight(preflight::PreflightArgs),
+    Preflight(commands::preflight::PreflightArgs),
     /// Back up the configured folders and commit a snapshot.
-    Backup(commands::BackupArgs),
+    Backup(commands::backup::BackupArgs),
     /// Write the daily archive of a snapshot: shared-DATE.tar.zst, .sha256, manifest.json.
-    Export(commands::ExportArgs),
+    Export(commands::export::ExportArgs),
     /// The nightly job: backup, export, keep the newest daily archives, write a run report.
-    Run(commands::RunArgs),
+    Run(commands::run::RunArgs),
     /// Inspect the daily archives.
     #[command(subcommand)]
-    Exports(commands::ExportsCommand),
+    Exports(commands::exports::ExportsCommand),
     /// The offsite copy of the daily archives (Proton Drive, any rclone remote, a directory).
     #[command(subcommand)]
-    Offsite(commands::OffsiteCommand),
+    Offsite(commands::offsite::OffsiteCommand),
     /// Restore a snapshot (or paths in it) or a daily archive into a directory.
-    Restore(commands::RestoreArgs),
+    Restore(commands::restore::RestoreArgs),
     /// Check the repository: structure, and with --read-data the data itself.
-    Check(commands::CheckArgs),
+    Check(commands::check::CheckArgs),
     /// Paths added (+), removed (-), changed (M), retyped (T) or with new metadata (U) from A to B.
     Diff {
         /// Older snapshot: `latest`, a date or an id prefix.
@@ -83,17 +82,17 @@ enum Command {
     Snapshots,
     /// Forget the snapshots the [retention] policy does not keep (deletes snapshot objects:
     /// needs a key that may delete; their data stays in the store).
-    Forget(commands::ForgetArgs),
+    Forget(commands::forget::ForgetArgs),
     /// Delete the packs no snapshot needs (after the [gc] grace) and repack mostly dead ones
     /// (needs a key that may delete).
-    Gc(commands::GcArgs),
+    Gc(commands::gc::GcArgs),
     /// Forget by the [retention] policy, then collect garbage: the retention job's command.
-    Prune(commands::PruneArgs),
+    Prune(commands::prune::PruneArgs),
     /// List the entries of a snapshot, recursively, below an optional path.
-    Ls(commands::LsArgs),
+    Ls(commands::ls::LsArgs),
     /// Maintain the local catalog.
     #[command(subcommand)]
-    Catalog(commands::CatalogCommand),
+    Catalog(commands::catalog::CatalogCommand),
 }
 
 /// The only crates allowed to log below `info`: cairn's own. Every other crate is held at

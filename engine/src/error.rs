@@ -44,7 +44,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Committed, with warnings (unreadable, vanished or changed files).
     pub const WARNINGS: u8 = 3;
-    /// The state directory, or the day being published, is held by another cairn process.
+    /// Held or lost: the state directory or a lease in the store (repository, day, offsite) is
+    /// held by another process, a lease this process held was lost, or gc left due packs
+    /// because the repository was in use.
     pub const LOCKED: u8 = 4;
     /// `offsite sync`: some days failed to reach the remote or were left for the next run.
     pub const OFFSITE_INCOMPLETE: u8 = 5;

@@ -9,25 +9,23 @@
 //! Layers only point down: a module may use the ones listed before it in docs/DECISIONS.md's
 //! layering, never one that uses it back (`scripts/module-cycles.py` checks it file by file).
 
-// Foundations used by every layer.
-pub mod config;
-pub mod error;
-pub mod id;
-pub mod secret;
-pub mod sparse;
-
-// Bottom to top.
+// Bottom to top (docs/DECISIONS.md, "Layers"); rustfmt keeps declarations as written.
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod config;
+pub mod error;
 pub mod export;
 pub mod format;
+pub mod id;
 pub mod nightly;
 pub mod offsite;
 pub mod prune;
 pub mod read;
 pub mod repo;
 pub mod restore;
+pub mod secret;
+pub mod sparse;
 pub mod store;
 pub mod tar;
 

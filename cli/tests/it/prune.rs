@@ -330,10 +330,9 @@ fn bad_retention_and_gc_input_is_one_line_and_changes_nothing() {
 /// A gc with a key that may not delete (Garage's read-only key) refuses in one line before it
 /// writes anything: no marker, no new pack, no lease.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn gc_with_a_key_that_may_not_delete_changes_nothing() {
-    let Some(endpoint) = super::s3_endpoint() else {
-        return;
-    };
+    let endpoint = super::s3_endpoint();
     let s = Setup::new();
     let prefix = super::s3_prefix("gc-ro");
     let bucket = std::env::var("CAIRN_S3_TEST_BUCKET").unwrap();

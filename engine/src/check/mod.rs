@@ -550,7 +550,7 @@ impl Walker<'_> {
                     break;
                 }
             }
-            if let Some(sub) = &e.tree {
+            if let Some(sub) = crate::read::walk::subtree(&e) {
                 match self.open(sub, &p, len)? {
                     Opened::Done(ok) => top.ok &= ok,
                     Opened::Frame(f) => stack.push(f),

@@ -16,7 +16,7 @@
 //! (the group cut rule, compression under a memory budget, reuse of yesterday's frames), `sink`
 //! (the ordered writer, the SHA-256 thread and the frame checker), `days` (which days exist, and
 //! `verify`), `status` (the day's `archive.json`: whose snapshot, with what warnings); this file
-//! publishes a day under its lease. Tar header bytes are `tar_format`'s, and
+//! publishes a day under its lease. Tar header bytes are `tar::header`'s, and
 //! the retention of days is `retention`'s.
 
 mod days;

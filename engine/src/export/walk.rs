@@ -13,8 +13,9 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Entry, EntryKind, RawBytes, check_path_len};
+use crate::format::tree::{Entry, EntryKind, RawBytes};
 use crate::id::Id;
+use crate::read::walk::{child_path, subtree};
 use crate::read::{HardlinkGroups, load_tree};
 use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, pack_key};
@@ -284,7 +285,7 @@ fn run_recipe(run: &[(Id, BlobLocation)]) -> Id {
 pub(super) fn ordered(entries: Vec<Entry>) -> Vec<(Vec<u8>, Entry, bool)> {
     let mut items = Vec::with_capacity(entries.len() * 2);
     for e in entries {
-        if e.kind == EntryKind::Dir {
+        if subtree(&e).is_some() {
             let mut key = e.name.0.clone();
             key.push(b'/');
             items.push((key, e.clone(), true));
@@ -328,16 +329,8 @@ impl Walk<'_, '_> {
                 stack.pop();
                 continue;
             };
-            let mut path = prefix.clone();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(&e.name.0);
-            check_path_len(&path)?;
+            let path = child_path(prefix, &e.name.0)?;
             if subtree {
-                if e.tree.is_none() {
-                    return Err(Error::corrupt("directory entry without a tree"));
-                }
                 let level = self.next_level()?;
                 stack.push((path, level));
             } else {
@@ -461,7 +454,7 @@ fn read_levels(
                 .as_slice()
                 .iter()
                 .filter(|(_, _, subtree)| *subtree)
-                .filter_map(|(_, e, _)| e.tree)
+                .filter_map(|(_, e, _)| subtree(e).copied())
                 .collect(),
             Err(_) => Vec::new(),
         };

@@ -2,8 +2,9 @@
 //!
 //! A snapshot object names the root tree and records what the run saw. It is written only after
 //! every pack it references is durable, so its presence in the store is what makes a backup
-//! exist; a run that dies before writing it leaves only unreferenced packs (which the next
-//! backup deduplicates against; no garbage collection exists yet to remove them).
+//! exist; a run that dies before writing it leaves only unreferenced packs, which the next
+//! backup may deduplicate against; those that no snapshot comes to need are condemned by a
+//! garbage collection (`cairn gc`) and deleted by a gc once `gc.grace` has passed.
 //! It is stored as JSON under `snapshots/<id>`, where the id is the BLAKE3 of those bytes.
 
 use serde::{Deserialize, Serialize};

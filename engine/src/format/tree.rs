@@ -231,6 +231,24 @@ impl Tree {
                 bad.name
             )));
         }
+        // Only a directory has a listing, and every directory has one: every walk then decides
+        // alike what is below an entry (`read::walk::subtree`).
+        if let Some(bad) = tree
+            .entries
+            .iter()
+            .find(|e| (e.kind == EntryKind::Dir) != e.tree.is_some())
+        {
+            return Err(Error::corrupt(format!(
+                "tree entry {:?} is a {} {} a listing",
+                bad.name,
+                bad.kind,
+                if bad.tree.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
+            )));
+        }
         if let Some(bad) = tree.entries.iter().find(|e| e.mtime_ns >= 1_000_000_000) {
             return Err(Error::corrupt(format!(
                 "tree entry {:?} has {} nanoseconds in its second",

@@ -33,8 +33,8 @@ use serde::Serialize;
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{BlobKind, PackEntry};
-use crate::format::tree::EntryKind;
 use crate::id::Id;
+use crate::read::walk::Descend;
 use crate::repo::condemn::{self, Marker, Reason};
 use crate::repo::index::{BlobIndex, BlobLocation};
 use crate::repo::lease::{self, Lease, LeaseMode, LeaseStore};
@@ -183,39 +183,42 @@ impl Live {
             if self.skip.contains(&sid) || !self.walked.insert(sid) {
                 continue;
             }
-            let mut stack = vec![snap.root];
-            while let Some(tree) = stack.pop() {
-                if !self.trees.insert(tree) {
-                    continue;
-                }
-                let t = match crate::read::load_tree(repo, catalog, &tree) {
+            if !self.trees.insert(snap.root) {
+                continue;
+            }
+            // The one walk every reader uses, so gc refuses exactly what they refuse; a tree
+            // shared with a snapshot walked before is not walked again.
+            let (trees, chunks) = (&mut self.trees, &mut self.chunks);
+            crate::read::walk::walk(
+                &snap.root,
+                b"",
+                &mut |tree, _| match crate::read::load_tree(repo, catalog, tree) {
                     Err(e) if e.kind() == ErrorKind::NotFound => {
-                        match condemned.find(BlobKind::Tree, &tree)? {
+                        match condemned.find(BlobKind::Tree, tree)? {
                             Some(loc) => crate::format::tree::Tree::decode(&repo.read_blob(
                                 BlobKind::Tree,
-                                &tree,
+                                tree,
                                 &loc,
                             )?),
                             None => Err(e),
                         }
                     }
                     t => t,
-                }
-                .map_err(|e| {
-                    e.context(format!(
-                        "gc stopped: snapshot {} cannot be walked (cairn check names the damage)",
-                        sid.short()
-                    ))
-                })?;
-                for e in t.entries {
-                    if e.kind == EntryKind::Dir
-                        && let Some(sub) = e.tree
-                    {
-                        stack.push(sub);
-                    }
-                    self.chunks.extend(e.chunks);
-                }
-            }
+                },
+                &mut |_, e| {
+                    chunks.extend(e.chunks.iter().copied());
+                    Ok(match crate::read::walk::subtree(e) {
+                        Some(sub) if trees.insert(*sub) => Descend::Into,
+                        _ => Descend::Skip,
+                    })
+                },
+            )
+            .map_err(|e| {
+                e.context(format!(
+                    "gc stopped: snapshot {} cannot be walked (cairn check names the damage)",
+                    sid.short()
+                ))
+            })?;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
-use crate::format::tree::{Entry, Tree, check_path_len};
+use crate::format::tree::{Entry, Tree};
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::index::BlobLocation;
@@ -139,40 +139,19 @@ pub fn load_tree_through(
 }
 
 /// Every entry of a snapshot below `root`, depth first in path order, with its path relative to
-/// the source root. Walks with an explicit stack, and stops (kind `Corrupt`) at a path longer
-/// than [`crate::format::tree::MAX_PATH_LEN`]: a crafted chain of trees can neither overflow the stack nor make paths
-/// of quadratic size.
+/// the source root: [`crate::read::walk::walk`] over trees read by [`load_tree`].
 pub fn walk_tree(
     repo: &Repository,
     catalog: &Catalog,
     root: &Id,
     visit: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
 ) -> Result<()> {
-    let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Entry>)> = vec![(
-        Vec::new(),
-        load_tree(repo, catalog, root)?.entries.into_iter(),
-    )];
-    while let Some((prefix, entries)) = stack.last_mut() {
-        let Some(e) = entries.next() else {
-            stack.pop();
-            continue;
-        };
-        let path = if prefix.is_empty() {
-            e.name.0.clone()
-        } else {
-            join_rel(prefix, &e.name.0)
-        };
-        check_path_len(&path)?;
-        visit(&path, &e)?;
-        // Only a directory has a listing; a `tree` field on anything else is not followed.
-        if e.kind == crate::format::tree::EntryKind::Dir
-            && let Some(sub) = &e.tree
-        {
-            let children = load_tree(repo, catalog, sub)?.entries.into_iter();
-            stack.push((path, children));
-        }
-    }
-    Ok(())
+    crate::read::walk::walk(
+        root,
+        b"",
+        &mut |id, _| load_tree(repo, catalog, id),
+        &mut |path, e| visit(path, e).map(|()| crate::read::walk::Descend::Into),
+    )
 }
 
 /// The entry at `path` (relative to the source root, `/`-separated) in the tree `root`.

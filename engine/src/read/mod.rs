@@ -4,5 +4,6 @@
 
 mod handle;
 pub mod query;
+pub mod walk;
 
 pub use handle::*;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Entry, EntryKind};
 use crate::id::Id;
 use crate::read::load_tree;
+use crate::read::walk::subtree;
 use crate::repo::Repository;
 
 /// One difference between two snapshots.
@@ -73,8 +74,8 @@ pub fn diff(repo: &Repository, catalog: &Catalog, a: &Id, b: &Id) -> Result<Vec<
             Task::Emit(change, path) => out.push(Change { change, path }),
             Task::All(e, path, sign) => {
                 next.push(Task::Emit(sign, path.shown.clone()));
-                if let Some(t) = e.tree {
-                    next.push(Task::Children(t, path, sign));
+                if let Some(t) = subtree(&e) {
+                    next.push(Task::Children(*t, path, sign));
                 }
             }
             Task::Children(t, path, sign) => {
@@ -139,11 +140,11 @@ fn diff_step(
                 {
                     next.push(Task::Emit('U', path.shown.clone()));
                 }
-                match (x.tree, y.tree) {
-                    (Some(ta), Some(tb)) => next.push(Task::Diff(ta, tb, path)),
+                match (subtree(&x), subtree(&y)) {
+                    (Some(ta), Some(tb)) => next.push(Task::Diff(*ta, *tb, path)),
                     // A directory became something else, or the reverse: its contents went or came.
-                    (Some(t), None) => next.push(Task::Children(t, path, '-')),
-                    (None, Some(t)) => next.push(Task::Children(t, path, '+')),
+                    (Some(t), None) => next.push(Task::Children(*t, path, '-')),
+                    (None, Some(t)) => next.push(Task::Children(*t, path, '+')),
                     (None, None) => {}
                 }
             }

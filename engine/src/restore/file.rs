@@ -15,6 +15,7 @@ use crate::id::Id;
 use crate::repo::index::BlobLocation;
 
 /// A file to write: its parent's path and its entry.
+#[derive(Debug)]
 pub(super) struct FileJob {
     pub(super) parent: Vec<Vec<u8>>,
     pub(super) entry: Entry,

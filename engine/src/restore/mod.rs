@@ -20,6 +20,7 @@
 mod archive;
 mod file;
 mod options;
+mod plan;
 mod remote;
 mod snapshot;
 pub(crate) mod target;
@@ -27,7 +28,8 @@ pub(crate) mod target;
 pub use archive::restore_archive;
 use options::Counters;
 pub use options::{Overwrite, RestoreOptions, RestoreReport};
-pub use snapshot::restore;
+pub use plan::{PlanSummary, RestorePlan};
+pub use snapshot::{execute, restore};
 pub use target::components;
 // The descriptor-based target, for restoring a day's paths by its seek table (`export::extract`).
 pub(crate) use target::{Meta, Target, unlink_in_way};

@@ -316,7 +316,8 @@ pub(crate) mod tests {
         /// with nanoseconds before and after 1970 and beyond ustar's range, any size below
         /// 2^40, any mode and owner: the tar crate and our pax time parser read back each.
         /// Newlines are left out: the tar crate splits pax records at them, so a long name with
-        /// one is misread (this test found it); `tar_guard` refuses such archives instead.
+        /// one is misread (this test found it); `tar::guard` refuses an archive where a newline would
+        /// change the size record, and reads such names back whole.
         #[test]
         fn any_header_round_trips_through_the_tar_crate(
             path in proptest::collection::vec(

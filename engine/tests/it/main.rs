@@ -19,3 +19,4 @@ mod seeded;
 mod store_conformance;
 mod survey;
 mod trust;
+mod walk;

@@ -1,6 +1,6 @@
 //! The S3 store against a real S3 server (Garage on loopback, started by scripts/s3-server.sh):
 //! the conformance suite, a backup → export → restore round trip, and faults on top of it.
-//! Without a server these tests skip, except under CI=true, where they fail.
+//! These tests are `#[ignore]`d; run (`--include-ignored`) without a server, they fail.
 
 use std::fs;
 use std::sync::Arc;
@@ -16,23 +16,19 @@ use cairn_engine::store::{
 use crate::common::*;
 use crate::store_conformance::conformance;
 
-/// The test server's coordinates with a prefix no other test run uses.
-pub(crate) fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
-    let Ok(endpoint) = std::env::var("CAIRN_S3_TEST_ENDPOINT") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no S3 test server is configured: scripts/test.sh starts one with scripts/s3-server.sh"
-        );
-        eprintln!(
-            "skipping {what}: CAIRN_S3_TEST_ENDPOINT is not set (scripts/s3-server.sh start)"
-        );
-        return None;
-    };
+/// The test server's coordinates with a prefix no other test run uses. The tests that use it are
+/// `#[ignore]`d; run without a server, they fail here.
+pub(crate) fn server(bucket_var: &str, what: &str) -> S3Config {
+    let endpoint = std::env::var("CAIRN_S3_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "no S3 test server for {what}: CAIRN_S3_TEST_ENDPOINT is unset (scripts/test.sh starts one with scripts/s3-server.sh)"
+        )
+    });
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    Some(S3Config {
+    S3Config {
         endpoint: Some(endpoint),
         region: std::env::var("CAIRN_S3_TEST_REGION").unwrap_or_else(|_| "garage".into()),
         bucket: std::env::var(bucket_var).expect("the S3 test environment names its buckets"),
@@ -43,7 +39,7 @@ pub(crate) fn server(bucket_var: &str, what: &str) -> Option<S3Config> {
         session_token: None,
         retry: RetryPolicy::attempts(5, Duration::from_millis(20), Duration::from_millis(200)),
         server_name: "the S3 test server".into(),
-    })
+    }
 }
 
 fn retrying<S: Store + 'static>(s: S) -> Arc<dyn Store> {
@@ -56,21 +52,19 @@ fn retrying<S: Store + 'static>(s: S) -> Arc<dyn Store> {
 }
 
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_store_conforms() {
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "conformance") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "conformance");
     conformance(&S3Store::new(&cfg).unwrap());
 }
 
 /// A multipart upload abandoned by a killed writer is aborted by `clean_temporaries` once
 /// older than the given age, and only then.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_abandoned_uploads_are_aborted_by_age() {
     use std::io::Write;
-    let Some(cfg) = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "abandoned") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "abandoned");
     let store = S3Store::new(&cfg).unwrap();
     let mut w = store
         .create("2026-11-29/shared-2026-11-29.tar.zst")
@@ -93,10 +87,9 @@ fn s3_abandoned_uploads_are_aborted_by_age() {
 }
 
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_errors_are_classified() {
-    let Some(mut cfg) = server("CAIRN_S3_TEST_BUCKET", "errors") else {
-        return;
-    };
+    let mut cfg = server("CAIRN_S3_TEST_BUCKET", "errors");
     let store = S3Store::new(&cfg).unwrap();
     assert_eq!(
         store.get("nothing/here").unwrap_err().kind(),
@@ -122,11 +115,10 @@ fn s3_errors_are_classified() {
 }
 
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_backup_export_restore_round_trip() {
-    let Some(store_cfg) = server("CAIRN_S3_TEST_BUCKET", "roundtrip") else {
-        return;
-    };
-    let exports_cfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "roundtrip-exports").unwrap();
+    let store_cfg = server("CAIRN_S3_TEST_BUCKET", "roundtrip");
+    let exports_cfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "roundtrip-exports");
     let env = Env::with_store_in(
         tempfile::tempdir().unwrap(),
         retrying(S3Store::new(&store_cfg).unwrap()),
@@ -183,10 +175,9 @@ fn s3_backup_export_restore_round_trip() {
 }
 
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_transient_faults_are_retried_and_permanent_ones_abort() {
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "faults") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "faults");
     let faulty = Arc::new(FaultStore::new(S3Store::new(&cfg).unwrap()));
     let env = Env::with_store_in(tempfile::tempdir().unwrap(), retrying(faulty.clone()));
     write(&env.src.join("notetaking/a.md"), &b"day one\n".repeat(5000));
@@ -219,10 +210,9 @@ fn s3_transient_faults_are_retried_and_permanent_ones_abort() {
 
 /// Two writers of one day on S3 exports (no rename, no conditional writes): one wins whole.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn two_writers_of_one_day_on_s3_exports() {
-    let Some(cfg) = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "two-writers") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "two-writers");
     // Two clients, as two pods would have.
     crate::trust::two_writers_of_one_day(
         retrying(S3Store::new(&cfg).unwrap()),
@@ -234,10 +224,9 @@ fn two_writers_of_one_day_on_s3_exports() {
 /// one file larger than a read batch, cost requests in proportion to packs and directories, not
 /// files. Reading chunk by chunk took more than 5,000 GETs each here.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_restore_and_export_cost_requests_per_pack_not_per_file() {
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "by-pack") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "by-pack");
     let s3 = Arc::new(S3Store::new(&cfg).unwrap());
     let env = Env::with_store_in(tempfile::tempdir().unwrap(), s3.clone());
     for d in 0..20 {
@@ -376,11 +365,10 @@ fn extract_and_compare(exports: &dyn Store, key: &str, env: &Env, paths: &[&str]
 /// `verify` and GNU tar accept. Before, every byte of the archive was uploaded and an export to
 /// S3 reused nothing.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "copy-store") else {
-        return;
-    };
-    let ecfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "copy-exports").unwrap();
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "copy-store");
+    let ecfg = server("CAIRN_S3_TEST_EXPORTS_BUCKET", "copy-exports");
     let s3 = Arc::new(S3Store::new(&cfg).unwrap());
     let exports = Arc::new(S3Store::new(&ecfg).unwrap());
     let env = Env::with_packs_of(tempfile::tempdir().unwrap(), s3.clone(), 16 << 20);
@@ -475,10 +463,9 @@ fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
 /// over the requests in flight, plus a few steps that wait for each other; not times their
 /// blobs, which would add 200 s.
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_latency_costs_per_request_not_per_blob() {
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "latency") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "latency");
     let s3 = Arc::new(S3Store::new(&cfg).unwrap());
     let env = Env::with_store_in(tempfile::tempdir().unwrap(), s3.clone());
     for n in 0..2000u64 {
@@ -567,11 +554,10 @@ fn s3_latency_costs_per_request_not_per_blob() {
 /// completes within the budget gives one `Unavailable` error naming it, not retried again by
 /// the wrapper around the store (the budget does not multiply).
 #[test]
+#[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn the_retry_policy_covers_every_step_of_a_multipart_upload() {
     use crate::fault_proxy::{FaultProxy, Step};
-    let Some(cfg) = server("CAIRN_S3_TEST_BUCKET", "multipart-faults") else {
-        return;
-    };
+    let cfg = server("CAIRN_S3_TEST_BUCKET", "multipart-faults");
     let upstream = std::net::ToSocketAddrs::to_socket_addrs(
         cfg.endpoint
             .as_deref()

@@ -7,10 +7,28 @@ use cairn_engine::config::{Config, OffsiteKind, open_store};
 use cairn_engine::metrics::Stage;
 use cairn_engine::offsite::failure::Failure;
 use cairn_engine::offsite::{self as engine, process::redact};
+use clap::Subcommand;
 
-use crate::commands::publish_failed;
+use super::session::publish_failed;
 use crate::output::{bytes, print_json};
 use crate::{Cli, exit};
+
+#[derive(Debug, Subcommand)]
+pub enum OffsiteCommand {
+    /// Copy every retained day not yet on the remote, newest first, and check it there (exit 5
+    /// when some day failed or was left for the next run).
+    Sync,
+    /// Each day in the exports and on the remote, as last checked.
+    Status,
+    /// The one-time Proton login (uploader = "proton-drive"): prints the sign-in URL to open on
+    /// any device, waits for the sign-in, keeps only the client's session (0600) in
+    /// offsite.session_dir and lists the remote with it.
+    Login {
+        /// How long to wait for the sign-in.
+        #[arg(long, default_value_t = 10)]
+        timeout_mins: u64,
+    },
+}
 
 /// The offsite stage's metrics of a finished sync: its figures, the failures by kind, the
 /// bytes on the remote against its quota, and the client's version as a label.

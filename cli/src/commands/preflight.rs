@@ -67,7 +67,7 @@ pub fn run(cli: &Cli, cfg: &Config, a: &PreflightArgs) -> Result<u8> {
             let kind = cairn_engine::offsite::failure::Failure::of(&f.detail);
             *counts.entry(kind.as_str().to_string()).or_insert(0u64) += 1;
         }
-        let stage = crate::offsite::failure_gauges(
+        let stage = super::offsite::failure_gauges(
             cairn_engine::metrics::Stage::new("offsite", false, jiff::Timestamp::now()),
             &counts,
         );
@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, cfg: &Config, a: &PreflightArgs) -> Result<u8> {
         Ok(exit::FAILURE)
     } else {
         // The alerts must see a night that never started: its stages, failed.
-        crate::commands::publish_failed(cfg, role.stages());
+        super::session::publish_failed(cfg, role.stages());
         Ok(exit::FAILURE)
     }
 }

@@ -1,0 +1,153 @@
+//! `cairn restore`: a snapshot (by selector, day or time) or a daily archive (a local file, a key
+//! or a day in the exports location) into a directory; prints what was restored and what was not.
+
+use anyhow::{Context, Result};
+use cairn_engine::catalog::Catalog;
+use cairn_engine::config::{Config, open_store};
+use cairn_engine::lock::StateLock;
+use cairn_engine::repo::Repository;
+use cairn_engine::{export, restore};
+use clap::Args;
+
+use super::session::{holding, open_repo, parse_date, read_lease};
+use crate::output::{bytes, print_json};
+use crate::{Cli, exit};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot: `latest`, a date or an id prefix (default: the newest).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["date", "as_of", "archive"])]
+    snapshot: Option<String>,
+    /// The newest snapshot of this day (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["as_of", "archive"])]
+    date: Option<String>,
+    /// The newest snapshot taken at or before this time (RFC 3339, e.g. 2026-11-20T12:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with = "archive")]
+    as_of: Option<String>,
+    /// Restore from a daily archive instead: a local .tar.zst file, a key in the exports
+    /// location, or a date whose archive to use. Needs no catalog and no store.
+    #[arg(long, value_name = "FILE_OR_KEY")]
+    archive: Option<String>,
+    /// A path inside the snapshot to restore (repeatable); default: everything.
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// The directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    target: std::path::PathBuf,
+    /// Existing files: never (default), if-changed (size or mtime differ), always.
+    #[arg(long, value_name = "MODE", default_value = "never")]
+    overwrite: String,
+    /// Re-read every restored file and check it against its chunk ids.
+    #[arg(long)]
+    verify: bool,
+}
+
+pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
+    let opts = restore::RestoreOptions {
+        target: a.target.clone(),
+        paths: a
+            .paths
+            .iter()
+            .map(|p| p.trim_matches('/').to_string())
+            .collect(),
+        overwrite: a.overwrite.parse()?,
+        verify: a.verify,
+    };
+    let (report, from) = if let Some(src) = &a.archive {
+        let local = std::path::Path::new(src);
+        if local.is_file() {
+            let f = std::fs::File::open(local).with_context(|| format!("opening archive {src}"))?;
+            (
+                restore::restore_archive(std::io::BufReader::new(f), &opts)?,
+                src.clone(),
+            )
+        } else {
+            let exports = open_store(&cfg.exports, "exports", true)?;
+            // A few paths of a day: only the frames that hold them, by the seek table.
+            if let Ok(day) = export::DayKeys::new(src)
+                && !opts.paths.is_empty()
+                && opts.overwrite == restore::Overwrite::Never
+                && !opts.verify
+                && let Some(report) = export::extract::restore_paths(
+                    exports.as_ref(),
+                    &day.date,
+                    &opts.paths,
+                    &opts.target,
+                )?
+            {
+                (report, day.archive)
+            } else {
+                let key = match export::DayKeys::new(src) {
+                    Ok(day) => day.archive,
+                    Err(_) => src.clone(),
+                };
+                let reader = cairn_engine::store::ObjectReader::open(exports.as_ref(), &key)
+                    .with_context(|| {
+                        format!(
+                            "{src} is neither a local file nor an archive in the exports location"
+                        )
+                    })?;
+                (restore::restore_archive(reader, &opts)?, key)
+            }
+        }
+    } else {
+        let _lock = StateLock::acquire(&cfg.state.dir)?;
+        let repo = open_repo(cfg)?;
+        let lease = read_lease(cfg, &repo, "restore")?;
+        holding(&lease, || restore_snapshot(cfg, a, &repo, &opts))?
+    };
+    if cli.json {
+        print_json(&serde_json::json!({ "from": from, "target": a.target, "report": report }));
+    } else if !cli.quiet {
+        println!(
+            "restored {} files ({}), {} dirs, {} symlinks, {} hardlinks from {from}; {} left as they were{}",
+            report.files,
+            bytes(report.bytes),
+            report.dirs,
+            report.symlinks,
+            report.hardlinks,
+            report.unchanged,
+            if report.verified > 0 {
+                format!("; {} verified", report.verified)
+            } else {
+                String::new()
+            }
+        );
+        for s in &report.skipped {
+            println!("not restorable here: {s}");
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Restores a snapshot (the repository lease held, if one could be taken).
+fn restore_snapshot(
+    cfg: &Config,
+    a: &RestoreArgs,
+    repo: &Repository,
+    opts: &restore::RestoreOptions,
+) -> Result<(restore::RestoreReport, String)> {
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, repo)?;
+    let (id, snap) = match (&a.snapshot, &a.date, &a.as_of) {
+        (Some(s), _, _) => catalog.resolve_snapshot(s)?,
+        (_, Some(d), _) => catalog.resolve_snapshot(&parse_date(d)?)?,
+        (_, _, Some(t)) => {
+            let t: jiff::Timestamp = t.parse().map_err(|_| {
+                cairn_engine::Error::usage(format!("--as-of {t:?} is not an RFC 3339 time"))
+            })?;
+            catalog.resolve_as_of(t)?
+        }
+        _ => catalog.resolve_snapshot("latest")?,
+    };
+    let report = restore::restore(repo, &catalog, &snap, opts).with_context(|| {
+        format!(
+            "restoring snapshot {} into {}",
+            id.short(),
+            a.target.display()
+        )
+    })?;
+    Ok((report, format!("snapshot {}", id.short())))
+}
