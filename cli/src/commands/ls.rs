@@ -51,13 +51,15 @@ pub(super) fn ls(cli: &Cli, cfg: &Config, a: &LsArgs) -> Result<u8> {
             let p = p.trim_matches('/');
             let e = read::find_entry(&repo, &catalog, &snap.root, p.as_bytes())?;
             visit(p.as_bytes(), &e)?;
-            if let Some(t) = &e.tree {
-                read::walk_tree(&repo, &catalog, t, &mut |sub, e| {
-                    let mut full = p.as_bytes().to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(sub);
-                    visit(&full, e)
-                })?;
+            // The engine's one walk, from the entry's own path, with the rules every reader
+            // shares (only a directory has a listing; paths bounded).
+            if let Some(t) = read::walk::subtree(&e) {
+                read::walk::walk(
+                    t,
+                    p.as_bytes(),
+                    &mut |id, _| read::load_tree(&repo, &catalog, id),
+                    &mut |path, e| visit(path, e).map(|()| read::walk::Descend::Into),
+                )?;
             }
         }
     }

@@ -6,6 +6,7 @@ use cairn_engine::catalog::Catalog;
 use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
+use cairn_engine::snapshot::Snapshot;
 use cairn_engine::{export, restore};
 use clap::Args;
 
@@ -40,6 +41,9 @@ pub struct RestoreArgs {
     /// Re-read every restored file and check it against its chunk ids.
     #[arg(long)]
     verify: bool,
+    /// Print the plan (what would be made, from the snapshot's trees alone) and write nothing.
+    #[arg(long, conflicts_with = "archive")]
+    dry_run: bool,
 }
 
 pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
@@ -53,6 +57,12 @@ pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8
         overwrite: a.overwrite.parse()?,
         verify: a.verify,
     };
+    if a.dry_run {
+        let _lock = StateLock::acquire(&cfg.state.dir)?;
+        let repo = open_repo(cfg)?;
+        let lease = read_lease(cfg, &repo, "restore")?;
+        return holding(&lease, || print_plan(cli, cfg, a, &repo, &opts));
+    }
     let (report, from) = if let Some(src) = &a.archive {
         let local = std::path::Path::new(src);
         if local.is_file() {
@@ -131,7 +141,20 @@ fn restore_snapshot(
     opts: &restore::RestoreOptions,
 ) -> Result<(restore::RestoreReport, String)> {
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, repo)?;
-    let (id, snap) = match (&a.snapshot, &a.date, &a.as_of) {
+    let (id, snap) = chosen(&catalog, a)?;
+    let report = restore::restore(repo, &catalog, &snap, opts).with_context(|| {
+        format!(
+            "restoring snapshot {} into {}",
+            id.short(),
+            a.target.display()
+        )
+    })?;
+    Ok((report, format!("snapshot {}", id.short())))
+}
+
+/// The snapshot `a` names.
+fn chosen(catalog: &Catalog, a: &RestoreArgs) -> Result<(cairn_engine::Id, Snapshot)> {
+    Ok(match (&a.snapshot, &a.date, &a.as_of) {
         (Some(s), _, _) => catalog.resolve_snapshot(s)?,
         (_, Some(d), _) => catalog.resolve_snapshot(&parse_date(d)?)?,
         (_, _, Some(t)) => {
@@ -141,13 +164,46 @@ fn restore_snapshot(
             catalog.resolve_as_of(t)?
         }
         _ => catalog.resolve_snapshot("latest")?,
-    };
-    let report = restore::restore(repo, &catalog, &snap, opts).with_context(|| {
-        format!(
-            "restoring snapshot {} into {}",
+    })
+}
+
+/// `--dry-run`: the plan of restoring the chosen snapshot, printed; nothing is written.
+fn print_plan(
+    cli: &Cli,
+    cfg: &Config,
+    a: &RestoreArgs,
+    repo: &Repository,
+    opts: &restore::RestoreOptions,
+) -> Result<u8> {
+    let (catalog, _) = Catalog::open_for(&cfg.state.dir, repo)?;
+    let (id, snap) = chosen(&catalog, a)?;
+    let plan = restore::RestorePlan::new(repo, &catalog, &snap, &opts.paths)
+        .with_context(|| format!("planning the restore of snapshot {}", id.short()))?;
+    let s = plan.summary();
+    if cli.json {
+        let paths: Vec<serde_json::Value> = plan
+            .paths()
+            .into_iter()
+            .map(|(path, kind)| serde_json::json!({ "path": path, "kind": kind.to_string() }))
+            .collect();
+        print_json(&serde_json::json!({
+            "from": format!("snapshot {}", id.short()),
+            "target": a.target,
+            "plan": s,
+            "paths": paths,
+        }));
+    } else if !cli.quiet {
+        println!(
+            "would restore {} files ({}), {} dirs, {} symlinks, {} hardlinks, {} special files from snapshot {} into {}",
+            s.files,
+            bytes(s.bytes),
+            s.dirs,
+            s.symlinks,
+            s.hardlinks,
+            s.specials,
             id.short(),
             a.target.display()
-        )
-    })?;
-    Ok((report, format!("snapshot {}", id.short())))
+        );
+    }
+    Ok(exit::OK)
 }

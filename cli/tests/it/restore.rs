@@ -87,3 +87,48 @@ fn restore_check_diff_find_from_the_command_line() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `restore --dry-run` prints the plan and writes nothing; the restore that follows does what it
+/// said (issue 30: a plan value that a dry run prints, carried out by the execution).
+#[test]
+fn a_dry_run_restore_prints_the_plan_the_restore_then_carries_out() {
+    let s = Setup::new();
+    s.run(&["init"]);
+    fs::create_dir_all(s.src().join("notetaking/sub")).unwrap();
+    fs::write(s.src().join("notetaking/a.md"), "first").unwrap();
+    fs::write(s.src().join("notetaking/sub/b.md"), "second note").unwrap();
+    std::os::unix::fs::symlink("a.md", s.src().join("notetaking/link")).unwrap();
+    let (code, r) = s.json(&["run", "--date", "2026-11-20"]);
+    assert_eq!(code, 0, "{r}");
+    let target = s.dir.path().join("planned");
+    let t = target.to_str().unwrap();
+    let (code, plan) = s.json(&["restore", "--target", t, "--dry-run"]);
+    assert_eq!(code, 0, "{plan}");
+    assert!(!target.exists(), "a dry run wrote to the target");
+    let (code, done) = s.json(&["restore", "--target", t]);
+    assert_eq!(code, 0, "{done}");
+    let (p, d) = (&plan["plan"], &done["report"]);
+    for (planned, did) in [
+        ("files", "files"),
+        ("bytes", "bytes"),
+        ("dirs", "dirs"),
+        ("symlinks", "symlinks"),
+        ("hardlinks", "hardlinks"),
+    ] {
+        assert_eq!(p[planned], d[did], "{planned}: plan {plan} against {done}");
+    }
+    assert_eq!(p["files"], 2);
+    let paths: Vec<&str> = plan["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for path in &paths {
+        assert!(
+            target.join(path).symlink_metadata().is_ok(),
+            "{path} planned but not restored"
+        );
+    }
+    assert!(paths.contains(&"notetaking/sub/b.md"), "{paths:?}");
+}

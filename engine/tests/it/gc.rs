@@ -638,3 +638,76 @@ fn a_refresh_landing_after_a_takeover_does_not_bring_the_lease_back() {
         b.release();
     });
 }
+
+/// Plans separated from execution (issue 30): the plan a dry run computes is what the run then
+/// does, read back from the store — the markers it wrote are the plan's condemned and repacked
+/// packs, and the packs gone from the store after the grace are the plan's deletions.
+#[test]
+fn a_gc_carries_out_exactly_its_dry_run_plan() {
+    let env = Env::new();
+    let mut rng = Xorshift::new(7);
+    let start: jiff::Timestamp = "2026-10-01T02:00:00Z".parse().unwrap();
+    let mut t = start;
+    for night in 0..5u64 {
+        change(&env.src, &mut rng, night);
+        t = start + jiff::SignedDuration::from_hours(24 * night as i64);
+        let mut opts = env.opts();
+        opts.time = t;
+        opts.date = t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+        env.backup_with(&opts).unwrap();
+    }
+    let cat = env.catalog();
+    let policy = Policy {
+        daily: 1,
+        ..Policy::default()
+    };
+    let forget_plan = forget::plan(&cat.snapshots().unwrap(), &policy, &jiff::tz::TimeZone::UTC);
+    forget::forget(&env.repo, &cat, &forget_plan).unwrap();
+    let store = env.repo.store();
+    let markers = || -> Vec<cairn_engine::Id> {
+        let mut m: Vec<_> = cairn_engine::condemn::list_all(store.as_ref())
+            .unwrap()
+            .0
+            .into_keys()
+            .collect();
+        m.sort();
+        m
+    };
+    let packs = || -> std::collections::BTreeSet<cairn_engine::Id> {
+        env.repo
+            .list_packs()
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    };
+
+    // Condemning: the markers written are the plan's packs, and nothing is deleted yet.
+    let opts = gc_opts(t, 24);
+    let plan = gc::plan(&env.repo, &cat, &opts).unwrap();
+    assert!(
+        !plan.condemn.is_empty(),
+        "the history leaves unreferenced packs: {plan:?}"
+    );
+    assert!(plan.delete.is_empty(), "{plan:?}");
+    let before = packs();
+    let report = gc::gc(&env.repo, &cat, &opts).unwrap();
+    let mut planned: Vec<_> = plan.condemn.iter().chain(&plan.repack).copied().collect();
+    planned.sort();
+    assert_eq!(markers(), planned, "markers written against the plan");
+    assert_eq!(report.packs_condemned, planned.len());
+    assert!(before.is_subset(&packs()), "a condemning run deleted packs");
+
+    // Deleting, past the grace: the packs gone are the plan's, and so are the bytes.
+    let later = gc_opts(t + jiff::SignedDuration::from_hours(25), 24);
+    let plan = gc::plan(&env.repo, &cat, &later).unwrap();
+    assert_eq!(plan.delete, planned, "every condemned pack is due");
+    let before = packs();
+    let report = gc::gc(&env.repo, &cat, &later).unwrap();
+    let gone: Vec<_> = before.difference(&packs()).copied().collect();
+    assert_eq!(gone, plan.delete, "packs deleted against the plan");
+    assert_eq!(report.bytes_freed, plan.bytes_freed);
+    assert_eq!(report.packs_deleted, plan.delete.len());
+    drop(cat);
+    assert_clean(&env.repo, &env.state, "after the planned gc");
+}
