@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{DayKeys, read_manifest};
+use super::manifest::{DayKeys, Manifest, read_manifest};
 use crate::error::{Error, Result};
 use crate::format::tree::EntryKind;
 use crate::id::hex;
@@ -152,19 +152,11 @@ pub struct VerifyReport {
 pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     let keys = DayKeys::new(date)?;
     let manifest = read_manifest(exports, &keys)?;
-    let sha_line = String::from_utf8(exports.get(&keys.sha256)?)
-        .map_err(|_| Error::corrupt(format!("{} is not text", keys.sha256)))?;
-    let expected = format!("{}  {}", manifest.archive.sha256, keys.archive_name());
-    if sha_line.trim_end() != expected {
-        return Err(Error::corrupt(format!(
-            "{} does not match the manifest",
-            keys.sha256
-        )));
-    }
+    check_sha256_object(exports, &keys, &manifest)?;
     // The seek table, when the archive has one: its frames' boundaries are checked as the
     // archive streams past (a zstd frame starts at each, declaring the table's content size).
     let table = match manifest.seek_table {
-        Some(_) => Some(super::extract::read_table(exports, &keys, &manifest)?),
+        Some(_) => Some(super::frames::read_table(exports, &keys, &manifest)?),
         None => None,
     };
     let reader = crate::store::ObjectReader::open(exports, &keys.archive)?;
@@ -178,64 +170,104 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
         head: Vec::new(),
         bad: None,
     };
-    let entries = {
-        let mut dec = zstd::stream::read::Decoder::new(&mut tee)
-            .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
-        // Names with a newline are read from the guard: the tar crate would misread them.
-        let (guard, names) = crate::tar::guard::TarGuard::with_names(&mut dec);
-        let mut archive = tar::Archive::new(guard);
-        let mut n = 0u64;
-        let mut want = manifest.entries.iter();
-        for item in archive
-            .entries()
-            .map_err(|e| Error::corrupt(format!("{}: not a tar", keys.archive)).with_source(e))?
-        {
-            let mut item = item
-                .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
-            let path = names
-                .borrow()
-                .path
-                .clone()
-                .unwrap_or_else(|| item.path_bytes().into_owned());
-            let m = want
-                .next()
-                .ok_or_else(|| Error::corrupt("archive has more entries than its manifest"))?;
-            let mpath = if m.kind == EntryKind::Dir {
-                [m.path.0.as_slice(), b"/"].concat()
-            } else {
-                m.path.0.clone()
-            };
-            if m.offset.is_some_and(|o| o != item.raw_file_position()) {
-                return Err(Error::corrupt(format!(
-                    "archive entry {} starts at {} of the tar stream, the manifest says {}",
-                    String::from_utf8_lossy(&path),
-                    item.raw_file_position(),
-                    m.offset
-                        .map_or_else(|| "nothing".to_string(), |o| o.to_string())
-                )));
-            }
-            if path != mpath || item.size() != m.size {
-                return Err(Error::corrupt(format!(
-                    "archive entry {} does not match the manifest ({})",
-                    String::from_utf8_lossy(&path),
-                    m.path.lossy()
-                )));
-            }
-            std::io::copy(&mut item, &mut std::io::sink()).map_err(|e| {
-                Error::corrupt(format!("{}: damaged content", keys.archive)).with_source(e)
-            })?;
-            n += 1;
+    let entries = match_entries(&mut tee, &keys, &manifest)?;
+    let sha = check_read_through(tee, &keys, &manifest, size)?;
+    Ok(VerifyReport {
+        date: keys.date,
+        size,
+        sha256: sha,
+        entries,
+    })
+}
+
+/// The day's `.sha256` object must name the manifest's SHA-256 and the archive's file name.
+fn check_sha256_object(exports: &dyn Store, keys: &DayKeys, manifest: &Manifest) -> Result<()> {
+    let sha_line = String::from_utf8(exports.get(&keys.sha256)?)
+        .map_err(|_| Error::corrupt(format!("{} is not text", keys.sha256)))?;
+    let expected = format!("{}  {}", manifest.archive.sha256, keys.archive_name());
+    if sha_line.trim_end() != expected {
+        return Err(Error::corrupt(format!(
+            "{} does not match the manifest",
+            keys.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes the archive through `tee` and matches its tar entries against the manifest's, in
+/// order (path, size, and where its content starts); returns how many there were. The zstd
+/// stream is read to its end, so that every frame, and the hash, cover the whole object.
+fn match_entries<R: Read>(
+    tee: &mut HashingReader<R>,
+    keys: &DayKeys,
+    manifest: &Manifest,
+) -> Result<u64> {
+    let mut dec = zstd::stream::read::Decoder::new(&mut *tee)
+        .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
+    // Names with a newline are read from the guard: the tar crate would misread them.
+    let (guard, names) = crate::tar::guard::TarGuard::with_names(&mut dec);
+    let mut archive = tar::Archive::new(guard);
+    let mut n = 0u64;
+    let mut want = manifest.entries.iter();
+    for item in archive
+        .entries()
+        .map_err(|e| Error::corrupt(format!("{}: not a tar", keys.archive)).with_source(e))?
+    {
+        let mut item =
+            item.map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+        let path = names
+            .borrow()
+            .path
+            .clone()
+            .unwrap_or_else(|| item.path_bytes().into_owned());
+        let m = want
+            .next()
+            .ok_or_else(|| Error::corrupt("archive has more entries than its manifest"))?;
+        let mpath = if m.kind == EntryKind::Dir {
+            [m.path.0.as_slice(), b"/"].concat()
+        } else {
+            m.path.0.clone()
+        };
+        if m.offset.is_some_and(|o| o != item.raw_file_position()) {
+            return Err(Error::corrupt(format!(
+                "archive entry {} starts at {} of the tar stream, the manifest says {}",
+                String::from_utf8_lossy(&path),
+                item.raw_file_position(),
+                m.offset
+                    .map_or_else(|| "nothing".to_string(), |o| o.to_string())
+            )));
         }
-        if want.next().is_some() {
-            return Err(Error::corrupt(
-                "archive has fewer entries than its manifest",
-            ));
+        if path != mpath || item.size() != m.size {
+            return Err(Error::corrupt(format!(
+                "archive entry {} does not match the manifest ({})",
+                String::from_utf8_lossy(&path),
+                m.path.lossy()
+            )));
         }
-        // Read to the end so that every frame (and the hash) covers the whole object.
-        std::io::copy(&mut dec, &mut std::io::sink())
-            .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
-        n
-    };
+        std::io::copy(&mut item, &mut std::io::sink()).map_err(|e| {
+            Error::corrupt(format!("{}: damaged content", keys.archive)).with_source(e)
+        })?;
+        n += 1;
+    }
+    if want.next().is_some() {
+        return Err(Error::corrupt(
+            "archive has fewer entries than its manifest",
+        ));
+    }
+    // Read to the end so that every frame (and the hash) covers the whole object.
+    std::io::copy(&mut dec, &mut std::io::sink())
+        .map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+    Ok(n)
+}
+
+/// After the last zstd frame: nothing may follow, every frame of the seek table must have been
+/// found where it says, and the SHA-256 and size must be the manifest's. Returns the SHA-256.
+fn check_read_through<R: Read>(
+    mut tee: HashingReader<R>,
+    keys: &DayKeys,
+    manifest: &Manifest,
+    size: u64,
+) -> Result<String> {
     let mut rest = Vec::new();
     tee.read_to_end(&mut rest)
         .map_err(|e| Error::corrupt("reading the archive").with_source(e))?;
@@ -264,12 +296,7 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
             keys.archive, manifest.archive.sha256, manifest.archive.size
         )));
     }
-    Ok(VerifyReport {
-        date: keys.date,
-        size,
-        sha256: sha,
-        entries,
-    })
+    Ok(sha)
 }
 
 /// Reads the archive through, hashing it and checking each seek-table frame's header as it

@@ -11,18 +11,30 @@
 //! Publication: the archive streams into an object that appears only when complete; then the
 //! `.sha256`; the manifest is written last, and its presence is what makes a day complete.
 //!
-//! One concern a file: `manifest` (the day's names and `manifest.json`), `walk` (the snapshot in
-//! archive order into tar bytes and groups, and the stages joined by `write_archive`), `groups`
-//! (the group cut rule, compression under a memory budget, reuse of yesterday's frames), `sink`
-//! (the ordered writer, the SHA-256 thread and the frame checker), `days` (which days exist, and
-//! `verify`), `status` (the day's `archive.json`: whose snapshot, with what warnings); this file
-//! publishes a day under its lease. Tar header bytes are `tar::header`'s, and
-//! the retention of days is `retention`'s.
+//! One concern a file: `manifest` (the day's names, what `manifest.json` holds and reading it
+//! back whole), `manifest_write` (writing it, one entry a line), `manifest_stream` (reading the
+//! entries of a few files as a stream), `report` (what an export reports), `walk` (the snapshot's
+//! trees in archive order, and the stages joined by `write_archive`), `assemble` (tar bytes into
+//! groups, and the runs of stored frames), `groups` (the group cut rule, compression under a
+//! memory budget, reuse of yesterday's frames), `sink` (the ordered writer, the SHA-256 thread and
+//! the frame checker), `days` (which days exist, and `verify`), `status` (the day's
+//! `archive.json`: whose snapshot, with what warnings), `extract` (one file out of a day's
+//! archive), `frames` (reading an archive by its seek table), `header_check` (the tar headers
+//! before a file, read as the streaming readers read them), `restore_paths` (paths restored by
+//! the seek table); this file publishes a day under its lease. Tar header bytes are
+//! `tar::header`'s, and the retention of days is `retention`'s.
 
+mod assemble;
 mod days;
 pub mod extract;
+mod frames;
 mod groups;
+mod header_check;
 mod manifest;
+mod manifest_stream;
+mod manifest_write;
+mod report;
+mod restore_paths;
 pub mod retention;
 mod sink;
 mod status;
@@ -35,8 +47,9 @@ use groups::Reuse;
 pub use groups::SMALL_FILE;
 pub use manifest::{
     ArchiveInfo, DayKeys, GroupFrame, LeftOut, MANIFEST_VERSION, MAX_MANIFEST, Manifest,
-    ManifestEntry, NotReused, Published, Reused, SeekTableInfo, read_manifest,
+    ManifestEntry, NotReused, SeekTableInfo, read_manifest,
 };
+pub use report::{Published, Reused};
 pub use status::{ArchiveStatus, read_status, status_key};
 use walk::{Written, write_archive};
 
@@ -45,7 +58,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::store::Store;
+use crate::store::{ObjectWriter, Store};
 
 /// How to publish one day's archive.
 #[derive(Debug, Clone)]
@@ -150,54 +163,13 @@ fn publish(
             (h.0)(p);
         }
     };
-    let (level, force) = (opts.level, opts.force);
-    let mut replacing = false;
-    match read_manifest(exports, keys) {
-        // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
-        Ok(m) if m.root == snap.root => {
-            return Ok(Published::Unchanged(m));
-        }
-        Ok(m) if !force && !own_rerun(repo, exports, keys, &m)? => {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{} already holds a complete archive of snapshot {}, whose content differs from snapshot {}; refusing to replace it (use --force)",
-                    keys.date,
-                    m.snapshot.short(),
-                    snap_id.short()
-                ),
-            ));
-        }
-        // Forced, or a rerun of a night of this repository that had warnings or failed: the
-        // day stops looking complete just before its archive is replaced (below), so that a
-        // failed or killed build leaves the old day whole.
-        Ok(m) => {
-            if !force {
-                tracing::warn!(
-                    day = %keys.date,
-                    old = %m.snapshot.short(),
-                    new = %snap_id.short(),
-                    "replacing the day's archive: its night, of this repository, had warnings or failed"
-                );
-            }
-            replacing = true;
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut reuse = earlier_archive(exports, keys)?;
-    let mut writer = exports.create(&keys.archive)?;
-    let written = match write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut()) {
-        // A damaged earlier archive costs one more pass, never the export.
-        Err(e) if reuse.as_ref().is_some_and(|r| r.was_damaged()) => {
-            tracing::warn!("{e}; writing the archive again without reusing it");
-            reuse = None;
-            drop(writer);
-            writer = exports.create(&keys.archive)?;
-            write_archive(repo, catalog, snap, level, None, writer.as_mut())?
-        }
-        written => written?,
+    let replacing = match day_before(repo, exports, (snap_id, snap), opts.force, keys)? {
+        DayBefore::Same(m) => return Ok(Published::Unchanged(*m)),
+        DayBefore::Replace => true,
+        DayBefore::Empty => false,
     };
+    let (mut writer, reuse, written) =
+        build_archive(repo, catalog, exports, snap, opts.level, keys)?;
     call(ExportPoint::ArchiveBuilt);
     // Each object of the day is published only while the lease is still this writer's: one that
     // lost it (stalled longer than the lease's TTL) must not replace another writer's archive.
@@ -270,6 +242,84 @@ fn publish(
     lease.confirm()?;
     out.finish()?;
     Ok(Published::Written(manifest, reused))
+}
+
+/// What the day holds before this writer publishes it.
+enum DayBefore {
+    /// No complete archive.
+    Empty,
+    /// A complete archive of the same tree: the bytes would be identical.
+    Same(Box<Manifest>),
+    /// A complete archive that is to be replaced.
+    Replace,
+}
+
+/// The day's complete archive, if it has one, against snapshot `snap_id`: the same tree is kept;
+/// another is replaced when `force` is set or its night, of this repository, had warnings or
+/// failed ([`own_rerun`]); otherwise the call fails with kind `Conflict`.
+fn day_before(
+    repo: &Repository,
+    exports: &dyn Store,
+    (snap_id, snap): (&Id, &Snapshot),
+    force: bool,
+    keys: &DayKeys,
+) -> Result<DayBefore> {
+    match read_manifest(exports, keys) {
+        // Same trees, same bytes: a rerun of the night with nothing changed keeps the archive.
+        Ok(m) if m.root == snap.root => Ok(DayBefore::Same(Box::new(m))),
+        Ok(m) if !force && !own_rerun(repo, exports, keys, &m)? => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{} already holds a complete archive of snapshot {}, whose content differs from snapshot {}; refusing to replace it (use --force)",
+                keys.date,
+                m.snapshot.short(),
+                snap_id.short()
+            ),
+        )),
+        // Forced, or a rerun of a night of this repository that had warnings or failed: the
+        // day stops looking complete just before its archive is replaced (in `publish`), so
+        // that a failed or killed build leaves the old day whole.
+        Ok(m) => {
+            if !force {
+                tracing::warn!(
+                    day = %keys.date,
+                    old = %m.snapshot.short(),
+                    new = %snap_id.short(),
+                    "replacing the day's archive: its night, of this repository, had warnings or failed"
+                );
+            }
+            Ok(DayBefore::Replace)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(DayBefore::Empty),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the archive of `snap` into a new archive object of the day, drawing on the newest
+/// earlier day's archive; returns the object (not yet finished, so not yet visible), the archive
+/// drawn on, and what was written.
+fn build_archive<'a>(
+    repo: &Repository,
+    catalog: &Catalog,
+    exports: &'a dyn Store,
+    snap: &Snapshot,
+    level: i32,
+    keys: &DayKeys,
+) -> Result<(Box<dyn ObjectWriter + 'a>, Option<Reuse<'a>>, Written)> {
+    let mut reuse = earlier_archive(exports, keys)?;
+    let mut writer = exports.create(&keys.archive)?;
+    let written = match write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut()) {
+        // A damaged earlier archive costs one more pass, never the export.
+        Err(e) if reuse.as_ref().is_some_and(|r| r.was_damaged()) => {
+            tracing::warn!("{e}; writing the archive again without reusing it");
+            reuse = None;
+            drop(writer);
+            writer = exports.create(&keys.archive)?;
+            write_archive(repo, catalog, snap, level, None, writer.as_mut())?
+        }
+        written => written?,
+    };
+    Ok((writer, reuse, written))
 }
 
 /// Whether the day's complete archive `m` may be replaced without `--force`: its night was this

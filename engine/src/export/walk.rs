@@ -1,14 +1,19 @@
-//! The walking end: turns a snapshot's trees into tar bytes in archive order, cuts them into
-//! groups, queues stored frames of large files, and joins the stages into [`write_archive`].
+//! The walking end: reads a snapshot's trees ahead of the walk, walks them in archive order into
+//! the tar assembler (`assemble`), and joins the stages of an archive's build (the walk, the
+//! compression workers, the writer, the hasher and the frame checker) into [`write_archive`].
 
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::ScopedJoinHandle;
 
+use super::assemble::TarAssembler;
 use super::groups::{
-    Budget, GROUP_BUDGET, GROUP_MAX, GROUP_MIN, GROUP_PICK, Group, Job, PackCache, Reuse,
-    SMALL_FILE, Seg, compress_groups, stage_gone,
+    Budget, GROUP_BUDGET, Group, Job, PackCache, Reuse, SMALL_FILE, compress_groups, stage_gone,
 };
-use super::manifest::{EntryLines, FrameRun, GroupFrame, LeftOut, ManifestEntry};
-use super::sink::{FrameSource, Out, Sink, check_frames, hash_pieces};
+use super::manifest::{FrameRun, GroupFrame, LeftOut, ManifestEntry};
+use super::manifest_write::EntryLines;
+use super::sink::{Out, Sink, Sunk, check_frames, hash_pieces};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
@@ -17,11 +22,10 @@ use crate::format::tree::{Entry, EntryKind, RawBytes};
 use crate::id::Id;
 use crate::read::walk::{child_path, subtree};
 use crate::read::{HardlinkGroups, load_tree};
+use crate::repo::Repository;
 use crate::repo::index::BlobLocation;
-use crate::repo::{Repository, pack_key};
-use crate::store::ObjectWriter;
-use crate::store::fetch::{FetchOptions, Prefetch, Ticket, Want};
-use crate::tar::header as tar_header;
+use crate::store::fetch::{FetchOptions, Prefetch};
+use crate::store::{ObjectWriter, ServerObject};
 
 /// What [`write_archive`] wrote.
 pub(crate) struct Written {
@@ -47,237 +51,6 @@ pub(crate) struct Written {
     pub checked_frames: u64,
     /// The seek table written at the end.
     pub seek_table: super::manifest::SeekTableInfo,
-}
-
-/// The walking end: builds tar bytes, groups them into frames and queues the output in order.
-pub(super) struct TarAssembler<'a> {
-    repo: &'a Repository,
-    catalog: &'a Catalog,
-    /// Pack indexes for locating small files' chunks when reads are planned here.
-    packs: PackCache,
-    items: SyncSender<Out>,
-    jobs: SyncSender<Job>,
-    budget: &'a Budget,
-    /// Planned reads of the frames the archive needs, when the packs are remote.
-    prefetch: Option<&'a Prefetch<'a>>,
-    level: i32,
-    /// The previous archive's group frames, and their planned reads when it is remote.
-    reuse: Option<&'a Reuse<'a>>,
-    /// The previous archive, when its runs of stored frames are to be reused.
-    run_reuse: Option<&'a Reuse<'a>>,
-    earlier: Option<&'a Prefetch<'a>>,
-    pending: Group,
-    tar_len: u64,
-}
-
-impl TarAssembler<'_> {
-    fn send(&self, item: Out) -> Result<()> {
-        self.items.send(item).map_err(|_| stage_gone("writing"))
-    }
-
-    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.raw_with(|raw| raw.extend_from_slice(bytes))
-    }
-
-    /// Header or padding bytes, appended by `write` straight into the group.
-    fn raw_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
-        let g = &mut self.pending;
-        let start = g.raw.len();
-        write(&mut g.raw);
-        match g.segs.last_mut() {
-            Some(Seg::Raw(_, end)) if *end == start => *end = g.raw.len(),
-            _ => g.segs.push(Seg::Raw(start, g.raw.len())),
-        }
-        let n = g.raw.len() - start;
-        self.added(n)
-    }
-
-    /// An entry's header blocks (see [`tar_header::header`]).
-    fn header(
-        &mut self,
-        path: &[u8],
-        e: &Entry,
-        kind: tar::EntryType,
-        size: u64,
-        link: Option<&[u8]>,
-    ) -> Result<()> {
-        self.raw_with(|raw| tar_header::header_into(raw, path, e, kind, size, link))
-    }
-
-    /// Asks for the frame at `loc` ahead of the stage that will need it, if reads are planned.
-    fn plan_read(&self, loc: &BlobLocation) -> Result<Option<Ticket>> {
-        self.prefetch
-            .map(|p| {
-                p.submit(Want {
-                    key: pack_key(&loc.pack),
-                    offset: u64::from(loc.offset),
-                    len: u64::from(loc.length),
-                })
-            })
-            .transpose()
-    }
-
-    fn added(&mut self, n: usize) -> Result<()> {
-        self.pending.len += n;
-        self.tar_len += n as u64;
-        if self.pending.len >= GROUP_MAX {
-            self.flush_pending()?;
-        }
-        Ok(())
-    }
-
-    /// Called after each entry's last byte: cuts the group where the entry's path says so.
-    fn entry_done(&mut self, path: &[u8]) -> Result<()> {
-        if self.pending.len >= GROUP_MIN {
-            let h = blake3::hash(path);
-            let pick = u32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"));
-            if pick % GROUP_PICK == 0 {
-                self.flush_pending()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands the gathered group to a worker and queues its frame in archive order.
-    fn flush_pending(&mut self) -> Result<()> {
-        if self.pending.len > 0 {
-            let mut group = std::mem::take(&mut self.pending);
-            let recipe = group.recipe(self.level);
-            let charge = group.len;
-            self.budget.take(charge)?;
-            let earlier = match self.reuse.and_then(|r| Some((r, r.frames.get(&recipe)?))) {
-                Some((r, f)) => {
-                    let want = || Want {
-                        key: r.key.clone(),
-                        offset: f.offset,
-                        len: f.length,
-                    };
-                    let ticket = self.earlier.map(|p| p.submit(want())).transpose()?;
-                    Some((f.clone(), ticket))
-                }
-                // Reads planned in archive order need the locations now; otherwise the worker
-                // looks them up.
-                None if self.prefetch.is_some() => {
-                    group.locate(self.repo, self.catalog, &mut self.packs)?;
-                    for seg in &mut group.segs {
-                        if let Seg::Blob(_, Some(loc), ticket) = seg {
-                            *ticket = self.plan_read(loc)?;
-                        }
-                    }
-                    None
-                }
-                None => None,
-            };
-            let (tx, rx) = sync_channel(1);
-            let job = Job {
-                group,
-                recipe,
-                earlier,
-                frame: tx,
-            };
-            self.jobs.send(job).map_err(|_| stage_gone("compression"))?;
-            self.send(Out::Group(rx, charge))?;
-        }
-        Ok(())
-    }
-
-    fn pad(&mut self) -> Result<()> {
-        let rem = (self.tar_len % 512) as usize;
-        if rem != 0 {
-            self.raw(&[0u8; 512][..512 - rem])?;
-        }
-        Ok(())
-    }
-
-    /// Appends a file's content: small files re-compressed with their neighbours, larger ones as
-    /// the stored frames, in runs of at most [`RUN_CHUNKS`].
-    fn content(&mut self, e: &Entry, locs: &[BlobLocation]) -> Result<()> {
-        if e.size <= SMALL_FILE {
-            // One piece of the file's size: its chunks are looked up and checked by the worker
-            // that reads them, and only if the group is not taken from the previous archive.
-            self.pending
-                .segs
-                .extend(e.chunks.iter().map(|id| Seg::Blob(*id, None, None)));
-            self.added(e.size as usize)?;
-            return self.pad();
-        }
-        let repo = self.repo;
-        let mut written = 0u64;
-        let mut run = Vec::new();
-        for (id, &loc) in e.chunks.iter().zip(locs) {
-            // Large files' frames are copied without decoding: their claimed length is checked
-            // here, before the tar stream is sized by it.
-            repo.check_location(BlobKind::Data, id, &loc)?;
-            written += u64::from(loc.raw_length);
-            run.push((*id, loc));
-            if run.len() == RUN_CHUNKS {
-                self.frames(&mut run)?;
-            }
-        }
-        self.frames(&mut run)?;
-        if written != e.size {
-            return Err(Error::corrupt(format!(
-                "file of {} bytes has chunks of {written} bytes",
-                e.size
-            )));
-        }
-        self.pad()
-    }
-
-    /// Queues a run of stored frames: taken from the previous archive when it holds the same
-    /// run and reusing runs pays (see [`write_archive`]), otherwise read from the packs.
-    fn frames(&mut self, run: &mut Vec<(Id, BlobLocation)>) -> Result<()> {
-        if run.is_empty() {
-            return Ok(());
-        }
-        self.flush_pending()?;
-        let recipe = run_recipe(run);
-        let length: u64 = run.iter().map(|(_, loc)| u64::from(loc.length)).sum();
-        // The earlier archive's copy of the run, read frame by frame like the packs would be,
-        // so that the read-ahead window bounds it.
-        let mut earlier = self.run_reuse.and_then(|r| {
-            Some((
-                r,
-                r.runs.get(&recipe).filter(|f| f.length == length)?.offset,
-            ))
-        });
-        self.send(Out::RunStart(recipe, earlier.is_some()))?;
-        for (id, loc) in run.drain(..) {
-            let from = match &mut earlier {
-                Some((r, at)) => {
-                    let want = Want {
-                        key: r.key.clone(),
-                        offset: *at,
-                        len: u64::from(loc.length),
-                    };
-                    let ticket = self.earlier.map(|p| p.submit(want)).transpose()?;
-                    let from = FrameSource::Earlier(*at, ticket);
-                    *at += u64::from(loc.length);
-                    from
-                }
-                None => FrameSource::Pack(self.plan_read(&loc)?),
-            };
-            self.send(Out::Stored(id, loc, from))?;
-            self.tar_len += u64::from(loc.raw_length);
-        }
-        self.send(Out::RunEnd)
-    }
-}
-
-/// Stored frames of a large file per run: a run is reused whole or not at all, so this bounds
-/// both what the walk holds and what one damaged frame of an earlier archive costs.
-pub(crate) const RUN_CHUNKS: usize = 64;
-
-/// What determines a run of stored frames: each chunk's id, decoded length and frame length.
-fn run_recipe(run: &[(Id, BlobLocation)]) -> Id {
-    let mut h = blake3::Hasher::new();
-    h.update(b"cairn archive run v1");
-    for (id, loc) in run {
-        h.update(id.as_bytes());
-        h.update(&loc.raw_length.to_le_bytes());
-        h.update(&loc.length.to_le_bytes());
-    }
-    Id(*h.finalize().as_bytes())
 }
 
 /// Items of one directory in full-path bytewise order: an entry sorts by its name, and the
@@ -508,6 +281,10 @@ impl<F: FnMut()> Drop for OnExit<F> {
 }
 
 /// Writes the archive of `snap` into `out`, taking unchanged group frames from `reuse`.
+///
+/// The stages run at once, joined by bounded queues: the tree reader, the walk (this thread),
+/// the compression workers, the writer, and the threads that hash the archive and check the
+/// stored frames it copied.
 pub(crate) fn write_archive(
     repo: &Repository,
     catalog: &Catalog,
@@ -535,19 +312,12 @@ pub(crate) fn write_archive(
     // Compression workers still running.
     let live = std::sync::atomic::AtomicUsize::new(workers);
     let jobs_rx = std::sync::Mutex::new(Some(jobs_rx));
-    // Packs read by requests: every frame the archive needs is asked for by the walk, in
-    // archive order, and read by pack ahead of the writer and the workers.
-    let prefetch =
-        (!repo.reads_locally()).then(|| Prefetch::new(repo.store().as_ref(), FetchOptions::REMOTE));
-    // The previous archive's frames, read by coalesced ranges when it is remote.
-    let earlier = reuse
-        .filter(|r| r.store.local_file(&r.key).is_none())
-        .map(|r| Prefetch::new(r.store, FetchOptions::REMOTE));
-    // Where its frames can be copied from inside the server.
-    let earlier_src = reuse.and_then(|r| r.store.server_object(&r.key, true));
-    // Its runs of stored frames stand in for reads of the packs when those are remote, or when
-    // the archive can be copied inside the server; between local files they save nothing.
-    let run_reuse = reuse.filter(|_| !repo.reads_locally() || earlier_src.is_some());
+    let Reads {
+        prefetch,
+        earlier,
+        earlier_src,
+        run_reuse,
+    } = plan_reads(repo, reuse);
     std::thread::scope(|scope| {
         for p in prefetch.iter().chain(&earlier) {
             p.start(scope);
@@ -584,34 +354,16 @@ pub(crate) fn write_archive(
         };
         let budget_ref = &budget;
         let writer = scope.spawn(move || {
-            // Whatever the outcome, a panic included, nothing more will be redeemed: waiting
-            // reads and a walk blocked on a full read-ahead window end when the writer does.
-            let _exit = OnExit(|| {
-                budget_ref.close();
-                for p in prefetch.into_iter().chain(earlier) {
-                    p.stop();
-                }
-            });
-            let sunk = sink.run(items_rx);
-            if sunk.is_err() {
-                writer_failed.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            sunk
+            run_writer(
+                sink,
+                items_rx,
+                budget_ref,
+                (prefetch, earlier),
+                writer_failed,
+            )
         });
-        let live = &live;
-        for _ in 0..workers {
-            let jobs = &jobs_rx;
-            scope.spawn(move || {
-                // The last worker to stop, a panic included, drops the queue: a walk waiting to
-                // hand over a group then fails instead of waiting for ever.
-                let _last = OnExit(|| {
-                    if live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-                        drop(jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
-                    }
-                });
-                compress_groups(repo, catalog, level, reuse, prefetch, earlier, jobs)
-            });
-        }
+        let (queue, reads) = ((&live, &jobs_rx), (prefetch, earlier));
+        spawn_compressors(scope, workers, queue, (repo, catalog, level, reuse), reads);
         let mut w = TarAssembler {
             repo,
             catalog,
@@ -632,46 +384,148 @@ pub(crate) fn write_archive(
         let ahead = &ahead;
         scope.spawn(move || read_levels(repo, catalog, root, ahead, levels_tx));
         // The walk owns the trees' receiver: when it stops, early or not, the reader does too.
-        let walked = (|| {
-            let mut walk = Walk {
-                w: &mut w,
-                levels: levels_rx,
-                ahead,
-                entries: EntryLines::default(),
-                skipped: Vec::new(),
-                links: HardlinkGroups::new(),
-            };
-            // Whatever the outcome, the reader stops waiting to send more.
-            let _stop = OnExit(|| ahead.close());
-            walk.dir(b"")?;
-            let (entries, skipped) = (walk.entries, walk.skipped);
-            w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
-            w.flush_pending()?;
-            Ok((entries, skipped))
-        })();
+        let walked = walk_snapshot(&mut w, levels_rx, ahead);
         drop(w); // closes the queues: the workers, the writer, then the hasher finish
         for p in prefetch.into_iter().chain(earlier) {
             p.close();
         }
-        let written = writer.join().expect("the writing thread does not panic");
-        let sha = hasher.join().expect("the hashing thread does not panic");
-        let checked = checker.join().expect("the checking thread does not panic");
-        // A stage that stopped makes the ones before it fail too; report the root cause.
-        match (walked, written, sha, checked) {
-            (_, _, _, Err(e)) | (_, _, Err(e), _) | (_, Err(e), _, _) | (Err(e), _, _, _) => Err(e),
-            (Ok((entries, skipped)), Ok(sunk), Ok(sha256), Ok(checked_frames)) => Ok(Written {
-                size: sunk.size,
-                sha256,
-                entries,
-                skipped,
-                groups: sunk.groups,
-                reused_groups: sunk.reused_groups,
-                not_reused: sunk.not_reused,
-                runs: sunk.runs,
-                reused_runs: sunk.reused_runs,
-                checked_frames,
-                seek_table: sunk.seek_table,
-            }),
-        }
+        joined(walked, writer, hasher, checker)
     })
+}
+
+/// The reads an archive's build plans ahead of the stages that need them, and what stands in
+/// for reads.
+struct Reads<'a> {
+    /// Planned reads of the packs, when they are remote.
+    prefetch: Option<Prefetch<'a>>,
+    /// Planned reads of the previous archive, when it is remote.
+    earlier: Option<Prefetch<'a>>,
+    /// The previous archive, when its frames can be copied inside the server.
+    earlier_src: Option<ServerObject>,
+    /// The previous archive, when its runs of stored frames are to be reused.
+    run_reuse: Option<&'a Reuse<'a>>,
+}
+
+/// Plans the reads of [`write_archive`] for `repo`'s packs and the previous archive `reuse`.
+fn plan_reads<'a>(repo: &'a Repository, reuse: Option<&'a Reuse<'a>>) -> Reads<'a> {
+    // Packs read by requests: every frame the archive needs is asked for by the walk, in
+    // archive order, and read by pack ahead of the writer and the workers.
+    let prefetch =
+        (!repo.reads_locally()).then(|| Prefetch::new(repo.store().as_ref(), FetchOptions::REMOTE));
+    // The previous archive's frames, read by coalesced ranges when it is remote.
+    let earlier = reuse
+        .filter(|r| r.store.local_file(&r.key).is_none())
+        .map(|r| Prefetch::new(r.store, FetchOptions::REMOTE));
+    // Where its frames can be copied from inside the server.
+    let earlier_src = reuse.and_then(|r| r.store.server_object(&r.key, true));
+    // Its runs of stored frames stand in for reads of the packs when those are remote, or when
+    // the archive can be copied inside the server; between local files they save nothing.
+    let run_reuse = reuse.filter(|_| !repo.reads_locally() || earlier_src.is_some());
+    Reads {
+        prefetch,
+        earlier,
+        earlier_src,
+        run_reuse,
+    }
+}
+
+/// The writing thread: runs the sink, and whatever the outcome, a panic included, nothing
+/// more will be redeemed: waiting reads and a walk blocked on a full read-ahead window end when
+/// the writer does. A failure also tells the checker that the frames still queued need no check.
+fn run_writer(
+    sink: Sink<'_, '_>,
+    items: Receiver<Out>,
+    budget: &Budget,
+    (prefetch, earlier): (Option<&Prefetch<'_>>, Option<&Prefetch<'_>>),
+    writer_failed: &AtomicBool,
+) -> Result<Sunk> {
+    let _exit = OnExit(|| {
+        budget.close();
+        for p in prefetch.into_iter().chain(earlier) {
+            p.stop();
+        }
+    });
+    let sunk = sink.run(items);
+    if sunk.is_err() {
+        writer_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    sunk
+}
+
+/// Starts `workers` compression workers on the queue of groups; the last to stop, a panic
+/// included, drops the queue, so that a walk waiting to hand over a group then fails instead of
+/// waiting for ever.
+fn spawn_compressors<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    workers: usize,
+    (live, jobs): (&'s AtomicUsize, &'s Mutex<Option<Receiver<Job>>>),
+    (repo, catalog, level, reuse): (&'s Repository, &'s Catalog, i32, Option<&'s Reuse<'s>>),
+    (prefetch, earlier): (Option<&'s Prefetch<'s>>, Option<&'s Prefetch<'s>>),
+) {
+    for _ in 0..workers {
+        scope.spawn(move || {
+            let _last = OnExit(|| {
+                if live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    drop(jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+                }
+            });
+            compress_groups(repo, catalog, level, reuse, prefetch, earlier, jobs)
+        });
+    }
+}
+
+/// Walks the snapshot's trees into `w` as [`read_levels`] delivers them, then ends the archive
+/// and hands over its last group. The walk owns the trees' receiver: when it stops, early or
+/// not, the reader does too.
+fn walk_snapshot(
+    w: &mut TarAssembler<'_>,
+    levels: Receiver<Result<Level>>,
+    ahead: &Budget,
+) -> Result<(EntryLines, Vec<LeftOut>)> {
+    let mut walk = Walk {
+        w: &mut *w,
+        levels,
+        ahead,
+        entries: EntryLines::default(),
+        skipped: Vec::new(),
+        links: HardlinkGroups::new(),
+    };
+    // Whatever the outcome, the reader stops waiting to send more.
+    let _stop = OnExit(|| ahead.close());
+    walk.dir(b"")?;
+    let (entries, skipped) = (walk.entries, walk.skipped);
+    w.raw(&[0u8; 1024])?; // end of archive: two zero blocks
+    w.flush_pending()?;
+    Ok((entries, skipped))
+}
+
+/// Waits for the writer, the hasher and the checker, and returns what the stages made of the
+/// archive, or the failure that stopped them: a stage that stopped makes the ones before it fail
+/// too, so the root cause is reported (the checker's, the hasher's, the writer's, then the
+/// walk's).
+fn joined(
+    walked: Result<(EntryLines, Vec<LeftOut>)>,
+    writer: ScopedJoinHandle<'_, Result<Sunk>>,
+    hasher: ScopedJoinHandle<'_, Result<String>>,
+    checker: ScopedJoinHandle<'_, Result<u64>>,
+) -> Result<Written> {
+    let written = writer.join().expect("the writing thread does not panic");
+    let sha = hasher.join().expect("the hashing thread does not panic");
+    let checked = checker.join().expect("the checking thread does not panic");
+    match (walked, written, sha, checked) {
+        (_, _, _, Err(e)) | (_, _, Err(e), _) | (_, Err(e), _, _) | (Err(e), _, _, _) => Err(e),
+        (Ok((entries, skipped)), Ok(sunk), Ok(sha256), Ok(checked_frames)) => Ok(Written {
+            size: sunk.size,
+            sha256,
+            entries,
+            skipped,
+            groups: sunk.groups,
+            reused_groups: sunk.reused_groups,
+            not_reused: sunk.not_reused,
+            runs: sunk.runs,
+            reused_runs: sunk.reused_runs,
+            checked_frames,
+            seek_table: sunk.seek_table,
+        }),
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -421,67 +421,14 @@ pub fn run(
     timeout: Duration,
     what: &str,
 ) -> Result<Finished> {
-    for k in WITHHELD {
-        cmd.env_remove(k);
-    }
-    stop_clients_on_signals();
-    // SAFETY: setsid and prctl are async-signal-safe. A session of its own makes the client the
-    // leader of a group and a session that every helper it starts stays in (unless it calls
-    // setsid itself); the death signal kills the client when the thread that spawned it ends.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // What a client writes (a session, caches of keys) is its owner's alone.
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    prepare(cmd, input.is_some());
     let started = Instant::now();
-    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = cmd.spawn().map_err(|e| {
-        let config = matches!(
-            e.kind(),
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-        ) || e.raw_os_error() == Some(libc::ENOEXEC);
-        Error::new(
-            if config {
-                ErrorKind::Config
-            } else {
-                ErrorKind::Io
-            },
-            format!("{what}: cannot start {:?}: {e}", cmd.get_program()),
-        )
-    })?;
+    let mut child = spawn_registered(cmd, what)?;
     let pid = child.id() as libc::pid_t;
-    clients.push(pid);
-    drop(clients);
     let out = drain(child.stdout.take().expect("piped"), MAX_STDOUT, false);
     let err = drain(child.stderr.take().expect("piped"), MAX_STDERR, true);
     let stdin = child.stdin.take();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let (killed_tx, killed_rx) = mpsc::channel::<bool>();
-    // The watchdog kills the session at the deadline; it is told the client exited only before
-    // the client is reaped, so the ids it signals are still the client's.
-    std::thread::spawn(move || {
-        let killed = matches!(
-            done_rx.recv_timeout(timeout),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        );
-        if killed {
-            kill_session(pid);
-        }
-        let _ = killed_tx.send(killed);
-    });
+    let (done_tx, killed_rx) = watchdog(pid, timeout);
     let mut fed = Ok(());
     if let (Some(mut pipe), Some(input)) = (stdin, input) {
         fed = std::io::copy(input, &mut pipe).map(|_| ());
@@ -491,13 +438,7 @@ pub fn run(
     wait_exited(pid);
     let _ = done_tx.send(());
     let killed = killed_rx.recv().unwrap_or(false);
-    // Helpers the client left in its session go with it, so they cannot hold its output open
-    // or go on uploading.
-    kill_session(pid);
-    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
-    clients.retain(|p| *p != pid);
-    let status = child.wait();
-    drop(clients);
+    let status = reap(pid, &mut child);
     if STOPPING.load(Ordering::SeqCst) {
         // Killed because cairn is being stopped, which the stopping thread finishes: this is
         // no failed upload to record.
@@ -540,6 +481,88 @@ pub fn run(
         stdout,
         stderr,
     })
+}
+
+/// What every client is started with: none of cairn's own credentials, a session of its own
+/// that dies with cairn, a umask that keeps what it writes private, and pipes for its input
+/// (where there is one) and its output.
+fn prepare(cmd: &mut Command, input: bool) {
+    for k in WITHHELD {
+        cmd.env_remove(k);
+    }
+    stop_clients_on_signals();
+    // SAFETY: setsid and prctl are async-signal-safe. A session of its own makes the client the
+    // leader of a group and a session that every helper it starts stays in (unless it calls
+    // setsid itself); the death signal kills the client when the thread that spawned it ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // What a client writes (a session, caches of keys) is its owner's alone.
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    cmd.stdin(if input { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+}
+
+/// Starts the client and registers its session, under the lock the stopping thread takes, so
+/// that a signal arriving meanwhile finds it. A program that is missing, not executable or not
+/// a program is a configuration error.
+fn spawn_registered(cmd: &mut Command, what: &str) -> Result<Child> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    let child = cmd.spawn().map_err(|e| {
+        let config = matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ) || e.raw_os_error() == Some(libc::ENOEXEC);
+        Error::new(
+            if config {
+                ErrorKind::Config
+            } else {
+                ErrorKind::Io
+            },
+            format!("{what}: cannot start {:?}: {e}", cmd.get_program()),
+        )
+    })?;
+    clients.push(child.id() as libc::pid_t);
+    drop(clients);
+    Ok(child)
+}
+
+/// The watchdog of the client `pid`: it kills the session at the deadline. It is told the client
+/// exited (the returned sender) only before the client is reaped, so the ids it signals are
+/// still the client's; it answers whether it killed it.
+fn watchdog(pid: libc::pid_t, timeout: Duration) -> (mpsc::Sender<()>, mpsc::Receiver<bool>) {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (killed_tx, killed_rx) = mpsc::channel::<bool>();
+    std::thread::spawn(move || {
+        let killed = matches!(
+            done_rx.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if killed {
+            kill_session(pid);
+        }
+        let _ = killed_tx.send(killed);
+    });
+    (done_tx, killed_rx)
+}
+
+/// After the client exited: the helpers it left in its session go with it, so they cannot hold
+/// its output open or go on uploading; then it is deregistered and reaped, under the lock, so
+/// the stopping thread never signals its ids once they may name another process.
+fn reap(pid: libc::pid_t, child: &mut Child) -> std::io::Result<ExitStatus> {
+    kill_session(pid);
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    clients.retain(|p| *p != pid);
+    let status = child.wait();
+    drop(clients);
+    status
 }
 
 #[cfg(test)]

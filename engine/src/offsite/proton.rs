@@ -237,20 +237,7 @@ impl ProtonDrive {
         let mut shown = false;
         let status = loop {
             while let Ok(line) = rx.try_recv() {
-                // The URL, from `{"signInUrl": …}` or a line of its own (older clients).
-                let url = serde_json::from_str::<Value>(line.trim())
-                    .ok()
-                    .and_then(|v| {
-                        v.get("signInUrl")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    })
-                    .or_else(|| {
-                        line.split_whitespace()
-                            .find(|w| w.starts_with("https://"))
-                            .map(str::to_string)
-                    });
-                if let (Some(url), false) = (url, shown) {
+                if let (Some(url), false) = (sign_in_url(&line), shown) {
                     shown = true;
                     let _ = writeln!(
                         out,
@@ -302,6 +289,23 @@ impl ProtonDrive {
         let days = self.days(Duration::from_secs(120))?;
         Ok(days.len())
     }
+}
+
+/// The sign-in URL a line of `proton-drive auth login` gives: from `{"signInUrl": …}`, or a
+/// line of its own (older clients).
+fn sign_in_url(line: &str) -> Option<String> {
+    serde_json::from_str::<Value>(line.trim())
+        .ok()
+        .and_then(|v| {
+            v.get("signInUrl")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            line.split_whitespace()
+                .find(|w| w.starts_with("https://"))
+                .map(str::to_string)
+        })
 }
 
 /// Makes the session file private to its owner (0600) and checks that it is this process's:

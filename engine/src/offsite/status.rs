@@ -135,6 +135,16 @@ pub fn load_all(exports: &dyn Store) -> Result<std::collections::BTreeMap<String
     Ok(out)
 }
 
+/// Bytes of the days `statuses` record as uploaded and checked: the archive and its two
+/// companions each.
+pub fn remote_bytes(statuses: &std::collections::BTreeMap<String, DayOffsite>) -> u64 {
+    statuses
+        .values()
+        .filter(|s| s.state == State::Uploaded)
+        .map(|s| s.archive_size + s.sha256_file_size.unwrap_or(0) + s.manifest_size.unwrap_or(0))
+        .sum()
+}
+
 /// Writes a day's status.
 pub fn save(exports: &dyn Store, s: &DayOffsite) -> Result<()> {
     exports.put(

@@ -7,6 +7,7 @@ use super::target::{Meta, Target, components, show, wanted};
 use super::{RestoreOptions, RestoreReport};
 use crate::error::{Error, Result};
 use crate::format::tree::EntryKind;
+use crate::tar::guard::PaxNames;
 
 /// An owner id from an archive as a `uid_t`: ids that do not fit 32 bits (a crafted pax record
 /// of 99999999999 would otherwise become 1215752191, someone else's id) become `u32::MAX`,
@@ -50,28 +51,58 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
     // with a newline come from the guard, which reads pax records by length as tar does.
     let (guard, names) = crate::tar::guard::TarGuard::with_names(dec);
     let mut archive = tar::Archive::new(guard);
-    let mut report = RestoreReport::default();
-    let mut dirs: Vec<(Vec<Vec<u8>>, Meta)> = Vec::new();
-    let mut symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)> = Vec::new();
-    let mut files: std::collections::HashSet<Vec<Vec<u8>>> = Default::default();
-    let bad = |e: std::io::Error| Error::corrupt("the archive is damaged").with_source(e);
-    for item in archive.entries().map_err(bad)? {
-        let mut item = item.map_err(bad)?;
+    let mut restore = ArchiveRestore {
+        target,
+        filters,
+        report: RestoreReport::default(),
+        dirs: Vec::new(),
+        symlinks: Vec::new(),
+        files: Default::default(),
+    };
+    for item in archive.entries().map_err(damaged)? {
+        let mut item = item.map_err(damaged)?;
         let posix = names.borrow().clone();
+        restore.entry(&mut item, posix)?;
+    }
+    restore.finish()
+}
+
+/// The archive as damaged, with the tar crate's error as its cause.
+fn damaged(e: std::io::Error) -> Error {
+    Error::corrupt("the archive is damaged").with_source(e)
+}
+
+/// One restore from an archive: the target, what is wanted of the archive, and what is kept for
+/// the end (symlinks last, so that none redirects a later write; folders' metadata after their
+/// contents).
+struct ArchiveRestore {
+    target: Target,
+    filters: Vec<Vec<Vec<u8>>>,
+    report: RestoreReport,
+    dirs: Vec<(Vec<Vec<u8>>, Meta)>,
+    symlinks: Vec<(Vec<Vec<u8>>, Vec<u8>, Meta)>,
+    /// The files restored so far, which a hardlink may point to.
+    files: std::collections::HashSet<Vec<Vec<u8>>>,
+}
+
+impl ArchiveRestore {
+    /// Reads one archive entry's name and metadata (its path and link name from the guard's
+    /// `posix` names when they hold a newline) and restores it, if it is wanted.
+    fn entry<R: Read>(&mut self, item: &mut tar::Entry<'_, R>, posix: PaxNames) -> Result<()> {
         let raw = posix.path.unwrap_or_else(|| item.path_bytes().into_owned());
         if raw == b"." || raw == b"./" {
-            continue; // the archive root of `tar -C dir .`
+            return Ok(()); // the archive root of `tar -C dir .`
         }
         let parts = components(&raw).map_err(|e| e.context("archive entry"))?;
-        if !wanted(&parts, &filters) {
-            continue;
+        if !wanted(&parts, &self.filters) {
+            return Ok(());
         }
         let h = item.header();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let (mode, uid, gid) = (
             h.mode().unwrap_or(0o600),
-            archive_owner(h.uid(), "uid", &shown, &mut report.warnings),
-            archive_owner(h.gid(), "gid", &shown, &mut report.warnings),
+            archive_owner(h.uid(), "uid", &shown, &mut self.report.warnings),
+            archive_owner(h.gid(), "gid", &shown, &mut self.report.warnings),
         );
         let device = match (h.device_major(), h.device_minor()) {
             (Ok(Some(major)), Ok(Some(minor))) => Some(libc::makedev(major, minor)),
@@ -81,7 +112,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         let link = posix
             .linkpath
             .or_else(|| item.link_name_bytes().map(|l| l.into_owned()));
-        let (mtime, mtime_ns) = crate::tar::header::archive_mtime(&mut item)?;
+        let (mtime, mtime_ns) = crate::tar::header::archive_mtime(item)?;
         let meta = Meta {
             mode,
             uid,
@@ -89,12 +120,25 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
             mtime,
             mtime_ns,
         };
+        self.place(item, parts, kind, (link, device), meta)
+    }
+
+    /// Restores an entry of type `kind` at `parts`, with its link name or device number.
+    fn place<R: Read>(
+        &mut self,
+        item: &mut tar::Entry<'_, R>,
+        parts: Vec<Vec<u8>>,
+        kind: tar::EntryType,
+        (link, device): (Option<Vec<u8>>, Option<u64>),
+        meta: Meta,
+    ) -> Result<()> {
+        let (target, report) = (&self.target, &mut self.report);
         let path = show(&parts);
         let (name, parent) = parts.split_last().expect("components are never empty");
         match kind {
             tar::EntryType::Directory => {
                 target.dir(&parts, true)?;
-                dirs.push((parts.clone(), meta));
+                self.dirs.push((parts.clone(), meta));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dir = target.dir(parent, true)?;
@@ -102,7 +146,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
                 let written = target.file(&dir, name, &path, size, &meta, &mut |w| {
                     let mut buf = vec![0u8; 1 << 20];
                     loop {
-                        let n = item.read(&mut buf).map_err(bad)?;
+                        let n = item.read(&mut buf).map_err(damaged)?;
                         if n == 0 {
                             return Ok(());
                         }
@@ -115,12 +159,12 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
                 } else {
                     report.unchanged += 1;
                 }
-                files.insert(parts.clone());
+                self.files.insert(parts.clone());
             }
             tar::EntryType::Link => {
                 let from = components(&link.unwrap_or_default())
                     .map_err(|e| e.context(format!("hardlink {path}")))?;
-                if !files.contains(&from) {
+                if !self.files.contains(&from) {
                     return Err(Error::usage(format!(
                         "hardlink {path} points to {}, which is not a file restored before it",
                         show(&from)
@@ -130,11 +174,12 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
                 if target.hardlink(&from, &dir, name, &path)? {
                     report.hardlinks += 1;
                 }
-                files.insert(parts.clone());
+                self.files.insert(parts.clone());
             }
             tar::EntryType::Symlink => {
                 target.dir(parent, true)?;
-                symlinks.push((parts.clone(), link.unwrap_or_default(), meta));
+                self.symlinks
+                    .push((parts.clone(), link.unwrap_or_default(), meta));
             }
             tar::EntryType::Fifo => {
                 let dir = target.dir(parent, true)?;
@@ -149,25 +194,32 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
                 } else {
                     EntryKind::Chardev
                 };
-                target.special_device(parent, name, (kind, device), &meta, &path, &mut report)?;
+                target.special_device(parent, name, (kind, device), &meta, &path, report)?;
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
             | tar::EntryType::GNULongName => {}
             _ => report.skipped.push(path),
         }
+        Ok(())
     }
-    for (parts, t, meta) in &symlinks {
-        let (name, parent) = parts.split_last().expect("non-empty");
-        let dir = target.dir(parent, false)?;
-        if target.symlink(&dir, name, t, meta, &show(parts))? {
-            report.symlinks += 1;
+
+    /// Creates the symlinks, then applies the folders' metadata, deepest first: writing into
+    /// them changed their times.
+    fn finish(mut self) -> Result<RestoreReport> {
+        let (target, report) = (&self.target, &mut self.report);
+        for (parts, t, meta) in &self.symlinks {
+            let (name, parent) = parts.split_last().expect("non-empty");
+            let dir = target.dir(parent, false)?;
+            if target.symlink(&dir, name, t, meta, &show(parts))? {
+                report.symlinks += 1;
+            }
         }
+        self.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        for (parts, meta) in &self.dirs {
+            target.dir_meta(parts, meta)?;
+            report.dirs += 1;
+        }
+        Ok(self.report)
     }
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-    for (parts, meta) in &dirs {
-        target.dir_meta(parts, meta)?;
-        report.dirs += 1;
-    }
-    Ok(report)
 }
