@@ -139,21 +139,11 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::registry().with(layer).init();
 }
 
-/// The error and its causes on one line, each once: an engine error already ends with its
-/// cause's text (an OS error, say), which the chain then lists again.
+/// The error and its contexts on one line. Each cause appears once by construction: an engine
+/// error prints its cause and does not return it again as a source.
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.ends_with(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
+    let parts: Vec<String> = err.chain().map(ToString::to_string).collect();
+    parts.join(": ").replace('\n', " ")
 }
 
 /// Buffers of at least this size are mapped on their own and given back when freed.
@@ -186,6 +176,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    test_clock();
     match commands::run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -197,6 +188,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// `CAIRN_TEST_CLOCK_AHEAD_SECS=N` makes a debug build read every store's clock N seconds ahead,
+/// so that the CLI's tests find a lease lapsed without sleeping through its time to live.
+/// Release builds, the ones deployed, ignore it.
+fn test_clock() {
+    #[cfg(debug_assertions)]
+    if let Some(secs) = std::env::var("CAIRN_TEST_CLOCK_AHEAD_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        cairn_engine::lease::set_process_clock_ahead(std::time::Duration::from_secs(secs));
     }
 }
 

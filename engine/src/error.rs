@@ -81,18 +81,23 @@ impl ErrorKind {
 }
 
 /// An engine error: a kind, a message that names the thing that failed, and an optional cause.
+///
+/// It prints its cause after its message and, for that reason, does not also return it from
+/// [`std::error::Error::source`]: a chain of contexts around it (anyhow's, in the CLI) then
+/// names each cause exactly once, by construction. [`Error::cause`] reaches the cause for a
+/// caller that looks for a particular one.
 #[derive(Debug, thiserror::Error)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    // Not named `source`: thiserror would return a field of that name from `source()`.
+    cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.cause {
             // An error that is all cause (its message empty) reads as the cause alone.
             if self.message.is_empty() {
                 write!(f, "{source}")?;
@@ -113,13 +118,13 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            source: None,
+            cause: None,
         }
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.cause = Some(Box::new(source));
         self
     }
 
@@ -164,9 +169,21 @@ impl Error {
         self.kind == ErrorKind::Transient
     }
 
+    /// The underlying cause, already part of this error's text.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
     /// The message without the cause.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The same error, of another kind: a path refused as a usage error when a user typed it is
+    /// damage when an archive holds it.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Prefixes the message with context, keeping kind and cause.
@@ -179,5 +196,27 @@ impl Error {
 impl From<rocksdb::Error> for Error {
     fn from(err: rocksdb::Error) -> Self {
         Error::new(ErrorKind::Catalog, "catalog (RocksDB) operation failed").with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is printed once by construction: in the error's text, and not again as its
+    /// `source()`, so that a chain of contexts (anyhow's) names it once without comparing strings.
+    #[test]
+    fn the_cause_is_in_the_text_and_not_a_source() {
+        let os = std::io::Error::from_raw_os_error(20);
+        let e = Error::io("opening /x/y", os);
+        assert_eq!(e.kind(), ErrorKind::Io);
+        let text = e.to_string();
+        assert!(text.starts_with("opening /x/y: "), "{text}");
+        assert_eq!(text.matches("os error 20").count(), 1, "{text}");
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(
+            e.cause()
+                .is_some_and(|c| c.to_string().contains("os error 20"))
+        );
     }
 }

@@ -100,17 +100,27 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-/// Lower-case hex of `bytes`.
-/// `len` random bytes from the kernel, in hex.
+/// `N` random bytes from the kernel: the engine's one random source (repository ids, lease
+/// nonces and waits, temporary and probe names).
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    fill_random(&mut b)?;
+    Ok(b)
+}
+
+/// `len` random bytes from the kernel, in hex (`2 * len` characters).
 pub(crate) fn random_hex(len: usize) -> Result<String> {
-    use std::io::Read;
     let mut b = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    fill_random(&mut b)?;
     Ok(hex(&b))
 }
 
+/// Fills `buf` from the kernel's random source (`getrandom(2)`).
+fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::io("reading random bytes from the kernel", e.into()))
+}
+
+/// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -153,5 +163,15 @@ mod tests {
         assert_eq!(id.short().len(), 8);
         assert!(Id::from_hex("abc").is_err());
         assert!(Id::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn random_bytes_differ_and_random_hex_has_its_length() {
+        let a = random_bytes::<16>().unwrap();
+        let b = random_bytes::<16>().unwrap();
+        assert_ne!(a, b);
+        let h = random_hex(8).unwrap();
+        assert_eq!(h.len(), 16);
+        assert!(unhex(&h).is_some());
     }
 }

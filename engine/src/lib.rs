@@ -9,7 +9,9 @@
 //! Layers only point down: a module may use the ones listed before it in docs/DECISIONS.md's
 //! layering, never one that uses it back (`scripts/module-cycles.py` checks it file by file).
 
-// Bottom to top (docs/DECISIONS.md, "Layers"); rustfmt keeps declarations as written.
+// In name order (rustfmt sorts them); the layers, bottom to top, are in docs/DECISIONS.md, "Layers".
+pub(crate) mod atomic_file;
+pub mod backoff;
 pub mod backup;
 pub mod catalog;
 pub mod check;
@@ -25,6 +27,7 @@ pub mod read;
 pub mod repo;
 pub mod restore;
 pub mod secret;
+pub mod setup;
 pub mod sparse;
 pub mod store;
 pub mod tar;

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use crate::error::{Error, Result};
@@ -39,27 +38,23 @@ impl<'a> SparseReader<'a> {
         }
     }
 
-    fn seek(&self, whence: libc::c_int) -> io::Result<Option<u64>> {
-        // SAFETY: lseek on a descriptor we hold; it moves only the file position, which this
-        // reader never uses (it reads at explicit offsets).
-        let r = unsafe { libc::lseek(self.file.as_raw_fd(), self.pos as i64, whence) };
-        if r >= 0 {
-            return Ok(Some(r as u64));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
+    /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (`whence`) from `pos`. It moves only the file
+    /// position, which this reader never uses (it reads at explicit offsets).
+    fn seek(&self, whence: fn(u64) -> rustix::fs::SeekFrom) -> io::Result<Option<u64>> {
+        match rustix::fs::seek(self.file, whence(self.pos)) {
+            Ok(at) => Ok(Some(at)),
             // No data at or after `pos` (for SEEK_DATA), or `pos` beyond the end.
-            Some(libc::ENXIO) => Ok(None),
-            _ => Err(e),
+            Err(rustix::io::Errno::NXIO) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Learns what lies at `pos`.
     fn probe_at_pos(&mut self) -> io::Result<()> {
-        match self.seek(libc::SEEK_DATA) {
+        match self.seek(rustix::fs::SeekFrom::Data) {
             Ok(Some(data)) if data > self.pos => self.hole_end = data,
             Ok(Some(_)) => {
-                self.data_end = match self.seek(libc::SEEK_HOLE)? {
+                self.data_end = match self.seek(rustix::fs::SeekFrom::Hole)? {
                     Some(hole) if hole > self.pos => hole,
                     // The file shrank under us: let a plain read find the end.
                     _ => u64::MAX,

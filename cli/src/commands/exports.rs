@@ -3,7 +3,7 @@
 //! deleted (publishing the retention stage).
 
 use anyhow::{Context, Result};
-use cairn_engine::config::{Config, open_store};
+use cairn_engine::{config::Config, setup::open_store};
 use cairn_engine::{export, retention, run};
 use clap::Subcommand;
 

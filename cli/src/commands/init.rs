@@ -2,8 +2,8 @@
 //! key may); prints the repository's id, or `{"repository": …}` with `--json`.
 
 use anyhow::{Context, Result};
-use cairn_engine::config::{Config, open_store};
 use cairn_engine::repo::Repository;
+use cairn_engine::{config::Config, setup::open_store};
 use clap::Args;
 
 use crate::output::print_json;
@@ -20,7 +20,7 @@ pub(super) fn init(cli: &Cli, cfg: &Config, a: &InitArgs) -> Result<u8> {
     // The buckets first: a missing one is made where the key may, or named with the command
     // that makes it, before anything is written.
     for (loc, section) in [(&cfg.store, "store"), (&cfg.exports, "exports")] {
-        if cairn_engine::config::ensure_bucket(loc, section, true).context("cairn init")?
+        if cairn_engine::setup::ensure_bucket(loc, section, true).context("cairn init")?
             == Some(true)
             && !cli.quiet
             && !cli.json

@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use cairn_engine::config::{Config, OffsiteKind, open_store};
 use cairn_engine::metrics::Stage;
 use cairn_engine::offsite::failure::Failure;
 use cairn_engine::offsite::{self as engine, process::redact};
+use cairn_engine::{
+    config::{Config, OffsiteKind},
+    setup::open_store,
+};
 use clap::Subcommand;
 
 use super::session::publish_failed;

@@ -3,10 +3,10 @@
 
 use anyhow::{Context, Result};
 use cairn_engine::catalog::Catalog;
-use cairn_engine::config::{Config, open_store};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::snapshot::Snapshot;
+use cairn_engine::{config::Config, setup::open_store};
 use cairn_engine::{export, restore};
 use clap::Args;
 

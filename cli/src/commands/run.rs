@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::Result;
 use cairn_engine::backup::{BackupOptions, Progress};
 use cairn_engine::catalog::Catalog;
-use cairn_engine::config::{Config, open_store};
 use cairn_engine::lease::{self, LeaseMode};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
 use cairn_engine::run;
+use cairn_engine::{config::Config, setup::open_store};
 use clap::Args;
 
 use super::backup::backup_options;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cairn_engine::catalog::Catalog;
-use cairn_engine::config::{Config, open_store};
 use cairn_engine::lease::{self, Lease, LeaseMode};
 use cairn_engine::lock::StateLock;
 use cairn_engine::repo::Repository;
+use cairn_engine::{config::Config, setup::open_store};
 
 use crate::Cli;
 

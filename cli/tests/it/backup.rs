@@ -159,7 +159,7 @@ fn killed_mid_backup_the_next_run_completes() {
     // Read both snapshots back through the engine and compare with the source.
     let cfg = cairn_engine::config::Config::load(Some(&s.config), &[], &[]).unwrap();
     let repo = cairn_engine::repo::Repository::open(
-        cairn_engine::config::open_store(&cfg.store, "store", false).unwrap(),
+        cairn_engine::setup::open_store(&cfg.store, "store", false).unwrap(),
     )
     .unwrap();
     let (cat, _) = cairn_engine::catalog::Catalog::open_for(&cfg.state.dir, &repo).unwrap();

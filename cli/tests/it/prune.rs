@@ -263,11 +263,16 @@ fn a_dead_pods_lease_is_taken_over_after_it_expires() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("pod-a"), "{}", stderr(&out));
-    // Its expiry: the lease's TTL after its last refresh.
-    std::thread::sleep(Duration::from_secs(11).saturating_sub(started.elapsed()));
+    // Past its expiry (the lease's TTL after its last refresh), by a clock run 11 s ahead
+    // instead of a sleep.
+    let ahead = Duration::from_secs(11)
+        .saturating_sub(started.elapsed())
+        .as_secs()
+        + 1;
     let out = s
         .cmd(&[&["backup", "--set", &other][..], &ttl].concat())
         .env("HOSTNAME", "pod-b")
+        .env("CAIRN_TEST_CLOCK_AHEAD_SECS", ahead.to_string())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

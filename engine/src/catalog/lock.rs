@@ -3,10 +3,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use rustix::fs::FlockOperation;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -44,9 +45,7 @@ impl StateLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!(
@@ -108,11 +107,7 @@ mod tests {
             .truncate(false)
             .open(dir.join("lock"))
             .unwrap();
-        // SAFETY: flock on a file descriptor we own.
-        assert_eq!(
-            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-            0
-        );
+        rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).unwrap();
         f
     }
 

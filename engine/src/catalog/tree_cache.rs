@@ -10,7 +10,7 @@
 //! costs a read from the store: readers check every blob against its id and fall back.
 
 use std::fs;
-use std::io::{ErrorKind as IoKind, Write};
+use std::io::ErrorKind as IoKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -141,16 +141,8 @@ impl TreeCache {
     /// second process) never sees half of it.
     fn keep(&self, pack: &Id, bytes: &[u8]) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let nonce = crate::id::random_hex(8).map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!(".{}.tmp-{nonce}", pack.to_hex()));
-        let mut f = fs::File::create(&tmp)?;
-        let written = f
-            .write_all(bytes)
-            .and_then(|()| fs::rename(&tmp, self.path(pack)));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written
+        // Not fsynced: a cached pack lost to a power cut is fetched again.
+        crate::atomic_file::write_whole(&self.path(pack), bytes, false)
     }
 
     /// Drops the cached copy of a pack (it failed a read or a check): the next read fetches it

@@ -48,8 +48,7 @@ pub fn restore_paths(
         Ok(mut d) => d.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     };
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if !plain
         || !fresh
         || manifest.seek_table.is_none()
@@ -170,7 +169,8 @@ impl OntoTarget<'_> {
             report,
             dirs,
         } = self;
-        let parts = components(&e.path.0)?;
+        // A bad path in the manifest is damage, not a mistake of the user's.
+        let parts = components(&e.path.0).map_err(|e| e.with_kind(ErrorKind::Corrupt))?;
         let path = e.path.lossy().into_owned();
         let mut meta = Meta {
             mode: e.mode & 0o7777,

@@ -84,6 +84,34 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
+/// The one encoding of an entry, [`ENTRY_LEN`] bytes: the pack trailer lists its blobs with it,
+/// and the catalog's `pack_index` records keep the same bytes, so the two cannot drift apart.
+impl PackEntry {
+    /// Appends the entry's bytes: kind code, id, then offset, length and raw length as
+    /// little-endian `u32`s.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(self.kind.code());
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.raw_length.to_le_bytes());
+    }
+
+    /// Reads an entry written by [`PackEntry::encode_into`]. Only an unknown kind byte fails
+    /// (`Corrupt`): every other field takes any value, and the caller checks them against
+    /// what holds the entry.
+    pub(crate) fn decode(raw: &[u8; ENTRY_LEN]) -> Result<PackEntry> {
+        let u = |r: std::ops::Range<usize>| u32::from_le_bytes(raw[r].try_into().expect("4"));
+        Ok(PackEntry {
+            kind: BlobKind::from_code(raw[0])?,
+            id: Id::from_slice(&raw[1..33])?,
+            offset: u(33..37),
+            length: u(37..41),
+            raw_length: u(41..45),
+        })
+    }
+}
+
 /// Builds one pack in memory.
 #[derive(Debug, Default)]
 pub struct PackBuilder {
@@ -137,11 +165,7 @@ impl PackBuilder {
         payload.extend_from_slice(INDEX_MAGIC);
         payload.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
-            payload.push(e.kind.code());
-            payload.extend_from_slice(e.id.as_bytes());
-            payload.extend_from_slice(&e.offset.to_le_bytes());
-            payload.extend_from_slice(&e.length.to_le_bytes());
-            payload.extend_from_slice(&e.raw_length.to_le_bytes());
+            e.encode_into(&mut payload);
         }
         let checksum = xxh64(&payload, 0);
         payload.extend_from_slice(&checksum.to_le_bytes());
@@ -206,14 +230,7 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
     let data_end = pack_len - tlen as u64;
     let mut out: Vec<PackEntry> = Vec::with_capacity(count);
     for raw in body[HEADER_LEN..].chunks_exact(ENTRY_LEN) {
-        let u = |r: std::ops::Range<usize>| u32::from_le_bytes(raw[r].try_into().expect("4"));
-        let e = PackEntry {
-            kind: BlobKind::from_code(raw[0])?,
-            id: Id::from_slice(&raw[1..33])?,
-            offset: u(33..37),
-            length: u(37..41),
-            raw_length: u(41..45),
-        };
+        let e = PackEntry::decode(raw.try_into().expect("chunks of ENTRY_LEN"))?;
         check_raw_len(&e)?;
         if u64::from(e.offset) + u64::from(e.length) > data_end {
             return Err(Error::corrupt(format!(

@@ -361,10 +361,9 @@ fn write_textfile(dir: &Path, st: &Stage) -> Result<()> {
             text.push('\n');
         }
     }
-    let tmp = dir.join(format!(".cairn_{}.prom.tmp", st.stage));
+    // The textfile collector reads only `*.prom`, never the hidden temporary name.
     std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, text))
-        .and_then(|()| std::fs::rename(&tmp, &path))
+        .and_then(|()| crate::atomic_file::write_whole(&path, text.as_bytes(), false))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 

@@ -64,7 +64,8 @@ pub struct SyncOptions {
     pub budget: Duration,
     /// Attempts per day, the first included.
     pub attempts: u32,
-    /// The first wait before another attempt, doubled each time.
+    /// The first wait before another attempt, doubled each time (with jitter: the shared
+    /// backoff of [`crate::backoff`]).
     pub retry_wait: Duration,
     /// Keep this many newest complete, checked days on the remote and delete older ones; 0
     /// deletes nothing.

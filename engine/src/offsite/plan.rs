@@ -3,9 +3,10 @@
 //! the remote's listing of each day marked uploaded — and writes nothing: no upload, no delete,
 //! no status; what it met with a day is logged and reported by the execution once it gets to
 //! that day, so that a sync stopped earlier says nothing of the days it never reached. The sync
-//! computes its plan with the same functions ([`survey`], [`plan_days`]) and then carries it
-//! out (`sync.rs`); [`plan`] is the same plan on its own, for a dry run and for tests to hold
-//! the sync to.
+//! plans with the same functions ([`survey`], then [`plan_day`] for each day right before it
+//! carries that day out, newest first, so that the night's own day never waits behind the checks
+//! of older ones); [`plan`] is the same plan for every day at once, for a dry run and for tests
+//! to hold the sync to.
 //!
 //! What only the execution can know is not planned: the run's budget (a day planned for upload
 //! is left pending once it is spent), an upload that fails, and the lease lost midway. After a
@@ -146,7 +147,7 @@ pub(super) struct Survey {
     pub(super) statuses: BTreeMap<String, DayOffsite>,
     /// The complete days of the exports with their archives' sizes, newest first; with
     /// `keep_daily`, only that many.
-    days: Vec<(String, u64)>,
+    pub(super) days: Vec<(String, u64)>,
     /// The days being written or pruned right now (their day lease is live).
     busy: HashSet<String>,
 }
@@ -247,7 +248,7 @@ pub(super) fn plan_days(
 }
 
 /// One day: busy, to upload, or — marked uploaded — checked against the remote's listing.
-fn plan_day(
+pub(super) fn plan_day(
     exports: &dyn Store,
     up: &dyn Uploader,
     opts: &SyncOptions,

@@ -4,11 +4,15 @@
 //! of secrets before anything of it is shown.
 
 use std::io::{Read, Write};
+use std::os::fd::IntoRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -257,10 +261,11 @@ fn drain(mut pipe: impl Read + Send + 'static, keep: usize, tail: bool) -> mpsc:
 /// too (a job-control shell gives each job one), until none is left. Its leader is not reaped
 /// yet when this is called, so the id cannot name another session or group.
 fn kill_session(sid: libc::pid_t) {
-    // SAFETY: signals only the group this module created for the client.
-    unsafe {
-        libc::kill(-sid, libc::SIGKILL);
-    }
+    let Some(leader) = process(sid) else {
+        return;
+    };
+    // Signals only the group this module created for the client.
+    let _ = rustix::process::kill_process_group(leader, Signal::KILL);
     // Helpers may still be forking while they are found: a few rounds catch their children.
     for _ in 0..10 {
         let mut found = false;
@@ -286,9 +291,9 @@ fn kill_session(sid: libc::pid_t) {
             let (state, session) = (fields.next(), fields.nth(2));
             if session == Some(sid.to_string().as_str()) && state != Some("Z") && pid != sid {
                 found = true;
-                // SAFETY: a process of the client's session (see above).
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
+                // A process of the client's session (see above).
+                if let Some(pid) = process(pid) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
                 }
             }
         }
@@ -310,6 +315,8 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    // Kept on libc: the handler has only the pipe's raw descriptor, which rustix would need an
+    // unsafe `BorrowedFd::borrow_raw` for as well, and it reads and restores errno by pointer.
     // The interrupted code may be about to read errno, which write(2) can change.
     // SAFETY: __errno_location is this thread's errno, valid for the thread's life.
     let errno = unsafe { *libc::__errno_location() };
@@ -328,26 +335,23 @@ extern "C" fn on_signal(sig: libc::c_int) {
 fn stop_clients_on_signals() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid out-array of two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let Ok((read_end, write_end)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        else {
             tracing::warn!("no pipe for signal handling: a stopped sync may leave client helpers");
             return;
-        }
-        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
-        let read_end = fds[0];
+        };
+        // The write end stays open for the life of the process: the handler writes to it.
+        SIGNAL_PIPE.store(write_end.into_raw_fd(), Ordering::Relaxed);
         std::thread::spawn(move || {
-            let mut b = 0u8;
+            let mut buf = [0u8; 1];
             loop {
-                // SAFETY: reads one byte into a valid buffer from our own pipe.
-                let n = unsafe { libc::read(read_end, (&raw mut b).cast(), 1) };
-                if n == 1 {
-                    break;
-                }
-                if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    return;
+                match rustix::io::read(&read_end, &mut buf[..]) {
+                    Ok(1) => break,
+                    Err(Errno::INTR) => {}
+                    _ => return,
                 }
             }
+            let b = buf[0];
             STOPPING.store(true, Ordering::SeqCst);
             // Kept locked until the process ends: no client is started or reaped meanwhile.
             let clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
@@ -358,7 +362,8 @@ fn stop_clients_on_signals() {
             // SAFETY: back to the default action, then the signal again: cairn ends as it would
             // have without the handler, with the signal as its status. As PID 1 of a pid
             // namespace (a container's ENTRYPOINT without an init) the kernel drops a signal
-            // whose action is the default, so the exit a shell would report follows.
+            // whose action is the default, so the exit a shell would report follows. Kept on
+            // libc: rustix has no safe signal(2) or _exit(2) (only its unstable `runtime`).
             unsafe {
                 libc::signal(sig, libc::SIG_DFL);
                 libc::kill(libc::getpid(), sig);
@@ -367,7 +372,8 @@ fn stop_clients_on_signals() {
         });
         for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             // SAFETY: a zeroed sigaction with a handler and an empty mask is valid; the handler
-            // only calls write(2) and keeps errno. The old action is read first.
+            // only calls write(2) and keeps errno. The old action is read first. Kept on libc:
+            // rustix has no safe sigaction (only its unstable, unsafe `runtime` feature).
             unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 // Started under `nohup` (SIGHUP ignored), the caller asked cairn to outlive its
@@ -390,22 +396,21 @@ fn stop_clients_on_signals() {
 
 /// Waits until the child `pid` has exited, without reaping it (the group id stays ours).
 fn wait_exited(pid: libc::pid_t) {
-    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waits for our own child; WNOWAIT leaves it to be reaped by `Child::wait`.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
+    let Some(pid) = process(pid) else {
+        return;
+    };
+    // Waits for our own child; WNOWAIT leaves it to be reaped by `Child::wait`.
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    while matches!(
+        rustix::process::waitid(WaitId::Pid(pid), options),
+        Err(Errno::INTR)
+    ) {}
+}
+
+/// `pid` as one process's id: a client's is never 0 or negative (for which `kill` would signal
+/// a whole group, even ours).
+fn process(pid: libc::pid_t) -> Option<Pid> {
+    if pid > 0 { Pid::from_raw(pid) } else { None }
 }
 
 /// Runs `cmd` with `input` on its standard input (none: empty), in a session of its own that is
@@ -494,6 +499,8 @@ fn prepare(cmd: &mut Command, input: bool) {
     // SAFETY: setsid and prctl are async-signal-safe. A session of its own makes the client the
     // leader of a group and a session that every helper it starts stays in (unless it calls
     // setsid itself); the death signal kills the client when the thread that spawned it ends.
+    // Kept on libc: `pre_exec` is unsafe whatever the closure calls, and between fork and exec
+    // only these plain async-signal-safe calls are wanted.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {

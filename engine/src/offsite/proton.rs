@@ -327,8 +327,7 @@ fn secure_session(path: &Path) -> Result<()> {
             format!("the session file {} is not a regular file", path.display()),
         ));
     }
-    // SAFETY: reads this process's effective uid.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if m.uid() != me {
         return Err(Error::new(
             ErrorKind::Io,

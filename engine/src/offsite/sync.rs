@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::failure::Failure;
 use super::lease::LeaseCheck;
-use super::plan::{self, DayAction, DayPlan, DayWork, LeaseClock, SyncPlan};
+use super::plan::{self, DayAction, DayPlan, DayWork, LeaseClock};
 use super::process;
 use super::prune;
 use super::status::{self, Check, DayOffsite, State};
@@ -60,7 +60,6 @@ pub(super) fn sync_leased(
     };
     let survey = plan::survey(exports, opts, LeaseClock::Store)?;
     let scratch = Scratch::new(&opts.scratch)?;
-    let planned = plan::plan_days(exports, up, opts, &survey)?;
     let mut run = Run {
         ctx: Uploading {
             exports,
@@ -70,10 +69,10 @@ pub(super) fn sync_leased(
             began,
         },
         report,
-        statuses: survey.statuses,
+        statuses: survey.statuses.clone(),
         lease: LeaseCheck::new(confirm),
     };
-    run.carry_out(planned)?;
+    run.carry_out(exports, up, opts, &survey)?;
     if opts.keep_daily > 0 && !run.lease.is_lost() {
         prune::after_uploads(
             exports,
@@ -114,10 +113,20 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Each day of `plan` in turn, until one stops the sync.
-    fn carry_out(&mut self, plan: SyncPlan) -> Result<()> {
-        let dates: Vec<String> = plan.days.iter().map(|d| d.date.clone()).collect();
-        for (i, day) in plan.days.into_iter().enumerate() {
+    /// Each day of `survey`, newest first, planned ([`plan::plan_day`], as [`plan::plan`]
+    /// plans it) right before it is carried out, until one stops the sync: the night's own day
+    /// never waits behind the checks of older ones, and each is read as it is when its turn
+    /// comes.
+    fn carry_out(
+        &mut self,
+        exports: &dyn Store,
+        up: &dyn Uploader,
+        opts: &SyncOptions,
+        survey: &plan::Survey,
+    ) -> Result<()> {
+        let dates: Vec<String> = survey.days.iter().map(|(d, _)| d.clone()).collect();
+        for (i, (date, size)) in survey.days.iter().enumerate() {
+            let day = plan::plan_day(exports, up, opts, survey, date, *size)?;
             if self.day(day, &dates, i)? == Next::Stop {
                 break;
             }

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
@@ -74,6 +74,14 @@ pub(super) fn upload_with_attempts(
 ) -> Result<Attempted> {
     let opts = ctx.opts;
     let date = &keys.date;
+    // The shared backoff: waits from `retry_wait`, doubling (with jitter) up to 2^10 times it,
+    // within the sync's budget.
+    // A retry starts while the budget lasts, its wait cut to what is left of it.
+    let policy = crate::backoff::RetryPolicy::attempts(
+        opts.attempts,
+        opts.retry_wait,
+        opts.retry_wait.saturating_mul(1 << 10),
+    );
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
@@ -89,15 +97,15 @@ pub(super) fn upload_with_attempts(
             Ok(done) => break Ok(done),
             Err(e) if e.kind() == ErrorKind::Config => return Err(e),
             // Only what may pass is tried again: damaged exports are not.
-            Err(e)
-                if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Io)
-                    && attempt < opts.attempts
-                    && ctx.began.elapsed() < opts.budget =>
-            {
-                let wait = opts
-                    .retry_wait
-                    .saturating_mul(1 << (attempt - 1).min(10))
-                    .min(opts.budget.saturating_sub(ctx.began.elapsed()));
+            Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Io) => {
+                let left = opts.budget.saturating_sub(ctx.began.elapsed());
+                let Some(wait) = policy
+                    .next_wait(attempt - 1, Duration::ZERO)
+                    .filter(|_| !left.is_zero())
+                else {
+                    break Err(e);
+                };
+                let wait = wait.min(left);
                 let error = process::redact(&e.to_string());
                 tracing::warn!(date = %date, attempt, %error, wait_secs = wait.as_secs(), "offsite upload failed; trying again");
                 std::thread::sleep(wait);

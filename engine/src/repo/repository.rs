@@ -99,11 +99,6 @@ pub struct Repository {
     config: RepoConfig,
 }
 
-/// 32 random bytes from the kernel.
-fn random_id() -> Result<String> {
-    crate::id::random_hex(32)
-}
-
 /// The store key of a snapshot.
 fn snapshot_key(id: &Id) -> String {
     format!("{SNAPSHOTS}{id}")
@@ -148,7 +143,8 @@ impl Repository {
         }
         let config = RepoConfig {
             version: REPO_VERSION,
-            id: random_id()?,
+            // 32 random bytes from the kernel, in hex.
+            id: crate::id::random_hex(32)?,
             chunker,
             pack_size,
             created: jiff::Timestamp::now().to_string(),
@@ -171,10 +167,14 @@ impl Repository {
             Error::corrupt("the repository config is not valid JSON").with_source(e)
         })?;
         if config.version != REPO_VERSION {
-            return Err(Error::corrupt(format!(
-                "repository format version {} is not supported (this cairn reads {REPO_VERSION})",
-                config.version
-            )));
+            // Intact, of another format: not damage (a newer cairn wrote it).
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "repository format version {} is not supported (this cairn reads {REPO_VERSION})",
+                    config.version
+                ),
+            ));
         }
         config.validate()?;
         Ok(Repository { store, config })

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use super::target::{Meta, Target, components, show, wanted};
 use super::{RestoreOptions, RestoreReport};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::EntryKind;
 use crate::tar::guard::PaxNames;
 
@@ -93,7 +93,9 @@ impl ArchiveRestore {
         if raw == b"." || raw == b"./" {
             return Ok(()); // the archive root of `tar -C dir .`
         }
-        let parts = components(&raw).map_err(|e| e.context("archive entry"))?;
+        // A bad path inside an archive is damage, not a mistake of the user's.
+        let parts = components(&raw)
+            .map_err(|e| e.context("archive entry").with_kind(ErrorKind::Corrupt))?;
         if !wanted(&parts, &self.filters) {
             return Ok(());
         }
@@ -162,10 +164,12 @@ impl ArchiveRestore {
                 self.files.insert(parts.clone());
             }
             tar::EntryType::Link => {
-                let from = components(&link.unwrap_or_default())
-                    .map_err(|e| e.context(format!("hardlink {path}")))?;
+                let from = components(&link.unwrap_or_default()).map_err(|e| {
+                    e.context(format!("hardlink {path}"))
+                        .with_kind(ErrorKind::Corrupt)
+                })?;
                 if !self.files.contains(&from) {
-                    return Err(Error::usage(format!(
+                    return Err(Error::corrupt(format!(
                         "hardlink {path} points to {}, which is not a file restored before it",
                         show(&from)
                     )));

@@ -2,8 +2,9 @@
 //! (chunk by chunk from the store, or from planned reads).
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
+
+use rustix::fs::{Mode, OFlags};
 
 use super::Counters;
 use super::target::{Meta, Target, cstr, os_err, show};
@@ -82,19 +83,14 @@ pub(super) fn restore_file(
     counters.bytes.fetch_add(e.size, Relaxed);
     if verify {
         let c = cstr(&e.name.0)?;
-        // SAFETY: valid descriptor and C string.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(os_err(format!("re-reading {path}")));
-        }
-        // SAFETY: fresh descriptor we own.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fd = rustix::fs::openat(
+            &dir,
+            &c,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| os_err(format!("re-reading {path}"), err))?;
+        let mut f = std::fs::File::from(fd);
         let mut buf = Vec::new();
         for (id, loc) in locations {
             buf.resize(loc.raw_length as usize, 0);

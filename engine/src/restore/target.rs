@@ -3,8 +3,11 @@
 //! owners and times after contents.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, Uid};
+use rustix::io::Errno;
 
 use super::{Overwrite, RestoreReport};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,19 +18,17 @@ pub(crate) fn cstr(name: &[u8]) -> Result<CString> {
     CString::new(name).map_err(|_| Error::usage("a name contains NUL"))
 }
 
-pub(super) fn os_err(what: impl std::fmt::Display) -> Error {
-    Error::io(what, std::io::Error::last_os_error())
+/// A failed call as an I/O error: `what (os error N)`, as `last_os_error` read it before.
+pub(super) fn os_err(what: impl std::fmt::Display, errno: Errno) -> Error {
+    Error::io(what, std::io::Error::from(errno))
 }
 
 /// Removes the entry `name` in `dir` to make way for a restored one; `unlinkat` removes a link
 /// or file itself and never follows it.
 pub(crate) fn unlink_in_way(dir: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
     let c = cstr(name)?;
-    // SAFETY: valid descriptor and C string.
-    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-        return Err(os_err(format!("replacing {path}")));
-    }
-    Ok(())
+    rustix::fs::unlinkat(dir, &c, AtFlags::empty())
+        .map_err(|e| os_err(format!("replacing {path}"), e))
 }
 
 /// Splits a relative path into checked components; refuses `..`, empty, absolute and NUL, and
@@ -79,18 +80,27 @@ impl Meta {
             mtime_ns: e.mtime_ns,
         }
     }
-    fn times(&self) -> [libc::timespec; 2] {
-        let omit = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        };
-        [
-            omit,
-            libc::timespec {
+    /// Access time left as it is, modification time the entry's.
+    fn times(&self) -> Timestamps {
+        Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
                 tv_sec: self.mtime,
                 tv_nsec: i64::from(self.mtime_ns),
             },
-        ]
+        }
+    }
+
+    /// Owner and group for `chown`: `u32::MAX` is -1, which leaves that one unchanged (`None`;
+    /// rustix's `Uid`/`Gid` do not take -1).
+    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
+        (
+            (self.uid != u32::MAX).then(|| Uid::from_raw(self.uid)),
+            (self.gid != u32::MAX).then(|| Gid::from_raw(self.gid)),
+        )
     }
 }
 
@@ -128,53 +138,38 @@ impl Target {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("creating target {}", path.display()), e))?;
         let c = cstr(path.as_os_str().as_encoded_bytes())?;
-        // SAFETY: valid C string; the descriptor is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(os_err(format!("opening target {}", path.display())));
-        }
-        // SAFETY: geteuid has no preconditions.
-        let as_root = unsafe { libc::geteuid() } == 0;
-        // SAFETY: fd is a fresh descriptor we own.
+        let root = rustix::fs::open(
+            &c,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| os_err(format!("opening target {}", path.display()), e))?;
         Ok(Target {
-            root: unsafe { OwnedFd::from_raw_fd(fd) },
-            as_root,
+            root,
+            as_root: rustix::process::geteuid().is_root(),
             overwrite,
         })
     }
 
     fn existing(&self, dir: &OwnedFd, name: &[u8]) -> Result<Existing> {
         let c = cstr(name)?;
-        // SAFETY: zeroed stat is a valid out-parameter for fstatat.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor, C string and out-pointer.
-        let rc = unsafe {
-            libc::fstatat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
+        let st = match rustix::fs::statat(dir, &c, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(errno) => {
+                let e = std::io::Error::from(errno);
+                return if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(Existing::Missing)
+                } else {
+                    Err(Error::io(
+                        format!("stat of {:?} in the target", String::from_utf8_lossy(name)),
+                        e,
+                    ))
+                };
+            }
         };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            return if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(Existing::Missing)
-            } else {
-                Err(Error::io(
-                    format!("stat of {:?} in the target", String::from_utf8_lossy(name)),
-                    e,
-                ))
-            };
-        }
-        Ok(match st.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => Existing::Dir,
-            libc::S_IFREG => Existing::File {
+        Ok(match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => Existing::Dir,
+            FileType::RegularFile => Existing::File {
                 size: st.st_size as u64,
                 mtime: st.st_mtime,
                 mtime_ns: st.st_mtime_nsec as u32,
@@ -193,41 +188,37 @@ impl Target {
         for (i, p) in parts.iter().enumerate() {
             let c = cstr(p)?;
             if create {
-                // SAFETY: valid descriptor and C string.
-                let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o700) };
-                if rc != 0
-                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::AlreadyExists
-                {
-                    return Err(os_err(format!("creating {}", show(&parts[..=i]))));
+                match rustix::fs::mkdirat(&cur, &c, Mode::RWXU) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(os_err(format!("creating {}", show(&parts[..=i])), e)),
                 }
             }
-            // SAFETY: valid descriptor and C string.
-            let fd = unsafe {
-                libc::openat(
-                    cur.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                let e = std::io::Error::last_os_error();
-                let why = if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-                    " (a symlink or file is in the way; cairn never writes through it)"
-                } else {
-                    ""
-                };
-                return Err(Error::new(
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        ErrorKind::NotFound
+            let opened = rustix::fs::openat(
+                &cur,
+                &c,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            cur = match opened {
+                Ok(fd) => fd,
+                Err(errno) => {
+                    let why = if matches!(errno, Errno::LOOP | Errno::NOTDIR) {
+                        " (a symlink or file is in the way; cairn never writes through it)"
                     } else {
-                        ErrorKind::Io
-                    },
-                    format!("cannot enter {} in the target{why}", show(&parts[..=i])),
-                )
-                .with_source(e));
-            }
-            // SAFETY: fresh descriptor we own.
-            cur = unsafe { OwnedFd::from_raw_fd(fd) };
+                        ""
+                    };
+                    let e = std::io::Error::from(errno);
+                    return Err(Error::new(
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            ErrorKind::NotFound
+                        } else {
+                            ErrorKind::Io
+                        },
+                        format!("cannot enter {} in the target{why}", show(&parts[..=i])),
+                    )
+                    .with_source(e));
+                }
+            };
         }
         Ok(cur)
     }
@@ -280,18 +271,15 @@ impl Target {
 
     fn set_meta_fd(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<()> {
         // Owner first: chown clears setuid/setgid bits, which the chmod below then restores.
-        // SAFETY: valid descriptors and pointers throughout.
-        unsafe {
-            if self.as_root && libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) != 0 {
-                return Err(os_err(format!("setting the owner of {path}")));
-            }
-            if libc::fchmod(fd.as_raw_fd(), meta.mode & 0o7777) != 0 {
-                return Err(os_err(format!("setting the mode of {path}")));
-            }
-            if libc::futimens(fd.as_raw_fd(), meta.times().as_ptr()) != 0 {
-                return Err(os_err(format!("setting the mtime of {path}")));
-            }
+        if self.as_root {
+            let (uid, gid) = meta.owner();
+            rustix::fs::fchown(fd, uid, gid)
+                .map_err(|e| os_err(format!("setting the owner of {path}"), e))?;
         }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777))
+            .map_err(|e| os_err(format!("setting the mode of {path}"), e))?;
+        rustix::fs::futimens(fd, &meta.times())
+            .map_err(|e| os_err(format!("setting the mtime of {path}"), e))?;
         Ok(())
     }
 
@@ -311,20 +299,14 @@ impl Target {
             Decision::Keep => return Ok(false),
         }
         let c = cstr(name)?;
-        // SAFETY: valid descriptor and C string; O_EXCL|O_NOFOLLOW: we create the file ourselves.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd < 0 {
-            return Err(os_err(format!("creating {path}")));
-        }
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // O_EXCL|O_NOFOLLOW: we create the file ourselves.
+        let fd = rustix::fs::openat(
+            dir,
+            &c,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| os_err(format!("creating {path}"), e))?;
         let mut w = SparseWriter::new(std::fs::File::from(fd));
         fill(&mut w)?;
         if w.position() != size {
@@ -343,14 +325,10 @@ impl Target {
 
     pub(crate) fn mkdir(&self, parent: &OwnedFd, name: &[u8], path: &str) -> Result<()> {
         let c = cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return Err(Error::io(format!("creating {path}"), e));
-            }
+        match rustix::fs::mkdirat(parent, &c, Mode::RWXU) {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(os_err(format!("creating {path}"), e)),
         }
-        Ok(())
     }
 
     pub(crate) fn dir_meta(&self, parts: &[Vec<u8>], meta: &Meta) -> Result<()> {
@@ -378,12 +356,8 @@ impl Target {
             _ => unlink_in_way(parent, name, path)?,
         }
         let (c, t) = (cstr(name)?, cstr(target)?);
-        // SAFETY: valid descriptor and C strings.
-        unsafe {
-            if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), c.as_ptr()) != 0 {
-                return Err(os_err(format!("creating symlink {path}")));
-            }
-        }
+        rustix::fs::symlinkat(&t, parent, &c)
+            .map_err(|e| os_err(format!("creating symlink {path}"), e))?;
         self.meta_at(parent, &c, meta);
         Ok(true)
     }
@@ -391,24 +365,12 @@ impl Target {
     /// Owner (when root) and mtime of an entry that cannot be opened for writing (a symlink,
     /// a FIFO), applied to the entry itself. Best effort, as tar does for these.
     fn meta_at(&self, parent: &OwnedFd, c: &CString, meta: &Meta) {
-        // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the link itself.
-        unsafe {
-            if self.as_root {
-                libc::fchownat(
-                    parent.as_raw_fd(),
-                    c.as_ptr(),
-                    meta.uid,
-                    meta.gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                );
-            }
-            libc::utimensat(
-                parent.as_raw_fd(),
-                c.as_ptr(),
-                meta.times().as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            );
+        // AT_SYMLINK_NOFOLLOW acts on the link itself; failures are ignored (best effort).
+        if self.as_root {
+            let (uid, gid) = meta.owner();
+            let _ = rustix::fs::chownat(parent, c, uid, gid, AtFlags::SYMLINK_NOFOLLOW);
         }
+        let _ = rustix::fs::utimensat(parent, c, &meta.times(), AtFlags::SYMLINK_NOFOLLOW);
     }
 
     pub(crate) fn hardlink(
@@ -430,19 +392,9 @@ impl Target {
             unlink_in_way(parent, name, path)?;
         }
         let (a, b) = (cstr(fname)?, cstr(name)?);
-        // SAFETY: valid descriptors and C strings; flags 0: never follow a symlink source.
-        if unsafe {
-            libc::linkat(
-                src_dir.as_raw_fd(),
-                a.as_ptr(),
-                parent.as_raw_fd(),
-                b.as_ptr(),
-                0,
-            )
-        } != 0
-        {
-            return Err(os_err(format!("linking {path} to {}", show(from))));
-        }
+        // No flags: never follow a symlink source.
+        rustix::fs::linkat(&src_dir, &a, parent, &b, AtFlags::empty())
+            .map_err(|e| os_err(format!("linking {path} to {}", show(from)), e))?;
         Ok(true)
     }
 
@@ -456,7 +408,7 @@ impl Target {
         if !matches!(self.existing(parent, name)?, Existing::Missing) {
             return Ok(false);
         }
-        self.node(parent, name, libc::S_IFIFO, 0, meta, || {
+        self.node(parent, name, FileType::Fifo, 0, meta, || {
             format!("creating FIFO {path}")
         })?;
         Ok(true)
@@ -467,26 +419,16 @@ impl Target {
         &self,
         parent: &OwnedFd,
         name: &[u8],
-        fmt: libc::mode_t,
+        fmt: FileType,
         rdev: u64,
         meta: &Meta,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
         let c = cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        unsafe {
-            if libc::mknodat(
-                parent.as_raw_fd(),
-                c.as_ptr(),
-                fmt | (meta.mode & 0o7777),
-                rdev as libc::dev_t,
-            ) != 0
-            {
-                return Err(os_err(what()));
-            }
-            // The umask applied to mknod; the snapshot's mode is what was asked for.
-            libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0);
-        }
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        rustix::fs::mknodat(parent, &c, fmt, mode, rdev).map_err(|e| os_err(what(), e))?;
+        // The umask applied to mknod; the snapshot's mode is what was asked for.
+        let _ = rustix::fs::chmodat(parent, &c, mode, AtFlags::empty());
         self.meta_at(parent, &c, meta);
         Ok(())
     }
@@ -510,9 +452,9 @@ impl Target {
             unlink_in_way(parent, name, path)?;
         }
         let fmt = if kind == EntryKind::Blockdev {
-            libc::S_IFBLK
+            FileType::BlockDevice
         } else {
-            libc::S_IFCHR
+            FileType::CharacterDevice
         };
         self.node(parent, name, fmt, rdev, meta, || {
             format!("creating device node {path}")

@@ -571,17 +571,27 @@ fn a_dead_deleters_lease_is_waited_out_past_the_patience() {
             &serde_json::to_vec(&dead).unwrap(),
         )
         .unwrap();
+    // The wait runs on a simulated clock: the contender's sleeps move it, nothing sleeps.
+    let clock = Arc::new(lease::SimulatedClock::default());
     let began = std::time::Instant::now();
-    let got = lease::repository(
-        store,
-        LeaseMode::Writer,
+    let got = lease::acquire_as(
+        lease::LeaseStore::Clocked(Box::new(lease::LeaseStore::Owned(store)), clock.clone()),
+        lease::REPOSITORY,
         "backup",
         Duration::from_secs(60),
+        LeaseMode::Writer,
+        &[],
         Duration::from_secs(1),
+        None,
     );
     assert!(got.is_ok(), "gave up on a dead deleter: {:?}", got.err());
     assert!(
-        began.elapsed() >= Duration::from_secs(4),
+        clock.moved() >= Duration::from_secs(4),
+        "{:?}",
+        clock.moved()
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
         "{:?}",
         began.elapsed()
     );

@@ -886,9 +886,21 @@ fn a_lease_held_twice_is_refreshed_the_second_time_and_modes_conflict_as_documen
         assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
     });
     drop(exclusive);
-    // A lease left unrefreshed past its TTL no longer confirms.
-    let idle = take(LeaseMode::Shared, "idle").unwrap();
-    std::thread::sleep(Duration::from_millis(1600));
+    // A lease left unrefreshed past its TTL no longer confirms (its clock moved past it).
+    let clock = std::sync::Arc::new(cairn_engine::lease::SimulatedClock::default());
+    let idle = acquire_as(
+        LeaseStore::Clocked(Box::new(LeaseStore::Borrowed(&store)), clock.clone()),
+        "_leases/repository/",
+        "idle",
+        ttl,
+        LeaseMode::Shared,
+        &[],
+        Duration::ZERO,
+        None,
+    )
+    .unwrap();
+    idle.confirm().unwrap();
+    clock.advance(Duration::from_millis(1600));
     let err = idle.confirm().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
 }

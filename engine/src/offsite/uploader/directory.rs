@@ -2,10 +2,12 @@
 //! descriptors like a restore's target, so that nothing planted in it is written through or read.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use super::{RemoteFile, Source, Uploader, Wanted, is_day};
@@ -39,23 +41,9 @@ impl Directory {
     }
 
     /// `name` in the folder `dir`, as the entry itself (a symlink is not followed).
-    fn stat_in(dir: &OwnedFd, name: &str) -> std::io::Result<libc::stat> {
+    fn stat_in(dir: &OwnedFd, name: &str) -> std::io::Result<rustix::fs::Stat> {
         let c_name = cstr(name.as_bytes()).map_err(std::io::Error::other)?;
-        // SAFETY: a zeroed stat is a valid out-parameter.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor, C string and out-pointer.
-        let rc = unsafe {
-            libc::fstatat(
-                dir.as_raw_fd(),
-                c_name.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(st)
+        Ok(rustix::fs::statat(dir, &c_name, AtFlags::SYMLINK_NOFOLLOW)?)
     }
 
     /// `name` in the folder `dir`, opened for reading with its size, if it is a regular file.
@@ -65,30 +53,24 @@ impl Directory {
     /// is missing or is not a regular file.
     fn open_in(dir: &OwnedFd, name: &str) -> std::io::Result<(std::fs::File, u64)> {
         let c_name = cstr(name.as_bytes()).map_err(std::io::Error::other)?;
-        // SAFETY: valid descriptor and C string; the descriptor is owned below.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c_name.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
+        let opened = rustix::fs::openat(
+            dir,
+            &c_name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
         let not_a_file = || {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("{name} is not a regular file"),
             )
         };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
+        let file = match opened {
+            Ok(fd) => std::fs::File::from(fd),
             // ELOOP: a symlink; ENXIO: a socket, or a FIFO with no writer.
-            return Err(match e.raw_os_error() {
-                Some(libc::ELOOP | libc::ENXIO) => not_a_file(),
-                _ => e,
-            });
-        }
-        // SAFETY: a fresh descriptor we own.
-        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            Err(Errno::LOOP | Errno::NXIO) => return Err(not_a_file()),
+            Err(e) => return Err(e.into()),
+        };
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(not_a_file());
@@ -142,23 +124,14 @@ impl Uploader for Directory {
         {
             return Err(e);
         }
-        // SAFETY: valid descriptor and C string; the descriptor is owned below.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c_part.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::io(
-                format!("writing {shown}"),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fd = rustix::fs::openat(
+            &dir,
+            &c_part,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| Error::io(format!("writing {shown}"), e.into()))?;
+        let mut out = std::fs::File::from(fd);
         let written = (|| -> std::io::Result<()> {
             match src {
                 Source::File(p) => {
@@ -170,30 +143,15 @@ impl Uploader for Directory {
             }
             out.flush()?;
             out.sync_all()?;
-            // SAFETY: valid descriptor and C strings; renameat replaces a link at the name
-            // itself, never its target.
-            if unsafe {
-                libc::renameat(
-                    dir.as_raw_fd(),
-                    c_part.as_ptr(),
-                    dir.as_raw_fd(),
-                    c_name.as_ptr(),
-                )
-            } != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: valid descriptor; the rename is durable once the folder is synced.
-            unsafe {
-                libc::fsync(dir.as_raw_fd());
-            }
+            // renameat replaces a link at the name itself, never its target.
+            rustix::fs::renameat(&dir, &c_part, &dir, &c_name)?;
+            // The rename is durable once the folder is synced (a failure is not reported).
+            let _ = rustix::fs::fsync(&dir);
             Ok(())
         })();
         written.map_err(|e| {
-            // SAFETY: valid descriptor and C string; removes our own temporary file.
-            unsafe {
-                libc::unlinkat(dir.as_raw_fd(), c_part.as_ptr(), 0);
-            }
+            // Removes our own temporary file.
+            let _ = rustix::fs::unlinkat(&dir, &c_part, AtFlags::empty());
             Error::io(format!("writing {shown}"), e)
         })
     }
@@ -230,7 +188,7 @@ impl Uploader for Directory {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(failed(e)),
             };
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 continue;
             }
             let listed = |size: u64| RemoteFile {
@@ -372,15 +330,10 @@ mod tests {
             root: root.path().to_path_buf(),
         };
         let fd = remote.day("2026-01-01", true).unwrap().unwrap();
-        let fifo = cstr(
-            root.path()
-                .join("2026-01-01/x.tar.zst")
-                .as_os_str()
-                .as_encoded_bytes(),
-        )
-        .unwrap();
-        // SAFETY: a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        // mkfifo(3) is mknod with S_IFIFO.
+        let fifo = root.path().join("2026-01-01/x.tar.zst");
+        let mode = Mode::RUSR | Mode::WUSR;
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, FileType::Fifo, mode, 0).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(Directory::open_in(&fd, "x.tar.zst").map(|_| ()));

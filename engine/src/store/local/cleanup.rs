@@ -7,11 +7,12 @@ use std::io::ErrorKind as IoKind;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::durable::sync_dir;
+use crate::atomic_file::sync_dir;
 use crate::error::{Error, Result};
 use crate::store::Cleaned;
 
-/// The writer's PID in a temporary file name `.NAME.tmp-PID-N`, if it is one.
+/// The writer's PID in a temporary file name `.NAME.tmp-PID-N` (as `atomic_file::temp_path`
+/// makes them), if it is one.
 fn temp_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
     let (_, tail) = rest.rsplit_once(".tmp-")?;
@@ -24,9 +25,15 @@ fn temp_pid(name: &str) -> Option<u32> {
 /// exists and started no later than that. A PID reused by a later process (a new pod's cairn
 /// often gets the PID the killed one had) is not the writer.
 fn may_be_writer(pid: u32, mtime: SystemTime) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    use rustix::process::{Pid, test_kill_process};
+    // Signal 0 only checks that the process exists (EPERM: it does, as another user's).
+    let exists = match i32::try_from(pid).map(Pid::from_raw) {
+        Ok(Some(p)) => matches!(test_kill_process(p), Ok(()) | Err(rustix::io::Errno::PERM)),
+        // PID 0: `kill(0, 0)` asked about our own process group, which exists.
+        Ok(None) => true,
+        // Beyond any PID a process can have.
+        Err(_) => false,
+    };
     if !exists {
         return false;
     }
@@ -46,7 +53,8 @@ fn process_start(pid: u32) -> Option<SystemTime> {
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
-    // SAFETY: sysconf has no preconditions.
+    // SAFETY: sysconf has no preconditions. Kept on libc: rustix's `clock_ticks_per_second`
+    // reads the aux vector from /proc and panics where it cannot; sysconf cannot fail.
     let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
         .ok()
         .filter(|&h| h > 0)?;

@@ -3,8 +3,9 @@
 
 use std::fs::File;
 use std::io::ErrorKind as IoKind;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+
+use rustix::fs::OFlags;
 
 /// Alignment of direct I/O: buffer address, file offset and length (4096 covers 512-byte and
 /// 4 KiB logical blocks).
@@ -123,11 +124,7 @@ impl Direct {
 
 /// Turns `O_DIRECT` off on an open file.
 fn clear_direct(file: &File) -> std::io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we hold.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    rustix::fs::fcntl_setfl(file, flags.difference(OFlags::DIRECT))?;
     Ok(())
 }

@@ -9,14 +9,14 @@
 //! One concern a file: `objects` (the store itself: keys as files, atomic puts, listing and
 //! deleting), `writer` (streaming an object into a temporary file that `finish` publishes),
 //! `direct` (the writer's `O_DIRECT` path), `ranges` (reading file ranges in cache-sized pieces,
-//! which the export's writer shares), `durable` (temporary names and directory fsyncs) and
-//! `cleanup` (finding and removing the temporary files of dead writers).
+//! which the export's writer shares) and `cleanup` (finding and removing the temporary files of
+//! dead writers). Temporary names, whole-file writes and directory fsyncs are
+//! `crate::atomic_file`'s, shared with the tree-pack cache and the metrics textfile.
 //!
 //! [`Store::clean_temporaries`]: crate::store::Store::clean_temporaries
 
 mod cleanup;
 mod direct;
-mod durable;
 mod objects;
 mod ranges;
 mod writer;

@@ -3,13 +3,13 @@
 //! deletes remove the folders they leave empty, as an object store shows no empty prefix.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::cleanup::clean_dir;
-use super::durable::{sync_dir, temp_path};
 use super::writer::LocalWriter;
+use crate::atomic_file::{self, sync_dir, temp_path};
 use crate::error::{Error, Result};
 use crate::store::{Cleaned, ObjectInfo, ObjectWriter, Store, check_key, check_prefix};
 
@@ -104,24 +104,9 @@ impl Store for LocalStore {
         let path = self.path(key)?;
         let dir = path.parent().expect("keys are below the root");
         self.ensure_dir(dir)?;
-        let tmp = temp_path(&path);
-        let write = || -> std::io::Result<()> {
-            let mut f = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                // A concurrent delete removed the directory it emptied: make it again.
-                Err(e) if e.kind() == IoKind::NotFound => {
-                    fs::create_dir_all(dir)?;
-                    OpenOptions::new().write(true).create_new(true).open(&tmp)?
-                }
-                other => other?,
-            };
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(format!("writing object {key}"), e));
-        }
+        // Fsynced, renamed into place, then the folder fsynced: atomic and durable.
+        atomic_file::write_whole(&path, data, true)
+            .map_err(|e| Error::io(format!("writing object {key}"), e))?;
         sync_dir(dir)
     }
 
@@ -201,12 +186,8 @@ impl Store for LocalStore {
 
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         let path = self.path(key)?;
-        let dir = path
-            .parent()
-            .expect("keys are below the root")
-            .to_path_buf();
-        self.ensure_dir(&dir)?;
-        Ok(Box::new(LocalWriter::create(&dir, path, key)?))
+        self.ensure_dir(path.parent().expect("keys are below the root"))?;
+        Ok(Box::new(LocalWriter::create(path, key)?))
     }
 
     fn local_file(&self, key: &str) -> Option<PathBuf> {

@@ -2,15 +2,16 @@
 //! filesystem allows it, with writeback started as they come), and `finish` fsyncs it, renames it
 //! into place and fsyncs the directory, so the object appears complete or not at all.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind as IoKind, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
+
 use super::direct::Direct;
-use super::durable::{sync_dir, temp_path};
 use super::ranges::{LastFile, PIECE, read_pieces};
+use crate::atomic_file::{create_new, sync_dir, temp_path};
 use crate::error::{Error, Result};
 use crate::store::ObjectWriter;
 
@@ -46,7 +47,7 @@ impl Writeback {
         self.written += n;
         if self.written - self.flushed >= WRITEBACK_STEP {
             // SAFETY: plain syscall on an open descriptor. Failure only loses the head start:
-            // `finish` still fsyncs everything.
+            // `finish` still fsyncs everything. Kept on libc: rustix has no `sync_file_range`.
             unsafe {
                 libc::sync_file_range(
                     file.as_raw_fd(),
@@ -61,25 +62,12 @@ impl Writeback {
 }
 
 impl LocalWriter {
-    /// A writer into a new temporary file next to `path` (in `dir`, which exists), opened with
+    /// A writer into a new temporary file next to `path` (whose folder exists), opened with
     /// `O_DIRECT` where the filesystem has it.
-    pub(super) fn create(dir: &Path, path: PathBuf, key: &str) -> Result<LocalWriter> {
+    pub(super) fn create(path: PathBuf, key: &str) -> Result<LocalWriter> {
         let tmp = temp_path(&path);
-        let open = |flags| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(flags)
-                .open(&tmp)
-        };
-        // A concurrent delete or cleanup removed the folder it emptied: make it again.
-        let open = |flags| match open(flags) {
-            Err(e) if e.kind() == IoKind::NotFound => {
-                fs::create_dir_all(dir)?;
-                open(flags)
-            }
-            other => other,
-        };
+        // Made again if a concurrent delete or cleanup removed the folder it emptied.
+        let open = |flags| create_new(&tmp, flags);
         // Direct I/O where the filesystem has it (not tmpfs, for one).
         let (file, direct) = match open(libc::O_DIRECT) {
             Ok(f) => (Ok(f), Some(Direct::new())),
@@ -107,43 +95,32 @@ impl LocalWriter {
         }
         let beyond =
             || std::io::Error::new(IoKind::UnexpectedEof, "range beyond the end of the file");
-        let mut off = i64::try_from(offset).map_err(|_| beyond())?;
+        // The kernel's offsets are signed: one past i64::MAX is past the end of any file.
+        if i64::try_from(offset).is_err() {
+            return Err(beyond());
+        }
+        let mut off = offset;
         let mut left = len;
         // In-kernel copy: one pass over the bytes instead of a read into and a write out of a
         // buffer.
         while left > 0 {
             let want = usize::try_from(left.min(1 << 30)).expect("fits");
-            // SAFETY: both descriptors are open for the duration of the call, `off` is a valid
-            // i64 the kernel updates, and a null output offset means "use the file position".
-            let n = unsafe {
-                libc::copy_file_range(
-                    input.as_raw_fd(),
-                    &mut off,
-                    out.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    want,
-                    0,
-                )
-            };
-            if n > 0 {
-                left -= n as u64;
-                self.writeback.advance(out, n as u64);
-                continue;
-            }
-            if n == 0 {
-                return Err(beyond());
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
+            // The kernel advances `off`; no output offset means "use the file position".
+            match rustix::fs::copy_file_range(input, Some(&mut off), &*out, None, want) {
+                Ok(0) => return Err(beyond()),
+                Ok(n) => {
+                    left -= n as u64;
+                    self.writeback.advance(out, n as u64);
+                }
+                Err(Errno::INTR) => {}
                 // Another filesystem or an old kernel: copy through a buffer instead.
-                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => break,
-                _ => return Err(e),
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => break,
+                Err(e) => return Err(e.into()),
             }
         }
         let mut buf = vec![0u8; PIECE.min(left as usize)];
         let writeback = &mut self.writeback;
-        read_pieces(input, off as u64, left, &mut buf, |piece| {
+        read_pieces(input, off, left, &mut buf, |piece| {
             out.write_all(piece)?;
             writeback.advance(out, piece.len() as u64);
             Ok(())

@@ -23,6 +23,11 @@
 //! server's `Date`, a local file system's times), not this machine's: a pod whose clock runs
 //! two hours ahead would otherwise judge every other holder's lease lapsed and take it over.
 
+mod clock;
+
+use clock::process_clock;
+pub use clock::{LeaseClock, SimulatedClock, StoreClock, set_process_clock_ahead, store_now};
+
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,6 +39,10 @@ use crate::store::Store;
 
 /// How many times a contender tries before it reports the holder.
 const ATTEMPTS: u32 = 5;
+/// The bounds of a contender's waits between tries (the shared backoff: from 40–80 ms, doubling,
+/// up to 5–10 s).
+const CONTENTION_WAIT: Duration = Duration::from_millis(80);
+const MAX_CONTENTION_WAIT: Duration = Duration::from_secs(10);
 /// The largest object read as a lease.
 const MAX_OBJECT: u64 = 64 * 1024;
 /// How long `cairn backup`, `run`, `export` and `restore` wait for exclusive leases of the
@@ -113,6 +122,9 @@ pub enum LeaseStore<'s> {
     Borrowed(&'s dyn Store),
     /// Shared with the repository.
     Owned(Arc<dyn Store>),
+    /// Either of the above, with its own clock (a test's simulated one) instead of the
+    /// process's.
+    Clocked(Box<LeaseStore<'s>>, Arc<dyn LeaseClock>),
 }
 
 impl std::fmt::Debug for LeaseStore<'_> {
@@ -126,7 +138,20 @@ impl LeaseStore<'_> {
         match self {
             LeaseStore::Borrowed(s) => *s,
             LeaseStore::Owned(s) => s.as_ref(),
+            LeaseStore::Clocked(s, _) => s.get(),
         }
+    }
+
+    fn clock(&self) -> &dyn LeaseClock {
+        match self {
+            LeaseStore::Clocked(_, c) => c.as_ref(),
+            _ => process_clock(),
+        }
+    }
+
+    /// Now, as this lease's clock reads the store's.
+    fn now(&self) -> Result<jiff::Timestamp> {
+        self.clock().now(self.get())
     }
 }
 
@@ -258,12 +283,6 @@ fn listed(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
     Ok(out)
 }
 
-/// The current time on the store's clock ([`Store::clock`]), or this machine's where the store
-/// keeps none.
-pub fn store_now(store: &dyn Store) -> Result<jiff::Timestamp> {
-    Ok(store.clock()?.unwrap_or_else(jiff::Timestamp::now))
-}
-
 /// The live leases below `prefix` (any depth) with their keys: not expired and not of a dead
 /// process of this machine.
 pub fn live(store: &dyn Store, prefix: &str) -> Result<Vec<(String, LeaseInfo)>> {
@@ -304,6 +323,38 @@ pub fn acquire<'s>(
     )
 }
 
+/// The live leases below `prefix` that conflict with one of `mode`, other than `own` and those
+/// it stands `beside`; leases whose holders are gone or that expired are retired on the way.
+fn conflicting(
+    store: &dyn Store,
+    prefix: &str,
+    (own, beside): (&str, &[&str]),
+    mode: LeaseMode,
+    now: jiff::Timestamp,
+) -> Result<Vec<LeaseInfo>> {
+    let mut others = Vec::new();
+    for (k, other) in listed(store, prefix)? {
+        if k == own || beside.contains(&k.as_str()) {
+            continue;
+        }
+        if !other.live(now) {
+            if !other.expired(now) {
+                tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
+                    "taking over a lease whose holder is gone");
+            } else if other.expires != jiff::Timestamp::UNIX_EPOCH.to_string() {
+                // (A lease ended by a key that may not delete is rewritten to expire at the
+                // epoch: that one was released, not abandoned.)
+                tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
+                    "taking over an expired lease (its holder stopped refreshing it)");
+            }
+            retire(store, &k, &other);
+        } else if mode.conflicts(other.mode) {
+            others.push(other);
+        }
+    }
+    Ok(others)
+}
+
 /// Takes a lease of `mode` below `prefix`: it stands beside live leases it does not conflict
 /// with, and beside the leases in `beside` (keys of leases the same holder already has: gc holds
 /// a shared lease, and inside `cairn run` the run's writer lease, while it takes the exclusive
@@ -328,7 +379,7 @@ pub fn acquire_as<'s>(
     let store_ref = store_ref.get();
     let nonce = nonce()?;
     let key = format!("{prefix}{nonce}.json");
-    let started = store_now(store_ref)?;
+    let started = store.now()?;
     let mut info = LeaseInfo {
         purpose: purpose.to_string(),
         host: hostname(),
@@ -340,40 +391,21 @@ pub fn acquire_as<'s>(
         mode,
     };
     let mut holder;
-    let began = std::time::Instant::now();
+    let began = store.clock().monotonic();
     let mut attempt = 0u32;
     // The expiry each conflicting exclusive lease had when first seen: one that never moves
     // is not being refreshed, and is waited out past the patience (its holder is gone).
     let mut first_seen: std::collections::HashMap<String, String> = Default::default();
     loop {
-        let now = store_now(store_ref)?;
+        let now = store.now()?;
         info.expires = (now + ttl).to_string();
         store_ref.put(&key, &serde_json::to_vec(&info).expect("leases serialize"))?;
         if let Some(h) = hook {
             h(LeasePoint::Written);
         }
-        let listed_now = listed(store_ref, prefix)?;
-        let now = store_now(store_ref)?;
-        let mut others = Vec::new();
-        for (k, other) in listed_now {
-            if k == key || beside.contains(&k.as_str()) {
-                continue;
-            }
-            if !other.live(now) {
-                if !other.expired(now) {
-                    tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
-                        "taking over a lease whose holder is gone");
-                } else if other.expires != jiff::Timestamp::UNIX_EPOCH.to_string() {
-                    // (A lease ended by a key that may not delete is rewritten to expire at the
-                    // epoch: that one was released, not abandoned.)
-                    tracing::warn!(key = %k, holder = %other.describe(), purpose = %other.purpose,
-                        "taking over an expired lease (its holder stopped refreshing it)");
-                }
-                retire(store_ref, &k, &other);
-            } else if mode.conflicts(other.mode) {
-                others.push(other);
-            }
-        }
+        let now = store.now()?;
+        let elapsed = store.clock().monotonic().saturating_sub(began);
+        let others = conflicting(store_ref, prefix, (&key, beside), mode, now)?;
         if others.is_empty() {
             let written_until = info.expires.parse().expect("written above");
             return Ok(Lease {
@@ -411,20 +443,22 @@ pub fn acquire_as<'s>(
         };
         holder = others.into_iter().next();
         attempt += 1;
-        let waiting_out = stalled_until
-            .is_some_and(|u| u >= now && began.elapsed() < patience + MAX_TTL + CLOCK_SLACK);
-        if attempt >= ATTEMPTS && !(only_deleting && began.elapsed() < patience) && !waiting_out {
+        let waiting_out =
+            stalled_until.is_some_and(|u| u >= now && elapsed < patience + MAX_TTL + CLOCK_SLACK);
+        if attempt >= ATTEMPTS && !(only_deleting && elapsed < patience) && !waiting_out {
             break;
         }
         if attempt == ATTEMPTS {
             tracing::info!(holder = %holder.as_ref().map(LeaseInfo::describe).unwrap_or_default(),
                 "waiting for an exclusive lease of the store to end");
         }
-        // Random, growing waits (at most 5 s): two contenders that saw each other rarely meet
-        // again.
-        let base = (40u64 << attempt.min(7)).min(5_000);
-        let jitter = u64::from(random_byte()?) * base / 256;
-        std::thread::sleep(Duration::from_millis(base + jitter));
+        // Random, growing waits (the shared backoff, at most 5 s): two contenders that saw each
+        // other rarely meet again.
+        store.clock().sleep(crate::backoff::backoff(
+            CONTENTION_WAIT,
+            MAX_CONTENTION_WAIT,
+            attempt,
+        ));
     }
     let holder = holder.expect("set when an attempt fails");
     Err(Error::new(
@@ -455,10 +489,6 @@ fn retire(store: &dyn Store, key: &str, info: &LeaseInfo) {
     ) {
         tracing::warn!(key, error = %e, error2 = %e2, "could not end a lease; it lapses at its expiry");
     }
-}
-
-fn random_byte() -> Result<u8> {
-    Ok(crate::id::unhex(&crate::id::random_hex(1)?).expect("hex")[0])
 }
 
 impl Lease<'_> {
@@ -517,7 +547,7 @@ impl Lease<'_> {
                 }
             }
             let until = *self.written_until.lock().expect("poisoned");
-            let expires = match store_now(self.store.get()) {
+            let expires = match self.store.now() {
                 // Lapsed already: another holder may have taken it over since the check above,
                 // and a write now could put it back under them.
                 Ok(now) if now >= until => {
@@ -539,7 +569,7 @@ impl Lease<'_> {
             match self.store.get().put(&self.key, &bytes) {
                 // A write that landed after the lease lapsed (retried for a while) may have put
                 // back an object a contender had retired: the lease counts as lost.
-                Ok(()) if store_now(self.store.get()).is_ok_and(|now| now < until) => {
+                Ok(()) if self.store.now().is_ok_and(|now| now < until) => {
                     *self.written_until.lock().expect("poisoned") = expires
                 }
                 Ok(()) => {
@@ -585,7 +615,7 @@ impl Lease<'_> {
             ));
         }
         let until = *self.written_until.lock().expect("poisoned");
-        if until <= store_now(self.store.get())? {
+        if until <= self.store.now()? {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!("{purpose}: the lease expired (it was not refreshed in time)"),
