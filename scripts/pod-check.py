@@ -469,11 +469,14 @@ def alerts(pods, prom):
     import urllib.parse
     import yaml
     board = json.loads((ROOT / "k8s" / "monitoring" / "dashboard.json").read_text())
-    empty = []
-    for panel in board["panels"]:
-        for t in panel["targets"]:
-            if not prom.api("query?query=" + urllib.parse.quote(t["expr"]))["result"]:
-                empty.append(f"{panel['title']}: {t['expr']}")
+
+    def without_data():
+        return [f"{panel['title']}: {t['expr']}" for panel in board["panels"] for t in panel["targets"]
+                if not prom.api("query?query=" + urllib.parse.quote(t["expr"]))["result"]]
+    # The last pods pushed moments ago: their series appear within a few scrapes, not at once.
+    deadline = time.time() + 30
+    while (empty := without_data()) and time.time() < deadline:
+        time.sleep(1)
     if empty:
         fail("dashboard queries without data:\n" + "\n".join(empty))
     panels = yaml.safe_load((ROOT / "k8s" / "monitoring" / "panels.yaml").read_text())["panels"]

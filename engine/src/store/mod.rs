@@ -10,6 +10,7 @@
 //! a dot; [`check_key`] enforces that, so no key can escape a local store's root.
 
 mod contract;
+#[cfg(any(test, feature = "fault-injection"))]
 mod fault;
 pub mod fetch;
 mod local;
@@ -19,6 +20,7 @@ mod retry;
 mod s3;
 
 pub use contract::*;
+#[cfg(any(test, feature = "fault-injection"))]
 pub use fault::{Fault, FaultStore, Op};
 pub use local::LocalStore;
 pub(crate) use local::{LastFile, PIECE, read_pieces};
