@@ -81,6 +81,7 @@ pub fn gc_hook() -> Option<cairn_engine::gc::GcHook> {
 }
 
 /// The names of the export's points, in [`cairn_engine::export::ExportPoint`]'s order.
+#[cfg(debug_assertions)]
 const EXPORT_POINTS: [&str; 5] = [
     "lease-written",
     "leased",

@@ -25,6 +25,10 @@ pub struct CheckArgs {
     /// quarantine/snapshots/ (deletes from the store: needs a key that may delete).
     #[arg(long)]
     repair: bool,
+    /// Print the plan (packs in the store, damage already known, the packs and bytes that would
+    /// be read) and read nothing.
+    #[arg(long, conflicts_with = "repair")]
+    dry_run: bool,
 }
 
 pub(super) fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
@@ -38,6 +42,24 @@ pub(super) fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
     // A shared lease where the key may write: a gc then does not delete packs under the check
     // (which would report them missing); a read-only key checks without one.
     let lease = read_lease(cfg, &repo, "check")?;
+    if a.dry_run {
+        let plan = holding(&lease, || -> Result<check::CheckPlanSummary> {
+            let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
+            Ok(check::CheckPlan::new(&repo, &catalog, &sync, read)?.summary())
+        })?;
+        if cli.json {
+            print_json(&serde_json::json!({ "plan": plan }));
+        } else if !cli.quiet {
+            println!(
+                "would read {} of {} packs ({}); {} packs already known damaged or gone",
+                plan.packs_to_read,
+                plan.packs,
+                crate::output::bytes(plan.bytes_to_read),
+                plan.packs_known_damaged
+            );
+        }
+        return Ok(exit::OK);
+    }
     let report = holding(&lease, || -> Result<check::CheckReport> {
         let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
         Ok(check::check(&repo, &catalog, &sync, read, a.repair)?)

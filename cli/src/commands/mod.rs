@@ -47,7 +47,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Exports(ExportsCommand::Cat { date, path }) => {
             exports::exports_cat(&cfg, date, path)
         }
-        Command::Offsite(OffsiteCommand::Sync) => offsite::sync(cli, &cfg),
+        Command::Offsite(OffsiteCommand::Sync { dry_run }) => offsite::sync(cli, &cfg, *dry_run),
         Command::Offsite(OffsiteCommand::Status) => offsite::status(cli, &cfg),
         Command::Offsite(OffsiteCommand::Login { timeout_mins }) => {
             offsite::login(cli, &cfg, *timeout_mins)

@@ -20,7 +20,12 @@ use crate::{Cli, exit};
 pub enum OffsiteCommand {
     /// Copy every retained day not yet on the remote, newest first, and check it there (exit 5
     /// when some day failed or was left for the next run).
-    Sync,
+    Sync {
+        /// Print the plan (each day's action, and what keep_daily would delete on the remote)
+        /// and upload, delete and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Each day in the exports and on the remote, as last checked.
     Status,
     /// The one-time Proton login (uploader = "proton-drive"): prints the sign-in URL to open on
@@ -95,7 +100,7 @@ pub fn failure_gauges(mut st: Stage, counts: &std::collections::BTreeMap<String,
     st
 }
 
-pub fn sync(cli: &Cli, cfg: &Config) -> Result<u8> {
+pub fn sync(cli: &Cli, cfg: &Config, dry_run: bool) -> Result<u8> {
     // A stage that cannot even start is a failure the alerts must see.
     let opened = cfg.offsite.uploader().and_then(|up| {
         let exports = open_store(&cfg.exports, "exports", false)?;
@@ -118,6 +123,23 @@ pub fn sync(cli: &Cli, cfg: &Config) -> Result<u8> {
         keep_daily: o.keep_daily as usize,
         scratch: o.scratch_dir.clone(),
     };
+    if dry_run {
+        let plan = engine::plan(exports.as_ref(), up.as_ref(), &opts)
+            .map_err(|e| cairn_engine::Error::new(e.kind(), redact(&e.to_string())))?;
+        if cli.json {
+            print_json(&serde_json::to_value(&plan).expect("serializes"));
+        } else if !cli.quiet {
+            println!(
+                "offsite {}: would upload {}; {} already there; {} left for the next run; would delete {} on the remote",
+                up.describe(),
+                list_or_none(&plan.uploads()),
+                plan.up_to_date().len(),
+                plan.pending().len(),
+                list_or_none(&plan.deletions())
+            );
+        }
+        return Ok(exit::OK);
+    }
     // An error may quote a client: scrubbed like its output.
     let result = engine::sync(exports.as_ref(), up.as_ref(), &opts)
         .map_err(|e| cairn_engine::Error::new(e.kind(), redact(&e.to_string())));
@@ -251,4 +273,13 @@ pub fn login(cli: &Cli, cfg: &Config, timeout_mins: u64) -> Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Dates for a line of text: comma-separated, or "none".
+fn list_or_none(dates: &[String]) -> String {
+    if dates.is_empty() {
+        "none".into()
+    } else {
+        dates.join(", ")
+    }
 }

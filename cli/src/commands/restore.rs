@@ -78,7 +78,7 @@ pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8
                 && !opts.paths.is_empty()
                 && opts.overwrite == restore::Overwrite::Never
                 && !opts.verify
-                && let Some(report) = export::extract::restore_paths(
+                && let Some(report) = restore::restore_day_paths(
                     exports.as_ref(),
                     &day.date,
                     &opts.paths,

@@ -1288,3 +1288,42 @@ fn an_ignored_sighup_stays_ignored() {
     );
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// `offsite sync --dry-run` prints the plan and touches nothing; the sync then uploads exactly
+/// the days it named.
+#[test]
+fn a_dry_run_sync_prints_the_plan_the_sync_then_carries_out() {
+    let s = Setup::new();
+    let days = three_days(&s);
+    let remote = s.dir.path().join("remote");
+    offsite(
+        &s,
+        &format!(
+            "uploader = \"directory\"\npath = \"{}\"\n",
+            remote.display()
+        ),
+    );
+    let (code, plan) = s.json(&["offsite", "sync", "--dry-run"]);
+    assert_eq!(code, 0, "{plan}");
+    assert!(
+        !remote.exists() || fs::read_dir(&remote).unwrap().next().is_none(),
+        "a dry run uploaded"
+    );
+    assert!(
+        !s.dir.path().join("exports/_offsite").exists(),
+        "a dry run wrote a status"
+    );
+    let planned: Vec<String> = plan["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "upload")
+        .map(|d| d["date"].as_str().unwrap().to_string())
+        .collect();
+    let mut newest_first = days.clone();
+    newest_first.reverse();
+    assert_eq!(planned, newest_first, "{plan}");
+    let (code, done) = sync(&s);
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(done["uploaded"], serde_json::json!(newest_first), "{done}");
+}

@@ -132,3 +132,28 @@ fn a_dry_run_restore_prints_the_plan_the_restore_then_carries_out() {
     }
     assert!(paths.contains(&"notetaking/sub/b.md"), "{paths:?}");
 }
+
+/// `check --dry-run --read-data` says which packs and bytes the check would read, and the check
+/// then reads exactly that many.
+#[test]
+fn a_dry_run_check_says_what_the_check_then_reads() {
+    let s = Setup::new();
+    s.run(&["init"]);
+    fs::write(s.src().join("notetaking/a.md"), "first").unwrap();
+    fs::write(s.src().join("images/b.raw"), vec![7u8; 300_000]).unwrap();
+    let (code, r) = s.json(&["run", "--date", "2026-11-20"]);
+    assert_eq!(code, 0, "{r}");
+    let (code, plan) = s.json(&["check", "--read-data", "--dry-run"]);
+    assert_eq!(code, 0, "{plan}");
+    let (code, done) = s.json(&["check", "--read-data"]);
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(
+        plan["plan"]["packs_to_read"], done["packs_read"],
+        "{plan} against {done}"
+    );
+    assert_eq!(plan["plan"]["packs"], done["packs"]);
+    assert!(
+        plan["plan"]["bytes_to_read"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
+}

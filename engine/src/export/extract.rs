@@ -6,7 +6,7 @@
 //!
 //! This file finds the file in the manifest (following a hardlink to its first name) and falls
 //! back to the scan; reading by the table is `frames`'s, and restoring whole paths onto a target
-//! by it `restore_paths`'s.
+//! by it `restore::day_paths`'s (re-exported here as `restore_paths`).
 
 use std::io::Write;
 
@@ -17,7 +17,7 @@ use crate::format::tree::EntryKind;
 use crate::store::Store;
 
 pub use super::frames::{FrameReader, HeaderMeta, MAX_TABLE_FRAMES, check_seek_table, read_table};
-pub use super::restore_paths::restore_paths;
+pub use crate::restore::restore_day_paths as restore_paths;
 
 /// How a file was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,21 +20,20 @@
 //! the frame checker), `days` (which days exist, and `verify`), `status` (the day's
 //! `archive.json`: whose snapshot, with what warnings), `extract` (one file out of a day's
 //! archive), `frames` (reading an archive by its seek table), `header_check` (the tar headers
-//! before a file, read as the streaming readers read them), `restore_paths` (paths restored by
-//! the seek table); this file publishes a day under its lease. Tar header bytes are
+//! before a file, read as the streaming readers read them); restoring paths of a day by the seek
+//! table is `restore::day_paths`'s. This file publishes a day under its lease. Tar header bytes are
 //! `tar::header`'s, and the retention of days is `retention`'s.
 
 mod assemble;
 mod days;
 pub mod extract;
-mod frames;
+pub(crate) mod frames;
 mod groups;
 mod header_check;
-mod manifest;
-mod manifest_stream;
+pub(crate) mod manifest;
+pub(crate) mod manifest_stream;
 mod manifest_write;
 mod report;
-mod restore_paths;
 pub mod retention;
 mod sink;
 mod status;

@@ -12,12 +12,14 @@
 //! then rewrites.
 //!
 //! One concern a file: `target` (the descriptors, checked path components, making way and
-//! applying metadata), `snapshot` (planning and restoring a snapshot), `file` (one file's content from a chunk
-//! source), `archive` (restoring
-//! from a daily archive's checked tar stream), `remote` (file contents from an object store by
-//! planned reads). Writing holes is `sparse`'s, hardlink keying `read`'s.
+//! applying metadata), `plan` (what a snapshot restore will do, from the trees alone),
+//! `snapshot` (carrying the plan out), `file` (one file's content from a chunk source), `remote`
+//! (file contents from an object store by planned reads), `archive` (restoring from a daily
+//! archive's checked tar stream), `day_paths` (a few paths of a day's archive, fetched by its seek
+//! table), `options` (what a caller asks and gets back). Writing holes is `sparse`'s, hardlink keying `read`'s.
 
 mod archive;
+mod day_paths;
 mod file;
 mod options;
 mod plan;
@@ -26,10 +28,9 @@ mod snapshot;
 pub(crate) mod target;
 
 pub use archive::restore_archive;
+pub use day_paths::restore_paths as restore_day_paths;
 use options::Counters;
 pub use options::{Overwrite, RestoreOptions, RestoreReport};
 pub use plan::{PlanSummary, RestorePlan};
 pub use snapshot::{execute, restore};
 pub use target::components;
-// The descriptor-based target, for restoring a day's paths by its seek table (`export::extract`).
-pub(crate) use target::{Meta, Target, unlink_in_way};

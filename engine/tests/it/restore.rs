@@ -888,3 +888,54 @@ unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// A check carries out its plan (issue 30): the packs it planned to read are the ones it read,
+/// a pack truncated behind its back is known damaged before anything is read and is not read,
+/// and the report names it.
+#[test]
+fn a_check_reads_exactly_the_packs_it_planned() {
+    let env = Env::new();
+    for i in 0..6 {
+        write(
+            &env.src.join(format!("images/{i}.raw")),
+            &seeded(5 << 20, 900 + i),
+        );
+    }
+    env.backup();
+    let packs = env.repo.list_packs().unwrap();
+    let (victim, size) = packs[0];
+    let key = cairn_engine::repo::pack_key(&victim);
+    let bytes = env.repo.store().get(&key).unwrap();
+    env.repo
+        .store()
+        .put(&key, &bytes[..bytes.len() / 2])
+        .unwrap();
+    let (cat, sync) = cairn_engine::catalog::Catalog::open_for(&env.state, &env.repo).unwrap();
+    let plan = check::CheckPlan::new(&env.repo, &cat, &sync, ReadData::All).unwrap();
+    let s = plan.summary();
+    assert_eq!(s.packs, packs.len());
+    assert_eq!(s.packs_known_damaged, 1, "{s:?}");
+    assert!(
+        !plan.read.contains(&victim),
+        "a pack known damaged is planned for reading"
+    );
+    let planned: Vec<Id> = plan.read.clone();
+    assert_eq!(
+        s.bytes_to_read,
+        packs
+            .iter()
+            .filter(|(p, _)| planned.contains(p))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    );
+    let report = check::execute(&env.repo, &cat, &sync, plan, false).unwrap();
+    assert_eq!(report.packs_read, planned.len());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.object == format!("pack {victim}")),
+        "{:?} (pack of {size} bytes truncated)",
+        report.problems
+    );
+}

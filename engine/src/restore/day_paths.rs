@@ -1,4 +1,5 @@
-//! Restoring paths of a day's archive onto a target by its seek table: only the frames of the
+//! Restoring paths of a day's daily archive onto a target by its seek table, from the exports
+//! location alone (no catalog, no store): only the frames of the
 //! files asked for are fetched, each file's tar header is checked before the file is created, and
 //! everything is written through the descriptor-based target every restore writes through. Where
 //! this way does not apply, the caller streams the archive, whose restore handles everything.
@@ -6,12 +7,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::frames::{FrameReader, check_seek_table};
-use super::manifest::{DayKeys, Manifest, ManifestEntry};
-use super::manifest_stream::read_manifest_filtered;
+use super::options::{Overwrite, RestoreReport};
+use super::target::{Meta, Target, components, unlink_in_way};
 use crate::error::{Error, ErrorKind, Result};
+use crate::export::frames::{FrameReader, check_seek_table};
+use crate::export::manifest::{DayKeys, Manifest, ManifestEntry};
+use crate::export::manifest_stream::read_manifest_filtered;
 use crate::format::tree::EntryKind;
-use crate::restore::{Meta, Overwrite, RestoreReport, Target, components, unlink_in_way};
 use crate::store::Store;
 
 /// Restores `paths` (files, or folders and everything below them) of the archive of `date` into
