@@ -126,9 +126,7 @@ impl<'a> Run<'a> {
     }
 
     fn call(&self, p: GcPoint) {
-        if let Some(h) = &self.opts.hook {
-            (h.0)(p);
-        }
+        fire_hook(self.opts, p);
     }
 
     /// Marks every tree and chunk the snapshots reach; condemned packs that hold a tree the
@@ -334,12 +332,9 @@ impl<'a> Run<'a> {
         };
         let (due, present): (Vec<&Marker>, Vec<&Marker>) =
             (due.iter().collect(), present.iter().collect());
-        let hook = self.opts.hook.clone();
-        let call = |p: GcPoint| {
-            if let Some(h) = &hook {
-                (h.0)(p);
-            }
-        };
+        // Through the options, not `self`, which the deleting borrows.
+        let opts = self.opts;
+        let call = |p: GcPoint| fire_hook(opts, p);
         let done = exclusive.hold(|| {
             delete_due(
                 self.repo,
@@ -360,5 +355,12 @@ impl<'a> Run<'a> {
             self.report.deferred = Some(why);
         }
         Ok((self.report, self.plan))
+    }
+}
+
+/// Calls the options' hook, if any, at commit point `p`.
+fn fire_hook(opts: &GcOptions, p: GcPoint) {
+    if let Some(h) = &opts.hook {
+        (h.0)(p);
     }
 }

@@ -36,9 +36,7 @@ pub struct StoreClock {
 
 impl LeaseClock for StoreClock {
     fn now(&self, store: &dyn Store) -> Result<jiff::Timestamp> {
-        Ok(raw_store_now(store)?
-            .checked_add(self.ahead)
-            .unwrap_or(jiff::Timestamp::MAX))
+        store_now_ahead(store, self.ahead)
     }
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d)
@@ -69,9 +67,7 @@ impl SimulatedClock {
 
 impl LeaseClock for SimulatedClock {
     fn now(&self, store: &dyn Store) -> Result<jiff::Timestamp> {
-        Ok(raw_store_now(store)?
-            .checked_add(self.moved())
-            .unwrap_or(jiff::Timestamp::MAX))
+        store_now_ahead(store, self.moved())
     }
     fn sleep(&self, d: Duration) {
         self.advance(d);
@@ -102,7 +98,8 @@ pub fn store_now(store: &dyn Store) -> Result<jiff::Timestamp> {
     process_clock().now(store)
 }
 
-/// The store's own clock, or this machine's where the store has none.
-fn raw_store_now(store: &dyn Store) -> Result<jiff::Timestamp> {
-    Ok(store.clock()?.unwrap_or_else(jiff::Timestamp::now))
+/// The store's own clock (or this machine's where the store has none), read `ahead`.
+fn store_now_ahead(store: &dyn Store, ahead: Duration) -> Result<jiff::Timestamp> {
+    let now = store.clock()?.unwrap_or_else(jiff::Timestamp::now);
+    Ok(now.checked_add(ahead).unwrap_or(jiff::Timestamp::MAX))
 }
