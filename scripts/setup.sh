@@ -26,6 +26,11 @@ command -v runc >/dev/null || cairn_need+=(runc)
 command -v mmdebstrap >/dev/null || cairn_need+=(mmdebstrap)
 command -v catatonit >/dev/null || cairn_need+=(catatonit)
 [ -e /usr/bin/newuidmap ] || cairn_need+=(uidmap)
+# cairn mount's tests mount for real: fusermount3; and the completions' and man page's tests
+# check them with bash, man and groff.
+command -v fusermount3 >/dev/null || cairn_need+=(fuse3)
+command -v man >/dev/null || cairn_need+=(man-db)
+command -v groff >/dev/null || cairn_need+=(groff-base)
 if ((${#cairn_need[@]})); then
   cairn_sudo=""
   [ "$(id -u)" -ne 0 ] && cairn_sudo=sudo

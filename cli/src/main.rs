@@ -93,6 +93,18 @@ enum Command {
     /// Maintain the local catalog.
     #[command(subcommand)]
     Catalog(commands::catalog::CatalogCommand),
+    /// Browse the snapshots and the daily archives as a read-only filesystem (FUSE) until
+    /// unmounted, interrupted or terminated.
+    Mount(commands::mount::MountArgs),
+    /// Write a file of a snapshot to stdout, or a folder as a tar stream.
+    Dump(commands::dump::DumpArgs),
+    /// What the repository and its snapshots hold: files, bytes, deduplication, compression,
+    /// packs, what a gc would free, the daily archives, growth.
+    Stats(commands::stats::StatsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 /// The only crates allowed to log below `info`: cairn's own. Every other crate is held at

@@ -13,6 +13,7 @@
 pub(crate) mod atomic_file;
 pub mod backoff;
 pub mod backup;
+pub mod browse;
 pub mod catalog;
 pub mod check;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod restore;
 pub mod secret;
 pub mod setup;
 pub mod sparse;
+pub mod stats;
 pub mod store;
 pub mod tar;
 

@@ -6,7 +6,9 @@
 pub(crate) mod backup;
 pub(crate) mod catalog;
 pub(crate) mod check;
+pub(crate) mod completions;
 mod diff;
+pub(crate) mod dump;
 pub(crate) mod export;
 pub(crate) mod exports;
 mod find;
@@ -14,6 +16,7 @@ pub(crate) mod forget;
 pub(crate) mod gc;
 pub(crate) mod init;
 pub(crate) mod ls;
+pub(crate) mod mount;
 pub(crate) mod offsite;
 pub(crate) mod preflight;
 pub(crate) mod prune;
@@ -21,6 +24,7 @@ pub(crate) mod restore;
 pub(crate) mod run;
 mod session;
 mod snapshots;
+pub(crate) mod stats;
 
 use anyhow::Result;
 
@@ -30,6 +34,12 @@ use exports::ExportsCommand;
 use offsite::OffsiteCommand;
 
 pub fn run(cli: &Cli) -> Result<u8> {
+    // These describe the command line itself and need no configuration.
+    match &cli.command {
+        Command::Completions(a) => return completions::run_completions(a),
+        Command::Man => return completions::run_man(),
+        _ => {}
+    }
     let cfg = session::load_config(cli)?;
     match &cli.command {
         Command::Init(a) => init::init(cli, &cfg, a),
@@ -62,5 +72,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Prune(a) => prune::run_prune(cli, &cfg, a),
         Command::Ls(a) => ls::ls(cli, &cfg, a),
         Command::Catalog(CatalogCommand::Rebuild) => catalog::rebuild(cli, &cfg),
+        Command::Mount(a) => mount::run_mount(cli, &cfg, a),
+        Command::Dump(a) => dump::run_dump(cli, &cfg, a),
+        Command::Stats(a) => stats::run_stats(cli, &cfg, a),
+        Command::Completions(_) | Command::Man => {
+            unreachable!("answered before the configuration is loaded")
+        }
     }
 }

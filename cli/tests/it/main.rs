@@ -21,13 +21,16 @@ mod seeded;
 mod survey;
 
 mod backup;
+mod completions;
 mod config;
+mod dump;
 mod errors;
 mod exports;
 mod first_night;
 mod forget;
 mod init;
 mod metrics;
+mod mount;
 mod offsite;
 mod outage;
 mod pod;
@@ -40,6 +43,7 @@ mod run;
 mod run_killed;
 mod seekable;
 mod snapshots_ls;
+mod stats;
 
 use seeded::seeded;
 

@@ -47,6 +47,26 @@ impl Catalog {
         Ok(map.get(&(kind.code(), *id)).copied())
     }
 
+    /// The condemned packs that were still in the store at the last sync (or that a gc on this
+    /// state volume condemned since), each with the bytes of its blobs' frames, from their kept
+    /// index entries (the pack's own index is not counted), without a request.
+    pub fn condemned_packs(&self) -> Result<Vec<(Id, u64)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf("meta"), CONDEMNED_INDEX) {
+            let (k, v) = item?;
+            if !k.starts_with(CONDEMNED_INDEX) {
+                break;
+            }
+            let pack = Id::from_slice(&k[CONDEMNED_INDEX.len()..])?;
+            let frames: u64 = decode_entries(&v)?
+                .iter()
+                .map(|e| u64::from(e.length))
+                .sum();
+            out.push((pack, frames));
+        }
+        Ok(out)
+    }
+
     /// Forgets packs a gc just condemned, keeping their index entries aside for readers (as the
     /// next sync would, without reading them from the store again).
     pub(crate) fn forget_condemned(&self, packs: &HashSet<Id>) -> Result<()> {

@@ -112,6 +112,21 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Calls `f` with every blob of `kind` the catalog relies on and its location (one copy a
+    /// blob; copies in condemned packs are not among them), in id order, without a request.
+    pub fn for_each_location(
+        &self,
+        kind: BlobKind,
+        f: &mut dyn FnMut(&Id, &BlobLocation),
+    ) -> Result<()> {
+        let cf = self.cf(cf_of(kind));
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            f(&Id::from_slice(&k)?, &decode_location(&v)?);
+        }
+        Ok(())
+    }
+
     /// Number of packs and of data chunks known.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let n = |cf: &str| -> Result<u64> {

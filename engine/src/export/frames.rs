@@ -63,7 +63,7 @@ pub fn read_table(exports: &dyn Store, keys: &DayKeys, manifest: &Manifest) -> R
 /// Reads files out of one archive by its seek table, keeping the last frame decoded: the small
 /// files of a folder share their group frame, which is then fetched and decoded once.
 pub struct FrameReader<'a> {
-    exports: &'a dyn Store,
+    exports: Exports<'a>,
     key: String,
     table: SeekTable,
     cached: Option<(usize, Vec<u8>)>,
@@ -81,6 +81,22 @@ impl std::fmt::Debug for FrameReader<'_> {
         f.debug_struct("FrameReader")
             .field("key", &self.key)
             .finish_non_exhaustive()
+    }
+}
+
+/// The exports location a reader reads: borrowed for one command, or shared by a long-lived
+/// reader (a mount keeps one per day, beside other users of the same store).
+enum Exports<'a> {
+    Borrowed(&'a dyn Store),
+    Shared(std::sync::Arc<dyn Store>),
+}
+
+impl Exports<'_> {
+    fn get(&self) -> &dyn Store {
+        match self {
+            Exports::Borrowed(s) => *s,
+            Exports::Shared(s) => s.as_ref(),
+        }
     }
 }
 
@@ -116,7 +132,21 @@ impl<'a> FrameReader<'a> {
         keys: &DayKeys,
         manifest: &Manifest,
     ) -> Result<FrameReader<'a>> {
-        let table = read_table(exports, keys, manifest)?;
+        Self::over(Exports::Borrowed(exports), keys, manifest)
+    }
+
+    /// [`FrameReader::open`] over a shared handle of the exports location, for a reader that
+    /// outlives the call that made it.
+    pub fn open_shared(
+        exports: std::sync::Arc<dyn Store>,
+        keys: &DayKeys,
+        manifest: &Manifest,
+    ) -> Result<FrameReader<'static>> {
+        FrameReader::over(Exports::Shared(exports), keys, manifest)
+    }
+
+    fn over(exports: Exports<'a>, keys: &DayKeys, manifest: &Manifest) -> Result<FrameReader<'a>> {
+        let table = read_table(exports.get(), keys, manifest)?;
         if let Some(f) = table
             .frames
             .iter()
@@ -166,7 +196,10 @@ impl<'a> FrameReader<'a> {
                 end += u64::from(self.table.frames[j].length);
                 j += 1;
             }
-            let bytes = self.exports.get_range(&self.key, start, end - start)?;
+            let bytes = self
+                .exports
+                .get()
+                .get_range(&self.key, start, end - start)?;
             if bytes.len() as u64 != end - start {
                 return Err(Error::corrupt(
                     "the archive is shorter than its seek table says",
@@ -348,6 +381,26 @@ impl<'a> FrameReader<'a> {
             )));
         }
         Ok(frames)
+    }
+}
+
+impl FrameReader<'_> {
+    /// Up to `len` bytes of the content of `entry` from `offset` within it (fewer at its end,
+    /// none past it), after [`FrameReader::check`] found its header (once per entry: a reader
+    /// reading one file piece by piece checks it at the first piece).
+    pub fn read_range(&mut self, entry: &ManifestEntry, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let fresh = self.checked.as_ref().is_some_and(|c| {
+            Some(c.offset) == entry.offset && c.path == entry.path.0 && c.size == entry.size
+        });
+        if !fresh {
+            self.check(entry)?;
+        }
+        let len = len.min(entry.size.saturating_sub(offset));
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let start = entry.offset.expect("checked") + offset;
+        self.gather(start, len)
     }
 }
 

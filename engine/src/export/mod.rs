@@ -26,6 +26,7 @@
 
 mod assemble;
 mod days;
+pub mod dump;
 pub mod extract;
 pub(crate) mod frames;
 mod groups;

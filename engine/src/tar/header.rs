@@ -50,8 +50,35 @@ pub(crate) fn header_into(
     size: u64,
     link: Option<&[u8]>,
 ) {
+    header_with_times(out, path, e, kind, size, link, false)
+}
+
+/// [`header_into`] keeping the nanoseconds: a pax `mtime` record also for every time with a
+/// fraction of a second. For `cairn dump`'s stream (`export::dump`), which is extracted once and
+/// never stored, so the size that whole seconds save the archive does not count there.
+pub(crate) fn header_exact_into(
+    out: &mut Vec<u8>,
+    path: &[u8],
+    e: &Entry,
+    kind: tar::EntryType,
+    size: u64,
+    link: Option<&[u8]>,
+) {
+    header_with_times(out, path, e, kind, size, link, true)
+}
+
+/// The header blocks of [`header_into`] (`nanos` false) and [`header_exact_into`] (true).
+fn header_with_times(
+    out: &mut Vec<u8>,
+    path: &[u8],
+    e: &Entry,
+    kind: tar::EntryType,
+    size: u64,
+    link: Option<&[u8]>,
+    nanos: bool,
+) {
     let long = path.len() > 100 || link.is_some_and(|l| l.len() > 100);
-    let time = e.mtime < 0 || e.mtime as u64 > USTAR_MAX;
+    let time = e.mtime < 0 || e.mtime as u64 > USTAR_MAX || (nanos && e.mtime_ns != 0);
     let ids = u64::from(e.uid) > 0o7777777 || u64::from(e.gid) > 0o7777777;
     if long || size > USTAR_MAX || time || ids {
         let mut pax = Vec::new();
@@ -75,7 +102,7 @@ pub(crate) fn header_into(
         // pax record only for a time the ustar field cannot hold. Nanoseconds on every entry
         // would cost a notes tree ~10 bytes of archive per file (its size goal is 1.05x
         // `tar | zstd`); they are kept in the snapshot and in the day's manifest
-        // (docs/DECISIONS.md).
+        // (docs/DECISIONS.md). A dump's stream (`nanos`) has them here too.
         if time {
             // pax times are decimal seconds; a negative time with nanoseconds is -(|t| - ns).
             let t = e.mtime_nanos();

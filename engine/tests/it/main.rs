@@ -4,6 +4,7 @@ mod alloc;
 mod archive_read;
 mod backup;
 mod bounds;
+mod browse;
 mod common;
 mod delay_proxy;
 mod docs;

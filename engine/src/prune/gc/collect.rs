@@ -51,6 +51,7 @@ pub(super) fn collect(
     let Weighed {
         unreferenced,
         repack,
+        ..
     } = run.weigh()?;
     let mut condemned: Vec<(Id, Reason)> = unreferenced
         .into_iter()

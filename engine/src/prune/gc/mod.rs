@@ -29,10 +29,12 @@
 //! One concern a file: `options` (options, report, plan), `survey` (the checks before and
 //! between phases), `mark` (what is live, condemned packs taken back), `weigh` (the plan: which
 //! packs to condemn and repack), `repack`, `delete`, and `collect`, which runs the phases in
-//! order and carries the plan out.
+//! order and carries the plan out; `estimate` marks and weighs from the catalog alone, for
+//! `cairn stats`.
 
 mod collect;
 mod delete;
+mod estimate;
 mod mark;
 mod options;
 mod repack;
@@ -41,6 +43,7 @@ mod weigh;
 
 use std::time::Duration;
 
+pub use estimate::{GcEstimate, estimate};
 pub use options::{GcHook, GcOptions, GcPlan, GcPoint, GcReport};
 
 use crate::catalog::Catalog;

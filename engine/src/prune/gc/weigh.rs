@@ -12,10 +12,12 @@ use crate::id::Id;
 use crate::repo::condemn::Marker;
 
 /// The packs a gc is to condemn as unreferenced, and those to repack with the blobs they must
-/// keep; both sorted.
+/// keep; both sorted. With the bytes of the frames weighed: needed where they are, and not.
 pub(super) struct Weighed {
     pub(super) unreferenced: Vec<Id>,
     pub(super) repack: Vec<(Id, Vec<PackEntry>)>,
+    pub(super) needed_bytes: u64,
+    pub(super) dead_bytes: u64,
 }
 
 /// Weighs every pack: `weighed` is the catalog's pack indexes (none beside a backup); packs already
@@ -29,6 +31,7 @@ pub(super) fn weigh(
 ) -> Result<Weighed> {
     let mut unreferenced = Vec::new();
     let mut repack = Vec::new();
+    let (mut all_needed, mut all_dead) = (0u64, 0u64);
     for (pack, _size, entries) in weighed {
         if markers.contains_key(&pack) {
             continue;
@@ -48,6 +51,8 @@ pub(super) fn weigh(
                 dead_bytes += u64::from(e.length);
             }
         }
+        all_needed += needed_bytes;
+        all_dead += dead_bytes;
         // Frames only: a pack's index costs the same in its repacked copy, so counting it
         // as dead would repack small packs forever.
         if needed.is_empty() {
@@ -61,5 +66,7 @@ pub(super) fn weigh(
     Ok(Weighed {
         unreferenced,
         repack,
+        needed_bytes: all_needed,
+        dead_bytes: all_dead,
     })
 }

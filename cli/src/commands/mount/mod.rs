@@ -1,0 +1,236 @@
+//! `cairn mount MOUNTPOINT`: the snapshots and the daily archives as a read-only FUSE file
+//! system until unmounted (`fusermount3 -u`), interrupted or terminated, each of which
+//! unmounts cleanly. No state lock is held, so the nightly job, a gc and other readers run
+//! beside it. The model is the engine's `browse`; `fs` adapts it to `fuser`.
+
+mod fs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cairn_engine::browse::{Browser, Sources};
+use cairn_engine::catalog::Catalog;
+use cairn_engine::config::Config;
+use cairn_engine::lock::StateLock;
+use cairn_engine::setup::open_store;
+use cairn_engine::{Error, ErrorKind};
+use clap::Args;
+
+use super::session::open_repo;
+use crate::{Cli, exit};
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing, empty directory to mount on.
+    mountpoint: PathBuf,
+    /// Only `archives/`: the daily archives, read from the exports location alone (no
+    /// repository, no state directory needed).
+    #[arg(long, conflicts_with = "no_archives")]
+    archives_only: bool,
+    /// No `archives/` (the exports location is not opened).
+    #[arg(long)]
+    no_archives: bool,
+    /// Let other users read the mount (FUSE's `allow_other`: root, or `user_allow_other` in
+    /// /etc/fuse.conf); the kernel then checks each file's stored mode and owner.
+    #[arg(long)]
+    allow_other: bool,
+    /// Threads serving the kernel's requests.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+}
+
+/// Refuses, in one line, a machine without FUSE and a mount point that is not a free directory.
+fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "FUSE is not available: /dev/fuse is missing (load the fuse module, or give the container the device)",
+        )
+        .into());
+    }
+    let is_root = rustix_free_is_root();
+    if !is_root && which("fusermount3").is_none() && which("fusermount").is_none() {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "FUSE is not available: fusermount3 is not on PATH (install Debian's fuse3)",
+        )
+        .into());
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("mount point {}", path.display()), e))?;
+    if !meta.is_dir() {
+        return Err(
+            Error::usage(format!("mount point {} is not a directory", path.display())).into(),
+        );
+    }
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| Error::io(format!("mount point {}", path.display()), e))?;
+    if is_mounted(&abs) {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "mount point {} is busy: something is mounted there (fusermount3 -u {} unmounts a cairn mount)",
+                abs.display(),
+                abs.display()
+            ),
+        )
+        .into());
+    }
+    Ok(abs)
+}
+
+fn rustix_free_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}
+
+/// Whether `abs` is a mount point now (in this process's mount table).
+fn is_mounted(abs: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = abs.to_string_lossy();
+    table.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| unescape_mountinfo(m) == want)
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes.
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The repository with a catalog opened read-only: built first, under the state lock, when
+/// this state volume has none (the lock is let go before the mount begins).
+fn repo_source(cfg: &Config) -> Result<(cairn_engine::repo::Repository, PathBuf, Catalog)> {
+    let repo = open_repo(cfg)?;
+    let dir = cfg.state.dir.clone();
+    if let Some(c) = Catalog::open_reader(&dir, &repo)? {
+        return Ok((repo, dir, c));
+    }
+    {
+        let _lock = StateLock::acquire(&dir)?;
+        let _built = Catalog::open_for(&dir, &repo)?;
+    }
+    let c = Catalog::open_reader(&dir, &repo)?
+        .ok_or_else(|| Error::new(ErrorKind::Catalog, "the catalog just built does not open"))?;
+    Ok((repo, dir, c))
+}
+
+/// Blocks the stopping signals in this thread, before any other exists, so that every thread
+/// inherits the mask and they are taken only by the wait below.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise the set; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits up to `d` for one of the signals in `set`.
+fn wait_signal(set: &libc::sigset_t, d: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` is initialised; a null info pointer is allowed.
+    let s = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (s > 0).then_some(s)
+}
+
+pub(super) fn run_mount(cli: &Cli, cfg: &Config, a: &MountArgs) -> Result<u8> {
+    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    let repo = if a.archives_only {
+        None
+    } else {
+        Some(repo_source(cfg)?)
+    };
+    let exports = if a.no_archives {
+        None
+    } else {
+        match open_store(&cfg.exports, "exports", false) {
+            Ok(s) => Some(s),
+            Err(e) if !a.archives_only => {
+                tracing::warn!(error = %e, "the exports location does not open; mounting without archives/");
+                None
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("opening the exports location")),
+        }
+    };
+    // SAFETY: getuid/getgid have no preconditions.
+    let owner = unsafe { (libc::getuid(), libc::getgid()) };
+    let browser = Browser::new(Sources { repo, exports }, owner)?;
+    let set = block_stop_signals();
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("cairn".into()),
+        fuser::MountOption::Subtype("cairn".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::DefaultPermissions,
+    ];
+    if a.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(usize::from(a.threads));
+    let session = fuser::spawn_mount(fs::CairnFs { browser }, &mountpoint, &config)
+        .map_err(|e| mount_error(&mountpoint, e))?;
+    if !cli.quiet {
+        eprintln!(
+            "cairn: mounted at {}; Ctrl-C, SIGTERM or `fusermount3 -u {}` unmounts",
+            mountpoint.display(),
+            mountpoint.display()
+        );
+    }
+    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    loop {
+        if let Some(sig) = wait_signal(&set, Duration::from_millis(500)) {
+            tracing::info!(signal = sig, "unmounting");
+            session
+                .umount_and_join()
+                .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+            break;
+        }
+        if session.guard.is_finished() {
+            // Unmounted from outside (`fusermount3 -u`, `umount`).
+            session
+                .join()
+                .with_context(|| format!("serving {}", mountpoint.display()))?;
+            break;
+        }
+    }
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    Ok(exit::OK)
+}
+
+/// A mount that failed, in one line naming the mount point.
+fn mount_error(mountpoint: &Path, e: std::io::Error) -> anyhow::Error {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            ErrorKind::Unavailable
+        }
+        _ => ErrorKind::Io,
+    };
+    Error::new(kind, format!("mounting on {}: {e}", mountpoint.display())).into()
+}
