@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
+use super::same_tree;
 use super::survey::{DEFAULT_SKIP, Kind, Node, survey};
 use super::{Setup, assert_exit, seeded, stderr, stdout};
 
@@ -99,26 +100,6 @@ fn listed(tool: &str, file: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// `diff -r --no-dereference a b` finds nothing (symlinks compared by their targets).
-#[track_caller]
-fn same_tree(a: &Path, b: &Path) {
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success() && diff.stdout.is_empty(),
-        "diff -r {} {}: {}{}",
-        a.display(),
-        b.display(),
-        stdout(&diff),
-        stderr(&diff)
-    );
 }
 
 /// The surveyed entries' paths as a tar stream names them (a directory's ending in `/`), sorted.

@@ -112,6 +112,26 @@ fn assert_exit(o: &Output, code: i32) {
     assert_eq!(o.status.code(), Some(code), "{}{}", stdout(o), stderr(o));
 }
 
+/// `diff -r --no-dereference a b` finds nothing (symlinks compared by their targets).
+#[track_caller]
+fn same_tree(a: &Path, b: &Path) {
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success() && diff.stdout.is_empty(),
+        "diff -r {} {}: {}{}",
+        a.display(),
+        b.display(),
+        stdout(&diff),
+        stderr(&diff)
+    );
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

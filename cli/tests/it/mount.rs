@@ -228,26 +228,6 @@ fn awkward(src: &Path) {
     set_mtime(&src.join("backup/times"), 1_234_567_890, 5);
 }
 
-/// `diff -r` of `a` against `b` (symlinks compared as links): empty, or the test fails with it.
-#[track_caller]
-fn assert_same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "diff -r {} {}:\n{}{}",
-        a.display(),
-        b.display(),
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
 /// `stat` of every path below `root`, as `stat -c` prints mode, links, owner and the time to
 /// the nanosecond, by relative path.
 fn stats(root: &Path) -> Vec<String> {
@@ -295,11 +275,23 @@ fn mount_cmd(s: &Setup, at: &Path, extra: &[&str]) -> Command {
     s.cmd(&args)
 }
 
+/// The awkward tree backed up and exported by one night in `s`, mounted and checked.
+fn night_mounted(s: &Setup) -> (PathBuf, Mounted) {
+    awkward(&s.src());
+    assert_exit(&s.run(&["init"]), 0);
+    assert_exit(&s.run(&["run", "--date", DAY]), 0);
+    let mp = s.dir.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    let m = Mounted::start(mount_cmd(s, &mp, &[]), &mp, "snapshots");
+    check_mounted_tree(&s.src(), &mp);
+    (mp, m)
+}
+
 /// What a mounted snapshot and day must show of the awkward tree at `src`.
 fn check_mounted_tree(src: &Path, mp: &Path) {
     let snap = mp.join("snapshots").join(DAY);
     for folder in ["notetaking", "images", "backup"] {
-        assert_same_tree(&snap.join(folder), &src.join(folder));
+        same_tree(&snap.join(folder), &src.join(folder));
         assert_eq!(
             stats(&snap.join(folder)),
             stats(&src.join(folder)),
@@ -331,7 +323,7 @@ fn check_mounted_tree(src: &Path, mp: &Path) {
     }
     let day = mp.join("archives").join(DAY);
     for folder in ["notetaking", "images", "backup"] {
-        assert_same_tree(&day.join(folder), &src.join(folder));
+        same_tree(&day.join(folder), &src.join(folder));
     }
 }
 
@@ -340,13 +332,7 @@ fn check_mounted_tree(src: &Path, mp: &Path) {
 fn a_mounted_snapshot_and_day_are_the_source() {
     require_fuse();
     let s = Setup::new();
-    awkward(&s.src());
-    assert_exit(&s.run(&["init"]), 0);
-    assert_exit(&s.run(&["run", "--date", DAY]), 0);
-    let mp = s.dir.path().join("mnt");
-    fs::create_dir(&mp).unwrap();
-    let m = Mounted::start(mount_cmd(&s, &mp, &[]), &mp, "snapshots");
-    check_mounted_tree(&s.src(), &mp);
+    let (mp, m) = night_mounted(&s);
     // A second mount on the same point is refused in one line naming it.
     let busy = s.run(&["mount", mp.to_str().unwrap()]);
     assert_ne!(busy.status.code(), Some(0));
@@ -375,13 +361,7 @@ fn on_s3_a_note_of_a_day_costs_a_sliver_of_its_archive() {
     let s = Setup::new();
     let prefix = s3_prefix("mount");
     fs::write(&s.config, s3_config(&s, &endpoint, &prefix, "")).unwrap();
-    awkward(&s.src());
-    assert_exit(&s.run(&["init"]), 0);
-    assert_exit(&s.run(&["run", "--date", DAY]), 0);
-    let mp = s.dir.path().join("mnt");
-    fs::create_dir(&mp).unwrap();
-    let m = Mounted::start(mount_cmd(&s, &mp, &[]), &mp, "snapshots");
-    check_mounted_tree(&s.src(), &mp);
+    let (mp, m) = night_mounted(&s);
     m.stop();
 
     // Only the archives: no repository is opened.

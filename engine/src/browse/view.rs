@@ -89,6 +89,15 @@ fn day_key(date: &str, path: &[u8]) -> Vec<u8> {
 }
 
 impl Browser {
+    /// The decoded listing of the directory entry `entry`.
+    fn listing(&self, entry: &Entry) -> Result<Arc<crate::format::tree::Tree>> {
+        let id = entry
+            .tree
+            .as_ref()
+            .ok_or_else(|| Error::corrupt("a directory without a tree"))?;
+        self.tree(id)
+    }
+
     /// The name `name` in the folder `parent`, counted as one more lookup of it.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         let node = self.node(parent)?;
@@ -147,25 +156,21 @@ impl Browser {
                 entry,
                 ..
             } => {
-                let nlink =
-                    match entry.kind {
-                        EntryKind::Dir => {
-                            let tree =
-                                self.tree(entry.tree.as_ref().ok_or_else(|| {
-                                    Error::corrupt("a directory without a tree")
-                                })?)?;
-                            2 + tree
-                                .entries
-                                .iter()
-                                .filter(|e| e.kind == EntryKind::Dir)
-                                .count() as u32
-                        }
-                        EntryKind::File => match links::group_of(entry) {
-                            Some(g) => self.link_count(root, path, g)?,
-                            None => 1,
-                        },
-                        _ => 1,
-                    };
+                let nlink = match entry.kind {
+                    EntryKind::Dir => {
+                        let tree = self.listing(entry)?;
+                        2 + tree
+                            .entries
+                            .iter()
+                            .filter(|e| e.kind == EntryKind::Dir)
+                            .count() as u32
+                    }
+                    EntryKind::File => match links::group_of(entry) {
+                        Some(g) => self.link_count(root, path, g)?,
+                        None => 1,
+                    },
+                    _ => 1,
+                };
                 let size = match entry.kind {
                     EntryKind::File => entry.size,
                     EntryKind::Symlink => entry.target.as_ref().map_or(0, |t| t.0.len() as u64),
@@ -301,12 +306,7 @@ impl Browser {
                 entry,
                 ..
             } if entry.kind == EntryKind::Dir => {
-                let tree = self.tree(
-                    entry
-                        .tree
-                        .as_ref()
-                        .ok_or_else(|| Error::corrupt("a directory without a tree"))?,
-                )?;
+                let tree = self.listing(entry)?;
                 tree.entries
                     .iter()
                     .map(|e| {
@@ -385,12 +385,7 @@ impl Browser {
                 path,
                 entry,
             } if entry.kind == EntryKind::Dir => {
-                let tree = self.tree(
-                    entry
-                        .tree
-                        .as_ref()
-                        .ok_or_else(|| Error::corrupt("a directory without a tree"))?,
-                )?;
+                let tree = self.listing(entry)?;
                 match tree
                     .entries
                     .binary_search_by(|e| e.name.0.as_slice().cmp(name))

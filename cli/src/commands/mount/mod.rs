@@ -40,23 +40,41 @@ pub struct MountArgs {
     threads: u16,
 }
 
-/// Refuses, in one line, a machine without FUSE and a mount point that is not a free directory.
-fn check_mountpoint(path: &Path) -> Result<PathBuf> {
-    if !Path::new("/dev/fuse").exists() {
+/// Refuses, in one line, a machine without FUSE: no `device` (`/dev/fuse`), or, for a user
+/// other than root, no `fusermount3` on `path_var` to mount with.
+fn check_fuse(device: &Path, is_root: bool, path_var: Option<&std::ffi::OsStr>) -> Result<()> {
+    if !device.exists() {
         return Err(Error::new(
             ErrorKind::Unavailable,
-            "FUSE is not available: /dev/fuse is missing (load the fuse module, or give the container the device)",
+            format!(
+                "FUSE is not available: {} is missing (load the fuse module, or give the container the device)",
+                device.display()
+            ),
         )
         .into());
     }
-    let is_root = rustix_free_is_root();
-    if !is_root && which("fusermount3").is_none() && which("fusermount").is_none() {
+    let found = |cmd: &str| {
+        path_var.is_some_and(|p| std::env::split_paths(p).any(|d| d.join(cmd).is_file()))
+    };
+    if !is_root && !found("fusermount3") && !found("fusermount") {
         return Err(Error::new(
             ErrorKind::Unavailable,
             "FUSE is not available: fusermount3 is not on PATH (install Debian's fuse3)",
         )
         .into());
     }
+    Ok(())
+}
+
+/// Refuses, in one line, a machine without FUSE and a mount point that is not a free directory.
+fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let is_root = unsafe { libc::geteuid() == 0 };
+    check_fuse(
+        Path::new("/dev/fuse"),
+        is_root,
+        std::env::var_os("PATH").as_deref(),
+    )?;
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::io(format!("mount point {}", path.display()), e))?;
     if !meta.is_dir() {
@@ -78,19 +96,6 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf> {
         .into());
     }
     Ok(abs)
-}
-
-fn rustix_free_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(cmd))
-        .find(|p| p.is_file())
 }
 
 /// Whether `abs` is a mount point now (in this process's mount table).
@@ -233,4 +238,43 @@ fn mount_error(mountpoint: &Path, e: std::io::Error) -> anyhow::Error {
         _ => ErrorKind::Io,
     };
     Error::new(kind, format!("mounting on {}: {e}", mountpoint.display())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_without_fuse_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_fuse(&dir.path().join("fuse"), true, None).unwrap_err();
+        let line = crate::one_line(&e);
+        assert!(line.starts_with("FUSE is not available: "), "{line}");
+        assert!(
+            line.contains("/fuse is missing") && !line.contains('\n'),
+            "{line}"
+        );
+        // The device, but no fusermount3 for a user other than root.
+        std::fs::write(dir.path().join("fuse"), b"").unwrap();
+        let e = check_fuse(
+            &dir.path().join("fuse"),
+            false,
+            Some(dir.path().as_os_str()),
+        )
+        .unwrap_err();
+        assert!(crate::one_line(&e).contains("fusermount3 is not on PATH"));
+        std::fs::write(dir.path().join("fusermount3"), b"").unwrap();
+        check_fuse(
+            &dir.path().join("fuse"),
+            false,
+            Some(dir.path().as_os_str()),
+        )
+        .unwrap();
+        check_fuse(&dir.path().join("fuse"), true, None).unwrap();
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b\\134c"), "/mnt/a b\\c");
+    }
 }
