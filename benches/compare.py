@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end comparison of cairn with restic, borg and `tar | zstd`, side by side on one corpus.
 
-Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--s3 | --gc | --offsite | --seek | --tiny]
+Usage: benches/compare.py [--rounds N] [--work DIR] [--scale-files N] [--skip-scale] [--mount-files N]
+                          [--s3 | --gc | --offsite | --seek | --tiny | --mount]
 
 Builds a corpus of real files found on the machine (source trees and docs as notes, wallpapers
 from Debian packages plus incompressible camera-like files, a tarball, large binaries, a sparse
@@ -28,13 +29,25 @@ what was compressed rather than reused).
 
 With --offsite: one exported day (from an earlier full run) through `cairn offsite sync` with the
 rclone uploader to a local remote, beside `rclone copy` of the same day alone.
+
+With --mount: a tree of 1,000 notes of 1-20 KiB in 20 folders and one 200 MiB file of random
+bytes, backed up once by cairn and once by restic, then browsed through `cairn mount
+--no-archives` beside `restic mount`, each mounted afresh in every round: the time until
+snapshots/ appears, `ls -lR` of the snapshot right after mounting, `xargs cat` of the 1,000 notes,
+`cat` of the 200 MiB file, and (unless --mount-files 0) `find -type f -size -100c` over 200,000
+files of a few bytes in a mount of their own; wall time and the mount process's peak RSS (VmHWM).
+Needs /dev/fuse and fuse3; a failed or interrupted run leaves no mount behind (and one left by
+a killed run is undone by the next).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -834,6 +847,359 @@ def report_tiny(runs):
     return "\n".join(lines)
 
 
+MOUNT_DAY = "2026-12-01"
+MOUNT_BIG = "images/video/clip-200mib.bin"
+
+
+def install_fuse(work):
+    """FUSE for --mount: /dev/fuse, Debian's fuse3 (fusermount3, through which both mounts are
+    made), and a `fusermount` on PATH for restic. Older restic (Debian 12's 0.14, built on
+    bazil.org/fuse) runs `fusermount`, the fuse 2 name, to mount and unmount, and fails with
+    `exec: "fusermount": executable file not found` without it; newer restic tries fusermount3
+    first. Debian's fuse3 ships /bin/fusermount as a link to fusermount3, so this is usually done;
+    where it is missing, a link of that name to fusermount3 in a folder of ours put first on PATH
+    serves (fusermount3 takes the same arguments and hands over /dev/fuse the same way). Debian's
+    `fuse` (fuse 2) package is no way out: fuse3 Breaks/Replaces it, so installing it would remove
+    the fusermount3 that cairn's mount needs."""
+    if not Path("/dev/fuse").exists():
+        sys.exit("--mount needs FUSE: /dev/fuse is missing (load the fuse module, or give the container the device)")
+    if not shutil.which("fusermount3"):
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        sh(sudo + ["apt-get", "update", "-qq"])
+        sh(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "fuse3"],
+           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not shutil.which("fusermount"):
+        shim = work / "fuse-shim"
+        shim.mkdir(parents=True, exist_ok=True)
+        link = shim / "fusermount"
+        if not link.is_symlink():
+            link.symlink_to(shutil.which("fusermount3"))
+        os.environ["PATH"] = f"{shim}:{os.environ['PATH']}"
+
+
+def make_mount_tree(src, folders=20, per_folder=50, big_mib=200, seed=31):
+    """The tree --mount browses, built once and reused: 1,000 notes of 1-20 KiB of words, 50 to a
+    folder under notetaking/, and one file of 200 MiB of random bytes (MOUNT_BIG) under images/.
+    Returns the notes' paths relative to `src`, in order."""
+    notes = [f"notetaking/folder-{f:02}/note-{n:03}.md" for f in range(folders) for n in range(per_folder)]
+    marker = src / ".complete"
+    if marker.exists():
+        return notes
+    shutil.rmtree(src, ignore_errors=True)
+    rng = random.Random(seed)
+    for rel in notes:
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(1 << 10, 20 << 10)
+        lines, n = [], 0
+        while n < size:
+            line = " ".join(rng.choice(WORDS) for _ in range(12))
+            lines.append(line)
+            n += len(line) + 1
+        p.write_text("\n".join(lines)[:size - 1] + "\n")
+    big = src / MOUNT_BIG
+    big.parent.mkdir(parents=True, exist_ok=True)
+    with open(big, "wb") as f:
+        for _ in range(big_mib):
+            f.write(rng.randbytes(1 << 20))
+    marker.write_text("ok\n")
+    return notes
+
+
+def make_mount_files(corpus, files):
+    """`files` files of a few bytes, 1,000 to a folder under notetaking/, for the find through a
+    mount. Built once and reused; returns whether it was built now."""
+    marker = corpus / f".complete-{files}"
+    if marker.exists():
+        return False
+    shutil.rmtree(corpus, ignore_errors=True)
+    for i in range(files):
+        d = corpus / "notetaking" / f"d{i // 1000:04}"
+        if i % 1000 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        (d / f"n{i:07}.md").write_text(f"note {i}\n")
+    marker.write_text("ok\n")
+    return True
+
+
+def mount_repos(cairn, work, name, src, folders, keep_restic=False):
+    """The `folders` of `src` backed up once by each tool, under `work` in folders named after
+    `name`: cairn's repository afresh (made by the cairn under test: its mount reads what this
+    cairn writes), with `cairn backup --date MOUNT_DAY`; restic's with `restic backup --host
+    bench`, kept from an earlier run when `keep_restic` and that run completed it (its marker),
+    and its cache filled by one unmeasured `restic ls latest`, so that every round's mount starts
+    from the cache a restic user has rather than the first round paying to fill it. Returns
+    cairn's config, restic's environment, what the backups took, and what each mount reads from
+    disk (for settle())."""
+    base, rrepo, rcache = work / f"{name}-cairn", work / f"{name}-restic", work / f"{name}-restic-cache"
+    rdone = work / f"{name}-restic.complete"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    cfg = base / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{src}"\nfolders = {json.dumps(folders)}\n'
+                   f'[store]\nkind = "local"\npath = "{base}/store"\n'
+                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
+    cenv = {"CAIRN_CONFIG": str(cfg)}
+    renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(rrepo), "RESTIC_CACHE_DIR": str(rcache)}
+    took = {}
+    sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
+    took["backup/cairn"] = measure([str(cairn), "-q", "backup", "--date", MOUNT_DAY], cenv)
+    if not (keep_restic and rdone.exists()):
+        rdone.unlink(missing_ok=True)
+        for d in [rrepo, rcache]:
+            shutil.rmtree(d, ignore_errors=True)
+        sh(["restic", "init", "-q"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+        took["backup/restic"] = measure(["restic", "-q", "backup", "--host", "bench"] + [str(src / f) for f in folders], renv)
+        rdone.write_text("ok\n")
+    sh(["restic", "-q", "ls", "latest"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
+    return cfg, renv, took, {"cairn": [base / "store", base / "state"], "restic": [rrepo, rcache]}
+
+
+def is_mounted(mp):
+    """Whether something is mounted at `mp` now (this process's mountinfo, whose paths write
+    space, tab, newline and backslash as octal escapes)."""
+    want = os.path.abspath(mp)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
+            if point == want:
+                return True
+    return False
+
+
+def unmount(mp):
+    """Lazily unmounts whatever is still mounted at `mp`: `fusermount3 -u -z`, else `umount -l`."""
+    for cmd in (["fusermount3", "-u", "-z", str(mp)], ["umount", "-l", str(mp)]):
+        if not is_mounted(mp):
+            return
+        if shutil.which(cmd[0]):
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    if is_mounted(mp):
+        print(f"warning: {mp} is still mounted (fusermount3 -u -z {mp})", file=sys.stderr)
+
+
+def peak_rss_mb(pid):
+    """The peak resident set of process `pid` so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def mounted(cmd, mp, env, stop, log, timeout=600):
+    """Runs `cmd`, a mount of `mp` serving in the foreground (its output into `log`), and yields
+    the process and the seconds until `mp/snapshots` appeared. On the way out, however it is
+    left: the signal `stop` (the one on which the tool unmounts and exits), up to 60 s for it to
+    end (then SIGKILL), and whatever is still mounted at `mp` unmounted lazily, so that a failed
+    or interrupted run leaves no mount behind. A mount left by an earlier run is undone first."""
+    unmount(mp)
+    mp.mkdir(parents=True, exist_ok=True)
+    if any(mp.iterdir()):
+        sys.exit(f"mount point {mp} is not empty: its snapshots/ would look mounted")
+    t = time.monotonic()
+    with open(log, "w") as out:
+        p = subprocess.Popen(cmd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        while not (mp / "snapshots").exists():
+            if p.poll() is not None:
+                sys.exit(f"{' '.join(cmd[:3])} ended ({p.returncode}) before mounting: {log.read_text()[-2000:]}")
+            if time.monotonic() - t > timeout:
+                sys.exit(f"{cmd[0]}: {mp}/snapshots not there after {timeout} s: {log.read_text()[-2000:]}")
+            time.sleep(0.01)
+        yield p, time.monotonic() - t
+    finally:
+        if p.poll() is None:
+            p.send_signal(stop)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print(f"{cmd[0]} did not end within 60 s of signal {stop}: killed", file=sys.stderr)
+                p.kill()
+                p.wait()
+        if is_mounted(mp):
+            print(f"{cmd[0]} left {mp} mounted: unmounting it lazily", file=sys.stderr)
+            unmount(mp)
+
+
+def cairn_root(mp, folder):
+    """The snapshot in a cairn mount: snapshots/MOUNT_DAY (a day's only snapshot is named by its
+    date), holding the configured folders."""
+    root = mp / "snapshots" / MOUNT_DAY
+    if not (root / folder).is_dir():
+        sys.exit(f"cairn mount: no {folder}/ in {root}; snapshots/ holds {sorted(os.listdir(mp / 'snapshots'))}")
+    return root
+
+
+def restic_root(mp, src, folder):
+    """The source root `src` in a restic mount: snapshots/TIME (the one snapshot; `latest` is a
+    symlink to it), then `src`'s absolute path, which restic keeps (a backup of
+    /var/tmp/cairn-bench/mount-src/notetaking shows var/tmp/cairn-bench/mount-src/notetaking).
+    If that path is not there, walked down from the snapshot one folder at a time while each
+    level holds a single folder, until one holds `folder`."""
+    snaps = [p for p in (mp / "snapshots").iterdir() if p.name != "latest"]
+    if len(snaps) != 1:
+        sys.exit(f"restic mount: expected one snapshot in {mp}/snapshots, found {sorted(p.name for p in snaps)}")
+    root = snaps[0] / src.relative_to("/")
+    if (root / folder).is_dir():
+        return root
+    d = snaps[0]
+    while not (d / folder).is_dir():
+        kids = [k for k in d.iterdir() if k.is_dir()]
+        if len(kids) != 1:
+            sys.exit(f"restic mount: no {folder}/ under {snaps[0]} (at {d}: {sorted(k.name for k in d.iterdir())})")
+        d = kids[0]
+    return d
+
+
+def browse(cmd, env, stop, mp, repos, find_root, ops, log, mount_op="mount"):
+    """One mount of one tool: its repository settled, `cmd` mounted at `mp` (timed until
+    snapshots/ is there, as `mount_op`), then each of `ops` (a name and a function of the browsed
+    root returning measure()'s figures) in turn, the first right after the mount came up (cold),
+    the others each after settle(). Every figure carries the mount process's peak RSS so far
+    (VmHWM, read right after the operation; the last is the peak just before unmounting).
+    Returns the figures by operation and the mount's exit status after `stop`."""
+    settle(*repos)
+    r = {}
+    with mounted(cmd, mp, env, stop, log) as (p, took):
+        r[mount_op] = {"wall": took, "mount_rss_mb": peak_rss_mb(p.pid)}
+        root = find_root(mp)
+        for i, (name, op) in enumerate(ops):
+            if i:
+                settle(*repos)
+            m = op(root)
+            m["mount_rss_mb"] = peak_rss_mb(p.pid)
+            r[name] = m
+    return r, p.returncode
+
+
+def timed(cmd, cwd=None, stdout=None):
+    """measure() with its wall time taken by time.monotonic() around it: /usr/bin/time's %e
+    counts in steps of 10 ms, coarse for a listing of a few tens of ms (its figure is kept as
+    `wall_time`)."""
+    t = time.monotonic()
+    m = measure(cmd, cwd=cwd, stdout=stdout)
+    m["wall_time"], m["wall"] = m["wall"], time.monotonic() - t
+    return m
+
+
+def find_small(root, out):
+    """`find ROOT -type f -size -100c` (`-size` makes find stat every file: a lookup of each
+    through the mount), its output counted afterwards."""
+    m = timed(["find", str(root), "-type", "f", "-size", "-100c"], stdout=out)
+    with open(out) as f:
+        m["found"] = sum(1 for _ in f)
+    out.unlink()
+    return m
+
+
+def mount_run(cairn, work, rounds, files):
+    """--mount: the tree of make_mount_tree() backed up once by each tool, then in each of
+    `rounds` rounds each tool's mount of it, afresh: mounted, `ls -lR` of the snapshot cold,
+    `xargs cat` of the 1,000 notes, `cat` of the 200 MiB file; and with `files` > 0 a tree of
+    `files` files of a few bytes (reused between runs, as is restic's backup of it) mounted by
+    each tool on its own for one `find -size`. cairn unmounts on SIGTERM; restic on SIGINT (0.14
+    dies on SIGTERM without unmounting: restic handles SIGTERM since 0.17). Returns the rounds
+    and what the setup measured."""
+    src = work / "mount-src"
+    notes = make_mount_tree(src)
+    listing = work / "mount-notes.txt"
+    listing.write_text("".join(n + "\n" for n in notes))
+    cfg, renv, took, repos = mount_repos(cairn, work, "mount", src, ["notetaking", "images"])
+    info = {"files": files, "notes": len(notes), "folders": len({Path(n).parent for n in notes}),
+            "notes_bytes": sum((src / n).stat().st_size for n in notes),
+            "big_bytes": (src / MOUNT_BIG).stat().st_size, "setup": took, "exits": []}
+    ops = [
+        ("ls", lambda root: timed(["ls", "-lR", str(root)])),
+        # One cat for all: 1,000 relative paths are far below xargs's 128 KiB command line.
+        ("cat-notes", lambda root: timed(["xargs", "-a", str(listing), "-d", "\n", "cat"], cwd=root)),
+        ("cat-big", lambda root: timed(["cat", str(root / MOUNT_BIG)])),
+    ]
+    plan = [(cfg, renv, repos, src, ops, "mount")]
+    if files > 0:
+        tsrc = work / f"mount-files-{files}"
+        fresh = make_mount_files(tsrc, files)
+        tcfg, trenv, ttook, trepos = mount_repos(cairn, work, f"mount-files-{files}", tsrc, ["notetaking"],
+                                                 keep_restic=not fresh)
+        info["setup"].update({f"{k} ({files:,} files)": v for k, v in ttook.items()})
+        find = [("find", lambda root: find_small(root, work / "mount-find.out"))]
+        plan.append((tcfg, trenv, trepos, tsrc, find, "mount-files"))
+    mps = {"cairn": work / "mnt-cairn", "restic": work / "mnt-restic"}
+
+    def sessions(cfg_, renv_, src_):
+        """cairn's mount and restic's of one tree: command, environment, stop signal, where the
+        tree's root is inside the mount."""
+        return [
+            ("cairn", [str(cairn), "--config", str(cfg_), "mount", str(mps["cairn"]), "--no-archives"], {},
+             signal.SIGTERM, lambda mp: cairn_root(mp, "notetaking")),
+            ("restic", ["restic", "mount", str(mps["restic"])], renv_,
+             signal.SIGINT, lambda mp: restic_root(mp, src_, "notetaking")),
+        ]
+
+    out = []
+    for i in range(rounds):
+        print(f"mount round {i + 1}/{rounds}", file=sys.stderr)
+        r, exits = {}, {}
+        for cfg_, renv_, repos_, src_, ops_, mount_op in plan:
+            for tool, cmd, env, stop, find_root in sessions(cfg_, renv_, src_):
+                got, code = browse(cmd, env, stop, mps[tool], repos_[tool], find_root, ops_,
+                                   work / f"mount-{tool}.log", mount_op)
+                r.update({f"{op}/{tool}": m for op, m in got.items()})
+                exits[f"{mount_op}/{tool}"] = code
+        out.append(r)
+        info["exits"].append(exits)
+    return out, info
+
+
+def report_mount(rounds, info):
+    """The --mount table: each operation's wall time and the mount's peak RSS by then (medians
+    over the rounds), then cairn / restic for each, against not slower than restic."""
+    files = info["files"]
+    names = {
+        "mount": "mount (until snapshots/ is there)",
+        "ls": "ls -lR of the snapshot, cold",
+        "cat-notes": f"cat {info['notes']:,} notes (one xargs cat)",
+        "cat-big": f"cat {info['big_bytes'] >> 20} MiB file",
+        "mount-files": f"mount ({files:,} files)",
+        "find": f"find -type f -size -100c, {files:,} files",
+    }
+    keys = [f"{op}/{tool}" for op in names for tool in ["cairn", "restic"] if f"{op}/{tool}" in rounds[0]]
+    lines = [f"{len(rounds)} rounds (medians), each tool mounted afresh in each. Tree: {info['notes']:,} notes "
+             f"({info['notes_bytes'] / 2**20:.1f} MiB) in {info['folders']} folders and one {info['big_bytes'] >> 20} MiB file of "
+             f"random bytes" + (f"; {files:,} files of a few bytes in a mount of their own." if files else "."), "",
+             "| operation | tool | wall s | mount peak RSS MiB |", "| --- | --- | ---: | ---: |"]
+    for k in keys:
+        op, tool = k.split("/")
+        lines.append(f"| {names[op]} | {tool} | {median_of(rounds, k, 'wall'):.3f} | "
+                     f"{median_of(rounds, k, 'mount_rss_mb'):.0f} |")
+
+    def ratio(op, field="wall"):
+        return median_of(rounds, f"{op}/cairn", field) / max(median_of(rounds, f"{op}/restic", field), 1e-9)
+
+    goals = [(names[op], ratio(op), 1.0) for op in ["ls", "cat-notes", "cat-big", "find"] if f"{op}/cairn" in rounds[0]]
+    notes = [(names["mount"], ratio("mount")),
+             ("mount peak RSS before unmounting", ratio("cat-big", "mount_rss_mb"))]
+    if files:
+        notes += [(names["mount-files"], ratio("mount-files")),
+                  (f"mount peak RSS before unmounting, {files:,} files", ratio("find", "mount_rss_mb"))]
+    lines += ["", "| goal | ratio (cairn / restic) | target | met |", "| --- | ---: | ---: | :-: |"]
+    lines += [f"| {g} | {v:.3f} | ≤ {t} | {'yes' if v <= t else 'no'} |" for g, v, t in goals]
+    lines += [f"| {g} | {v:.3f} | — | — |" for g, v in notes]
+    mib = info["big_bytes"] / 2**20
+    lines += ["", "Sequential read of the big file: " + ", ".join(
+        f"{tool} {mib / median_of(rounds, f'cat-big/{tool}', 'wall'):.0f} MiB/s" for tool in ["cairn", "restic"]) + "."]
+    if files:
+        found = {tool: rounds[-1][f"find/{tool}"]["found"] for tool in ["cairn", "restic"]}
+        lines.append(f"Files found by find (last round): cairn {found['cairn']:,}, restic {found['restic']:,} "
+                     f"(of {files:,}).")
+    lines.append("Mount peak RSS: VmHWM of the mount process (restic's own process) read right after the operation; "
+                 "the operations before the find run in this order in one mount, so each figure is the peak up to "
+                 "it, and the last one's is the peak just before unmounting.")
+    lines.append("Exit status after unmounting (cairn: SIGTERM, restic: SIGINT), last round: " + ", ".join(
+        f"{k} {v}" for k, v in info["exits"][-1].items()) + ".")
+    return "\n".join(lines)
+
+
 def median_of(rounds, key, field):
     return statistics.median(rd[key][field] for rd in rounds)
 
@@ -898,10 +1264,33 @@ def main():
                          "backup beside restic, exports beside tar | zstd and their floors")
     ap.add_argument("--s3", action="store_true",
                     help="store and exports on a Garage server on loopback, beside restic on S3 and tar | zstd | aws s3 cp")
+    ap.add_argument("--mount", action="store_true",
+                    help="only browsing a snapshot: cairn mount beside restic mount (ls -lR, cat of 1,000 notes and "
+                         "of a 200 MiB file, find over --mount-files files), wall time and the mount's peak RSS")
+    ap.add_argument("--mount-files", type=int, default=200_000,
+                    help="files of a few bytes for --mount's find through the mount (0: no find); built and backed "
+                         "up once, then reused")
     args = ap.parse_args()
     install()
     cairn = build_cairn()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.mount:
+        # Absolute: the mount points are compared with /proc/self/mountinfo, and restic keeps
+        # the absolute path of what it backed up.
+        work = args.work.resolve()
+        install_fuse(work)
+        rounds, info = mount_run(cairn, work, args.rounds, args.mount_files)
+        versions = {
+            "cairn": subprocess.run([str(cairn), "--version"], capture_output=True, text=True).stdout.strip(),
+            "restic": subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip(),
+            "fusermount3": subprocess.run(["fusermount3", "-V"], capture_output=True, text=True).stdout.strip(),
+            "kernel": os.uname().release,
+        }
+        text = "\n".join(f"- {k}: {v}" for k, v in versions.items()) + "\n\n" + report_mount(rounds, info)
+        (work / "results-mount.md").write_text(text + "\n")
+        (work / "results-mount.json").write_text(json.dumps({"rounds": rounds, "versions": versions, **info}, indent=1))
+        print(text)
+        return
     if args.seek:
         install_aws()
         make_corpus(args.work / "pristine")

@@ -333,6 +333,17 @@ fn a_mounted_snapshot_and_day_are_the_source() {
     require_fuse();
     let s = Setup::new();
     let (mp, m) = night_mounted(&s);
+    // A mount point that is not empty, or holds cairn's own state, is refused in one line.
+    let full = s.dir.path().join("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("x"), b"x").unwrap();
+    for (at, why) in [(full.as_path(), "not empty"), (s.dir.path(), "state.dir")] {
+        let out = s.run(&["mount", at.to_str().unwrap()]);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(why), "{err}");
+    }
     // A second mount on the same point is refused in one line naming it.
     let busy = s.run(&["mount", mp.to_str().unwrap()]);
     assert_ne!(busy.status.code(), Some(0));
@@ -411,7 +422,9 @@ fn a_mount_reads_right_beside_a_backup_and_a_gc() {
 
     let mp = s.dir.path().join("mnt");
     fs::create_dir(&mp).unwrap();
-    let m = Mounted::start(mount_cmd(&s, &mp, &["--no-archives"]), &mp, "snapshots");
+    let mut cmd = mount_cmd(&s, &mp, &["--no-archives"]);
+    cmd.env("CAIRN_LOG", "cairn_engine=info");
+    let m = Mounted::start(cmd, &mp, "snapshots");
     let path = mp.join("snapshots/2026-12-02/images/kept.raw");
     let mut open = fs::File::open(&path).unwrap();
     let mut head = vec![0; 1 << 20];
@@ -420,6 +433,11 @@ fn a_mount_reads_right_beside_a_backup_and_a_gc() {
 
     // Beside the mount: a third night, the first forgotten, and a gc that repacks at once.
     fs::write(src.join("notetaking/third.md"), b"the third night").unwrap();
+    fs::write(
+        src.join("notetaking/unread.md"),
+        b"never read through the mount",
+    )
+    .unwrap();
     assert_exit(&s.run(&["backup", "--date", "2026-12-03"]), 0);
     assert_exit(&s.run(&["forget", "2026-12-01"]), 0);
     let gc = s.run(&[

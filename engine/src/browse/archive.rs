@@ -85,9 +85,9 @@ impl DayIndex {
         let path = e.path.0.clone();
         let clean = crate::restore::components(&path)
             .is_ok_and(|c| c.len() == path.split(|b| *b == b'/').count());
-        if !clean {
+        if !clean || e.mtime_ns > 999_999_999 {
             return Err(Error::corrupt(format!(
-                "{}: the path {:?} is not a clean relative path",
+                "{}: the entry {:?} has an unclean path or a time beyond its second",
                 self.keys.manifest,
                 e.path.lossy()
             )));
@@ -180,14 +180,26 @@ impl DayIndex {
     /// names it has.
     pub(super) fn file_of(&self, e: &Arc<ManifestEntry>) -> Result<(Arc<ManifestEntry>, u32)> {
         let first = match (&e.kind, &e.link) {
-            (EntryKind::File, Some(first)) => self.entry(&first.0).ok_or_else(|| {
-                Error::corrupt(format!(
-                    "{}: {} is a hardlink to {}, which it does not list",
-                    self.keys.manifest,
-                    e.path.lossy(),
-                    first.lossy()
-                ))
-            })?,
+            (EntryKind::File, Some(first)) => {
+                let target = self.entry(&first.0);
+                // Only a plain file, named before and not itself a link: a link to a folder, to
+                // itself or along a chain would make two kinds of node share one number.
+                match target {
+                    Some(t)
+                        if t.kind == EntryKind::File && t.link.is_none() && t.path != e.path =>
+                    {
+                        t
+                    }
+                    _ => {
+                        return Err(Error::corrupt(format!(
+                            "{}: {} is a hardlink to {}, which is not a file it lists",
+                            self.keys.manifest,
+                            e.path.lossy(),
+                            first.lossy()
+                        )));
+                    }
+                }
+            }
             _ => e.clone(),
         };
         let names = self.links.get(&first.path.0).copied().unwrap_or(1);

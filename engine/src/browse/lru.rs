@@ -14,6 +14,8 @@ pub(super) struct Lru<K, V> {
     tick: u64,
     weight: u64,
     max_weight: u64,
+    /// Items kept whatever they weigh.
+    floor: usize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
@@ -26,7 +28,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
             tick: 0,
             weight: 0,
             max_weight,
+            floor: 1,
         }
+    }
+
+    /// The same, keeping at least `n` items whatever they weigh: two days compared side by
+    /// side (`diff -r archives/D1 archives/D2`) must not evict each other at every name.
+    pub(super) fn keeping(mut self, n: usize) -> Self {
+        self.floor = n.max(1);
+        self
     }
 
     /// The value of `k`, now the most recently used.
@@ -49,7 +59,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         }
         self.weight += w;
         self.order.push_back((self.tick, k));
-        while self.weight > self.max_weight && self.map.len() > 1 {
+        while self.weight > self.max_weight && self.map.len() > self.floor {
             let Some((t, k)) = self.order.pop_front() else {
                 break;
             };

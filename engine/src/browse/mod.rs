@@ -46,16 +46,26 @@ use links::LinkCounts;
 use lru::Lru;
 use snapshots::RepoSide;
 
-/// Entries of decoded trees kept (about 200 bytes each, so some 13 MiB): the folders being
-/// walked stay decoded, and a folder larger than this is still kept alone, so `ls -l` of a
-/// folder of 200,000 names decodes its tree once, not once per name.
-const TREE_CACHE_ENTRIES: u64 = 1 << 16;
-/// Entries of days' indexes kept (a few hundred bytes each); one day is always kept.
+/// Bytes of decoded trees kept (an entry weighs 128 bytes and 32 a chunk it lists, so a tree of
+/// one huge file weighs what it holds): the folders being walked stay decoded, and a folder
+/// larger than this is still kept alone, so `ls -l` of a folder of 200,000 names decodes its
+/// tree once, not once per name.
+const TREE_CACHE_BYTES: u64 = 32 << 20;
+/// Entries of days' indexes kept (a few hundred bytes each); two days are always kept.
 const DAY_CACHE_ENTRIES: u64 = 1 << 19;
 /// Names of link-count tables kept.
 const LINK_CACHE_ENTRIES: u64 = 1 << 20;
 /// How long the list of days is shown before the exports location is listed again.
 const DAYS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a decoded tree weighs in the cache.
+fn tree_weight(t: &Tree) -> u64 {
+    t.entries
+        .iter()
+        .map(|e| 128 + e.name.0.len() as u64 + 32 * e.chunks.len() as u64)
+        .sum::<u64>()
+        + 64
+}
 
 /// Link counts by (snapshot root, top-level folder).
 type LinkCache = Lru<(Id, Vec<u8>), Arc<LinkCounts>>;
@@ -163,9 +173,9 @@ impl Browser {
             owner,
             started: (now.as_second(), now.subsec_nanosecond() as u32),
             chunks: Mutex::new(Lru::new(CHUNK_CACHE_BYTES)),
-            trees: Mutex::new(Lru::new(TREE_CACHE_ENTRIES)),
+            trees: Mutex::new(Lru::new(TREE_CACHE_BYTES)),
             links: Mutex::new(Lru::new(LINK_CACHE_ENTRIES)),
-            days: Mutex::new(Lru::new(DAY_CACHE_ENTRIES)),
+            days: Mutex::new(Lru::new(DAY_CACHE_ENTRIES).keeping(2)),
             day_list: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -206,7 +216,7 @@ impl Browser {
         self.trees
             .lock()
             .expect("tree cache")
-            .insert(*id, t.clone(), t.entries.len() as u64 + 1);
+            .insert(*id, t.clone(), tree_weight(&t));
         Ok(t)
     }
 

@@ -19,6 +19,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::repo::Repository;
 
+/// The least time between two openings of the catalog.
+const REOPEN_AT_MOST: Duration = Duration::from_secs(1);
+
 /// How long a listing of the snapshots is shown before the catalog is looked at again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
 
@@ -58,7 +61,10 @@ impl SnapList {
         let mut by_name: Vec<(String, Shown)> = all
             .iter()
             .map(|(id, s)| {
-                let name = if per_day[s.date.as_str()] == 1 {
+                // A date that could not be a file name (a crafted snapshot's) shows the id.
+                let name = if !usable_name(&s.date) {
+                    id.short()
+                } else if per_day[s.date.as_str()] == 1 {
                     s.date.clone()
                 } else {
                     let utc = s
@@ -112,12 +118,24 @@ impl SnapList {
     }
 }
 
+/// Whether `name` can be a name in a folder: not empty, `.` or `..`, no `/` or NUL, at most
+/// 255 bytes (the kernel refuses a whole listing over one bad name).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 200
+        && !name.contains(['/', '\0'])
+}
+
 /// The repository, its catalog and the snapshots' names.
 pub(super) struct RepoSide {
     pub(super) repo: Repository,
     state_dir: PathBuf,
     catalog: RwLock<Arc<Catalog>>,
     list: Mutex<(Instant, Arc<SnapList>)>,
+    /// When the catalog was last opened: at most once a second, however many reads fail.
+    opened: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for RepoSide {
@@ -137,6 +155,11 @@ impl RepoSide {
             state_dir,
             catalog: RwLock::new(Arc::new(catalog)),
             list: Mutex::new((Instant::now(), Arc::new(list))),
+            opened: Mutex::new(
+                Instant::now()
+                    .checked_sub(REOPEN_AT_MOST)
+                    .unwrap_or_else(Instant::now),
+            ),
         })
     }
 
@@ -148,6 +171,12 @@ impl RepoSide {
     /// Opens the catalog again, as the last backup, gc or catalog sync on this state volume
     /// left it; keeps the one held if it cannot be opened (it is being rebuilt).
     pub(super) fn reopen(&self) {
+        // Held while opening: a reader that failed beside one reopening waits for it and then
+        // reads over the new catalog, instead of finding the reopening "too recent".
+        let mut opened = self.opened.lock().expect("catalog opened");
+        if opened.elapsed() < REOPEN_AT_MOST {
+            return;
+        }
         match Catalog::open_reader(&self.state_dir, &self.repo) {
             Ok(Some(c)) => *self.catalog.write().expect("catalog") = Arc::new(c),
             Ok(None) => tracing::debug!("the catalog cannot be reopened now; keeping the one held"),
@@ -155,6 +184,7 @@ impl RepoSide {
                 tracing::warn!(error = %e, "reopening the catalog failed; keeping the one held")
             }
         }
+        *opened = Instant::now();
     }
 
     /// The snapshots, looked for again in a reopened catalog when the list is older than a few
@@ -170,13 +200,14 @@ impl RepoSide {
     }
 
     /// `read` over the catalog; once more over a reopened catalog when it fails with
-    /// `NotFound` (a pack a gc beside the mount deleted after moving its blobs).
+    /// `NotFound` (a pack a gc beside the mount deleted after moving its blobs) or in the
+    /// catalog itself (a file of it that the job writing it compacted away).
     pub(super) fn with_catalog<T>(
         &self,
         read: impl Fn(&Repository, &Catalog) -> Result<T>,
     ) -> Result<T> {
         match read(&self.repo, &self.catalog()) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Catalog) => {
                 tracing::info!(error = %e, "a read found something gone; reading again over the catalog as it is now");
                 self.reopen();
                 read(&self.repo, &self.catalog())

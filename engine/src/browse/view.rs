@@ -326,10 +326,13 @@ impl Browser {
                 day.list(path)
                     .iter()
                     .map(|e| {
-                        let (first, _) = day.file_of(e)?;
+                        // A bad hardlink fails its own lookup, not the folder's listing.
+                        let key_path = day
+                            .file_of(e)
+                            .map_or_else(|_| e.path.0.clone(), |(f, _)| f.path.0.clone());
                         let name = e.path.0.rsplit(|b| *b == b'/').next().unwrap_or(&e.path.0);
                         Ok(item(
-                            inodes::derive(&day_key(date, &first.path.0)),
+                            inodes::derive(&day_key(date, &key_path)),
                             name,
                             e.kind,
                         ))

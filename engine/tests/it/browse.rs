@@ -221,3 +221,84 @@ fn a_snapshot_and_its_archive_browse_as_the_source() {
     );
     assert!(in_archive.contains_key(&b"images/album/big.raw"[..]));
 }
+
+/// A crafted manifest: a hardlink to a folder, one to itself, and a time past its second. Each
+/// fails its own lookup as damage (never a panic, never a folder and a file sharing a number),
+/// and the folder holding them still lists.
+#[test]
+fn a_crafted_days_bad_entries_fail_alone() {
+    let env = Env::new();
+    awkward_tree(&env.src);
+    env.backup();
+    let cat = env.catalog();
+    let (id, snap) = cat.resolve_snapshot("latest").unwrap();
+    let exports: Arc<dyn Store> =
+        Arc::new(LocalStore::open(env.dir.path().join("exports")).unwrap());
+    export::export(
+        &env.repo,
+        &cat,
+        exports.as_ref(),
+        (&id, &snap),
+        &day_opts(DAY),
+    )
+    .unwrap();
+    drop(cat);
+    let key = format!("{DAY}/shared-{DAY}.manifest.json");
+    let path = env.dir.path().join("exports").join(&key);
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let entries = m["entries"].as_array_mut().unwrap();
+    let plain = entries
+        .iter()
+        .find(|e| e["path"] == "notetaking/plain.txt")
+        .unwrap()
+        .clone();
+    let mut to_dir = plain.clone();
+    to_dir["path"] = "notetaking/to-dir".into();
+    to_dir["link"] = "notetaking/empty-dir".into();
+    let mut to_self = plain.clone();
+    to_self["path"] = "notetaking/to-self".into();
+    to_self["link"] = "notetaking/to-self".into();
+    let mut late = plain.clone();
+    late["path"] = "notetaking/late".into();
+    late["mtime"] = i64::MAX.into();
+    late["mtime_ns"] = 2_000_000_000u64.into();
+    entries.extend([to_dir, to_self]);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let b = browser(&env, &exports);
+    let archives = b.lookup(ROOT, b"archives").unwrap();
+    let day = b.lookup(archives.ino, DAY.as_bytes()).unwrap();
+    let notes = b.lookup(day.ino, b"notetaking").unwrap();
+    let h = b.opendir(notes.ino).unwrap();
+    let names: Vec<Vec<u8>> = b
+        .readdir(h)
+        .unwrap()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    assert!(names.contains(&b"to-dir".to_vec()) && names.contains(&b"plain.txt".to_vec()));
+    for bad in [&b"to-dir"[..], b"to-self"] {
+        let e = b.lookup(notes.ino, bad).unwrap_err();
+        assert_eq!(e.kind(), cairn_engine::ErrorKind::Corrupt, "{e}");
+    }
+    let dir = b.lookup(notes.ino, b"empty-dir").unwrap();
+    assert_eq!(
+        dir.kind,
+        EntryKind::Dir,
+        "the folder keeps its own number and kind"
+    );
+    assert_eq!(
+        b.lookup(notes.ino, b"plain.txt").unwrap().kind,
+        EntryKind::File
+    );
+
+    // A time beyond its second makes the whole day refuse to index, as damage.
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["entries"].as_array_mut().unwrap().push(late);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let b = browser(&env, &exports);
+    let archives = b.lookup(ROOT, b"archives").unwrap();
+    let day = b.lookup(archives.ino, DAY.as_bytes()).unwrap();
+    let e = b.lookup(day.ino, b"notetaking").unwrap_err();
+    assert_eq!(e.kind(), cairn_engine::ErrorKind::Corrupt, "{e}");
+}

@@ -48,14 +48,16 @@ fn file_type(k: EntryKind) -> FileType {
     }
 }
 
-/// A time before the epoch counts back from it.
+/// A time before the epoch counts back from it; one that `SystemTime` cannot hold (a crafted
+/// manifest's) is the epoch, never a panic in a thread serving the kernel.
 fn time(secs: i64, nanos: u32) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nanos)
+    let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
+    let t = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
     } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-            + Duration::from_nanos(u64::from(nanos))
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(nanos)).unwrap_or(UNIX_EPOCH)
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -80,9 +82,12 @@ fn file_attr(a: &Attr) -> FileAttr {
 }
 
 /// The errno for an engine error; what is not plain absence is logged, once, with its cause.
+/// Only a name that is not there is ENOENT: content that cannot be read (a chunk in no known
+/// pack) is EIO, so that `rsync` and `cp` report a failure rather than a file that vanished.
 fn errno(op: &str, e: &Error) -> Errno {
+    let absent = matches!(op, "lookup" | "getattr" | "opendir" | "readlink");
     match e.kind() {
-        ErrorKind::NotFound => {
+        ErrorKind::NotFound if absent => {
             tracing::debug!(op, error = %e, "not found");
             Errno::ENOENT
         }
@@ -104,7 +109,9 @@ fn errno(op: &str, e: &Error) -> Errno {
 impl Filesystem for CairnFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.browser.lookup(parent.0, name.as_bytes()) {
-            Ok(a) => reply.entry(&ttl(a.ino), &file_attr(&a), Generation(0)),
+            // A name in a folder cairn makes up (`snapshots/DATE`, `archives/DATE`) may change
+            // meaning when a backup lands or a gc runs: it is kept no longer than that folder.
+            Ok(a) => reply.entry(&ttl(parent.0.min(a.ino)), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("lookup", &e)),
         }
     }

@@ -66,8 +66,10 @@ fn check_fuse(device: &Path, is_root: bool, path_var: Option<&std::ffi::OsStr>) 
     Ok(())
 }
 
-/// Refuses, in one line, a machine without FUSE and a mount point that is not a free directory.
-fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+/// Refuses, in one line, a machine without FUSE and a mount point that is not a free, empty
+/// directory outside cairn's own state, store and exports (a mount over them would hide them
+/// from the mount itself and from the nightly job).
+fn check_mountpoint(path: &Path, cfg: &Config) -> Result<PathBuf> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let is_root = unsafe { libc::geteuid() == 0 };
     check_fuse(
@@ -93,6 +95,32 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf> {
                 abs.display()
             ),
         )
+        .into());
+    }
+    let mut own = vec![("state.dir", Some(cfg.state.dir.clone()))];
+    own.push(("store.path", cfg.store.path.clone()));
+    own.push(("exports.path", cfg.exports.path.clone()));
+    for (key, p) in own {
+        if let Some(p) = p.and_then(|p| std::fs::canonicalize(p).ok())
+            && p.starts_with(&abs)
+        {
+            return Err(Error::usage(format!(
+                "mount point {} holds cairn's own {key} ({}): mount elsewhere",
+                abs.display(),
+                p.display()
+            ))
+            .into());
+        }
+    }
+    let empty = std::fs::read_dir(&abs)
+        .map_err(|e| Error::io(format!("mount point {}", abs.display()), e))?
+        .next()
+        .is_none();
+    if !empty {
+        return Err(Error::usage(format!(
+            "mount point {} is not empty: its files would be hidden while it is mounted",
+            abs.display()
+        ))
         .into());
     }
     Ok(abs)
@@ -136,8 +164,8 @@ fn repo_source(cfg: &Config) -> Result<(cairn_engine::repo::Repository, PathBuf,
     Ok((repo, dir, c))
 }
 
-/// Blocks the stopping signals in this thread, before any other exists, so that every thread
-/// inherits the mask and they are taken only by the wait below.
+/// Blocks the stopping signals in this thread, before any other of this command exists, so that
+/// every thread inherits the mask and they are taken only by the wait below.
 fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset initialise the set; pthread_sigmask only reads it.
     unsafe {
@@ -163,7 +191,10 @@ fn wait_signal(set: &libc::sigset_t, d: Duration) -> Option<i32> {
 }
 
 pub(super) fn run_mount(cli: &Cli, cfg: &Config, a: &MountArgs) -> Result<u8> {
-    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    // Before any store is opened: an S3 store starts threads, which must inherit the mask, or
+    // a signal taken by one of them would end the process with the file system still mounted.
+    let set = block_stop_signals();
+    let mountpoint = check_mountpoint(&a.mountpoint, cfg)?;
     let repo = if a.archives_only {
         None
     } else {
@@ -184,7 +215,6 @@ pub(super) fn run_mount(cli: &Cli, cfg: &Config, a: &MountArgs) -> Result<u8> {
     // SAFETY: getuid/getgid have no preconditions.
     let owner = unsafe { (libc::getuid(), libc::getgid()) };
     let browser = Browser::new(Sources { repo, exports }, owner)?;
-    let set = block_stop_signals();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName("cairn".into()),
@@ -212,9 +242,12 @@ pub(super) fn run_mount(cli: &Cli, cfg: &Config, a: &MountArgs) -> Result<u8> {
     loop {
         if let Some(sig) = wait_signal(&set, Duration::from_millis(500)) {
             tracing::info!(signal = sig, "unmounting");
-            session
-                .umount_and_join()
-                .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+            if let Err(e) = session.umount_and_join() {
+                // Busy (a shell inside it): detach it, so that no dead mount stays behind.
+                tracing::warn!(error = %e, "unmounting failed; detaching the mount instead");
+                detach(&mountpoint)
+                    .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+            }
             break;
         }
         if session.guard.is_finished() {
@@ -227,6 +260,25 @@ pub(super) fn run_mount(cli: &Cli, cfg: &Config, a: &MountArgs) -> Result<u8> {
     }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(exit::OK)
+}
+
+/// Detaches the mount at `path` (`umount -l`, or `fusermount3 -u -z` for a user other than
+/// root): it goes away as soon as nothing uses it.
+fn detach(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a valid NUL-terminated path; umount2 has no other preconditions.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let st = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(path)
+        .status()
+        .context("running fusermount3 -u -z")?;
+    anyhow::ensure!(st.success(), "fusermount3 -u -z failed ({st})");
+    Ok(())
 }
 
 /// A mount that failed, in one line naming the mount point.
