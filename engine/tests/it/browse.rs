@@ -74,8 +74,13 @@ fn read_all(b: &Browser, ino: u64, piece: u32) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_snapshot_and_its_archive_browse_as_the_source() {
+/// The awkward tree backed up, and its day exported to a local exports store.
+fn exported() -> (
+    Env,
+    Arc<dyn Store>,
+    cairn_engine::Id,
+    cairn_engine::snapshot::Snapshot,
+) {
     let env = Env::new();
     awkward_tree(&env.src);
     env.backup();
@@ -92,6 +97,12 @@ fn a_snapshot_and_its_archive_browse_as_the_source() {
     )
     .unwrap();
     drop(cat);
+    (env, exports, id, snap)
+}
+
+#[test]
+fn a_snapshot_and_its_archive_browse_as_the_source() {
+    let (env, exports, id, snap) = exported();
 
     let b = browser(&env, &exports);
     let root: Vec<Vec<u8>> = {
@@ -227,22 +238,7 @@ fn a_snapshot_and_its_archive_browse_as_the_source() {
 /// and the folder holding them still lists.
 #[test]
 fn a_crafted_days_bad_entries_fail_alone() {
-    let env = Env::new();
-    awkward_tree(&env.src);
-    env.backup();
-    let cat = env.catalog();
-    let (id, snap) = cat.resolve_snapshot("latest").unwrap();
-    let exports: Arc<dyn Store> =
-        Arc::new(LocalStore::open(env.dir.path().join("exports")).unwrap());
-    export::export(
-        &env.repo,
-        &cat,
-        exports.as_ref(),
-        (&id, &snap),
-        &day_opts(DAY),
-    )
-    .unwrap();
-    drop(cat);
+    let (env, exports, _, _) = exported();
     let key = format!("{DAY}/shared-{DAY}.manifest.json");
     let path = env.dir.path().join("exports").join(&key);
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
