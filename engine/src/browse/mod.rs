@@ -50,7 +50,7 @@ use snapshots::RepoSide;
 /// one huge file weighs what it holds): the folders being walked stay decoded, and a folder
 /// larger than this is still kept alone, so `ls -l` of a folder of 200,000 names decodes its
 /// tree once, not once per name.
-const TREE_CACHE_BYTES: u64 = 32 << 20;
+const TREE_CACHE_BYTES: u64 = 8 << 20;
 /// Entries of days' indexes kept (a few hundred bytes each); two days are always kept.
 const DAY_CACHE_ENTRIES: u64 = 1 << 19;
 /// Names of link-count tables kept.
