@@ -59,6 +59,10 @@ pub struct RequestStats {
     pub bytes_read: u64,
     /// Request bodies sent.
     pub bytes_written: u64,
+    /// Copies inside the server (parts copied from another object): counted in `puts` too.
+    pub copies: u64,
+    /// Bytes those copies moved inside the server, which never crossed the link.
+    pub bytes_copied: u64,
 }
 
 impl RequestStats {
@@ -72,6 +76,8 @@ impl RequestStats {
             deletes: self.deletes - earlier.deletes,
             bytes_read: self.bytes_read - earlier.bytes_read,
             bytes_written: self.bytes_written - earlier.bytes_written,
+            copies: self.copies - earlier.copies,
+            bytes_copied: self.bytes_copied - earlier.bytes_copied,
         }
     }
 }

@@ -42,7 +42,8 @@ impl Drop for S3Store {
         if let Some(st) = self.request_stats() {
             tracing::debug!(bucket = %self.bucket, prefix = %self.prefix, requests = st.requests,
                 gets = st.gets, puts = st.puts, heads = st.heads, deletes = st.deletes,
-                bytes_read = st.bytes_read, bytes_written = st.bytes_written, "S3 requests made");
+                bytes_read = st.bytes_read, bytes_written = st.bytes_written, copies = st.copies,
+                bytes_copied = st.bytes_copied, "S3 requests made");
         }
     }
 }

@@ -19,6 +19,8 @@ pub(super) struct Counters {
     pub(super) deletes: AtomicU64,
     pub(super) bytes_read: AtomicU64,
     pub(super) bytes_written: AtomicU64,
+    pub(super) copies: AtomicU64,
+    pub(super) bytes_copied: AtomicU64,
     /// The `Date` of the last response, and when it arrived.
     pub(super) date: std::sync::Mutex<Option<(jiff::Timestamp, std::time::Instant)>>,
 }
@@ -53,6 +55,21 @@ impl Intercept for Counting {
         .fetch_add(1, Relaxed);
         if let Some(n) = req.body().content_length() {
             c.bytes_written.fetch_add(n, Relaxed);
+        }
+        if req.headers().contains_key("x-amz-copy-source") {
+            c.copies.fetch_add(1, Relaxed);
+            // `bytes=FIRST-LAST`, inclusive; a whole-object copy names no range and is not
+            // one cairn makes.
+            let range = req
+                .headers()
+                .get("x-amz-copy-source-range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+            if let Some((first, last)) = range {
+                c.bytes_copied
+                    .fetch_add(last.saturating_sub(first) + 1, Relaxed);
+            }
         }
         Ok(())
     }

@@ -54,6 +54,8 @@ impl Store for S3Store {
             deletes: c.deletes.load(Relaxed),
             bytes_read: c.bytes_read.load(Relaxed),
             bytes_written: c.bytes_written.load(Relaxed),
+            copies: c.copies.load(Relaxed),
+            bytes_copied: c.bytes_copied.load(Relaxed),
         })
     }
 
