@@ -103,7 +103,10 @@ fn main() {
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        let (c2, s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+        let (c2, s2) = (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
         let (up, down) = (up.clone(), down.clone());
         std::thread::spawn(move || pipe(client, server, up, latency));
         std::thread::spawn(move || pipe(s2, c2, down, latency));
