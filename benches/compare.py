@@ -573,15 +573,7 @@ def report_s3(rounds, sizes, link=None):
 def scale_run(cairn, work, files):
     """Many small files: no-change rerun time and peak RSS, cairn vs restic."""
     corpus = work / "scale"
-    marker = corpus / f".complete-{files}"
-    if not marker.exists():
-        shutil.rmtree(corpus, ignore_errors=True)
-        for i in range(files):
-            d = corpus / "notetaking" / f"d{i // 1000:04}"
-            if i % 1000 == 0:
-                d.mkdir(parents=True, exist_ok=True)
-            (d / f"n{i:07}.md").write_text(f"note {i}\n")
-        marker.write_text("ok\n")
+    make_tiny_files(corpus, files)
     for d in ["scale-cairn", "scale-restic"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "scale-cairn").mkdir()
@@ -1059,9 +1051,9 @@ def make_mount_tree(src, folders=20, per_folder=50, big_mib=200, seed=31):
     return notes
 
 
-def make_mount_files(corpus, files):
-    """`files` files of a few bytes, 1,000 to a folder under notetaking/, for the find through a
-    mount. Built once and reused; returns whether it was built now."""
+def make_tiny_files(corpus, files):
+    """`files` files of a few bytes, 1,000 to a folder under notetaking/ (the scale run's tree and
+    the find through a mount). Built once and reused; returns whether it was built now."""
     marker = corpus / f".complete-{files}"
     if marker.exists():
         return False
@@ -1271,7 +1263,7 @@ def mount_run(cairn, work, rounds, files):
     plan = [(cfg, renv, repos, src, ops, "mount")]
     if files > 0:
         tsrc = work / f"mount-files-{files}"
-        fresh = make_mount_files(tsrc, files)
+        fresh = make_tiny_files(tsrc, files)
         tcfg, trenv, ttook, trepos = mount_repos(cairn, work, f"mount-files-{files}", tsrc, ["notetaking"],
                                                  keep_restic=not fresh)
         info["setup"].update({f"{k} ({files:,} files)": v for k, v in ttook.items()})

@@ -10,11 +10,10 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
 
-use super::same_tree;
 use super::survey::{DEFAULT_SKIP, Kind, Node, survey};
 use super::{Setup, assert_exit, seeded, stderr, stdout};
+use super::{same_tree, set_mtime};
 
 /// The big file's size: several chunks of 1 MiB on average.
 const BIG: usize = 7 << 20;
@@ -22,12 +21,6 @@ const BIG: usize = 7 << 20;
 /// A name that makes a path longer than ustar's 100 bytes below `projects/nested/`.
 fn long_name() -> String {
     format!("{}.md", "n".repeat(120))
-}
-
-/// Sets the modification time of `p` (a file or a directory) to `secs`.`nanos`.
-fn set_mtime(p: &Path, secs: u64, nanos: u32) {
-    let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
-    fs::File::open(p).unwrap().set_modified(t).unwrap();
 }
 
 /// `notetaking/projects` with everything a tar stream must carry, beside a note outside it;

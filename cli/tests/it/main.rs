@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../../../engine/tests/it/mtime.rs"]
+mod mtime;
 #[path = "../../../engine/tests/it/seeded.rs"]
 #[allow(dead_code)]
 mod seeded;
@@ -45,6 +47,7 @@ mod seekable;
 mod snapshots_ls;
 mod stats;
 
+use mtime::set_mtime;
 use seeded::seeded;
 
 struct Setup {

@@ -140,32 +140,6 @@ fn require_fuse() {
     );
 }
 
-fn set_mtime(p: &Path, sec: i64, nsec: i64) {
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).unwrap();
-    let ts = [
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-    ];
-    // SAFETY: valid path and two timespecs.
-    assert_eq!(
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
-        0
-    );
-}
-
 /// The awkward test tree, the CLI's way: odd names, deep and empty folders, symlinks (dangling,
 /// absolute, escaping), a hardlink pair, set-uid, private and sticky modes, times before 1970,
 /// after 2100 and to the nanosecond, and a 100 MiB file of random bytes.

@@ -18,15 +18,6 @@ pub(super) enum Number {
     Derived(Vec<u8>),
 }
 
-impl Number {
-    fn ino(&self) -> u64 {
-        match self {
-            Number::Fixed(n) => *n,
-            Number::Derived(k) => inodes::derive(k),
-        }
-    }
-}
-
 fn view_tag(v: View) -> &'static [u8] {
     match v {
         View::ByName => b"n",
@@ -71,9 +62,14 @@ fn root_entry(sh: &Shown, owner: (u32, u32)) -> Entry {
     }
 }
 
+/// The key of a snapshot's root seen through `view`.
+fn snap_root_key(view: View, id: &Id) -> Vec<u8> {
+    key(&[b"s", view_tag(view), id.as_bytes()])
+}
+
 fn snap_root(view: View, sh: &Shown, owner: (u32, u32)) -> (Number, Node) {
     (
-        Number::Derived(key(&[b"s", view_tag(view), sh.id.as_bytes()])),
+        Number::Derived(snap_root_key(view, &sh.id)),
         Node::Snap {
             view,
             snap: sh.id,
@@ -281,7 +277,7 @@ impl Browser {
                     .iter()
                     .map(|(name, sh)| {
                         item(
-                            snap_root(view, sh, self.owner).0.ino(),
+                            inodes::derive(&snap_root_key(view, &sh.id)),
                             name.as_bytes(),
                             EntryKind::Dir,
                         )

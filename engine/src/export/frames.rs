@@ -345,19 +345,25 @@ impl<'a> FrameReader<'a> {
         Ok(header)
     }
 
-    /// Writes the content of `entry` to `out`, after [`FrameReader::check`]: nothing is written
-    /// before the header is found to be the entry's. Returns the frames read for its content.
-    pub fn copy(&mut self, entry: &ManifestEntry, out: &mut dyn Write) -> Result<usize> {
-        let header = match &self.checked {
+    /// What the header of `entry` says: from the last [`FrameReader::check`] when that was of
+    /// this entry, otherwise checked now.
+    fn checked_header(&mut self, entry: &ManifestEntry) -> Result<HeaderMeta> {
+        match &self.checked {
             Some(c)
                 if Some(c.offset) == entry.offset
                     && c.path == entry.path.0
                     && c.size == entry.size =>
             {
-                c.header
+                Ok(c.header)
             }
-            _ => self.check(entry)?,
-        };
+            _ => self.check(entry),
+        }
+    }
+
+    /// Writes the content of `entry` to `out`, after [`FrameReader::check`]: nothing is written
+    /// before the header is found to be the entry's. Returns the frames read for its content.
+    pub fn copy(&mut self, entry: &ManifestEntry, out: &mut dyn Write) -> Result<usize> {
+        let header = self.checked_header(entry)?;
         self.owner = Some((header.uid, header.gid));
         let (start, len) = (entry.offset.expect("checked"), entry.size);
         let range = self.table.covering(start, len);
@@ -389,12 +395,7 @@ impl FrameReader<'_> {
     /// none past it), after [`FrameReader::check`] found its header (once per entry: a reader
     /// reading one file piece by piece checks it at the first piece).
     pub fn read_range(&mut self, entry: &ManifestEntry, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let fresh = self.checked.as_ref().is_some_and(|c| {
-            Some(c.offset) == entry.offset && c.path == entry.path.0 && c.size == entry.size
-        });
-        if !fresh {
-            self.check(entry)?;
-        }
+        self.checked_header(entry)?;
         let len = len.min(entry.size.saturating_sub(offset));
         if len == 0 {
             return Ok(Vec::new());

@@ -17,6 +17,7 @@ use cairn_engine::store::{FaultStore, LocalStore, Store};
 use cairn_engine::tree::{Entry, EntryKind};
 use cairn_engine::{Id, Result, read};
 
+pub use crate::mtime::set_mtime;
 pub use crate::seeded::seeded;
 use crate::survey::{DEFAULT_SKIP, Kind, survey};
 
@@ -120,30 +121,6 @@ pub fn restore_opts(target: &Path) -> cairn_engine::restore::RestoreOptions {
 
 fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-/// Sets atime and mtime without following symlinks.
-pub fn set_mtime(path: &Path, sec: i64, nsec: i64) {
-    let ts = [
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-    ];
-    // SAFETY: valid NUL-terminated path and a two-element timespec array, as utimensat requires.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            cstr(path).as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "utimensat {}", path.display());
 }
 
 pub fn mkfifo(path: &Path) {

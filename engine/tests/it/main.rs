@@ -13,6 +13,7 @@ mod fault_proxy;
 mod forget;
 mod gc;
 mod golden;
+mod mtime;
 mod props;
 mod restore;
 mod s3;

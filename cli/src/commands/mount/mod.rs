@@ -12,12 +12,11 @@ use anyhow::{Context, Result};
 use cairn_engine::browse::{Browser, Sources};
 use cairn_engine::catalog::Catalog;
 use cairn_engine::config::Config;
-use cairn_engine::lock::StateLock;
 use cairn_engine::setup::open_store;
 use cairn_engine::{Error, ErrorKind};
 use clap::Args;
 
-use super::session::open_repo;
+use super::session::{ReadSession, read_session};
 use crate::{Cli, exit};
 
 #[derive(Debug, Args)]
@@ -147,18 +146,20 @@ fn unescape_mountinfo(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// The repository with a catalog opened read-only: built first, under the state lock, when
-/// this state volume has none (the lock is let go before the mount begins).
+/// The repository with a catalog opened read-only, as the read-only commands open it
+/// ([`read_session`]); when this state volume had none, the session built it under the state
+/// lock, which is let go here and the catalog opened again read-only before the mount begins.
 fn repo_source(cfg: &Config) -> Result<(cairn_engine::repo::Repository, PathBuf, Catalog)> {
-    let repo = open_repo(cfg)?;
+    let ReadSession {
+        repo,
+        catalog,
+        _lock,
+    } = read_session(cfg)?;
     let dir = cfg.state.dir.clone();
-    if let Some(c) = Catalog::open_reader(&dir, &repo)? {
-        return Ok((repo, dir, c));
+    if _lock.is_none() {
+        return Ok((repo, dir, catalog));
     }
-    {
-        let _lock = StateLock::acquire(&dir)?;
-        let _built = Catalog::open_for(&dir, &repo)?;
-    }
+    drop((catalog, _lock));
     let c = Catalog::open_reader(&dir, &repo)?
         .ok_or_else(|| Error::new(ErrorKind::Catalog, "the catalog just built does not open"))?;
     Ok((repo, dir, c))
