@@ -1,6 +1,7 @@
 //! Backing up one regular file: reused as the files cache records it when size, times and
 //! inode still match, otherwise opened without following links, read sparsely, cut into chunks
-//! and stored (a large file's new chunks compressed in parallel batches). A file that changed
+//! and stored (a large file's new chunks compressed in parallel batches, and kept together in
+//! packs). A file that changed
 //! while it was read is stored as read and left out of the cache, with a warning.
 
 use std::fs::{File, OpenOptions};
@@ -20,36 +21,66 @@ use crate::format::chunk::Chunker;
 use crate::format::codec;
 use crate::format::snapshot::WarningKind;
 use crate::id::Id;
+use crate::repo::packer::Lane;
 use crate::sparse::SparseReader;
 
 /// Files at least this large have their new chunks compressed in parallel batches.
 const BIG_FILE: u64 = 32 << 20;
 /// Chunks per batch: a bound on the copies held (4 MiB each at most).
 const BATCH: usize = 4;
+/// Files at least this large keep their new chunks together in packs (a [`Lane`]): S3's
+/// smallest copied part, so that an export to S3 can copy the file's frames inside the server.
+const RUN_FILE: u64 = 5 << 20;
 
 impl RunState<'_> {
-    fn store_chunk(&self, id: Id, frame: &[u8], raw_len: usize) -> Result<()> {
-        let added = self.data.add(id, frame, raw_len)?;
+    /// Adds a chunk through the file's lane if it has one, otherwise to the shared pack.
+    fn store_chunk(
+        &self,
+        lane: Option<&mut Lane<'_, '_>>,
+        id: Id,
+        frame: &[u8],
+        raw_len: usize,
+    ) -> Result<()> {
+        let added = match lane {
+            Some(lane) => lane.add(id, frame, raw_len)?,
+            None => self.data.add(id, frame, raw_len)?,
+        };
         if added.new {
             self.progress.new_chunks.fetch_add(1, Relaxed);
             self.progress.new_bytes.fetch_add(raw_len as u64, Relaxed);
         }
         if added.stored_pack {
-            self.records.pack_stored(&self.data)?;
-            self.call_hook(HookPoint::PackStored, Path::new(""));
+            self.pack_stored()?;
         }
         Ok(())
     }
 
+    fn finish_lane(&self, lane: Option<Lane<'_, '_>>) -> Result<()> {
+        match lane.map(Lane::finish).transpose()? {
+            Some(true) => self.pack_stored(),
+            _ => Ok(()),
+        }
+    }
+
+    fn pack_stored(&self) -> Result<()> {
+        self.records.pack_stored(&self.data)?;
+        self.call_hook(HookPoint::PackStored, Path::new(""));
+        Ok(())
+    }
+
     /// Compresses the batched chunks in parallel and adds them in order.
-    fn store_batch(&self, batch: &mut Vec<(Id, Vec<u8>)>) -> Result<()> {
+    fn store_batch(
+        &self,
+        mut lane: Option<&mut Lane<'_, '_>>,
+        batch: &mut Vec<(Id, Vec<u8>)>,
+    ) -> Result<()> {
         let level = self.opts.compression;
         let frames: Vec<Result<Vec<u8>>> = batch
             .par_iter()
             .map(|(_, data)| codec::encode(data, level))
             .collect();
         for ((id, data), frame) in batch.drain(..).zip(frames) {
-            self.store_chunk(id, &frame?, data.len())?;
+            self.store_chunk(lane.as_deref_mut(), id, &frame?, data.len())?;
         }
         Ok(())
     }
@@ -113,12 +144,16 @@ impl RunState<'_> {
         // A large file's new chunks are compressed a few at a time on every thread, so that a
         // big file read last does not leave the other cores idle.
         let big = before.size >= BIG_FILE;
+        // Finished on every way out; dropped only when the backup fails.
+        let mut lane = (before.size >= RUN_FILE).then(|| self.data.lane());
         let mut batch = Vec::new();
         loop {
             let (chunk, zeros) = match chunker.next_chunk_marked() {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
+                    // What was stored of it is stored: another file may share those chunks.
+                    self.finish_lane(lane)?;
                     self.warn(rel, WarningKind::Unreadable, format!("read failed: {e}"));
                     let _ = self.catalog.forget_file(rel);
                     return Ok(None);
@@ -140,14 +175,15 @@ impl RunState<'_> {
             if big {
                 batch.push((id, chunk.to_vec()));
                 if batch.len() == BATCH {
-                    self.store_batch(&mut batch)?;
+                    self.store_batch(lane.as_mut(), &mut batch)?;
                 }
             } else {
                 let frame = codec::encode(chunk, self.opts.compression)?;
-                self.store_chunk(id, &frame, chunk.len())?;
+                self.store_chunk(lane.as_mut(), id, &frame, chunk.len())?;
             }
         }
-        self.store_batch(&mut batch)?;
+        self.store_batch(lane.as_mut(), &mut batch)?;
+        self.finish_lane(lane)?;
         let size = chunker.consumed();
         CHUNK_BUF.with(|b| *b.borrow_mut() = chunker.into_buffer());
         self.call_hook(HookPoint::AfterRead, path);

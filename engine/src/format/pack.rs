@@ -148,6 +148,23 @@ impl PackBuilder {
         });
     }
 
+    /// Appends every blob of `other` after this pack's, in `other`'s order: a run that was
+    /// contiguous there stays contiguous here.
+    pub fn append(&mut self, other: &PackBuilder) {
+        let base = u32::try_from(self.buf.len()).expect("packs stay far below 4 GiB");
+        self.buf.extend_from_slice(&other.buf);
+        self.entries.extend(other.entries.iter().map(|e| PackEntry {
+            offset: e.offset + base,
+            ..*e
+        }));
+    }
+
+    /// The buffer of a pack that is not needed any more, cleared, for the next pack.
+    pub fn into_buffer(mut self) -> Vec<u8> {
+        self.buf.clear();
+        self.buf
+    }
+
     /// Bytes of frames so far.
     pub fn len(&self) -> usize {
         self.buf.len()

@@ -4,6 +4,11 @@
 //! durable) and the set of blobs on their way, so that a blob is stored once even when several
 //! threads meet it at the same moment. It knows neither the catalog nor the files cache: the
 //! backup defers its files-cache records with [`Packer::any_pending`] and [`Added::stored_pack`].
+//!
+//! Threads share one open pack, so a file's blobs would be interleaved with other files'. A
+//! [`Lane`] keeps one file's blobs together instead: in packs of their own while they fill one,
+//! and the rest appended to the shared pack in one piece. The export copies a run of a file's
+//! frames inside an S3 server only when they lie back to back in a pack.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -98,22 +103,16 @@ impl<'a> Packer<'a> {
     pub fn add(&self, id: Id, frame: &[u8], raw_length: usize) -> Result<Added> {
         let full = {
             let mut st = self.state.lock().expect("poisoned");
-            // Checked under the lock: storing a pack reports its ids to the index before it
-            // removes them from `pending`, so an id is always visible in one of the two.
-            if st.pending.contains(&id) || self.index.contains(self.kind, &id)? {
+            if !self.claim(&mut st, &id)? {
                 return Ok(Added {
                     new: false,
                     stored_pack: false,
                 });
             }
             if st.current.is_empty() {
-                let spare = self.spare.lock().expect("poisoned").pop();
-                st.current = PackBuilder::with_buffer(
-                    spare.unwrap_or_else(|| Vec::with_capacity(self.target + 4 * 1024 * 1024)),
-                );
+                st.current = self.builder();
             }
             st.current.add(self.kind, id, frame, raw_length);
-            st.pending.insert(id);
             (st.current.len() >= self.target).then(|| std::mem::take(&mut st.current))
         };
         let stored_pack = full.is_some();
@@ -124,6 +123,54 @@ impl<'a> Packer<'a> {
             new: true,
             stored_pack,
         })
+    }
+
+    /// A lane for one file's blobs: see [`Lane`].
+    pub fn lane(&self) -> Lane<'_, 'a> {
+        Lane {
+            packer: self,
+            own: PackBuilder::default(),
+        }
+    }
+
+    /// Marks a blob as on its way unless it is already stored or on its way; false then.
+    /// Checked under the state lock: storing a pack reports its ids to the index before it
+    /// removes them from `pending`, so an id is always visible in one of the two.
+    fn claim(&self, st: &mut PackerState, id: &Id) -> Result<bool> {
+        if st.pending.contains(id) || self.index.contains(self.kind, id)? {
+            return Ok(false);
+        }
+        st.pending.insert(*id);
+        Ok(true)
+    }
+
+    /// An empty pack, in the buffer of a stored one when there is one.
+    fn builder(&self) -> PackBuilder {
+        let spare = self.spare.lock().expect("poisoned").pop();
+        PackBuilder::with_buffer(
+            spare.unwrap_or_else(|| Vec::with_capacity(self.target + 4 * 1024 * 1024)),
+        )
+    }
+
+    /// Appends a lane's blobs to the shared pack in one piece (the smaller of the two is copied
+    /// after the larger); returns the shared pack if that filled it and `take_full` asks for it.
+    fn merge(&self, mut run: PackBuilder, take_full: bool) -> Option<PackBuilder> {
+        if run.is_empty() {
+            return None;
+        }
+        let mut st = self.state.lock().expect("poisoned");
+        if run.len() > st.current.len() {
+            std::mem::swap(&mut run, &mut st.current);
+        }
+        st.current.append(&run);
+        let full =
+            (take_full && st.current.len() >= self.target).then(|| std::mem::take(&mut st.current));
+        drop(st);
+        let buf = run.into_buffer();
+        if buf.capacity() > 0 {
+            self.spare.lock().expect("poisoned").push(buf);
+        }
+        full
     }
 
     /// Stores a closed pack, reports it to the index, then lets its blobs stop being pending.
@@ -153,6 +200,76 @@ impl<'a> Packer<'a> {
     /// Packs stored and their total size.
     pub fn written(&self) -> (u64, u64) {
         (self.packs.load(Relaxed), self.stored.load(Relaxed))
+    }
+}
+
+/// One file's blobs on their way, kept together: added to a pack of the lane's own, stored
+/// when the next frame would take it past the target size, and what is left when the file ends
+/// is appended to the shared pack in one piece ([`Lane::finish`]). A pack therefore holds a file's frames back to
+/// back, and a shared pack may reach twice the target (its own blobs, then a lane's rest).
+///
+/// A lane's blobs are pending like the shared pack's, so no other thread stores them again. A
+/// lane dropped without `finish` (a file that failed halfway) still hands its blobs to the
+/// shared pack: others may already count on them being stored.
+pub struct Lane<'p, 'a> {
+    packer: &'p Packer<'a>,
+    own: PackBuilder,
+}
+
+impl std::fmt::Debug for Lane<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("len", &self.own.len())
+            .finish()
+    }
+}
+
+impl Lane<'_, '_> {
+    /// Adds an encoded blob unless it is already stored or pending, storing the lane's pack
+    /// first when the blob would take it past the target size.
+    pub fn add(&mut self, id: Id, frame: &[u8], raw_length: usize) -> Result<Added> {
+        let p = self.packer;
+        if !p.claim(&mut p.state.lock().expect("poisoned"), &id)? {
+            return Ok(Added {
+                new: false,
+                stored_pack: false,
+            });
+        }
+        // Closed before the frame that would take it past the target: a lane's pack is then
+        // at most one S3 copy long (the export copies at most 16 MiB at once, the default
+        // target), where one a frame longer would leave that frame to be sent.
+        let stored_pack = !self.own.is_empty() && self.own.len() + frame.len() > p.target;
+        if stored_pack {
+            p.store_pack(std::mem::take(&mut self.own))?;
+        }
+        if self.own.is_empty() {
+            self.own = p.builder();
+        }
+        self.own.add(p.kind, id, frame, raw_length);
+        Ok(Added {
+            new: true,
+            stored_pack,
+        })
+    }
+
+    /// Appends what the lane holds to the shared pack, and stores that if it is full: true
+    /// then, as [`Added::stored_pack`].
+    pub fn finish(mut self) -> Result<bool> {
+        let rest = std::mem::take(&mut self.own);
+        match self.packer.merge(rest, true) {
+            Some(full) => self.packer.store_pack(full).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+impl Drop for Lane<'_, '_> {
+    fn drop(&mut self) {
+        // Not stored here (no errors from a drop): a full shared pack is stored by the next
+        // add, or by `Packer::finish`. The backup finishes its lanes and drops one only on its
+        // way out with an error, so this does not repeat.
+        let rest = std::mem::take(&mut self.own);
+        self.packer.merge(rest, false);
     }
 }
 
@@ -238,6 +355,84 @@ mod tests {
             assert_eq!(got, f);
         }
         assert_eq!(store.list("packs/").unwrap().len(), packs.len());
+    }
+
+    /// A frame of `len` bytes that no other test frame equals (the packer never decodes it).
+    fn frame(tag: u8, i: u32, len: usize) -> (Id, Vec<u8>) {
+        let mut f = vec![tag; len];
+        f[..4].copy_from_slice(&i.to_le_bytes());
+        (Id::of(&f), f)
+    }
+
+    /// Where each blob ended up, in the order given.
+    fn places(index: &MapIndex, ids: &[Id]) -> Vec<BlobLocation> {
+        ids.iter()
+            .map(|id| index.locate(BlobKind::Data, id).unwrap().expect("indexed"))
+            .collect()
+    }
+
+    /// Counts the places where the next blob does not follow the one before in the same pack.
+    fn breaks(places: &[BlobLocation]) -> usize {
+        places
+            .windows(2)
+            .filter(|w| w[1].pack != w[0].pack || w[1].offset != w[0].offset + w[0].length)
+            .count()
+    }
+
+    /// A file's blobs added through a lane lie back to back, in packs of their own while they
+    /// fill one and then in one piece of the shared pack, whatever other threads add meanwhile;
+    /// without the lane they alternate with the other file's.
+    #[test]
+    fn a_lanes_blobs_lie_back_to_back_among_other_threads_blobs() {
+        let store = MemoryStore::new();
+        let index = MapIndex::default();
+        let packer = Packer::new(&store, &index, BlobKind::Data, 10_000);
+        let (mut lane_ids, mut shared_ids) = (Vec::new(), Vec::new());
+        let mut lane = packer.lane();
+        let mut lane_stored = 0;
+        for i in 0..35 {
+            let (id, f) = frame(1, i, 700);
+            lane_stored += usize::from(lane.add(id, &f, 900).unwrap().stored_pack);
+            lane_ids.push(id);
+            // Pending in the lane: known to every thread, and not added twice.
+            assert!(packer.has(&id).unwrap());
+            assert!(!packer.add(id, &f, 900).unwrap().new);
+            let (id, f) = frame(2, i, 200);
+            packer.add(id, &f, 400).unwrap();
+            shared_ids.push(id);
+        }
+        // 24,500 bytes: two packs of the lane's own (14 frames, as 15 would pass 10,000 bytes),
+        // and the last 7 frames appended to the shared pack, which that fills (7,000 + 4,900).
+        assert_eq!(lane_stored, 2);
+        assert!(lane.finish().unwrap());
+        packer.finish().unwrap();
+        let lane_places = places(&index, &lane_ids);
+        assert_eq!(breaks(&lane_places), 2, "{lane_places:?}");
+        assert_eq!(breaks(&places(&index, &shared_ids)), 0);
+        assert_eq!(index.packs.lock().unwrap().len(), 3);
+    }
+
+    /// A lane dropped halfway (a file that failed to read) hands its blobs to the shared pack:
+    /// another file that met them pending counts on them being stored.
+    #[test]
+    fn a_dropped_lane_still_stores_its_blobs() {
+        let store = MemoryStore::new();
+        let index = MapIndex::default();
+        let packer = Packer::new(&store, &index, BlobKind::Data, 10_000);
+        let ids: Vec<Id> = {
+            let mut lane = packer.lane();
+            (0..3)
+                .map(|i| {
+                    let (id, f) = frame(3, i, 500);
+                    assert!(lane.add(id, &f, 600).unwrap().new);
+                    id
+                })
+                .collect()
+        };
+        assert!(packer.any_pending(&ids));
+        packer.finish().unwrap();
+        assert!(!packer.any_pending(&ids));
+        assert_eq!(breaks(&places(&index, &ids)), 0);
     }
 
     #[test]

@@ -359,11 +359,11 @@ fn extract_and_compare(exports: &dyn Store, key: &str, env: &Env, paths: &[&str]
     }
 }
 
-/// With store and exports on one S3 server, the next day's export takes the unchanged group
-/// frames and runs of stored frames of the day before by coalesced ranged reads and copies them
-/// inside the server (`UploadPartCopy`) instead of sending them back up; the archive is what
-/// `verify` and GNU tar accept. Before, every byte of the archive was uploaded and an export to
-/// S3 reused nothing.
+/// With store and exports on one S3 server, the first export copies a large file's frames
+/// from its packs, and the next day's export takes the unchanged group frames and runs of
+/// stored frames of the day before by coalesced ranged reads and copies them inside the server
+/// (`UploadPartCopy`) instead of sending them back up; the archive is what `verify` and GNU tar
+/// accept. Before, every byte of the archive was uploaded and an export to S3 reused nothing.
 #[test]
 #[ignore = "needs the S3 test server (scripts/test.sh provides it)"]
 fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
@@ -400,9 +400,15 @@ fn s3_exports_copy_inside_the_server_and_reuse_yesterdays_groups() {
         (manifest, reused, cost)
     };
 
-    // The first day's frames come from the packs, where other files' chunks sit between a
-    // large file's (the backup packs files in parallel): runs too short to copy, so sent.
-    let (first, _, _) = export(&out, "2026-11-29");
+    // The first day's frames come from the packs, where the backup kept the large file's
+    // chunks back to back (a lane) although it packed the notes in parallel: its 24 MiB are
+    // copied inside the server but for the top-up of the short part before them. Before lanes they alternated with the notes' chunks
+    // in the packs, and the whole archive was sent.
+    let (first, _, cost) = export(&out, "2026-11-29");
+    assert!(
+        cost.bytes_copied >= 16 << 20 && cost.bytes_written + (16 << 20) < first.archive.size,
+        "the large file's frames were not copied from its packs: {cost:?}"
+    );
     let key = "2026-11-29/shared-2026-11-29.tar.zst";
     extract_and_compare(
         exports.as_ref(),
