@@ -58,6 +58,7 @@ import random
 import re
 import select
 import shutil
+import shlex
 import signal
 import socket
 import statistics
@@ -253,6 +254,15 @@ def measure(cmd, env=None, cwd=None, stdout=None):
 
 def du(path):
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
+
+
+def local_cairn(base, corpus, source_extra=""):
+    """cairn's config in `base`, backing up `corpus` into a local store, exports and state there
+    (`source_extra`: more lines of `[source]`); returns its environment."""
+    cfg = base / "cairn.toml"
+    cfg.write_text(f'[source]\nroot = "{corpus}"\n{source_extra}[store]\npath = "{base}/store"\n'
+                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
+    return {"CAIRN_CONFIG": str(cfg)}
 
 
 def fresh_corpus(work, name):
@@ -907,10 +917,7 @@ def tiny_run(cairn, work, files, rounds=3):
     for d in [base, work / "tiny-restic"]:
         shutil.rmtree(d, ignore_errors=True)
     base.mkdir()
-    cfg = base / "cairn.toml"
-    cfg.write_text(f'[source]\nroot = "{corpus}"\nfolders = ["notetaking"]\n[store]\npath = "{base}/store"\n'
-                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
-    cenv = {"CAIRN_CONFIG": str(cfg)}
+    cenv = local_cairn(base, corpus, 'folders = ["notetaking"]\n')
     renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "tiny-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
     sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
     sh(["restic", "init", "-q"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
@@ -1390,6 +1397,49 @@ def report(rounds, sizes, scale, args):
     return "\n".join(lines)
 
 
+
+def progress_run(cairn, work, rounds):
+    """The cost of the progress display: a full backup, the export, a restore and
+    `check --read-data` of the corpus, each with `-q` and on a terminal (`script` gives cairn a
+    pseudo-terminal, so the line is drawn and redrawn), alternating per round."""
+    corpus = fresh_corpus(work, "corpus")
+    out = {"quiet": [], "terminal": []}
+    for rnd in range(rounds):
+        for mode in ("quiet", "terminal") if rnd % 2 == 0 else ("terminal", "quiet"):
+            base = work / "progress-cairn"
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            env = local_cairn(base, corpus)
+            sh([str(cairn), "-q", "init"], env={**os.environ, **env})
+            r = {}
+            for op, args in [("backup", ["backup", "--date", "2026-11-29"]),
+                             ("export", ["export", "--date", "2026-11-29"]),
+                             ("restore", ["restore", "--target", str(base / "restore")]),
+                             ("check", ["check", "--read-data"])]:
+                settle(corpus, base)
+                if mode == "quiet":
+                    r[op] = measure([str(cairn), "-q"] + args, env)
+                else:
+                    line = "stty cols 160 rows 40; " + " ".join(shlex.quote(a) for a in [str(cairn)] + args)
+                    r[op] = measure(["script", "-qec", line, "/dev/null"], env)
+            out[mode].append(r)
+            print(f"progress round {rnd + 1}/{rounds} {mode}: "
+                  + ", ".join(f"{k} {v['wall']:.2f} s" for k, v in r.items()), file=sys.stderr)
+    return out
+
+
+def report_progress(runs):
+    ops = ["backup", "export", "restore", "check"]
+    lines = ["| operation | `-q` wall s (median) | terminal wall s (median) | terminal / `-q` | `-q` runs | terminal runs |",
+             "| --- | ---: | ---: | ---: | --- | --- |"]
+    for op in ops:
+        q = [r[op]["wall"] for r in runs["quiet"]]
+        t = [r[op]["wall"] for r in runs["terminal"]]
+        mq, mt = statistics.median(q), statistics.median(t)
+        lines.append(f"| {op} | {mq:.2f} | {mt:.2f} | {mt / mq:.3f} | "
+                     f"{', '.join(f'{x:.2f}' for x in q)} | {', '.join(f'{x:.2f}' for x in t)} |")
+    return "\n".join(lines)
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
@@ -1412,6 +1462,8 @@ def main():
     ap.add_argument("--link", type=link_arg, metavar="RATE,LATENCY",
                     help="with --s3: every request through link-proxy, each direction capped at RATE MB/s and delayed "
                          "by LATENCY ms one way (a Raspberry Pi's 1 GbE: 117,2); default: plain loopback")
+    ap.add_argument("--progress", action="store_true",
+                    help="backup, export, restore and check --read-data with -q and on a terminal: the progress line's cost")
     ap.add_argument("--mount", action="store_true",
                     help="only browsing a snapshot: cairn mount beside restic mount (ls -lR, cat of 1,000 notes and "
                          "of a 200 MiB file, find over --mount-files files), wall time and the mount's peak RSS")
@@ -1466,6 +1518,13 @@ def main():
         print(text)
         return
     make_corpus(args.work / "pristine")
+    if args.progress:
+        runs = progress_run(cairn, args.work, args.rounds)
+        text = report_progress(runs)
+        (args.work / "results-progress.md").write_text(text + "\n")
+        (args.work / "results-progress.json").write_text(json.dumps(runs, indent=1))
+        print(text)
+        return
     if args.gc:
         r, sizes = gc_run(cairn, args.work)
         scale = None

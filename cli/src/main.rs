@@ -5,6 +5,7 @@
 mod commands;
 mod failpoint;
 mod output;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -131,7 +132,10 @@ fn init_logging(cli: &Cli) {
         Targets::new().with_default(LevelFilter::INFO),
         |t, target| t.with_target(*target, LevelFilter::TRACE),
     );
-    let filter = filter.and(cap);
+    // Progress lines are logged at info whatever the level asked for (`-q` included): where no
+    // terminal shows the progress line they are the only sign of how far a long night got.
+    let progress = Targets::new().with_target("cairn::progress", LevelFilter::INFO);
+    let filter = filter.or(progress).and(cap);
     let layer = fmt::layer().with_writer(std::io::stderr);
     let layer = if std::io::stderr().is_terminal() {
         layer

@@ -23,6 +23,7 @@ pub mod format;
 pub mod id;
 pub mod nightly;
 pub mod offsite;
+pub mod progress;
 pub mod prune;
 pub mod read;
 pub mod repo;

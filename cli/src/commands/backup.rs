@@ -1,8 +1,6 @@
 //! `cairn backup`: backs up the configured folders and commits a snapshot; prints the snapshot's
 //! summary line and its warnings (exit 3 when there are any), or the summary as JSON.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
 use cairn_engine::backup::{self, BackupOptions, Progress};
 use cairn_engine::catalog::Catalog;
@@ -12,7 +10,7 @@ use cairn_engine::lock::StateLock;
 use clap::Args;
 
 use super::session::{day_of_run, holding, open_repo, repo_lease};
-use crate::output::{self, bytes, print_json};
+use crate::output::{bytes, print_json};
 use crate::{Cli, exit};
 
 #[derive(Debug, Args)]
@@ -84,13 +82,12 @@ pub(super) fn run_backup(cli: &Cli, cfg: &Config, a: &BackupArgs) -> Result<u8> 
         &format!("backup {}", opts.date),
     )?);
     opts.lease = lease.clone();
-    let progress = Arc::new(Progress::default());
-    let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
+    let progress = Progress::default();
     let result = holding(&lease, || {
         let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
         backup::backup(&repo, &catalog, sync, &opts, &progress)
     });
-    bar.finish();
+    crate::progress::settle();
     // Every failure commits nothing, except a snapshot written after the lease was lost that
     // could not be withdrawn, whose error says so.
     let out = result.context("backup failed")?;

@@ -64,6 +64,7 @@ pub(super) fn run_check(cli: &Cli, cfg: &Config, a: &CheckArgs) -> Result<u8> {
         let (catalog, sync) = Catalog::open_for(&cfg.state.dir, &repo)?;
         Ok(check::check(&repo, &catalog, &sync, read, a.repair)?)
     })?;
+    crate::progress::settle();
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {

@@ -58,6 +58,7 @@ fn export_under_lease(cli: &Cli, cfg: &Config, a: &ExportArgs, repo: &Repository
     };
     let published = export::export(&repo, &catalog, exports.as_ref(), (&id, &snap), &opts)
         .with_context(|| format!("exporting snapshot {} as {}", id.short(), opts.date))?;
+    crate::progress::settle();
     let m = published.manifest();
     let reused = match &published {
         export::Published::Written(_, r) => Some(r),

@@ -126,6 +126,7 @@ pub(super) fn exports_verify(cli: &Cli, cfg: &Config, date: &str) -> Result<u8> 
     let exports = open_store(&cfg.exports, "exports", true)?;
     let report = export::verify(exports.as_ref(), date)
         .with_context(|| format!("verifying the archive of {date}"))?;
+    crate::progress::settle();
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else if !cli.quiet {

@@ -41,6 +41,7 @@ pub(super) fn run_gc(cli: &Cli, cfg: &Config, a: &GcArgs) -> Result<u8> {
     let _lock = StateLock::acquire(&cfg.state.dir)?;
     let (catalog, _) = Catalog::open_for(&cfg.state.dir, &repo)?;
     let report = gc::gc(&repo, &catalog, &opts)?;
+    crate::progress::settle();
     if cli.json {
         print_json(&serde_json::to_value(&report).expect("serializes"));
     } else {

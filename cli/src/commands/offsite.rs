@@ -143,6 +143,7 @@ pub fn sync(cli: &Cli, cfg: &Config, dry_run: bool) -> Result<u8> {
     // An error may quote a client: scrubbed like its output.
     let result = engine::sync(exports.as_ref(), up.as_ref(), &opts)
         .map_err(|e| cairn_engine::Error::new(e.kind(), redact(&e.to_string())));
+    crate::progress::settle();
     let now = jiff::Timestamp::now();
     let st = match &result {
         Ok(r) => stage(cfg, r, now),

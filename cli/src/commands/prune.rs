@@ -77,5 +77,6 @@ fn prune_steps(
         opts.assume_forgotten = forgotten;
     }
     let report = gc::gc(&repo, &catalog, &opts)?;
+    crate::progress::settle();
     Ok((forgot, report))
 }

@@ -25,8 +25,8 @@ pub struct RestoreArgs {
     /// The newest snapshot taken at or before this time (RFC 3339, e.g. 2026-11-20T12:00:00Z).
     #[arg(long, value_name = "TIME", conflicts_with = "archive")]
     as_of: Option<String>,
-    /// Restore from a daily archive instead: a local .tar.zst file, a key in the exports
-    /// location, or a date whose archive to use. Needs no catalog and no store.
+    /// Restore from a daily archive instead: a local .tar.zst file (or a pipe), a key in the
+    /// exports location, or a date whose archive to use. Needs no catalog and no store.
     #[arg(long, value_name = "FILE_OR_KEY")]
     archive: Option<String>,
     /// A path inside the snapshot to restore (repeatable); default: everything.
@@ -44,6 +44,11 @@ pub struct RestoreArgs {
     /// Print the plan (what would be made, from the snapshot's trees alone) and write nothing.
     #[arg(long, conflicts_with = "archive")]
     dry_run: bool,
+}
+
+/// Starts the progress of a restore from an archive: its bytes read, of its size if known.
+fn archive_progress(size: Option<u64>) {
+    cairn_engine::progress::meter().begin("restore", "files", None, size, &[]);
 }
 
 pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8> {
@@ -64,9 +69,11 @@ pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8
         return holding(&lease, || print_plan(cli, cfg, a, &repo, &opts));
     }
     let (report, from) = if let Some(src) = &a.archive {
-        let local = std::path::Path::new(src);
-        if local.is_file() {
-            let f = std::fs::File::open(local).with_context(|| format!("opening archive {src}"))?;
+        // A local file, or a pipe (`--archive <(curl …)`): anything there but a folder.
+        let local = std::fs::metadata(src).ok().filter(|m| !m.is_dir());
+        if let Some(md) = local {
+            let f = std::fs::File::open(src).with_context(|| format!("opening archive {src}"))?;
+            archive_progress(md.is_file().then_some(md.len()));
             (
                 restore::restore_archive(std::io::BufReader::new(f), &opts)?,
                 src.clone(),
@@ -97,6 +104,7 @@ pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8
                             "{src} is neither a local file nor an archive in the exports location"
                         )
                     })?;
+                archive_progress(Some(reader.size()));
                 (restore::restore_archive(reader, &opts)?, key)
             }
         }
@@ -106,6 +114,7 @@ pub(super) fn run_restore(cli: &Cli, cfg: &Config, a: &RestoreArgs) -> Result<u8
         let lease = read_lease(cfg, &repo, "restore")?;
         holding(&lease, || restore_snapshot(cfg, a, &repo, &opts))?
     };
+    crate::progress::settle();
     if cli.json {
         print_json(&serde_json::json!({ "from": from, "target": a.target, "report": report }));
     } else if !cli.quiet {

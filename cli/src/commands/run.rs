@@ -18,7 +18,7 @@ use super::backup::backup_options;
 use super::gc::gc_options;
 use super::session::publish_failed;
 use crate::Cli;
-use crate::output::{self, bytes, print_json};
+use crate::output::{bytes, print_json};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -92,8 +92,7 @@ pub(super) fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         prune,
         export_hook: crate::failpoint::export_hook(),
     };
-    let progress = Arc::new(Progress::default());
-    let bar = output::BackupBar::start(progress.clone(), cli.quiet || cli.json);
+    let progress = Progress::default();
     let mut lock = None;
     let open = || {
         lock = Some(StateLock::acquire(&cfg.state.dir)?);
@@ -112,8 +111,8 @@ pub(super) fn run_nightly(cli: &Cli, cfg: &Config, a: &RunArgs) -> Result<u8> {
         Ok((repo, catalog, sync, Some(lease)))
     };
     let result = run::nightly(open, &opts, &progress);
+    crate::progress::settle();
     drop(lock);
-    bar.finish();
     // Published whatever happened, also when not even the run report could be written.
     match &result {
         Ok(report) => {

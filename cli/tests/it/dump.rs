@@ -55,7 +55,7 @@ fn backup(s: &Setup) {
 
 /// Whether `tool` is installed. Missing, it fails the test under CI (`CI=true`:
 /// scripts/setup.sh installs it) and otherwise skips that check with a note.
-fn have(tool: &str) -> bool {
+pub(super) fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()

@@ -37,6 +37,7 @@ mod offsite;
 mod outage;
 mod pod;
 mod preflight;
+mod progress;
 mod proton;
 mod prune;
 mod restore;

@@ -87,3 +87,28 @@ fn read_only_commands_run_beside_the_nightly_job() {
     let out = s.run(&["ls", "latest", "notetaking"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("a.md"));
 }
+
+/// The table shows each snapshot's time to the second in the configured time zone; `--json`
+/// keeps RFC 3339 in UTC with nanoseconds.
+#[test]
+fn snapshots_show_the_time_in_the_configured_zone() {
+    let s = Setup::new();
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    fs::write(&s.config, format!("timezone = \"Asia/Kolkata\"\n{cfg}")).unwrap();
+    fs::write(s.src().join("notetaking/a.md"), "alpha").unwrap();
+    assert_eq!(s.run(&["init"]).status.code(), Some(0));
+    assert_eq!(s.run(&["backup"]).status.code(), Some(0));
+    let (_, list) = s.json(&["snapshots"]);
+    let time = list[0]["snapshot"]["time"].as_str().unwrap().to_string();
+    assert!(time.ends_with('Z') && time.contains('.'), "{time}");
+    let t: jiff::Timestamp = time.parse().unwrap();
+    let local = t
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let out = s.run(&["snapshots"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.contains(&local), "{local} not in {row:?}");
+    assert!(!row.contains(&time), "{row:?}");
+}

@@ -46,6 +46,7 @@ impl RunState<'_> {
             None => self.data.add(id, frame, raw_len)?,
         };
         if added.new {
+            crate::progress::meter().count(1, 1);
             self.progress.new_chunks.fetch_add(1, Relaxed);
             self.progress.new_bytes.fetch_add(raw_len as u64, Relaxed);
         }
@@ -133,6 +134,7 @@ impl RunState<'_> {
             }
         };
         self.progress.files_read.fetch_add(1, Relaxed);
+        crate::progress::meter().count(0, 1);
         let allocated = file
             .metadata()
             .map(|m| m.blocks() * 512)

@@ -27,8 +27,23 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     check_folders(opts)?;
+    // The walk reads as it goes, with no count ahead of it: the newest snapshot's figures are
+    // the estimate a percentage goes by (none on a first backup).
+    let last = catalog.resolve_snapshot("latest").ok();
+    crate::progress::meter().begin(
+        "backup",
+        "files",
+        last.as_ref().map(|(_, s)| s.summary.files),
+        last.as_ref().map(|(_, s)| s.summary.bytes),
+        &["files read", "new chunks"],
+    );
     let mut run = RunState::new(repo, catalog, opts, progress)?;
     let root_id = run.walk_folders()?;
+    // The totals were the last snapshot's: now they are this one's.
+    crate::progress::meter().totals(
+        Some(progress.files.load(Relaxed)),
+        Some(progress.bytes.load(Relaxed)),
+    );
     run.data.finish()?;
     run.records.finish()?;
     run.trees.finish()?;

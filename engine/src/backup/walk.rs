@@ -219,6 +219,9 @@ impl RunState<'_> {
                 Some((size, chunks, st)) => {
                     self.progress.files.fetch_add(1, Relaxed);
                     self.progress.bytes.fetch_add(size, Relaxed);
+                    let meter = crate::progress::meter();
+                    meter.items(1);
+                    meter.bytes(size);
                     entry_from(name, &st, EntryKind::File, |e| {
                         e.size = size;
                         e.chunks = chunks;

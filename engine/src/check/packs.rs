@@ -62,10 +62,25 @@ fn read_pack(repo: &Repository, id: &Id) -> std::result::Result<(), PackFailure>
 
 /// Reads every pack of `plan.read`, and adds what it found to `plan.damage`.
 pub(super) fn read_packs(repo: &Repository, catalog: &Catalog, plan: &mut CheckPlan) -> Result<()> {
+    let meter = crate::progress::meter();
+    let bytes: u64 = plan.read.iter().map(|p| plan.in_store[p]).sum();
+    meter.begin(
+        "check: reading packs",
+        "packs",
+        Some(plan.read.len() as u64),
+        Some(bytes),
+        &["damaged"],
+    );
     let read_all = || -> Vec<(Id, std::result::Result<(), PackFailure>)> {
         plan.read
             .par_iter()
-            .map(|id| (*id, read_pack(repo, id)))
+            .map(|id| {
+                let r = read_pack(repo, id);
+                meter.items(1);
+                meter.bytes(plan.in_store[id]);
+                meter.count(0, u64::from(r.is_err()));
+                (*id, r)
+            })
             .collect()
     };
     let results = if repo.reads_locally() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{Config, PUSHGATEWAY_PASSWORD, Secret};
 use crate::error::{Error, Result};
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "source",
     "store",
     "exports",
@@ -16,6 +16,7 @@ const SECTIONS: [&str; 9] = [
     "gc",
     "offsite",
     "metrics",
+    "log",
 ];
 const LIST_KEYS: [&str; 3] = [
     "source.folders",

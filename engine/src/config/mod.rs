@@ -567,6 +567,23 @@ impl GcConfig {
     }
 }
 
+/// `[log]`: what the logs say beside errors and warnings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Where no terminal shows a progress line (a pod, `-q`, `--json`): seconds between two
+    /// log lines with a long operation's progress; 0 logs none.
+    pub progress_interval_s: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            progress_interval_s: 60,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -591,6 +608,8 @@ pub struct Config {
     pub offsite: OffsiteConfig,
     /// Metrics for Prometheus.
     pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -612,6 +631,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             offsite: OffsiteConfig::default(),
             metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

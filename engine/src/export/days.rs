@@ -161,6 +161,13 @@ pub fn verify(exports: &dyn Store, date: &str) -> Result<VerifyReport> {
     };
     let reader = crate::store::ObjectReader::open(exports, &keys.archive)?;
     let size = reader.size();
+    crate::progress::meter().begin(
+        format!("verify {}", keys.date),
+        "entries",
+        Some(manifest.entries.len() as u64),
+        Some(size),
+        &[],
+    );
     let mut tee = HashingReader {
         inner: reader,
         sha: Sha256::new(),
@@ -215,6 +222,7 @@ fn match_entries<R: Read>(
     {
         let mut item =
             item.map_err(|e| Error::corrupt(format!("{}: damaged", keys.archive)).with_source(e))?;
+        crate::progress::meter().items(1);
         let path = names
             .borrow()
             .path
@@ -359,6 +367,7 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(out)?;
         self.sha.update(&out[..n]);
+        crate::progress::meter().bytes(n as u64);
         if !self.frames.is_empty() {
             self.observe(&out[..n]);
         }

@@ -295,6 +295,20 @@ fn day_before(
     }
 }
 
+/// Starts the export's stage in [`crate::progress`]: tar bytes of the snapshot, estimated from
+/// its summary (a header per entry, half a block of padding per file on average, the end).
+fn begin_progress(snap: &Snapshot, date: &str) {
+    let s = &snap.summary;
+    let tar = s.bytes + 768 * s.files + 512 * (s.dirs + s.symlinks + s.specials) + 1024;
+    crate::progress::meter().begin(
+        format!("export {date}"),
+        "frames",
+        None,
+        Some(tar),
+        &["groups reused", "groups compressed"],
+    );
+}
+
 /// Writes the archive of `snap` into a new archive object of the day, drawing on the newest
 /// earlier day's archive; returns the object (not yet finished, so not yet visible), the archive
 /// drawn on, and what was written.
@@ -308,6 +322,7 @@ fn build_archive<'a>(
 ) -> Result<(Box<dyn ObjectWriter + 'a>, Option<Reuse<'a>>, Written)> {
     let mut reuse = earlier_archive(exports, keys)?;
     let mut writer = exports.create(&keys.archive)?;
+    begin_progress(snap, &keys.date);
     let written = match write_archive(repo, catalog, snap, level, reuse.as_ref(), writer.as_mut()) {
         // A damaged earlier archive costs one more pass, never the export.
         Err(e) if reuse.as_ref().is_some_and(|r| r.was_damaged()) => {
@@ -315,10 +330,15 @@ fn build_archive<'a>(
             reuse = None;
             drop(writer);
             writer = exports.create(&keys.archive)?;
+            begin_progress(snap, &keys.date);
             write_archive(repo, catalog, snap, level, None, writer.as_mut())?
         }
         written => written?,
     };
+    // The total was an estimate from the snapshot's summary: the archive is written now.
+    let meter = crate::progress::meter();
+    let r = meter.read();
+    meter.totals(None, Some(r.bytes));
     Ok((writer, reuse, written))
 }
 

@@ -244,6 +244,13 @@ pub(super) struct Sink<'a, 'o> {
     pub(super) seek: Vec<(u32, u32)>,
 }
 
+/// A stored frame's tar bytes, for [`crate::progress`].
+fn stored_progress(loc: &BlobLocation) {
+    let meter = crate::progress::meter();
+    meter.items(1);
+    meter.bytes(u64::from(loc.raw_length));
+}
+
 impl Sink<'_, '_> {
     pub(super) fn run(mut self, items: Receiver<Out>) -> Result<Sunk> {
         for item in items {
@@ -257,6 +264,10 @@ impl Sink<'_, '_> {
                         blake3: Id::of(&frame.bytes),
                     });
                     self.reused += u64::from(frame.reused_at.is_some());
+                    let meter = crate::progress::meter();
+                    meter.count(usize::from(frame.reused_at.is_none()), 1);
+                    meter.items(1);
+                    meter.bytes(charge as u64);
                     match frame.missed {
                         Some(Missed::Changed) => self.missed.changed += 1,
                         Some(Missed::Unreadable) => self.missed.unreadable += 1,
@@ -272,10 +283,12 @@ impl Sink<'_, '_> {
                 }
                 Out::Stored(id, loc, FrameSource::Pack(ticket)) => {
                     self.seek.push((loc.length, loc.raw_length));
+                    stored_progress(&loc);
                     self.stored_frame(id, &loc, ticket)?
                 }
                 Out::Stored(id, loc, FrameSource::Earlier(at, ticket)) => {
                     self.seek.push((loc.length, loc.raw_length));
+                    stored_progress(&loc);
                     match self.earlier_bytes(at, loc.length, ticket) {
                         Some(frame) => self.earlier_frame(id, &loc, frame, at)?,
                         // Read alone from its pack: this is the rare case of an earlier

@@ -126,10 +126,20 @@ fn upload_day(
     scratch: &Path,
 ) -> Result<(u64, Check)> {
     let mut sent = 0;
+    let meter = crate::progress::meter();
+    meter.begin(
+        format!("offsite {date}"),
+        "files",
+        Some(parts.len() as u64),
+        Some(parts.iter().map(|p| p.size).sum()),
+        &[],
+    );
     for p in parts {
         let dest = format!("{date}/{}", p.name);
         put(exports, up, p, &dest, opts, scratch)?;
         sent += p.size;
+        meter.items(1);
+        meter.bytes(p.size);
     }
     let listed = up.list(date, &wanted(parts), opts.timeout)?;
     let check = check_listed(exports, date, parts, &listed)?;

@@ -45,7 +45,7 @@ pub fn restore_archive(reader: impl Read, opts: &RestoreOptions) -> Result<Resto
         .iter()
         .map(|p| components(p.as_bytes()))
         .collect::<Result<_>>()?;
-    let dec = zstd::stream::read::Decoder::new(reader)
+    let dec = zstd::stream::read::Decoder::new(Metered(reader))
         .map_err(|e| Error::corrupt("zstd decoder").with_source(e))?;
     // Guarded: the tar crate reads long names and pax headers whole before we see them. Names
     // with a newline come from the guard, which reads pax records by length as tar does.
@@ -155,6 +155,7 @@ impl ArchiveRestore {
                         w.write(&buf[..n])?;
                     }
                 })?;
+                crate::progress::meter().items(1);
                 if written {
                     report.files += 1;
                     report.bytes += size;
@@ -225,5 +226,17 @@ impl ArchiveRestore {
             report.dirs += 1;
         }
         Ok(self.report)
+    }
+}
+
+/// Counts the archive's bytes as they are read, for [`crate::progress`]: the caller knows the
+/// archive's size and begins the stage with it as the total.
+struct Metered<R>(R);
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        crate::progress::meter().bytes(n as u64);
+        Ok(n)
     }
 }

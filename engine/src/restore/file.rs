@@ -72,11 +72,15 @@ pub(super) fn restore_file(
             } else {
                 w.write(&source(id, loc)?)?;
             }
+            crate::progress::meter().bytes(u64::from(loc.raw_length));
         }
         Ok(())
     })?;
+    let meter = crate::progress::meter();
+    meter.items(1);
     if !written {
         counters.unchanged.fetch_add(1, Relaxed);
+        meter.bytes(e.size);
         return Ok(());
     }
     counters.files.fetch_add(1, Relaxed);

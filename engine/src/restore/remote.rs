@@ -56,6 +56,9 @@ pub(super) fn restore_files(
             Ok(true) => {}
             Ok(false) => {
                 counters.unchanged.fetch_add(1, Relaxed);
+                let meter = crate::progress::meter();
+                meter.items(1);
+                meter.bytes(job.entry.size);
                 continue;
             }
             Err(err) => {

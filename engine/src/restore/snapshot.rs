@@ -48,6 +48,8 @@ pub fn execute(
         path.push(e.name.0.clone());
         target.mkdir(&fd, &e.name.0, &show(&path))?;
     }
+    let sum = plan.summary();
+    crate::progress::meter().begin("restore", "files", Some(sum.files), Some(sum.bytes), &[]);
     let counters = Counters::new(repo);
     let failed = write_files(repo, catalog, &target, plan, opts.verify, &counters);
     let mut report = RestoreReport {

@@ -73,6 +73,18 @@ pub(super) fn delete_due(
         .collect();
     let due = &due;
     call(GcPoint::Deleting);
+    crate::progress::meter().begin(
+        "gc: deleting",
+        "packs",
+        Some(due.iter().filter(|m| !revived.contains(&m.pack)).count() as u64),
+        Some(
+            due.iter()
+                .filter(|m| !revived.contains(&m.pack))
+                .map(|m| in_store[&m.pack])
+                .sum(),
+        ),
+        &[],
+    );
     let mut done = Deleted {
         deleted: 0,
         freed: 0,
@@ -105,6 +117,8 @@ pub(super) fn delete_due(
         }
         done.deleted += 1;
         done.freed += in_store[&m.pack];
+        crate::progress::meter().items(1);
+        crate::progress::meter().bytes(in_store[&m.pack]);
         tracing::debug!(pack = %m.pack, "pack deleted");
         call(GcPoint::PackDeleted);
     }

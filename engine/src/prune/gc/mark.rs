@@ -41,7 +41,17 @@ impl Live {
         catalog: &Catalog,
         condemned: &mut Condemned<'_>,
     ) -> Result<()> {
-        for (sid, snap) in catalog.snapshots()? {
+        let snapshots = catalog.snapshots()?;
+        let meter = crate::progress::meter();
+        meter.begin(
+            "gc: marking",
+            "snapshots",
+            Some(snapshots.len() as u64),
+            None,
+            &[],
+        );
+        for (sid, snap) in snapshots {
+            meter.items(1);
             if self.skip.contains(&sid) || !self.walked.insert(sid) {
                 continue;
             }

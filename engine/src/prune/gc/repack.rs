@@ -54,10 +54,20 @@ pub(super) fn repack_packs(
     let trees = Packer::new(store, &index, BlobKind::Tree, size / 4);
     let mut done = Vec::new();
     let mut damaged = 0;
+    let meter = crate::progress::meter();
+    meter.begin(
+        "gc: repacking",
+        "packs",
+        Some(packs.len() as u64),
+        None,
+        &[],
+    );
     for (pack, needed) in packs {
+        meter.items(1);
         let bytes = store
             .get(&pack_key(pack))
             .map_err(|e| e.context(format!("reading pack {} to repack it", pack.short())))?;
+        meter.bytes(bytes.len() as u64);
         // Every frame is checked before any is copied: a damaged pack stays, for check to
         // report and a backup to heal, and nothing of it is half moved.
         let mut frames = Vec::with_capacity(needed.len());
