@@ -34,7 +34,8 @@ struct Cli {
     /// Print results as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Only errors on stderr; no progress.
+    /// Only errors on stderr, and during a long operation a progress log line every
+    /// `log.progress_interval_s` (0: none); no progress line.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// More log output (-v info, -vv debug).
@@ -136,7 +137,7 @@ fn init_logging(cli: &Cli) {
     // terminal shows the progress line they are the only sign of how far a long night got.
     let progress = Targets::new().with_target("cairn::progress", LevelFilter::INFO);
     let filter = filter.or(progress).and(cap);
-    let layer = fmt::layer().with_writer(std::io::stderr);
+    let layer = fmt::layer().with_writer(|| progress::LogWriter);
     let layer = if std::io::stderr().is_terminal() {
         layer
             .compact()

@@ -22,6 +22,26 @@ pub enum Show {
     Log(Duration),
 }
 
+/// The line being drawn, if any: log lines are written with it hidden for a moment
+/// ([`LogWriter`]), so that a warning during a long operation does not break it.
+static BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// stderr for the logs: with the progress line hidden while a log line is written.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(b) => b.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The watcher of this process's command, from [`watch`] to [`settle`].
 static WATCH: std::sync::Mutex<Option<Watch>> = std::sync::Mutex::new(None);
 
@@ -73,6 +93,7 @@ impl Watch {
         let bar = bar.unwrap_or_else(new_bar);
         bar.finish_with_message(line(&r));
         bar.finish_and_clear();
+        *BAR.lock().expect("poisoned") = None;
     }
 }
 
@@ -101,6 +122,7 @@ fn new_bar() -> ProgressBar {
     let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     b.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"));
     b.enable_steady_tick(Duration::from_millis(120));
+    *BAR.lock().expect("poisoned") = Some(b.clone());
     b
 }
 
@@ -166,8 +188,8 @@ fn eta(r: &Reading) -> Option<Duration> {
     (rate > 0).then(|| Duration::from_secs(total.saturating_sub(r.bytes) / rate))
 }
 
-/// The line people read: `restore: 1,204/33,670 files, 412.0 MiB/2.6 GiB (15%), 55.2 MiB/s,
-/// ETA 0:41`, then the stage's own counts. Figures past an estimated total show the total.
+/// The line people read: `restore: 1204/33670 files, 412.0 MiB/2.6 GiB (15%), 55.2 MiB/s,
+/// ETA 0:00:41`, then the stage's own counts. Figures past an estimated total show the total.
 pub fn line(r: &Reading) -> String {
     let mut out = format!("{}: ", r.stage);
     match r.items_total {

@@ -110,6 +110,7 @@ impl RunState<'_> {
         st: &Stat,
     ) -> Result<Option<(u64, Vec<Id>, Stat)>> {
         if let Some(chunks) = self.cache_hit(rel, st)? {
+            crate::progress::meter().bytes(st.size);
             return Ok(Some((st.size, chunks, *st)));
         }
         self.call_hook(HookPoint::BeforeOpen, path);
@@ -146,8 +147,11 @@ impl RunState<'_> {
         // A large file's new chunks are compressed a few at a time on every thread, so that a
         // big file read last does not leave the other cores idle.
         let big = before.size >= BIG_FILE;
-        // Finished on every way out; dropped only when the backup fails.
-        let mut lane = (before.size >= RUN_FILE).then(|| self.data.lane());
+        // Finished on every way out; dropped only when the backup fails. None when as many
+        // files as the lanes' memory allows are being read: this one then shares the pack.
+        let mut lane = (before.size >= RUN_FILE)
+            .then(|| self.data.lane())
+            .flatten();
         let mut batch = Vec::new();
         loop {
             let (chunk, zeros) = match chunker.next_chunk_marked() {
@@ -164,6 +168,8 @@ impl RunState<'_> {
             self.progress
                 .bytes_read
                 .fetch_add(chunk.len() as u64, Relaxed);
+            // Chunk by chunk, so that a large file moves the progress while it is read.
+            crate::progress::meter().bytes(chunk.len() as u64);
             // Holes of sparse images are gigabytes of this one chunk: its id is known.
             let id = if zeros && chunk.len() == self.zero_chunk.0 {
                 self.zero_chunk.1

@@ -219,9 +219,8 @@ impl RunState<'_> {
                 Some((size, chunks, st)) => {
                     self.progress.files.fetch_add(1, Relaxed);
                     self.progress.bytes.fetch_add(size, Relaxed);
-                    let meter = crate::progress::meter();
-                    meter.items(1);
-                    meter.bytes(size);
+                    // Its bytes were counted as they were read, or as the cache vouched for them.
+                    crate::progress::meter().items(1);
                     entry_from(name, &st, EntryKind::File, |e| {
                         e.size = size;
                         e.chunks = chunks;

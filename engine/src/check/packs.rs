@@ -69,7 +69,7 @@ pub(super) fn read_packs(repo: &Repository, catalog: &Catalog, plan: &mut CheckP
         "packs",
         Some(plan.read.len() as u64),
         Some(bytes),
-        &["damaged"],
+        &["failed"],
     );
     let read_all = || -> Vec<(Id, std::result::Result<(), PackFailure>)> {
         plan.read

@@ -576,6 +576,18 @@ pub struct LogConfig {
     pub progress_interval_s: u64,
 }
 
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        if self.progress_interval_s > 86_400 {
+            return Err(Error::config(format!(
+                "log.progress_interval_s {} is outside 0..=86400",
+                self.progress_interval_s
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -680,6 +692,7 @@ impl Config {
         self.gc.validate()?;
         self.offsite.validate()?;
         self.metrics.validate()?;
+        self.log.validate()?;
         crate::backup::scan::Excludes::new(&self.source.exclude)?;
         Ok(())
     }

@@ -76,6 +76,20 @@ fn bad_input_is_named() {
     assert!(e.to_string().contains("twice"), "{e}");
     let e = Config::load(None, &[], &["timezone=Mars/Olympus".into()]).unwrap_err();
     assert!(e.to_string().contains("Mars"), "{e}");
+    let e = Config::load(None, &[], &["log.progress_interval_s=100000".into()]).unwrap_err();
+    assert!(e.to_string().contains("progress_interval_s"), "{e}");
+    // CAIRN_LOG is the log filter, not configuration; CAIRN_LOG_* are `[log]` keys.
+    let env = [
+        ("CAIRN_LOG".to_string(), "debug".to_string()),
+        ("CAIRN_LOG_PROGRESS_INTERVAL_S".to_string(), "5".to_string()),
+    ];
+    assert_eq!(
+        Config::load(None, &env, &[])
+            .unwrap()
+            .log
+            .progress_interval_s,
+        5
+    );
 }
 
 /// Credentials in the Pushgateway URL are refused, whatever the rest of the URL, in a

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::error::Result;
 use crate::format::pack::{BlobKind, PackBuilder};
@@ -44,7 +44,13 @@ pub struct Packer<'a> {
     spare: Mutex<Vec<Vec<u8>>>,
     packs: AtomicU64,
     stored: AtomicU64,
+    /// Lanes that may still be opened: each holds a pack buffer of its own.
+    lanes_free: AtomicUsize,
 }
+
+/// Memory the lanes of one packer may hold at once: a file beyond what it allows is packed in
+/// the shared pack (its frames then alternate with other files').
+const LANES_MEMORY: usize = 64 << 20;
 
 impl std::fmt::Debug for Packer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +67,9 @@ struct PackerState {
     current: PackBuilder,
     /// Blobs added to a pack that is not yet durable.
     pending: HashSet<Id>,
+    /// Full packs that a dropped lane could not store (a drop returns no error): the next add
+    /// or finish stores them.
+    closed: Vec<PackBuilder>,
 }
 
 impl<'a> Packer<'a> {
@@ -81,6 +90,7 @@ impl<'a> Packer<'a> {
             spare: Default::default(),
             packs: Default::default(),
             stored: Default::default(),
+            lanes_free: AtomicUsize::new((LANES_MEMORY / (target + (4 << 20))).max(1)),
         }
     }
 
@@ -113,10 +123,14 @@ impl<'a> Packer<'a> {
                 st.current = self.builder();
             }
             st.current.add(self.kind, id, frame, raw_length);
-            (st.current.len() >= self.target).then(|| std::mem::take(&mut st.current))
+            let mut full = std::mem::take(&mut st.closed);
+            if st.current.len() >= self.target {
+                full.push(std::mem::take(&mut st.current));
+            }
+            full
         };
-        let stored_pack = full.is_some();
-        if let Some(builder) = full {
+        let stored_pack = !full.is_empty();
+        for builder in full {
             self.store_pack(builder)?;
         }
         Ok(Added {
@@ -125,12 +139,16 @@ impl<'a> Packer<'a> {
         })
     }
 
-    /// A lane for one file's blobs: see [`Lane`].
-    pub fn lane(&self) -> Lane<'_, 'a> {
-        Lane {
+    /// A lane for one file's blobs (see [`Lane`]), unless as many are open as [`LANES_MEMORY`]
+    /// allows (three at the default 16 MiB target, one at 64 MiB).
+    pub fn lane(&self) -> Option<Lane<'_, 'a>> {
+        self.lanes_free
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .ok()?;
+        Some(Lane {
             packer: self,
             own: PackBuilder::default(),
-        }
+        })
     }
 
     /// Marks a blob as on its way unless it is already stored or on its way; false then.
@@ -153,7 +171,8 @@ impl<'a> Packer<'a> {
     }
 
     /// Appends a lane's blobs to the shared pack in one piece (the smaller of the two is copied
-    /// after the larger); returns the shared pack if that filled it and `take_full` asks for it.
+    /// after the larger); returns the shared pack if that filled it and `take_full` asks for it,
+    /// and otherwise leaves it closed for the next add or finish to store.
     fn merge(&self, mut run: PackBuilder, take_full: bool) -> Option<PackBuilder> {
         if run.is_empty() {
             return None;
@@ -163,14 +182,28 @@ impl<'a> Packer<'a> {
             std::mem::swap(&mut run, &mut st.current);
         }
         st.current.append(&run);
-        let full =
-            (take_full && st.current.len() >= self.target).then(|| std::mem::take(&mut st.current));
+        // Closed once full, also by a drop, which cannot store it: the shared pack is below the
+        // target before a rest is appended, so no pack holds twice the target.
+        let mut full = None;
+        if st.current.len() >= self.target {
+            let closed = std::mem::take(&mut st.current);
+            if take_full {
+                full = Some(closed);
+            } else {
+                st.closed.push(closed);
+            }
+        }
         drop(st);
-        let buf = run.into_buffer();
-        if buf.capacity() > 0 {
+        self.recycle(run.into_buffer());
+        full
+    }
+
+    /// Keeps a buffer for the next pack, unless it grew past what a pack normally needs (a
+    /// shared pack with a lane's rest): kept, such buffers would stay for the whole run.
+    fn recycle(&self, buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= self.target + 4 * 1024 * 1024 {
             self.spare.lock().expect("poisoned").push(buf);
         }
-        full
     }
 
     /// Stores a closed pack, reports it to the index, then lets its blobs stop being pending.
@@ -180,7 +213,7 @@ impl<'a> Packer<'a> {
         self.index.pack_stored(&id, bytes.len() as u64, &entries)?;
         self.packs.fetch_add(1, Relaxed);
         self.stored.fetch_add(bytes.len() as u64, Relaxed);
-        self.spare.lock().expect("poisoned").push(bytes);
+        self.recycle(bytes);
         let mut st = self.state.lock().expect("poisoned");
         for e in &entries {
             st.pending.remove(&e.id);
@@ -188,8 +221,19 @@ impl<'a> Packer<'a> {
         Ok(())
     }
 
+    /// Stores the packs a dropped lane closed; true if there were any.
+    fn store_closed(&self) -> Result<bool> {
+        let closed = std::mem::take(&mut self.state.lock().expect("poisoned").closed);
+        let any = !closed.is_empty();
+        for c in closed {
+            self.store_pack(c)?;
+        }
+        Ok(any)
+    }
+
     /// Stores the last, partly filled pack: afterwards nothing is pending.
     pub fn finish(&self) -> Result<()> {
+        self.store_closed()?;
         let last = std::mem::take(&mut self.state.lock().expect("poisoned").current);
         if !last.is_empty() {
             self.store_pack(last)?;
@@ -229,18 +273,19 @@ impl Lane<'_, '_> {
     /// first when the blob would take it past the target size.
     pub fn add(&mut self, id: Id, frame: &[u8], raw_length: usize) -> Result<Added> {
         let p = self.packer;
-        if !p.claim(&mut p.state.lock().expect("poisoned"), &id)? {
-            return Ok(Added {
-                new: false,
-                stored_pack: false,
-            });
-        }
-        // Closed before the frame that would take it past the target: a lane's pack is then
-        // at most one S3 copy long (the export copies at most 16 MiB at once, the default
-        // target), where one a frame longer would leave that frame to be sent.
+        // Closed before the frame that would take it past the target: at the default target a
+        // lane's pack is then at most one S3 copy long (the export copies at most 16 MiB at
+        // once), where one a frame longer would leave that frame to be sent. Stored before the
+        // blob is claimed, so that a failed store leaves no claimed blob outside every pack.
         let stored_pack = !self.own.is_empty() && self.own.len() + frame.len() > p.target;
         if stored_pack {
             p.store_pack(std::mem::take(&mut self.own))?;
+        }
+        if !p.claim(&mut p.state.lock().expect("poisoned"), &id)? {
+            return Ok(Added {
+                new: false,
+                stored_pack,
+            });
         }
         if self.own.is_empty() {
             self.own = p.builder();
@@ -256,18 +301,24 @@ impl Lane<'_, '_> {
     /// then, as [`Added::stored_pack`].
     pub fn finish(mut self) -> Result<bool> {
         let rest = std::mem::take(&mut self.own);
-        match self.packer.merge(rest, true) {
-            Some(full) => self.packer.store_pack(full).map(|()| true),
-            None => Ok(false),
-        }
+        let stored = match self.packer.merge(rest, true) {
+            Some(full) => self.packer.store_pack(full).map(|()| true)?,
+            None => false,
+        };
+        Ok(self.packer.store_closed()? || stored)
     }
 }
 
 impl Drop for Lane<'_, '_> {
     fn drop(&mut self) {
+        self.packer.lanes_free.fetch_add(1, Relaxed);
+        if std::thread::panicking() {
+            // The state lock may be poisoned: taking it would turn the panic into an abort.
+            return;
+        }
         // Not stored here (no errors from a drop): a full shared pack is stored by the next
-        // add, or by `Packer::finish`. The backup finishes its lanes and drops one only on its
-        // way out with an error, so this does not repeat.
+        // add, lane's finish, or `Packer::finish`. The backup finishes its lanes and drops one
+        // only on its way out with an error.
         let rest = std::mem::take(&mut self.own);
         self.packer.merge(rest, false);
     }
@@ -388,7 +439,7 @@ mod tests {
         let index = MapIndex::default();
         let packer = Packer::new(&store, &index, BlobKind::Data, 10_000);
         let (mut lane_ids, mut shared_ids) = (Vec::new(), Vec::new());
-        let mut lane = packer.lane();
+        let mut lane = packer.lane().unwrap();
         let mut lane_stored = 0;
         for i in 0..35 {
             let (id, f) = frame(1, i, 700);
@@ -412,6 +463,54 @@ mod tests {
         assert_eq!(index.packs.lock().unwrap().len(), 3);
     }
 
+    /// Lanes hold a pack buffer each: no more are open at once than their memory allows, and a
+    /// lane dropped frees its place.
+    #[test]
+    fn lanes_are_bounded_by_their_memory() {
+        let store = MemoryStore::new();
+        let index = MapIndex::default();
+        let packer = Packer::new(&store, &index, BlobKind::Data, 16 << 20);
+        let open: Vec<_> = (0..3).map(|_| packer.lane().expect("a lane")).collect();
+        assert!(
+            packer.lane().is_none(),
+            "a fourth lane of 20 MiB past 64 MiB"
+        );
+        drop(open);
+        assert!(packer.lane().is_some());
+        let big = Packer::new(&store, &index, BlobKind::Data, 64 << 20);
+        let one = big.lane();
+        assert!(one.is_some() && big.lane().is_none());
+    }
+
+    /// A shared pack left full by a dropped lane is closed before the next lane's rest is
+    /// appended: no pack holds more than twice the target.
+    #[test]
+    fn no_pack_grows_past_twice_the_target() {
+        let store = MemoryStore::new();
+        let index = MapIndex::default();
+        let packer = Packer::new(&store, &index, BlobKind::Data, 10_000);
+        for tag in [4, 5] {
+            // 14 frames of 700: 9,800 bytes each, below the target, so all go to the shared
+            // pack: the first by a drop (not stored), the second by a finish.
+            let mut lane = packer.lane().unwrap();
+            for i in 0..14 {
+                let (id, f) = frame(tag, i, 700);
+                lane.add(id, &f, 800).unwrap();
+            }
+            if tag == 4 {
+                let (id, f) = frame(6, 0, 700);
+                packer.add(id, &f, 800).unwrap();
+                drop(lane);
+            } else {
+                lane.finish().unwrap();
+            }
+        }
+        packer.finish().unwrap();
+        for o in store.list("packs/").unwrap() {
+            assert!(o.size <= 2 * 10_000 + 1_000, "a pack of {} bytes", o.size);
+        }
+    }
+
     /// A lane dropped halfway (a file that failed to read) hands its blobs to the shared pack:
     /// another file that met them pending counts on them being stored.
     #[test]
@@ -420,7 +519,7 @@ mod tests {
         let index = MapIndex::default();
         let packer = Packer::new(&store, &index, BlobKind::Data, 10_000);
         let ids: Vec<Id> = {
-            let mut lane = packer.lane();
+            let mut lane = packer.lane().unwrap();
             (0..3)
                 .map(|i| {
                     let (id, f) = frame(3, i, 500);
