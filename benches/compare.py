@@ -435,21 +435,30 @@ def one_round_s3(cairn, work, rnd, s3, s3_floor):
     aenv = {k: v for k, v in creds.items()}
     garage = work / "garage"
     paths = [str(corpus / f) for f in FOLDERS]
+
+    def measure_s3(cmd, env=None, stdout=None):
+        # The server shares the machine's cores: its CPU seconds during the command are part
+        # of what an operation costs on loopback.
+        before = server_cpu(garage)
+        m = measure(cmd, env, stdout=stdout)
+        m["server_cpu"] = server_cpu(garage) - before
+        return m
+
     r = {}
     sh(["restic", "init", "-q"] + region, env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
     sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
 
     def restic():
         settle(corpus, garage)
-        return measure(["restic", "-q", "backup", "--host", "bench"] + region + paths, renv)
+        return measure_s3(["restic", "-q", "backup", "--host", "bench"] + region + paths, renv)
 
     def cairn_do(*a):
         settle(corpus, garage)
-        return measure([str(cairn), "-q"] + list(a), cenv)
+        return measure_s3([str(cairn), "-q"] + list(a), cenv)
 
     def pipeline(name):
         settle(corpus, garage)
-        return measure(["sh", "-c", f"tar -cf - -C {corpus} {' '.join(FOLDERS)} | zstd -3 -T2 -q | "
+        return measure_s3(["sh", "-c", f"tar -cf - -C {corpus} {' '.join(FOLDERS)} | zstd -3 -T2 -q | "
                         f"aws s3 cp - s3://cairn-exports/tar-{rnd}/{name} --endpoint-url {ep} --only-show-errors"],
                        aenv)
 
@@ -458,7 +467,7 @@ def one_round_s3(cairn, work, rnd, s3, s3_floor):
         # archive just written is read from the server once, here with cairn's own read plan.
         settle(garage)
         out = work / "s3-floor.json"
-        m = measure([str(s3_floor), ep, "cairn-exports", f"bench-{rnd}/{date}/shared-{date}.tar.zst"], creds,
+        m = measure_s3([str(s3_floor), ep, "cairn-exports", f"bench-{rnd}/{date}/shared-{date}.tar.zst"], creds,
                     stdout=out)
         f = json.loads(out.read_text().strip().splitlines()[-1])
         m.update({"requests": int(f["requests"]), "bytes_read": int(f["bytes_read"]), "bytes": int(f["bytes"]),
@@ -480,7 +489,7 @@ def one_round_s3(cairn, work, rnd, s3, s3_floor):
     r["export2/pipeline"] = pipeline("day2.tar.zst")
     # The same read by the aws CLI (the floor of earlier runs), kept for comparison: not the floor.
     settle(garage)
-    r["export2/aws-read+sha256"] = measure(
+    r["export2/aws-read+sha256"] = measure_s3(
         ["sh", "-c", f"aws s3 cp s3://cairn-exports/bench-{rnd}/2026-11-30/shared-2026-11-30.tar.zst - "
          f"--endpoint-url {ep} --only-show-errors | sha256sum"], aenv)
     sizes = {"corpus": du(corpus), "archive1": r["export/floor"]["bytes"], "archive2": r["export2/floor"]["bytes"]}
@@ -489,9 +498,16 @@ def one_round_s3(cairn, work, rnd, s3, s3_floor):
         ("cairn", [str(cairn), "-q", "restore", "--target", str(work / "restore/cairn")], cenv),
     ]:
         settle(garage)
-        r[f"restore/{tool}"] = measure(cmd, env)
+        r[f"restore/{tool}"] = measure_s3(cmd, env)
         shutil.rmtree(work / "restore", ignore_errors=True)
     return r, sizes
+
+
+def server_cpu(garage):
+    """CPU seconds (user + system) the Garage process under `garage` has used so far."""
+    pid = (garage / "pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report_s3(rounds, sizes, link=None):
@@ -503,9 +519,9 @@ def report_s3(rounds, sizes, link=None):
                          if k in sizes)
     lines = [f"S3 mode, Garage on loopback; profile: {profile}. Rounds: {len(rounds)} (medians). "
              f"Corpus: {sizes['corpus'] / 1e9:.2f} GB." + (f" Archives: {archives}." if archives else ""), "",
-             "| operation | tool | wall s | CPU s | peak RSS MiB | requests | GETs | PUTs | HEADs | copies | "
-             "MB down | MB up | MB copied |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| operation | tool | wall s | CPU s | server CPU s | peak RSS MiB | requests | GETs | PUTs | HEADs | "
+             "copies | MB down | MB up | MB copied |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     count, mb = (lambda v: f"{int(v):,}"), (lambda v: f"{v / 1e6:,.1f}")
     cols = [("requests", count), ("gets", count), ("puts", count), ("heads", count), ("copies", count),
             ("bytes_read", mb), ("bytes_written", mb), ("bytes_copied", mb)]
@@ -513,12 +529,15 @@ def report_s3(rounds, sizes, link=None):
         op, tool = k.split("/", 1)
         last = rounds[-1][k]
         extra = " | ".join(fmt(last[f]) if f in last else "—" for f, fmt in cols)
+        server = (f"{median_of(rounds, k, 'server_cpu'):.2f}" if all("server_cpu" in r[k] for r in rounds)
+                  else "—")
         lines.append(f"| {op} | {tool} | {median_of(rounds, k, 'wall'):.2f} | {median_of(rounds, k, 'cpu'):.2f} | "
-                     f"{median_of(rounds, k, 'rss_mb'):.0f} | {extra} |")
+                     f"{server} | {median_of(rounds, k, 'rss_mb'):.0f} | {extra} |")
     lines += ["", "(requests and bytes: cairn's own count of its S3 requests, its two stores summed, and s3-floor's "
                   "(requests and MB down only); last round. copies: UploadPartCopy requests, also counted in PUTs; "
                   "MB copied: bytes copied inside the server. floor: s3-floor reading the archive just written by "
-                  "8 MiB ranged GETs, 8 in flight, into SHA-256.)"]
+                  "8 MiB ranged GETs, 8 in flight, into SHA-256. server CPU: Garage's user + system seconds during the "
+                  "operation, on the same two cores.)"]
 
     def med(key, field="wall"):
         return median_of(rounds, key, field)
