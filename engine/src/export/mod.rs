@@ -305,7 +305,7 @@ fn begin_progress(snap: &Snapshot, date: &str) {
         "frames",
         None,
         Some(tar),
-        &["groups reused", "groups compressed"],
+        &["groups reused", "groups compressed", "frames reused"],
     );
 }
 

@@ -289,6 +289,7 @@ impl Sink<'_, '_> {
                 Out::Stored(id, loc, FrameSource::Earlier(at, ticket)) => {
                     self.seek.push((loc.length, loc.raw_length));
                     stored_progress(&loc);
+                    crate::progress::meter().count(2, 1);
                     match self.earlier_bytes(at, loc.length, ticket) {
                         Some(frame) => self.earlier_frame(id, &loc, frame, at)?,
                         // Read alone from its pack: this is the rare case of an earlier
