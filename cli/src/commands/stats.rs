@@ -80,6 +80,8 @@ pub(super) fn run_stats(cli: &Cli, cfg: &Config, a: &StatsArgs) -> Result<u8> {
             (None, Some(e.to_string()))
         }
     };
+    // What a gc would free comes from its marking, which shows its progress.
+    crate::progress::settle();
     if cli.json {
         print_json(&serde_json::json!({
             "repository": repository,

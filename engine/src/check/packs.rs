@@ -63,14 +63,16 @@ fn read_pack(repo: &Repository, id: &Id) -> std::result::Result<(), PackFailure>
 /// Reads every pack of `plan.read`, and adds what it found to `plan.damage`.
 pub(super) fn read_packs(repo: &Repository, catalog: &Catalog, plan: &mut CheckPlan) -> Result<()> {
     let meter = crate::progress::meter();
-    let bytes: u64 = plan.read.iter().map(|p| plan.in_store[p]).sum();
-    meter.begin(
-        "check: reading packs",
-        "packs",
-        Some(plan.read.len() as u64),
-        Some(bytes),
-        &["failed"],
-    );
+    if !plan.read.is_empty() {
+        let bytes: u64 = plan.read.iter().map(|p| plan.in_store[p]).sum();
+        meter.begin(
+            "check: reading packs",
+            "packs",
+            Some(plan.read.len() as u64),
+            Some(bytes),
+            &["failed"],
+        );
+    }
     let read_all = || -> Vec<(Id, std::result::Result<(), PackFailure>)> {
         plan.read
             .par_iter()

@@ -44,7 +44,7 @@ impl Live {
         let snapshots = catalog.snapshots()?;
         let meter = crate::progress::meter();
         meter.begin(
-            "gc: marking",
+            "marking what snapshots use",
             "snapshots",
             Some(snapshots.len() as u64),
             None,
