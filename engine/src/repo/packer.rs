@@ -275,8 +275,8 @@ impl Lane<'_, '_> {
         let p = self.packer;
         // Closed before the frame that would take it past the target: at the default target a
         // lane's pack is then at most one S3 copy long (the export copies at most 16 MiB at
-        // once), where one a frame longer would leave that frame to be sent. Stored before the
-        // blob is claimed, so that a failed store leaves no claimed blob outside every pack.
+        // once), where a pack one frame longer would leave that frame to be sent. Stored before
+        // the blob is claimed, so that a failed store leaves no claimed blob outside every pack.
         let stored_pack = !self.own.is_empty() && self.own.len() + frame.len() > p.target;
         if stored_pack {
             p.store_pack(std::mem::take(&mut self.own))?;
