@@ -256,12 +256,12 @@ def du(path):
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
 
 
-def local_cairn(base, corpus, source_extra=""):
+def local_cairn(base, corpus, source_extra="", extra=""):
     """cairn's config in `base`, backing up `corpus` into a local store, exports and state there
-    (`source_extra`: more lines of `[source]`); returns its environment."""
+    (`source_extra`: more lines of `[source]`; `extra`: more sections); returns its environment."""
     cfg = base / "cairn.toml"
     cfg.write_text(f'[source]\nroot = "{corpus}"\n{source_extra}[store]\npath = "{base}/store"\n'
-                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
+                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n{extra}')
     return {"CAIRN_CONFIG": str(cfg)}
 
 
@@ -278,10 +278,7 @@ def one_round(cairn, work, rnd):
     for d in ["repo-restic", "repo-borg", "cairn", "restore"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "cairn").mkdir()
-    cfg = work / "cairn" / "cairn.toml"
-    cfg.write_text(f'[source]\nroot = "{corpus}"\n[store]\npath = "{work}/cairn/store"\n'
-                   f'[exports]\npath = "{work}/cairn/exports"\n[state]\ndir = "{work}/cairn/state"\n')
-    cenv = {"CAIRN_CONFIG": str(cfg)}
+    cenv = local_cairn(work / "cairn", corpus)
     renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "repo-restic"), "RESTIC_CACHE_DIR": str(work / "restic-cache")}
     benv = {"BORG_PASSPHRASE": "", "BORG_REPO": str(work / "repo-borg"), "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
             "BORG_BASE_DIR": str(work / "borg-base")}
@@ -658,11 +655,8 @@ def gc_run(cairn, work, days=14, keep=7):
     for d in ["gc-restic", "gc-borg", "gc-cairn"]:
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "gc-cairn").mkdir()
-    cfg = work / "gc-cairn" / "cairn.toml"
-    cfg.write_text(f'[source]\nroot = "{corpus}"\n[store]\npath = "{work}/gc-cairn/store"\n'
-                   f'[exports]\npath = "{work}/gc-cairn/exports"\n[state]\ndir = "{work}/gc-cairn/state"\n'
-                   f'[retention]\nkeep_daily = {keep}\n[gc]\ngrace = "0h"\nunsafe_short_grace = true\n')
-    cenv = {"CAIRN_CONFIG": str(cfg)}
+    cenv = local_cairn(work / "gc-cairn", corpus,
+                       extra=f'[retention]\nkeep_daily = {keep}\n[gc]\ngrace = "0h"\nunsafe_short_grace = true\n')
     renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "gc-restic"),
             "RESTIC_CACHE_DIR": str(work / "restic-cache-gc")}
     benv = {"BORG_PASSPHRASE": "", "BORG_REPO": str(work / "gc-borg"), "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
@@ -743,11 +737,7 @@ def offsite_run(cairn, work, rounds=3):
     (base / "exports" / day).mkdir(parents=True)
     for f in src.iterdir():
         os.link(f, base / "exports" / day / f.name)
-    cfg = base / "cairn.toml"
-    cfg.write_text(f'[source]\nroot = "{base}"\n[store]\npath = "{base}/store"\n'
-                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n'
-                   f'[offsite]\nuploader = "rclone"\nremote = ":local:{base}/remote-cairn"\n')
-    cenv = {"CAIRN_CONFIG": str(cfg)}
+    cenv = local_cairn(base, base, extra=f'[offsite]\nuploader = "rclone"\nremote = ":local:{base}/remote-cairn"\n')
     r = []
     for i in range(rounds):
         for d in ["remote-cairn", "remote-rclone", "exports/_offsite", "exports/_reports"]:
@@ -1106,11 +1096,7 @@ def mount_repos(cairn, work, name, src, folders, keep_restic=False):
     rdone = work / f"{name}-restic.complete"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    cfg = base / "cairn.toml"
-    cfg.write_text(f'[source]\nroot = "{src}"\nfolders = {json.dumps(folders)}\n'
-                   f'[store]\nkind = "local"\npath = "{base}/store"\n'
-                   f'[exports]\npath = "{base}/exports"\n[state]\ndir = "{base}/state"\n')
-    cenv = {"CAIRN_CONFIG": str(cfg)}
+    cenv = local_cairn(base, src, f'folders = {json.dumps(folders)}\n')
     renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(rrepo), "RESTIC_CACHE_DIR": str(rcache)}
     took = {}
     sh([str(cairn), "-q", "init"], env={**os.environ, **cenv})
@@ -1123,7 +1109,7 @@ def mount_repos(cairn, work, name, src, folders, keep_restic=False):
         took["backup/restic"] = measure(["restic", "-q", "backup", "--host", "bench"] + [str(src / f) for f in folders], renv)
         rdone.write_text("ok\n")
     sh(["restic", "-q", "ls", "latest"], env={**os.environ, **renv}, stdout=subprocess.DEVNULL)
-    return cfg, renv, took, {"cairn": [base / "store", base / "state"], "restic": [rrepo, rcache]}
+    return base / "cairn.toml", renv, took, {"cairn": [base / "store", base / "state"], "restic": [rrepo, rcache]}
 
 
 def is_mounted(mp):

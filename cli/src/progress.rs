@@ -59,15 +59,15 @@ pub fn settle() {
     }
 }
 
-/// Watches the meter until [`Watch::finish`].
-pub struct Watch {
+/// Watches the meter until [`Watch::finish`]; held by [`WATCH`] from [`watch`] to [`settle`].
+struct Watch {
     show: Show,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Option<ProgressBar>>>,
 }
 
 impl Watch {
-    pub fn start(show: Show) -> Watch {
+    fn start(show: Show) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = match show {
@@ -83,7 +83,7 @@ impl Watch {
 
     /// Stops watching; a line on the terminal shows the final figures once (also for an
     /// operation too short for the first redraw), then is cleared.
-    pub fn finish(mut self) {
+    fn finish(mut self) {
         self.stop.store(true, Relaxed);
         let bar = self.thread.take().and_then(|t| t.join().ok()).flatten();
         let r = meter().read();
@@ -94,13 +94,6 @@ impl Watch {
         bar.finish_with_message(line(&r));
         bar.finish_and_clear();
         *BAR.lock().expect("poisoned") = None;
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        // An error path that skipped `finish` still stops the thread (and leaves no line).
-        self.stop.store(true, Relaxed);
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::survey::{DEFAULT_SKIP, Kind, Node, survey};
-use super::{Setup, assert_exit, seeded, stderr, stdout};
+use super::{Setup, assert_exit, on_terminal, seeded, stderr, stdout};
 use super::{same_tree, set_mtime};
 
 /// The big file's size: several chunks of 1 MiB on average.
@@ -271,16 +271,7 @@ fn refusals_and_a_reader_that_goes_away() {
 
     if have("script") {
         // `script` gives the command a terminal as its stdout.
-        let line = format!(
-            "'{}' --config '{}' dump latest notetaking/projects",
-            env!("CARGO_BIN_EXE_cairn"),
-            s.config.display()
-        );
-        let out = Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
-            .env_remove("CAIRN_CONFIG")
-            .output()
-            .unwrap();
+        let out = on_terminal(&s, &["dump", "latest", "notetaking/projects"]);
         assert_exit(&out, 2);
         assert!(
             stdout(&out).contains("refusing to write a tar stream"),

@@ -106,6 +106,25 @@ impl Setup {
     }
 }
 
+/// Runs `cairn ARGS` under `script`, which gives it a terminal 200 columns wide as its stdout
+/// and stderr; what the terminal showed is the output's stdout.
+fn on_terminal(s: &Setup, args: &[&str]) -> Output {
+    let line = format!(
+        "stty cols 200 rows 50; '{}' --config '{}' {}",
+        env!("CARGO_BIN_EXE_cairn"),
+        s.config.display(),
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("CAIRN_CONFIG")
+        .output()
+        .unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -5,13 +5,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::dump::have;
-use super::{Setup, assert_exit, seeded, stderr, stdout};
+use super::{Setup, assert_exit, on_terminal, seeded, stderr, stdout};
 
 /// The sequence that clears a terminal line (what indicatif sends to clear its bar).
 const CLEAR_LINE: &str = "\x1b[2K";
@@ -28,22 +28,9 @@ fn exported() -> Setup {
     s
 }
 
-/// Runs `cairn ARGS` on a terminal 200 columns wide; returns what the terminal showed.
-fn on_terminal(s: &Setup, args: &[&str]) -> String {
-    let line = format!(
-        "stty cols 200 rows 50; '{}' --config '{}' {}",
-        env!("CARGO_BIN_EXE_cairn"),
-        s.config.display(),
-        args.iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env_remove("CAIRN_CONFIG")
-        .output()
-        .unwrap();
+/// Runs `cairn ARGS` on a terminal; returns what the terminal showed.
+fn terminal(s: &Setup, args: &[&str]) -> String {
+    let out = on_terminal(s, args);
     assert_exit(&out, 0);
     stdout(&out)
 }
@@ -68,30 +55,30 @@ fn long_operations_show_a_line_on_a_terminal_that_ends_at_the_totals_and_is_clea
     }
     let s = exported();
     // A second backup knows the first one's totals from the start.
-    let screen = on_terminal(&s, &["backup", "--date", "2026-11-30"]);
+    let screen = terminal(&s, &["backup", "--date", "2026-11-30"]);
     shown_and_cleared(&screen, "backup: 3/3 files, 3.1 MiB/3.1 MiB (100%)");
-    let screen = on_terminal(&s, &["export", "--date", "2026-11-30"]);
+    let screen = terminal(&s, &["export", "--date", "2026-11-30"]);
     shown_and_cleared(&screen, "export 2026-11-30: ");
     assert!(screen.contains("(100%)"), "{screen:?}");
     let t = s.dir.path().join("restored");
     let target = t.to_str().unwrap();
-    let screen = on_terminal(&s, &["restore", "--target", target]);
+    let screen = terminal(&s, &["restore", "--target", target]);
     shown_and_cleared(&screen, "restore: 3/3 files, 3.1 MiB/3.1 MiB (100%)");
-    let screen = on_terminal(&s, &["check", "--read-data"]);
+    let screen = terminal(&s, &["check", "--read-data"]);
     shown_and_cleared(&screen, "check: reading packs: ");
     assert!(screen.contains("(100%)"), "{screen:?}");
-    let screen = on_terminal(&s, &["exports", "verify", "2026-11-30"]);
+    let screen = terminal(&s, &["exports", "verify", "2026-11-30"]);
     shown_and_cleared(&screen, "verify 2026-11-30: ");
     assert!(screen.contains("(100%)"), "{screen:?}");
     // Nothing to repack or delete: the marking is gc's last stage.
-    let screen = on_terminal(&s, &["gc"]);
+    let screen = terminal(&s, &["gc"]);
     shown_and_cleared(&screen, "marking what snapshots use: 2/2 snapshots");
     let t = s.dir.path().join("from-archive");
     let archive = s
         .dir
         .path()
         .join("exports/2026-11-30/shared-2026-11-30.tar.zst");
-    let screen = on_terminal(
+    let screen = terminal(
         &s,
         &[
             "restore",
@@ -112,7 +99,7 @@ fn long_operations_show_a_line_on_a_terminal_that_ends_at_the_totals_and_is_clea
             remote.display()
         ));
         fs::write(&s.config, cfg).unwrap();
-        let screen = on_terminal(&s, &["offsite", "sync"]);
+        let screen = terminal(&s, &["offsite", "sync"]);
         // Newest first: the last day sent is the oldest, with its three files.
         shown_and_cleared(&screen, "offsite 2026-11-29: 3/3 files");
         assert!(screen.contains("(100%)"), "{screen:?}");
@@ -128,9 +115,9 @@ fn quiet_json_and_no_terminal_draw_no_line() {
     let s = exported();
     let t = s.dir.path().join("restored");
     let target = t.to_str().unwrap();
-    let screen = on_terminal(&s, &["-q", "restore", "--target", target]);
+    let screen = terminal(&s, &["-q", "restore", "--target", target]);
     assert!(!screen.contains("restore:"), "{screen:?}");
-    let screen = on_terminal(
+    let screen = terminal(
         &s,
         &[
             "--json",

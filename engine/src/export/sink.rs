@@ -244,11 +244,11 @@ pub(super) struct Sink<'a, 'o> {
     pub(super) seek: Vec<(u32, u32)>,
 }
 
-/// A stored frame's tar bytes, for [`crate::progress`].
-fn stored_progress(loc: &BlobLocation) {
+/// One more frame written, of `tar_bytes` of the tar stream, for [`crate::progress`].
+fn frame_progress(tar_bytes: u64) {
     let meter = crate::progress::meter();
     meter.items(1);
-    meter.bytes(u64::from(loc.raw_length));
+    meter.bytes(tar_bytes);
 }
 
 impl Sink<'_, '_> {
@@ -264,10 +264,8 @@ impl Sink<'_, '_> {
                         blake3: Id::of(&frame.bytes),
                     });
                     self.reused += u64::from(frame.reused_at.is_some());
-                    let meter = crate::progress::meter();
-                    meter.count(usize::from(frame.reused_at.is_none()), 1);
-                    meter.items(1);
-                    meter.bytes(charge as u64);
+                    frame_progress(charge as u64);
+                    crate::progress::meter().count(usize::from(frame.reused_at.is_none()), 1);
                     match frame.missed {
                         Some(Missed::Changed) => self.missed.changed += 1,
                         Some(Missed::Unreadable) => self.missed.unreadable += 1,
@@ -283,12 +281,12 @@ impl Sink<'_, '_> {
                 }
                 Out::Stored(id, loc, FrameSource::Pack(ticket)) => {
                     self.seek.push((loc.length, loc.raw_length));
-                    stored_progress(&loc);
+                    frame_progress(loc.raw_length.into());
                     self.stored_frame(id, &loc, ticket)?
                 }
                 Out::Stored(id, loc, FrameSource::Earlier(at, ticket)) => {
                     self.seek.push((loc.length, loc.raw_length));
-                    stored_progress(&loc);
+                    frame_progress(loc.raw_length.into());
                     crate::progress::meter().count(2, 1);
                     match self.earlier_bytes(at, loc.length, ticket) {
                         Some(frame) => self.earlier_frame(id, &loc, frame, at)?,
